@@ -1,0 +1,1 @@
+"""Benchmarks: each prints a table, compares with a same-run baseline and writes JSON."""

@@ -1,0 +1,152 @@
+"""The persisted chain: the ledger's state and finalised blocks kept in a `ChainStore`.
+
+`Chain` is the one place where ledger objects become storage records. A finalised block and every
+state record it changed go to disk in one atomic, synced batch; on open, the state is rebuilt from
+the records and checked against its commitment, so a node resumes exactly where it stopped.
+
+State records (under the chain store's state prefix):
+
+    b"a" + address                        -> Account fields
+    b"u" + u64be(release height) + address -> [amount]          (unbonding)
+    b"g"                                  -> globals: chain id, params, height, block hash,
+                                             timestamp, issued, burned, reward pool,
+                                             validators, records hash
+"""
+
+from __future__ import annotations
+
+from ogpu_node.encoding import (
+    decode,
+    encode,
+    pack,
+    read_array,
+    read_bytes,
+    read_list,
+    read_str,
+    read_uint,
+    unpack,
+)
+from ogpu_node.errors import DecodeError, OgpuError
+from ogpu_node.genesis import Genesis
+from ogpu_node.ledger import Block, Params, State, Validator, apply_block
+from ogpu_node.ledger.state import Account, UnbondingKey, compute_records_hash
+from ogpu_node.storage import ChainStore, CorruptStore
+from ogpu_node.types import ADDRESS_LEN, HASH_LEN, Address, Hash32
+
+_ACCOUNT = b"a"
+_UNBONDING = b"u"
+_GLOBALS = b"g"
+MAX_VALIDATORS = 100_000
+
+
+class ChainMismatch(OgpuError):
+    """The store holds a different chain than the genesis given."""
+
+
+def _unbonding_key(key: UnbondingKey) -> bytes:
+    return _UNBONDING + key[0].to_bytes(8, "big") + key[1]
+
+
+def _globals(state: State) -> bytes:
+    return pack([
+        state.chain_id, state.params.to_fields(), state.height, state.block_hash,
+        state.timestamp, state.issued, state.burned, state.reward_pool,
+        [v.to_fields() for v in state.validators], state.records_hash,
+    ])
+
+
+def state_changes(state: State) -> dict[bytes, bytes | None]:
+    """The records to write for the transition that produced `state` (None deletes)."""
+    changes: dict[bytes, bytes | None] = {
+        _ACCOUNT + a: encode(state.accounts[a]) for a in state.changed_accounts
+    }
+    for key in state.changed_unbonding:
+        amount = state.unbonding.get(key)
+        changes[_unbonding_key(key)] = pack([amount]) if amount else None
+    changes[_GLOBALS] = _globals(state)
+    return changes
+
+
+def load_state(store: ChainStore) -> State:
+    """Rebuild the state from its records, checking them against their commitment."""
+    try:
+        raw = store.state_get(_GLOBALS)
+        if raw is None:
+            raise CorruptStore("state globals are missing")
+        g = read_array(unpack(raw), 10, "globals")
+        accounts = {
+            Address(key[1:]): decode(Account, value)
+            for key, value in store.state_items(_ACCOUNT)
+        }
+        unbonding: dict[UnbondingKey, int] = {}
+        for key, value in store.state_items(_UNBONDING):
+            (amount,) = read_array(unpack(value), 1, "unbonding")
+            address = Address(read_bytes(key[9:], "unbonding.address", size=ADDRESS_LEN))
+            unbonding[(int.from_bytes(key[1:9], "big"), address)] = read_uint(amount, "amount")
+        state = State(
+            chain_id=read_str(g[0], "chain_id", max_len=64), params=Params.from_fields(g[1]),
+            height=read_uint(g[2], "height"),
+            block_hash=Hash32(read_bytes(g[3], "block_hash", size=HASH_LEN)),
+            timestamp=read_uint(g[4], "timestamp"), accounts=accounts, unbonding=unbonding,
+            validators=tuple(Validator.from_fields(v)
+                             for v in read_list(g[8], MAX_VALIDATORS, "validators")),
+            issued=read_uint(g[5], "issued"), burned=read_uint(g[6], "burned"),
+            reward_pool=read_uint(g[7], "reward_pool"),
+            records_hash=read_bytes(g[9], "records_hash", max_len=4096),
+        )
+    except DecodeError as exc:
+        raise CorruptStore(f"state record does not decode: {exc}") from exc
+    if compute_records_hash(accounts, unbonding) != state.records_hash:
+        raise CorruptStore("state records do not match their commitment")
+    return state
+
+
+class Chain:
+    """The finalised chain of one node: its current state and the store behind it."""
+
+    def __init__(self, store: ChainStore, state: State) -> None:
+        self.store = store
+        self.state = state
+
+    @classmethod
+    def open(cls, store: ChainStore, genesis: Genesis) -> Chain:
+        """Resume from `store`, or initialise it from `genesis` when it is empty."""
+        head = store.head()
+        if head is None:
+            state = genesis.state()
+            store.commit_block(height=0, block_hash=genesis.hash,
+                               block_bytes=genesis.to_json().encode(), tx_hashes=(),
+                               state_changes=state_changes(state), meta=state.root)
+            return cls(store, state)
+        if store.block_hash_at(0) != genesis.hash:
+            raise ChainMismatch("the data folder holds another chain (genesis hash differs)")
+        state = load_state(store)
+        if state.height != head.height or state.block_hash != head.block_hash:
+            raise CorruptStore("state and head disagree")
+        if state.root != head.meta:
+            raise CorruptStore("state root differs from the one committed with the head")
+        return cls(store, state)
+
+    def commit(self, block: Block, new_state: State) -> None:
+        """Persist a finalised block whose application gave `new_state`."""
+        self.store.commit_block(
+            height=block.height, block_hash=block.hash, block_bytes=encode(block),
+            tx_hashes=[tx.hash for tx in block.txs], state_changes=state_changes(new_state),
+            meta=new_state.root,
+        )
+        self.state = new_state
+
+    def apply_and_commit(self, block: Block) -> State:
+        """Validate `block` against the current state, then persist it."""
+        new_state = apply_block(self.state, block)
+        self.commit(block, new_state)
+        return new_state
+
+    def block_at(self, height: int) -> Block | None:
+        raw = self.store.block_by_height(height)
+        if raw is None or height == 0:
+            return None
+        try:
+            return decode(Block, raw)
+        except DecodeError as exc:
+            raise CorruptStore(f"block {height} does not decode: {exc}") from exc

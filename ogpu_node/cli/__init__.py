@@ -1,0 +1,1 @@
+"""Command-line interfaces: `ogpu-node` for operators, `ogpu` for users."""

@@ -1,0 +1,187 @@
+"""`ogpu-node`: the operator's command line (init, keys, genesis)."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+
+import click
+
+from ogpu_node.address import address_to_text
+from ogpu_node.cli.common import emit, handle_errors
+from ogpu_node.config import CONFIG_FILE, Config, load_config
+from ogpu_node.devchain import run_devchain
+from ogpu_node.genesis import build_genesis, dev_account_key, load_genesis, load_template
+from ogpu_node.keys import PrivateKey, read_key_file, write_key_file
+from ogpu_node.types import format_amount, parse_amount
+
+HOME_OPTION = click.option(
+    "--home", type=click.Path(path_type=Path), envvar="OGPU_HOME", default=Path("~/.ogpu"),
+    show_default=True, help="Node home folder (env OGPU_HOME).",
+)
+JSON_OPTION = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+
+
+@click.group()
+@click.version_option(package_name="ogpu-node")
+def main() -> None:
+    """ogpu-node: run and manage a node of the OpenGPU Network."""
+
+
+# --- init ----------------------------------------------------------------------------------------
+
+
+def init_home(home: Path, moniker: str) -> dict[str, str]:
+    """Create a node home: config file, node key and validator key. Existing keys are kept."""
+    home = home.expanduser()
+    home.mkdir(parents=True, exist_ok=True)
+    config = Config(home=home, moniker=moniker)
+    config_path = home / CONFIG_FILE
+    if not config_path.exists():
+        config_path.write_text(config.to_toml())
+    keys = {}
+    for kind, name in (("node", config.node_key_file), ("validator", config.validator_key_file)):
+        path = config.path(name)
+        if not path.exists():
+            write_key_file(path, PrivateKey.generate())
+        keys[kind] = read_key_file(path)
+    return {
+        "home": str(home),
+        "config": str(config_path),
+        "node_id": keys["node"].public_key.raw.hex(),
+        "validator_address": address_to_text(keys["validator"].address),
+        "validator_public_key": keys["validator"].public_key.raw.hex(),
+    }
+
+
+@main.command()
+@HOME_OPTION
+@click.option("--moniker", default="node", help="A name for this node.")
+@JSON_OPTION
+@handle_errors
+def init(home: Path, moniker: str, as_json: bool) -> None:
+    """Write a config file, a node key and a validator key into HOME (keeps existing keys)."""
+    emit(init_home(home, moniker), as_json)
+
+
+# --- keys ----------------------------------------------------------------------------------------
+
+
+@main.group()
+def keys() -> None:
+    """Create and inspect Ed25519 key files (written with mode 0600, never printed)."""
+
+
+@keys.command("new")
+@click.argument("path", type=click.Path(path_type=Path))
+@click.option("--force", is_flag=True, help="Replace an existing key file (the old key is lost).")
+@JSON_OPTION
+@handle_errors
+def keys_new(path: Path, force: bool, as_json: bool) -> None:
+    """Generate a key into PATH."""
+    key = PrivateKey.generate()
+    write_key_file(path, key, overwrite=force)
+    emit({"file": str(path), "address": address_to_text(key.address),
+          "public_key": key.public_key.raw.hex()}, as_json)
+
+
+@keys.command("show")
+@click.argument("path", type=click.Path(path_type=Path), required=False)
+@HOME_OPTION
+@click.option("--which", type=click.Choice(["validator", "node"]), default="validator",
+              show_default=True, help="Which key of HOME, when no PATH is given.")
+@JSON_OPTION
+@handle_errors
+def keys_show(path: Path | None, home: Path, which: str, as_json: bool) -> None:
+    """Show the address and public key of a key file (never the private key)."""
+    if path is None:
+        config = load_config(home.expanduser())
+        path = config.path(config.validator_key_file if which == "validator"
+                           else config.node_key_file)
+    key = read_key_file(path)
+    emit({"file": str(path), "address": address_to_text(key.address),
+          "public_key": key.public_key.raw.hex()}, as_json)
+
+
+# --- genesis -------------------------------------------------------------------------------------
+
+
+@main.group()
+def genesis() -> None:
+    """Build and check genesis files."""
+
+
+@genesis.command("new")
+@click.option("--validators", "count", type=click.IntRange(1, 1000), default=4, show_default=True,
+              help="Number of validator homes to create (or reuse) under --homes.")
+@click.option("--homes", type=click.Path(path_type=Path), required=True,
+              help="Folder for the validator homes node0, node1, ... and genesis.json.")
+@click.option("--template", type=click.Path(path_type=Path, exists=True), default=None,
+              help="Genesis template (default: genesis/devnet.json).")
+@click.option("--chain-id", default=None, help="Override the template's chain id.")
+@click.option("--dev-accounts", type=click.IntRange(0, 1000), default=10, show_default=True,
+              help="Well-known funded dev accounts to add (their keys are public!).")
+@click.option("--dev-balance", default="1000000", show_default=True, help="OGPU per dev account.")
+@click.option("--stake", default=None, help="OGPU staked per validator (default: minimum stake).")
+@JSON_OPTION
+@handle_errors
+def genesis_new(count: int, homes: Path, template: Path | None, chain_id: str | None,
+                dev_accounts: int, dev_balance: str, stake: str | None, as_json: bool) -> None:
+    """Create COUNT validator homes and a genesis that makes them the validators."""
+    validators = []
+    for i in range(count):
+        info = init_home(homes / f"node{i}", f"node{i}")
+        validators.append((f"node{i}", bytes.fromhex(info["validator_public_key"])))
+    try:
+        balance, stake_units = parse_amount(dev_balance), parse_amount(stake) if stake else None
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from exc
+    doc = build_genesis(
+        load_template(template), validators, genesis_time_ms=int(time.time() * 1000),
+        chain_id=chain_id, dev_accounts=dev_accounts, dev_balance=balance,
+        validator_stake=stake_units,
+    )
+    out = homes / "genesis.json"
+    doc.write(out)
+    for i in range(count):
+        shutil.copyfile(out, homes / f"node{i}" / "genesis.json")
+    emit({
+        "genesis": str(out), "chain_id": doc.chain_id, "genesis_hash": doc.hash.hex(),
+        "validators": ", ".join(address_to_text(v.address) for v in doc.validators),
+        "dev_accounts": ", ".join(address_to_text(dev_account_key(i).address)
+                                  for i in range(dev_accounts)),
+    }, as_json)
+
+
+@genesis.command("validate")
+@click.argument("path", type=click.Path(path_type=Path))
+@JSON_OPTION
+@handle_errors
+def genesis_validate(path: Path, as_json: bool) -> None:
+    """Check a genesis file and summarise it."""
+    doc = load_genesis(path)
+    state = doc.state()
+    emit({
+        "chain_id": doc.chain_id, "genesis_hash": doc.hash.hex(),
+        "state_root": state.root.hex(), "validators": str(len(doc.validators)),
+        "allocated_ogpu": format_amount(state.issued),
+    }, as_json)
+
+
+@main.command()
+@click.option("--homes", type=click.Path(path_type=Path, exists=True), required=True,
+              help="A devnet folder made by `ogpu-node genesis new`.")
+@click.option("--blocks", type=click.IntRange(1), default=10, show_default=True)
+@click.option("--txs-per-block", type=click.IntRange(0, 5000), default=20, show_default=True)
+@click.option("--dev-accounts", type=click.IntRange(1, 1000), default=10, show_default=True)
+@handle_errors
+def devchain(homes: Path, blocks: int, txs_per_block: int, dev_accounts: int) -> None:
+    """Run a one-process chain over a devnet folder: blocks of dev transfers, committed to
+    node0's database (resumes where it stopped)."""
+    click.echo(f"{'height':>6}  {'txs':>4}  {'proposer':<43}  {'state root':<16}  "
+               f"{'issued OGPU':>14}  {'ms':>6}")
+    for r in run_devchain(homes, blocks, txs_per_block, dev_accounts):
+        click.echo(f"{r.height:>6}  {r.txs:>4}  {address_to_text(r.proposer):<43}  "
+                   f"{r.state_root.hex()[:16]}  {format_amount(r.issued):>14}  "
+                   f"{r.elapsed_ms:>6.1f}")

@@ -1,0 +1,97 @@
+"""Node configuration: flags > `OGPU_*` environment variables > `config.toml` > defaults.
+
+Every setting has an environment variable named `OGPU_` + its name in upper case (lists are
+comma-separated there), as the litepaper's environment-driven orchestration expects. Unknown keys
+in the file or ill-typed values are errors that name the setting and where it came from.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+import tomli_w
+
+from ogpu_node.errors import OgpuError
+
+CONFIG_FILE = "config.toml"
+ENV_PREFIX = "OGPU_"
+
+
+class ConfigError(OgpuError):
+    """A setting that is unknown or has the wrong type."""
+
+
+@dataclass(frozen=True)
+class Config:
+    """Settings of one node. Relative paths are relative to `home`."""
+
+    home: Path = field(default_factory=lambda: Path("~/.ogpu").expanduser())
+    moniker: str = "node"
+    genesis_file: str = "genesis.json"
+    data_dir: str = "data"
+    node_key_file: str = "node_key.json"
+    validator_key_file: str = "validator_key.json"
+    p2p_listen: str = "/ip4/127.0.0.1/tcp/26656"
+    bootstrap_peers: list[str] = field(default_factory=list)
+    rpc_listen: str = "127.0.0.1:8545"
+    log_level: str = "info"
+
+    def path(self, relative: str) -> Path:
+        """A configured file or folder, resolved against `home`."""
+        return self.home / Path(relative).expanduser()
+
+    def to_toml(self) -> str:
+        return tomli_w.dumps({f.name: getattr(self, f.name) for f in fields(self)
+                              if f.name != "home"})
+
+
+_SETTINGS = {f.name: f for f in fields(Config) if f.name != "home"}
+
+
+def _convert(name: str, value: Any, source: str) -> Any:
+    """Check or convert `value` for setting `name`; strings from env/flags are parsed."""
+    expected = _SETTINGS[name].type
+    if expected == "list[str]":
+        if isinstance(value, str):
+            return [item.strip() for item in value.split(",") if item.strip()]
+        if isinstance(value, list) and all(isinstance(v, str) for v in value):
+            return value
+        raise ConfigError(f"{name} (from {source}): expected a list of strings")
+    if not isinstance(value, str):
+        raise ConfigError(f"{name} (from {source}): expected a string, got {type(value).__name__}")
+    return value
+
+
+def load_config(
+    home: Path,
+    flags: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Config:
+    """The effective configuration of the node at `home`."""
+    environ = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    file = home / CONFIG_FILE
+    if file.exists():
+        try:
+            doc = tomllib.loads(file.read_text())
+        except (tomllib.TOMLDecodeError, OSError) as exc:
+            raise ConfigError(f"{file}: {exc}") from exc
+        for name, value in doc.items():
+            if name not in _SETTINGS:
+                raise ConfigError(f"{file}: unknown setting {name!r}")
+            values[name] = _convert(name, value, str(file))
+    for name in _SETTINGS:
+        env_name = ENV_PREFIX + name.upper()
+        if env_name in environ:
+            values[name] = _convert(name, environ[env_name], env_name)
+    for name, value in (flags or {}).items():
+        if value is not None:
+            if name not in _SETTINGS:
+                raise ConfigError(f"unknown setting {name!r}")
+            values[name] = _convert(name, value, f"--{name.replace('_', '-')}")
+    return replace(Config(home=home), **values)

@@ -1,0 +1,66 @@
+"""Typed rejections of the ledger state machine.
+
+Every rejection carries a stable `code` (for RPC clients and logs) and a human reason.
+"""
+
+from __future__ import annotations
+
+from ogpu_node.errors import OgpuError
+
+
+class LedgerError(OgpuError):
+    """Base of the ledger's rejections."""
+
+    code = "ledger_error"
+
+
+class InvalidTransaction(LedgerError):
+    """A transaction that cannot be applied; the state it was applied to is unchanged."""
+
+    code = "invalid_transaction"
+
+
+class MalformedTransaction(InvalidTransaction):
+    code = "malformed"
+
+
+class TransactionTooLarge(InvalidTransaction):
+    code = "oversize"
+
+
+class WrongChain(InvalidTransaction):
+    code = "wrong_chain_id"
+
+
+class BadSignature(InvalidTransaction):
+    code = "bad_signature"
+
+
+class BadNonce(InvalidTransaction):
+    code = "bad_nonce"
+
+
+class InsufficientFunds(InvalidTransaction):
+    code = "insufficient_funds"
+
+
+class FeeTooLow(InvalidTransaction):
+    code = "fee_too_low"
+
+
+class UnknownTxKind(InvalidTransaction):
+    code = "unknown_kind"
+
+
+class AmountOutOfRange(InvalidTransaction):
+    code = "amount_out_of_range"
+
+
+class InvalidBlock(LedgerError):
+    """A block that cannot be applied; the state it was applied to is unchanged."""
+
+    code = "invalid_block"
+
+    def __init__(self, reason: str, *, tx_index: int | None = None) -> None:
+        super().__init__(reason)
+        self.tx_index = tx_index

@@ -1,0 +1,72 @@
+"""Economic and protocol parameters of a chain, fixed by its genesis."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Any, ClassVar, Self
+
+from ogpu_node.encoding import read_array, read_uint
+from ogpu_node.types import MAX_AMOUNT, UNITS_PER_OGPU
+
+BPS = 10_000
+"""Basis points in one whole: shares are integers out of BPS, never floats."""
+
+MAX_TX_BYTES = 64 * 1024
+"""Protocol limit on one encoded transaction."""
+
+
+@dataclass(frozen=True, slots=True)
+class Params:
+    """Parameters every node of a chain applies identically.
+
+    Amounts are base units, durations are in blocks, shares in basis points.
+    """
+
+    min_fee: int = 1_000
+    fee_burn_bps: int = 5_000
+    initial_block_reward: int = 2 * UNITS_PER_OGPU
+    halving_interval: int = 2_100_000
+    proposer_reward_bps: int = 2_000
+    min_validator_stake: int = 10_000 * UNITS_PER_OGPU
+    unbonding_period: int = 1_000
+    epoch_length: int = 100
+    max_block_txs: int = 5_000
+    max_block_bytes: int = 4 * 1024 * 1024
+
+    MAX_BYTES: ClassVar[int] = 512
+
+    def to_fields(self) -> list[Any]:
+        return [getattr(self, f.name) for f in fields(self)]
+
+    @classmethod
+    def from_fields(cls, value: Any) -> Self:
+        names = [f.name for f in fields(cls)]
+        items = read_array(value, len(names), "params")
+        return cls(*(read_uint(v, f"params.{n}") for n, v in zip(names, items, strict=True)))
+
+    def check(self) -> list[str]:
+        """Every violated invariant, as readable reasons (empty when the set is valid)."""
+        problems = []
+        if not 0 <= self.fee_burn_bps <= BPS:
+            problems.append(f"fee_burn_bps must be within 0..{BPS}")
+        if not 0 <= self.proposer_reward_bps <= BPS:
+            problems.append(f"proposer_reward_bps must be within 0..{BPS}")
+        for name in ("halving_interval", "epoch_length", "max_block_txs", "unbonding_period"):
+            if getattr(self, name) < 1:
+                problems.append(f"{name} must be at least 1")
+        if self.max_block_bytes < MAX_TX_BYTES:
+            problems.append(f"max_block_bytes must hold at least one {MAX_TX_BYTES}-byte tx")
+        for name in ("min_fee", "initial_block_reward", "min_validator_stake"):
+            if not 0 <= getattr(self, name) <= MAX_AMOUNT:
+                problems.append(f"{name} must be within 0..{MAX_AMOUNT}")
+        if self.min_validator_stake < 1:
+            problems.append("min_validator_stake must be positive")
+        return problems
+
+    def max_emission(self) -> int:
+        """Upper bound of everything the halving schedule can ever emit."""
+        total, reward = 0, self.initial_block_reward
+        while reward:
+            total += reward * self.halving_interval
+            reward //= 2
+        return total

@@ -1,0 +1,140 @@
+"""The ledger state: accounts, stakes, unbonding entries, the active validator set and totals.
+
+A `State` is never mutated after it is made: transitions build a new one (see `transition.py`),
+sharing unchanged records. Its `root` commits to everything consensus-relevant, so two nodes that
+applied the same blocks hold the same root.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any, ClassVar, Self
+
+from ogpu_node.encoding import pack, read_array, read_bytes, read_uint
+from ogpu_node.hashing import digest
+from ogpu_node.ledger.commitment import EMPTY_LTHASH, lthash_update
+from ogpu_node.ledger.params import Params
+from ogpu_node.types import ADDRESS_LEN, PUBKEY_LEN, Address, Hash32
+
+UnbondingKey = tuple[int, Address]
+"""(release height, owner): at most one entry per owner and height; amounts unstaked in the same
+block add up."""
+
+
+@dataclass(frozen=True, slots=True)
+class Account:
+    """An address's balance, next nonce, bonded stake and (once known) public key."""
+
+    balance: int = 0
+    nonce: int = 0
+    stake: int = 0
+    public_key: bytes = b""
+
+    MAX_BYTES: ClassVar[int] = 96
+
+    def to_fields(self) -> list[Any]:
+        return [self.balance, self.nonce, self.stake, self.public_key]
+
+    @classmethod
+    def from_fields(cls, value: Any) -> Self:
+        balance, nonce, stake, key = read_array(value, 4, "account")
+        return cls(read_uint(balance, "account.balance"), read_uint(nonce, "account.nonce"),
+                   read_uint(stake, "account.stake"),
+                   read_bytes(key, "account.public_key", max_len=PUBKEY_LEN))
+
+
+@dataclass(frozen=True, slots=True)
+class Validator:
+    """A member of the active validator set, with the stake it had at the last epoch boundary."""
+
+    address: Address
+    public_key: bytes
+    stake: int
+
+    def to_fields(self) -> list[Any]:
+        return [self.address, self.public_key, self.stake]
+
+    @classmethod
+    def from_fields(cls, value: Any) -> Self:
+        address, key, stake = read_array(value, 3, "validator")
+        return cls(Address(read_bytes(address, "validator.address", size=ADDRESS_LEN)),
+                   read_bytes(key, "validator.public_key", size=PUBKEY_LEN),
+                   read_uint(stake, "validator.stake"))
+
+
+def account_record(address: Address, account: Account) -> bytes:
+    """The bytes an account contributes to the state commitment."""
+    return pack(["account", address, *account.to_fields()])
+
+
+def unbonding_record(key: UnbondingKey, amount: int) -> bytes:
+    """The bytes an unbonding entry contributes to the state commitment."""
+    return pack(["unbonding", key[0], key[1], amount])
+
+
+@dataclass(frozen=True)
+class State:
+    """The ledger after `height` blocks. Treat every mapping in it as read-only."""
+
+    chain_id: str
+    params: Params
+    height: int
+    block_hash: Hash32
+    """Hash of the block that made this state (the genesis hash at height 0); not in `root`."""
+    timestamp: int
+    accounts: Mapping[Address, Account]
+    unbonding: Mapping[UnbondingKey, int]
+    validators: tuple[Validator, ...]
+    issued: int
+    burned: int
+    reward_pool: int
+    """Emission owed to validators, paid out at the next epoch boundary."""
+    records_hash: bytes = EMPTY_LTHASH
+    changed_accounts: tuple[Address, ...] = field(default=(), compare=False)
+    """Accounts the last transition changed (all of them at genesis), for persistence."""
+    changed_unbonding: tuple[UnbondingKey, ...] = field(default=(), compare=False)
+
+    def account(self, address: Address) -> Account:
+        """The account at `address` (an empty one if it never received anything)."""
+        return self.accounts.get(address) or _EMPTY
+
+    @cached_property
+    def validator_by_address(self) -> Mapping[Address, Validator]:
+        return {v.address: v for v in self.validators}
+
+    @cached_property
+    def root(self) -> Hash32:
+        """Commitment to the whole consensus-relevant state."""
+        return digest(b"state", pack([
+            self.chain_id, self.height, self.timestamp, self.issued, self.burned,
+            self.reward_pool, [v.to_fields() for v in self.validators], self.records_hash,
+            self.params.to_fields(),
+        ]))
+
+    def total_held(self) -> int:
+        """Balances + stakes + unbonding + undistributed rewards: must equal issued - burned."""
+        held = sum(a.balance + a.stake for a in self.accounts.values())
+        return held + sum(self.unbonding.values()) + self.reward_pool
+
+
+_EMPTY = Account()
+
+
+def compute_records_hash(
+    accounts: Mapping[Address, Account], unbonding: Mapping[UnbondingKey, int]
+) -> bytes:
+    """The commitment over all records, from scratch (genesis, and a check for tests)."""
+    records = [account_record(a, acct) for a, acct in accounts.items()]
+    records += [unbonding_record(k, v) for k, v in unbonding.items()]
+    return lthash_update(EMPTY_LTHASH, records, ())
+
+
+def select_validators(accounts: Mapping[Address, Account], params: Params) -> tuple[Validator, ...]:
+    """Accounts bonded at or above the minimum stake, sorted by address."""
+    return tuple(
+        Validator(address, acct.public_key, acct.stake)
+        for address, acct in sorted(accounts.items())
+        if acct.stake >= params.min_validator_stake and len(acct.public_key) == PUBKEY_LEN
+    )

@@ -1,0 +1,290 @@
+"""The state transition: `apply_tx` and `apply_block`.
+
+Both are pure: they read the given `State`, write only to a private `_Working` overlay, and either
+return a new `State` or raise a typed error, leaving their input untouched. A block is processed as
+a short list of steps, each a small function:
+
+    process_unbonding(w)   release stake whose unbonding period ended
+    process_emission(w)    mint the block reward (proposer share, the rest to the reward pool)
+    process_tx(w, tx)      for each transaction, in order
+    process_epoch(w)       at epoch boundaries: pay the reward pool, then fix the next validator set
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import replace
+
+from ogpu_node.errors import SignatureError
+from ogpu_node.keys import PrivateKey, verify
+from ogpu_node.ledger.block import SIGN_KIND_BLOCK, Block, BlockHeader, compute_tx_root, sign_header
+from ogpu_node.ledger.commitment import lthash_update
+from ogpu_node.ledger.emission import block_reward
+from ogpu_node.ledger.errors import (
+    BadNonce,
+    InsufficientFunds,
+    InvalidBlock,
+    InvalidTransaction,
+)
+from ogpu_node.ledger.params import BPS
+from ogpu_node.ledger.state import (
+    Account,
+    State,
+    UnbondingKey,
+    account_record,
+    select_validators,
+    unbonding_record,
+)
+from ogpu_node.ledger.tx import Stake, Transaction, Transfer, Unstake, check_transaction
+from ogpu_node.types import HASH_LEN, Address, Hash32
+
+NO_HASH = Hash32(bytes(HASH_LEN))
+
+
+class _Working:
+    """Changes on top of a base state; the base is only read."""
+
+    def __init__(self, base: State) -> None:
+        self.base = base
+        self.height = base.height + 1
+        self.accounts: dict[Address, Account] = {}
+        self.unbonding: dict[UnbondingKey, int] = {}
+        self.issued = base.issued
+        self.burned = base.burned
+        self.reward_pool = base.reward_pool
+        self.validators = base.validators
+
+    def account(self, address: Address) -> Account:
+        found = self.accounts.get(address)
+        return found if found is not None else self.base.account(address)
+
+    def set_account(self, address: Address, account: Account) -> None:
+        self.accounts[address] = account
+
+    def credit(self, address: Address, amount: int) -> None:
+        if amount:
+            acct = self.account(address)
+            self.set_account(address, _replace(acct, balance=acct.balance + amount))
+
+    def unbonding_amount(self, key: UnbondingKey) -> int:
+        found = self.unbonding.get(key)
+        return found if found is not None else self.base.unbonding.get(key, 0)
+
+    def finish(self, *, height: int, block_hash: Hash32, timestamp: int) -> State:
+        """Freeze the changes into a new `State` with an updated commitment."""
+        base = self.base
+        changed = sorted(a for a, acct in self.accounts.items() if acct != base.accounts.get(a))
+        bond_keys = sorted(
+            k for k, v in self.unbonding.items() if v != base.unbonding.get(k, 0)
+        )
+        added = [account_record(a, self.accounts[a]) for a in changed]
+        added += [unbonding_record(k, self.unbonding[k]) for k in bond_keys if self.unbonding[k]]
+        removed = [account_record(a, base.accounts[a]) for a in changed if a in base.accounts]
+        removed += [unbonding_record(k, base.unbonding[k]) for k in bond_keys
+                    if k in base.unbonding]
+        accounts = dict(base.accounts)
+        accounts.update((a, self.accounts[a]) for a in changed)
+        unbonding = dict(base.unbonding)
+        for k in bond_keys:
+            if self.unbonding[k]:
+                unbonding[k] = self.unbonding[k]
+            else:
+                del unbonding[k]
+        return State(
+            chain_id=base.chain_id, params=base.params, height=height,
+            block_hash=block_hash, timestamp=timestamp, accounts=accounts, unbonding=unbonding,
+            validators=self.validators, issued=self.issued, burned=self.burned,
+            reward_pool=self.reward_pool,
+            records_hash=lthash_update(base.records_hash, added, removed),
+            changed_accounts=tuple(changed), changed_unbonding=tuple(bond_keys),
+        )
+
+
+def _replace(acct: Account, **changes: int | bytes) -> Account:
+    fields: dict[str, int | bytes] = {
+        "balance": acct.balance, "nonce": acct.nonce, "stake": acct.stake,
+        "public_key": acct.public_key,
+    }
+    fields.update(changes)
+    return Account(**fields)  # type: ignore[arg-type]
+
+
+# --- transactions -------------------------------------------------------------------------------
+
+
+def process_tx(w: _Working, tx: Transaction, proposer: Address) -> None:
+    """Check `tx` against the working state and apply it; on error nothing has been written."""
+    payload = check_transaction(tx, w.base.chain_id, w.base.params)
+    sender = tx.sender
+    acct = w.account(sender)
+    if tx.nonce != acct.nonce:
+        raise BadNonce(f"nonce {tx.nonce}, account expects {acct.nonce}")
+    spend = tx.fee + (payload.amount if isinstance(payload, Transfer | Stake) else 0)
+    if acct.balance < spend:
+        raise InsufficientFunds(f"balance {acct.balance} is below the {spend} this needs")
+    if isinstance(payload, Unstake) and acct.stake < payload.amount:
+        raise InsufficientFunds(f"stake {acct.stake} is below the {payload.amount} to unstake")
+
+    # Every check has passed: from here on only writes, re-reading accounts that may alias.
+    w.set_account(sender, _replace(acct, balance=acct.balance - tx.fee, nonce=acct.nonce + 1,
+                                   public_key=tx.sender_key))
+    _pay_fee(w, tx.fee, proposer)
+    if isinstance(payload, Transfer):
+        w.credit(sender, -payload.amount)
+        w.credit(payload.to, payload.amount)
+    elif isinstance(payload, Stake):
+        acct = w.account(sender)
+        w.set_account(sender, _replace(acct, balance=acct.balance - payload.amount,
+                                       stake=acct.stake + payload.amount))
+    else:
+        acct = w.account(sender)
+        w.set_account(sender, _replace(acct, stake=acct.stake - payload.amount))
+        key = (w.height + w.base.params.unbonding_period, sender)
+        w.unbonding[key] = w.unbonding_amount(key) + payload.amount
+
+
+def _pay_fee(w: _Working, fee: int, proposer: Address) -> None:
+    burn = fee * w.base.params.fee_burn_bps // BPS
+    w.burned += burn
+    w.credit(proposer, fee - burn)
+
+
+def apply_tx(state: State, tx: Transaction, proposer: Address) -> State:
+    """`state` with `tx` applied as if included by `proposer` in the next block.
+
+    Raises a typed `InvalidTransaction`; `state` is never modified.
+    """
+    w = _Working(state)
+    process_tx(w, tx, proposer)
+    # A lone transaction does not advance the chain: height, hash and time stay those of the input.
+    return w.finish(height=state.height, block_hash=state.block_hash, timestamp=state.timestamp)
+
+
+def apply_txs(state: State, txs: Iterable[Transaction], proposer: Address) -> State:
+    """Apply several transactions in order, as `apply_tx` does one."""
+    for tx in txs:
+        state = apply_tx(state, tx, proposer)
+    return state
+
+
+# --- blocks -------------------------------------------------------------------------------------
+
+
+def process_unbonding(w: _Working) -> None:
+    """Return to their owners the unbonding entries that mature at this height."""
+    for key in sorted(k for k in w.base.unbonding if k[0] <= w.height):
+        amount = w.unbonding_amount(key)
+        w.unbonding[key] = 0
+        w.credit(key[1], amount)
+
+
+def process_emission(w: _Working, proposer: Address) -> None:
+    """Mint the block reward: the proposer's share at once, the rest pooled for all validators."""
+    reward = block_reward(w.base.params, w.height, w.issued)
+    w.issued += reward
+    to_proposer = reward * w.base.params.proposer_reward_bps // BPS
+    w.credit(proposer, to_proposer)
+    w.reward_pool += reward - to_proposer
+
+
+def process_epoch(w: _Working) -> None:
+    """Pay the reward pool pro rata to the active set, then fix the set for the next epoch.
+
+    Stake changes take effect only here, at a height every node knows. Rounding dust stays in the
+    pool for the next epoch, so no value is created or lost.
+    """
+    total = sum(v.stake for v in w.validators)
+    if total:
+        paid = 0
+        for v in w.validators:
+            share = w.reward_pool * v.stake // total
+            w.credit(v.address, share)
+            paid += share
+        w.reward_pool -= paid
+    merged = dict(w.base.accounts)
+    merged.update(w.accounts)
+    new_set = select_validators(merged, w.base.params)
+    if new_set:  # a chain whose every validator left keeps its last set rather than halt blindly
+        w.validators = new_set
+
+
+def check_header(state: State, block: Block) -> bytes:
+    """Header checks against the parent state; returns the proposer's public key."""
+    h = block.header
+    if h.chain_id != state.chain_id:
+        raise InvalidBlock(f"block is for chain {h.chain_id!r}, this is {state.chain_id!r}")
+    if h.height != state.height + 1:
+        raise InvalidBlock(f"height {h.height}, expected {state.height + 1}")
+    if h.parent_hash != state.block_hash:
+        raise InvalidBlock("parent hash does not match the last block")
+    if h.timestamp <= state.timestamp:
+        raise InvalidBlock(f"timestamp {h.timestamp} not after the parent's {state.timestamp}")
+    params = state.params
+    if len(block.txs) > params.max_block_txs:
+        raise InvalidBlock(f"{len(block.txs)} transactions, limit {params.max_block_txs}")
+    size = sum(len(tx.encoded) for tx in block.txs)
+    if size > params.max_block_bytes:
+        raise InvalidBlock(f"transactions total {size} bytes, limit {params.max_block_bytes}")
+    validator = state.validator_by_address.get(h.proposer)
+    if validator is None:
+        raise InvalidBlock("proposer is not in the active validator set")
+    try:
+        verify(validator.public_key, h.chain_id, SIGN_KIND_BLOCK, h.encoded, block.signature)
+    except SignatureError as exc:
+        raise InvalidBlock(f"proposer signature: {exc}") from exc
+    if compute_tx_root(block.txs) != h.tx_root:
+        raise InvalidBlock("transactions root does not match the transactions")
+    return validator.public_key
+
+
+def execute_block(
+    state: State,
+    txs: Sequence[Transaction],
+    *,
+    proposer: Address,
+    timestamp: int,
+    block_hash: Hash32 = NO_HASH,
+) -> State:
+    """Run a block's state changes without checking a header (shared by validation and building).
+
+    The result's `root` is the state root the block's header must carry.
+    """
+    w = _Working(state)
+    process_unbonding(w)
+    process_emission(w, proposer)
+    for index, tx in enumerate(txs):
+        try:
+            process_tx(w, tx, proposer)
+        except InvalidTransaction as exc:
+            raise InvalidBlock(f"transaction {index}: {exc.code}: {exc}", tx_index=index) from exc
+    if w.height % state.params.epoch_length == 0:
+        process_epoch(w)
+    return w.finish(height=w.height, block_hash=block_hash, timestamp=timestamp)
+
+
+def apply_block(state: State, block: Block) -> State:
+    """The state after `block`, or a typed `InvalidBlock`; `state` is never modified."""
+    check_header(state, block)
+    h = block.header
+    result = execute_block(state, block.txs, proposer=h.proposer, timestamp=h.timestamp,
+                           block_hash=block.hash)
+    if result.root != h.state_root:
+        raise InvalidBlock("state root does not match the result of the transactions")
+    return result
+
+
+def build_block(
+    state: State, txs: Sequence[Transaction], key: PrivateKey, timestamp: int
+) -> tuple[Block, State]:
+    """Propose a block of `txs` on top of `state`, signed by `key`; returns it and its state.
+
+    Raises `InvalidBlock` if a transaction does not apply (callers select valid ones first).
+    """
+    result = execute_block(state, txs, proposer=key.address, timestamp=timestamp)
+    header = BlockHeader(
+        chain_id=state.chain_id, height=state.height + 1, parent_hash=state.block_hash,
+        timestamp=timestamp, proposer=key.address, tx_root=compute_tx_root(list(txs)),
+        state_root=result.root,
+    )
+    block = Block(header, sign_header(key, header), tuple(txs))
+    return block, replace(result, block_hash=header.hash)

@@ -1,0 +1,231 @@
+"""Transactions: one signed envelope, with a payload whose layout depends on its kind.
+
+Envelope fields, in encoding order: chain id, sender public key, nonce, fee, kind, payload bytes,
+signature. The payload is itself a canonical encoding; later kinds (tasks, bids, verdicts, pools,
+governance) register a payload type in `PAYLOAD_TYPES` without touching the envelope.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import IntEnum
+from functools import cached_property
+from typing import Any, ClassVar, Self
+
+from ogpu_node.encoding import (
+    Codable,
+    decode,
+    encode,
+    pack,
+    read_array,
+    read_bytes,
+    read_str,
+    read_uint,
+)
+from ogpu_node.errors import DecodeError, SignatureError
+from ogpu_node.hashing import digest
+from ogpu_node.keys import PrivateKey, address_of, verify
+from ogpu_node.ledger.errors import (
+    AmountOutOfRange,
+    BadSignature,
+    FeeTooLow,
+    MalformedTransaction,
+    TransactionTooLarge,
+    UnknownTxKind,
+    WrongChain,
+)
+from ogpu_node.ledger.params import MAX_TX_BYTES, Params
+from ogpu_node.types import (
+    ADDRESS_LEN,
+    MAX_AMOUNT,
+    PUBKEY_LEN,
+    SIGNATURE_LEN,
+    Address,
+    Amount,
+    Hash32,
+)
+
+MAX_CHAIN_ID_LEN = 64
+SIGN_KIND_TX = "tx"
+
+
+class TxKind(IntEnum):
+    """Transaction kinds. Numbers are part of the protocol: never reuse one."""
+
+    TRANSFER = 1
+    STAKE = 2
+    UNSTAKE = 3
+
+
+@dataclass(frozen=True, slots=True)
+class Transfer:
+    """Move `amount` from the sender's balance to `to`."""
+
+    to: Address
+    amount: Amount
+
+    MAX_BYTES: ClassVar[int] = 64
+
+    def to_fields(self) -> list[Any]:
+        return [self.to, self.amount]
+
+    @classmethod
+    def from_fields(cls, value: Any) -> Self:
+        to, amount = read_array(value, 2, "transfer")
+        return cls(Address(read_bytes(to, "transfer.to", size=ADDRESS_LEN)),
+                   Amount(read_uint(amount, "transfer.amount")))
+
+
+@dataclass(frozen=True, slots=True)
+class Stake:
+    """Bond `amount` of the sender's balance as validator stake."""
+
+    amount: Amount
+
+    MAX_BYTES: ClassVar[int] = 16
+
+    def to_fields(self) -> list[Any]:
+        return [self.amount]
+
+    @classmethod
+    def from_fields(cls, value: Any) -> Self:
+        (amount,) = read_array(value, 1, "stake")
+        return cls(Amount(read_uint(amount, "stake.amount")))
+
+
+@dataclass(frozen=True, slots=True)
+class Unstake:
+    """Start unbonding `amount` of stake; it returns to the balance after the unbonding period."""
+
+    amount: Amount
+
+    MAX_BYTES: ClassVar[int] = 16
+
+    def to_fields(self) -> list[Any]:
+        return [self.amount]
+
+    @classmethod
+    def from_fields(cls, value: Any) -> Self:
+        (amount,) = read_array(value, 1, "unstake")
+        return cls(Amount(read_uint(amount, "unstake.amount")))
+
+
+Payload = Transfer | Stake | Unstake
+
+PAYLOAD_TYPES: dict[int, type[Codable]] = {
+    TxKind.TRANSFER: Transfer,
+    TxKind.STAKE: Stake,
+    TxKind.UNSTAKE: Unstake,
+}
+
+
+@dataclass(frozen=True)
+class Transaction:
+    """A signed transaction envelope."""
+
+    chain_id: str
+    sender_key: bytes
+    nonce: int
+    fee: Amount
+    kind: int
+    payload: bytes
+    signature: bytes
+
+    MAX_BYTES: ClassVar[int] = MAX_TX_BYTES
+
+    def body_fields(self) -> list[Any]:
+        return [self.chain_id, self.sender_key, self.nonce, self.fee, self.kind, self.payload]
+
+    def to_fields(self) -> list[Any]:
+        return [*self.body_fields(), self.signature]
+
+    @classmethod
+    def from_fields(cls, value: Any) -> Self:
+        chain_id, sender, nonce, fee, kind, payload, signature = read_array(value, 7, "tx")
+        return cls(
+            chain_id=read_str(chain_id, "tx.chain_id", max_len=MAX_CHAIN_ID_LEN),
+            sender_key=read_bytes(sender, "tx.sender_key", size=PUBKEY_LEN),
+            nonce=read_uint(nonce, "tx.nonce"),
+            fee=Amount(read_uint(fee, "tx.fee")),
+            kind=read_uint(kind, "tx.kind", max_value=0xFFFF),
+            payload=read_bytes(payload, "tx.payload", max_len=MAX_TX_BYTES),
+            signature=read_bytes(signature, "tx.signature", size=SIGNATURE_LEN),
+        )
+
+    @cached_property
+    def signing_bytes(self) -> bytes:
+        """What the sender signs (the chain id is also bound by the signature's domain)."""
+        return pack(self.body_fields())
+
+    @cached_property
+    def hash(self) -> Hash32:
+        """The transaction id: covers everything but the signature, so it cannot be malleated."""
+        return digest(b"tx", self.signing_bytes)
+
+    @cached_property
+    def sender(self) -> Address:
+        return address_of(self.sender_key)
+
+    @cached_property
+    def encoded(self) -> bytes:
+        # Not `encode(self)`: a tx decoded inside a block can exceed MAX_TX_BYTES, and its size
+        # must be measurable so that `check_transaction` rejects it as `TransactionTooLarge`.
+        return pack(self.to_fields())
+
+    def decode_payload(self) -> Payload:
+        """The kind-specific payload, or `UnknownTxKind` / `MalformedTransaction`."""
+        payload_type = PAYLOAD_TYPES.get(self.kind)
+        if payload_type is None:
+            raise UnknownTxKind(f"unknown transaction kind {self.kind}")
+        try:
+            payload = decode(payload_type, self.payload)
+        except DecodeError as exc:
+            kind = TxKind(self.kind).name.lower()
+            raise MalformedTransaction(f"bad {kind} payload: {exc}") from exc
+        return payload  # type: ignore[return-value]
+
+
+def decode_transaction(data: bytes) -> Transaction:
+    """Strictly decode a transaction from bytes, as a typed `InvalidTransaction` on failure."""
+    if len(data) > MAX_TX_BYTES:
+        raise TransactionTooLarge(f"transaction is {len(data)} bytes, limit {MAX_TX_BYTES}")
+    try:
+        return decode(Transaction, data)
+    except DecodeError as exc:
+        raise MalformedTransaction(str(exc)) from exc
+
+
+def sign_transaction(
+    key: PrivateKey, *, chain_id: str, nonce: int, fee: int, payload: Payload
+) -> Transaction:
+    """Build and sign a transaction carrying `payload`."""
+    kind = next(k for k, t in PAYLOAD_TYPES.items() if isinstance(payload, t))
+    unsigned = Transaction(chain_id, key.public_key.raw, nonce, Amount(fee), kind,
+                           encode(payload), b"\0" * SIGNATURE_LEN)
+    signature = key.sign(chain_id, SIGN_KIND_TX, unsigned.signing_bytes)
+    return Transaction(chain_id, key.public_key.raw, nonce, Amount(fee), kind,
+                       unsigned.payload, signature)
+
+
+def check_transaction(tx: Transaction, chain_id: str, params: Params) -> Payload:
+    """Every check that needs no state: size, chain, kind, payload, amounts, fee, signature.
+
+    Returns the decoded payload. Raises a typed `InvalidTransaction`.
+    """
+    if len(tx.encoded) > MAX_TX_BYTES:
+        raise TransactionTooLarge(f"transaction is {len(tx.encoded)} bytes, limit {MAX_TX_BYTES}")
+    if tx.chain_id != chain_id:
+        raise WrongChain(f"transaction is for chain {tx.chain_id!r}, this is {chain_id!r}")
+    payload = tx.decode_payload()
+    amount = payload.amount
+    if not 1 <= amount <= MAX_AMOUNT:
+        raise AmountOutOfRange(f"amount {amount} outside 1..{MAX_AMOUNT}")
+    if tx.fee > MAX_AMOUNT:
+        raise AmountOutOfRange(f"fee {tx.fee} above {MAX_AMOUNT}")
+    if tx.fee < params.min_fee:
+        raise FeeTooLow(f"fee {tx.fee} below the minimum {params.min_fee}")
+    try:
+        verify(tx.sender_key, chain_id, SIGN_KIND_TX, tx.signing_bytes, tx.signature)
+    except SignatureError as exc:
+        raise BadSignature(str(exc)) from exc
+    return payload

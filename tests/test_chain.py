@@ -1,0 +1,91 @@
+"""The persisted chain: genesis, commit, restart from disk, refusal of foreign or tampered data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from ogpu_node.chain import Chain, ChainMismatch, load_state
+from ogpu_node.genesis import Genesis, build_genesis, dev_account_key, load_template
+from ogpu_node.keys import PrivateKey
+from ogpu_node.ledger import Stake, Transfer, Unstake, build_block, sign_transaction
+from ogpu_node.ledger.tx import Payload
+from ogpu_node.storage import ChainStore, CorruptStore, LevelDBKV
+from ogpu_node.types import Amount, ogpu
+
+VALIDATOR = PrivateKey.from_seed(b"\x07" * 32)
+
+
+def make_genesis(chain_id: str = "ogpu-test") -> Genesis:
+    return build_genesis(load_template(), [("v0", VALIDATOR.public_key.raw)],
+                         genesis_time_ms=1_000, chain_id=chain_id, dev_accounts=4)
+
+
+def open_chain(path: Path, genesis: Genesis) -> Chain:
+    return Chain.open(ChainStore(LevelDBKV(str(path))), genesis)
+
+
+def grow(chain: Chain, blocks: int) -> None:
+    """Blocks of transfers, stakes and unstakes (so unbonding records are written and deleted)."""
+    users = [dev_account_key(i) for i in range(4)]
+    for b in range(blocks):
+        state = chain.state
+        payloads: list[tuple[PrivateKey, Payload]] = [
+            (users[0], Transfer(users[1].address, Amount(ogpu(1)))),
+            (users[2], Stake(Amount(ogpu(5)))),
+            (users[2], Unstake(Amount(ogpu(1)))),
+        ]
+        nonces: dict[bytes, int] = {}
+        txs = []
+        for key, payload in payloads:
+            nonce = nonces.get(key.address, state.account(key.address).nonce)
+            txs.append(sign_transaction(key, chain_id=state.chain_id, nonce=nonce, fee=1_000,
+                                        payload=payload))
+            nonces[key.address] = nonce + 1
+        block, _ = build_block(state, txs, VALIDATOR, state.timestamp + 1_000 + b)
+        chain.apply_and_commit(block)
+
+
+def test_restart_resumes_with_the_same_state(tmp_path: Path) -> None:
+    genesis = make_genesis()
+    chain = open_chain(tmp_path / "db", genesis)
+    # Past the unbonding period (100 in the template), so matured entries are deleted on disk too.
+    grow(chain, 130)
+    before = chain.state
+    chain.store.close()
+
+    reopened = open_chain(tmp_path / "db", genesis)
+    after = reopened.state
+    assert after.root == before.root
+    assert after.height == 130 and after.block_hash == before.block_hash
+    assert dict(after.accounts) == dict(before.accounts)
+    assert dict(after.unbonding) == dict(before.unbonding)
+    assert min(k[0] for k in after.unbonding) > 130  # released entries are gone from disk
+    block = reopened.block_at(57)
+    assert block is not None and block.height == 57
+    assert reopened.store.tx_location(block.txs[1].hash) == (57, 1)
+    grow(reopened, 2)  # and it keeps going from there
+    assert reopened.state.height == 132
+    reopened.store.close()
+
+
+def test_a_store_of_another_chain_is_refused(tmp_path: Path) -> None:
+    chain = open_chain(tmp_path / "db", make_genesis("chain-a"))
+    chain.store.close()
+    with pytest.raises(ChainMismatch):
+        open_chain(tmp_path / "db", make_genesis("chain-b"))
+
+
+def test_tampered_state_records_are_detected(tmp_path: Path) -> None:
+    genesis = make_genesis()
+    chain = open_chain(tmp_path / "db", genesis)
+    grow(chain, 3)
+    address = dev_account_key(1).address
+    raw = chain.store.state_get(b"a" + address)
+    assert raw is not None
+    # Overwrite one account record behind the chain's back, as a corrupted disk would.
+    chain.store._kv.write_batch([(b"s" + b"a" + address, raw[:-1] + bytes([raw[-1] ^ 1]))])
+    with pytest.raises(CorruptStore):
+        load_state(chain.store)
+    chain.store.close()

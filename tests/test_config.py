@@ -1,0 +1,41 @@
+"""Configuration precedence: flags > OGPU_* environment > config.toml > defaults."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from ogpu_node.config import CONFIG_FILE, Config, ConfigError, load_config
+
+
+def test_precedence_flags_over_env_over_file_over_defaults(tmp_path: Path) -> None:
+    (tmp_path / CONFIG_FILE).write_text('moniker = "from-file"\nrpc_listen = "127.0.0.1:1"\n'
+                                        'log_level = "debug"\n')
+    env = {"OGPU_RPC_LISTEN": "127.0.0.1:2", "OGPU_LOG_LEVEL": "warning"}
+    config = load_config(tmp_path, flags={"log_level": "error", "moniker": None}, environ=env)
+    assert config.moniker == "from-file"          # file beats default; a None flag is unset
+    assert config.rpc_listen == "127.0.0.1:2"     # env beats file
+    assert config.log_level == "error"            # flag beats env
+    assert config.p2p_listen == Config().p2p_listen  # default
+
+
+def test_every_setting_has_an_environment_variable(tmp_path: Path) -> None:
+    env = {"OGPU_BOOTSTRAP_PEERS": "/ip4/127.0.0.1/tcp/1/p2p/A, /ip4/127.0.0.1/tcp/2/p2p/B",
+           "OGPU_DATA_DIR": "elsewhere"}
+    config = load_config(tmp_path, environ=env)
+    assert config.bootstrap_peers == ["/ip4/127.0.0.1/tcp/1/p2p/A", "/ip4/127.0.0.1/tcp/2/p2p/B"]
+    assert config.path(config.data_dir) == tmp_path / "elsewhere"
+
+
+def test_written_config_reads_back(tmp_path: Path) -> None:
+    config = Config(home=tmp_path, moniker="n1", bootstrap_peers=["x"])
+    (tmp_path / CONFIG_FILE).write_text(config.to_toml())
+    assert load_config(tmp_path, environ={}) == config
+
+
+@pytest.mark.parametrize("text", ['unknown_setting = "x"\n', "moniker = 5\n", "moniker = \n"])
+def test_bad_config_files_are_refused_with_the_setting_named(tmp_path: Path, text: str) -> None:
+    (tmp_path / CONFIG_FILE).write_text(text)
+    with pytest.raises(ConfigError):
+        load_config(tmp_path, environ={})
