@@ -8,6 +8,8 @@ import sys
 BENCHMARKS = {
     "ledger": "bench.ledger_bench",
     "consensus": "bench.consensus_bench",
+    "devnet": "bench.devnet_bench",
+    "p2p": "bench.p2p_bench",
 }
 
 

@@ -7,6 +7,7 @@ in the file or ill-typed values are errors that name the setting and where it ca
 
 from __future__ import annotations
 
+import math
 import os
 import tomllib
 from collections.abc import Mapping
@@ -39,6 +40,8 @@ class Config:
     p2p_listen: str = "/ip4/127.0.0.1/tcp/26656"
     bootstrap_peers: list[str] = field(default_factory=list)
     rpc_listen: str = "127.0.0.1:8545"
+    rpc_rate_limit_per_s: float = 100.0
+    """JSON-RPC calls per second per client address (0 turns the limit off)."""
     log_level: str = "info"
 
     def path(self, relative: str) -> Path:
@@ -62,6 +65,14 @@ def _convert(name: str, value: Any, source: str) -> Any:
         if isinstance(value, list) and all(isinstance(v, str) for v in value):
             return value
         raise ConfigError(f"{name} (from {source}): expected a list of strings")
+    if expected == "float":
+        try:
+            number = float(value) if isinstance(value, str | int | float) else math.nan
+        except ValueError:
+            number = math.nan
+        if isinstance(value, bool) or not math.isfinite(number) or number < 0:
+            raise ConfigError(f"{name} (from {source}): expected a non-negative number")
+        return number
     if not isinstance(value, str):
         raise ConfigError(f"{name} (from {source}): expected a string, got {type(value).__name__}")
     return value

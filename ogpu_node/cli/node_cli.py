@@ -11,7 +11,6 @@ import click
 from ogpu_node.address import address_to_text
 from ogpu_node.cli.common import emit, handle_errors
 from ogpu_node.config import CONFIG_FILE, Config, load_config
-from ogpu_node.devchain import run_devchain
 from ogpu_node.genesis import build_genesis, dev_account_key, load_genesis, load_template
 from ogpu_node.keys import PrivateKey, read_key_file, write_key_file
 from ogpu_node.types import format_amount, parse_amount
@@ -170,18 +169,24 @@ def genesis_validate(path: Path, as_json: bool) -> None:
 
 
 @main.command()
-@click.option("--homes", type=click.Path(path_type=Path, exists=True), required=True,
-              help="A devnet folder made by `ogpu-node genesis new`.")
-@click.option("--blocks", type=click.IntRange(1), default=10, show_default=True)
-@click.option("--txs-per-block", type=click.IntRange(0, 5000), default=20, show_default=True)
-@click.option("--dev-accounts", type=click.IntRange(1, 1000), default=10, show_default=True)
+@HOME_OPTION
+@click.option("--moniker", default=None, help="Name of this node (env OGPU_MONIKER).")
+@click.option("--rpc-listen", default=None, help="host:port of JSON-RPC (env OGPU_RPC_LISTEN).")
+@click.option("--p2p-listen", default=None,
+              help="/ip4/HOST/tcp/PORT to listen on (env OGPU_P2P_LISTEN).")
+@click.option("--bootstrap-peers", default=None,
+              help="Comma-separated multiaddrs with /p2p/ID (env OGPU_BOOTSTRAP_PEERS).")
+@click.option("--log-level", default=None, help="debug, info, warning (env OGPU_LOG_LEVEL).")
 @handle_errors
-def devchain(homes: Path, blocks: int, txs_per_block: int, dev_accounts: int) -> None:
-    """Run a one-process chain over a devnet folder: blocks of dev transfers, committed to
-    node0's database (resumes where it stopped)."""
-    click.echo(f"{'height':>6}  {'txs':>4}  {'proposer':<43}  {'state root':<16}  "
-               f"{'issued OGPU':>14}  {'ms':>6}")
-    for r in run_devchain(homes, blocks, txs_per_block, dev_accounts):
-        click.echo(f"{r.height:>6}  {r.txs:>4}  {address_to_text(r.proposer):<43}  "
-                   f"{r.state_root.hex()[:16]}  {format_amount(r.issued):>14}  "
-                   f"{r.elapsed_ms:>6.1f}")
+def run(home: Path, **flags: str | None) -> None:
+    """Run the node of HOME until Ctrl-C or SIGTERM."""
+    import trio
+
+    from ogpu_node.node.run import run_until_signalled
+
+    config = load_config(home.expanduser(), flags=flags)
+    trio.run(run_until_signalled, config)
+
+
+if __name__ == "__main__":
+    main()

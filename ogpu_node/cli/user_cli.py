@@ -1,4 +1,5 @@
-"""`ogpu`: the user's command line (keys and offline signing now; network commands with the RPC)."""
+"""`ogpu`: the user's command line. Network commands talk JSON-RPC to a node (`--rpc`, env
+`OGPU_RPC`, default http://127.0.0.1:8545)."""
 
 from __future__ import annotations
 
@@ -11,15 +12,20 @@ from ogpu_node.cli.common import emit, handle_errors
 from ogpu_node.keys import PrivateKey, read_key_file, write_key_file
 from ogpu_node.ledger import Stake, Transfer, Unstake, sign_transaction
 from ogpu_node.ledger.tx import Payload
-from ogpu_node.types import Address, Amount, parse_amount
+from ogpu_node.rpc_client import DEFAULT_RPC, rpc_call
+from ogpu_node.types import Address, Amount, format_amount, parse_amount
 
 JSON_OPTION = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 
 
 @click.group()
 @click.version_option(package_name="ogpu-node")
-def main() -> None:
-    """ogpu: use the OpenGPU Network (accounts, transfers, tasks)."""
+@click.option("--rpc", envvar="OGPU_RPC", default=DEFAULT_RPC, show_default=True,
+              help="JSON-RPC URL of a node (env OGPU_RPC).")
+@click.pass_context
+def main(ctx: click.Context, rpc: str) -> None:
+    """ogpu: use the OpenGPU Network (accounts, transfers, blocks, validators)."""
+    ctx.obj = rpc
 
 
 @main.group()
@@ -86,3 +92,137 @@ def sign(kind: str, key_path: Path, chain_id: str, nonce: int, fee: str, to: str
     tx = sign_transaction(read_key_file(key_path), chain_id=chain_id, nonce=nonce,
                           fee=_amount(fee), payload=payload)
     emit({"hash": tx.hash.hex(), "tx": tx.encoded.hex()}, as_json)
+
+
+# --- network commands ----------------------------------------------------------------------------
+
+KEY_OPTION = click.option("--key", "key_path", type=click.Path(path_type=Path), default=None,
+                          help="Key file of the sender.")
+DEV_OPTION = click.option("--dev-account", type=click.IntRange(0, 999), default=None,
+                          help="Sign with devnet account N instead (well-known keys).")
+
+
+def _signer(key_path: Path | None, dev_account: int | None) -> PrivateKey:
+    if (key_path is None) == (dev_account is None):
+        raise click.UsageError("give exactly one of --key or --dev-account")
+    if dev_account is not None:
+        from ogpu_node.genesis import dev_account_key
+
+        return dev_account_key(dev_account)
+    assert key_path is not None
+    return read_key_file(key_path)
+
+
+@main.command()
+@click.argument("address")
+@JSON_OPTION
+@click.pass_obj
+@handle_errors
+def balance(rpc: str, address: str, as_json: bool) -> None:
+    """Balance, stake and nonce of ADDRESS (finalised state)."""
+    _address(address)
+    account = rpc_call(rpc, "account_get", {"address": address})
+    if as_json:
+        emit(account, True)
+        return
+    emit({"address": account["address"], "balance": f"{account['balanceOgpu']} OGPU",
+          "stake": f"{account['stakeOgpu']} OGPU", "nonce": str(account["nonce"]),
+          "height": str(account["height"])}, False)
+
+
+def _send(rpc: str, key: PrivateKey, payload: Payload, fee: str, wait: bool,
+          timeout: float) -> dict[str, object]:
+    status = rpc_call(rpc, "chain_status")
+    account = rpc_call(rpc, "account_get", {"address": address_to_text(key.address)})
+    tx = sign_transaction(key, chain_id=status["chainId"], nonce=int(account["nonce"]),
+                          fee=_amount(fee), payload=payload)
+    if not wait:
+        result: dict[str, object] = rpc_call(rpc, "tx_send", {"tx": tx.encoded.hex()})
+        return result
+    result = rpc_call(rpc, "tx_sendAndWait", {"tx": tx.encoded.hex(), "timeout": timeout},
+                      timeout=timeout + 5)
+    return result
+
+
+def _report(result: dict[str, object], as_json: bool) -> None:
+    if as_json:
+        emit(result, True)
+        return
+    state = result.get("state")
+    if state == "finalized":
+        click.echo(f"finalized in block {result.get('height')}: tx {result.get('hash')}")
+    elif state == "pending":
+        click.echo(f"submitted, not final yet: tx {result.get('hash')} "
+                   "(check with `ogpu tx HASH`)")
+    else:
+        click.echo(f"{state}: {result.get('reason') or ''} tx {result.get('hash')}")
+        raise SystemExit(1)
+
+
+@main.command()
+@click.option("--to", required=True, help="Recipient address (ogpu1...).")
+@click.option("--amount", required=True, help="Amount in OGPU, e.g. 1.5.")
+@click.option("--fee", default="0.000001", show_default=True, help="Fee in OGPU.")
+@KEY_OPTION
+@DEV_OPTION
+@click.option("--no-wait", is_flag=True, help="Return once the node accepted it.")
+@click.option("--timeout", type=click.FloatRange(1, 120), default=30, show_default=True)
+@JSON_OPTION
+@click.pass_obj
+@handle_errors
+def transfer(rpc: str, to: str, amount: str, fee: str, key_path: Path | None,
+             dev_account: int | None, no_wait: bool, timeout: float, as_json: bool) -> None:
+    """Send OGPU and wait until the transfer is final (unless --no-wait)."""
+    payload = Transfer(_address(to), _amount(amount))
+    _report(_send(rpc, _signer(key_path, dev_account), payload, fee, not no_wait, timeout),
+            as_json)
+
+
+@main.command()
+@click.argument("tx_hash")
+@JSON_OPTION
+@click.pass_obj
+@handle_errors
+def tx(rpc: str, tx_hash: str, as_json: bool) -> None:
+    """The status of a transaction."""
+    emit(rpc_call(rpc, "tx_status", {"hash": tx_hash}), as_json)
+
+
+@main.command()
+@click.argument("height", default="latest")
+@JSON_OPTION
+@click.pass_obj
+@handle_errors
+def block(rpc: str, height: str, as_json: bool) -> None:
+    """A finalised block (HEIGHT or 'latest')."""
+    ref: object = int(height) if height.isdigit() else height
+    result = rpc_call(rpc, "chain_getBlock", {"block": ref})
+    if as_json:
+        emit(result, True)
+        return
+    emit({k: str(v) for k, v in result.items() if k != "txs"} |
+         {"txs": str(len(result.get("txs", [])))}, False)
+
+
+@main.command()
+@JSON_OPTION
+@click.pass_obj
+@handle_errors
+def validators(rpc: str, as_json: bool) -> None:
+    """The active validator set."""
+    result = rpc_call(rpc, "validators_list")
+    if as_json:
+        emit({"validators": result}, True)
+        return
+    entries = result["validators"] if isinstance(result, dict) else result
+    for v in entries:
+        click.echo(f"{v['address']}  stake {format_amount(int(v['stake']))} OGPU")
+
+
+@main.command()
+@JSON_OPTION
+@click.pass_obj
+@handle_errors
+def status(rpc: str, as_json: bool) -> None:
+    """The node's chain status."""
+    emit(rpc_call(rpc, "chain_status"), as_json)

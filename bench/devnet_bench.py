@@ -1,0 +1,286 @@
+"""`scripts/bench devnet`: a 5-validator devnet of real processes on this machine.
+
+Measures, as a table and JSON:
+  finality latency  one transfer at a time, submitted -> seen final by every node (WebSocket
+                    block subscriptions on all nodes); goal p50 <= 200 ms, p99 <= 1 s
+  throughput        transfers offered at --rate for --duration s: finalised per second, and
+                    accepted transfers that never finalised; goal >= 1,000/s, none lost
+  sync              a fresh node catching up from genesis; goal >= 1,000 blocks/s
+  RPC reads         account_get calls per second on one node; goal >= 3,000/s
+  idle memory       RSS per node process; goal <= 200 MB
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import statistics
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import httpx
+import trio
+from trio_websocket import open_websocket_url
+
+from bench.report import print_table, write_json
+from ogpu_node import devnet
+from ogpu_node.address import address_to_text
+from ogpu_node.genesis import dev_account_key
+from ogpu_node.ledger import Transfer, sign_transaction
+from ogpu_node.rpc_client import rpc_call
+from ogpu_node.types import Amount
+
+
+class BlockWatch:
+    """Finalised-block notifications from every node: when each node saw each transaction."""
+
+    def __init__(self, nodes: int) -> None:
+        self.nodes = nodes
+        self.seen: dict[str, dict[int, float]] = defaultdict(dict)
+        self.all_seen: dict[str, trio.Event] = defaultdict(trio.Event)
+        self.heights: dict[int, int] = {}
+
+    async def follow(self, index: int, url: str, task_status: Any = trio.TASK_STATUS_IGNORED
+                     ) -> None:
+        ws_url = url.replace("http://", "ws://") + "/ws"
+        async with open_websocket_url(ws_url, max_message_size=16 * 1024 * 1024) as ws:
+            await ws.send_message(json.dumps({"jsonrpc": "2.0", "id": 1,
+                                              "method": "sub_subscribe",
+                                              "params": {"kind": "blocks"}}))
+            task_status.started()
+            while True:
+                message = json.loads(await ws.get_message())
+                params = message.get("params")
+                if not params or "result" not in params:
+                    continue
+                now = time.perf_counter()
+                block = params["result"]
+                self.heights[index] = block["height"]
+                for tx_hash in block["txs"]:
+                    seen = self.seen[tx_hash]
+                    seen[index] = now
+                    if len(seen) == self.nodes:
+                        self.all_seen[tx_hash].set()
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+async def measure_latency(urls: list[str], watch: BlockWatch, chain_id: str, count: int
+                          ) -> list[float]:
+    latencies = []
+    sender, recipient = dev_account_key(0), dev_account_key(1)
+    async with httpx.AsyncClient(timeout=30) as client:
+        nonce = int((await _call(client, urls[0], "account_get",
+                                 {"address": address_to_text(sender.address)}))["nonce"])
+        for i in range(count):
+            tx = sign_transaction(sender, chain_id=chain_id, nonce=nonce + i, fee=1_000,
+                                  payload=Transfer(recipient.address, Amount(1 + i)))
+            start = time.perf_counter()
+            await _call(client, urls[i % len(urls)], "tx_send", {"tx": tx.encoded.hex()})
+            with trio.fail_after(30):
+                await watch.all_seen[tx.hash.hex()].wait()
+            latencies.append((max(watch.seen[tx.hash.hex()].values()) - start) * 1000)
+    return latencies
+
+
+async def _call(client: httpx.AsyncClient, url: str, method: str, params: Any) -> Any:
+    reply = (await client.post(url, json={"jsonrpc": "2.0", "id": 1, "method": method,
+                                          "params": params})).json()
+    if "error" in reply:
+        raise RuntimeError(f"{method}: {reply['error']}")
+    return reply["result"]
+
+
+async def measure_throughput(urls: list[str], watch: BlockWatch, chain_id: str, senders: int,
+                             rate: int, duration: float) -> dict[str, Any]:
+    total = int(rate * duration)
+    keys = [dev_account_key(10 + i) for i in range(senders)]
+    print(f"  signing {total:,} transfers from {senders} senders ...", flush=True)
+    async with httpx.AsyncClient(timeout=30,
+                                 limits=httpx.Limits(max_connections=20)) as client:
+        nonces = [int((await _call(client, urls[0], "account_get",
+                                   {"address": address_to_text(k.address)}))["nonce"])
+                  for k in keys]
+        txs = []
+        for n in range(total):
+            s = n % senders
+            txs.append(sign_transaction(keys[s], chain_id=chain_id, nonce=nonces[s], fee=1_000,
+                                        payload=Transfer(dev_account_key(1).address, Amount(1))))
+            nonces[s] += 1
+        batch_size = max(1, rate // 20)  # 20 batches a second, spread over the nodes
+        accepted: list[str] = []
+        refused = 0
+        start = time.perf_counter()
+        print(f"  offering {rate:,}/s for {duration:.0f} s ...", flush=True)
+        for b, first in enumerate(range(0, total, batch_size)):
+            await trio.sleep_until(_at(start, b / 20))
+            batch = txs[first:first + batch_size]
+            body = [{"jsonrpc": "2.0", "id": i, "method": "tx_send",
+                     "params": {"tx": tx.encoded.hex()}} for i, tx in enumerate(batch)]
+            replies = (await client.post(urls[b % len(urls)], json=body)).json()
+            for tx, reply in zip(batch, sorted(replies, key=lambda r: r["id"]), strict=True):
+                if "error" in reply:
+                    refused += 1
+                else:
+                    accepted.append(tx.hash.hex())
+        offered_s = time.perf_counter() - start
+        drain_deadline = trio.current_time() + 60
+        for tx_hash in accepted:
+            with trio.move_on_at(drain_deadline):
+                await watch.all_seen[tx_hash].wait()
+        finished = [max(watch.seen[h].values()) for h in accepted
+                    if len(watch.seen.get(h, {})) == watch.nodes]
+    end = max(finished) if finished else time.perf_counter()
+    elapsed = end - start
+    return {"offered": total, "offered_rate": total / offered_s, "accepted": len(accepted),
+            "refused": refused, "finalized": len(finished),
+            "lost": len(accepted) - len(finished),
+            "finalized_per_s": len(finished) / elapsed if elapsed > 0 else 0.0,
+            "elapsed_s": elapsed}
+
+
+def _at(start_perf: float, offset: float) -> float:
+    return trio.current_time() + max(0.0, start_perf + offset - time.perf_counter())
+
+
+async def measure_rpc_reads(url: str, seconds: float, workers: int) -> float:
+    address = address_to_text(dev_account_key(2).address)
+    count = 0
+    async with httpx.AsyncClient(timeout=10, limits=httpx.Limits(max_connections=workers)
+                                 ) as client:
+        async def worker() -> None:
+            nonlocal count
+            while True:
+                await _call(client, url, "account_get", {"address": address})
+                count += 1
+
+        start = time.perf_counter()
+        with trio.move_on_after(seconds):
+            async with trio.open_nursery() as nursery:
+                for _ in range(workers):
+                    nursery.start_soon(worker)
+        return count / (time.perf_counter() - start)
+
+
+def measure_sync(root: Path, base_p2p: int, base_rpc: int, nodes: int) -> dict[str, Any]:
+    home = devnet.add_follower(root, f"node{nodes}", base_p2p + nodes, base_rpc + nodes)
+    target = int(rpc_call(devnet.rpc_url(root / "node0"), "chain_status")["height"])
+    start = time.perf_counter()
+    devnet.start(root, only=[home.name])
+    url = devnet.rpc_url(home)
+    first_seen: tuple[float, int] | None = None
+    height = 0
+    while time.perf_counter() - start < 300:
+        try:
+            height = int(rpc_call(url, "chain_status")["height"])
+        except Exception:
+            height = 0
+        if height > 0 and first_seen is None:
+            first_seen = (time.perf_counter(), height)
+        if height >= target:
+            break
+        time.sleep(0.02)
+    end = time.perf_counter()
+    synced = first_seen is not None and height >= target
+    rate = ((height - first_seen[1]) / (end - first_seen[0])
+            if first_seen and end > first_seen[0] else 0.0)
+    return {"target_height": target, "reached": height, "synced": synced,
+            "seconds_from_start": end - start, "blocks_per_s": rate}
+
+
+async def run(args: argparse.Namespace, root: Path) -> dict[str, Any]:
+    nodes = args.nodes
+    base = devnet.free_port_base(2 * (nodes + 2))
+    base_p2p, base_rpc = base, base + nodes + 2
+    devnet.create(root, nodes, base_p2p=base_p2p, base_rpc=base_rpc,
+                  dev_accounts=10 + args.senders, dev_balance="10000")
+    pids = devnet.start(root)
+    results: dict[str, Any] = {}
+    try:
+        await trio.to_thread.run_sync(devnet.wait_healthy, root)
+        homes = devnet.node_homes(root)
+        urls = [devnet.rpc_url(h) for h in homes]
+        chain_id = rpc_call(urls[0], "chain_status")["chainId"]
+        await trio.sleep(3)
+        results["idle_rss_mb"] = {name: rss_mb(pid) for name, pid in sorted(pids.items())}
+        watch = BlockWatch(len(urls))
+        async with trio.open_nursery() as nursery:
+            for i, url in enumerate(urls):
+                await nursery.start(watch.follow, i, url)
+            print("measuring finality latency ...", flush=True)
+            results["latency_ms"] = await measure_latency(urls, watch, chain_id, args.latency_txs)
+            print("measuring throughput ...", flush=True)
+            results["throughput"] = await measure_throughput(urls, watch, chain_id, args.senders,
+                                                             args.rate, args.duration)
+            print("measuring RPC reads ...", flush=True)
+            results["rpc_reads_per_s"] = await measure_rpc_reads(urls[0], args.rpc_seconds, 16)
+            nursery.cancel_scope.cancel()
+        results["loaded_rss_mb"] = {name: rss_mb(pid) for name, pid in sorted(pids.items())}
+        print("measuring sync of a fresh node ...", flush=True)
+        results["sync"] = await trio.to_thread.run_sync(measure_sync, root, base_p2p, base_rpc,
+                                                        nodes)
+    finally:
+        devnet.stop(root)
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="scripts/bench devnet")
+    parser.add_argument("--nodes", type=int, default=5)
+    parser.add_argument("--latency-txs", type=int, default=50)
+    parser.add_argument("--rate", type=int, default=1_000)
+    parser.add_argument("--duration", type=float, default=60.0)
+    parser.add_argument("--senders", type=int, default=50)
+    parser.add_argument("--rpc-seconds", type=float, default=5.0)
+    parser.add_argument("--keep", action="store_true", help="Keep the devnet folder.")
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args(argv)
+    root = Path(tempfile.mkdtemp(prefix="ogpu-bench-devnet-"))
+    try:
+        results = trio.run(run, args, root)
+    finally:
+        if not args.keep:
+            shutil.rmtree(root, ignore_errors=True)
+    lat = results["latency_ms"]
+    tp = results["throughput"]
+    sync = results["sync"]
+    idle = max(results["idle_rss_mb"].values())
+    p50, p99 = statistics.median(lat), percentile(lat, 0.99)
+    rows = [
+        ["finality latency p50, ms", p50, "<= 200", _ok(p50 <= 200)],
+        ["finality latency p99, ms", p99, "<= 1,000", _ok(p99 <= 1000)],
+        [f"throughput: offered /s ({tp['offered']:,} transfers)", tp["offered_rate"], "", ""],
+        ["throughput: finalised on all nodes /s", tp["finalized_per_s"], ">= 1,000",
+         _ok(tp["finalized_per_s"] >= 1000)],
+        ["throughput: accepted but not finalised", tp["lost"], "0", _ok(tp["lost"] == 0)],
+        ["throughput: refused at submission", tp["refused"], "", ""],
+        ["sync of a fresh node, blocks/s", sync["blocks_per_s"], ">= 1,000",
+         _ok(sync["blocks_per_s"] >= 1000)],
+        ["  sync: blocks to fetch", sync["target_height"], "", ""],
+        ["RPC reads (account_get) /s, one node", results["rpc_reads_per_s"], ">= 3,000",
+         _ok(results["rpc_reads_per_s"] >= 3000)],
+        ["idle RSS per node, max MB", idle, "<= 200", _ok(idle <= 200)],
+        ["RSS per node after load, max MB", max(results["loaded_rss_mb"].values()), "", ""],
+    ]
+    print_table(f"devnet benchmark ({args.nodes} validators, one 2-core machine)",
+                ["measure", "value", "goal", ""], rows)
+    write_json("devnet", results | {"args": vars(args) | {"out": str(args.out)}}, args.out)
+    return 0
+
+
+def _ok(passed: bool) -> str:
+    return "pass" if passed else "FAIL"

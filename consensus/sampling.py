@@ -1,0 +1,38 @@
+"""Stake-weighted sampling of the validators to query in one poll."""
+
+from __future__ import annotations
+
+from bisect import bisect_right
+from typing import Protocol
+
+from consensus.validators import ValidatorSet
+
+
+class RandomSource(Protocol):
+    """The only randomness the engine uses; ``random.Random`` satisfies it."""
+
+    def randrange(self, stop: int, /) -> int:
+        """A uniform integer in ``[0, stop)``."""
+        ...
+
+
+def sample_by_stake(validators: ValidatorSet, k: int, rng: RandomSource) -> dict[bytes, int]:
+    """Draw ``k`` validators with replacement, each with probability stake/total.
+
+    Returns ``{validator: number of draws}`` with keys in id order, so a validator drawn
+    several times is queried once and its answer counts once per draw.
+    """
+    cumulative = validators.cumulative
+    ids = validators.ids
+    total = validators.total_stake
+    draws: dict[bytes, int] = {}
+    randrange = rng.randrange
+    for _ in range(k):
+        validator = ids[bisect_right(cumulative, randrange(total))]
+        draws[validator] = draws.get(validator, 0) + 1
+    return {validator: draws[validator] for validator in sorted(draws)}
+
+
+def query_all_by_stake(validators: ValidatorSet) -> dict[bytes, int]:
+    """Small-set mode: every validator is queried and its answer weighs its stake."""
+    return dict(zip(validators.ids, validators.stakes, strict=True))

@@ -1,0 +1,1 @@
+"""Deterministic simulation of many consensus engines (``python -m consensus.sim``)."""

@@ -1,0 +1,311 @@
+"""The local devnet: N validator processes on 127.0.0.1 from a generated genesis.
+
+    up [--nodes N] [--detach]   create (first run), start, wait until every node is healthy
+    status                      height, peers and health of each node
+    down                        stop every node (SIGTERM, then SIGKILL)
+    reset                       stop and delete the devnet folder
+
+(run as `scripts/devnet COMMAND` or `python -m ogpu_node.devnet COMMAND`)
+
+State lives in the devnet folder (default ./devnet) and survives restarts until `reset`. Node i
+listens on p2p port BASE_P2P+i and RPC port BASE_RPC+i (`--base-p2p`, `--base-rpc` move them);
+every node bootstraps from all others.
+Process ids are kept in `<devnet>/pids`, logs in `<devnet>/nodeI/node.log`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from ogpu_node.address import address_to_text
+from ogpu_node.config import CONFIG_FILE, load_config
+from ogpu_node.genesis import dev_account_key
+from ogpu_node.keys import read_key_file
+from ogpu_node.ledger import Transfer, sign_transaction
+from ogpu_node.rpc_client import RpcCallError, rpc_call
+from ogpu_node.types import parse_amount
+from p2p.libp2p_host import peer_id_from_seed
+
+BASE_P2P = 26656
+BASE_RPC = 8545
+DEV_ACCOUNTS = 10
+STARTUP_TIMEOUT_S = 60.0
+
+
+def rpc_url(home: Path) -> str:
+    """The JSON-RPC URL of the node at `home`, from its config."""
+    return "http://" + load_config(home, environ={}).rpc_listen
+
+
+def node_homes(root: Path) -> list[Path]:
+    return sorted((p for p in root.glob("node*") if (p / CONFIG_FILE).exists()),
+                  key=lambda p: int(p.name[4:]))
+
+
+def create(root: Path, nodes: int, base_p2p: int = BASE_P2P, base_rpc: int = BASE_RPC,
+           dev_accounts: int = DEV_ACCOUNTS, dev_balance: str = "1000000") -> None:
+    """Make the homes and genesis, then give each node its ports and bootstrap peers."""
+    subprocess.run([sys.executable, "-m", "ogpu_node.cli.node_cli", "genesis", "new",
+                    "--validators", str(nodes), "--homes", str(root), "--chain-id", "ogpu-devnet",
+                    "--dev-accounts", str(dev_accounts), "--dev-balance", dev_balance, "--json"],
+                   check=True, stdout=subprocess.DEVNULL)
+    homes = node_homes(root)
+    addrs = []
+    for i, home in enumerate(homes):
+        config = load_config(home, environ={})
+        seed = read_key_file(config.path(config.node_key_file)).secret_bytes()
+        addrs.append(f"/ip4/127.0.0.1/tcp/{base_p2p + i}/p2p/{peer_id_from_seed(seed)}")
+    for i, home in enumerate(homes):
+        write_node_config(home, base_p2p + i, base_rpc + i,
+                          [a for j, a in enumerate(addrs) if j != i])
+
+
+def write_node_config(home: Path, p2p_port: int, rpc_port: int, bootstrap: list[str]) -> None:
+    """Point the node at `home` to its ports on 127.0.0.1 and its bootstrap peers."""
+    config = load_config(home, environ={})
+    lines = [line for line in config.to_toml().splitlines()
+             if not line.startswith(("p2p_listen", "rpc_listen", "bootstrap_peers",
+                                     "rpc_rate_limit_per_s"))]
+    lines += [f'p2p_listen = "/ip4/127.0.0.1/tcp/{p2p_port}"',
+              f'rpc_listen = "127.0.0.1:{rpc_port}"',
+              "bootstrap_peers = " + json.dumps(bootstrap),
+              # A local devnet serves its own scripts and benchmarks: no RPC rate limit.
+              "rpc_rate_limit_per_s = 0.0"]
+    (home / CONFIG_FILE).write_text("\n".join(lines) + "\n")
+
+
+def free_port_base(count: int) -> int:
+    """A base port with `count` free consecutive ports on 127.0.0.1 (for test networks)."""
+    for base in range(31000, 60000, 97):
+        sockets = []
+        try:
+            for port in range(base, base + count):
+                s = socket.socket()
+                sockets.append(s)
+                s.bind(("127.0.0.1", port))
+            return base
+        except OSError:
+            continue
+        finally:
+            for s in sockets:
+                s.close()
+    raise OSError("no free range of ports on 127.0.0.1")
+
+
+def add_follower(root: Path, name: str, p2p_port: int, rpc_port: int) -> Path:
+    """A non-validator node home in `root` that bootstraps from every existing node."""
+    peers: set[str] = set()
+    for home in node_homes(root):
+        config = load_config(home, environ={})
+        peers |= set(config.bootstrap_peers)
+    home = root / name
+    subprocess.run([sys.executable, "-m", "ogpu_node.cli.node_cli", "init", "--home", str(home),
+                    "--moniker", name, "--json"], check=True, stdout=subprocess.DEVNULL)
+    shutil.copyfile(root / "genesis.json", home / "genesis.json")
+    write_node_config(home, p2p_port, rpc_port, sorted(peers))
+    return home
+
+
+_children: dict[int, subprocess.Popen[bytes]] = {}
+"""Nodes this process started, kept so that `stop` can reap them."""
+
+
+def _pids(root: Path) -> dict[str, int]:
+    path = root / "pids"
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def _alive(pid: int) -> bool:
+    child = _children.get(pid)
+    if child is not None:
+        return child.poll() is None
+    try:
+        os.kill(pid, 0)
+    except OSError:
+        return False
+    return True
+
+
+def start(root: Path, only: list[str] | None = None) -> dict[str, int]:
+    """Start every node (or those named in `only`) not already running; returns name -> pid."""
+    pids = {name: pid for name, pid in _pids(root).items() if _alive(pid)}
+    for home in node_homes(root):
+        if home.name in pids or (only is not None and home.name not in only):
+            continue
+        with (home / "node.log").open("ab") as log:
+            process = subprocess.Popen([sys.executable, "-m", "ogpu_node.cli.node_cli", "run",
+                                        "--home", str(home)], stdout=log, stderr=log,
+                                       stdin=subprocess.DEVNULL, start_new_session=True)
+        _children[process.pid] = process
+        pids[home.name] = process.pid
+    (root / "pids").write_text(json.dumps(pids))
+    return pids
+
+
+def wait_healthy(root: Path, timeout: float = STARTUP_TIMEOUT_S) -> None:
+    """Return once every node answers /health with 200; exit with the log's name otherwise."""
+    deadline = time.monotonic() + timeout
+    for home in node_homes(root):
+        while True:
+            try:
+                if httpx.get(rpc_url(home) + "/health", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise SystemExit(f"{home.name} is not healthy after {timeout:.0f} s; "
+                                 f"see {home / 'node.log'}")
+            pid = _pids(root).get(home.name)
+            if pid is not None and not _alive(pid):
+                raise SystemExit(f"{home.name} exited; see {home / 'node.log'}")
+            time.sleep(0.2)
+
+
+def stop(root: Path, timeout: float = 10.0, only: list[str] | None = None,
+         sig: int = signal.SIGTERM) -> None:
+    """Stop the nodes (or those named in `only`): `sig`, then SIGKILL after `timeout`."""
+    everyone = _pids(root)
+    pids = {n: p for n, p in everyone.items() if only is None or n in only}
+    for pid in pids.values():
+        if _alive(pid):
+            os.kill(pid, sig)
+    deadline = time.monotonic() + timeout
+    for pid in pids.values():
+        while _alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+            _reap(pid)
+        if _alive(pid):
+            os.kill(pid, signal.SIGKILL)
+        child = _children.pop(pid, None)
+        if child is not None:
+            child.wait()
+    remaining = {n: p for n, p in everyone.items() if n not in pids}
+    (root / "pids").write_text(json.dumps(remaining))
+
+
+def _reap(pid: int) -> None:
+    child = _children.get(pid)
+    if child is not None:
+        if child.poll() is not None:
+            del _children[pid]
+        return
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)
+
+
+def print_status(root: Path) -> None:
+    print(f"{'node':<6} {'height':>7} {'peers':>5}  {'health':<8} rpc")
+    for home in node_homes(root):
+        url = rpc_url(home)
+        try:
+            status = rpc_call(url, "chain_status")
+            health = httpx.get(url + "/health", timeout=2)
+            print(f"{home.name:<6} {status['height']:>7} {status['peers']:>5}  "
+                  f"{'ok' if health.status_code == 200 else 'NOT OK':<8} {url}")
+        except (httpx.HTTPError, RpcCallError, KeyError):
+            print(f"{home.name:<6} {'-':>7} {'-':>5}  {'down':<8} {url}")
+
+
+def print_welcome(root: Path) -> None:
+    print("\nEndpoints")
+    for home in node_homes(root):
+        url = rpc_url(home)
+        print(f"  {home.name}: rpc {url}  ws {url.replace('http', 'ws')}/ws  "
+              f"health {url}/health  metrics {url}/metrics")
+    print("\nDev accounts (well-known keys: for this local devnet only)")
+    for i in range(DEV_ACCOUNTS):
+        key = dev_account_key(i)
+        print(f"  ({i}) {address_to_text(key.address)}  private key {key.secret_bytes().hex()}")
+
+
+def demo_transfer(root: Path) -> None:
+    """Send 1.5 OGPU from dev account 0 to dev account 1 through node0 and wait for finality."""
+    nodes = node_homes(root)
+    url = rpc_url(nodes[0])
+    sender, recipient = dev_account_key(0), dev_account_key(1)
+    status = rpc_call(url, "chain_status")
+    nonce = rpc_call(url, "account_get",
+                     {"address": address_to_text(sender.address)})["nonce"]
+    tx = sign_transaction(sender, chain_id=status["chainId"], nonce=int(nonce),
+                          fee=1_000, payload=Transfer(recipient.address, parse_amount("1.5")))
+    print("\nDemo: dev account 0 sends 1.5 OGPU to dev account 1 through node0 ...")
+    start = time.monotonic()
+    receipt = rpc_call(url, "tx_sendAndWait", {"tx": tx.encoded.hex(), "timeout": 30},
+                       timeout=40)
+    elapsed = (time.monotonic() - start) * 1000
+    print(f"  tx {receipt['hash'][:16]}... {receipt['state']} in block {receipt['height']} "
+          f"({elapsed:.0f} ms)")
+    for home in nodes:
+        seen = rpc_call(rpc_url(home), "tx_status", {"hash": receipt["hash"]})
+        balance = rpc_call(rpc_url(home), "account_get",
+                           {"address": address_to_text(recipient.address)})["balanceOgpu"]
+        print(f"  {home.name}: {seen['state']} at height {seen['height']}, "
+              f"account 1 holds {balance} OGPU")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="scripts/devnet")
+    parser.add_argument("command", nargs="?", default="up",
+                        choices=["up", "status", "down", "reset"])
+    parser.add_argument("--nodes", type=int, default=4)
+    parser.add_argument("--dir", type=Path, default=Path(os.environ.get("OGPU_DEVNET_DIR",
+                                                                         "devnet")))
+    parser.add_argument("--detach", action="store_true",
+                        help="Start in the background and return (stop with `down`).")
+    parser.add_argument("--no-demo", action="store_true", help="Skip the demo transfer.")
+    parser.add_argument("--base-p2p", type=int, default=BASE_P2P)
+    parser.add_argument("--base-rpc", type=int, default=BASE_RPC)
+    args = parser.parse_args(argv)
+    root: Path = args.dir
+    if args.command == "status":
+        print_status(root)
+        return 0
+    if args.command in ("down", "reset"):
+        stop(root)
+        if args.command == "reset":
+            shutil.rmtree(root, ignore_errors=True)
+            print(f"removed {root}")
+        else:
+            print("devnet stopped")
+        return 0
+    if not (root / "genesis.json").exists():
+        print(f"creating a {args.nodes}-validator devnet in {root}")
+        create(root, args.nodes, args.base_p2p, args.base_rpc)
+    else:
+        print(f"reusing the devnet in {root} (scripts/devnet reset to start over)")
+    start(root)
+    try:
+        wait_healthy(root)
+        print_status(root)
+        print_welcome(root)
+        if not args.no_demo:
+            demo_transfer(root)
+        if args.detach:
+            return 0
+        print("\nnodes running; Ctrl-C (or `scripts/devnet down`) stops them")
+        signal.sigwait({signal.SIGINT, signal.SIGTERM})
+    except (KeyboardInterrupt, SystemExit) as exc:
+        if isinstance(exc, SystemExit) and exc.code:
+            print(exc.code, file=sys.stderr)
+            stop(root)
+            return 1
+    if not args.detach:
+        stop(root)
+        print("devnet stopped")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,43 @@
+"""Choosing the transactions of a new block: the valid ones, in order, within the block's limits."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from ogpu_node.ledger.errors import InvalidTransaction
+from ogpu_node.ledger.state import State
+from ogpu_node.ledger.transition import _Working, process_emission, process_tx, process_unbonding
+from ogpu_node.ledger.tx import Transaction
+from ogpu_node.types import Address
+
+
+def select_transactions(
+    state: State, candidates: Iterable[Transaction], proposer: Address
+) -> tuple[list[Transaction], list[tuple[Transaction, InvalidTransaction]]]:
+    """Apply `candidates` in order on top of `state` as the next block would, keeping those that
+    apply, until the block's transaction count or byte limit is reached.
+
+    Returns (selected, rejected with their errors). `process_tx` writes nothing when it raises,
+    so a rejected candidate leaves the working state as it was; `state` itself is never touched.
+    """
+    w = _Working(state)
+    process_unbonding(w)
+    process_emission(w, proposer)
+    params = state.params
+    selected: list[Transaction] = []
+    rejected: list[tuple[Transaction, InvalidTransaction]] = []
+    size = 0
+    for tx in candidates:
+        if len(selected) >= params.max_block_txs:
+            break
+        tx_size = len(tx.encoded)
+        if size + tx_size > params.max_block_bytes:
+            continue
+        try:
+            process_tx(w, tx, proposer)
+        except InvalidTransaction as exc:
+            rejected.append((tx, exc))
+            continue
+        selected.append(tx)
+        size += tx_size
+    return selected, rejected

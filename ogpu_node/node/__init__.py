@@ -1,0 +1,1 @@
+"""The node daemon: mempool, block production, consensus driving, sync."""

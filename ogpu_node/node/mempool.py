@@ -1,0 +1,122 @@
+"""The mempool: transactions waiting for a block, checked on entry, bounded, ordered by nonce.
+
+Admission runs every check that needs no other pending transaction (size, chain, kind, amounts,
+fee, signature) and the nonce/funds checks against the finalised state. Per sender, transactions
+wait in nonce order; a block takes each sender's run of consecutive nonces starting at the
+account's next nonce. Limits: total count, total bytes, and transactions per sender; when full,
+a new transaction is admitted only if its fee beats the lowest fee waiting, which is evicted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from ogpu_node.ledger import State, Transaction
+from ogpu_node.ledger.errors import BadNonce, InsufficientFunds, InvalidTransaction
+from ogpu_node.ledger.tx import Stake, Transfer, check_transaction
+from ogpu_node.types import Address, Hash32
+
+
+class MempoolFull(InvalidTransaction):
+    code = "mempool_full"
+
+
+class AlreadyKnown(InvalidTransaction):
+    code = "already_known"
+
+
+@dataclass(frozen=True)
+class MempoolLimits:
+    max_txs: int = 50_000
+    max_bytes: int = 64 * 1024 * 1024
+    max_per_sender: int = 1_000
+
+
+@dataclass
+class Mempool:
+    """Pending transactions by sender and nonce. Not thread-safe: owned by the node's trio loop."""
+
+    limits: MempoolLimits = field(default_factory=MempoolLimits)
+    _by_hash: dict[Hash32, Transaction] = field(default_factory=dict)
+    _by_sender: dict[Address, dict[int, Transaction]] = field(default_factory=dict)
+    _bytes: int = 0
+
+    def __len__(self) -> int:
+        return len(self._by_hash)
+
+    def __contains__(self, tx_hash: object) -> bool:
+        return tx_hash in self._by_hash
+
+    @property
+    def size_bytes(self) -> int:
+        return self._bytes
+
+    def get(self, tx_hash: bytes) -> Transaction | None:
+        return self._by_hash.get(Hash32(tx_hash))
+
+    def add(self, tx: Transaction, state: State) -> None:
+        """Admit `tx` or raise a typed `InvalidTransaction` saying why not."""
+        if tx.hash in self._by_hash:
+            raise AlreadyKnown("transaction is already pending")
+        payload = check_transaction(tx, state.chain_id, state.params)
+        account = state.account(tx.sender)
+        if tx.nonce < account.nonce:
+            raise BadNonce(f"nonce {tx.nonce} already used (account is at {account.nonce})")
+        if tx.nonce >= account.nonce + self.limits.max_per_sender:
+            raise BadNonce(f"nonce {tx.nonce} is more than {self.limits.max_per_sender} ahead "
+                           f"of the account's {account.nonce}")
+        spend = tx.fee + (payload.amount if isinstance(payload, Transfer | Stake) else 0)
+        if spend > account.balance:
+            raise InsufficientFunds(f"balance {account.balance} is below the {spend} this needs")
+        replaced = self._by_sender.get(tx.sender, {}).get(tx.nonce)
+        if replaced is not None:
+            if tx.fee <= replaced.fee:
+                raise AlreadyKnown(f"a transaction with nonce {tx.nonce} is already pending; "
+                                   "replace it only with a higher fee")
+            self._drop(replaced)
+        self._make_room(tx)
+        self._by_sender.setdefault(tx.sender, {})[tx.nonce] = tx
+        self._by_hash[tx.hash] = tx
+        self._bytes += len(tx.encoded)
+
+    def _make_room(self, tx: Transaction) -> None:
+        size = len(tx.encoded)
+        while (len(self._by_hash) >= self.limits.max_txs
+               or self._bytes + size > self.limits.max_bytes):
+            cheapest = min(self._by_hash.values(), key=lambda t: (t.fee, -t.nonce))
+            if cheapest.fee >= tx.fee:
+                raise MempoolFull("mempool is full; raise the fee to replace waiting ones")
+            self._drop(cheapest)
+
+    def _drop(self, tx: Transaction) -> None:
+        del self._by_hash[tx.hash]
+        self._bytes -= len(tx.encoded)
+        queue = self._by_sender[tx.sender]
+        del queue[tx.nonce]
+        if not queue:
+            del self._by_sender[tx.sender]
+
+    def candidates(self, state: State) -> Iterator[Transaction]:
+        """Transactions that could go into the next block on top of `state`: per sender the run
+        of consecutive nonces from the account's next nonce, senders in arrival order."""
+        for sender, queue in list(self._by_sender.items()):
+            nonce = state.account(sender).nonce
+            while (tx := queue.get(nonce)) is not None:
+                yield tx
+                nonce += 1
+
+    def remove(self, tx_hashes: list[Hash32]) -> None:
+        """Drop transactions (included in a finalised block, or found invalid)."""
+        for h in tx_hashes:
+            tx = self._by_hash.get(h)
+            if tx is not None:
+                self._drop(tx)
+
+    def prune(self, state: State) -> list[Transaction]:
+        """Drop transactions whose nonce the finalised state has passed; returns them."""
+        stale = [tx for sender, queue in self._by_sender.items()
+                 for nonce, tx in queue.items() if nonce < state.account(sender).nonce]
+        for tx in stale:
+            self._drop(tx)
+        return stale

@@ -1,0 +1,189 @@
+"""What nodes say to each other: gossip payloads and request/response messages, all canonical.
+
+Gossip topics:
+    TOPIC_TXS     a `TxBatch` (transactions are batched: py-libp2p queues only 32 messages a peer)
+    TOPIC_BLOCKS  an encoded `Block` proposal
+
+Request/response protocols (one request, one response, both length-capped by the p2p layer):
+    PROTO_STATUS     `StatusRequest` -> `Status`            chain id check, height, validator
+    PROTO_QUERY      `Query` -> `Chits`                     a consensus poll
+    PROTO_BLOCK      `BlockRequest` -> `BlockResponse`      one block by id (processing or final)
+    PROTO_RANGE      `RangeRequest` -> `RangeResponse`      finalised blocks by height, for sync
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar, Self
+
+from ogpu_node.encoding import read_array, read_bytes, read_list, read_str, read_uint
+from ogpu_node.types import ADDRESS_LEN, HASH_LEN
+
+TOPIC_TXS = "ogpu/txs/1"
+TOPIC_BLOCKS = "ogpu/blocks/1"
+PROTO_STATUS = "/ogpu/status/1"
+PROTO_QUERY = "/ogpu/query/1"
+PROTO_BLOCK = "/ogpu/block/1"
+PROTO_RANGE = "/ogpu/range/1"
+
+MAX_TX_BATCH = 500
+"""Transactions per gossip message."""
+MAX_RANGE_BLOCKS = 256
+"""Blocks per sync response (the response is also capped in bytes)."""
+MAX_RANGE_BYTES = 8 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class TxBatch:
+    txs: tuple[bytes, ...]
+
+    MAX_BYTES: ClassVar[int] = 4 * 1024 * 1024
+
+    def to_fields(self) -> list[Any]:
+        return [list(self.txs)]
+
+    @classmethod
+    def from_fields(cls, value: Any) -> Self:
+        (txs,) = read_array(value, 1, "tx_batch")
+        return cls(tuple(read_bytes(t, "tx_batch.tx", max_len=64 * 1024)
+                         for t in read_list(txs, MAX_TX_BATCH, "tx_batch.txs")))
+
+
+@dataclass(frozen=True)
+class StatusRequest:
+    MAX_BYTES: ClassVar[int] = 8
+
+    def to_fields(self) -> list[Any]:
+        return []
+
+    @classmethod
+    def from_fields(cls, value: Any) -> Self:
+        read_array(value, 0, "status_request")
+        return cls()
+
+
+@dataclass(frozen=True)
+class Status:
+    """A node's view: which chain, how far it has finalised, and which validator it runs."""
+
+    chain_id: str
+    genesis_hash: bytes
+    height: int
+    head_hash: bytes
+    validator: bytes  # empty when the node does not validate
+
+    MAX_BYTES: ClassVar[int] = 256
+
+    def to_fields(self) -> list[Any]:
+        return [self.chain_id, self.genesis_hash, self.height, self.head_hash, self.validator]
+
+    @classmethod
+    def from_fields(cls, value: Any) -> Self:
+        chain_id, genesis, height, head, validator = read_array(value, 5, "status")
+        validator = read_bytes(validator, "status.validator", max_len=ADDRESS_LEN)
+        if validator and len(validator) != ADDRESS_LEN:
+            validator = b""
+        return cls(read_str(chain_id, "status.chain_id", max_len=64),
+                   read_bytes(genesis, "status.genesis_hash", size=HASH_LEN),
+                   read_uint(height, "status.height"),
+                   read_bytes(head, "status.head_hash", size=HASH_LEN), validator)
+
+
+@dataclass(frozen=True)
+class Query:
+    """A poll: "which block do you prefer?", naming the block the asker prefers."""
+
+    poll_id: int
+    block_id: bytes
+    height: int
+
+    MAX_BYTES: ClassVar[int] = 64
+
+    def to_fields(self) -> list[Any]:
+        return [self.poll_id, self.block_id, self.height]
+
+    @classmethod
+    def from_fields(cls, value: Any) -> Self:
+        poll_id, block_id, height = read_array(value, 3, "query")
+        return cls(read_uint(poll_id, "query.poll_id"),
+                   read_bytes(block_id, "query.block_id", size=HASH_LEN),
+                   read_uint(height, "query.height"))
+
+
+@dataclass(frozen=True)
+class Chits:
+    preferred_id: bytes
+
+    MAX_BYTES: ClassVar[int] = 48
+
+    def to_fields(self) -> list[Any]:
+        return [self.preferred_id]
+
+    @classmethod
+    def from_fields(cls, value: Any) -> Self:
+        (preferred,) = read_array(value, 1, "chits")
+        return cls(read_bytes(preferred, "chits.preferred_id", size=HASH_LEN))
+
+
+@dataclass(frozen=True)
+class BlockRequest:
+    block_id: bytes
+
+    MAX_BYTES: ClassVar[int] = 48
+
+    def to_fields(self) -> list[Any]:
+        return [self.block_id]
+
+    @classmethod
+    def from_fields(cls, value: Any) -> Self:
+        (block_id,) = read_array(value, 1, "block_request")
+        return cls(read_bytes(block_id, "block_request.block_id", size=HASH_LEN))
+
+
+@dataclass(frozen=True)
+class BlockResponse:
+    block: bytes  # empty when unknown
+
+    MAX_BYTES: ClassVar[int] = 16 * 1024 * 1024 + 16
+
+    def to_fields(self) -> list[Any]:
+        return [self.block]
+
+    @classmethod
+    def from_fields(cls, value: Any) -> Self:
+        (block,) = read_array(value, 1, "block_response")
+        return cls(read_bytes(block, "block_response.block", max_len=16 * 1024 * 1024))
+
+
+@dataclass(frozen=True)
+class RangeRequest:
+    start_height: int
+    count: int
+
+    MAX_BYTES: ClassVar[int] = 24
+
+    def to_fields(self) -> list[Any]:
+        return [self.start_height, self.count]
+
+    @classmethod
+    def from_fields(cls, value: Any) -> Self:
+        start, count = read_array(value, 2, "range_request")
+        return cls(read_uint(start, "range_request.start_height", min_value=1),
+                   read_uint(count, "range_request.count", min_value=1,
+                             max_value=MAX_RANGE_BLOCKS))
+
+
+@dataclass(frozen=True)
+class RangeResponse:
+    blocks: tuple[bytes, ...]
+
+    MAX_BYTES: ClassVar[int] = MAX_RANGE_BYTES + 1024
+
+    def to_fields(self) -> list[Any]:
+        return [list(self.blocks)]
+
+    @classmethod
+    def from_fields(cls, value: Any) -> Self:
+        (blocks,) = read_array(value, 1, "range_response")
+        return cls(tuple(read_bytes(b, "range_response.block", max_len=MAX_RANGE_BYTES)
+                         for b in read_list(blocks, MAX_RANGE_BLOCKS, "range_response.blocks")))

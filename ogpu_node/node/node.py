@@ -1,0 +1,587 @@
+"""The node: the consensus engine driven by the network, blocks finalised into the chain.
+
+One `Node` lives in one trio task tree (`serve`). Everything it owns — chain, mempool, processing
+blocks, engine — is touched only from that tree, so no locks are needed. Services:
+
+    _proposer_loop    propose on our proposer slot when transactions wait or the interval is up
+    _gossip_loops     receive transaction batches and block proposals
+    _tx_publisher     batch and pace outgoing transaction gossip
+    _timer_loop       expire late polls (time passed in to the engine)
+    _status_loop      learn peers' heights and validators; sync when behind
+
+Network handlers answer status, consensus queries, single blocks and block ranges.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+
+import trio
+import trio.lowlevel
+
+from consensus.decisions import Output
+from consensus.engine import Engine
+from consensus.errors import ConsensusError
+from consensus.params import Parameters
+from consensus.proposer import proposer_for, slot_at, slot_start
+from consensus.validators import ValidatorSet
+from ogpu_node.address import address_to_text
+from ogpu_node.chain import Chain
+from ogpu_node.encoding import decode, encode
+from ogpu_node.errors import OgpuError
+from ogpu_node.hashing import digest
+from ogpu_node.keys import PrivateKey
+from ogpu_node.ledger import Block, State, Transaction, apply_block, build_block
+from ogpu_node.ledger.builder import select_transactions
+from ogpu_node.ledger.errors import InvalidBlock, InvalidTransaction
+from ogpu_node.ledger.tx import decode_transaction
+from ogpu_node.node import messages as m
+from ogpu_node.node.mempool import Mempool, MempoolLimits
+from ogpu_node.node_api import Health, NodeStatus, PeerInfo, TxReceipt, TxState
+from ogpu_node.types import Hash32
+from p2p.errors import P2PError
+from p2p.network import Network, TaskStatus
+
+log = logging.getLogger("ogpu.node")
+
+
+@dataclass(frozen=True)
+class NodeSettings:
+    """Timing and limits of a node. Times in milliseconds unless named otherwise."""
+
+    consensus: Parameters = field(default_factory=lambda: Parameters(poll_timeout=1_000))
+    slot_ms: int = 1_000
+    """Proposer slot window: if a slot's proposer is silent, the next slot's takes over."""
+    max_block_interval_ms: int = 2_000
+    """Propose (possibly empty) blocks at least this often, so that time-based rules advance."""
+    max_future_drift_ms: int = 3_000
+    status_interval_s: float = 1.0
+    request_timeout_s: float = 2.0
+    tx_gossip_interval_s: float = 0.01
+    mempool: MempoolLimits = field(default_factory=MempoolLimits)
+    max_processing_blocks: int = 64
+    healthy_finality_s: float = 10.0
+    """/health turns 503 when nothing was finalised for this long."""
+
+
+@dataclass
+class _PeerView:
+    peer_id: str
+    status: m.Status | None = None
+
+
+class Node:
+    """A validator or follower node. Implements `ogpu_node.node_api.NodeApi`."""
+
+    def __init__(
+        self,
+        *,
+        chain: Chain,
+        network: Network,
+        genesis_hash: Hash32,
+        validator_key: PrivateKey | None,
+        settings: NodeSettings | None = None,
+        moniker: str = "node",
+        wall_ms: Callable[[], int] = lambda: int(time.time() * 1000),
+        on_finalized: Callable[[Block, float], None] | None = None,
+    ) -> None:
+        self.chain = chain
+        self.network = network
+        self.genesis_hash = genesis_hash
+        self.key = validator_key
+        self.settings = settings or NodeSettings()
+        self.moniker = moniker
+        self.wall_ms = wall_ms
+        self.on_finalized = on_finalized
+        self.mempool = Mempool(self.settings.mempool)
+        self.pending: dict[bytes, tuple[Block, State]] = {}
+        self.peers_view: dict[str, _PeerView] = {}
+        self.validator_peers: dict[bytes, str] = {}
+        self.syncing = False
+        self.last_finalized_at = trio.current_time() if _in_trio() else 0.0
+        self._submitted_at: dict[Hash32, float] = {}
+        self._rejected: OrderedDict[Hash32, TxReceipt] = OrderedDict()
+        self._changed = trio.Event()
+        self._finalized = trio.Event()
+        self._outgoing_txs: list[bytes] = []
+        self._subscribers: set[trio.MemorySendChannel[Block]] = set()
+        self._nursery: trio.Nursery | None = None
+        self.engine = self._new_engine()
+
+    # --- engine ----------------------------------------------------------------------------------
+
+    @property
+    def node_id(self) -> bytes:
+        return bytes(self.key.address) if self.key else digest(b"follower", b"")[:20]
+
+    def _validator_set(self, state: State) -> ValidatorSet:
+        return ValidatorSet((bytes(v.address), v.stake) for v in state.validators)
+
+    def _new_engine(self) -> Engine:
+        state = self.chain.state
+        seed = digest(b"engine-rng", self.node_id + state.block_hash)
+        import random  # the shell owns randomness; the engine gets a seeded source
+
+        return Engine(self.node_id, self.settings.consensus,
+                      validators=self._validator_set(state),
+                      last_accepted_id=state.block_hash, last_accepted_height=state.height,
+                      rng=random.Random(seed))
+
+    def _now(self) -> int:
+        return int(trio.current_time() * 1000)
+
+    def _signal(self) -> None:
+        self._changed.set()
+        self._changed = trio.Event()
+
+    def _handle(self, output: Output) -> None:
+        for decision in output.decisions:
+            if decision.accepted:
+                self._accept(decision.block_id)
+            else:
+                self.pending.pop(decision.block_id, None)
+        assert self._nursery is not None
+        for query in output.queries:
+            for recipient in query.recipients:
+                self._nursery.start_soon(self._send_query, recipient, query.poll_id,
+                                         query.preferred_id)
+        for fetch in output.fetches:
+            peer = self.validator_peers.get(fetch.to)
+            if peer is not None:
+                self._nursery.start_soon(self._fetch_block, peer, fetch.block_id)
+        if output.decisions:
+            self._signal()
+
+    def _accept(self, block_id: bytes) -> None:
+        entry = self.pending.pop(block_id, None)
+        if entry is None:
+            raise OgpuError(f"engine accepted unknown block {block_id.hex()}")
+        block, state = entry
+        old_validators = self.chain.state.validators
+        self.chain.commit(block, state)
+        self._after_commit(block, state, old_validators)
+
+    def _after_commit(self, block: Block, state: State, old_validators: tuple[object, ...]) -> None:
+        now = trio.current_time()
+        self.last_finalized_at = now
+        hashes = [tx.hash for tx in block.txs]
+        self.mempool.remove(hashes)
+        self.mempool.prune(state)
+        latency = None
+        for h in hashes:
+            submitted = self._submitted_at.pop(h, None)
+            if submitted is not None:
+                latency = now - submitted
+        if self.on_finalized is not None:
+            self.on_finalized(block, latency if latency is not None else math.nan)
+        # Blocks at or below the new height can no longer be accepted.
+        for other_id, (other, _) in list(self.pending.items()):
+            if other.height <= block.height:
+                del self.pending[other_id]
+        if state.validators != old_validators:
+            self.engine = self._new_engine()
+            self.pending.clear()
+        self._finalized.set()
+        self._finalized = trio.Event()
+        for channel in list(self._subscribers):
+            try:
+                channel.send_nowait(block)
+            except (trio.WouldBlock, trio.BrokenResourceError, trio.ClosedResourceError):
+                channel.close()
+                self._subscribers.discard(channel)
+
+    # --- blocks ----------------------------------------------------------------------------------
+
+    def _parent_state(self, parent_hash: bytes) -> State | None:
+        if parent_hash == self.chain.state.block_hash:
+            return self.chain.state
+        entry = self.pending.get(parent_hash)
+        return entry[1] if entry else None
+
+    def _check_schedule(self, parent: State, block: Block) -> None:
+        h = block.header
+        if h.timestamp > self.wall_ms() + self.settings.max_future_drift_ms:
+            raise InvalidBlock("timestamp too far in the future")
+        slot = slot_at(parent.timestamp, h.timestamp, self.settings.slot_ms)
+        expected = proposer_for(parent.chain_id.encode(), h.height, slot,
+                                self._validator_set(parent))
+        if expected != bytes(h.proposer):
+            raise InvalidBlock(f"proposer {address_to_text(h.proposer)} does not hold slot {slot}")
+
+    def receive_block(self, raw: bytes) -> Block | None:
+        """Validate a proposal and hand it to consensus; returns it if it is new and valid.
+
+        Raises `OgpuError` subclasses for bad blocks (the caller logs and counts them).
+        """
+        block = decode(Block, raw)
+        block_id = block.hash
+        if block_id in self.pending or block.height <= self.chain.state.height:
+            return None
+        if len(self.pending) >= self.settings.max_processing_blocks:
+            raise InvalidBlock("too many processing blocks")
+        parent = self._parent_state(block.header.parent_hash)
+        if parent is None:
+            return None  # unknown parent: the status loop's sync catches up if we are behind
+        self._check_schedule(parent, block)
+        state = apply_block(parent, block)
+        self.pending[block_id] = (block, state)
+        try:
+            output = self.engine.add_block(block_id, block.header.parent_hash, block.height,
+                                           self._now())
+        except ConsensusError as exc:
+            self.pending.pop(block_id, None)
+            raise InvalidBlock(f"consensus refused the block: {exc}") from exc
+        self._handle(output)
+        self._signal()
+        return block
+
+    async def _propose(self) -> None:
+        assert self.key is not None
+        state = self.chain.state
+        timestamp = max(self.wall_ms(), state.timestamp + 1)
+        txs, rejected = select_transactions(state, self.mempool.candidates(state),
+                                            self.key.address)
+        for tx, error in rejected:
+            self._reject(tx.hash, error)
+        self.mempool.remove([tx.hash for tx, _ in rejected])
+        block, _ = build_block(state, txs, self.key, timestamp)
+        raw = encode(block)
+        if self.receive_block(raw) is not None:
+            await self.network.publish(m.TOPIC_BLOCKS, raw)
+
+    def _reject(self, tx_hash: Hash32, error: InvalidTransaction) -> None:
+        self._rejected[tx_hash] = TxReceipt(tx_hash, TxState.REJECTED, error_code=error.code,
+                                            reason=str(error))
+        while len(self._rejected) > 10_000:
+            self._rejected.popitem(last=False)
+
+    # --- services --------------------------------------------------------------------------------
+
+    async def serve(self, *, task_status: TaskStatus = trio.TASK_STATUS_IGNORED) -> None:
+        """Run the node's services until cancelled."""
+        self.last_finalized_at = trio.current_time()
+        net = self.network
+        net.set_handler(m.PROTO_STATUS, self._on_status_request)
+        net.set_handler(m.PROTO_QUERY, self._on_query)
+        net.set_handler(m.PROTO_BLOCK, self._on_block_request)
+        net.set_handler(m.PROTO_RANGE, self._on_range_request)
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            nursery.start_soon(self._gossip_loop, m.TOPIC_TXS, self._on_tx_gossip)
+            nursery.start_soon(self._gossip_loop, m.TOPIC_BLOCKS, self._on_block_gossip)
+            nursery.start_soon(self._tx_publisher)
+            nursery.start_soon(self._timer_loop)
+            nursery.start_soon(self._status_loop)
+            if self.key is not None:
+                nursery.start_soon(self._proposer_loop)
+            task_status.started()
+
+    async def _gossip_loop(self, topic: str, handler: Callable[[str, bytes], None]) -> None:
+        channel = await self.network.subscribe(topic)
+        async with channel:
+            async for message in channel:
+                try:
+                    handler(message.from_peer, message.data)
+                except OgpuError as exc:
+                    log.debug("rejected %s gossip from %s: %s", topic, message.from_peer, exc)
+
+    def _on_tx_gossip(self, peer: str, data: bytes) -> None:
+        batch = decode(m.TxBatch, data)
+        state = self.chain.state
+        for raw in batch.txs:
+            try:
+                self.mempool.add(decode_transaction(raw), state)
+            except InvalidTransaction:
+                continue
+        self._signal()
+
+    def _on_block_gossip(self, peer: str, data: bytes) -> None:
+        self.receive_block(data)
+
+    async def _tx_publisher(self) -> None:
+        while True:
+            await trio.sleep(self.settings.tx_gossip_interval_s)
+            while self._outgoing_txs:
+                batch = self._outgoing_txs[:m.MAX_TX_BATCH]
+                del self._outgoing_txs[:m.MAX_TX_BATCH]
+                await self.network.publish(m.TOPIC_TXS, encode(m.TxBatch(tuple(batch))))
+
+    async def _timer_loop(self) -> None:
+        while True:
+            deadline = self.engine.next_deadline()
+            if deadline is None:
+                await self._changed.wait()
+                continue
+            with trio.move_on_at(deadline / 1000) as scope:
+                await self._changed.wait()
+            if scope.cancelled_caught:
+                # Woken by the deadline itself: ms rounding must not make it look early.
+                self._handle(self.engine.on_timeout(max(self._now(), deadline)))
+
+    async def _proposer_loop(self) -> None:
+        assert self.key is not None
+        me = bytes(self.key.address)
+        settings = self.settings
+        while True:
+            changed = self._changed
+            state = self.chain.state
+            wake_at: float | None = None
+            if not self.syncing and not self.pending:
+                now = self.wall_ms()
+                slot = slot_at(state.timestamp, now, settings.slot_ms)
+                holder = proposer_for(state.chain_id.encode(), state.height + 1, slot,
+                                      self._validator_set(state))
+                due_at = state.timestamp + settings.max_block_interval_ms
+                if holder == me and (now >= due_at or any(True for _ in
+                                                          self.mempool.candidates(state))):
+                    await self._propose()
+                    continue
+                next_slot = slot_start(state.timestamp, slot + 1, settings.slot_ms)
+                wake_ms = next_slot if holder != me else min(next_slot, due_at)
+                wake_at = trio.current_time() + max(0, wake_ms - now) / 1000
+            if wake_at is None:
+                await changed.wait()
+            else:
+                with trio.move_on_at(wake_at):
+                    await changed.wait()
+
+    async def _status_loop(self) -> None:
+        while True:
+            peers = [p.peer_id for p in self.network.peers()]
+            async with trio.open_nursery() as nursery:
+                for peer in peers:
+                    nursery.start_soon(self._refresh_status, peer)
+            await self._maybe_sync()
+            await trio.sleep(self.settings.status_interval_s)
+
+    async def _refresh_status(self, peer: str) -> None:
+        try:
+            with trio.fail_after(self.settings.request_timeout_s):
+                raw = await self.network.request(peer, m.PROTO_STATUS, encode(m.StatusRequest()))
+            status = decode(m.Status, raw)
+        except (P2PError, OgpuError, trio.TooSlowError):
+            return
+        if status.genesis_hash != self.genesis_hash:
+            return
+        self.peers_view[peer] = _PeerView(peer, status)
+        if status.validator:
+            self.validator_peers[status.validator] = peer
+
+    async def _maybe_sync(self) -> None:
+        """Fetch finalised blocks from the most advanced peer while we are more than one behind."""
+        best = max((v for v in self.peers_view.values() if v.status is not None),
+                   key=lambda v: v.status.height if v.status else 0, default=None)
+        if best is None or best.status is None:
+            return
+        if best.status.height <= self.chain.state.height + 1:
+            return
+        self.syncing = True
+        try:
+            while self.chain.state.height < best.status.height:
+                start = self.chain.state.height + 1
+                count = min(m.MAX_RANGE_BLOCKS, best.status.height - start + 1)
+                with trio.fail_after(self.settings.request_timeout_s * 5):
+                    raw = await self.network.request(best.peer_id, m.PROTO_RANGE,
+                                                     encode(m.RangeRequest(start, count)))
+                response = decode(m.RangeResponse, raw)
+                if not response.blocks:
+                    return
+                for block_raw in response.blocks:
+                    block = decode(Block, block_raw)
+                    old = self.chain.state.validators
+                    state = self.chain.apply_and_commit(block)
+                    self._after_commit(block, state, old)
+                await trio.lowlevel.checkpoint()
+        except (P2PError, OgpuError, trio.TooSlowError) as exc:
+            log.info("sync from %s stopped: %s", best.peer_id, exc)
+        finally:
+            self.syncing = False
+            self.engine = self._new_engine()
+            self.pending.clear()
+            self._signal()
+
+    async def _send_query(self, validator: bytes, poll_id: int, block_id: bytes) -> None:
+        peer = self.validator_peers.get(validator)
+        entry = self.pending.get(block_id)
+        height = entry[0].height if entry else self.chain.state.height
+        try:
+            if peer is None:
+                raise P2PError("no connection to this validator")
+            with trio.fail_after(self.settings.request_timeout_s):
+                raw = await self.network.request(peer, m.PROTO_QUERY,
+                                                 encode(m.Query(poll_id, block_id, height)))
+            chits = decode(m.Chits, raw)
+        except (P2PError, OgpuError, trio.TooSlowError):
+            # No answer is no vote when the poll's deadline passes. Reporting the failure at
+            # once would let polls that cannot succeed (too much stake unreachable) spin.
+            return
+        self._handle(self.engine.on_chits(validator, poll_id, chits.preferred_id, self._now()))
+
+    async def _fetch_block(self, peer: str, block_id: bytes) -> None:
+        try:
+            with trio.fail_after(self.settings.request_timeout_s):
+                raw = await self.network.request(peer, m.PROTO_BLOCK,
+                                                 encode(m.BlockRequest(block_id)))
+            response = decode(m.BlockResponse, raw)
+            if response.block:
+                self.receive_block(response.block)
+        except (P2PError, OgpuError, trio.TooSlowError) as exc:
+            log.debug("fetching block %s from %s failed: %s", block_id.hex()[:12], peer, exc)
+
+    # --- request handlers -----------------------------------------------------------------------
+
+    async def _on_status_request(self, peer: str, data: bytes) -> bytes:
+        decode(m.StatusRequest, data)
+        state = self.chain.state
+        return encode(m.Status(state.chain_id, self.genesis_hash, state.height, state.block_hash,
+                               bytes(self.key.address) if self.key else b""))
+
+    async def _on_query(self, peer: str, data: bytes) -> bytes:
+        query = decode(m.Query, data)
+        known = query.block_id in self.pending or query.height <= self.chain.state.height
+        if not known and not self.syncing:
+            await self._fetch_block(peer, query.block_id)
+        return encode(m.Chits(self.engine.preference))
+
+    async def _on_block_request(self, peer: str, data: bytes) -> bytes:
+        request = decode(m.BlockRequest, data)
+        entry = self.pending.get(request.block_id)
+        if entry is not None:
+            return encode(m.BlockResponse(encode(entry[0])))
+        raw = self.chain.store.block_by_hash(request.block_id)
+        if raw is None or self.chain.store.block_hash_at(0) == request.block_id:
+            raw = b""
+        return encode(m.BlockResponse(raw))
+
+    async def _on_range_request(self, peer: str, data: bytes) -> bytes:
+        request = decode(m.RangeRequest, data)
+        blocks: list[bytes] = []
+        size = 0
+        for height in range(request.start_height, request.start_height + request.count):
+            raw = self.chain.store.block_by_height(height)
+            if raw is None or size + len(raw) > m.MAX_RANGE_BYTES:
+                break
+            blocks.append(raw)
+            size += len(raw)
+        return encode(m.RangeResponse(tuple(blocks)))
+
+    # --- NodeApi ---------------------------------------------------------------------------------
+
+    def status(self) -> NodeStatus:
+        state = self.chain.state
+        return NodeStatus(
+            chain_id=state.chain_id, node_id=self.network.peer_id, moniker=self.moniker,
+            height=state.height, head_hash=state.block_hash, state_root=state.root,
+            head_time_ms=state.timestamp, syncing=self.syncing,
+            peers=len(self.network.peers()),
+            validator=address_to_text(self.key.address) if self.key else None,
+            mempool_size=len(self.mempool),
+        )
+
+    def health(self) -> Health:
+        reasons = []
+        state = self.chain.state
+        if self.syncing:
+            reasons.append("syncing")
+        idle = trio.current_time() - self.last_finalized_at
+        if idle > self.settings.healthy_finality_s:
+            reasons.append(f"nothing finalised for {idle:.1f} s")
+        visible = {bytes(self.key.address)} if self.key else set()
+        visible |= set(self.validator_peers) & {p for p, v in self.validator_peers.items()
+                                                if v in {x.peer_id for x in self.network.peers()}}
+        vset = self._validator_set(state)
+        seen = sum(vset.stake_of(v) for v in visible)
+        params = self.settings.consensus
+        if not params.passes(params.alpha_confidence, seen, vset.total_stake):
+            reasons.append(f"sees validators with {seen * 100 // vset.total_stake}% of stake, "
+                           f"needs {math.ceil(params.alpha_confidence * 100 / params.k)}%")
+        return Health(not reasons, tuple(reasons), {
+            "height": state.height, "syncing": self.syncing,
+            "seconds_since_finalized": round(idle, 3),
+            "visible_stake_percent": seen * 100 // vset.total_stake,
+        })
+
+    def finalized_state(self) -> State:
+        return self.chain.state
+
+    def block_by_height(self, height: int) -> Block | None:
+        return self.chain.block_at(height)
+
+    def block_by_hash(self, block_hash: bytes) -> Block | None:
+        raw = self.chain.store.block_by_hash(block_hash)
+        if raw is None or self.chain.store.block_hash_at(0) == block_hash:
+            return None
+        return decode(Block, raw)
+
+    def transaction(self, tx_hash: bytes) -> tuple[Transaction, TxReceipt] | None:
+        receipt = self.tx_receipt(tx_hash)
+        if receipt.state is TxState.PENDING:
+            tx = self.mempool.get(tx_hash)
+            return (tx, receipt) if tx else None
+        if receipt.state is TxState.FINALIZED and receipt.height is not None:
+            block = self.chain.block_at(receipt.height)
+            if block is not None and receipt.index is not None:
+                return block.txs[receipt.index], receipt
+        return None
+
+    def tx_receipt(self, tx_hash: bytes) -> TxReceipt:
+        h = Hash32(bytes(tx_hash))
+        location = self.chain.store.tx_location(h)
+        if location is not None:
+            return TxReceipt(h, TxState.FINALIZED, height=location[0], index=location[1])
+        if h in self.mempool:
+            return TxReceipt(h, TxState.PENDING)
+        return self._rejected.get(h) or TxReceipt(h, TxState.UNKNOWN)
+
+    def peers(self) -> list[PeerInfo]:
+        out = []
+        by_peer = {peer: v for v, peer in self.validator_peers.items()}
+        for p in self.network.peers():
+            validator = by_peer.get(p.peer_id)
+            out.append(PeerInfo(p.peer_id, tuple(p.addrs),
+                                address_to_text(validator) if validator else None))
+        return out
+
+    async def submit_tx(self, tx: Transaction) -> TxReceipt:
+        try:
+            self.mempool.add(tx, self.chain.state)
+        except InvalidTransaction as exc:
+            self._reject(tx.hash, exc)
+            raise
+        self._submitted_at[tx.hash] = trio.current_time()
+        self._outgoing_txs.append(tx.encoded)
+        self._signal()
+        return TxReceipt(tx.hash, TxState.PENDING)
+
+    async def wait_for_tx(self, tx_hash: bytes) -> TxReceipt:
+        while True:
+            event = self._finalized
+            receipt = self.tx_receipt(tx_hash)
+            if receipt.state in (TxState.FINALIZED, TxState.REJECTED):
+                return receipt
+            await event.wait()
+
+    @asynccontextmanager
+    async def subscribe_blocks(self) -> AsyncIterator[trio.MemoryReceiveChannel[Block]]:
+        send, receive = trio.open_memory_channel[Block](256)
+        self._subscribers.add(send)
+        try:
+            async with receive:
+                yield receive
+        finally:
+            self._subscribers.discard(send)
+            send.close()
+
+
+def _in_trio() -> bool:
+    try:
+        trio.lowlevel.current_task()
+    except RuntimeError:
+        return False
+    return True

@@ -1,0 +1,114 @@
+"""Assemble and run a node from its home folder: chain, network, consensus, RPC, metrics.
+
+`run_node(config)` is what `ogpu-node run` calls. Everything is started in one nursery with
+`task_status`, and stopped by cancelling it (Ctrl-C or SIGTERM): the network disconnects, the RPC
+server closes its sockets, and the LevelDB store is closed last.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+import signal
+from dataclasses import dataclass
+from typing import Any
+
+import trio
+
+from ogpu_node.chain import Chain
+from ogpu_node.config import Config, ConfigError
+from ogpu_node.genesis import load_genesis
+from ogpu_node.keys import read_key_file
+from ogpu_node.ledger import Block
+from ogpu_node.node.node import Node, NodeSettings
+from ogpu_node.rpc.config import RpcConfig
+from ogpu_node.rpc.metrics import NodeMetrics
+from ogpu_node.rpc.server import serve_rpc
+from ogpu_node.storage import ChainStore, LevelDBKV
+from p2p.libp2p_host import Libp2pConfig, Libp2pNetwork
+
+log = logging.getLogger("ogpu.node")
+
+_LISTEN = re.compile(r"^/ip4/(?P<host>[0-9.]+)/tcp/(?P<port>\d+)$")
+
+
+@dataclass(frozen=True)
+class Endpoints:
+    """Where a started node can be reached."""
+
+    rpc: str
+    p2p: tuple[str, ...]
+    peer_id: str
+
+
+def parse_listen(multiaddr: str) -> tuple[str, int]:
+    """`/ip4/HOST/tcp/PORT` -> (host, port)."""
+    match = _LISTEN.match(multiaddr)
+    if match is None:
+        raise ConfigError(f"p2p_listen must look like /ip4/127.0.0.1/tcp/26656, got {multiaddr!r}")
+    return match["host"], int(match["port"])
+
+
+async def run_node(config: Config, *, task_status: Any = trio.TASK_STATUS_IGNORED,
+                   settings: NodeSettings | None = None) -> None:
+    """Run the node configured by `config` until cancelled; reports its `Endpoints` when ready."""
+    logging.basicConfig(level=config.log_level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    genesis = load_genesis(config.path(config.genesis_file))
+    node_key = read_key_file(config.path(config.node_key_file))
+    validator_path = config.path(config.validator_key_file)
+    validator_key = read_key_file(validator_path) if validator_path.exists() else None
+    host, port = parse_listen(config.p2p_listen)
+    network = Libp2pNetwork.from_seed(node_key.secret_bytes(), Libp2pConfig(
+        listen_host=host, listen_port=port, bootstrap=tuple(config.bootstrap_peers)))
+    data = config.path(config.data_dir)
+    data.mkdir(parents=True, exist_ok=True)
+    store = ChainStore(LevelDBKV(str(data / "chain")))
+    try:
+        chain = Chain.open(store, genesis)
+        metrics = NodeMetrics()
+        metrics.set_height(chain.state.height)
+
+        def finalized(block: Block, latency_s: float) -> None:
+            metrics.set_height(block.height)
+            if not math.isnan(latency_s):
+                metrics.observe_finality(latency_s)
+
+        node = Node(chain=chain, network=network, genesis_hash=genesis.hash,
+                    validator_key=validator_key, settings=settings, moniker=config.moniker,
+                    on_finalized=finalized)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(network.serve)
+            await nursery.start(node.serve)
+            rpc_config = RpcConfig(listen=config.rpc_listen,
+                                   rate_limit_per_s=config.rpc_rate_limit_per_s)
+            rpc = await nursery.start(serve_rpc, node, rpc_config, metrics)
+            nursery.start_soon(_update_gauges, node, metrics)
+            endpoints = Endpoints(rpc=f"http://{rpc.host}:{rpc.port}",
+                                  p2p=tuple(network.listen_addrs), peer_id=network.peer_id)
+            log.info("node %s up: rpc %s, p2p %s, height %d", config.moniker, endpoints.rpc,
+                     ", ".join(endpoints.p2p), chain.state.height)
+            task_status.started(endpoints)
+    finally:
+        store.close()
+
+
+async def _update_gauges(node: Node, metrics: NodeMetrics) -> None:
+    while True:
+        metrics.set_peers(len(node.network.peers()))
+        metrics.set_mempool_size(len(node.mempool))
+        metrics.set_outstanding_polls(node.engine.outstanding_polls)
+        await trio.sleep(1)
+
+
+async def run_until_signalled(config: Config) -> None:
+    """Run the node until SIGINT or SIGTERM, then shut down cleanly."""
+    async with trio.open_nursery() as nursery:
+        endpoints: Endpoints = await nursery.start(run_node, config)
+        print(f"rpc {endpoints.rpc}  p2p {' '.join(endpoints.p2p)}", flush=True)
+        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            async for _ in signals:
+                log.info("shutting down")
+                nursery.cancel_scope.cancel()
+                break

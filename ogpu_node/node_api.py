@@ -1,0 +1,99 @@
+"""What the node offers to its front ends (JSON-RPC, health, metrics, CLI): the `NodeApi` protocol.
+
+The RPC layer depends only on this protocol; the node (`ogpu_node/node/`) implements it. Reads are
+synchronous and answer from the last finalised state; submissions and waits are async.
+"""
+
+from __future__ import annotations
+
+import enum
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import trio
+
+from ogpu_node.ledger import Block, State, Transaction
+from ogpu_node.types import Hash32
+
+
+class TxState(enum.Enum):
+    UNKNOWN = "unknown"        # never seen (or evicted before inclusion)
+    PENDING = "pending"        # in the mempool
+    FINALIZED = "finalized"    # in a finalised block
+    REJECTED = "rejected"      # refused by the mempool or dropped as invalid; see `error_code`
+
+
+@dataclass(frozen=True)
+class TxReceipt:
+    hash: Hash32
+    state: TxState
+    height: int | None = None
+    index: int | None = None
+    error_code: str | None = None
+    reason: str | None = None
+
+
+@dataclass(frozen=True)
+class PeerInfo:
+    peer_id: str
+    addresses: tuple[str, ...]
+    validator: str | None = None   # text address, when the peer announced its validator key
+
+
+@dataclass(frozen=True)
+class NodeStatus:
+    chain_id: str
+    node_id: str
+    moniker: str
+    height: int
+    head_hash: Hash32
+    state_root: Hash32
+    head_time_ms: int
+    syncing: bool
+    peers: int
+    validator: str | None           # this node's validator address, if it validates
+    mempool_size: int
+
+
+@dataclass(frozen=True)
+class Health:
+    """`healthy` only when synced, finalising and seeing enough stake; else `reasons` say why."""
+
+    healthy: bool
+    reasons: tuple[str, ...] = ()
+    details: dict[str, object] = field(default_factory=dict)
+
+
+class NodeApi(Protocol):
+    """The node as its front ends see it."""
+
+    def status(self) -> NodeStatus: ...
+
+    def health(self) -> Health: ...
+
+    def finalized_state(self) -> State: ...
+
+    def block_by_height(self, height: int) -> Block | None: ...
+
+    def block_by_hash(self, block_hash: bytes) -> Block | None: ...
+
+    def transaction(self, tx_hash: bytes) -> tuple[Transaction, TxReceipt] | None: ...
+
+    def tx_receipt(self, tx_hash: bytes) -> TxReceipt: ...
+
+    def peers(self) -> list[PeerInfo]: ...
+
+    async def submit_tx(self, tx: Transaction) -> TxReceipt:
+        """Admit `tx` to the mempool and gossip it; raises `InvalidTransaction` when refused."""
+        ...
+
+    async def wait_for_tx(self, tx_hash: bytes) -> TxReceipt:
+        """Wait until `tx_hash` is finalised or rejected; callers bound the wait with
+        `trio.move_on_after` and fall back to `tx_receipt`."""
+        ...
+
+    def subscribe_blocks(self) -> AbstractAsyncContextManager[trio.MemoryReceiveChannel[Block]]:
+        """A channel of finalised blocks from now on, closed when the context exits. A consumer
+        that falls behind by more than the channel's buffer is disconnected (channel closed)."""
+        ...

@@ -1,0 +1,84 @@
+"""Settings of the RPC server: where it listens and every limit it enforces.
+
+Each limit is a named field (principle 4: limits on everything); `RpcConfig` refuses a set of
+values that cannot work, naming each problem.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ogpu_node.errors import OgpuError
+
+MIB = 1024 * 1024
+
+
+class RpcConfigError(OgpuError):
+    """RPC settings that cannot work; the message lists every problem."""
+
+
+@dataclass(frozen=True)
+class RpcConfig:
+    """RPC server settings. Durations are seconds, sizes bytes."""
+
+    listen: str = "127.0.0.1:8545"
+    """`host:port` (`[v6]:port` for IPv6); port 0 picks a free port, reported by `serve_rpc`."""
+    max_body_bytes: int = MIB
+    """Largest HTTP request body; a larger one gets 413 without being read to its end."""
+    max_batch: int = 100
+    """Most calls in one batch; a larger batch gets one -32600 error."""
+    max_connections: int = 256
+    """Most HTTP requests in progress plus open WebSockets at once (503 / -32004 beyond)."""
+    ws_max_message_bytes: int = MIB
+    """Largest WebSocket message accepted (the connection is closed with 1009 beyond)."""
+    ws_max_subscriptions: int = 32
+    """Most live subscriptions of one WebSocket connection."""
+    ws_max_pending: int = 32
+    """Most requests of one WebSocket connection being answered at once."""
+    ws_send_queue: int = 256
+    """Outgoing messages buffered per connection; a client that lets it fill is disconnected."""
+    rate_limit_per_s: float = 100.0
+    """Calls per second each client (IP address) may make on average; 0 turns limiting off."""
+    rate_limit_burst: int = 200
+    """Calls a client may make at once after being idle (the token bucket's size)."""
+    rate_limit_clients: int = 10_000
+    """Clients tracked by the rate limiter; the least recently seen are forgotten beyond."""
+    send_and_wait_default_s: float = 30.0
+    send_and_wait_max_s: float = 120.0
+    max_block_range: int = 100
+    """Most blocks one `chain_getBlockRange` call returns."""
+    keep_alive_s: float = 5.0
+    """How long an idle HTTP keep-alive connection stays open."""
+
+    def __post_init__(self) -> None:
+        problems = self.check()
+        if problems:
+            raise RpcConfigError("invalid RPC settings: " + "; ".join(problems))
+
+    def check(self) -> list[str]:
+        """Every violated invariant, as readable reasons (empty when the settings are valid)."""
+        problems = []
+        try:
+            split_listen(self.listen)
+        except RpcConfigError as exc:
+            problems.append(str(exc))
+        for name in ("max_body_bytes", "max_batch", "max_connections", "ws_max_message_bytes",
+                     "ws_max_subscriptions", "ws_max_pending", "ws_send_queue",
+                     "rate_limit_burst", "rate_limit_clients", "max_block_range"):
+            if getattr(self, name) < 1:
+                problems.append(f"{name} must be at least 1")
+        if self.rate_limit_per_s < 0:
+            problems.append("rate_limit_per_s must be 0 (off) or positive")
+        if not 0 < self.send_and_wait_default_s <= self.send_and_wait_max_s:
+            problems.append("send_and_wait_default_s must be within 0..send_and_wait_max_s")
+        if self.keep_alive_s <= 0:
+            problems.append("keep_alive_s must be positive")
+        return problems
+
+
+def split_listen(listen: str) -> tuple[str, int]:
+    """`host:port` or `[v6]:port` as (host, port)."""
+    host, sep, port = listen.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise RpcConfigError(f"listen must be host:port with a port in 0..65535, got {listen!r}")
+    return host.removeprefix("[").removesuffix("]"), int(port)

@@ -1,0 +1,65 @@
+"""JSON-RPC error codes and the one exception every method raises to answer with an error.
+
+The spec's codes (-32700 .. -32603) keep their meaning; our own codes live in -32000 .. -32099 and
+are documented in `docs/rpc.md`. A code, once published, never changes meaning.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+from typing import Any
+
+from ogpu_node.errors import OgpuError
+
+
+class ErrorCode(IntEnum):
+    """Every code the server answers with."""
+
+    PARSE_ERROR = -32700
+    INVALID_REQUEST = -32600
+    METHOD_NOT_FOUND = -32601
+    INVALID_PARAMS = -32602
+    INTERNAL_ERROR = -32603
+
+    TX_REJECTED = -32000
+    """The node refused a transaction; `data.code` is the ledger's code (`bad_nonce`, ...)."""
+    NOT_FOUND = -32001
+    TIMEOUT = -32002
+    """`tx_sendAndWait`: accepted but not final in time; `data` has the hash and the receipt."""
+    RATE_LIMITED = -32003
+    TOO_MANY_CONNECTIONS = -32004
+    TOO_MANY_SUBSCRIPTIONS = -32005
+    REQUEST_TOO_LARGE = -32006
+    WEBSOCKET_REQUIRED = -32007
+    TOO_MANY_PENDING = -32008
+    """Too many requests of one WebSocket connection are still being answered."""
+
+
+class RpcError(OgpuError):
+    """An error answer: `code`, a human `message` and optional structured `data`."""
+
+    def __init__(self, code: ErrorCode, message: str, data: Any = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.data = data
+
+    def to_json(self) -> dict[str, Any]:
+        error: dict[str, Any] = {"code": int(self.code), "message": self.message}
+        if self.data is not None:
+            error["data"] = self.data
+        return error
+
+
+def invalid_params(param: str, problem: str) -> RpcError:
+    """-32602 naming the parameter and what is wrong with it."""
+    return RpcError(ErrorCode.INVALID_PARAMS, f"invalid params: {param}: {problem}",
+                    {"param": param})
+
+
+def invalid_request(problem: str) -> RpcError:
+    return RpcError(ErrorCode.INVALID_REQUEST, f"invalid request: {problem}")
+
+
+def not_found(what: str, key: str) -> RpcError:
+    return RpcError(ErrorCode.NOT_FOUND, f"{what} not found: {key}", {"what": what, "key": key})

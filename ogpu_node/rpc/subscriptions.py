@@ -1,0 +1,128 @@
+"""WebSocket subscriptions: finalised blocks, and the final status of one transaction.
+
+Each subscription is a task in its connection's nursery, so closing the connection ends them all.
+A subscription is *armed* only once the answer to `sub_subscribe` has been queued, so a client
+always sees the subscription id before the first notification; blocks finalised in between wait
+in the node's channel. Notifications are queued without waiting: a client that lets its queue fill
+is disconnected (the node keeps no unbounded buffer for anyone).
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import trio
+
+from ogpu_node.node_api import NodeApi, TxState
+from ogpu_node.rpc import views
+from ogpu_node.rpc.config import RpcConfig
+from ogpu_node.rpc.errors import ErrorCode, RpcError
+from ogpu_node.rpc.metrics import NodeMetrics
+
+if TYPE_CHECKING:
+    # trio-stubs (from trio-typing, a libp2p dependency) shadow trio's own types.
+    from trio_typing import TaskStatus
+
+NOTIFICATION = "sub_notification"
+CLOSED = "sub_closed"
+"""Sent when the server ends a subscription on its own (the client fell behind the node)."""
+_FINAL = (TxState.FINALIZED, TxState.REJECTED)
+
+
+class WsSession:
+    """The subscriptions of one WebSocket connection."""
+
+    def __init__(self, api: NodeApi, config: RpcConfig, metrics: NodeMetrics,
+                 nursery: trio.Nursery, outbox: trio.MemorySendChannel[str]) -> None:
+        self._api = api
+        self._config = config
+        self._metrics = metrics
+        self._nursery = nursery
+        self._outbox = outbox
+        self._subs: dict[str, trio.CancelScope] = {}
+        self.overflowed = trio.Event()
+        """Set when the client did not read fast enough; the connection then closes."""
+
+    @property
+    def subscription_count(self) -> int:
+        return len(self._subs)
+
+    def _reserve(self) -> str:
+        if len(self._subs) >= self._config.ws_max_subscriptions:
+            self._metrics.count_rejection("too_many_subscriptions")
+            raise RpcError(ErrorCode.TOO_MANY_SUBSCRIPTIONS,
+                           f"at most {self._config.ws_max_subscriptions} subscriptions per "
+                           "connection", {"limit": self._config.ws_max_subscriptions})
+        return "0x" + secrets.token_hex(8)
+
+    async def subscribe_blocks(self) -> tuple[str, Callable[[], None]]:
+        """Start a `blocks` subscription; returns its id and the function that arms it."""
+        sub_id = self._reserve()
+        armed = trio.Event()
+        self._subs[sub_id] = await self._nursery.start(self._run_blocks, sub_id, armed)
+        return sub_id, armed.set
+
+    async def subscribe_tx(self, tx_hash: bytes) -> tuple[str, Callable[[], None]]:
+        """Start a one-shot `txStatus` subscription for `tx_hash`."""
+        sub_id = self._reserve()
+        armed = trio.Event()
+        self._subs[sub_id] = await self._nursery.start(self._run_tx, sub_id, tx_hash, armed)
+        return sub_id, armed.set
+
+    def unsubscribe(self, sub_id: str) -> bool:
+        """End a subscription; False if there is none by that id (or it already ended)."""
+        scope = self._subs.pop(sub_id, None)
+        if scope is None:
+            return False
+        scope.cancel()
+        return True
+
+    async def _run_blocks(self, sub_id: str, armed: trio.Event,
+                          task_status: TaskStatus[trio.CancelScope]) -> None:
+        with trio.CancelScope() as scope:
+            async with self._api.subscribe_blocks() as blocks:
+                self._metrics.subscription_opened()
+                try:
+                    task_status.started(scope)
+                    await armed.wait()
+                    async for block in blocks:
+                        self._send(NOTIFICATION, {"subscription": sub_id,
+                                                  "result": views.block_view(block,
+                                                                             full_txs=False)})
+                    # The node closed the channel: this subscriber fell too far behind.
+                    self._send(CLOSED, {"subscription": sub_id,
+                                        "reason": "lagged: the client fell behind the chain"})
+                finally:
+                    self._subs.pop(sub_id, None)
+                    self._metrics.subscription_closed()
+
+    async def _run_tx(self, sub_id: str, tx_hash: bytes, armed: trio.Event,
+                      task_status: TaskStatus[trio.CancelScope]) -> None:
+        with trio.CancelScope() as scope:
+            self._metrics.subscription_opened()
+            try:
+                task_status.started(scope)
+                receipt = self._api.tx_receipt(tx_hash)
+                if receipt.state not in _FINAL:
+                    receipt = await self._api.wait_for_tx(tx_hash)
+                await armed.wait()
+                self._send(NOTIFICATION, {"subscription": sub_id,
+                                          "result": views.receipt_view(receipt)})
+            finally:
+                self._subs.pop(sub_id, None)
+                self._metrics.subscription_closed()
+
+    def _send(self, method: str, params: dict[str, Any]) -> None:
+        message = json.dumps({"jsonrpc": "2.0", "method": method, "params": params},
+                             separators=(",", ":"))
+        try:
+            self._outbox.send_nowait(message)
+        except trio.WouldBlock:
+            if not self.overflowed.is_set():
+                self._metrics.count_rejection("slow_consumer")
+            self.overflowed.set()
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass  # the connection is closing; its nursery ends this task next

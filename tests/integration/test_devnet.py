@@ -1,0 +1,146 @@
+"""A real devnet: validator processes on 127.0.0.1 talking libp2p, driven through JSON-RPC.
+
+One 4-validator network is shared by the tests of this module (starting processes is the slow
+part). Waiting on another process's state is done by polling its RPC for a condition, bounded by
+a deadline: there is no event to wait on across process boundaries.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+from collections.abc import Callable, Iterator
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ogpu_node import devnet
+from ogpu_node.address import address_to_text
+from ogpu_node.config import load_config
+from ogpu_node.genesis import dev_account_key
+from ogpu_node.keys import PrivateKey
+from ogpu_node.ledger import Transfer, sign_transaction
+from ogpu_node.rpc_client import RpcCallError, rpc_call
+from ogpu_node.types import Amount
+
+pytestmark = pytest.mark.integration
+DEADLINE_S = 60.0
+
+
+def wait_until(condition: Callable[[], Any], what: str, timeout: float = DEADLINE_S) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            result = condition()
+            if result:
+                return result
+        except RpcCallError:
+            pass
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+class Net:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def url(self, name: str) -> str:
+        return devnet.rpc_url(self.root / name)
+
+    def height(self, name: str) -> int:
+        return int(rpc_call(self.url(name), "chain_status")["height"])
+
+    def block_hash(self, name: str, height: int) -> str | None:
+        try:
+            return str(rpc_call(self.url(name), "chain_getBlock", {"block": height})["hash"])
+        except RpcCallError:
+            return None
+
+    def transfer(self, name: str, sender: PrivateKey, amount: int) -> str:
+        chain_id = rpc_call(self.url(name), "chain_status")["chainId"]
+        nonce = rpc_call(self.url(name), "account_get",
+                         {"address": address_to_text(sender.address)})["nonce"]
+        tx = sign_transaction(sender, chain_id=chain_id, nonce=int(nonce), fee=1_000,
+                              payload=Transfer(dev_account_key(9).address, Amount(amount)))
+        rpc_call(self.url(name), "tx_send", {"tx": tx.encoded.hex()})
+        return tx.hash.hex()
+
+    def finalized_on(self, name: str, tx_hash: str) -> int | None:
+        receipt = rpc_call(self.url(name), "tx_status", {"hash": tx_hash})
+        return int(receipt["height"]) if receipt["state"] == "finalized" else None
+
+    def agree_at(self, names: list[str], height: int) -> bool:
+        hashes = {self.block_hash(n, height) for n in names}
+        return len(hashes) == 1 and None not in hashes
+
+
+@pytest.fixture(scope="module")
+def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Net]:
+    root = tmp_path_factory.mktemp("devnet")
+    base = devnet.free_port_base(12)
+    devnet.create(root, 4, base_p2p=base, base_rpc=base + 6)
+    devnet.start(root)
+    try:
+        devnet.wait_healthy(root)
+        yield Net(root)
+    finally:
+        devnet.stop(root)
+        for log in root.glob("node*/node.log"):
+            text = log.read_text()
+            assert "Traceback" not in text, f"{log}:\n{text[-3000:]}"
+
+
+VALIDATORS = ["node0", "node1", "node2", "node3"]
+
+
+def test_transfers_sent_to_different_nodes_finalise_everywhere_with_one_state(net: Net) -> None:
+    hashes = [net.transfer(name, dev_account_key(i), 1_000 + i)
+              for i, name in enumerate(VALIDATORS)]
+    heights = []
+    for tx_hash in hashes:
+        for name in VALIDATORS:
+            heights.append(wait_until(partial(net.finalized_on, name, tx_hash),
+                                      f"{tx_hash} on {name}"))
+    top = max(heights)
+    wait_until(lambda: net.agree_at(VALIDATORS, top), "agreement")
+    roots = {rpc_call(net.url(n), "chain_getBlock", {"block": top})["stateRoot"]
+             for n in VALIDATORS}
+    assert len(roots) == 1
+    # Balances are equal on every node too.
+    balances = {rpc_call(net.url(n), "account_get",
+                         {"address": address_to_text(dev_account_key(9).address)})["balance"]
+                for n in VALIDATORS if net.height(n) == top}
+    assert len(balances) <= 1
+
+
+def test_a_killed_validator_does_not_stop_the_others_and_catches_up(net: Net) -> None:
+    devnet.stop(net.root, only=["node3"], sig=signal.SIGKILL)
+    alive = ["node0", "node1", "node2"]
+    tx = net.transfer("node1", dev_account_key(5), 77)
+    height = wait_until(lambda: net.finalized_on("node0", tx), "finality with node3 down")
+    wait_until(lambda: net.agree_at(alive, height), "agreement of the three")
+
+    devnet.start(net.root, only=["node3"])
+    target = net.height("node0")
+    wait_until(lambda: net.height("node3") >= target, "node3 catching up")
+    assert net.agree_at(VALIDATORS, target)
+    tx = net.transfer("node3", dev_account_key(6), 78)
+    height = wait_until(lambda: net.finalized_on("node3", tx), "finality through node3")
+    wait_until(lambda: net.agree_at(VALIDATORS, height), "agreement of all four")
+
+
+def test_a_new_node_syncs_from_genesis_and_agrees(net: Net) -> None:
+    node0 = load_config(net.root / "node0", environ={})
+    base_p2p = int(node0.p2p_listen.rsplit("/", 1)[1])
+    base_rpc = int(node0.rpc_listen.rsplit(":", 1)[1])
+    devnet.add_follower(net.root, "node4", base_p2p + 4, base_rpc + 4)
+    target = net.height("node0")
+    devnet.start(net.root, only=["node4"])
+    wait_until(lambda: net.height("node4") >= target, "node4 syncing", timeout=90)
+    assert net.agree_at(["node0", "node4"], target)
+    tx = net.transfer("node4", dev_account_key(7), 79)
+    height = wait_until(lambda: net.finalized_on("node4", tx), "finality seen by node4")
+    wait_until(lambda: net.agree_at([*VALIDATORS, "node4"], height), "agreement of five")

@@ -1,0 +1,86 @@
+"""The mempool: admission checks, nonce order, limits and eviction, pruning after blocks."""
+
+from __future__ import annotations
+
+import pytest
+
+from ogpu_node.ledger import Transfer, apply_tx
+from ogpu_node.ledger.errors import BadNonce, BadSignature, FeeTooLow, InsufficientFunds
+from ogpu_node.ledger.tx import Transaction
+from ogpu_node.node.mempool import AlreadyKnown, Mempool, MempoolFull, MempoolLimits
+from ogpu_node.types import Amount
+from tests.ledger.helpers import KEYS, VALIDATOR, genesis, signed
+
+STATE = genesis()
+ALICE, BOB = KEYS[1], KEYS[2]
+
+
+def transfer(nonce: int, fee: int = 1_000, amount: int = 1, key: object = ALICE) -> Transaction:
+    return signed(key, nonce, Transfer(BOB.address, Amount(amount)), fee=fee)  # type: ignore[arg-type]
+
+
+def test_candidates_are_each_senders_consecutive_nonces() -> None:
+    pool = Mempool()
+    for nonce in (2, 0, 1, 4):  # 4 waits for 3, which never came
+        pool.add(transfer(nonce), STATE)
+    pool.add(transfer(0, key=BOB), STATE)
+    assert [(t.sender, t.nonce) for t in pool.candidates(STATE)] == [
+        (ALICE.address, 0), (ALICE.address, 1), (ALICE.address, 2), (BOB.address, 0)]
+
+
+@pytest.mark.parametrize(("tx", "error"), [
+    (transfer(0, fee=1), FeeTooLow),
+    (transfer(0, amount=10**16), InsufficientFunds),
+    (transfer(5_000), BadNonce),
+])
+def test_admission_refuses_with_typed_errors(tx: Transaction, error: type[Exception]) -> None:
+    pool = Mempool()
+    with pytest.raises(error):
+        pool.add(tx, STATE)
+    assert len(pool) == 0
+
+
+def test_bad_signature_and_duplicates_are_refused() -> None:
+    pool = Mempool()
+    tx = transfer(0)
+    forged = Transaction(tx.chain_id, BOB.public_key.raw, tx.nonce, tx.fee, tx.kind, tx.payload,
+                         tx.signature)
+    with pytest.raises(BadSignature):
+        pool.add(forged, STATE)
+    pool.add(tx, STATE)
+    with pytest.raises(AlreadyKnown):
+        pool.add(tx, STATE)
+
+
+def test_a_higher_fee_replaces_the_same_nonce() -> None:
+    pool = Mempool()
+    pool.add(transfer(0, fee=1_000), STATE)
+    with pytest.raises(AlreadyKnown):
+        pool.add(transfer(0, fee=1_000, amount=2), STATE)
+    better = transfer(0, fee=2_000)
+    pool.add(better, STATE)
+    assert list(pool.candidates(STATE)) == [better] and len(pool) == 1
+
+
+def test_when_full_only_a_better_fee_gets_in_by_evicting_the_cheapest() -> None:
+    pool = Mempool(MempoolLimits(max_txs=2))
+    cheap, mid = transfer(0, fee=1_000), transfer(0, fee=1_500, key=BOB)
+    pool.add(cheap, STATE)
+    pool.add(mid, STATE)
+    with pytest.raises(MempoolFull):
+        pool.add(transfer(0, fee=1_000, key=KEYS[3]), STATE)
+    rich = transfer(0, fee=5_000, key=KEYS[3])
+    pool.add(rich, STATE)
+    assert cheap.hash not in pool and mid.hash in pool and rich.hash in pool
+    assert len(pool) == 2
+
+
+def test_prune_drops_what_the_chain_has_passed() -> None:
+    pool = Mempool()
+    txs = [transfer(n) for n in range(3)]
+    for tx in txs:
+        pool.add(tx, STATE)
+    after = apply_tx(apply_tx(STATE, txs[0], VALIDATOR.address), txs[1], VALIDATOR.address)
+    assert pool.prune(after) == txs[:2]
+    assert list(pool.candidates(after)) == [txs[2]]
+    assert pool.size_bytes == len(txs[2].encoded)

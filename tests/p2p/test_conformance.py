@@ -1,0 +1,211 @@
+"""One conformance suite for every `Network` implementation (memory and libp2p on 127.0.0.1).
+
+No test sleeps to synchronise: they wait on channels and on `wait_for_topic_peers`, bounded by
+`trio.fail_after`.
+"""
+
+from __future__ import annotations
+
+import gc
+import threading
+
+import pytest
+import trio
+
+from p2p.errors import (
+    FrameTooLarge,
+    InvalidPeerAddress,
+    NetworkClosed,
+    PeerUnavailable,
+    ProtocolNotSupported,
+    RemoteHandlerError,
+)
+from p2p.network import GossipMessage, Limits, Network
+from tests.p2p.conftest import ClusterFactory
+
+BOUND = 10.0
+"""Upper bound of any single wait in these tests (seconds); normal runs take milliseconds."""
+
+
+async def echo(from_peer: str, data: bytes) -> bytes:
+    return from_peer.encode() + b"|" + data
+
+
+async def collect(
+    channel: trio.MemoryReceiveChannel[GossipMessage], wanted: set[GossipMessage]
+) -> list[GossipMessage]:
+    """Messages received until every one of `wanted` has arrived (duplicates kept)."""
+    got: list[GossipMessage] = []
+    while not wanted <= set(got):
+        got.append(await channel.receive())
+    return got
+
+
+async def test_gossip_reaches_every_subscriber_exactly_once(open_cluster: ClusterFactory) -> None:
+    async with open_cluster() as cluster:
+        nodes = cluster.nodes
+        a = nodes[0]
+        channels = [await node.subscribe("blocks") for node in nodes]
+        other = await nodes[1].subscribe("other")
+        with trio.fail_after(BOUND):
+            for node in nodes:
+                await node.wait_for_topic_peers(
+                    "blocks", [n.peer_id for n in nodes if n is not node]
+                )
+            sent = [GossipMessage(a.peer_id, "blocks", b"block %d" % i) for i in range(20)]
+            for message in sent:
+                await a.publish("blocks", message.data)
+            got_1 = await collect(channels[1], set(sent))
+            got_2 = await collect(channels[2], set(sent))
+            # A barrier: every node publishes a marker and waits for everyone else's. Anything
+            # else still queued afterwards (a duplicate, the publisher's own message, another
+            # topic) shows up in the channels' buffers below.
+            markers = [GossipMessage(n.peer_id, "blocks", b"done") for n in nodes]
+            for node in nodes:
+                await node.publish("blocks", b"done")
+            for i, channel in enumerate(channels):
+                others = {m for j, m in enumerate(markers) if j != i}
+                assert sorted(await collect(channel, others), key=repr) == sorted(others, key=repr)
+        assert sorted(got_1, key=repr) == sorted(sent, key=repr)
+        assert sorted(got_2, key=repr) == sorted(sent, key=repr)
+        for channel in [*channels, other]:
+            with pytest.raises(trio.WouldBlock):
+                channel.receive_nowait()
+
+
+async def test_request_round_trip_and_reuse(open_cluster: ClusterFactory) -> None:
+    async with open_cluster() as cluster:
+        a, b, _ = cluster.nodes
+        b.set_handler("/test/echo/1", echo)
+        with trio.fail_after(BOUND):
+            for i in range(5):
+                assert await a.request(b.peer_id, "/test/echo/1", b"x%d" % i) == (
+                    a.peer_id.encode() + b"|x%d" % i
+                )
+            answers: dict[int, bytes] = {}
+
+            async def one(i: int) -> None:
+                answers[i] = await a.request(b.peer_id, "/test/echo/1", b"%d" % i)
+
+            async with trio.open_nursery() as nursery:
+                for i in range(16):
+                    nursery.start_soon(one, i)
+            assert answers == {i: a.peer_id.encode() + b"|%d" % i for i in range(16)}
+            assert await a.request(b.peer_id, "/test/echo/1", b"") == a.peer_id.encode() + b"|"
+
+
+async def test_handler_exception_is_typed_and_node_keeps_serving(
+    open_cluster: ClusterFactory,
+) -> None:
+    async def fragile(from_peer: str, data: bytes) -> bytes:
+        if data == b"boom":
+            raise ValueError("cannot parse boom")
+        return data.upper()
+
+    async with open_cluster() as cluster:
+        a, b, c = cluster.nodes
+        b.set_handler("/test/fragile/1", fragile)
+        with trio.fail_after(BOUND):
+            with pytest.raises(RemoteHandlerError, match="ValueError: cannot parse boom"):
+                await a.request(b.peer_id, "/test/fragile/1", b"boom")
+            assert await a.request(b.peer_id, "/test/fragile/1", b"ok") == b"OK"
+            assert await c.request(b.peer_id, "/test/fragile/1", b"fine") == b"FINE"
+        assert b.stats().handler_errors == 1
+
+
+async def test_oversize_frames_are_refused_and_node_keeps_serving(
+    open_cluster: ClusterFactory,
+) -> None:
+    small = Limits(frame_limits={"/test/small/1": 1024}, max_gossip_bytes=4096)
+    async with open_cluster(limits={1: small, 0: Limits(max_gossip_bytes=4096)}) as cluster:
+        a, b, _ = cluster.nodes
+
+        async def big_answer(from_peer: str, data: bytes) -> bytes:
+            return b"y" * int(data)
+
+        b.set_handler("/test/small/1", big_answer)
+        with trio.fail_after(BOUND):
+            # b's limit is 1 KiB, a's is the default: b refuses, a gets a typed error.
+            with pytest.raises(FrameTooLarge) as refused:
+                await a.request(b.peer_id, "/test/small/1", b"9" * 2048)
+            assert refused.value.remote and refused.value.limit == 1024
+            # An answer over the serving side's limit is refused there, typed here.
+            with pytest.raises(FrameTooLarge) as too_big:
+                await a.request(b.peer_id, "/test/small/1", b"2000")
+            assert too_big.value.remote
+            # The caller's own limit: refused before anything is sent.
+            with pytest.raises(FrameTooLarge) as local:
+                await b.request(a.peer_id, "/test/small/1", b"1" * 1025)
+            assert not local.value.remote
+            with pytest.raises(FrameTooLarge):
+                await a.publish("blocks", b"z" * 4097)
+            # Still serving, on the same protocol.
+            assert await a.request(b.peer_id, "/test/small/1", b"10") == b"y" * 10
+        assert b.stats().frames_refused >= 2
+
+
+async def test_unknown_protocol_and_unreachable_peer_are_typed(
+    open_cluster: ClusterFactory,
+) -> None:
+    async with open_cluster(n=2) as cluster:
+        a, b = cluster.nodes
+        b.set_handler("/test/echo/1", echo)
+        with trio.fail_after(BOUND):
+            with pytest.raises(ProtocolNotSupported):
+                await a.request(b.peer_id, "/test/nothing/1", b"?")
+            assert await a.request(b.peer_id, "/test/echo/1", b"k") == a.peer_id.encode() + b"|k"
+            with pytest.raises(PeerUnavailable):
+                await a.request(cluster.spare_peer_id, "/test/echo/1", b"k")
+            with pytest.raises(InvalidPeerAddress):
+                await a.connect("/not/an/address")
+        assert [p.peer_id for p in a.peers()] == [b.peer_id]
+        assert a.peers()[0].addrs
+
+
+def _all_tasks() -> set[trio.lowlevel.Task]:
+    tasks: set[trio.lowlevel.Task] = set()
+    stack = [trio.lowlevel.current_root_task()]
+    while stack:
+        task = stack.pop()
+        if task is None:
+            continue
+        tasks.add(task)
+        for nursery in task.child_nurseries:
+            stack.extend(nursery.child_tasks)
+    return tasks
+
+
+async def test_shutdown_leaves_nothing_running(open_cluster: ClusterFactory) -> None:
+    threads_before = set(threading.enumerate())
+    tasks_before = _all_tasks()
+    async with open_cluster() as cluster:
+        a, b, _ = cluster.nodes
+        b.set_handler("/test/echo/1", echo)
+        channel = await a.subscribe("blocks")
+        with trio.fail_after(BOUND):
+            await a.request(b.peer_id, "/test/echo/1", b"warm")
+            await b.subscribe("blocks")
+            await b.wait_for_topic_peers("blocks", [a.peer_id])
+            await b.publish("blocks", b"one")
+            assert (await channel.receive()).data == b"one"
+    with trio.fail_after(BOUND):
+        for _ in range(10):  # let cancelled tasks finish unwinding (no time passes)
+            await trio.lowlevel.checkpoint()
+    assert _all_tasks() == tasks_before
+    assert set(threading.enumerate()) == threads_before
+    gc.collect()  # an unclosed socket would raise ResourceWarning (an error under -W error)
+    with pytest.raises(NetworkClosed):
+        await a.request(b.peer_id, "/test/echo/1", b"late")
+    with pytest.raises(NetworkClosed):
+        await a.publish("blocks", b"late")
+    assert a.listen_addrs == []
+    async for _ in channel:
+        raise AssertionError("no message after shutdown")
+
+
+def test_every_implementation_is_a_network() -> None:
+    from p2p.libp2p_host import Libp2pNetwork
+    from p2p.memory import MemoryHub
+
+    nets: list[Network] = [MemoryHub().node(), Libp2pNetwork.from_seed(b"\x07" * 32)]
+    assert all(net.listen_addrs == [] for net in nets)

@@ -1,0 +1,78 @@
+"""libp2p-specific behaviour: hostile bytes on the TCP port, identity from the node key,
+bootstrap reconnection."""
+
+from __future__ import annotations
+
+import random
+
+import trio
+
+from ogpu_node.keys import PrivateKey
+from p2p.libp2p_host import Libp2pConfig, Libp2pNetwork, key_pair_from_seed, peer_id_from_seed
+
+BOUND = 10.0
+
+
+async def echo(from_peer: str, data: bytes) -> bytes:
+    return data
+
+
+def _port(net: Libp2pNetwork) -> int:
+    return int(net.listen_addrs[0].split("/tcp/")[1].split("/")[0])
+
+
+async def test_garbage_on_the_tcp_port_does_not_hurt_the_node() -> None:
+    rng = random.Random(7)
+    a, b = Libp2pNetwork.from_seed(b"\x01" * 32), Libp2pNetwork.from_seed(b"\x02" * 32)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(a.serve)
+        await nursery.start(b.serve)
+        a.set_handler("/test/echo/1", echo)
+        with trio.fail_after(BOUND):
+            payloads = [
+                bytes(rng.randrange(256) for _ in range(4096)),
+                b"\x13/multistream/1.0.0\n" + bytes(rng.randrange(256) for _ in range(512)),
+                b"\x13/multistream/1.0.0\n\x07/noise\n" + b"\xff" * 70000,
+                b"",
+            ]
+            for junk in payloads:
+                stream = await trio.open_tcp_stream("127.0.0.1", _port(a))
+                try:
+                    await stream.send_all(junk)
+                except trio.BrokenResourceError:
+                    pass  # the node hung up on us: fine
+                finally:
+                    await stream.aclose()
+            await b.connect(a.listen_addrs[0])
+            assert await b.request(a.peer_id, "/test/echo/1", b"alive") == b"alive"
+        nursery.cancel_scope.cancel()
+
+
+def test_identity_comes_from_the_node_key_seed() -> None:
+    key = PrivateKey.from_seed(b"\x05" * 32)
+    pair = key_pair_from_seed(key.secret_bytes())
+    assert pair.public_key.to_bytes() == key.public_key.raw
+    net = Libp2pNetwork.from_seed(key.secret_bytes())
+    assert net.peer_id == peer_id_from_seed(key.secret_bytes())
+    assert net.peer_id.startswith("12D3KooW")
+
+
+async def test_bootstrap_peer_is_redialled_until_it_comes_back() -> None:
+    seed_a = b"\x0a" * 32
+    first = Libp2pNetwork.from_seed(seed_a)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(first.serve)
+        addr, port = first.listen_addrs[0], _port(first)
+        nursery.cancel_scope.cancel()
+    # `b` starts while `a` is down, then `a` comes back on the same port: b's keeper redials.
+    b = Libp2pNetwork.from_seed(b"\x0b" * 32, Libp2pConfig(bootstrap=(addr,)))
+    a = Libp2pNetwork.from_seed(seed_a, Libp2pConfig(listen_port=port))
+    async with trio.open_nursery() as nursery:
+        await nursery.start(b.serve)
+        await b.subscribe("t")
+        await nursery.start(a.serve)
+        await a.subscribe("t")
+        with trio.fail_after(BOUND):
+            await a.wait_for_topic_peers("t", [b.peer_id])
+        assert [p.peer_id for p in b.peers()] == [a.peer_id]
+        nursery.cancel_scope.cancel()

@@ -1,0 +1,182 @@
+"""A small `NodeApi` for the RPC tests, on the real ledger and chain store (memory backend).
+
+It keeps a mempool list, checks submissions against the state after the pending transactions,
+and `produce_block` builds, applies and commits a block from the mempool exactly as a node does
+with a finalised block, then wakes waiters and block subscribers. No mocks of storage.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+
+import trio
+
+from ogpu_node.chain import Chain
+from ogpu_node.encoding import decode
+from ogpu_node.errors import DecodeError
+from ogpu_node.genesis import Genesis, build_genesis, dev_account_key, load_template
+from ogpu_node.keys import PrivateKey
+from ogpu_node.ledger import Block, InvalidTransaction, State, Transaction, apply_tx, build_block
+from ogpu_node.node_api import Health, NodeStatus, PeerInfo, TxReceipt, TxState
+from ogpu_node.storage import ChainStore, MemoryKV
+from ogpu_node.types import Hash32
+
+VALIDATOR = PrivateKey.from_seed(b"\x07" * 32)
+CHAIN_ID = "ogpu-rpc-test"
+DEV_ACCOUNTS = 4
+BLOCK_BUFFER = 16
+
+
+def make_genesis() -> Genesis:
+    return build_genesis(load_template(), [("v0", VALIDATOR.public_key.raw)],
+                         genesis_time_ms=1_000, chain_id=CHAIN_ID, dev_accounts=DEV_ACCOUNTS)
+
+
+class LocalNode:
+    """One validator's chain in memory, driven by the test."""
+
+    def __init__(self) -> None:
+        self.genesis = make_genesis()
+        self.chain = Chain.open(ChainStore(MemoryKV()), self.genesis)
+        self.mempool: list[Transaction] = []
+        self.rejected: dict[bytes, TxReceipt] = {}
+        self.healthy = True
+        self.unhealthy_reasons: tuple[str, ...] = ()
+        self.peer_list = [PeerInfo("12D3KooWpeer", ("/ip4/127.0.0.1/tcp/26657",), None)]
+        self.broken = False
+        """When True, `peers()` raises an unexpected error (to test -32603)."""
+        self._changed = trio.Event()
+        self._subscribers: list[trio.MemorySendChannel[Block]] = []
+        self.waiting = 0
+        """Calls to `wait_for_tx` in progress."""
+
+    def users(self) -> list[PrivateKey]:
+        return [dev_account_key(i) for i in range(DEV_ACCOUNTS)]
+
+    @property
+    def state(self) -> State:
+        return self.chain.state
+
+    def _notify(self) -> None:
+        self._changed.set()
+        self._changed = trio.Event()
+
+    async def wait_changed(self) -> None:
+        """Until the next change: a submission, a block, a waiter starting."""
+        await self._changed.wait()
+
+    async def wait_until(self, predicate: Callable[[], bool]) -> None:
+        while not predicate():
+            await self.wait_changed()
+
+    # --- NodeApi --------------------------------------------------------------------------------
+
+    def status(self) -> NodeStatus:
+        s = self.chain.state
+        return NodeStatus(chain_id=s.chain_id, node_id="12D3KooWlocal", moniker="local",
+                          height=s.height, head_hash=s.block_hash, state_root=s.root,
+                          head_time_ms=s.timestamp, syncing=False, peers=len(self.peer_list),
+                          validator=None, mempool_size=len(self.mempool))
+
+    def health(self) -> Health:
+        return Health(self.healthy, self.unhealthy_reasons,
+                      {"height": self.chain.state.height, "raw": b"\x01"})
+
+    def finalized_state(self) -> State:
+        return self.chain.state
+
+    def block_by_height(self, height: int) -> Block | None:
+        return self.chain.block_at(height)
+
+    def block_by_hash(self, block_hash: bytes) -> Block | None:
+        if block_hash == self.genesis.hash:
+            return None
+        raw = self.chain.store.block_by_hash(block_hash)
+        if raw is None:
+            return None
+        try:
+            return decode(Block, raw)
+        except DecodeError:
+            return None
+
+    def transaction(self, tx_hash: bytes) -> tuple[Transaction, TxReceipt] | None:
+        location = self.chain.store.tx_location(tx_hash)
+        if location is not None:
+            block = self.chain.block_at(location[0])
+            if block is not None:
+                return block.txs[location[1]], self.tx_receipt(tx_hash)
+        for tx in self.mempool:
+            if tx.hash == tx_hash:
+                return tx, self.tx_receipt(tx_hash)
+        return None
+
+    def tx_receipt(self, tx_hash: bytes) -> TxReceipt:
+        location = self.chain.store.tx_location(tx_hash)
+        if location is not None:
+            return TxReceipt(Hash32(tx_hash), TxState.FINALIZED, location[0], location[1])
+        if any(tx.hash == tx_hash for tx in self.mempool):
+            return TxReceipt(Hash32(tx_hash), TxState.PENDING)
+        return self.rejected.get(tx_hash, TxReceipt(Hash32(tx_hash), TxState.UNKNOWN))
+
+    def peers(self) -> list[PeerInfo]:
+        if self.broken:
+            raise RuntimeError("secret internal detail")
+        return list(self.peer_list)
+
+    async def submit_tx(self, tx: Transaction) -> TxReceipt:
+        pending = self.chain.state
+        for queued in self.mempool:
+            pending = apply_tx(pending, queued, VALIDATOR.address)
+        apply_tx(pending, tx, VALIDATOR.address)  # raises InvalidTransaction
+        self.mempool.append(tx)
+        self._notify()
+        return TxReceipt(tx.hash, TxState.PENDING)
+
+    async def wait_for_tx(self, tx_hash: bytes) -> TxReceipt:
+        self.waiting += 1
+        self._notify()
+        try:
+            while True:
+                receipt = self.tx_receipt(tx_hash)
+                if receipt.state in (TxState.FINALIZED, TxState.REJECTED):
+                    return receipt
+                await self.wait_changed()
+        finally:
+            self.waiting -= 1
+
+    @asynccontextmanager
+    async def subscribe_blocks(self) -> AsyncIterator[trio.MemoryReceiveChannel[Block]]:
+        send, receive = trio.open_memory_channel[Block](BLOCK_BUFFER)
+        self._subscribers.append(send)
+        try:
+            async with receive:
+                yield receive
+        finally:
+            if send in self._subscribers:
+                self._subscribers.remove(send)
+            send.close()
+
+    # --- driving it -----------------------------------------------------------------------------
+
+    def produce_block(self) -> Block:
+        """Build, apply and commit a block of the whole mempool; publish it."""
+        state = self.chain.state
+        block, _ = build_block(state, self.mempool, VALIDATOR, state.timestamp + 1_000)
+        self.chain.apply_and_commit(block)
+        self.mempool = []
+        for channel in list(self._subscribers):
+            try:
+                channel.send_nowait(block)
+            except trio.WouldBlock:  # a lagging subscriber is cut off
+                self._subscribers.remove(channel)
+                channel.close()
+        self._notify()
+        return block
+
+    def reject(self, tx: Transaction, error: InvalidTransaction) -> None:
+        """Drop a pending transaction as invalid (as a node does when it no longer applies)."""
+        self.mempool = [t for t in self.mempool if t.hash != tx.hash]
+        self.rejected[tx.hash] = TxReceipt(tx.hash, TxState.REJECTED, error_code=error.code,
+                                           reason=str(error))
+        self._notify()
