@@ -188,5 +188,25 @@ def run(home: Path, **flags: str | None) -> None:
     trio.run(run_until_signalled, config)
 
 
+@main.command()
+@HOME_OPTION
+@click.option("--rpc", default=None, help="RPC URL (default: from HOME's config).")
+@JSON_OPTION
+@handle_errors
+def status(home: Path, rpc: str | None, as_json: bool) -> None:
+    """Height, peers, sync and health of the node of HOME (through its RPC)."""
+    from ogpu_node.rpc_client import rpc_call
+
+    url = rpc or "http://" + load_config(home.expanduser()).rpc_listen
+    info = rpc_call(url, "chain_status")
+    health = rpc_call(url, "node_health")
+    info["healthy"] = health.get("healthy")
+    info["healthReasons"] = health.get("reasons")
+    if as_json:
+        emit(info, True)
+        return
+    emit({k: str(v) for k, v in info.items()}, False)
+
+
 if __name__ == "__main__":
     main()

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import math
+import random
 import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
@@ -32,12 +33,13 @@ from consensus.params import Parameters
 from consensus.proposer import proposer_for, slot_at, slot_start
 from consensus.validators import ValidatorSet
 from ogpu_node.address import address_to_text
+from ogpu_node.blobs import PROTO_BLOB, BlobError, BlobRequest, BlobResponse, BlobStore, check_chunk
 from ogpu_node.chain import Chain
 from ogpu_node.encoding import decode, encode
 from ogpu_node.errors import OgpuError
 from ogpu_node.hashing import digest
 from ogpu_node.keys import PrivateKey
-from ogpu_node.ledger import Block, State, Transaction, apply_block, build_block
+from ogpu_node.ledger import Block, State, Transaction, Validator, apply_block, build_block
 from ogpu_node.ledger.builder import select_transactions
 from ogpu_node.ledger.errors import InvalidBlock, InvalidTransaction
 from ogpu_node.ledger.tx import decode_transaction
@@ -90,6 +92,7 @@ class Node:
         moniker: str = "node",
         wall_ms: Callable[[], int] = lambda: int(time.time() * 1000),
         on_finalized: Callable[[Block, float], None] | None = None,
+        blobs: BlobStore | None = None,
     ) -> None:
         self.chain = chain
         self.network = network
@@ -99,13 +102,17 @@ class Node:
         self.moniker = moniker
         self.wall_ms = wall_ms
         self.on_finalized = on_finalized
+        self.blobs = blobs
         self.mempool = Mempool(self.settings.mempool)
         self.pending: dict[bytes, tuple[Block, State]] = {}
         self.peers_view: dict[str, _PeerView] = {}
         self.validator_peers: dict[bytes, str] = {}
         self.syncing = False
-        self.last_finalized_at = trio.current_time() if _in_trio() else 0.0
-        self._submitted_at: dict[Hash32, float] = {}
+        self.last_sync: tuple[int, float] | None = None
+        """(blocks, seconds) of the last catch-up from a peer."""
+        self.last_finalized_at = 0.0  # set when `serve` starts
+        self._submitted_at: OrderedDict[Hash32, float] = OrderedDict()
+        self._validator_sets: dict[tuple[Validator, ...], ValidatorSet] = {}
         self._rejected: OrderedDict[Hash32, TxReceipt] = OrderedDict()
         self._changed = trio.Event()
         self._finalized = trio.Event()
@@ -121,13 +128,19 @@ class Node:
         return bytes(self.key.address) if self.key else digest(b"follower", b"")[:20]
 
     def _validator_set(self, state: State) -> ValidatorSet:
-        return ValidatorSet((bytes(v.address), v.stake) for v in state.validators)
+        """The consensus view of `state`'s active set (cached: it changes only at epochs)."""
+        vset = self._validator_sets.get(state.validators)
+        if vset is None:
+            if len(self._validator_sets) > 4:
+                self._validator_sets.clear()
+            vset = ValidatorSet((bytes(v.address), v.stake) for v in state.validators)
+            self._validator_sets[state.validators] = vset
+        return vset
 
     def _new_engine(self) -> Engine:
         state = self.chain.state
+        # The shell owns randomness: the engine gets a source seeded per node and height.
         seed = digest(b"engine-rng", self.node_id + state.block_hash)
-        import random  # the shell owns randomness; the engine gets a seeded source
-
         return Engine(self.node_id, self.settings.consensus,
                       validators=self._validator_set(state),
                       last_accepted_id=state.block_hash, last_accepted_height=state.height,
@@ -229,17 +242,20 @@ class Node:
         if parent is None:
             return None  # unknown parent: the status loop's sync catches up if we are behind
         self._check_schedule(parent, block)
-        state = apply_block(parent, block)
-        self.pending[block_id] = (block, state)
+        self._add_processing(block, apply_block(parent, block))
+        return block
+
+    def _add_processing(self, block: Block, state: State) -> None:
+        """Hand a valid block (and the state after it) to consensus."""
+        self.pending[block.hash] = (block, state)
         try:
-            output = self.engine.add_block(block_id, block.header.parent_hash, block.height,
+            output = self.engine.add_block(block.hash, block.header.parent_hash, block.height,
                                            self._now())
         except ConsensusError as exc:
-            self.pending.pop(block_id, None)
+            self.pending.pop(block.hash, None)
             raise InvalidBlock(f"consensus refused the block: {exc}") from exc
         self._handle(output)
         self._signal()
-        return block
 
     async def _propose(self) -> None:
         assert self.key is not None
@@ -250,10 +266,9 @@ class Node:
         for tx, error in rejected:
             self._reject(tx.hash, error)
         self.mempool.remove([tx.hash for tx, _ in rejected])
-        block, _ = build_block(state, txs, self.key, timestamp)
-        raw = encode(block)
-        if self.receive_block(raw) is not None:
-            await self.network.publish(m.TOPIC_BLOCKS, raw)
+        block, new_state = build_block(state, txs, self.key, timestamp)
+        self._add_processing(block, new_state)  # built by us: no need to validate it again
+        await self.network.publish(m.TOPIC_BLOCKS, encode(block))
 
     def _reject(self, tx_hash: Hash32, error: InvalidTransaction) -> None:
         self._rejected[tx_hash] = TxReceipt(tx_hash, TxState.REJECTED, error_code=error.code,
@@ -271,6 +286,8 @@ class Node:
         net.set_handler(m.PROTO_QUERY, self._on_query)
         net.set_handler(m.PROTO_BLOCK, self._on_block_request)
         net.set_handler(m.PROTO_RANGE, self._on_range_request)
+        if self.blobs is not None:
+            net.set_handler(PROTO_BLOB, self._on_blob_request)
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
             nursery.start_soon(self._gossip_loop, m.TOPIC_TXS, self._on_tx_gossip)
@@ -382,6 +399,7 @@ class Node:
         if best.status.height <= self.chain.state.height + 1:
             return
         self.syncing = True
+        started, start_height = trio.current_time(), self.chain.state.height
         try:
             while self.chain.state.height < best.status.height:
                 start = self.chain.state.height + 1
@@ -402,6 +420,10 @@ class Node:
             log.info("sync from %s stopped: %s", best.peer_id, exc)
         finally:
             self.syncing = False
+            synced = self.chain.state.height - start_height
+            seconds = trio.current_time() - started
+            self.last_sync = (synced, seconds)
+            log.info("synced %d blocks in %.3f s from %s", synced, seconds, best.peer_id)
             self.engine = self._new_engine()
             self.pending.clear()
             self._signal()
@@ -471,6 +493,38 @@ class Node:
             size += len(raw)
         return encode(m.RangeResponse(tuple(blocks)))
 
+    async def _on_blob_request(self, peer: str, data: bytes) -> bytes:
+        request = decode(BlobRequest, data)
+        if self.blobs is None:
+            raise BlobError("this node keeps no blobs")
+        return encode(BlobResponse(self.blobs.get(request.chunk_id) or b""))
+
+    async def fetch_blob(self, chunk_id: bytes) -> bytes:
+        """A chunk from our store, or from the first peer that has it (checked against its id);
+        fetched chunks are stored. Raises `BlobError` when no connected peer has it."""
+        if self.blobs is None:
+            raise BlobError("this node keeps no blobs")
+        local = self.blobs.get(chunk_id)
+        if local is not None:
+            return local
+        for peer in self.network.peers():
+            try:
+                with trio.fail_after(self.settings.request_timeout_s * 5):
+                    raw = await self.network.request(peer.peer_id, PROTO_BLOB,
+                                                     encode(BlobRequest(chunk_id)))
+                response = decode(BlobResponse, raw)
+            except (P2PError, OgpuError, trio.TooSlowError):
+                continue
+            if response.data:
+                try:
+                    data = check_chunk(chunk_id, response.data)
+                except BlobError as exc:
+                    log.warning("peer %s: %s", peer.peer_id, exc)
+                    continue
+                self.blobs.put(data)
+                return data
+        raise BlobError(f"no connected peer has chunk {chunk_id.hex()[:16]}")
+
     # --- NodeApi ---------------------------------------------------------------------------------
 
     def status(self) -> NodeStatus:
@@ -492,9 +546,10 @@ class Node:
         idle = trio.current_time() - self.last_finalized_at
         if idle > self.settings.healthy_finality_s:
             reasons.append(f"nothing finalised for {idle:.1f} s")
-        visible = {bytes(self.key.address)} if self.key else set()
-        visible |= set(self.validator_peers) & {p for p, v in self.validator_peers.items()
-                                                if v in {x.peer_id for x in self.network.peers()}}
+        connected = {p.peer_id for p in self.network.peers()}
+        visible = {v for v, peer in self.validator_peers.items() if peer in connected}
+        if self.key is not None:
+            visible.add(bytes(self.key.address))
         vset = self._validator_set(state)
         seen = sum(vset.stake_of(v) for v in visible)
         params = self.settings.consensus
@@ -555,6 +610,8 @@ class Node:
             self._reject(tx.hash, exc)
             raise
         self._submitted_at[tx.hash] = trio.current_time()
+        while len(self._submitted_at) > self.settings.mempool.max_txs:
+            self._submitted_at.popitem(last=False)
         self._outgoing_txs.append(tx.encoded)
         self._signal()
         return TxReceipt(tx.hash, TxState.PENDING)
@@ -578,10 +635,3 @@ class Node:
             self._subscribers.discard(send)
             send.close()
 
-
-def _in_trio() -> bool:
-    try:
-        trio.lowlevel.current_task()
-    except RuntimeError:
-        return False
-    return True

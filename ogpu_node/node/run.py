@@ -16,6 +16,7 @@ from typing import Any
 
 import trio
 
+from ogpu_node.blobs import BlobStore
 from ogpu_node.chain import Chain
 from ogpu_node.config import Config, ConfigError
 from ogpu_node.genesis import load_genesis
@@ -77,7 +78,7 @@ async def run_node(config: Config, *, task_status: Any = trio.TASK_STATUS_IGNORE
 
         node = Node(chain=chain, network=network, genesis_hash=genesis.hash,
                     validator_key=validator_key, settings=settings, moniker=config.moniker,
-                    on_finalized=finalized)
+                    on_finalized=finalized, blobs=BlobStore(data / "blobs"))
         async with trio.open_nursery() as nursery:
             await nursery.start(network.serve)
             await nursery.start(node.serve)
@@ -95,7 +96,12 @@ async def run_node(config: Config, *, task_status: Any = trio.TASK_STATUS_IGNORE
 
 
 async def _update_gauges(node: Node, metrics: NodeMetrics) -> None:
+    engine, counted = node.engine, 0
     while True:
+        if node.engine is not engine:  # rebuilt after a sync or an epoch: a new counter
+            engine, counted = node.engine, 0
+        metrics.count_poll("finished", engine.polls_applied - counted)
+        counted = engine.polls_applied
         metrics.set_peers(len(node.network.peers()))
         metrics.set_mempool_size(len(node.mempool))
         metrics.set_outstanding_polls(node.engine.outstanding_polls)

@@ -77,11 +77,11 @@ class NodeMetrics:
     def observe_finality(self, seconds: float) -> None:
         self.finality_latency.observe(seconds)
 
-    def count_poll(self, outcome: str) -> None:
-        """Count one finished consensus poll; `outcome` is one of `POLL_OUTCOMES`."""
+    def count_poll(self, outcome: str, count: int = 1) -> None:
+        """Count finished consensus polls; `outcome` is one of `POLL_OUTCOMES`."""
         if outcome not in POLL_OUTCOMES:
             raise ValueError(f"poll outcome must be one of {POLL_OUTCOMES}, got {outcome!r}")
-        self.polls.labels(outcome).inc()
+        self.polls.labels(outcome).inc(count)
 
     def set_outstanding_polls(self, count: int) -> None:
         self.outstanding_polls.set(count)

@@ -1,0 +1,71 @@
+"""Content-addressed chunks: the store on disk, and fetching them from peers with the id checked."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import trio
+
+from ogpu_node.blobs import (
+    MAX_CHUNK_BYTES,
+    PROTO_BLOB,
+    BlobError,
+    BlobRequest,
+    BlobResponse,
+    BlobStore,
+    blob_id,
+)
+from ogpu_node.chain import Chain
+from ogpu_node.encoding import decode, encode
+from ogpu_node.node.node import Node
+from ogpu_node.storage import ChainStore, MemoryKV
+from p2p.memory import MemoryHub
+from tests.node.test_memory_network import GENESIS
+
+
+def test_store_round_trip_limits_and_restart(tmp_path: Path) -> None:
+    store = BlobStore(tmp_path / "blobs", max_bytes=3 * 1024)
+    chunk_id = store.put(b"hello")
+    assert chunk_id == blob_id(b"hello") and store.get(chunk_id) == b"hello"
+    assert store.put(b"hello") == chunk_id  # idempotent, not counted twice
+    assert store.get(blob_id(b"other")) is None
+    with pytest.raises(BlobError):
+        store.put(b"x" * (MAX_CHUNK_BYTES + 1))
+    with pytest.raises(BlobError, match="full"):
+        store.put(b"y" * 4096)
+    assert BlobStore(tmp_path / "blobs").get(chunk_id) == b"hello"
+    assert not list((tmp_path / "blobs").glob("*/*.tmp"))
+
+
+async def test_a_node_fetches_a_chunk_from_peers_and_refuses_forged_bytes(
+        tmp_path: Path) -> None:
+    hub = MemoryHub()
+    async with trio.open_nursery() as nursery:
+        nets = [hub.node(name) for name in ("a", "liar", "b")]
+        for net in nets:
+            await nursery.start(net.serve)
+        owner, liar, fetcher = nets
+        await fetcher.connect(liar.listen_addrs[0])
+        await fetcher.connect(owner.listen_addrs[0])
+        owner_store = BlobStore(tmp_path / "a")
+        chunk_id = owner_store.put(b"model weights" * 1000)
+
+        async def serve(store: BlobStore, peer: str, data: bytes) -> bytes:
+            request = decode(BlobRequest, data)
+            return encode(BlobResponse(store.get(request.chunk_id) or b""))
+
+        async def lie(peer: str, data: bytes) -> bytes:
+            return encode(BlobResponse(b"not the chunk you asked for"))
+
+        owner.set_handler(PROTO_BLOB, lambda peer, data: serve(owner_store, peer, data))
+        liar.set_handler(PROTO_BLOB, lie)
+        node = Node(chain=Chain.open(ChainStore(MemoryKV()), GENESIS), network=fetcher,
+                    genesis_hash=GENESIS.hash, validator_key=None,
+                    blobs=BlobStore(tmp_path / "b"))
+        with trio.fail_after(10):
+            assert await node.fetch_blob(chunk_id) == b"model weights" * 1000
+        assert chunk_id in node.blobs  # type: ignore[operator]
+        with pytest.raises(BlobError, match="no connected peer"):
+            await node.fetch_blob(blob_id(b"nobody has this"))
+        nursery.cancel_scope.cancel()
