@@ -294,7 +294,9 @@ def main(argv: list[str] | None = None) -> int:
             demo_transfer(root)
         if args.detach:
             return 0
-        print("\nnodes running; Ctrl-C (or `scripts/devnet down`) stops them")
+        print("\nnodes running; Ctrl-C (or `scripts/devnet down`) stops them", flush=True)
+        # Block the signals so that sigwait receives them instead of Python's handlers.
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
         signal.sigwait({signal.SIGINT, signal.SIGTERM})
     except (KeyboardInterrupt, SystemExit) as exc:
         if isinstance(exc, SystemExit) and exc.code:
