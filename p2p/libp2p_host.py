@@ -513,7 +513,7 @@ class Libp2pNetwork:
         for peer in host.get_connected_peers():
             try:
                 addrs = tuple(str(a) for a in host.get_peerstore().addrs(peer))
-            except BaseLibp2pError:
+            except (BaseLibp2pError, KeyError):  # PeerStoreError is a KeyError: peer just left
                 addrs = ()
             result.append(PeerInfo(peer.to_base58(), addrs))
         return sorted(result, key=lambda p: p.peer_id)

@@ -12,10 +12,12 @@ from ogpu_node.types import Address
 
 
 def select_transactions(
-    state: State, candidates: Iterable[Transaction], proposer: Address
+    state: State, candidates: Iterable[Transaction], proposer: Address,
+    max_bytes: int | None = None,
 ) -> tuple[list[Transaction], list[tuple[Transaction, InvalidTransaction]]]:
     """Apply `candidates` in order on top of `state` as the next block would, keeping those that
-    apply, until the block's transaction count or byte limit is reached.
+    apply, until the block's transaction count or byte limit (or `max_bytes`, if lower) is
+    reached.
 
     Returns (selected, rejected with their errors). `process_tx` writes nothing when it raises,
     so a rejected candidate leaves the working state as it was; `state` itself is never touched.
@@ -27,11 +29,12 @@ def select_transactions(
     selected: list[Transaction] = []
     rejected: list[tuple[Transaction, InvalidTransaction]] = []
     size = 0
+    byte_limit = min(params.max_block_bytes, max_bytes or params.max_block_bytes)
     for tx in candidates:
         if len(selected) >= params.max_block_txs:
             break
         tx_size = len(tx.encoded)
-        if size + tx_size > params.max_block_bytes:
+        if size + tx_size > byte_limit:
             continue
         try:
             process_tx(w, tx, proposer)

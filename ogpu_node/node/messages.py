@@ -2,7 +2,10 @@
 
 Gossip topics:
     TOPIC_TXS     a `TxBatch` (transactions are batched: py-libp2p queues only 32 messages a peer)
-    TOPIC_BLOCKS  an encoded `Block` proposal
+    TOPIC_BLOCKS  a `BlockAnnouncement` (id and height of a proposal); the block itself is
+                  fetched from the announcer with PROTO_BLOCK. py-libp2p can interleave two
+                  writers' frames on one gossip stream when a message spans several yamux
+                  frames, so gossip messages stay small and bulk data goes by request.
 
 Request/response protocols (one request, one response, both length-capped by the p2p layer):
     PROTO_STATUS     `StatusRequest` -> `Status`            chain id check, height, validator
@@ -26,11 +29,15 @@ PROTO_QUERY = "/ogpu/query/1"
 PROTO_BLOCK = "/ogpu/block/1"
 PROTO_RANGE = "/ogpu/range/1"
 
-MAX_TX_BATCH = 500
-"""Transactions per gossip message."""
+MAX_TX_BATCH = 100
+"""Transactions per gossip message (about 26 KB), to keep gossip messages small (see above)."""
+MAX_PROPOSAL_BYTES = 4 * 1024 * 1024
+"""Largest block a node proposes (it travels by request, within PROTO_BLOCK's frame limit)."""
 MAX_RANGE_BLOCKS = 256
 """Blocks per sync response (the response is also capped in bytes)."""
 MAX_RANGE_BYTES = 8 * 1024 * 1024
+FRAME_LIMITS = {PROTO_RANGE: MAX_RANGE_BYTES + 64 * 1024, PROTO_BLOCK: 17 * 1024 * 1024}
+"""Request/response frame limits of the protocols whose answers exceed the p2p default."""
 
 
 @dataclass(frozen=True)
@@ -47,6 +54,25 @@ class TxBatch:
         (txs,) = read_array(value, 1, "tx_batch")
         return cls(tuple(read_bytes(t, "tx_batch.tx", max_len=64 * 1024)
                          for t in read_list(txs, MAX_TX_BATCH, "tx_batch.txs")))
+
+
+@dataclass(frozen=True)
+class BlockAnnouncement:
+    """A new proposal: fetch it from the announcer if unknown."""
+
+    block_id: bytes
+    height: int
+
+    MAX_BYTES: ClassVar[int] = 64
+
+    def to_fields(self) -> list[Any]:
+        return [self.block_id, self.height]
+
+    @classmethod
+    def from_fields(cls, value: Any) -> Self:
+        block_id, height = read_array(value, 2, "announcement")
+        return cls(read_bytes(block_id, "announcement.block_id", size=HASH_LEN),
+                   read_uint(height, "announcement.height"))
 
 
 @dataclass(frozen=True)

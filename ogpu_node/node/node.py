@@ -262,13 +262,17 @@ class Node:
         state = self.chain.state
         timestamp = max(self.wall_ms(), state.timestamp + 1)
         txs, rejected = select_transactions(state, self.mempool.candidates(state),
-                                            self.key.address)
+                                            self.key.address, m.MAX_PROPOSAL_BYTES - 1024)
         for tx, error in rejected:
             self._reject(tx.hash, error)
         self.mempool.remove([tx.hash for tx, _ in rejected])
         block, new_state = build_block(state, txs, self.key, timestamp)
         self._add_processing(block, new_state)  # built by us: no need to validate it again
-        await self.network.publish(m.TOPIC_BLOCKS, encode(block))
+        try:
+            await self.network.publish(m.TOPIC_BLOCKS,
+                                       encode(m.BlockAnnouncement(block.hash, block.height)))
+        except P2PError as exc:  # peers still get it by fetching what our queries name
+            log.warning("could not gossip block %d: %s", block.height, exc)
 
     def _reject(self, tx_hash: Hash32, error: InvalidTransaction) -> None:
         self._rejected[tx_hash] = TxReceipt(tx_hash, TxState.REJECTED, error_code=error.code,
@@ -319,7 +323,12 @@ class Node:
         self._signal()
 
     def _on_block_gossip(self, peer: str, data: bytes) -> None:
-        self.receive_block(data)
+        announcement = decode(m.BlockAnnouncement, data)
+        if (announcement.block_id in self.pending
+                or announcement.height != self.chain.state.height + 1):
+            return  # known, or not buildable on our last finalised block (sync handles it)
+        assert self._nursery is not None
+        self._nursery.start_soon(self._fetch_block, peer, announcement.block_id)
 
     async def _tx_publisher(self) -> None:
         while True:
@@ -327,7 +336,10 @@ class Node:
             while self._outgoing_txs:
                 batch = self._outgoing_txs[:m.MAX_TX_BATCH]
                 del self._outgoing_txs[:m.MAX_TX_BATCH]
-                await self.network.publish(m.TOPIC_TXS, encode(m.TxBatch(tuple(batch))))
+                try:
+                    await self.network.publish(m.TOPIC_TXS, encode(m.TxBatch(tuple(batch))))
+                except P2PError as exc:
+                    log.warning("could not gossip %d transactions: %s", len(batch), exc)
 
     async def _timer_loop(self) -> None:
         while True:
@@ -417,7 +429,7 @@ class Node:
                     self._after_commit(block, state, old)
                 await trio.lowlevel.checkpoint()
         except (P2PError, OgpuError, trio.TooSlowError) as exc:
-            log.info("sync from %s stopped: %s", best.peer_id, exc)
+            log.info("sync from %s stopped: %r", best.peer_id, exc)
         finally:
             self.syncing = False
             synced = self.chain.state.height - start_height

@@ -22,12 +22,14 @@ from ogpu_node.config import Config, ConfigError
 from ogpu_node.genesis import load_genesis
 from ogpu_node.keys import read_key_file
 from ogpu_node.ledger import Block
+from ogpu_node.node.messages import FRAME_LIMITS
 from ogpu_node.node.node import Node, NodeSettings
 from ogpu_node.rpc.config import RpcConfig
 from ogpu_node.rpc.metrics import NodeMetrics
 from ogpu_node.rpc.server import serve_rpc
 from ogpu_node.storage import ChainStore, LevelDBKV
 from p2p.libp2p_host import Libp2pConfig, Libp2pNetwork
+from p2p.network import Limits
 
 log = logging.getLogger("ogpu.node")
 
@@ -62,7 +64,8 @@ async def run_node(config: Config, *, task_status: Any = trio.TASK_STATUS_IGNORE
     validator_key = read_key_file(validator_path) if validator_path.exists() else None
     host, port = parse_listen(config.p2p_listen)
     network = Libp2pNetwork.from_seed(node_key.secret_bytes(), Libp2pConfig(
-        listen_host=host, listen_port=port, bootstrap=tuple(config.bootstrap_peers)))
+        listen_host=host, listen_port=port, bootstrap=tuple(config.bootstrap_peers),
+        limits=Limits(frame_limits=FRAME_LIMITS)))
     data = config.path(config.data_dir)
     data.mkdir(parents=True, exist_ok=True)
     store = ChainStore(LevelDBKV(str(data / "chain")))

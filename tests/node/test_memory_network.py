@@ -3,7 +3,7 @@ validators, and bad input from peers. Time is trio's MockClock, and block timest
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 import pytest
@@ -106,7 +106,10 @@ async def test_bad_blocks_and_transactions_from_a_peer_are_refused_and_the_node_
         state = nodes[0].chain.state
         wrong_proposer = PrivateKey.from_seed(b"\x99" * 32)  # not a validator
         bad_block, _ = build_block(state, [], wrong_proposer, wall_ms())
-        for payload in (b"\xff" * 100, encode(bad_block), b""):
+        # The attacker announces a block by a non-validator, serves it when asked, and sends
+        # garbage announcements.
+        attacker.set_handler(m.PROTO_BLOCK, _serve(encode(m.BlockResponse(encode(bad_block)))))
+        for payload in (b"\xff" * 100, encode(m.BlockAnnouncement(bad_block.hash, 1)), b""):
             await attacker.publish(m.TOPIC_BLOCKS, payload)
         await attacker.publish(m.TOPIC_TXS, b"\x00garbage")
         await attacker.publish(m.TOPIC_TXS, encode(m.TxBatch((b"junk", transfer(0).encoded))))
@@ -144,6 +147,12 @@ async def test_a_flooding_peer_does_not_stop_finality(autojump_clock: MockClock)
                     assert receipt.state is TxState.FINALIZED
         assert target.network.stats().handler_errors >= 500
         assert target.chain.state.height >= 3
+
+
+def _serve(answer: bytes) -> Callable[[str, bytes], Awaitable[bytes]]:
+    async def handler(peer: str, data: bytes) -> bytes:
+        return answer
+    return handler
 
 
 async def _garbage_request(net: Network, peer: str, i: int) -> None:
