@@ -282,7 +282,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--latency-txs", type=int, default=50)
     parser.add_argument("--rate", type=int, default=1_000)
     parser.add_argument("--duration", type=float, default=60.0)
-    parser.add_argument("--senders", type=int, default=50)
+    parser.add_argument("--senders", type=int, default=100)
     parser.add_argument("--rpc-seconds", type=float, default=5.0)
     parser.add_argument("--keep", action="store_true", help="Keep the devnet folder.")
     parser.add_argument("--out", type=Path, default=None)

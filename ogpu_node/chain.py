@@ -130,7 +130,7 @@ class Chain:
     def commit(self, block: Block, new_state: State) -> None:
         """Persist a finalised block whose application gave `new_state`."""
         self.store.commit_block(
-            height=block.height, block_hash=block.hash, block_bytes=encode(block),
+            height=block.height, block_hash=block.hash, block_bytes=block.encoded,
             tx_hashes=[tx.hash for tx in block.txs], state_changes=state_changes(new_state),
             meta=new_state.root,
         )

@@ -97,6 +97,10 @@ class Block:
     def hash(self) -> Hash32:
         return self.header.hash
 
+    @cached_property
+    def encoded(self) -> bytes:
+        return encode(self)
+
     @property
     def height(self) -> int:
         return self.header.height

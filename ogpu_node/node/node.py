@@ -68,6 +68,8 @@ class NodeSettings:
     tx_gossip_interval_s: float = 0.01
     mempool: MempoolLimits = field(default_factory=MempoolLimits)
     max_processing_blocks: int = 64
+    fetch_retry_s: float = 5.0
+    """A block named by votes is fetched again from a voter at most this often."""
     healthy_finality_s: float = 10.0
     """/health turns 503 when nothing was finalised for this long."""
 
@@ -113,6 +115,7 @@ class Node:
         self.last_finalized_at = 0.0  # set when `serve` starts
         self._submitted_at: OrderedDict[Hash32, float] = OrderedDict()
         self._validator_sets: dict[tuple[Validator, ...], ValidatorSet] = {}
+        self._fetched: OrderedDict[bytes, float] = OrderedDict()
         self._rejected: OrderedDict[Hash32, TxReceipt] = OrderedDict()
         self._changed = trio.Event()
         self._finalized = trio.Event()
@@ -166,7 +169,7 @@ class Node:
                                          query.preferred_id)
         for fetch in output.fetches:
             peer = self.validator_peers.get(fetch.to)
-            if peer is not None:
+            if peer is not None and self._should_fetch(fetch.block_id):
                 self._nursery.start_soon(self._fetch_block, peer, fetch.block_id)
         if output.decisions:
             self._signal()
@@ -274,6 +277,19 @@ class Node:
         except P2PError as exc:  # peers still get it by fetching what our queries name
             log.warning("could not gossip block %d: %s", block.height, exc)
 
+    def _should_fetch(self, block_id: bytes) -> bool:
+        """Fetch a block named by a vote at most once per `fetch_retry_s`: a peer that lags
+        keeps voting for a block we decided long ago, and refetching it each poll would spin."""
+        now = trio.current_time()
+        last = self._fetched.get(block_id)
+        if last is not None and now - last < self.settings.fetch_retry_s:
+            return False
+        self._fetched[block_id] = now
+        self._fetched.move_to_end(block_id)
+        while len(self._fetched) > 4096:
+            self._fetched.popitem(last=False)
+        return True
+
     def _reject(self, tx_hash: Hash32, error: InvalidTransaction) -> None:
         self._rejected[tx_hash] = TxReceipt(tx_hash, TxState.REJECTED, error_code=error.code,
                                             reason=str(error))
@@ -325,7 +341,8 @@ class Node:
     def _on_block_gossip(self, peer: str, data: bytes) -> None:
         announcement = decode(m.BlockAnnouncement, data)
         if (announcement.block_id in self.pending
-                or announcement.height != self.chain.state.height + 1):
+                or announcement.height != self.chain.state.height + 1
+                or not self._should_fetch(announcement.block_id)):
             return  # known, or not buildable on our last finalised block (sync handles it)
         assert self._nursery is not None
         self._nursery.start_soon(self._fetch_block, peer, announcement.block_id)
@@ -479,7 +496,7 @@ class Node:
     async def _on_query(self, peer: str, data: bytes) -> bytes:
         query = decode(m.Query, data)
         known = query.block_id in self.pending or query.height <= self.chain.state.height
-        if not known and not self.syncing:
+        if not known and not self.syncing and self._should_fetch(query.block_id):
             await self._fetch_block(peer, query.block_id)
         return encode(m.Chits(self.engine.preference))
 
@@ -487,7 +504,7 @@ class Node:
         request = decode(m.BlockRequest, data)
         entry = self.pending.get(request.block_id)
         if entry is not None:
-            return encode(m.BlockResponse(encode(entry[0])))
+            return encode(m.BlockResponse(entry[0].encoded))
         raw = self.chain.store.block_by_hash(request.block_id)
         if raw is None or self.chain.store.block_hash_at(0) == request.block_id:
             raw = b""
