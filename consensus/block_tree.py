@@ -11,7 +11,7 @@ from __future__ import annotations
 from consensus.decisions import Decision
 from consensus.errors import InvalidBlock, ProcessingLimitExceeded, UnknownParent
 from consensus.params import Parameters
-from consensus.sampling import RandomSource
+from consensus.sampling import RandomSource, uniform_below
 from consensus.snowflake import Snowflake
 
 
@@ -187,7 +187,7 @@ class BlockTree:
 def _split_choice(children: list[bytes], support: dict[bytes, int], fork_weight: int,
                   rng: RandomSource) -> bytes:
     """A child drawn with probability support/fork_weight, children taken in id order."""
-    point = rng.randrange(fork_weight)
+    point = uniform_below(rng, fork_weight)
     for child in sorted(children):
         point -= support.get(child, 0)
         if point < 0:

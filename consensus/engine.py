@@ -111,7 +111,19 @@ class Engine:
 
     def tick(self, now: int) -> Output:
         """Expire late polls and start new ones if blocks are processing."""
-        return self._advance(now, [], ()) if not self._has_expired(now) else self.on_timeout(now)
+        if self._has_expired(now):
+            return self.on_timeout(now)
+        return self._advance(now, [], ())
+
+    def set_validators(self, validators: ValidatorSet) -> None:
+        """Use ``validators`` for polls issued from now on.
+
+        The ledger calls this when a height boundary with stake changes is finalised, so
+        every node switches at the same block; polls already in flight keep their sample.
+        """
+        self.validators = validators
+        self.small_set_mode = len(validators) <= self.params.k
+        self._query_all = query_all_by_stake(validators) if self.small_set_mode else {}
 
     def _has_expired(self, now: int) -> bool:
         return any(p.deadline <= now and not p.closed for p in self._polls.values())

@@ -23,7 +23,6 @@ class Parameters:
     concurrent_polls: int = 4
     max_processing: int = 1024
     poll_timeout: int = 2_000
-    max_stake_units: int = 2**63 - 1
 
     def verify(self) -> None:
         """Raise ``InvalidParameters`` unless every invariant holds."""
@@ -49,8 +48,6 @@ class Parameters:
             raise InvalidParameters(f"max_processing={self.max_processing} must be >= 1")
         if self.poll_timeout < 1:
             raise InvalidParameters(f"poll_timeout={self.poll_timeout} must be >= 1")
-        if self.max_stake_units < 1:
-            raise InvalidParameters("max_stake_units must be >= 1")
 
     def passes(self, alpha: int, weight: int, total: int) -> bool:
         """Whether ``weight`` out of ``total`` reaches ``alpha`` out of ``k``, in integers."""

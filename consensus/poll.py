@@ -64,7 +64,8 @@ class Poll:
         votes = self.votes
         new_weight = votes.get(block_id, 0) + weight
         votes[block_id] = new_weight
-        self.top_weight = max(self.top_weight, new_weight)
+        if new_weight > self.top_weight:  # noqa: PLR1730 - hot path, max() is slower
+            self.top_weight = new_weight
         if self._outcome_fixed():
             self.closed = True
             return FINISHED

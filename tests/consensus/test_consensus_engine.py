@@ -138,3 +138,16 @@ def test_single_validator_finalises_alone() -> None:
     net = network([5], set())
     net.publish(bid("b1"), G, 1)
     assert net.accepted_chain(vid(0)) == [bid("b1")]
+
+
+def test_validator_set_change_applies_to_later_polls_only() -> None:
+    net = network([1] * 4, set())
+    me = net.engines[vid(0)]
+    bigger = ValidatorSet((vid(i), 1) for i in range(30))
+    me.set_validators(bigger)
+    assert not me.small_set_mode
+    net.publish(bid("b1"), G, 1, to=[vid(0)])
+    recipients = {e.dst for e in net.mailbox if e.src == vid(0)}
+    assert recipients <= set(bigger.ids)
+    assert recipients - {vid(i) for i in range(4)}  # the new members are being sampled
+    assert me.outstanding_polls == DEFAULT_PARAMETERS.concurrent_polls
