@@ -143,10 +143,23 @@ class Chain:
         return new_state
 
     def block_at(self, height: int) -> Block | None:
-        raw = self.store.block_by_height(height)
-        if raw is None or height == 0:
+        """The finalised block at `height` (none at 0: the genesis state has no block)."""
+        return None if height == 0 else self._decode(self.store.block_by_height(height))
+
+    def block_bytes(self, block_hash: bytes) -> bytes | None:
+        """The encoding of a finalised block by hash (not the genesis document)."""
+        if self.store.block_hash_at(0) == block_hash:
+            return None
+        return self.store.block_by_hash(block_hash)
+
+    def block_by_hash(self, block_hash: bytes) -> Block | None:
+        return self._decode(self.block_bytes(block_hash))
+
+    @staticmethod
+    def _decode(raw: bytes | None) -> Block | None:
+        if raw is None:
             return None
         try:
             return decode(Block, raw)
         except DecodeError as exc:
-            raise CorruptStore(f"block {height} does not decode: {exc}") from exc
+            raise CorruptStore(f"a stored block does not decode: {exc}") from exc

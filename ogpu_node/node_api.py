@@ -24,6 +24,10 @@ class TxState(enum.Enum):
     REJECTED = "rejected"      # refused by the mempool or dropped as invalid; see `error_code`
 
 
+FINAL_STATES = (TxState.FINALIZED, TxState.REJECTED)
+"""States a transaction never leaves."""
+
+
 @dataclass(frozen=True)
 class TxReceipt:
     hash: Hash32

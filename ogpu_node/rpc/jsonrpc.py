@@ -27,6 +27,7 @@ from ogpu_node.rpc.methods import CallContext, build_methods
 from ogpu_node.rpc.metrics import NodeMetrics
 from ogpu_node.rpc.params import bind_params
 from ogpu_node.rpc.subscriptions import WsSession
+from ogpu_node.rpc.views import dumps
 
 log = logging.getLogger(__name__)
 
@@ -40,10 +41,6 @@ class Reply:
 
     text: str | None
     after_send: list[Callable[[], None]] = field(default_factory=list)
-
-
-def dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), allow_nan=False)
 
 
 def error_answer(call_id: Any, error: RpcError) -> dict[str, Any]:

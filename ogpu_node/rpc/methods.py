@@ -15,7 +15,7 @@ import trio
 from ogpu_node.ledger import Block, InvalidTransaction, Transaction
 from ogpu_node.ledger.params import MAX_TX_BYTES
 from ogpu_node.ledger.tx import decode_transaction
-from ogpu_node.node_api import NodeApi, TxState
+from ogpu_node.node_api import FINAL_STATES, NodeApi
 from ogpu_node.rpc import params as p
 from ogpu_node.rpc import views
 from ogpu_node.rpc.config import RpcConfig
@@ -27,7 +27,6 @@ if TYPE_CHECKING:
 Json = Any
 Handler = Callable[["CallContext", dict[str, Any]], Awaitable[Json]]
 
-FINAL_STATES = (TxState.FINALIZED, TxState.REJECTED)
 
 
 @dataclass
@@ -170,7 +169,7 @@ async def node_health(ctx: CallContext, _: dict[str, Any]) -> Json:
 
 
 async def rpc_methods(_: CallContext, __: dict[str, Any]) -> Json:
-    return sorted(METHODS)
+    return list(METHODS)
 
 
 # --- subscriptions (WebSocket only) -------------------------------------------------------------
@@ -239,5 +238,5 @@ def build_methods(config: RpcConfig) -> dict[str, Method]:
     return {m.name: m for m in methods}
 
 
-METHODS = tuple(build_methods(RpcConfig()))
+METHODS = tuple(sorted(build_methods(RpcConfig())))
 """Every method name (the same for every config)."""

@@ -21,10 +21,10 @@ from hypercorn.trio import serve
 from ogpu_node.node_api import NodeApi
 from ogpu_node.rpc.config import RpcConfig, split_listen
 from ogpu_node.rpc.errors import ErrorCode, RpcError
-from ogpu_node.rpc.jsonrpc import Dispatcher, Reply, dumps, error_answer
+from ogpu_node.rpc.jsonrpc import Dispatcher, Reply, error_answer
 from ogpu_node.rpc.metrics import NodeMetrics
 from ogpu_node.rpc.subscriptions import WsSession
-from ogpu_node.rpc.views import health_view
+from ogpu_node.rpc.views import dumps, health_view
 
 if TYPE_CHECKING:
     # trio-stubs (from trio-typing, a libp2p dependency) shadow trio's own types.
@@ -39,7 +39,6 @@ Send = Callable[[Message], Awaitable[None]]
 
 JSON = b"application/json"
 WS_TOO_SLOW = 1008
-WS_INTERNAL = 1011
 
 
 @dataclass(frozen=True)
@@ -51,14 +50,14 @@ class RpcAddress:
 
     @property
     def http_url(self) -> str:
-        return f"http://{self._netloc}/"
+        return f"http://{self.netloc}/"
 
     @property
     def ws_url(self) -> str:
-        return f"ws://{self._netloc}/ws"
+        return f"ws://{self.netloc}/ws"
 
     @property
-    def _netloc(self) -> str:
+    def netloc(self) -> str:
         return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
 
 
@@ -300,11 +299,10 @@ class _HypercornConfig(HypercornConfig):
         return sockets
 
 
-def hypercorn_config(config: RpcConfig) -> HypercornConfig:
+def hypercorn_config(config: RpcConfig) -> _HypercornConfig:
     """hypercorn settings from ours, every one we rely on set explicitly."""
-    host, port = split_listen(config.listen)
     hc = _HypercornConfig()
-    hc.bind = [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
+    hc.bind = [RpcAddress(*split_listen(config.listen)).netloc]
     hc.accesslog = None
     hc.errorlog = logging.getLogger("ogpu_node.rpc.hypercorn")
     hc.keep_alive_timeout = config.keep_alive_s
@@ -313,12 +311,6 @@ def hypercorn_config(config: RpcConfig) -> HypercornConfig:
     hc.include_server_header = False
     hc.graceful_timeout = 1.0
     return hc
-
-
-def _parse_bind(bind: str) -> RpcAddress:
-    netloc = bind.split("://", 1)[-1]
-    host, _, port = netloc.rpartition(":")
-    return RpcAddress(host.removeprefix("[").removesuffix("]"), int(port))
 
 
 async def serve_rpc(
@@ -341,9 +333,9 @@ async def serve_rpc(
     try:
         async with trio.open_nursery() as nursery:
             binds: list[str] = await nursery.start(serve, app, hc)
-            address = _parse_bind(binds[0])
+            address = RpcAddress(*split_listen(binds[0].split("://", 1)[-1]))
             log.info("RPC listening on %s (WebSocket %s)", address.http_url, address.ws_url)
             task_status.started(address)
     finally:
-        for sock in hc.created if isinstance(hc, _HypercornConfig) else ():
+        for sock in hc.created:
             sock.close()

@@ -9,18 +9,18 @@ is disconnected (the node keeps no unbounded buffer for anyone).
 
 from __future__ import annotations
 
-import json
 import secrets
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import trio
 
-from ogpu_node.node_api import NodeApi, TxState
+from ogpu_node.node_api import NodeApi
 from ogpu_node.rpc import views
 from ogpu_node.rpc.config import RpcConfig
 from ogpu_node.rpc.errors import ErrorCode, RpcError
 from ogpu_node.rpc.metrics import NodeMetrics
+from ogpu_node.rpc.views import dumps
 
 if TYPE_CHECKING:
     # trio-stubs (from trio-typing, a libp2p dependency) shadow trio's own types.
@@ -29,7 +29,6 @@ if TYPE_CHECKING:
 NOTIFICATION = "sub_notification"
 CLOSED = "sub_closed"
 """Sent when the server ends a subscription on its own (the client fell behind the node)."""
-_FINAL = (TxState.FINALIZED, TxState.REJECTED)
 
 
 class WsSession:
@@ -45,10 +44,6 @@ class WsSession:
         self._subs: dict[str, trio.CancelScope] = {}
         self.overflowed = trio.Event()
         """Set when the client did not read fast enough; the connection then closes."""
-
-    @property
-    def subscription_count(self) -> int:
-        return len(self._subs)
 
     def _reserve(self) -> str:
         if len(self._subs) >= self._config.ws_max_subscriptions:
@@ -105,9 +100,7 @@ class WsSession:
             self._metrics.subscription_opened()
             try:
                 task_status.started(scope)
-                receipt = self._api.tx_receipt(tx_hash)
-                if receipt.state not in _FINAL:
-                    receipt = await self._api.wait_for_tx(tx_hash)
+                receipt = await self._api.wait_for_tx(tx_hash)  # at once if already final
                 await armed.wait()
                 self._send(NOTIFICATION, {"subscription": sub_id,
                                           "result": views.receipt_view(receipt)})
@@ -116,8 +109,7 @@ class WsSession:
                 self._metrics.subscription_closed()
 
     def _send(self, method: str, params: dict[str, Any]) -> None:
-        message = json.dumps({"jsonrpc": "2.0", "method": method, "params": params},
-                             separators=(",", ":"))
+        message = dumps({"jsonrpc": "2.0", "method": method, "params": params})
         try:
             self._outbox.send_nowait(message)
         except trio.WouldBlock:

@@ -8,11 +8,11 @@ field formatted in whole OGPU; heights, nonces, indices and times (ms) as JSON n
 
 from __future__ import annotations
 
+import json
 import math
 from typing import Any
 
 from ogpu_node.address import address_to_text
-from ogpu_node.keys import address_of
 from ogpu_node.ledger import Block, InvalidTransaction, State, Transaction, TxKind
 from ogpu_node.ledger.tx import Stake, Transfer, Unstake
 from ogpu_node.node_api import Health, NodeStatus, PeerInfo, TxReceipt
@@ -26,8 +26,9 @@ def amount_fields(name: str, units: int) -> JsonObject:
     return {name: str(units), name + "Ogpu": format_amount(units)}
 
 
-def optional_address(address: bytes | None) -> str | None:
-    return None if address is None else address_to_text(address)
+def dumps(value: Any) -> str:
+    """Compact JSON text of an answer or notification (no NaN: it is not JSON)."""
+    return json.dumps(value, separators=(",", ":"), allow_nan=False)
 
 
 def status_view(status: NodeStatus) -> JsonObject:
@@ -90,7 +91,7 @@ def kind_name(kind: int) -> str:
 def tx_view(tx: Transaction) -> JsonObject:
     return {
         "hash": tx.hash.hex(), "chainId": tx.chain_id,
-        "sender": address_to_text(address_of(tx.sender_key)), "senderKey": tx.sender_key.hex(),
+        "sender": address_to_text(tx.sender), "senderKey": tx.sender_key.hex(),
         "nonce": tx.nonce, **amount_fields("fee", tx.fee), "kind": kind_name(tx.kind),
         "kindId": tx.kind, "payload": payload_view(tx), "payloadHex": tx.payload.hex(),
         "signature": tx.signature.hex(), "size": len(tx.encoded),

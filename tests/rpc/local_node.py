@@ -13,12 +13,10 @@ from contextlib import asynccontextmanager
 import trio
 
 from ogpu_node.chain import Chain
-from ogpu_node.encoding import decode
-from ogpu_node.errors import DecodeError
 from ogpu_node.genesis import Genesis, build_genesis, dev_account_key, load_template
 from ogpu_node.keys import PrivateKey
 from ogpu_node.ledger import Block, InvalidTransaction, State, Transaction, apply_tx, build_block
-from ogpu_node.node_api import Health, NodeStatus, PeerInfo, TxReceipt, TxState
+from ogpu_node.node_api import FINAL_STATES, Health, NodeStatus, PeerInfo, TxReceipt, TxState
 from ogpu_node.storage import ChainStore, MemoryKV
 from ogpu_node.types import Hash32
 
@@ -90,15 +88,7 @@ class LocalNode:
         return self.chain.block_at(height)
 
     def block_by_hash(self, block_hash: bytes) -> Block | None:
-        if block_hash == self.genesis.hash:
-            return None
-        raw = self.chain.store.block_by_hash(block_hash)
-        if raw is None:
-            return None
-        try:
-            return decode(Block, raw)
-        except DecodeError:
-            return None
+        return self.chain.block_by_hash(block_hash)
 
     def transaction(self, tx_hash: bytes) -> tuple[Transaction, TxReceipt] | None:
         location = self.chain.store.tx_location(tx_hash)
@@ -139,7 +129,7 @@ class LocalNode:
         try:
             while True:
                 receipt = self.tx_receipt(tx_hash)
-                if receipt.state in (TxState.FINALIZED, TxState.REJECTED):
+                if receipt.state in FINAL_STATES:
                     return receipt
                 await self.wait_changed()
         finally:
