@@ -229,9 +229,9 @@ class Libp2pConfig:
     max_connections: int = 128
     """Connections above this are pruned by the library."""
     min_connections: int = 8
-    """The library's auto-connector redials known peers (every `auto_connect_interval_s`)
-    while fewer are connected; it cannot be switched off, so it is sized here."""
-    auto_connect_interval_s: float = 30.0
+    """The library's connection pruner keeps at least this many, and caps inbound ones by it.
+    (Its auto-connector is replaced by a no-op: connections come from `connect` and the
+    bootstrap keepers only.)"""
     dedup_window: int = 65536
     """Message ids remembered to deliver each gossip message once even if the library
     (which checks and marks its seen-cache across an await) lets a duplicate through."""
@@ -399,7 +399,6 @@ class Libp2pNetwork:
         for streams in self._idle.values():
             for _, stream in streams:
                 await _reset_quietly(stream)
-        self._idle.clear()
         for peer in list(host.get_connected_peers()):
             try:
                 await host.disconnect(peer)
@@ -427,7 +426,6 @@ class Libp2pNetwork:
                 high_watermark=c.max_connections,
                 low_watermark=c.min_connections,
                 min_connections=c.min_connections,
-                auto_connect_interval=c.auto_connect_interval_s,
                 dial_timeout=c.dial_timeout_s,
             ),
             enable_mDNS=False,

@@ -28,7 +28,6 @@ Semantics:
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -250,7 +249,7 @@ class SubscriptionHub:
         self._channels: dict[str, list[trio.MemorySendChannel[GossipMessage]]] = {}
 
     def is_subscribed(self, topic: str) -> bool:
-        return topic in self._channels
+        return bool(self._channels.get(topic))
 
     def add(self, topic: str) -> trio.MemoryReceiveChannel[GossipMessage]:
         """A new channel for `topic`."""
@@ -279,6 +278,3 @@ class SubscriptionHub:
         self._channels.clear()
 
 
-def forever() -> float:
-    """A deadline for library waits whose bound is the caller's cancel scope."""
-    return math.inf
