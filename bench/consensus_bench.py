@@ -5,24 +5,21 @@ prints a table, and writes JSON. The simulator is single-threaded: ``cpu_s`` (pr
 time) is the time on one core and decides pass/fail; ``wall_s`` is also reported because on a
 shared machine it can be larger.
 
-    python bench/consensus_bench.py [--n 2000] [--blocks 100] [--seed 1] [--out PATH]
+    scripts/bench consensus [--n 2000] [--blocks 100] [--seed 1] [--out PATH]
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
+from bench.report import print_table, write_json
 from consensus.sim.config import SimConfig
 from consensus.sim.runner import run
 
-DEFAULT_OUT = Path("bench/results/consensus.json")
 LIMIT_S = 60.0
 
 
@@ -51,27 +48,14 @@ def measure(name: str, config: SimConfig) -> dict[str, Any]:
     }
 
 
-def format_table(rows: list[dict[str, Any]]) -> str:
-    """A fixed-width table of the measured rows."""
-    header = (f"{'case':<10}{'validators':>11}{'blocks':>8}{'cpu s':>8}{'wall s':>9}"
-              f"{'votes':>11}{'votes/s':>10}{'msgs/s':>10}{'conflicts':>10}")
-    lines = [header, "-" * len(header)]
-    for r in rows:
-        lines.append(
-            f"{r['case']:<10}{r['validators']:>11}{r['finalised_blocks_min']:>8}"
-            f"{r['cpu_s']:>8.2f}{r['wall_s']:>9.2f}{r['votes']:>11}{r['votes_per_s']:>10}"
-            f"{r['messages_per_s']:>10}{r['conflicting_finalizations']:>10}"
-        )
-    return "\n".join(lines)
-
-
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark; returns 0 when the target run finished within the limit."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=2_000)
     parser.add_argument("--blocks", type=int, default=100)
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    parser.add_argument("--out", type=Path, default=None,
+                        help="JSON path (default bench/results/consensus.json)")
     parser.add_argument("--skip-baseline", action="store_true")
     args = parser.parse_args(argv)
     rows = []
@@ -80,20 +64,17 @@ def main(argv: list[str] | None = None) -> int:
     target = measure("target", SimConfig(n=args.n, seed=args.seed, target_blocks=args.blocks))
     rows.append(target)
     ok = target["reached_target"] and target["cpu_s"] < LIMIT_S
-    print(format_table(rows))
+    columns = ["case", "validators", "finalised_blocks_min", "cpu_s", "wall_s", "votes",
+               "votes_per_s", "messages_per_s", "conflicting_finalizations"]
+    print_table("consensus simulator (one core)",
+                ["case", "validators", "blocks", "cpu s", "wall s", "votes", "votes/s",
+                 "msgs/s", "conflicts"],
+                [[r[c] for c in columns] for r in rows])
     print(f"target: {args.n} validators to {args.blocks} finalised blocks in "
           f"{target['cpu_s']:.2f} s of one core ({target['wall_s']:.2f} s wall; limit "
           f"{LIMIT_S:.0f} s): {'PASS' if ok else 'FAIL'}; votes/s are per CPU second")
-    report = {
-        "python": sys.version.split()[0],
-        "load_average_1m": round(os.getloadavg()[0], 2),
-        "machine": platform.machine(),
-        "limit_s": LIMIT_S,
-        "pass": ok,
-        "rows": rows,
-    }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    write_json("consensus", {"load_average_1m": round(os.getloadavg()[0], 2),
+                             "limit_s": LIMIT_S, "pass": ok, "rows": rows}, args.out)
     return 0 if ok else 1
 
 

@@ -153,9 +153,9 @@ class BlockTree:
 
     def _accept_finalized(self) -> list[Decision]:
         decisions: list[Decision] = []
-        while self._root.snowflake is not None and self._root.snowflake.finalized:
+        while (snowflake := self._root.snowflake) is not None and snowflake.finalized:
             root = self._root
-            chosen = root.snowflake.preference if root.snowflake is not None else b""
+            chosen = snowflake.preference
             for child in sorted(root.children):
                 if child != chosen:
                     decisions.extend(self._reject_subtree(child))
@@ -164,7 +164,7 @@ class BlockTree:
             decisions.append(Decision(True, chosen, self._root.height))
         if decisions:
             floor = self._root.height
-            self._rejected = {b: h for b, h in sorted(self._rejected.items()) if h > floor}
+            self._rejected = {b: h for b, h in self._rejected.items() if h > floor}
         return decisions
 
     def _reject_subtree(self, block_id: bytes) -> list[Decision]:

@@ -32,10 +32,8 @@ class Engine:
         params.verify()
         self.node_id = node_id
         self.params = params
-        self.validators = validators
         self.tree = BlockTree(params, last_accepted_id, last_accepted_height)
-        self.small_set_mode = len(validators) <= params.k
-        self._query_all = query_all_by_stake(validators) if self.small_set_mode else {}
+        self.set_validators(validators)
         self._rng = rng
         self._polls: dict[int, Poll] = {}
         self._next_poll_id = 1
@@ -118,8 +116,8 @@ class Engine:
     def set_validators(self, validators: ValidatorSet) -> None:
         """Use ``validators`` for polls issued from now on.
 
-        The ledger calls this when a height boundary with stake changes is finalised, so
-        every node switches at the same block; polls already in flight keep their sample.
+        For a switch at a height boundary that every node finalises at the same block; polls
+        already in flight keep their sample. (The node currently builds a new engine instead.)
         """
         self.validators = validators
         self.small_set_mode = len(validators) <= self.params.k
