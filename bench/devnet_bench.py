@@ -43,7 +43,6 @@ class BlockWatch:
         self.nodes = nodes
         self.seen: dict[str, dict[int, float]] = defaultdict(dict)
         self.all_seen: dict[str, trio.Event] = defaultdict(trio.Event)
-        self.heights: dict[int, int] = {}
 
     async def follow(self, index: int, url: str, task_status: Any = trio.TASK_STATUS_IGNORED
                      ) -> None:
@@ -60,7 +59,6 @@ class BlockWatch:
                     continue
                 now = time.perf_counter()
                 block = params["result"]
-                self.heights[index] = block["height"]
                 for tx_hash in block["txs"]:
                     seen = self.seen[tx_hash]
                     seen[index] = now

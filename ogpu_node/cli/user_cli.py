@@ -13,7 +13,7 @@ from ogpu_node.keys import PrivateKey, read_key_file, write_key_file
 from ogpu_node.ledger import Stake, Transfer, Unstake, sign_transaction
 from ogpu_node.ledger.tx import Payload
 from ogpu_node.rpc_client import DEFAULT_RPC, rpc_call
-from ogpu_node.types import Address, Amount, format_amount, parse_amount
+from ogpu_node.types import Amount, format_amount, parse_amount
 
 JSON_OPTION = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 
@@ -62,10 +62,6 @@ def _amount(text: str) -> Amount:
         raise click.BadParameter(str(exc)) from exc
 
 
-def _address(text: str) -> Address:
-    return address_from_text(text)
-
-
 @main.command("sign")
 @click.argument("kind", type=click.Choice(["transfer", "stake", "unstake"]))
 @click.option("--key", "key_path", type=click.Path(path_type=Path), required=True)
@@ -84,7 +80,7 @@ def sign(kind: str, key_path: Path, chain_id: str, nonce: int, fee: str, to: str
     if kind == "transfer":
         if to is None:
             raise click.UsageError("transfer needs --to")
-        payload = Transfer(_address(to), value)
+        payload = Transfer(address_from_text(to), value)
     elif kind == "stake":
         payload = Stake(value)
     else:
@@ -120,7 +116,7 @@ def _signer(key_path: Path | None, dev_account: int | None) -> PrivateKey:
 @handle_errors
 def balance(rpc: str, address: str, as_json: bool) -> None:
     """Balance, stake and nonce of ADDRESS (finalised state)."""
-    _address(address)
+    address_from_text(address)  # a typo fails here, with the checksum named
     account = rpc_call(rpc, "account_get", {"address": address})
     if as_json:
         emit(account, True)
@@ -173,7 +169,7 @@ def _report(result: dict[str, object], as_json: bool) -> None:
 def transfer(rpc: str, to: str, amount: str, fee: str, key_path: Path | None,
              dev_account: int | None, no_wait: bool, timeout: float, as_json: bool) -> None:
     """Send OGPU and wait until the transfer is final (unless --no-wait)."""
-    payload = Transfer(_address(to), _amount(amount))
+    payload = Transfer(address_from_text(to), _amount(amount))
     _report(_send(rpc, _signer(key_path, dev_account), payload, fee, not no_wait, timeout),
             as_json)
 

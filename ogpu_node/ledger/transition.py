@@ -64,7 +64,7 @@ class _Working:
     def credit(self, address: Address, amount: int) -> None:
         if amount:
             acct = self.account(address)
-            self.set_account(address, _replace(acct, balance=acct.balance + amount))
+            self.set_account(address, replace(acct, balance=acct.balance + amount))
 
     def unbonding_amount(self, key: UnbondingKey) -> int:
         found = self.unbonding.get(key)
@@ -100,15 +100,6 @@ class _Working:
         )
 
 
-def _replace(acct: Account, **changes: int | bytes) -> Account:
-    fields: dict[str, int | bytes] = {
-        "balance": acct.balance, "nonce": acct.nonce, "stake": acct.stake,
-        "public_key": acct.public_key,
-    }
-    fields.update(changes)
-    return Account(**fields)  # type: ignore[arg-type]
-
-
 # --- transactions -------------------------------------------------------------------------------
 
 
@@ -126,7 +117,7 @@ def process_tx(w: _Working, tx: Transaction, proposer: Address) -> None:
         raise InsufficientFunds(f"stake {acct.stake} is below the {payload.amount} to unstake")
 
     # Every check has passed: from here on only writes, re-reading accounts that may alias.
-    w.set_account(sender, _replace(acct, balance=acct.balance - tx.fee, nonce=acct.nonce + 1,
+    w.set_account(sender, replace(acct, balance=acct.balance - tx.fee, nonce=acct.nonce + 1,
                                    public_key=tx.sender_key))
     _pay_fee(w, tx.fee, proposer)
     if isinstance(payload, Transfer):
@@ -134,11 +125,11 @@ def process_tx(w: _Working, tx: Transaction, proposer: Address) -> None:
         w.credit(payload.to, payload.amount)
     elif isinstance(payload, Stake):
         acct = w.account(sender)
-        w.set_account(sender, _replace(acct, balance=acct.balance - payload.amount,
+        w.set_account(sender, replace(acct, balance=acct.balance - payload.amount,
                                        stake=acct.stake + payload.amount))
     else:
         acct = w.account(sender)
-        w.set_account(sender, _replace(acct, stake=acct.stake - payload.amount))
+        w.set_account(sender, replace(acct, stake=acct.stake - payload.amount))
         key = (w.height + w.base.params.unbonding_period, sender)
         w.unbonding[key] = w.unbonding_amount(key) + payload.amount
 

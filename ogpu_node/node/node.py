@@ -45,7 +45,7 @@ from ogpu_node.ledger.errors import InvalidBlock, InvalidTransaction
 from ogpu_node.ledger.tx import decode_transaction
 from ogpu_node.node import messages as m
 from ogpu_node.node.mempool import Mempool, MempoolLimits
-from ogpu_node.node_api import Health, NodeStatus, PeerInfo, TxReceipt, TxState
+from ogpu_node.node_api import FINAL_STATES, Health, NodeStatus, PeerInfo, TxReceipt, TxState
 from ogpu_node.types import Hash32
 from p2p.errors import P2PError
 from p2p.network import Network, TaskStatus
@@ -72,12 +72,6 @@ class NodeSettings:
     """A block named by votes is fetched again from a voter at most this often."""
     healthy_finality_s: float = 10.0
     """/health turns 503 when nothing was finalised for this long."""
-
-
-@dataclass
-class _PeerView:
-    peer_id: str
-    status: m.Status | None = None
 
 
 class Node:
@@ -107,11 +101,10 @@ class Node:
         self.blobs = blobs
         self.mempool = Mempool(self.settings.mempool)
         self.pending: dict[bytes, tuple[Block, State]] = {}
-        self.peers_view: dict[str, _PeerView] = {}
+        self.peer_status: dict[str, m.Status] = {}
+        """What each peer last said of its chain (for sync)."""
         self.validator_peers: dict[bytes, str] = {}
         self.syncing = False
-        self.last_sync: tuple[int, float] | None = None
-        """(blocks, seconds) of the last catch-up from a peer."""
         self.last_finalized_at = 0.0  # set when `serve` starts
         self._submitted_at: OrderedDict[Hash32, float] = OrderedDict()
         self._validator_sets: dict[tuple[Validator, ...], ValidatorSet] = {}
@@ -120,6 +113,7 @@ class Node:
         self._changed = trio.Event()
         self._finalized = trio.Event()
         self._outgoing_txs: list[bytes] = []
+        self._txs_to_gossip = trio.Event()
         self._subscribers: set[trio.MemorySendChannel[Block]] = set()
         self._nursery: trio.Nursery | None = None
         self.engine = self._new_engine()
@@ -349,6 +343,9 @@ class Node:
 
     async def _tx_publisher(self) -> None:
         while True:
+            await self._txs_to_gossip.wait()
+            self._txs_to_gossip = trio.Event()
+            # Let a burst of submissions gather into few messages.
             await trio.sleep(self.settings.tx_gossip_interval_s)
             while self._outgoing_txs:
                 batch = self._outgoing_txs[:m.MAX_TX_BATCH]
@@ -415,26 +412,25 @@ class Node:
             return
         if status.genesis_hash != self.genesis_hash:
             return
-        self.peers_view[peer] = _PeerView(peer, status)
+        self.peer_status[peer] = status
         if status.validator:
             self.validator_peers[status.validator] = peer
 
     async def _maybe_sync(self) -> None:
         """Fetch finalised blocks from the most advanced peer while we are more than one behind."""
-        best = max((v for v in self.peers_view.values() if v.status is not None),
-                   key=lambda v: v.status.height if v.status else 0, default=None)
-        if best is None or best.status is None:
+        if not self.peer_status:
             return
-        if best.status.height <= self.chain.state.height + 1:
+        peer, best = max(self.peer_status.items(), key=lambda item: item[1].height)
+        if best.height <= self.chain.state.height + 1:
             return
         self.syncing = True
         started, start_height = trio.current_time(), self.chain.state.height
         try:
-            while self.chain.state.height < best.status.height:
+            while self.chain.state.height < best.height:
                 start = self.chain.state.height + 1
-                count = min(m.MAX_RANGE_BLOCKS, best.status.height - start + 1)
+                count = min(m.MAX_RANGE_BLOCKS, best.height - start + 1)
                 with trio.fail_after(self.settings.request_timeout_s * 5):
-                    raw = await self.network.request(best.peer_id, m.PROTO_RANGE,
+                    raw = await self.network.request(peer, m.PROTO_RANGE,
                                                      encode(m.RangeRequest(start, count)))
                 response = decode(m.RangeResponse, raw)
                 if not response.blocks:
@@ -446,13 +442,12 @@ class Node:
                     self._after_commit(block, state, old)
                 await trio.lowlevel.checkpoint()
         except (P2PError, OgpuError, trio.TooSlowError) as exc:
-            log.info("sync from %s stopped: %r", best.peer_id, exc)
+            log.info("sync from %s stopped: %r", peer, exc)
         finally:
             self.syncing = False
             synced = self.chain.state.height - start_height
             seconds = trio.current_time() - started
-            self.last_sync = (synced, seconds)
-            log.info("synced %d blocks in %.3f s from %s", synced, seconds, best.peer_id)
+            log.info("synced %d blocks in %.3f s from %s", synced, seconds, peer)
             self.engine = self._new_engine()
             self.pending.clear()
             self._signal()
@@ -505,10 +500,7 @@ class Node:
         entry = self.pending.get(request.block_id)
         if entry is not None:
             return encode(m.BlockResponse(entry[0].encoded))
-        raw = self.chain.store.block_by_hash(request.block_id)
-        if raw is None or self.chain.store.block_hash_at(0) == request.block_id:
-            raw = b""
-        return encode(m.BlockResponse(raw))
+        return encode(m.BlockResponse(self.chain.block_bytes(request.block_id) or b""))
 
     async def _on_range_request(self, peer: str, data: bytes) -> bytes:
         request = decode(m.RangeRequest, data)
@@ -598,10 +590,7 @@ class Node:
         return self.chain.block_at(height)
 
     def block_by_hash(self, block_hash: bytes) -> Block | None:
-        raw = self.chain.store.block_by_hash(block_hash)
-        if raw is None or self.chain.store.block_hash_at(0) == block_hash:
-            return None
-        return decode(Block, raw)
+        return self.chain.block_by_hash(block_hash)
 
     def transaction(self, tx_hash: bytes) -> tuple[Transaction, TxReceipt] | None:
         receipt = self.tx_receipt(tx_hash)
@@ -642,6 +631,7 @@ class Node:
         while len(self._submitted_at) > self.settings.mempool.max_txs:
             self._submitted_at.popitem(last=False)
         self._outgoing_txs.append(tx.encoded)
+        self._txs_to_gossip.set()
         self._signal()
         return TxReceipt(tx.hash, TxState.PENDING)
 
@@ -649,7 +639,7 @@ class Node:
         while True:
             event = self._finalized
             receipt = self.tx_receipt(tx_hash)
-            if receipt.state in (TxState.FINALIZED, TxState.REJECTED):
+            if receipt.state in FINAL_STATES:
                 return receipt
             await event.wait()
 
