@@ -1,0 +1,250 @@
+"""Workload specifications: what a task asks a provider to compute, in pure Python.
+
+The ledger reads these (to price a task by its work units and to check its limits), the provider
+runs them (`gpu.workloads`) and verifiers check them (`gpu.verify`). Nothing here imports NumPy or
+CuPy, so the state machine stays pure and fast.
+
+One unit of work is one GFLOP (10**9 floating-point operations) of the workload's arithmetic,
+rounded up, at least 1. Prices are quoted per unit of work.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import IntEnum
+from itertools import pairwise
+from typing import Any, ClassVar, Self
+
+from ogpu_node.encoding import decode, read_array, read_list, read_str, read_uint
+from ogpu_node.errors import DecodeError, OgpuError
+
+FLOPS_PER_UNIT = 10**9
+MAX_MATMUL_N = 16_384
+MAX_LAYERS = 4
+MAX_WIDTH = 8_192
+MAX_SAMPLES = 1_000_000
+MAX_BATCH = 65_536
+MAX_STEPS = 1_000_000
+MAX_CHECKPOINTS = 256
+"""A training result commits one hash per checkpoint; this bounds the result transaction."""
+
+
+class InvalidSpec(OgpuError):
+    """A workload specification outside its limits, or one that does not decode."""
+
+    code = "invalid_spec"
+
+
+class WorkloadKind(IntEnum):
+    """Workload kinds. Numbers are part of the protocol: never reuse one."""
+
+    MATMUL = 1
+    TRAIN = 2
+    INFER = 3
+
+
+def _units(flops: int) -> int:
+    return max(1, -(-flops // FLOPS_PER_UNIT))
+
+
+def mlp_weight_count(n_features: int, hidden: tuple[int, ...], n_classes: int) -> int:
+    """Multiply-accumulate weights of an MLP (biases are negligible and not counted as work)."""
+    widths = (n_features, *hidden, n_classes)
+    return sum(a * b for a, b in pairwise(widths))
+
+
+@dataclass(frozen=True, slots=True)
+class MatmulSpec:
+    """C = A @ B for n x n float32 matrices A and B generated from `seed`."""
+
+    n: int
+    seed: int
+
+    KIND: ClassVar[WorkloadKind] = WorkloadKind.MATMUL
+    MAX_BYTES: ClassVar[int] = 32
+
+    def to_fields(self) -> list[Any]:
+        return [self.n, self.seed]
+
+    @classmethod
+    def from_fields(cls, value: Any) -> Self:
+        n, seed = read_array(value, 2, "matmul")
+        return cls(read_uint(n, "matmul.n"), read_uint(seed, "matmul.seed"))
+
+    def problems(self) -> list[str]:
+        return [] if 1 <= self.n <= MAX_MATMUL_N else [f"n must be within 1..{MAX_MATMUL_N}"]
+
+    def work_units(self) -> int:
+        return _units(2 * self.n**3)
+
+
+@dataclass(frozen=True, slots=True)
+class TrainSpec:
+    """Train an MLP classifier with plain SGD on a dataset generated from `seed`.
+
+    The dataset is `n_samples` points labelled by a random teacher network; step `i` uses the
+    minibatch that `seed` and `i` determine, so any interval of steps can be replayed from the
+    checkpoint before it. A checkpoint (all weights) is taken every `checkpoint_every` steps and
+    after the last step.
+    """
+
+    seed: int
+    n_features: int
+    hidden: tuple[int, ...]
+    n_classes: int
+    n_samples: int
+    batch: int
+    steps: int
+    lr_micros: int
+    """Learning rate in millionths (integers only on the chain)."""
+    checkpoint_every: int
+
+    KIND: ClassVar[WorkloadKind] = WorkloadKind.TRAIN
+    MAX_BYTES: ClassVar[int] = 128
+
+    def to_fields(self) -> list[Any]:
+        return [self.seed, self.n_features, list(self.hidden), self.n_classes, self.n_samples,
+                self.batch, self.steps, self.lr_micros, self.checkpoint_every]
+
+    @classmethod
+    def from_fields(cls, value: Any) -> Self:
+        seed, feats, hidden, classes, samples, batch, steps, lr, every = read_array(
+            value, 9, "train")
+        return cls(
+            seed=read_uint(seed, "train.seed"),
+            n_features=read_uint(feats, "train.n_features"),
+            hidden=tuple(read_uint(h, "train.hidden") for h in
+                         read_list(hidden, MAX_LAYERS, "train.hidden")),
+            n_classes=read_uint(classes, "train.n_classes"),
+            n_samples=read_uint(samples, "train.n_samples"),
+            batch=read_uint(batch, "train.batch"),
+            steps=read_uint(steps, "train.steps"),
+            lr_micros=read_uint(lr, "train.lr_micros"),
+            checkpoint_every=read_uint(every, "train.checkpoint_every"),
+        )
+
+    @property
+    def learning_rate(self) -> float:
+        return self.lr_micros / 1_000_000
+
+    @property
+    def checkpoint_steps(self) -> tuple[int, ...]:
+        """The step counts after which a checkpoint is taken (the last one is `steps`)."""
+        every = max(1, self.checkpoint_every)
+        marks = list(range(every, self.steps, every))
+        return (*marks, self.steps)
+
+    def problems(self) -> list[str]:
+        out = []
+        widths = (self.n_features, *self.hidden, self.n_classes)
+        if not all(1 <= w <= MAX_WIDTH for w in widths):
+            out.append(f"every layer width must be within 1..{MAX_WIDTH}")
+        if self.n_classes < 2:
+            out.append("n_classes must be at least 2")
+        if not 1 <= self.n_samples <= MAX_SAMPLES:
+            out.append(f"n_samples must be within 1..{MAX_SAMPLES}")
+        if not 1 <= self.batch <= min(MAX_BATCH, max(1, self.n_samples)):
+            out.append("batch must be within 1..n_samples")
+        if not 1 <= self.steps <= MAX_STEPS:
+            out.append(f"steps must be within 1..{MAX_STEPS}")
+        if not 1 <= self.lr_micros <= 10_000_000:
+            out.append("lr_micros must be within 1..10,000,000")
+        if not 1 <= self.checkpoint_every <= max(1, self.steps):
+            out.append("checkpoint_every must be within 1..steps")
+        elif len(self.checkpoint_steps) > MAX_CHECKPOINTS:
+            out.append(f"at most {MAX_CHECKPOINTS} checkpoints (raise checkpoint_every)")
+        return out
+
+    def weight_count(self) -> int:
+        return mlp_weight_count(self.n_features, self.hidden, self.n_classes)
+
+    def work_units(self) -> int:
+        # forward 2, backward 4 flops per weight per sample; a final evaluation pass over the data
+        weights = self.weight_count()
+        return _units(6 * weights * self.batch * self.steps + 2 * weights * self.n_samples)
+
+
+@dataclass(frozen=True, slots=True)
+class ModelArch:
+    """A registered model: an MLP whose weights are generated from `weights_seed`."""
+
+    n_features: int
+    hidden: tuple[int, ...]
+    n_classes: int
+    weights_seed: int
+
+    def weight_count(self) -> int:
+        return mlp_weight_count(self.n_features, self.hidden, self.n_classes)
+
+
+MODELS: dict[str, ModelArch] = {
+    "mlp-small": ModelArch(n_features=64, hidden=(256, 256), n_classes=10, weights_seed=7),
+    "mlp-large": ModelArch(n_features=1024, hidden=(4096, 4096), n_classes=1000,
+                           weights_seed=11),
+}
+"""Models any provider can serve by name; inputs of an inference are generated from a seed."""
+
+MAX_MODEL_NAME = 32
+
+
+@dataclass(frozen=True, slots=True)
+class InferSpec:
+    """A batched forward pass of registered model `model` on `batch` inputs made from `seed`."""
+
+    model: str
+    seed: int
+    batch: int
+
+    KIND: ClassVar[WorkloadKind] = WorkloadKind.INFER
+    MAX_BYTES: ClassVar[int] = 64
+
+    def to_fields(self) -> list[Any]:
+        return [self.model, self.seed, self.batch]
+
+    @classmethod
+    def from_fields(cls, value: Any) -> Self:
+        model, seed, batch = read_array(value, 3, "infer")
+        return cls(read_str(model, "infer.model", max_len=MAX_MODEL_NAME),
+                   read_uint(seed, "infer.seed"), read_uint(batch, "infer.batch"))
+
+    @property
+    def arch(self) -> ModelArch:
+        found = MODELS.get(self.model)
+        if found is None:
+            raise InvalidSpec(f"unknown model {self.model!r}; known: {', '.join(sorted(MODELS))}")
+        return found
+
+    def problems(self) -> list[str]:
+        out = []
+        if self.model not in MODELS:
+            out.append(f"unknown model {self.model!r}")
+        if not 1 <= self.batch <= MAX_BATCH:
+            out.append(f"batch must be within 1..{MAX_BATCH}")
+        return out
+
+    def work_units(self) -> int:
+        return _units(2 * self.arch.weight_count() * self.batch)
+
+
+WorkloadSpec = MatmulSpec | TrainSpec | InferSpec
+
+SPEC_TYPES: dict[int, type[MatmulSpec] | type[TrainSpec] | type[InferSpec]] = {
+    WorkloadKind.MATMUL: MatmulSpec,
+    WorkloadKind.TRAIN: TrainSpec,
+    WorkloadKind.INFER: InferSpec,
+}
+
+
+def decode_spec(kind: int, data: bytes) -> WorkloadSpec:
+    """Decode and check a spec of `kind`; raises `InvalidSpec` with the reason."""
+    spec_type = SPEC_TYPES.get(kind)
+    if spec_type is None:
+        raise InvalidSpec(f"unknown workload kind {kind}")
+    try:
+        spec: WorkloadSpec = decode(spec_type, data)
+    except DecodeError as exc:
+        raise InvalidSpec(f"bad {WorkloadKind(kind).name.lower()} spec: {exc}") from exc
+    problems = spec.problems()
+    if problems:
+        raise InvalidSpec("; ".join(problems))
+    return spec
