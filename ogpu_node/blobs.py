@@ -1,8 +1,10 @@
 """Content-addressed blobs: chunks named by their hash, on disk, and their transfer between nodes.
 
-A blob is at most `MAX_CHUNK_BYTES`; larger data is a list of chunk hashes (the market's task
-inputs and outputs, issue 5). The id of a chunk is `digest("blob", data)`, so whoever fetches a
-chunk checks it against the id it asked for: a peer cannot serve wrong bytes undetected.
+A chunk is at most `MAX_CHUNK_BYTES`. The id of a chunk is `digest("blob", data)`, so whoever
+fetches a chunk checks it against the id it asked for: a peer cannot serve wrong bytes undetected.
+A *file* (task inputs, outputs, checkpoints) is split into chunks listed by a `Manifest`, which is
+itself stored as a chunk; the file's id is the manifest chunk's id, so it is a pure function of the
+file's bytes (`file_id`) and fetching a file checks every byte of it.
 
 Files live under `<root>/<first two hex digits>/<hex id>`, written to a temporary name and
 renamed, so a crash never leaves a partial chunk under its id.
@@ -11,17 +13,20 @@ renamed, so a crash never leaves a partial chunk under its id.
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Self
 
-from ogpu_node.encoding import read_array, read_bytes
-from ogpu_node.errors import OgpuError
+from ogpu_node.encoding import decode, encode, read_array, read_bytes, read_list, read_uint
+from ogpu_node.errors import DecodeError, OgpuError
 from ogpu_node.hashing import digest
 from ogpu_node.types import HASH_LEN, Hash32
 
 PROTO_BLOB = "/ogpu/blob/1"
 MAX_CHUNK_BYTES = 1024 * 1024
 DEFAULT_MAX_STORE_BYTES = 10 * 1024 * 1024 * 1024
+MAX_FILE_CHUNKS = 4096
+"""Largest file: 4 GiB in 1 MiB chunks; its manifest stays well under one chunk."""
 
 
 class BlobError(OgpuError):
@@ -30,6 +35,52 @@ class BlobError(OgpuError):
 
 def blob_id(data: bytes) -> Hash32:
     return digest(b"blob", data)
+
+
+@dataclass(frozen=True, slots=True)
+class Manifest:
+    """The chunks of a file, in order, and its size in bytes."""
+
+    size: int
+    chunks: tuple[Hash32, ...]
+
+    MAX_BYTES: ClassVar[int] = 16 + MAX_FILE_CHUNKS * (HASH_LEN + 2)
+
+    def to_fields(self) -> list[Any]:
+        return [self.size, list(self.chunks)]
+
+    @classmethod
+    def from_fields(cls, value: Any) -> Self:
+        size, chunks = read_array(value, 2, "manifest")
+        return cls(read_uint(size, "manifest.size", max_value=MAX_FILE_CHUNKS * MAX_CHUNK_BYTES),
+                   tuple(Hash32(read_bytes(c, "manifest.chunk", size=HASH_LEN))
+                         for c in read_list(chunks, MAX_FILE_CHUNKS, "manifest.chunks")))
+
+
+def split_file(data: bytes) -> tuple[bytes, list[bytes]]:
+    """The encoded manifest of `data` and its chunks (an empty file has no chunks)."""
+    if len(data) > MAX_FILE_CHUNKS * MAX_CHUNK_BYTES:
+        raise BlobError(f"file of {len(data)} bytes exceeds {MAX_FILE_CHUNKS} chunks")
+    chunks = [data[i:i + MAX_CHUNK_BYTES] for i in range(0, len(data), MAX_CHUNK_BYTES)]
+    manifest = Manifest(len(data), tuple(blob_id(c) for c in chunks))
+    return encode(manifest), chunks
+
+
+def file_id(data: bytes) -> Hash32:
+    """The id a file has once stored: the id of its manifest chunk."""
+    return blob_id(split_file(data)[0])
+
+
+def decode_manifest(data: bytes) -> Manifest:
+    """A manifest chunk's contents, or `BlobError` when the chunk is not a manifest."""
+    try:
+        manifest = decode(Manifest, data)
+    except DecodeError as exc:
+        raise BlobError(f"not a file manifest: {exc}") from exc
+    if manifest.size > len(manifest.chunks) * MAX_CHUNK_BYTES or (
+            manifest.chunks and manifest.size <= (len(manifest.chunks) - 1) * MAX_CHUNK_BYTES):
+        raise BlobError("manifest size does not match its chunk count")
+    return manifest
 
 
 class BlobStore:
@@ -72,6 +123,26 @@ class BlobStore:
             return self._path(chunk_id).read_bytes()
         except FileNotFoundError:
             return None
+
+    def put_file(self, data: bytes) -> Hash32:
+        """Store a file as its chunks and manifest; returns the file id (`file_id(data)`)."""
+        manifest, chunks = split_file(data)
+        for chunk in chunks:
+            self.put(chunk)
+        return self.put(manifest)
+
+    def get_file(self, file_id: bytes) -> bytes | None:
+        """The file `file_id` names, or None when its manifest or a chunk is missing here."""
+        manifest_bytes = self.get(file_id)
+        if manifest_bytes is None:
+            return None
+        parts = []
+        for chunk_id in decode_manifest(manifest_bytes).chunks:
+            chunk = self.get(chunk_id)
+            if chunk is None:
+                return None
+            parts.append(chunk)
+        return b"".join(parts)
 
     def __contains__(self, chunk_id: object) -> bool:
         return isinstance(chunk_id, bytes) and self._path(chunk_id).exists()

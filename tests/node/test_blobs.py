@@ -15,6 +15,8 @@ from ogpu_node.blobs import (
     BlobResponse,
     BlobStore,
     blob_id,
+    decode_manifest,
+    file_id,
 )
 from ogpu_node.chain import Chain
 from ogpu_node.encoding import decode, encode
@@ -69,3 +71,30 @@ async def test_a_node_fetches_a_chunk_from_peers_and_refuses_forged_bytes(
         with pytest.raises(BlobError, match="no connected peer"):
             await node.fetch_blob(blob_id(b"nobody has this"))
         nursery.cancel_scope.cancel()
+
+
+@pytest.mark.parametrize(
+    "size", [0, 1, MAX_CHUNK_BYTES, MAX_CHUNK_BYTES + 1, 3 * MAX_CHUNK_BYTES + 5])
+def test_a_file_round_trips_under_its_content_id(tmp_path: Path, size: int) -> None:
+    store = BlobStore(tmp_path)
+    data = bytes(range(256)) * (size // 256) + bytes(size % 256)
+    fid = store.put_file(data)
+    assert fid == file_id(data)
+    assert store.get_file(fid) == data
+    assert file_id(data + b"x") != fid
+
+
+def test_a_file_with_a_missing_chunk_is_not_served(tmp_path: Path) -> None:
+    store = BlobStore(tmp_path)
+    data = b"a" * (MAX_CHUNK_BYTES + 10)
+    fid = store.put_file(data)
+    manifest = decode_manifest(store.get(fid) or b"")
+    store._path(manifest.chunks[1]).unlink()
+    assert store.get_file(fid) is None
+
+
+def test_a_chunk_that_is_not_a_manifest_is_a_typed_error(tmp_path: Path) -> None:
+    store = BlobStore(tmp_path)
+    chunk = store.put(b"just bytes")
+    with pytest.raises(BlobError):
+        store.get_file(chunk)
