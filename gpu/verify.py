@@ -1,0 +1,269 @@
+"""Verifiers: cheap checks of a provider's result against the spec, with stated tolerances.
+
+Every check returns a `Verdict`; malformed bytes give `Verdict(ok=False, "malformed_output: ...")`
+and never an exception. A verdict's `reason` starts with a stable code (`code` property):
+
+- `ok`                 the result passed;
+- `malformed_output`   bytes that do not decode, or arrays of the wrong names or shapes;
+- `matmul_mismatch`    Freivalds found C != A @ B beyond tolerance;
+- `chain_mismatch`     checkpoint ids that do not match the committed hash chain or the bytes;
+- `checkpoint_mismatch` a replayed interval that does not reach the committed checkpoint;
+- `metrics_mismatch`   final metrics that the final weights do not reproduce;
+- `inference_mismatch` a re-executed request whose logits differ.
+
+Tolerances (u = float32 machine epsilon = 2**-23 ~ 1.19e-7):
+
+- Matmul (Freivalds, r rounds of x in {-1,+1}^n): for each row i and round t, reject when
+  |(A (B x))_i - (C x)_i| > FREIVALDS_KAPPA * u * ||A_i||_2 * ||B x||_2. The right side is
+  KAPPA times u times the Cauchy-Schwarz bound on |(A B x)_i|; for any float32 accumulation order
+  on zero-mean inputs the rounding error of either side has a standard deviation near u/2 of that
+  bound and shrinks relative to it as n grows (measured maximum over all rows and 20 rounds:
+  1.6 u at n = 64, 0.6 u at n = 2048), so KAPPA = 16 leaves a margin of 10 to 30 standard
+  deviations. Because x_j = +-1, an element of C that is off by more than the tolerance changes
+  (C x)_i by that much for *both* signs of x_j, so at most one sign can hide it: any C with an
+  element off by more than the tolerance is accepted with probability <= 2**-r (a single wrong
+  element is caught with certainty). Results computed in TF32 or half precision are rejected.
+- Training: each replayed interval must reach the committed checkpoint with
+  ||replayed - committed||_2 <= REPLAY_RTOL * ||replayed - start||_2 for every array (the error is
+  measured against how far the interval moved the weights). Across implementations (Numba vs
+  NumPy kernels, float32) the measured ratio stays below 2e-5 for intervals of up to 200 steps;
+  a skipped step gives 5e-2 to 0.9, repeated (stale) weights give 1. Replays across devices
+  diverge chaotically on long intervals (3e-2 measured after 1,000 steps), so tasks should keep
+  `checkpoint_every <= MAX_VERIFIED_INTERVAL`. On the same kind of device replay is bit-exact.
+  Final metrics are recomputed from the final checkpoint: loss within
+  METRIC_LOSS_RTOL relative + METRIC_LOSS_ATOL_MICROS, accuracy within `1 + n_samples // 10,000`
+  samples (argmax near-ties may flip between devices).
+- Inference: every sampled row must satisfy max_j |z_j - ref_j| <= INFER_RTOL * max_j |ref_j| +
+  INFER_ATOL (measured float32-vs-float64 error: 1.3e-6 relative).
+
+Sampling: verifying m of K intervals (or rows) uniformly without replacement catches a result
+with f falsified intervals with probability 1 - C(K-f, m) / C(K, m) >= 1 - (1 - f/K)**m.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from gpu.artifacts import NamedArray, checkpoint_chain, decode_arrays, expect_shapes
+from gpu.cpu_kernels import kernels_for
+from gpu.data import dataset, infer_inputs_host, init_weights, matmul_inputs, train_widths
+from gpu.device import Array, Device
+from gpu.errors import ArtifactError
+from gpu.mlp import evaluate, param_shapes, params_from_arrays
+from gpu.spec import InferSpec, MatmulSpec, TrainSpec
+from gpu.workloads import infer_logits, replay
+from ogpu_node.blobs import file_id
+
+F32_EPS = float(np.finfo(np.float32).eps)
+FREIVALDS_KAPPA = 16.0
+MAX_FREIVALDS_ROUNDS = 64
+REPLAY_RTOL = 1e-3
+MAX_VERIFIED_INTERVAL = 200
+METRIC_LOSS_RTOL = 1e-4
+METRIC_LOSS_ATOL_MICROS = 10
+INFER_RTOL = 1e-4
+INFER_ATOL = 1e-6
+
+CheckpointSource = Sequence[bytes] | Callable[[int], bytes]
+"""The committed checkpoints, or a function fetching checkpoint `i` (only sampled ones are read;
+its own exceptions, e.g. a blob that cannot be fetched, propagate)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """The outcome of one check: `reason` is "code: text"; `checked` says what was checked."""
+
+    ok: bool
+    reason: str
+    checked: str
+    seconds: float
+
+    @property
+    def code(self) -> str:
+        return self.reason.split(":", 1)[0]
+
+
+class _Reject(Exception):
+    """Internal: stops a check with a reason code and text."""
+
+    def __init__(self, code: str, text: str) -> None:
+        super().__init__(f"{code}: {text}")
+        self.code = code
+
+
+def _run(check: Callable[[list[str]], None]) -> Verdict:
+    start = time.perf_counter()
+    checked: list[str] = []
+    try:
+        check(checked)
+    except _Reject as exc:
+        return Verdict(False, str(exc), "; ".join(checked), time.perf_counter() - start)
+    except ArtifactError as exc:
+        return Verdict(False, f"malformed_output: {exc}", "; ".join(checked),
+                       time.perf_counter() - start)
+    return Verdict(True, "ok: result verified", "; ".join(checked), time.perf_counter() - start)
+
+
+def _as_bytes(value: object, what: str) -> bytes:
+    if not isinstance(value, bytes | bytearray | memoryview):
+        raise ArtifactError(f"{what} is {type(value).__name__}, not bytes")
+    return bytes(value) if not isinstance(value, bytes) else value
+
+
+def freivalds_vectors(n: int, rounds: int, rng: np.random.Generator) -> npt.NDArray[np.float32]:
+    """`rounds` random sign vectors (columns of an n x rounds matrix) in {-1, +1}."""
+    signs = rng.integers(0, 2, size=(n, rounds), dtype=np.int8)
+    return (signs.astype(np.float32) * 2) - 1
+
+
+def verify_matmul(spec: MatmulSpec, c_bytes: bytes, rounds: int, rng: np.random.Generator,
+                  device: Device) -> Verdict:
+    """Freivalds' check of C = A @ B with `rounds` random sign vectors (false acceptance of a C
+    with an element off by more than the tolerance <= 2**-rounds); O(rounds * n**2) work."""
+
+    def check(checked: list[str]) -> None:
+        if not 1 <= rounds <= MAX_FREIVALDS_ROUNDS:
+            raise ValueError(f"rounds must be within 1..{MAX_FREIVALDS_ROUNDS}")
+        arrays = decode_arrays(_as_bytes(c_bytes, "C"))
+        expect_shapes(arrays, [("C", (spec.n, spec.n))], "matmul output")
+        xp = device.xp
+        a, b = matmul_inputs(spec, device)
+        c = device.asarray(arrays[0][1])
+        x = device.asarray(freivalds_vectors(spec.n, rounds, rng))
+        y = b @ x
+        diff = xp.abs(a @ y - c @ x)
+        scale = (xp.sqrt(xp.einsum("ij,ij->i", a, a))[:, None]
+                 * xp.sqrt(xp.einsum("ij,ij->j", y, y))[None, :])
+        tol = np.float32(FREIVALDS_KAPPA * F32_EPS) * scale
+        bad = ~(diff <= tol)  # NaN and inf in C fail here too
+        checked.append(f"freivalds r={rounds} n={spec.n}")
+        if bool(bad.any()):
+            rows = device.to_host(bad.any(axis=1)).nonzero()[0]
+            i = int(rows[0])
+            excess = float(device.to_host((diff[i] / tol[i]).max()))
+            raise _Reject("matmul_mismatch", f"{len(rows)} rows fail, first row {i} "
+                          f"(error {excess:.3g} x tolerance)")
+
+    return _run(check)
+
+
+def verify_training(spec: TrainSpec, checkpoints: CheckpointSource,
+                    checkpoint_ids: Sequence[bytes], checkpoint_root: bytes,
+                    metrics: Mapping[str, int], intervals: int, rng: np.random.Generator,
+                    device: Device) -> Verdict:
+    """Check the committed chain, replay `intervals` randomly chosen checkpoint intervals
+    (interval 0 starts from the seed's initial weights) and recompute the final metrics."""
+
+    def check(checked: list[str]) -> None:
+        marks = spec.checkpoint_steps
+        ids = [bytes(h) for h in checkpoint_ids]
+        if len(ids) != len(marks):
+            raise _Reject("chain_mismatch", f"{len(ids)} checkpoint ids for {len(marks)} "
+                          "checkpoints")
+        if checkpoint_chain(ids) != bytes(checkpoint_root):
+            raise _Reject("chain_mismatch", "checkpoint ids do not hash to the committed root")
+        checked.append(f"chain of {len(ids)}")
+        fetched: dict[int, bytes] = {}
+
+        def fetch(i: int) -> bytes:
+            if i not in fetched:
+                raw = _as_bytes(checkpoints(i) if callable(checkpoints) else checkpoints[i],
+                                f"checkpoint {i}")
+                if file_id(raw) != ids[i]:
+                    raise _Reject("chain_mismatch", f"checkpoint {i} does not match its id")
+                fetched[i] = raw
+            return fetched[i]
+
+        data = dataset(spec, device)
+        count = min(max(0, intervals), len(marks))
+        chosen = sorted(int(k) for k in rng.choice(len(marks), size=count, replace=False))
+        for k in chosen:
+            _check_interval(spec, k, fetch, data, device)
+        if chosen:
+            checked.append(f"intervals {','.join(map(str, chosen))} of {len(marks)}")
+        _check_metrics(spec, fetch(len(marks) - 1), metrics, data, device)
+        checked.append("final metrics")
+
+    return _run(check)
+
+
+def _check_interval(spec: TrainSpec, k: int, fetch: Callable[[int], bytes],
+                    data: tuple[Array, Array], device: Device) -> None:
+    marks = spec.checkpoint_steps
+    start_bytes = None if k == 0 else fetch(k - 1)
+    from_step = 0 if k == 0 else marks[k - 1]
+    committed = decode_arrays(fetch(k))
+    expect_shapes(committed, param_shapes(train_widths(spec)), f"checkpoint {k}")
+    start = _initial_arrays(spec) if start_bytes is None else decode_arrays(start_bytes)
+    replayed = replay(spec, start_bytes, from_step, marks[k], device, data)
+    for (name, got), (_, want), (_, was) in zip(replayed, committed, start, strict=True):
+        err = _norm(got - want)
+        moved = _norm(got - was)
+        if not err <= REPLAY_RTOL * moved + 1e-30:
+            raise _Reject("checkpoint_mismatch", f"checkpoint {k} (step {marks[k]}): {name} is "
+                          f"off by {err:.3g} after the interval moved it {moved:.3g}")
+
+
+def _initial_arrays(spec: TrainSpec) -> list[NamedArray]:
+    out: list[NamedArray] = []
+    for i, (w, b) in enumerate(init_weights(spec)):
+        out += [(f"w{i}", w), (f"b{i}", b)]
+    return out
+
+
+def _norm(a: npt.NDArray[np.float32]) -> float:
+    value = float(np.linalg.norm(a.astype(np.float64)))
+    return value if math.isfinite(value) else math.inf
+
+
+def _check_metrics(spec: TrainSpec, final: bytes, metrics: Mapping[str, int],
+                   data: tuple[Array, Array], device: Device) -> None:
+    if set(metrics) != {"loss_micros", "accuracy_bps"} or not all(
+            isinstance(v, int) and v >= 0 for v in metrics.values()):
+        raise _Reject("metrics_mismatch", f"metrics must be loss_micros and accuracy_bps, got "
+                      f"{sorted(metrics)}")
+    params = params_from_arrays(decode_arrays(final), train_widths(spec), device)
+    x, y = data
+    loss_sum, correct = evaluate(params, x, y, kernels_for(device), device.xp)
+    loss = loss_sum / spec.n_samples * 1e6
+    claimed = metrics["loss_micros"]
+    if not abs(claimed - loss) <= METRIC_LOSS_RTOL * abs(loss) + METRIC_LOSS_ATOL_MICROS:
+        raise _Reject("metrics_mismatch", f"loss_micros {claimed}, recomputed {loss:.0f}")
+    n = spec.n_samples
+    slack = 1 + n // 10_000
+    low = max(0, correct - slack) * 10_000 // n
+    high = min(n, correct + slack) * 10_000 // n
+    if not low <= metrics["accuracy_bps"] <= high:
+        raise _Reject("metrics_mismatch", f"accuracy_bps {metrics['accuracy_bps']}, "
+                      f"recomputed {correct * 10_000 // n}")
+
+
+def verify_inference(spec: InferSpec, output_bytes: bytes, samples: int,
+                     rng: np.random.Generator, device: Device) -> Verdict:
+    """Re-execute `samples` randomly chosen rows of the batch and compare their logits."""
+
+    def check(checked: list[str]) -> None:
+        arrays = decode_arrays(_as_bytes(output_bytes, "logits"))
+        expect_shapes(arrays, [("logits", (spec.batch, spec.arch.n_classes))],
+                      "inference output")
+        count = min(max(0, samples), spec.batch)
+        rows = np.sort(rng.choice(spec.batch, size=count, replace=False))
+        ref = device.to_host(infer_logits(spec, device.asarray(infer_inputs_host(spec)[rows]),
+                                          device))
+        got = arrays[0][1][rows]
+        err = np.abs(got - ref).max(axis=1, initial=0.0)
+        tol = INFER_RTOL * np.abs(ref).max(axis=1, initial=0.0) + INFER_ATOL
+        bad = ~(err <= tol)
+        checked.append(f"{count} of {spec.batch} rows")
+        if bad.any():
+            i = int(rows[bad.nonzero()[0][0]])
+            raise _Reject("inference_mismatch", f"{int(bad.sum())} sampled rows differ, first "
+                          f"row {i}")
+
+    return _run(check)

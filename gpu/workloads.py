@@ -1,0 +1,260 @@
+"""Running workloads on a device: matmul, MLP training (with checkpoints), batched inference.
+
+`run_workload(spec, device)` is the one entry point a provider calls; it returns the encoded
+output, its file id, the checkpoints with their ids and hash-chain root, integer metrics and the
+time taken. Everything is computed in float32 from inputs that `gpu.data` derives from the spec,
+so the same spec on the same device always gives the same bytes, and a verifier on another device
+gets results equal within the tolerances stated in `gpu.verify`.
+
+Long runs call `progress(fraction)` now and then and stop with `WorkloadCancelled` as soon as
+`should_stop()` returns true; both are called from the thread running the workload.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+import numpy as np
+
+from gpu.artifacts import NamedArray, checkpoint_chain, decode_arrays, encode_arrays
+from gpu.cpu_kernels import Kernels, kernels_for
+from gpu.data import (
+    batch_indices,
+    dataset,
+    infer_inputs,
+    init_weights,
+    layers_to_device,
+    matmul_inputs,
+    model_weights,
+    train_widths,
+)
+from gpu.device import Array, Device
+from gpu.errors import WorkloadCancelled
+from gpu.mlp import (
+    Params,
+    evaluate,
+    forward,
+    metrics_from,
+    params_from_arrays,
+    params_to_host,
+    sgd_step,
+)
+from gpu.spec import InferSpec, InvalidSpec, MatmulSpec, ModelArch, TrainSpec, WorkloadSpec
+from ogpu_node.blobs import file_id
+from ogpu_node.types import Hash32
+
+Progress = Callable[[float], None]
+ShouldStop = Callable[[], bool]
+
+MATMUL_PANEL_FLOPS = 4 * 10**9
+"""A matmul is computed in row panels of about this much work, for progress and cancelling."""
+INFER_CHUNK = 4096
+REPORTS_PER_RUN = 200
+
+
+@dataclass(frozen=True, slots=True)
+class WorkloadResult:
+    """What a provider commits and publishes for one task."""
+
+    output: bytes
+    """The encoded artifact: C for matmul, the final weights for train, the logits for infer."""
+    output_id: Hash32
+    checkpoints: list[bytes]
+    checkpoint_ids: list[Hash32]
+    checkpoint_root: Hash32
+    metrics: dict[str, int]
+    compute_seconds: float
+    phases: dict[str, float] = field(default_factory=dict)
+    """Seconds per phase ("inputs", "compute", "encode"), for benchmarks and logs."""
+
+
+class _Pacer:
+    """Calls `progress` at most REPORTS_PER_RUN times and checks `should_stop` as often."""
+
+    def __init__(self, total: int, progress: Progress | None, should_stop: ShouldStop | None):
+        self.total = max(1, total)
+        self.every = max(1, self.total // REPORTS_PER_RUN)
+        self.progress = progress
+        self.should_stop = should_stop
+
+    def tick(self, done: int, force: bool = False) -> None:
+        if not force and done % self.every and done != self.total:
+            return
+        if self.should_stop is not None and self.should_stop():
+            raise WorkloadCancelled(f"stopped after {done} of {self.total}")
+        if self.progress is not None:
+            self.progress(min(1.0, done / self.total))
+
+
+def _check(spec: WorkloadSpec) -> None:
+    problems = spec.problems()
+    if problems:
+        raise InvalidSpec("; ".join(problems))
+
+
+def run_workload(spec: WorkloadSpec, device: Device, progress: Progress | None = None,
+                 should_stop: ShouldStop | None = None) -> WorkloadResult:
+    """Run `spec` on `device`. Raises `InvalidSpec`, `WorkloadError` or `WorkloadCancelled`."""
+    if isinstance(spec, MatmulSpec):
+        return run_matmul(spec, device, progress, should_stop)
+    if isinstance(spec, TrainSpec):
+        return train(spec, device, progress, should_stop)
+    return infer(spec, device, progress, should_stop)
+
+
+def _result(output: bytes, checkpoints: list[bytes], metrics: dict[str, int],
+            phases: dict[str, float], start: float) -> WorkloadResult:
+    t0 = time.perf_counter()
+    ids = [file_id(c) for c in checkpoints]
+    out_id = ids[-1] if checkpoints and checkpoints[-1] == output else file_id(output)
+    phases["encode"] = phases.get("encode", 0.0) + time.perf_counter() - t0
+    return WorkloadResult(output=output, output_id=out_id, checkpoints=checkpoints,
+                          checkpoint_ids=ids, checkpoint_root=checkpoint_chain(ids),
+                          metrics=metrics, compute_seconds=time.perf_counter() - start,
+                          phases=phases)
+
+
+def matmul_product(a: Array, b: Array, device: Device, pacer: _Pacer | None = None) -> Array:
+    """C = A @ B in row panels of about MATMUL_PANEL_FLOPS each."""
+    n = a.shape[0]
+    rows = max(256, MATMUL_PANEL_FLOPS // max(1, 2 * n * n))
+    if rows >= n:
+        c = a @ b
+        if pacer is not None:
+            pacer.tick(n, force=True)
+        return c
+    c = device.xp.empty((n, b.shape[1]), dtype=a.dtype)
+    for start in range(0, n, rows):
+        device.xp.matmul(a[start:start + rows], b, out=c[start:start + rows])
+        if pacer is not None:
+            device.synchronize()
+            pacer.tick(min(n, start + rows), force=True)
+    return c
+
+
+def run_matmul(spec: MatmulSpec, device: Device, progress: Progress | None = None,
+               should_stop: ShouldStop | None = None) -> WorkloadResult:
+    """C = A @ B; the output is the artifact [("C", C)]."""
+    _check(spec)
+    start = time.perf_counter()
+    a, b = matmul_inputs(spec, device)
+    device.synchronize()
+    t_inputs = time.perf_counter()
+    c = matmul_product(a, b, device, _Pacer(spec.n, progress, should_stop))
+    device.synchronize()
+    t_compute = time.perf_counter()
+    output = encode_arrays([("C", device.to_host(c))])
+    phases = {"inputs": t_inputs - start, "compute": t_compute - t_inputs,
+              "encode": time.perf_counter() - t_compute}
+    return _result(output, [], {}, phases, start)
+
+
+def run_steps(spec: TrainSpec, params: Params, x: Array, y: Array, from_step: int,
+              to_step: int, device: Device, kernels: Kernels,
+              on_step: Callable[[int], None] | None = None) -> None:
+    """Apply SGD steps `from_step`..`to_step - 1` (0-based) to `params` in place."""
+    lr = spec.learning_rate
+    for step in range(from_step, to_step):
+        idx = device.asarray(batch_indices(spec, step))
+        sgd_step(params, x[idx], y[idx], lr, kernels)
+        if on_step is not None:
+            on_step(step + 1)
+
+
+def train(spec: TrainSpec, device: Device, progress: Progress | None = None,
+          should_stop: ShouldStop | None = None) -> WorkloadResult:
+    """Train the spec's MLP; checkpoint all weights after each of `spec.checkpoint_steps`.
+
+    The output is the last checkpoint (the final weights); metrics are the final mean loss in
+    millionths (`loss_micros`) and accuracy in basis points (`accuracy_bps`) on the full dataset.
+    """
+    _check(spec)
+    start = time.perf_counter()
+    kernels = kernels_for(device)
+    x, y = dataset(spec, device)
+    params = layers_to_device(init_weights(spec), device)
+    device.synchronize()
+    phases = {"inputs": time.perf_counter() - start, "compute": 0.0, "encode": 0.0}
+    pacer = _Pacer(spec.steps, progress, should_stop)
+    checkpoints: list[bytes] = []
+    done = 0
+    for mark in spec.checkpoint_steps:
+        t0 = time.perf_counter()
+        run_steps(spec, params, x, y, done, mark, device, kernels, pacer.tick)
+        device.synchronize()
+        t1 = time.perf_counter()
+        checkpoints.append(encode_arrays(params_to_host(params, device)))
+        phases["compute"] += t1 - t0
+        phases["encode"] += time.perf_counter() - t1
+        done = mark
+    t0 = time.perf_counter()
+    loss, correct = evaluate(params, x, y, kernels, device.xp)
+    phases["evaluate"] = time.perf_counter() - t0
+    return _result(checkpoints[-1], checkpoints, metrics_from(loss, correct, spec.n_samples),
+                   phases, start)
+
+
+def start_params(spec: TrainSpec, checkpoint_bytes: bytes | None, device: Device) -> Params:
+    """Writable params from a checkpoint, or the seed's initial weights when it is None."""
+    if checkpoint_bytes is None:
+        return layers_to_device(init_weights(spec), device)
+    return params_from_arrays(decode_arrays(checkpoint_bytes), train_widths(spec), device)
+
+
+def replay(spec: TrainSpec, checkpoint_bytes: bytes | None, from_step: int, to_step: int,
+           device: Device, data: tuple[Array, Array] | None = None) -> list[NamedArray]:
+    """The weights after steps `from_step`..`to_step - 1`, starting from `checkpoint_bytes`
+    (None: the initial weights, with `from_step` 0). `data` may pass the dataset already on the
+    device. Raises `ArtifactError` for a malformed checkpoint."""
+    if not 0 <= from_step <= to_step <= spec.steps:
+        raise ValueError(f"bad interval {from_step}..{to_step} of {spec.steps} steps")
+    if checkpoint_bytes is None and from_step != 0:
+        raise ValueError("replay from a step other than 0 needs its checkpoint")
+    x, y = data if data is not None else dataset(spec, device)
+    params = start_params(spec, checkpoint_bytes, device)
+    run_steps(spec, params, x, y, from_step, to_step, device, kernels_for(device))
+    return params_to_host(params, device)
+
+
+@lru_cache(maxsize=4)
+def model_on_device(arch: ModelArch, device: Device) -> Params:
+    """A registered model's weights on `device` (cached: a pool serves the same model often)."""
+    return layers_to_device(model_weights(arch), device)
+
+
+def infer_logits(spec: InferSpec, rows: Array, device: Device,
+                 pacer: _Pacer | None = None) -> Array:
+    """Logits of the spec's model for input `rows`, in chunks of INFER_CHUNK rows."""
+    params = model_on_device(spec.arch, device)
+    kernels = kernels_for(device)
+    out = device.xp.empty((rows.shape[0], spec.arch.n_classes), dtype=np.float32)
+    for begin in range(0, rows.shape[0], INFER_CHUNK):
+        out[begin:begin + INFER_CHUNK] = forward(params, rows[begin:begin + INFER_CHUNK], kernels)
+        if pacer is not None:
+            pacer.tick(min(rows.shape[0], begin + INFER_CHUNK), force=True)
+    return out
+
+
+def infer(spec: InferSpec, device: Device, progress: Progress | None = None,
+          should_stop: ShouldStop | None = None) -> WorkloadResult:
+    """The logits of the model on the spec's inputs; the output is [("logits", batch x classes)]."""
+    _check(spec)
+    start = time.perf_counter()
+    x = infer_inputs(spec, device)
+    model_on_device(spec.arch, device)
+    device.synchronize()
+    t_inputs = time.perf_counter()
+    logits = infer_logits(spec, x, device, _Pacer(spec.batch, progress, should_stop))
+    device.synchronize()
+    t_compute = time.perf_counter()
+    output = encode_arrays([("logits", device.to_host(logits))])
+    phases = {"inputs": t_inputs - start, "compute": t_compute - t_inputs,
+              "encode": time.perf_counter() - t_compute}
+    return _result(output, [], {}, phases, start)
+
+
+__all__ = ["WorkloadResult", "infer", "replay", "run_matmul", "run_workload",
+           "train"]

@@ -1,0 +1,123 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from gpu.artifacts import checkpoint_chain, decode_arrays
+from gpu.cpu_kernels import kernels_for, numba_kernels, warm_up, xp_kernels
+from gpu.data import dataset, matmul_inputs_host
+from gpu.device import Device
+from gpu.errors import WorkloadCancelled
+from gpu.spec import InvalidSpec, MatmulSpec, TrainSpec
+from gpu.workloads import WorkloadResult, replay, run_workload
+from ogpu_node.blobs import file_id
+from tests.gpu.conftest import INFER, MATMUL, TRAIN
+
+
+def test_same_spec_twice_gives_identical_ids(
+        device: Device, multiplied: WorkloadResult, trained: WorkloadResult,
+        inferred: WorkloadResult) -> None:
+    for spec, first in ((MATMUL, multiplied), (TRAIN, trained), (INFER, inferred)):
+        again = run_workload(spec, device)
+        assert again.output_id == first.output_id
+        assert again.checkpoint_ids == first.checkpoint_ids
+        assert again.metrics == first.metrics
+
+
+def test_matmul_output_is_the_product(multiplied: WorkloadResult) -> None:
+    (name, c), = decode_arrays(multiplied.output)
+    a, b = matmul_inputs_host(MATMUL)
+    assert name == "C"
+    np.testing.assert_allclose(c, a.astype(np.float64) @ b, rtol=0, atol=1e-4)
+    assert multiplied.output_id == file_id(multiplied.output)
+    assert multiplied.checkpoints == [] and multiplied.checkpoint_root == checkpoint_chain([])
+    assert multiplied.compute_seconds > 0
+
+
+def test_matmul_in_panels_matches(device: Device, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("gpu.workloads.MATMUL_PANEL_FLOPS", 1)  # 256-row panels
+    spec = MatmulSpec(300, 1)
+    seen: list[float] = []
+    result = run_workload(spec, device, progress=seen.append)
+    (_, c), = decode_arrays(result.output)
+    a, b = matmul_inputs_host(spec)
+    np.testing.assert_allclose(c, a.astype(np.float64) @ b, rtol=0, atol=1e-4)
+    assert seen == sorted(seen) and seen[-1] == 1.0 and len(seen) == 2
+
+
+def test_training_commits_every_checkpoint(trained: WorkloadResult) -> None:
+    assert len(trained.checkpoints) == len(TRAIN.checkpoint_steps) == 5
+    assert trained.output == trained.checkpoints[-1]
+    assert trained.output_id == file_id(trained.output) == trained.checkpoint_ids[-1]
+    assert trained.checkpoint_ids == [file_id(c) for c in trained.checkpoints]
+    assert trained.checkpoint_root == checkpoint_chain(trained.checkpoint_ids)
+    names = [n for n, _ in decode_arrays(trained.output)]
+    assert names == ["w0", "b0", "w1", "b1", "w2", "b2"]
+    assert set(trained.metrics) == {"loss_micros", "accuracy_bps"}
+    assert trained.metrics["accuracy_bps"] > 5000  # it learns: 3 classes, chance is 3333
+
+
+def test_replay_reproduces_checkpoints_exactly(device: Device, trained: WorkloadResult) -> None:
+    marks = TRAIN.checkpoint_steps
+    first = replay(TRAIN, None, 0, marks[0], device)
+    for (_, got), (_, want) in zip(first, decode_arrays(trained.checkpoints[0]), strict=True):
+        np.testing.assert_array_equal(got, want)
+    mid = replay(TRAIN, trained.checkpoints[1], marks[1], marks[2], device)
+    for (_, got), (_, want) in zip(mid, decode_arrays(trained.checkpoints[2]), strict=True):
+        np.testing.assert_array_equal(got, want)
+    with pytest.raises(ValueError):
+        replay(TRAIN, None, 3, 5, device)
+
+
+def test_progress_and_cancel(device: Device) -> None:
+    seen: list[float] = []
+    run_workload(TRAIN, device, progress=seen.append)
+    assert seen == sorted(seen) and seen[-1] == 1.0 and 0 < seen[0] < 1
+    calls = iter(range(100))
+    with pytest.raises(WorkloadCancelled):
+        run_workload(TRAIN, device, should_stop=lambda: next(calls) >= 3)
+
+
+def test_invalid_spec_is_refused(device: Device) -> None:
+    with pytest.raises(InvalidSpec):
+        run_workload(MatmulSpec(0, 1), device)
+    with pytest.raises(InvalidSpec):
+        run_workload(TrainSpec(1, 4, (), 1, 10, 5, 10, 1000, 5), device)
+
+
+def test_inference_output_shape(inferred: WorkloadResult) -> None:
+    (name, logits), = decode_arrays(inferred.output)
+    assert name == "logits" and logits.shape == (INFER.batch, INFER.arch.n_classes)
+    assert np.isfinite(logits).all() and logits.std() > 0
+
+
+def test_numba_and_array_kernels_agree(device: Device) -> None:
+    assert warm_up(device) >= 0
+    fast = numba_kernels()
+    if fast is None:
+        pytest.skip("Numba is not installed")
+    assert kernels_for(device).name == "numba"
+    slow = xp_kernels(np)
+    rng = np.random.default_rng(1)
+    z = rng.standard_normal((7, 5), dtype=np.float32)
+    bias = rng.standard_normal(5, dtype=np.float32)
+    labels = rng.integers(0, 5, 7).astype(np.int32)
+    cases: list[tuple[str, tuple[object, ...]]] = [
+        ("bias_relu_", (bias,)), ("relu_backward_", (z > 0.3,)),
+        ("softmax_xent_grad_", (labels, 0.25))]
+    for name, args in cases:
+        a, b = z.copy(), z.copy()
+        getattr(fast, name)(a, *args)
+        getattr(slow, name)(b, *args)
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+
+
+def test_numba_off_gives_close_training(device: Device, monkeypatch: pytest.MonkeyPatch,
+                                        trained: WorkloadResult) -> None:
+    monkeypatch.setenv("OGPU_NUMBA", "0")
+    assert kernels_for(device).name == "numpy"
+    plain = run_workload(TRAIN, device)
+    for (_, a), (_, b) in zip(decode_arrays(plain.output), decode_arrays(trained.output),
+                              strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+    assert dataset(TRAIN, device)[0].shape == (TRAIN.n_samples, TRAIN.n_features)
