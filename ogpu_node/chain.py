@@ -8,6 +8,8 @@ State records (under the chain store's state prefix):
 
     b"a" + address                        -> Account fields
     b"u" + u64be(release height) + address -> [amount]          (unbonding)
+    b"p" + address                        -> Provider fields    (market)
+    b"t" + task id                        -> Task fields        (market)
     b"g"                                  -> globals: chain id, params, height, block hash,
                                              timestamp, issued, burned, reward pool,
                                              validators, records hash
@@ -29,12 +31,15 @@ from ogpu_node.encoding import (
 from ogpu_node.errors import DecodeError, OgpuError
 from ogpu_node.genesis import Genesis
 from ogpu_node.ledger import Block, Params, State, Validator, apply_block
-from ogpu_node.ledger.state import Account, UnbondingKey, compute_records_hash
+from ogpu_node.ledger.market.records import Provider, Task
+from ogpu_node.ledger.state import Account, UnbondingKey, compute_records_hash, open_task_ids
 from ogpu_node.storage import ChainStore, CorruptStore
 from ogpu_node.types import ADDRESS_LEN, HASH_LEN, Address, Hash32
 
 _ACCOUNT = b"a"
 _UNBONDING = b"u"
+_PROVIDER = b"p"
+_TASK = b"t"
 _GLOBALS = b"g"
 MAX_VALIDATORS = 100_000
 
@@ -63,6 +68,11 @@ def state_changes(state: State) -> dict[bytes, bytes | None]:
     for key in state.changed_unbonding:
         amount = state.unbonding.get(key)
         changes[_unbonding_key(key)] = pack([amount]) if amount else None
+    for address in state.changed_providers:
+        provider = state.providers.get(address)
+        changes[_PROVIDER + address] = encode(provider) if provider else None
+    for task_id in state.changed_tasks:
+        changes[_TASK + task_id] = encode(state.tasks[task_id])
     changes[_GLOBALS] = _globals(state)
     return changes
 
@@ -83,6 +93,14 @@ def load_state(store: ChainStore) -> State:
             (amount,) = read_array(unpack(value), 1, "unbonding")
             address = Address(read_bytes(key[9:], "unbonding.address", size=ADDRESS_LEN))
             unbonding[(int.from_bytes(key[1:9], "big"), address)] = read_uint(amount, "amount")
+        providers = {
+            Address(read_bytes(key[1:], "provider.address", size=ADDRESS_LEN)):
+            decode(Provider, value) for key, value in store.state_items(_PROVIDER)
+        }
+        tasks = {
+            Hash32(read_bytes(key[1:], "task.id", size=HASH_LEN)): decode(Task, value)
+            for key, value in store.state_items(_TASK)
+        }
         state = State(
             chain_id=read_str(g[0], "chain_id", max_len=64), params=Params.from_fields(g[1]),
             height=read_uint(g[2], "height"),
@@ -92,11 +110,13 @@ def load_state(store: ChainStore) -> State:
                              for v in read_list(g[8], MAX_VALIDATORS, "validators")),
             issued=read_uint(g[5], "issued"), burned=read_uint(g[6], "burned"),
             reward_pool=read_uint(g[7], "reward_pool"),
+            providers=providers, tasks=tasks,
             records_hash=read_bytes(g[9], "records_hash", max_len=4096),
+            open_tasks=open_task_ids(tasks),
         )
     except DecodeError as exc:
         raise CorruptStore(f"state record does not decode: {exc}") from exc
-    if compute_records_hash(accounts, unbonding) != state.records_hash:
+    if compute_records_hash(accounts, unbonding, providers, tasks) != state.records_hash:
         raise CorruptStore("state records do not match their commitment")
     return state
 

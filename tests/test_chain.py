@@ -6,10 +6,14 @@ from pathlib import Path
 
 import pytest
 
+from gpu.spec import MatmulSpec
 from ogpu_node.chain import Chain, ChainMismatch, load_state
+from ogpu_node.encoding import encode
 from ogpu_node.genesis import Genesis, build_genesis, dev_account_key, load_template
 from ogpu_node.keys import PrivateKey
 from ogpu_node.ledger import Stake, Transfer, Unstake, build_block, sign_transaction
+from ogpu_node.ledger.market.payloads import RegisterProvider, SubmitTask
+from ogpu_node.ledger.market.records import Device, TaskStatus
 from ogpu_node.ledger.tx import Payload
 from ogpu_node.storage import ChainStore, CorruptStore, LevelDBKV
 from ogpu_node.types import Amount, ogpu
@@ -89,3 +93,36 @@ def test_tampered_state_records_are_detected(tmp_path: Path) -> None:
     with pytest.raises(CorruptStore):
         load_state(chain.store)
     chain.store.close()
+
+
+def test_market_records_survive_a_restart(tmp_path: Path) -> None:
+    genesis = make_genesis()
+    chain = open_chain(tmp_path / "db", genesis)
+    provider, client = dev_account_key(0), dev_account_key(1)
+    spec = encode(MatmulSpec(n=512, seed=1))
+    txs = [
+        sign_transaction(provider, chain_id=genesis.chain_id, nonce=0, fee=1_000,
+                         payload=RegisterProvider((Device("gpu", 8_000),), 500, 1, ogpu(200))),
+        sign_transaction(client, chain_id=genesis.chain_id, nonce=0, fee=1_000,
+                         payload=SubmitTask(1, spec, 1_000, 0, 60_000, 600_000)),
+    ]
+    block, _ = build_block(chain.state, txs, VALIDATOR, chain.state.timestamp + 1_000)
+    chain.apply_and_commit(block)
+    before = chain.state
+    assert before.tasks[txs[1].hash].status == TaskStatus.BIDDING
+    chain.store.close()
+
+    reopened = open_chain(tmp_path / "db", genesis)
+    assert reopened.state.root == before.root
+    assert dict(reopened.state.providers) == dict(before.providers)
+    assert dict(reopened.state.tasks) == dict(before.tasks)
+    assert reopened.state.open_tasks == {txs[1].hash}
+    # the bidding window passes in the next block: the task closes and the close is persisted
+    block, _ = build_block(reopened.state, [], VALIDATOR, reopened.state.timestamp + 10_000)
+    reopened.apply_and_commit(block)
+    closed = reopened.state
+    reopened.store.close()
+    again = open_chain(tmp_path / "db", genesis)
+    assert again.state.tasks[txs[1].hash].status == TaskStatus.CLOSED
+    assert again.state.open_tasks == frozenset() and again.state.root == closed.root
+    again.store.close()

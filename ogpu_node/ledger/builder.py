@@ -6,25 +6,25 @@ from collections.abc import Iterable
 
 from ogpu_node.ledger.errors import InvalidTransaction
 from ogpu_node.ledger.state import State
-from ogpu_node.ledger.transition import _Working, process_emission, process_tx, process_unbonding
+from ogpu_node.ledger.transition import process_block_start, process_tx
 from ogpu_node.ledger.tx import Transaction
+from ogpu_node.ledger.working import Working
 from ogpu_node.types import Address
 
 
 def select_transactions(
-    state: State, candidates: Iterable[Transaction], proposer: Address,
+    state: State, candidates: Iterable[Transaction], proposer: Address, timestamp: int,
     max_bytes: int | None = None,
 ) -> tuple[list[Transaction], list[tuple[Transaction, InvalidTransaction]]]:
-    """Apply `candidates` in order on top of `state` as the next block would, keeping those that
-    apply, until the block's transaction count or byte limit (or `max_bytes`, if lower) is
-    reached.
+    """Apply `candidates` in order on top of `state` as the next block (made at `timestamp`)
+    would, keeping those that apply, until the block's transaction count or byte limit (or
+    `max_bytes`, if lower) is reached.
 
     Returns (selected, rejected with their errors). `process_tx` writes nothing when it raises,
     so a rejected candidate leaves the working state as it was; `state` itself is never touched.
     """
-    w = _Working(state)
-    process_unbonding(w)
-    process_emission(w, proposer)
+    w = Working(state, timestamp)
+    process_block_start(w, proposer)
     params = state.params
     selected: list[Transaction] = []
     rejected: list[tuple[Transaction, InvalidTransaction]] = []

@@ -64,3 +64,46 @@ class InvalidBlock(LedgerError):
     def __init__(self, reason: str, *, tx_index: int | None = None) -> None:
         super().__init__(reason)
         self.tx_index = tx_index
+
+
+# --- the GPU task market ---
+
+
+class MarketRuleError(InvalidTransaction):
+    """A market transaction that the market's rules do not allow in the current state."""
+
+    code = "market_rule"
+
+
+class UnknownTask(MarketRuleError):
+    code = "unknown_task"
+
+
+class NotAProvider(MarketRuleError):
+    code = "not_a_provider"
+
+
+class WrongPhase(MarketRuleError):
+    """The task is not in the phase this transaction belongs to (or its window has closed)."""
+
+    code = "wrong_phase"
+
+
+class NotPermitted(MarketRuleError):
+    """The sender may not do this to this task (not its client, not on its committee, ...)."""
+
+    code = "not_permitted"
+
+
+class InvalidTaskSpec(MarketRuleError):
+    code = "invalid_spec"
+
+
+class BadReveal(MarketRuleError):
+    """A revealed bid that does not match its sealed commitment."""
+
+    code = "bad_reveal"
+
+
+class InsufficientStake(MarketRuleError):
+    code = "insufficient_stake"

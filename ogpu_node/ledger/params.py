@@ -32,8 +32,25 @@ class Params:
     epoch_length: int = 100
     max_block_txs: int = 5_000
     max_block_bytes: int = 4 * 1024 * 1024
+    # --- GPU task market (times in milliseconds of block time) ---
+    provider_min_stake: int = 100 * UNITS_PER_OGPU
+    client_collateral_bps: int = 1_000
+    """The client locks this share of its budget; it goes to the provider if the client cancels
+    after the award."""
+    provider_collateral_bps: int = 2_000
+    """The winner locks this share of its payment from its provider stake until settlement."""
+    verifier_fee_bps: int = 200
+    """Escrowed on top of the budget; shared by the verifiers who voted with the outcome."""
+    slash_to_client_bps: int = 5_000
+    """Share of a slashed collateral paid to the client; the rest is burned."""
+    committee_size: int = 3
+    bid_window_ms: int = 3_000
+    reveal_window_ms: int = 3_000
+    verdict_window_ms: int = 30_000
+    max_task_attempts: int = 3
+    max_bids_per_task: int = 64
 
-    MAX_BYTES: ClassVar[int] = 512
+    MAX_BYTES: ClassVar[int] = 1024
 
     def to_fields(self) -> list[Any]:
         return [getattr(self, f.name) for f in fields(self)]
@@ -51,14 +68,27 @@ class Params:
             problems.append(f"fee_burn_bps must be within 0..{BPS}")
         if not 0 <= self.proposer_reward_bps <= BPS:
             problems.append(f"proposer_reward_bps must be within 0..{BPS}")
-        for name in ("halving_interval", "epoch_length", "max_block_txs", "unbonding_period"):
+        for name in ("client_collateral_bps", "provider_collateral_bps", "verifier_fee_bps",
+                     "slash_to_client_bps"):
+            if not 0 <= getattr(self, name) <= BPS:
+                problems.append(f"{name} must be within 0..{BPS}")
+        for name in ("halving_interval", "epoch_length", "max_block_txs", "unbonding_period",
+                     "committee_size", "bid_window_ms", "reveal_window_ms", "verdict_window_ms",
+                     "max_task_attempts", "max_bids_per_task"):
             if getattr(self, name) < 1:
                 problems.append(f"{name} must be at least 1")
         if self.max_block_bytes < MAX_TX_BYTES:
             problems.append(f"max_block_bytes must hold at least one {MAX_TX_BYTES}-byte tx")
-        for name in ("min_fee", "initial_block_reward", "min_validator_stake"):
+        for name in ("min_fee", "initial_block_reward", "min_validator_stake",
+                     "provider_min_stake"):
             if not 0 <= getattr(self, name) <= MAX_AMOUNT:
                 problems.append(f"{name} must be within 0..{MAX_AMOUNT}")
+        if not 1 <= self.committee_size <= 16:
+            problems.append("committee_size must be within 1..16")
+        if not 1 <= self.max_task_attempts <= 5:
+            problems.append("max_task_attempts must be within 1..5")
+        if not 1 <= self.max_bids_per_task <= 1024:
+            problems.append("max_bids_per_task must be within 1..1024")
         if self.min_validator_stake < 1:
             problems.append("min_validator_stake must be positive")
         return problems

@@ -1,4 +1,5 @@
-"""The ledger state: accounts, stakes, unbonding entries, the active validator set and totals.
+"""The ledger state: accounts, stakes, unbonding entries, the active validator set, totals, and
+the market's providers and tasks.
 
 A `State` is never mutated after it is made: transitions build a new one (see `transition.py`),
 sharing unchanged records. Its `root` commits to everything consensus-relevant, so two nodes that
@@ -15,6 +16,7 @@ from typing import Any, ClassVar, Self
 from ogpu_node.encoding import pack, read_array, read_bytes, read_uint
 from ogpu_node.hashing import digest
 from ogpu_node.ledger.commitment import EMPTY_LTHASH, lthash_update
+from ogpu_node.ledger.market.records import Provider, Task, TaskStatus
 from ogpu_node.ledger.params import Params
 from ogpu_node.types import ADDRESS_LEN, PUBKEY_LEN, Address, Hash32
 
@@ -74,6 +76,16 @@ def unbonding_record(key: UnbondingKey, amount: int) -> bytes:
     return pack(["unbonding", key[0], key[1], amount])
 
 
+def provider_record(address: Address, provider: Provider) -> bytes:
+    """The bytes a provider contributes to the state commitment."""
+    return pack(["provider", address, *provider.to_fields()])
+
+
+def task_record(task_id: Hash32, task: Task) -> bytes:
+    """The bytes a task contributes to the state commitment."""
+    return pack(["task", task_id, *task.to_fields()])
+
+
 @dataclass(frozen=True)
 class State:
     """The ledger after `height` blocks. Treat every mapping in it as read-only."""
@@ -91,10 +103,17 @@ class State:
     burned: int
     reward_pool: int
     """Emission owed to validators, paid out at the next epoch boundary."""
+    providers: Mapping[Address, Provider] = field(default_factory=dict)
+    tasks: Mapping[Hash32, Task] = field(default_factory=dict)
+    """Every task ever submitted (closed ones keep their trail and close reason)."""
     records_hash: bytes = EMPTY_LTHASH
+    open_tasks: frozenset[Hash32] = field(default=frozenset(), compare=False)
+    """Ids of the tasks not yet closed: derived from `tasks`, so not committed separately."""
     changed_accounts: tuple[Address, ...] = field(default=(), compare=False)
     """Accounts the last transition changed (all of them at genesis), for persistence."""
     changed_unbonding: tuple[UnbondingKey, ...] = field(default=(), compare=False)
+    changed_providers: tuple[Address, ...] = field(default=(), compare=False)
+    changed_tasks: tuple[Hash32, ...] = field(default=(), compare=False)
 
     def account(self, address: Address) -> Account:
         """The account at `address` (an empty one if it never received anything)."""
@@ -114,8 +133,11 @@ class State:
         ]))
 
     def total_held(self) -> int:
-        """Balances + stakes + unbonding + undistributed rewards: must equal issued - burned."""
+        """Balances + stakes + unbonding + undistributed rewards + provider bonds + task escrow:
+        must equal issued - burned."""
         held = sum(a.balance + a.stake for a in self.accounts.values())
+        held += sum(p.stake for p in self.providers.values())
+        held += sum(t.escrow for t in self.tasks.values())
         return held + sum(self.unbonding.values()) + self.reward_pool
 
 
@@ -123,12 +145,21 @@ _EMPTY = Account()
 
 
 def compute_records_hash(
-    accounts: Mapping[Address, Account], unbonding: Mapping[UnbondingKey, int]
+    accounts: Mapping[Address, Account], unbonding: Mapping[UnbondingKey, int],
+    providers: Mapping[Address, Provider] | None = None,
+    tasks: Mapping[Hash32, Task] | None = None,
 ) -> bytes:
     """The commitment over all records, from scratch (genesis, and a check for tests)."""
     records = [account_record(a, acct) for a, acct in accounts.items()]
     records += [unbonding_record(k, v) for k, v in unbonding.items()]
+    records += [provider_record(a, p) for a, p in (providers or {}).items()]
+    records += [task_record(t, task) for t, task in (tasks or {}).items()]
     return lthash_update(EMPTY_LTHASH, records, ())
+
+
+def open_task_ids(tasks: Mapping[Hash32, Task]) -> frozenset[Hash32]:
+    """The ids of the tasks that are not closed."""
+    return frozenset(t for t, task in tasks.items() if task.status != TaskStatus.CLOSED)
 
 
 def select_validators(accounts: Mapping[Address, Account], params: Params) -> tuple[Validator, ...]:

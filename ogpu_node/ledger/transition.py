@@ -1,12 +1,13 @@
 """The state transition: `apply_tx` and `apply_block`.
 
-Both are pure: they read the given `State`, write only to a private `_Working` overlay, and either
+Both are pure: they read the given `State`, write only to a private `Working` overlay, and either
 return a new `State` or raise a typed error, leaving their input untouched. A block is processed as
 a short list of steps, each a small function:
 
     process_unbonding(w)   release stake whose unbonding period ended
     process_emission(w)    mint the block reward (proposer share, the rest to the reward pool)
-    process_tx(w, tx)      for each transaction, in order
+    process_deadlines(w)   move market tasks whose phase ended at this block's time (market/)
+    process_tx(w, tx)      for each transaction, in order (market kinds: market/rules.py)
     process_epoch(w)       at epoch boundaries: pay the reward pool, then fix the next validator set
 """
 
@@ -18,7 +19,6 @@ from dataclasses import replace
 from ogpu_node.errors import SignatureError
 from ogpu_node.keys import PrivateKey, verify
 from ogpu_node.ledger.block import SIGN_KIND_BLOCK, Block, BlockHeader, compute_tx_root, sign_header
-from ogpu_node.ledger.commitment import lthash_update
 from ogpu_node.ledger.emission import block_reward
 from ogpu_node.ledger.errors import (
     BadNonce,
@@ -26,90 +26,30 @@ from ogpu_node.ledger.errors import (
     InvalidBlock,
     InvalidTransaction,
 )
+from ogpu_node.ledger.market.payloads import MarketPayload
+from ogpu_node.ledger.market.rules import process_deadlines, process_market_tx
 from ogpu_node.ledger.params import BPS
-from ogpu_node.ledger.state import (
-    Account,
-    State,
-    UnbondingKey,
-    account_record,
-    select_validators,
-    unbonding_record,
-)
+from ogpu_node.ledger.state import State, select_validators
 from ogpu_node.ledger.tx import Stake, Transaction, Transfer, Unstake, check_transaction
+from ogpu_node.ledger.working import Working
 from ogpu_node.types import HASH_LEN, Address, Hash32
 
 NO_HASH = Hash32(bytes(HASH_LEN))
 
 
-class _Working:
-    """Changes on top of a base state; the base is only read."""
-
-    def __init__(self, base: State) -> None:
-        self.base = base
-        self.height = base.height + 1
-        self.accounts: dict[Address, Account] = {}
-        self.unbonding: dict[UnbondingKey, int] = {}
-        self.issued = base.issued
-        self.burned = base.burned
-        self.reward_pool = base.reward_pool
-        self.validators = base.validators
-
-    def account(self, address: Address) -> Account:
-        found = self.accounts.get(address)
-        return found if found is not None else self.base.account(address)
-
-    def set_account(self, address: Address, account: Account) -> None:
-        self.accounts[address] = account
-
-    def credit(self, address: Address, amount: int) -> None:
-        if amount:
-            acct = self.account(address)
-            self.set_account(address, replace(acct, balance=acct.balance + amount))
-
-    def unbonding_amount(self, key: UnbondingKey) -> int:
-        found = self.unbonding.get(key)
-        return found if found is not None else self.base.unbonding.get(key, 0)
-
-    def finish(self, *, height: int, block_hash: Hash32, timestamp: int) -> State:
-        """Freeze the changes into a new `State` with an updated commitment."""
-        base = self.base
-        changed = sorted(a for a, acct in self.accounts.items() if acct != base.accounts.get(a))
-        bond_keys = sorted(
-            k for k, v in self.unbonding.items() if v != base.unbonding.get(k, 0)
-        )
-        added = [account_record(a, self.accounts[a]) for a in changed]
-        added += [unbonding_record(k, self.unbonding[k]) for k in bond_keys if self.unbonding[k]]
-        removed = [account_record(a, base.accounts[a]) for a in changed if a in base.accounts]
-        removed += [unbonding_record(k, base.unbonding[k]) for k in bond_keys
-                    if k in base.unbonding]
-        accounts = dict(base.accounts)
-        accounts.update((a, self.accounts[a]) for a in changed)
-        unbonding = dict(base.unbonding)
-        for k in bond_keys:
-            if self.unbonding[k]:
-                unbonding[k] = self.unbonding[k]
-            else:
-                del unbonding[k]
-        return State(
-            chain_id=base.chain_id, params=base.params, height=height,
-            block_hash=block_hash, timestamp=timestamp, accounts=accounts, unbonding=unbonding,
-            validators=self.validators, issued=self.issued, burned=self.burned,
-            reward_pool=self.reward_pool,
-            records_hash=lthash_update(base.records_hash, added, removed),
-            changed_accounts=tuple(changed), changed_unbonding=tuple(bond_keys),
-        )
-
-
 # --- transactions -------------------------------------------------------------------------------
 
 
-def process_tx(w: _Working, tx: Transaction, proposer: Address) -> None:
+def process_tx(w: Working, tx: Transaction, proposer: Address) -> None:
     """Check `tx` against the working state and apply it; on error nothing has been written."""
     payload = check_transaction(tx, w.base.chain_id, w.base.params)
     sender = tx.sender
     acct = w.account(sender)
     if tx.nonce != acct.nonce:
         raise BadNonce(f"nonce {tx.nonce}, account expects {acct.nonce}")
+    if not isinstance(payload, Transfer | Stake | Unstake):
+        _process_market_tx(w, tx, payload, proposer)
+        return
     spend = tx.fee + (payload.amount if isinstance(payload, Transfer | Stake) else 0)
     if acct.balance < spend:
         raise InsufficientFunds(f"balance {acct.balance} is below the {spend} this needs")
@@ -134,7 +74,23 @@ def process_tx(w: _Working, tx: Transaction, proposer: Address) -> None:
         w.unbonding[key] = w.unbonding_amount(key) + payload.amount
 
 
-def _pay_fee(w: _Working, fee: int, proposer: Address) -> None:
+def _process_market_tx(w: Working, tx: Transaction, payload: MarketPayload,
+                       proposer: Address) -> None:
+    acct = w.account(tx.sender)
+    if acct.balance < tx.fee:
+        raise InsufficientFunds(f"balance {acct.balance} is below the fee {tx.fee}")
+    saved = w.savepoint()
+    try:
+        w.set_account(tx.sender, replace(acct, balance=acct.balance - tx.fee,
+                                         nonce=acct.nonce + 1, public_key=tx.sender_key))
+        _pay_fee(w, tx.fee, proposer)
+        process_market_tx(w, tx.hash, tx.sender, payload)
+    except InvalidTransaction:
+        w.restore(saved)
+        raise
+
+
+def _pay_fee(w: Working, fee: int, proposer: Address) -> None:
     burn = fee * w.base.params.fee_burn_bps // BPS
     w.burned += burn
     w.credit(proposer, fee - burn)
@@ -145,7 +101,7 @@ def apply_tx(state: State, tx: Transaction, proposer: Address) -> State:
 
     Raises a typed `InvalidTransaction`; `state` is never modified.
     """
-    w = _Working(state)
+    w = Working(state)
     process_tx(w, tx, proposer)
     # A lone transaction does not advance the chain: height, hash and time stay those of the input.
     return w.finish(height=state.height, block_hash=state.block_hash, timestamp=state.timestamp)
@@ -161,7 +117,7 @@ def apply_txs(state: State, txs: Iterable[Transaction], proposer: Address) -> St
 # --- blocks -------------------------------------------------------------------------------------
 
 
-def process_unbonding(w: _Working) -> None:
+def process_unbonding(w: Working) -> None:
     """Return to their owners the unbonding entries that mature at this height."""
     for key in sorted(k for k in w.base.unbonding if k[0] <= w.height):
         amount = w.unbonding_amount(key)
@@ -169,7 +125,14 @@ def process_unbonding(w: _Working) -> None:
         w.credit(key[1], amount)
 
 
-def process_emission(w: _Working, proposer: Address) -> None:
+def process_block_start(w: Working, proposer: Address) -> None:
+    """What a block does before its transactions (also run by the block builder)."""
+    process_unbonding(w)
+    process_emission(w, proposer)
+    process_deadlines(w)
+
+
+def process_emission(w: Working, proposer: Address) -> None:
     """Mint the block reward: the proposer's share at once, the rest pooled for all validators."""
     reward = block_reward(w.base.params, w.height, w.issued)
     w.issued += reward
@@ -178,7 +141,7 @@ def process_emission(w: _Working, proposer: Address) -> None:
     w.reward_pool += reward - to_proposer
 
 
-def process_epoch(w: _Working) -> None:
+def process_epoch(w: Working) -> None:
     """Pay the reward pool pro rata to the active set, then fix the set for the next epoch.
 
     Stake changes take effect only here, at a height every node knows. Rounding dust stays in the
@@ -240,9 +203,8 @@ def execute_block(
 
     The result's `root` is the state root the block's header must carry.
     """
-    w = _Working(state)
-    process_unbonding(w)
-    process_emission(w, proposer)
+    w = Working(state, timestamp)
+    process_block_start(w, proposer)
     for index, tx in enumerate(txs):
         try:
             process_tx(w, tx, proposer)

@@ -1,8 +1,9 @@
 """Transactions: one signed envelope, with a payload whose layout depends on its kind.
 
 Envelope fields, in encoding order: chain id, sender public key, nonce, fee, kind, payload bytes,
-signature. The payload is itself a canonical encoding; later kinds (tasks, bids, verdicts, pools,
-governance) register a payload type in `PAYLOAD_TYPES` without touching the envelope.
+signature. The payload is itself a canonical encoding; each kind registers its payload type in
+`PAYLOAD_TYPES` (the market's kinds live in `ledger/market/payloads.py`) without touching the
+envelope.
 """
 
 from __future__ import annotations
@@ -34,6 +35,17 @@ from ogpu_node.ledger.errors import (
     UnknownTxKind,
     WrongChain,
 )
+from ogpu_node.ledger.market.payloads import (
+    CancelTask,
+    CommitBid,
+    CommitResult,
+    MarketPayload,
+    RegisterProvider,
+    RevealBid,
+    SubmitTask,
+    SubmitVerdict,
+    WithdrawProvider,
+)
 from ogpu_node.ledger.params import MAX_TX_BYTES, Params
 from ogpu_node.types import (
     ADDRESS_LEN,
@@ -55,6 +67,14 @@ class TxKind(IntEnum):
     TRANSFER = 1
     STAKE = 2
     UNSTAKE = 3
+    REGISTER_PROVIDER = 4
+    WITHDRAW_PROVIDER = 5
+    SUBMIT_TASK = 6
+    COMMIT_BID = 7
+    REVEAL_BID = 8
+    COMMIT_RESULT = 9
+    SUBMIT_VERDICT = 10
+    CANCEL_TASK = 11
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +85,9 @@ class Transfer:
     amount: Amount
 
     MAX_BYTES: ClassVar[int] = 64
+
+    def amounts(self) -> tuple[int, ...]:
+        return (self.amount,)
 
     def to_fields(self) -> list[Any]:
         return [self.to, self.amount]
@@ -84,6 +107,9 @@ class Stake:
 
     MAX_BYTES: ClassVar[int] = 16
 
+    def amounts(self) -> tuple[int, ...]:
+        return (self.amount,)
+
     def to_fields(self) -> list[Any]:
         return [self.amount]
 
@@ -101,6 +127,9 @@ class Unstake:
 
     MAX_BYTES: ClassVar[int] = 16
 
+    def amounts(self) -> tuple[int, ...]:
+        return (self.amount,)
+
     def to_fields(self) -> list[Any]:
         return [self.amount]
 
@@ -110,12 +139,20 @@ class Unstake:
         return cls(Amount(read_uint(amount, "unstake.amount")))
 
 
-Payload = Transfer | Stake | Unstake
+Payload = Transfer | Stake | Unstake | MarketPayload
 
 PAYLOAD_TYPES: dict[int, type[Codable]] = {
     TxKind.TRANSFER: Transfer,
     TxKind.STAKE: Stake,
     TxKind.UNSTAKE: Unstake,
+    TxKind.REGISTER_PROVIDER: RegisterProvider,
+    TxKind.WITHDRAW_PROVIDER: WithdrawProvider,
+    TxKind.SUBMIT_TASK: SubmitTask,
+    TxKind.COMMIT_BID: CommitBid,
+    TxKind.REVEAL_BID: RevealBid,
+    TxKind.COMMIT_RESULT: CommitResult,
+    TxKind.SUBMIT_VERDICT: SubmitVerdict,
+    TxKind.CANCEL_TASK: CancelTask,
 }
 
 
@@ -217,9 +254,9 @@ def check_transaction(tx: Transaction, chain_id: str, params: Params) -> Payload
     if tx.chain_id != chain_id:
         raise WrongChain(f"transaction is for chain {tx.chain_id!r}, this is {chain_id!r}")
     payload = tx.decode_payload()
-    amount = payload.amount
-    if not 1 <= amount <= MAX_AMOUNT:
-        raise AmountOutOfRange(f"amount {amount} outside 1..{MAX_AMOUNT}")
+    for amount in payload.amounts():
+        if not 1 <= amount <= MAX_AMOUNT:
+            raise AmountOutOfRange(f"amount {amount} outside 1..{MAX_AMOUNT}")
     if tx.fee > MAX_AMOUNT:
         raise AmountOutOfRange(f"fee {tx.fee} above {MAX_AMOUNT}")
     if tx.fee < params.min_fee:

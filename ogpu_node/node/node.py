@@ -259,7 +259,8 @@ class Node:
         state = self.chain.state
         timestamp = max(self.wall_ms(), state.timestamp + 1)
         txs, rejected = select_transactions(state, self.mempool.candidates(state),
-                                            self.key.address, m.MAX_PROPOSAL_BYTES - 1024)
+                                            self.key.address, timestamp,
+                                            m.MAX_PROPOSAL_BYTES - 1024)
         for tx, error in rejected:
             self._reject(tx.hash, error)
         self.mempool.remove([tx.hash for tx, _ in rejected])

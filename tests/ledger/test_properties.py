@@ -100,7 +100,8 @@ def check_invariants(state: State) -> None:
     for acct in state.accounts.values():
         assert acct.balance >= 0 and acct.stake >= 0 and acct.nonce >= 0
     assert all(amount > 0 for amount in state.unbonding.values())
-    assert state.records_hash == compute_records_hash(state.accounts, state.unbonding)
+    assert state.records_hash == compute_records_hash(state.accounts, state.unbonding,
+                                                      state.providers, state.tasks)
 
 
 def check_rejected_tx(state: State, tx: Transaction, proposer: PrivateKey,

@@ -1,0 +1,1 @@
+"""The GPU task market on the ledger: providers, auctions, escrow, verdicts, settlement."""

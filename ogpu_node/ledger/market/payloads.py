@@ -1,0 +1,223 @@
+"""Transaction payloads of the GPU task market (registered in `ledger.tx.PAYLOAD_TYPES`).
+
+Each payload lists in `amounts()` the amounts that must lie in 1..MAX_AMOUNT; everything that
+depends on state is checked by the rules in `rules.py`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar, Self
+
+from ogpu_node.encoding import read_array, read_bytes, read_str, read_uint
+from ogpu_node.ledger.market.records import (
+    MAX_REASON,
+    Device,
+    TaskResult,
+    read_devices,
+)
+from ogpu_node.types import HASH_LEN, Hash32
+
+MAX_SPEC_BYTES = 1024
+MAX_SALT = 32
+
+
+@dataclass(frozen=True, slots=True)
+class RegisterProvider:
+    """Register as a provider, or update the declaration, adding `stake` to the provider bond."""
+
+    devices: tuple[Device, ...]
+    benchmark: int
+    price_floor: int
+    stake: int
+
+    MAX_BYTES: ClassVar[int] = 2048
+
+    def amounts(self) -> tuple[int, ...]:
+        return (self.stake,) if self.stake else ()
+
+    def to_fields(self) -> list[Any]:
+        return [[d.to_fields() for d in self.devices], self.benchmark, self.price_floor,
+                self.stake]
+
+    @classmethod
+    def from_fields(cls, value: Any) -> Self:
+        devices, benchmark, floor, stake = read_array(value, 4, "register_provider")
+        return cls(read_devices(devices), read_uint(benchmark, "register_provider.benchmark"),
+                   read_uint(floor, "register_provider.price_floor"),
+                   read_uint(stake, "register_provider.stake"))
+
+
+@dataclass(frozen=True, slots=True)
+class WithdrawProvider:
+    """Take `amount` of free (unlocked) provider stake back; all of it deregisters."""
+
+    amount: int
+
+    MAX_BYTES: ClassVar[int] = 16
+
+    def amounts(self) -> tuple[int, ...]:
+        return (self.amount,)
+
+    def to_fields(self) -> list[Any]:
+        return [self.amount]
+
+    @classmethod
+    def from_fields(cls, value: Any) -> Self:
+        (amount,) = read_array(value, 1, "withdraw_provider")
+        return cls(read_uint(amount, "withdraw_provider.amount"))
+
+
+@dataclass(frozen=True, slots=True)
+class SubmitTask:
+    """Offer a workload at up to `max_price` per work unit; the task id is this tx's hash.
+
+    The client escrows budget (max_price x work units), a verification reserve and its
+    collateral. Each provider gets `exec_ms` from its award to commit a result; the task is
+    offered again after a failure while `ttl_ms` from submission allows a full new round.
+    """
+
+    kind: int
+    spec: bytes
+    max_price: int
+    min_benchmark: int
+    exec_ms: int
+    ttl_ms: int
+
+    MAX_BYTES: ClassVar[int] = MAX_SPEC_BYTES + 64
+
+    def amounts(self) -> tuple[int, ...]:
+        return (self.max_price,)
+
+    def to_fields(self) -> list[Any]:
+        return [self.kind, self.spec, self.max_price, self.min_benchmark, self.exec_ms,
+                self.ttl_ms]
+
+    @classmethod
+    def from_fields(cls, value: Any) -> Self:
+        kind, spec, price, bench, exec_ms, ttl = read_array(value, 6, "submit_task")
+        return cls(read_uint(kind, "submit_task.kind", max_value=0xFFFF),
+                   read_bytes(spec, "submit_task.spec", max_len=MAX_SPEC_BYTES),
+                   read_uint(price, "submit_task.max_price"),
+                   read_uint(bench, "submit_task.min_benchmark"),
+                   read_uint(exec_ms, "submit_task.exec_ms"),
+                   read_uint(ttl, "submit_task.ttl_ms"))
+
+
+def _task_id(value: Any, what: str) -> Hash32:
+    return Hash32(read_bytes(value, what, size=HASH_LEN))
+
+
+@dataclass(frozen=True, slots=True)
+class CommitBid:
+    """A sealed bid: `commitment = bid_commitment(task, attempt, bidder, price, salt)`."""
+
+    task_id: Hash32
+    commitment: Hash32
+
+    MAX_BYTES: ClassVar[int] = 80
+
+    def amounts(self) -> tuple[int, ...]:
+        return ()
+
+    def to_fields(self) -> list[Any]:
+        return [self.task_id, self.commitment]
+
+    @classmethod
+    def from_fields(cls, value: Any) -> Self:
+        task, commitment = read_array(value, 2, "commit_bid")
+        return cls(_task_id(task, "commit_bid.task_id"),
+                   Hash32(read_bytes(commitment, "commit_bid.commitment", size=HASH_LEN)))
+
+
+@dataclass(frozen=True, slots=True)
+class RevealBid:
+    """Open a sealed bid during the reveal window."""
+
+    task_id: Hash32
+    price: int
+    salt: bytes
+
+    MAX_BYTES: ClassVar[int] = 96
+
+    def amounts(self) -> tuple[int, ...]:
+        return (self.price,)
+
+    def to_fields(self) -> list[Any]:
+        return [self.task_id, self.price, self.salt]
+
+    @classmethod
+    def from_fields(cls, value: Any) -> Self:
+        task, price, salt = read_array(value, 3, "reveal_bid")
+        return cls(_task_id(task, "reveal_bid.task_id"), read_uint(price, "reveal_bid.price"),
+                   read_bytes(salt, "reveal_bid.salt", max_len=MAX_SALT))
+
+
+@dataclass(frozen=True, slots=True)
+class CommitResult:
+    """The awarded provider commits its result before its deadline."""
+
+    task_id: Hash32
+    result: TaskResult
+
+    MAX_BYTES: ClassVar[int] = TaskResult.MAX_BYTES + 48
+
+    def amounts(self) -> tuple[int, ...]:
+        return ()
+
+    def to_fields(self) -> list[Any]:
+        return [self.task_id, self.result.to_fields()]
+
+    @classmethod
+    def from_fields(cls, value: Any) -> Self:
+        task, result = read_array(value, 2, "commit_result")
+        return cls(_task_id(task, "commit_result.task_id"), TaskResult.from_fields(result))
+
+
+@dataclass(frozen=True, slots=True)
+class SubmitVerdict:
+    """A committee member's vote on the result of attempt `attempt` of a task."""
+
+    task_id: Hash32
+    attempt: int
+    accept: bool
+    reason: str
+
+    MAX_BYTES: ClassVar[int] = 128
+
+    def amounts(self) -> tuple[int, ...]:
+        return ()
+
+    def to_fields(self) -> list[Any]:
+        return [self.task_id, self.attempt, int(self.accept), self.reason]
+
+    @classmethod
+    def from_fields(cls, value: Any) -> Self:
+        task, attempt, accept, reason = read_array(value, 4, "verdict")
+        return cls(_task_id(task, "verdict.task_id"), read_uint(attempt, "verdict.attempt"),
+                   bool(read_uint(accept, "verdict.accept", max_value=1)),
+                   read_str(reason, "verdict.reason", max_len=MAX_REASON))
+
+
+@dataclass(frozen=True, slots=True)
+class CancelTask:
+    """The client withdraws its task (see `CloseReason.CANCELLED*` for what it costs)."""
+
+    task_id: Hash32
+
+    MAX_BYTES: ClassVar[int] = 48
+
+    def amounts(self) -> tuple[int, ...]:
+        return ()
+
+    def to_fields(self) -> list[Any]:
+        return [self.task_id]
+
+    @classmethod
+    def from_fields(cls, value: Any) -> Self:
+        (task,) = read_array(value, 1, "cancel_task")
+        return cls(_task_id(task, "cancel_task.task_id"))
+
+
+MarketPayload = (RegisterProvider | WithdrawProvider | SubmitTask | CommitBid | RevealBid
+                 | CommitResult | SubmitVerdict | CancelTask)

@@ -1,0 +1,311 @@
+"""The market's state records: providers and tasks, with their status and close-reason codes.
+
+Records are immutable; the rules in `rules.py` replace them. Every record has a canonical
+encoding, because it is part of the state commitment and of the store.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import IntEnum
+from typing import Any, ClassVar, Self
+
+from ogpu_node.encoding import read_array, read_bytes, read_list, read_str, read_uint
+from ogpu_node.errors import DecodeError
+from ogpu_node.types import ADDRESS_LEN, HASH_LEN, Address, Hash32
+
+MAX_DEVICES = 16
+MAX_DEVICE_NAME = 64
+MAX_METRICS = 8
+MAX_METRIC_NAME = 24
+MAX_CHECKPOINTS = 256
+MAX_TRAIL = 256
+MAX_REASON = 64
+
+
+class TaskStatus(IntEnum):
+    """Where a task is in its life. Numbers are part of the protocol."""
+
+    BIDDING = 1
+    REVEALING = 2
+    RUNNING = 3
+    VERIFYING = 4
+    CLOSED = 5
+
+
+class CloseReason(IntEnum):
+    """Why a task closed: every closed task has exactly one. Numbers are part of the protocol."""
+
+    COMPLETED = 1
+    REJECTED = 2
+    """The last provider's result was rejected and no time was left to re-offer the task."""
+    TIMED_OUT = 3
+    """The last provider missed its deadline and no time was left to re-offer the task."""
+    CANCELLED = 4
+    """Cancelled by the client before any award: everything refunded."""
+    CANCELLED_AFTER_AWARD = 5
+    """Cancelled by the client after an award: its collateral went to the provider."""
+    NO_BIDS = 6
+    """No usable bid; `Task.why` says why."""
+
+
+@dataclass(frozen=True, slots=True)
+class Device:
+    """A device a provider declares: its model name and memory."""
+
+    model: str
+    memory_mb: int
+
+    def to_fields(self) -> list[Any]:
+        return [self.model, self.memory_mb]
+
+    @classmethod
+    def from_fields(cls, value: Any) -> Self:
+        model, memory = read_array(value, 2, "device")
+        return cls(read_str(model, "device.model", max_len=MAX_DEVICE_NAME),
+                   read_uint(memory, "device.memory_mb"))
+
+
+def read_devices(value: Any) -> tuple[Device, ...]:
+    return tuple(Device.from_fields(d) for d in read_list(value, MAX_DEVICES, "devices"))
+
+
+@dataclass(frozen=True, slots=True)
+class Provider:
+    """A registered provider: what it declared, its bonded stake and its track record.
+
+    `locked` is the part of `stake` held as collateral by running tasks. The counters feed the
+    reputation and the anomaly flags (`reputation.py`).
+    """
+
+    devices: tuple[Device, ...]
+    benchmark: int
+    """Declared device benchmark, GFLOP/s (float32 matrix product), measured by `gpu`."""
+    price_floor: int
+    """Lowest price per work unit the provider says it takes: advisory, used to explain no-bids."""
+    stake: int
+    locked: int = 0
+    completed: int = 0
+    failed: int = 0
+    """Results rejected or deadlines missed (each one slashed)."""
+    fail_streak: int = 0
+    bids: int = 0
+    unrevealed: int = 0
+    work_done: int = 0
+    """Work units of accepted results."""
+    compute_ms: int = 0
+    """Block time from award to result commitment, summed over accepted results."""
+
+    MAX_BYTES: ClassVar[int] = 2048
+
+    @property
+    def free_stake(self) -> int:
+        return self.stake - self.locked
+
+    def to_fields(self) -> list[Any]:
+        return [[d.to_fields() for d in self.devices], self.benchmark, self.price_floor,
+                self.stake, self.locked, self.completed, self.failed, self.fail_streak,
+                self.bids, self.unrevealed, self.work_done, self.compute_ms]
+
+    @classmethod
+    def from_fields(cls, value: Any) -> Self:
+        devices, *numbers = read_array(value, 12, "provider")
+        names = ("benchmark", "price_floor", "stake", "locked", "completed", "failed",
+                 "fail_streak", "bids", "unrevealed", "work_done", "compute_ms")
+        ints = [read_uint(v, f"provider.{n}") for n, v in zip(names, numbers, strict=True)]
+        return cls(read_devices(devices), *ints)
+
+
+@dataclass(frozen=True, slots=True)
+class Bid:
+    """A sealed bid (its commitment) and, once revealed, its price per work unit."""
+
+    bidder: Address
+    commitment: Hash32
+    price: int = 0
+    revealed: bool = False
+
+    def to_fields(self) -> list[Any]:
+        return [self.bidder, self.commitment, self.price, int(self.revealed)]
+
+    @classmethod
+    def from_fields(cls, value: Any) -> Self:
+        bidder, commitment, price, revealed = read_array(value, 4, "bid")
+        return cls(Address(read_bytes(bidder, "bid.bidder", size=ADDRESS_LEN)),
+                   Hash32(read_bytes(commitment, "bid.commitment", size=HASH_LEN)),
+                   read_uint(price, "bid.price"),
+                   bool(read_uint(revealed, "bid.revealed", max_value=1)))
+
+
+@dataclass(frozen=True, slots=True)
+class TaskResult:
+    """What a provider commits to: the output's file id, checkpoint ids and their chain root,
+    and integer metrics (e.g. loss in millionths)."""
+
+    output_id: Hash32
+    checkpoint_root: Hash32
+    checkpoint_ids: tuple[Hash32, ...]
+    metrics: tuple[tuple[str, int], ...]
+
+    MAX_BYTES: ClassVar[int] = 512 + MAX_CHECKPOINTS * (HASH_LEN + 2)
+
+    def to_fields(self) -> list[Any]:
+        return [self.output_id, self.checkpoint_root, list(self.checkpoint_ids),
+                [[k, v] for k, v in self.metrics]]
+
+    @classmethod
+    def from_fields(cls, value: Any) -> Self:
+        output, root, ids, metrics = read_array(value, 4, "result")
+        pairs = []
+        for item in read_list(metrics, MAX_METRICS, "result.metrics"):
+            name, number = read_array(item, 2, "result.metric")
+            pairs.append((read_str(name, "metric.name", max_len=MAX_METRIC_NAME),
+                          read_uint(number, "metric.value")))
+        return cls(Hash32(read_bytes(output, "result.output_id", size=HASH_LEN)),
+                   Hash32(read_bytes(root, "result.checkpoint_root", size=HASH_LEN)),
+                   tuple(Hash32(read_bytes(i, "result.checkpoint_id", size=HASH_LEN))
+                         for i in read_list(ids, MAX_CHECKPOINTS, "result.checkpoint_ids")),
+                   tuple(pairs))
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """One committee member's vote on a result."""
+
+    verifier: Address
+    accept: bool
+    reason: str
+
+    def to_fields(self) -> list[Any]:
+        return [self.verifier, int(self.accept), self.reason]
+
+    @classmethod
+    def from_fields(cls, value: Any) -> Self:
+        verifier, accept, reason = read_array(value, 3, "verdict")
+        return cls(Address(read_bytes(verifier, "verdict.verifier", size=ADDRESS_LEN)),
+                   bool(read_uint(accept, "verdict.accept", max_value=1)),
+                   read_str(reason, "verdict.reason", max_len=MAX_REASON))
+
+
+@dataclass(frozen=True, slots=True)
+class Movement:
+    """One line of a task's money trail: what happened, to or from whom, how much."""
+
+    event: str
+    address: Address
+    amount: int
+
+    def to_fields(self) -> list[Any]:
+        return [self.event, self.address, self.amount]
+
+    @classmethod
+    def from_fields(cls, value: Any) -> Self:
+        event, address, amount = read_array(value, 3, "movement")
+        return cls(read_str(event, "movement.event", max_len=32),
+                   Address(read_bytes(address, "movement.address", size=ADDRESS_LEN)),
+                   read_uint(amount, "movement.amount"))
+
+
+@dataclass(frozen=True, slots=True)
+class Task:
+    """A task from submission to close.
+
+    `escrow` is what the chain holds for the client right now (budget, verification reserve and
+    client collateral, less what has been paid out); the provider's collateral is held as
+    `Provider.locked`. Both are zero once the task is closed.
+    """
+
+    client: Address
+    kind: int
+    spec: bytes
+    work_units: int
+    max_price: int
+    """Highest price per work unit the client pays."""
+    min_benchmark: int
+    exec_ms: int
+    """Time a provider has from its award to commit a result."""
+    expires_ms: int
+    """Block time after which the task is not offered again."""
+    created_ms: int
+    escrow: int
+    status: TaskStatus = TaskStatus.BIDDING
+    phase_end_ms: int = 0
+    attempt: int = 1
+    bids: tuple[Bid, ...] = ()
+    excluded: tuple[Address, ...] = ()
+    provider: Address | None = None
+    price: int = 0
+    """Price per work unit the provider is paid (the second price)."""
+    collateral: int = 0
+    awarded_ms: int = 0
+    result: TaskResult | None = None
+    result_ms: int = 0
+    committee: tuple[Address, ...] = ()
+    verdicts: tuple[Verdict, ...] = ()
+    close_reason: CloseReason | None = None
+    why: str = ""
+    """For NO_BIDS (and re-offers): a stable code saying why no bid was usable."""
+    trail: tuple[Movement, ...] = field(default=())
+
+    MAX_BYTES: ClassVar[int] = 64 * 1024
+
+    @property
+    def budget(self) -> int:
+        return self.max_price * self.work_units
+
+    @property
+    def payment(self) -> int:
+        return self.price * self.work_units
+
+    def to_fields(self) -> list[Any]:
+        return [
+            self.client, self.kind, self.spec, self.work_units, self.max_price,
+            self.min_benchmark, self.exec_ms, self.expires_ms, self.created_ms, self.escrow,
+            int(self.status), self.phase_end_ms, self.attempt, [b.to_fields() for b in self.bids],
+            list(self.excluded), self.provider or b"", self.price, self.collateral,
+            self.awarded_ms, self.result.to_fields() if self.result else [], self.result_ms,
+            list(self.committee), [v.to_fields() for v in self.verdicts],
+            int(self.close_reason or 0), self.why, [m.to_fields() for m in self.trail],
+        ]
+
+    @classmethod
+    def from_fields(cls, value: Any) -> Self:
+        f = read_array(value, 26, "task")
+        provider = read_bytes(f[15], "task.provider", max_len=ADDRESS_LEN)
+        if provider and len(provider) != ADDRESS_LEN:
+            raise DecodeError(f"task.provider: expected {ADDRESS_LEN} bytes or none")
+        reason = read_uint(f[23], "task.close_reason", max_value=max(CloseReason))
+        status = read_uint(f[10], "task.status", min_value=1, max_value=max(TaskStatus))
+
+        def addresses(v: Any, what: str, limit: int) -> tuple[Address, ...]:
+            return tuple(Address(read_bytes(a, what, size=ADDRESS_LEN))
+                         for a in read_list(v, limit, what))
+
+        return cls(
+            client=Address(read_bytes(f[0], "task.client", size=ADDRESS_LEN)),
+            kind=read_uint(f[1], "task.kind", max_value=0xFFFF),
+            spec=read_bytes(f[2], "task.spec", max_len=1024),
+            work_units=read_uint(f[3], "task.work_units"),
+            max_price=read_uint(f[4], "task.max_price"),
+            min_benchmark=read_uint(f[5], "task.min_benchmark"),
+            exec_ms=read_uint(f[6], "task.exec_ms"),
+            expires_ms=read_uint(f[7], "task.expires_ms"),
+            created_ms=read_uint(f[8], "task.created_ms"),
+            escrow=read_uint(f[9], "task.escrow"),
+            status=TaskStatus(status),
+            phase_end_ms=read_uint(f[11], "task.phase_end_ms"),
+            attempt=read_uint(f[12], "task.attempt"),
+            bids=tuple(Bid.from_fields(b) for b in read_list(f[13], 1024, "task.bids")),
+            excluded=addresses(f[14], "task.excluded", 1024),
+            provider=Address(provider) if provider else None,
+            price=read_uint(f[16], "task.price"),
+            collateral=read_uint(f[17], "task.collateral"),
+            awarded_ms=read_uint(f[18], "task.awarded_ms"),
+            result=TaskResult.from_fields(f[19]) if f[19] != [] else None,
+            result_ms=read_uint(f[20], "task.result_ms"),
+            committee=addresses(f[21], "task.committee", 64),
+            verdicts=tuple(Verdict.from_fields(v) for v in read_list(f[22], 64, "verdicts")),
+            close_reason=CloseReason(reason) if reason else None,
+            why=read_str(f[24], "task.why", max_len=MAX_REASON),
+            trail=tuple(Movement.from_fields(m) for m in read_list(f[25], MAX_TRAIL, "trail")),
+        )

@@ -1,0 +1,488 @@
+"""The market's state transitions: one `process_*` function per transaction kind, and
+`process_deadlines`, which every block runs (at its timestamp) before its transactions.
+
+A task's life (`TaskStatus`):
+
+    BIDDING --bid window ends--> REVEALING --reveal window ends--> RUNNING (awarded)
+    RUNNING --result committed--> VERIFYING --quorum of verdicts or window ends--> CLOSED
+    RUNNING --deadline missed--> provider slashed --> BIDDING again (re-offer) or CLOSED
+    VERIFYING --result rejected--> provider slashed --> BIDDING again (re-offer) or CLOSED
+    BIDDING / REVEALING --no usable bid--> CLOSED (NO_BIDS, with `why`)
+    any open phase but VERIFYING --client cancels--> CLOSED
+
+Money (all integers, every path conserves value; the property tests check it):
+
+* submission escrows budget (max price x work units) + verification reserve (`verifier_fee_bps`
+  of the budget) + client collateral (`client_collateral_bps` of the budget);
+* the award locks `provider_collateral_bps` of the payment from the winner's provider stake;
+* acceptance pays the provider price x work units, each committee member who voted *accept*
+  reserve / committee size, returns the provider's collateral and refunds the client the rest;
+* a rejected result or a missed deadline slashes the provider's collateral: members who voted
+  *reject* get their fee from it, `slash_to_client_bps` of the rest goes to the client and the
+  remainder is burned; the escrow stays for the re-offer, or is refunded when the task closes;
+* cancelling before the award refunds everything; after the award the client's collateral goes
+  to the provider and the rest is refunded.
+
+Every rule checks everything before its first write; `process_tx` also rolls the working state
+back if a rule raises, so a rejected transaction leaves no trace but its absence.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import replace
+
+from gpu.spec import InvalidSpec, TrainSpec, decode_spec
+from ogpu_node.ledger.errors import (
+    BadReveal,
+    InsufficientFunds,
+    InsufficientStake,
+    InvalidTaskSpec,
+    MarketRuleError,
+    NotAProvider,
+    NotPermitted,
+    UnknownTask,
+    WrongPhase,
+)
+from ogpu_node.ledger.market.auction import bid_commitment, score_bids, second_price
+from ogpu_node.ledger.market.committee import draw_committee
+from ogpu_node.ledger.market.payloads import (
+    CancelTask,
+    CommitBid,
+    CommitResult,
+    MarketPayload,
+    RegisterProvider,
+    RevealBid,
+    SubmitTask,
+    SubmitVerdict,
+    WithdrawProvider,
+)
+from ogpu_node.ledger.market.records import (
+    MAX_DEVICES,
+    Bid,
+    CloseReason,
+    Movement,
+    Provider,
+    Task,
+    TaskStatus,
+    Verdict,
+)
+from ogpu_node.ledger.params import BPS, Params
+from ogpu_node.ledger.working import Working
+from ogpu_node.types import MAX_AMOUNT, Address, Hash32
+
+MAX_TTL_MS = 30 * 24 * 3600 * 1000
+
+
+def process_market_tx(w: Working, task_id: Hash32, sender: Address,
+                      payload: MarketPayload) -> None:
+    """Apply one market payload sent by `sender`; `task_id` is the transaction's hash (the id a
+    submitted task gets)."""
+    match payload:
+        case RegisterProvider():
+            process_register_provider(w, sender, payload)
+        case WithdrawProvider():
+            process_withdraw_provider(w, sender, payload)
+        case SubmitTask():
+            process_submit_task(w, task_id, sender, payload)
+        case CommitBid():
+            process_commit_bid(w, sender, payload)
+        case RevealBid():
+            process_reveal_bid(w, sender, payload)
+        case CommitResult():
+            process_commit_result(w, sender, payload)
+        case SubmitVerdict():
+            process_verdict(w, sender, payload)
+        case CancelTask():
+            process_cancel(w, sender, payload)
+
+
+# --- providers ----------------------------------------------------------------------------------
+
+
+def process_register_provider(w: Working, sender: Address, p: RegisterProvider) -> None:
+    """Register or update a provider's declaration, bonding `p.stake` more from its balance."""
+    if not p.devices or len(p.devices) > MAX_DEVICES:
+        raise NotPermitted(f"declare 1..{MAX_DEVICES} devices")
+    if p.benchmark < 1:
+        raise NotPermitted("the benchmark score must be positive")
+    existing = w.provider(sender)
+    stake = (existing.stake if existing else 0) + p.stake
+    if stake < w.base.params.provider_min_stake:
+        raise InsufficientStake(
+            f"provider stake {stake} below the minimum {w.base.params.provider_min_stake}")
+    acct = w.account(sender)
+    if acct.balance < p.stake:
+        raise InsufficientFunds(f"balance {acct.balance} is below the stake {p.stake}")
+    w.credit(sender, -p.stake)
+    base = existing or Provider(devices=(), benchmark=0, price_floor=0, stake=0)
+    w.set_provider(sender, replace(base, devices=p.devices, benchmark=p.benchmark,
+                                   price_floor=p.price_floor, stake=stake))
+
+
+def process_withdraw_provider(w: Working, sender: Address, p: WithdrawProvider) -> None:
+    """Return free provider stake to the balance; withdrawing all of it stops bidding (the
+    record, with its history, stays)."""
+    provider = w.provider(sender)
+    if provider is None:
+        raise NotAProvider("the sender is not a registered provider")
+    if p.amount > provider.free_stake:
+        raise InsufficientStake(f"free stake is {provider.free_stake}, {provider.locked} locked")
+    left = provider.stake - p.amount
+    if 0 < left < w.base.params.provider_min_stake:
+        raise NotPermitted("that would leave less than the minimum stake; withdraw all to exit")
+    w.set_provider(sender, replace(provider, stake=left))
+    w.credit(sender, p.amount)
+
+
+def is_active(provider: Provider | None, params: Params) -> bool:
+    return provider is not None and provider.stake >= params.provider_min_stake
+
+
+def all_providers(w: Working) -> Iterator[tuple[Address, Provider]]:
+    """Every provider record, in address order."""
+    for address in sorted(set(w.base.providers) | set(w.providers)):
+        provider = w.provider(address)
+        if provider is not None:
+            yield address, provider
+
+
+# --- tasks: submission, bids ---------------------------------------------------------------------
+
+
+def task_escrow(params: Params, max_price: int, work_units: int) -> tuple[int, int, int]:
+    """(budget, verification reserve, client collateral) a task escrows."""
+    budget = max_price * work_units
+    return (budget, budget * params.verifier_fee_bps // BPS,
+            budget * params.client_collateral_bps // BPS)
+
+
+def provider_collateral(params: Params, payment: int) -> int:
+    return max(1, payment * params.provider_collateral_bps // BPS)
+
+
+def process_submit_task(w: Working, task_id: Hash32, sender: Address, p: SubmitTask) -> None:
+    """Open a task for bidding and escrow what it may cost."""
+    params = w.base.params
+    try:
+        spec = decode_spec(p.kind, p.spec)
+    except InvalidSpec as exc:
+        raise InvalidTaskSpec(str(exc)) from exc
+    one_round = params.bid_window_ms + params.reveal_window_ms + p.exec_ms
+    if p.exec_ms < 1:
+        raise InvalidTaskSpec("exec_ms must be positive")
+    if not one_round <= p.ttl_ms <= MAX_TTL_MS:
+        raise InvalidTaskSpec(f"ttl_ms must cover one round ({one_round} ms) and at most 30 days")
+    units = spec.work_units()
+    budget, reserve, collateral = task_escrow(params, p.max_price, units)
+    escrow = budget + reserve + collateral
+    if escrow > MAX_AMOUNT:
+        raise InvalidTaskSpec("budget too large")
+    if w.task(task_id) is not None:
+        raise NotPermitted("task exists")
+    acct = w.account(sender)
+    if acct.balance < escrow:
+        raise InsufficientFunds(f"balance {acct.balance} is below the escrow {escrow}")
+    w.credit(sender, -escrow)
+    w.set_task(task_id, Task(
+        client=sender, kind=p.kind, spec=p.spec, work_units=units, max_price=p.max_price,
+        min_benchmark=p.min_benchmark, exec_ms=p.exec_ms, expires_ms=w.timestamp + p.ttl_ms,
+        created_ms=w.timestamp, escrow=escrow, status=TaskStatus.BIDDING,
+        phase_end_ms=w.timestamp + params.bid_window_ms,
+        trail=(Movement("escrow", sender, escrow),),
+    ))
+
+
+def _open_task(w: Working, task_id: Hash32, phase: TaskStatus) -> Task:
+    task = w.task(task_id)
+    if task is None:
+        raise UnknownTask(f"no task {task_id.hex()}")
+    if task.status != phase or w.timestamp >= task.phase_end_ms:
+        raise WrongPhase(f"task is {task.status.name.lower()}"
+                         + ("" if task.status != phase else " but its window has closed")
+                         + f", this needs {phase.name.lower()}")
+    return task
+
+
+def process_commit_bid(w: Working, sender: Address, p: CommitBid) -> None:
+    """Record a sealed bid from an eligible provider."""
+    params = w.base.params
+    task = _open_task(w, p.task_id, TaskStatus.BIDDING)
+    provider = w.provider(sender)
+    if provider is None or not is_active(provider, params):
+        raise NotAProvider("only a provider with at least the minimum stake may bid")
+    if sender == task.client or sender in task.excluded:
+        raise NotPermitted("this provider may not bid on this task")
+    if provider.benchmark < task.min_benchmark:
+        raise NotPermitted(f"benchmark {provider.benchmark} below the task's "
+                           f"{task.min_benchmark}")
+    if any(b.bidder == sender for b in task.bids):
+        raise NotPermitted("one bid per provider and round")
+    if len(task.bids) >= params.max_bids_per_task:
+        raise NotPermitted("the task has all the bids it takes")
+    needed = provider_collateral(params, task.budget)
+    if provider.free_stake < needed:
+        raise InsufficientStake(f"free stake {provider.free_stake} below the {needed} "
+                                "collateral an award at the maximum price would lock")
+    w.set_task(p.task_id, replace(task, bids=(*task.bids, Bid(sender, p.commitment))))
+    w.set_provider(sender, replace(provider, bids=provider.bids + 1))
+
+
+def process_reveal_bid(w: Working, sender: Address, p: RevealBid) -> None:
+    """Open a sealed bid; it must match its commitment and be within the client's maximum."""
+    task = _open_task(w, p.task_id, TaskStatus.REVEALING)
+    index = next((i for i, b in enumerate(task.bids) if b.bidder == sender), None)
+    if index is None or task.bids[index].revealed:
+        raise NotPermitted("no sealed bid of this sender to reveal")
+    expected = bid_commitment(p.task_id, task.attempt, sender, p.price, p.salt)
+    if expected != task.bids[index].commitment:
+        raise BadReveal("price and salt do not match the sealed bid")
+    if p.price > task.max_price:
+        raise NotPermitted(f"price {p.price} above the task's maximum {task.max_price}")
+    bids = list(task.bids)
+    bids[index] = replace(bids[index], price=p.price, revealed=True)
+    w.set_task(p.task_id, replace(task, bids=tuple(bids)))
+
+
+# --- results and verdicts -------------------------------------------------------------------------
+
+
+def process_commit_result(w: Working, sender: Address, p: CommitResult) -> None:
+    """The awarded provider commits its result; a committee is drawn to check it."""
+    params = w.base.params
+    task = _open_task(w, p.task_id, TaskStatus.RUNNING)
+    if sender != task.provider:
+        raise NotPermitted("only the awarded provider may commit a result")
+    spec = decode_spec(task.kind, task.spec)
+    wanted = len(spec.checkpoint_steps) if isinstance(spec, TrainSpec) else 0
+    if len(p.result.checkpoint_ids) != wanted:
+        raise MarketRuleError(f"the result must list {wanted} checkpoints, "
+                              f"it lists {len(p.result.checkpoint_ids)}")
+    committee = draw_committee(
+        w.validators, params.committee_size, task_id=p.task_id, attempt=task.attempt,
+        block_hash=w.base.block_hash, exclude=(sender, task.client))
+    task = replace(task, status=TaskStatus.VERIFYING, result=p.result, result_ms=w.timestamp,
+                   committee=committee, verdicts=(),
+                   phase_end_ms=w.timestamp + params.verdict_window_ms)
+    w.set_task(p.task_id, task)
+    if not committee:  # nobody could check it: settled on the provider's word, and recorded so
+        _accept(w, p.task_id, task)
+
+
+def process_verdict(w: Working, sender: Address, p: SubmitVerdict) -> None:
+    """A committee member's vote; a majority of the committee settles the task at once."""
+    task = _open_task(w, p.task_id, TaskStatus.VERIFYING)
+    if p.attempt != task.attempt:
+        raise WrongPhase(f"verdict for attempt {p.attempt}, the task is at {task.attempt}")
+    if sender not in task.committee:
+        raise NotPermitted("the sender is not on this task's committee")
+    if any(v.verifier == sender for v in task.verdicts):
+        raise NotPermitted("this member has voted")
+    task = replace(task, verdicts=(*task.verdicts, Verdict(sender, p.accept, p.reason)))
+    w.set_task(p.task_id, task)
+    quorum = len(task.committee) // 2 + 1
+    accepts = sum(v.accept for v in task.verdicts)
+    if accepts >= quorum:
+        _accept(w, p.task_id, task)
+    elif len(task.verdicts) - accepts >= quorum:
+        _slash_and_reoffer(w, p.task_id, task, CloseReason.REJECTED)
+
+
+def process_cancel(w: Working, sender: Address, p: CancelTask) -> None:
+    """The client cancels: free before the award, its collateral after it."""
+    task = w.task(p.task_id)
+    if task is None:
+        raise UnknownTask(f"no task {p.task_id.hex()}")
+    if sender != task.client:
+        raise NotPermitted("only the task's client may cancel it")
+    if task.status in (TaskStatus.BIDDING, TaskStatus.REVEALING):
+        _close(w, p.task_id, task, CloseReason.CANCELLED)
+    elif task.status == TaskStatus.RUNNING:
+        provider_address = task.provider
+        if provider_address is None:
+            raise MarketRuleError("running task without a provider")
+        _, _, client_collateral = task_escrow(w.base.params, task.max_price, task.work_units)
+        _release_collateral(w, task)
+        w.credit(provider_address, client_collateral)
+        task = replace(task, escrow=task.escrow - client_collateral, trail=(
+            *task.trail, Movement("provider_collateral_returned", provider_address,
+                                  task.collateral),
+            Movement("client_collateral_to_provider", provider_address, client_collateral)))
+        _close(w, p.task_id, task, CloseReason.CANCELLED_AFTER_AWARD)
+    else:
+        raise WrongPhase(f"a task that is {task.status.name.lower()} cannot be cancelled")
+
+
+# --- deadlines ---------------------------------------------------------------------------------
+
+
+def process_deadlines(w: Working) -> None:
+    """Move every open task whose phase has ended at this block's time to its next phase."""
+    for task_id in w.open_task_ids():
+        task = w.task(task_id)
+        if task is None or w.timestamp < task.phase_end_ms:
+            continue
+        if task.status == TaskStatus.BIDDING:
+            _end_bidding(w, task_id, task)
+        elif task.status == TaskStatus.REVEALING:
+            _award(w, task_id, task)
+        elif task.status == TaskStatus.RUNNING:
+            _slash_and_reoffer(w, task_id, task, CloseReason.TIMED_OUT)
+        elif task.status == TaskStatus.VERIFYING:
+            accepts = sum(v.accept for v in task.verdicts)
+            if len(task.verdicts) - accepts > accepts:
+                _slash_and_reoffer(w, task_id, task, CloseReason.REJECTED)
+            else:  # a majority of the votes cast accepted, or nobody voted: the result stands
+                _accept(w, task_id, task)
+
+
+def _end_bidding(w: Working, task_id: Hash32, task: Task) -> None:
+    if not task.bids:
+        _close(w, task_id, replace(task, why=explain_no_bids(w, task)), CloseReason.NO_BIDS)
+        return
+    w.set_task(task_id, replace(task, status=TaskStatus.REVEALING,
+                                phase_end_ms=w.timestamp + w.base.params.reveal_window_ms))
+
+
+def _award(w: Working, task_id: Hash32, task: Task) -> None:
+    """Score the revealed bids, award the best one that can lock its collateral, at the second
+    price."""
+    params = w.base.params
+    for bid in task.bids:
+        bidder = w.provider(bid.bidder)
+        if not bid.revealed and bidder is not None:
+            w.set_provider(bid.bidder, replace(bidder, unrevealed=bidder.unrevealed + 1))
+    candidates = []
+    for bid in task.bids:
+        bidder = w.provider(bid.bidder)
+        if bid.revealed and bidder is not None and is_active(bidder, params):
+            candidates.append((bid.bidder, bid.price, bidder))
+    scored = score_bids(candidates)
+    for index, winner in enumerate(scored):
+        runner_up = scored[index + 1] if index + 1 < len(scored) else None
+        price = second_price(winner, runner_up, task.max_price)
+        collateral = provider_collateral(params, price * task.work_units)
+        provider = w.provider(winner.bidder)
+        if provider is None or provider.free_stake < collateral:
+            continue
+        w.set_provider(winner.bidder, replace(provider, locked=provider.locked + collateral))
+        w.set_task(task_id, replace(
+            task, status=TaskStatus.RUNNING, provider=winner.bidder, price=price,
+            collateral=collateral, awarded_ms=w.timestamp,
+            phase_end_ms=w.timestamp + task.exec_ms,
+            trail=(*task.trail, Movement("provider_collateral_locked", winner.bidder,
+                                         collateral))))
+        return
+    why = "bidders_lack_collateral" if candidates else "no_bid_revealed"
+    _close(w, task_id, replace(task, why=why), CloseReason.NO_BIDS)
+
+
+def explain_no_bids(w: Working, task: Task) -> str:
+    """Why no provider bid: the first requirement that nobody meets, as a stable code."""
+    params = w.base.params
+    providers = [(a, p) for a, p in all_providers(w)
+                 if is_active(p, params) and a != task.client and a not in task.excluded]
+    needed = provider_collateral(params, task.budget)
+    steps: list[tuple[str, Callable[[Provider], bool]]] = [
+        ("no_providers", lambda p: True),
+        ("no_provider_meets_min_benchmark", lambda p: p.benchmark >= task.min_benchmark),
+        ("no_provider_with_free_collateral", lambda p: p.free_stake >= needed),
+        ("budget_below_every_price_floor", lambda p: p.price_floor <= task.max_price),
+    ]
+    remaining = [p for _, p in providers]
+    for code, keep in steps:
+        remaining = [p for p in remaining if keep(p)]
+        if not remaining:
+            return code
+    return "no_bids_received"
+
+
+# --- settlement --------------------------------------------------------------------------------
+
+
+def _release_collateral(w: Working, task: Task) -> None:
+    if task.provider is None:
+        return
+    provider = w.provider(task.provider)
+    if provider is not None:
+        w.set_provider(task.provider, replace(provider, locked=provider.locked - task.collateral))
+
+
+def _accept(w: Working, task_id: Hash32, task: Task) -> None:
+    """Pay the provider and the accepting verifiers, return collateral, refund the rest."""
+    provider_address = task.provider
+    if provider_address is None:
+        raise MarketRuleError("accepting a task without a provider")
+    params = w.base.params
+    _, reserve, _ = task_escrow(params, task.max_price, task.work_units)
+    fee = reserve // params.committee_size
+    trail = list(task.trail)
+    w.credit(provider_address, task.payment)
+    trail.append(Movement("payment", provider_address, task.payment))
+    paid = task.payment
+    for verdict in task.verdicts:
+        if verdict.accept and fee:
+            w.credit(verdict.verifier, fee)
+            trail.append(Movement("verifier_fee", verdict.verifier, fee))
+            paid += fee
+    _release_collateral(w, task)
+    trail.append(Movement("provider_collateral_returned", provider_address, task.collateral))
+    provider = w.provider(provider_address)
+    if provider is not None:
+        w.set_provider(provider_address, replace(
+            provider, completed=provider.completed + 1, fail_streak=0,
+            work_done=provider.work_done + task.work_units,
+            compute_ms=provider.compute_ms + max(0, task.result_ms - task.awarded_ms)))
+    task = replace(task, escrow=task.escrow - paid, trail=tuple(trail))
+    _close(w, task_id, task, CloseReason.COMPLETED)
+
+
+def _slash_and_reoffer(w: Working, task_id: Hash32, task: Task, reason: CloseReason) -> None:
+    """Slash the provider's collateral (rejected result or missed deadline), then offer the task
+    again if a full round still fits before it expires, else close it with `reason`."""
+    params = w.base.params
+    provider_address = task.provider
+    if provider_address is None:
+        raise MarketRuleError("slashing a task without a provider")
+    trail = list(task.trail)
+    provider = w.provider(provider_address)
+    slashed = min(task.collateral, provider.stake if provider else 0)
+    if provider is not None:
+        w.set_provider(provider_address, replace(
+            provider, stake=provider.stake - slashed, locked=provider.locked - task.collateral,
+            failed=provider.failed + 1, fail_streak=provider.fail_streak + 1))
+    trail.append(Movement("provider_slashed", provider_address, slashed))
+    left = slashed
+    _, reserve, _ = task_escrow(params, task.max_price, task.work_units)
+    fee = reserve // params.committee_size
+    for verdict in task.verdicts:
+        if not verdict.accept and fee and left:
+            pay = min(fee, left)
+            w.credit(verdict.verifier, pay)
+            trail.append(Movement("verifier_fee", verdict.verifier, pay))
+            left -= pay
+    to_client = left * params.slash_to_client_bps // BPS
+    w.credit(task.client, to_client)
+    w.burned += left - to_client
+    trail += [Movement("slash_to_client", task.client, to_client),
+              Movement("slash_burned", provider_address, left - to_client)]
+    task = replace(task, trail=tuple(trail), excluded=(*task.excluded, provider_address))
+    one_round = params.bid_window_ms + params.reveal_window_ms + task.exec_ms
+    if task.attempt < params.max_task_attempts and w.timestamp + one_round <= task.expires_ms:
+        w.set_task(task_id, replace(
+            task, status=TaskStatus.BIDDING, attempt=task.attempt + 1, bids=(), provider=None,
+            price=0, collateral=0, awarded_ms=0, result=None, result_ms=0, committee=(),
+            verdicts=(), phase_end_ms=w.timestamp + params.bid_window_ms,
+            why=reason.name.lower()))
+    else:
+        _close(w, task_id, task, reason)
+
+
+def _close(w: Working, task_id: Hash32, task: Task, reason: CloseReason) -> None:
+    """Refund what the escrow still holds and close the task with `reason`."""
+    trail = task.trail
+    if task.escrow:
+        w.credit(task.client, task.escrow)
+        trail = (*trail, Movement("refund", task.client, task.escrow))
+    w.set_task(task_id, replace(task, status=TaskStatus.CLOSED, escrow=0, close_reason=reason,
+                                phase_end_ms=w.timestamp, trail=trail))

@@ -1,0 +1,157 @@
+"""`Working`: the changes a transition makes on top of a base state, which it only reads.
+
+Every `process_*` function writes here; `finish` freezes the changes into a new `State` and
+updates the state commitment with exactly the records that changed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import replace
+from typing import TypeVar
+
+from ogpu_node.ledger.commitment import lthash_update
+from ogpu_node.ledger.market.records import Provider, Task, TaskStatus
+from ogpu_node.ledger.state import (
+    Account,
+    State,
+    UnbondingKey,
+    account_record,
+    provider_record,
+    task_record,
+    unbonding_record,
+)
+from ogpu_node.types import Address, Hash32
+
+K = TypeVar("K", bound=tuple[int, Address] | bytes)
+V = TypeVar("V")
+
+
+class Working:
+    """Changes on top of a base state; the base is only read."""
+
+    def __init__(self, base: State, timestamp: int | None = None) -> None:
+        self.base = base
+        self.height = base.height + 1
+        self.timestamp = base.timestamp if timestamp is None else timestamp
+        """Block time of the block being made (the base's time for a lone transaction)."""
+        self.accounts: dict[Address, Account] = {}
+        self.unbonding: dict[UnbondingKey, int] = {}
+        self.providers: dict[Address, Provider | None] = {}
+        self.tasks: dict[Hash32, Task] = {}
+        self.issued = base.issued
+        self.burned = base.burned
+        self.reward_pool = base.reward_pool
+        self.validators = base.validators
+
+    # --- accounts and unbonding ---
+
+    def account(self, address: Address) -> Account:
+        found = self.accounts.get(address)
+        return found if found is not None else self.base.account(address)
+
+    def set_account(self, address: Address, account: Account) -> None:
+        self.accounts[address] = account
+
+    def credit(self, address: Address, amount: int) -> None:
+        if amount:
+            acct = self.account(address)
+            self.set_account(address, replace(acct, balance=acct.balance + amount))
+
+    def unbonding_amount(self, key: UnbondingKey) -> int:
+        found = self.unbonding.get(key)
+        return found if found is not None else self.base.unbonding.get(key, 0)
+
+    # --- market ---
+
+    def provider(self, address: Address) -> Provider | None:
+        if address in self.providers:
+            return self.providers[address]
+        return self.base.providers.get(address)
+
+    def set_provider(self, address: Address, provider: Provider | None) -> None:
+        """Replace a provider record; None removes it (a provider that withdrew everything)."""
+        self.providers[address] = provider
+
+    def task(self, task_id: Hash32) -> Task | None:
+        found = self.tasks.get(task_id)
+        return found if found is not None else self.base.tasks.get(task_id)
+
+    def set_task(self, task_id: Hash32, task: Task) -> None:
+        self.tasks[task_id] = task
+
+    def open_task_ids(self) -> list[Hash32]:
+        """Open tasks, including those opened in this block, in id order."""
+        ids = set(self.base.open_tasks)
+        ids.update(t for t, task in self.tasks.items() if task.status != TaskStatus.CLOSED)
+        return sorted(t for t in ids if (task := self.task(t)) is not None
+                      and task.status != TaskStatus.CLOSED)
+
+    # --- savepoints: a rule that raises halfway leaves nothing behind ---
+
+    def savepoint(self) -> Working:
+        """A copy of the changes so far (the base is shared: it is never written)."""
+        saved = Working(self.base, self.timestamp)
+        saved.restore(self)
+        return saved
+
+    def restore(self, saved: Working) -> None:
+        """Put back the changes `saved` holds."""
+        self.accounts, self.unbonding = dict(saved.accounts), dict(saved.unbonding)
+        self.providers, self.tasks = dict(saved.providers), dict(saved.tasks)
+        self.issued, self.burned = saved.issued, saved.burned
+        self.reward_pool, self.validators = saved.reward_pool, saved.validators
+
+    # --- result ---
+
+    def finish(self, *, height: int, block_hash: Hash32, timestamp: int) -> State:
+        """Freeze the changes into a new `State` with an updated commitment."""
+        base = self.base
+        added: list[bytes] = []
+        removed: list[bytes] = []
+        accounts, changed_accounts = _merge(base.accounts, self.accounts, account_record,
+                                            added, removed)
+        unbonding, changed_unbonding = _merge(
+            base.unbonding, {k: (v or None) for k, v in self.unbonding.items()},
+            unbonding_record, added, removed)
+        providers, changed_providers = _merge(base.providers, self.providers, provider_record,
+                                              added, removed)
+        tasks, changed_tasks = _merge(base.tasks, self.tasks, task_record, added, removed)
+        open_tasks = set(base.open_tasks)
+        for t in changed_tasks:
+            if tasks[t].status == TaskStatus.CLOSED:
+                open_tasks.discard(t)
+            else:
+                open_tasks.add(t)
+        return State(
+            chain_id=base.chain_id, params=base.params, height=height,
+            block_hash=block_hash, timestamp=timestamp, accounts=accounts, unbonding=unbonding,
+            validators=self.validators, issued=self.issued, burned=self.burned,
+            reward_pool=self.reward_pool, providers=providers, tasks=tasks,
+            records_hash=lthash_update(base.records_hash, added, removed),
+            open_tasks=frozenset(open_tasks),
+            changed_accounts=tuple(changed_accounts), changed_unbonding=tuple(changed_unbonding),
+            changed_providers=tuple(changed_providers), changed_tasks=tuple(changed_tasks),
+        )
+
+
+def _merge(
+    base: Mapping[K, V], changes: Mapping[K, V | None], record: Callable[[K, V], bytes],
+    added: list[bytes], removed: list[bytes],
+) -> tuple[Mapping[K, V], list[K]]:
+    """`base` with `changes` applied (None deletes), the changed keys in order, and the records
+    added to and removed from the commitment. Returns `base` itself when nothing changed."""
+    changed = sorted(k for k, v in changes.items() if v != base.get(k))
+    if not changed:
+        return base, []
+    merged = dict(base)
+    for k in changed:
+        old, new = base.get(k), changes[k]
+        if old is not None:
+            removed.append(record(k, old))
+        if new is None:
+            del merged[k]
+        else:
+            added.append(record(k, new))
+            merged[k] = new
+    return merged, changed

@@ -1,0 +1,134 @@
+"""A small driver for market tests: a chain of 4 equal validators, two of them providers, and a
+client, with blocks made at chosen times."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from gpu.spec import MatmulSpec, TrainSpec
+from ogpu_node.encoding import encode
+from ogpu_node.hashing import digest
+from ogpu_node.keys import PrivateKey
+from ogpu_node.ledger import Params, State, Transaction, apply_block, apply_tx, make_genesis_state
+from ogpu_node.ledger.market.auction import bid_commitment
+from ogpu_node.ledger.market.payloads import (
+    CommitBid,
+    CommitResult,
+    RegisterProvider,
+    RevealBid,
+    SubmitTask,
+    SubmitVerdict,
+)
+from ogpu_node.ledger.market.records import Device, Task, TaskResult
+from ogpu_node.ledger.tx import Payload
+from ogpu_node.types import Hash32, ogpu
+from tests.ledger.helpers import CHAIN_ID, FEE, KEYS, next_block, signed
+
+MARKET_PARAMS = Params(epoch_length=1_000, unbonding_period=3, min_fee=1_000,
+                       min_validator_stake=ogpu(10), provider_min_stake=ogpu(100),
+                       bid_window_ms=3_000, reveal_window_ms=3_000, verdict_window_ms=10_000)
+VALIDATORS = KEYS[:4]
+PROVIDER_A, PROVIDER_B = KEYS[1], KEYS[2]
+CLIENT = KEYS[5]
+OUTSIDER = KEYS[4]
+"""Funded, neither validator nor provider."""
+MATMUL = MatmulSpec(n=1024, seed=1)  # 3 work units
+TRAIN = TrainSpec(seed=3, n_features=16, hidden=(32,), n_classes=4, n_samples=256, batch=32,
+                  steps=40, lr_micros=50_000, checkpoint_every=10)
+GPU = (Device("test-gpu", 16_000),)
+
+
+def market_genesis(params: Params = MARKET_PARAMS) -> State:
+    return make_genesis_state(
+        chain_id=CHAIN_ID, params=params, genesis_hash=digest(b"market-genesis", b""),
+        timestamp=1_000, allocations=[(k.address, ogpu(10_000)) for k in KEYS],
+        validators=[(k.public_key.raw, ogpu(10)) for k in VALIDATORS],
+    )
+
+
+def result_for(task: Task, *, spec: MatmulSpec | TrainSpec = MATMUL) -> TaskResult:
+    checkpoints = len(spec.checkpoint_steps) if isinstance(spec, TrainSpec) else 0
+    ids = tuple(digest(b"ckpt", bytes([i])) for i in range(checkpoints))
+    return TaskResult(digest(b"out", task.spec), digest(b"root", b"".join(ids)), ids,
+                      (("loss_micros", 1234),))
+
+
+@dataclass
+class MarketChain:
+    state: State
+
+    @classmethod
+    def start(cls, params: Params = MARKET_PARAMS) -> MarketChain:
+        return cls(market_genesis(params))
+
+    def tx(self, key: PrivateKey, payload: Payload, *, nonce_offset: int = 0) -> Transaction:
+        nonce = self.state.account(key.address).nonce + nonce_offset
+        return signed(key, nonce, payload)
+
+    def block(self, *txs: Transaction, after_ms: int = 1_000) -> State:
+        block, _ = next_block(self.state, txs, timestamp=self.state.timestamp + after_ms)
+        self.state = apply_block(self.state, block)
+        return self.state
+
+    def send(self, key: PrivateKey, payload: Payload, *, after_ms: int = 1_000) -> Transaction:
+        tx = self.tx(key, payload)
+        self.block(tx, after_ms=after_ms)
+        return tx
+
+    def check(self, key: PrivateKey, payload: Payload) -> None:
+        """Apply one transaction alone (raises the rule's error when it is refused)."""
+        apply_tx(self.state, self.tx(key, payload), KEYS[0].address)
+
+    # --- scripted steps ---
+
+    def register(self, key: PrivateKey, *, benchmark: int = 1_000, floor: int = 1,
+                 stake: int = ogpu(500)) -> None:
+        self.send(key, RegisterProvider(GPU, benchmark, floor, stake))
+
+    def submit(self, spec: MatmulSpec | TrainSpec = MATMUL, *, max_price: int = ogpu(1),
+               min_benchmark: int = 0, exec_ms: int = 20_000, ttl_ms: int = 200_000) -> Hash32:
+        payload = SubmitTask(spec.KIND, encode(spec), max_price, min_benchmark, exec_ms, ttl_ms)
+        return self.send(CLIENT, payload).hash
+
+    def task(self, task_id: Hash32) -> Task:
+        return self.state.tasks[task_id]
+
+    def bid(self, key: PrivateKey, task_id: Hash32, price: int, salt: bytes = b"salt") -> None:
+        task = self.task(task_id)
+        commitment = bid_commitment(task_id, task.attempt, key.address, price, salt)
+        self.send(key, CommitBid(task_id, commitment))
+
+    def reveal(self, key: PrivateKey, task_id: Hash32, price: int, salt: bytes = b"salt") -> None:
+        self.send(key, RevealBid(task_id, price, salt))
+
+    def pass_phase(self, task_id: Hash32) -> None:
+        """One empty block at the end of the task's current phase."""
+        self.block(after_ms=max(1, self.task(task_id).phase_end_ms - self.state.timestamp))
+
+    def auction(self, task_id: Hash32, bids: dict[int, int]) -> None:
+        """Bids by key index and price; ends with the award."""
+        for index, price in bids.items():
+            self.bid(KEYS[index], task_id, price)
+        self.pass_phase(task_id)
+        for index, price in bids.items():
+            self.reveal(KEYS[index], task_id, price)
+        self.pass_phase(task_id)
+
+    def commit_result(self, task_id: Hash32, spec: MatmulSpec | TrainSpec = MATMUL) -> None:
+        task = self.task(task_id)
+        assert task.provider is not None
+        key = next(k for k in KEYS if k.address == task.provider)
+        self.send(key, CommitResult(task_id, result_for(task, spec=spec)))
+
+    def vote(self, task_id: Hash32, accept: bool, voters: int | None = None) -> None:
+        task = self.task(task_id)
+        members = [k for k in KEYS if k.address in task.committee]
+        for key in members[:voters]:
+            if self.task(task_id).status.name != "VERIFYING":
+                break
+            self.send(key, SubmitVerdict(task_id, task.attempt, accept,
+                                         "ok" if accept else "matmul_mismatch"))
+
+
+def fee_total(txs: int) -> int:
+    return txs * FEE

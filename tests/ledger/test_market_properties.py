@@ -1,0 +1,175 @@
+"""Property tests of the market rules: random sequences of market actions, some invalid on
+purpose, with time jumping across every kind of deadline. After every block:
+
+* value is conserved (balances + stakes + provider bonds + task escrow + ... = issued - burned);
+* no balance, stake, escrow or lock is negative, and a provider's lock never exceeds its stake;
+* each provider's lock equals the collateral of the tasks it runs or has under verification;
+* a closed task holds no escrow and has a close reason; an open one has none;
+* the incremental commitment equals the one computed from scratch, and the open-task index
+  matches the tasks;
+* a refused transaction leaves the state exactly as it was.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+from hypothesis import event, given, settings
+from hypothesis import strategies as st
+
+from gpu.spec import MatmulSpec
+from ogpu_node.encoding import encode
+from ogpu_node.ledger import apply_tx
+from ogpu_node.ledger.builder import select_transactions
+from ogpu_node.ledger.errors import InvalidTransaction
+from ogpu_node.ledger.market.auction import bid_commitment
+from ogpu_node.ledger.market.payloads import (
+    CancelTask,
+    CommitBid,
+    CommitResult,
+    RegisterProvider,
+    RevealBid,
+    SubmitTask,
+    SubmitVerdict,
+    WithdrawProvider,
+)
+from ogpu_node.ledger.market.records import TaskStatus
+from ogpu_node.ledger.state import State, compute_records_hash, open_task_ids
+from ogpu_node.ledger.tx import Payload, Transaction
+from ogpu_node.types import Hash32, ogpu
+from tests.ledger.helpers import KEYS, snapshot
+from tests.ledger.market_helpers import GPU, MarketChain, result_for
+from tests.ledger.profiles import examples
+
+ACTIONS = ["submit", "step", "step", "step", "step", "bid", "reveal", "result", "vote", "cancel",
+           "register", "withdraw", "wait", "deadline", "deadline"]
+"""`step` moves a random open task the natural way for its phase (a bid, a reveal, the result,
+a vote); `deadline` makes a block exactly when a random open task's phase ends; `wait` makes one
+after a random time; the others send their transaction to a random task, often out of phase on
+purpose."""
+
+
+def check_market_invariants(state: State) -> None:
+    assert state.total_held() == state.issued - state.burned
+    assert state.records_hash == compute_records_hash(state.accounts, state.unbonding,
+                                                      state.providers, state.tasks)
+    assert state.open_tasks == open_task_ids(state.tasks)
+    for acct in state.accounts.values():
+        assert acct.balance >= 0 and acct.stake >= 0
+    locks: dict[bytes, int] = defaultdict(int)
+    for task in state.tasks.values():
+        assert task.escrow >= 0
+        if task.status == TaskStatus.CLOSED:
+            assert task.escrow == 0 and task.close_reason is not None
+        else:
+            assert task.close_reason is None
+        if task.status in (TaskStatus.RUNNING, TaskStatus.VERIFYING):
+            assert task.provider is not None
+            locks[task.provider] += task.collateral
+    for address, provider in state.providers.items():
+        assert 0 <= provider.locked <= provider.stake
+        assert provider.locked == locks.get(address, 0)
+
+
+@settings(max_examples=examples(150, 2000))
+@given(st.lists(st.tuples(st.sampled_from(ACTIONS), st.integers(0, 2**32)), min_size=10,
+                max_size=80))
+def test_random_market_histories_keep_every_invariant(steps: list[tuple[str, int]]) -> None:
+    chain = MarketChain.start()
+    chain.register(KEYS[1])
+    chain.register(KEYS[2], benchmark=3_000)
+    salts: dict[tuple[bytes, int, bytes], tuple[int, bytes]] = {}
+    pending: list[Transaction] = []
+    nonces: dict[bytes, int] = defaultdict(int)
+
+    def tx(key_index: int, payload: Payload) -> None:
+        key = KEYS[key_index]
+        offset = nonces[key.address]
+        candidate = chain.tx(key, payload, nonce_offset=offset)
+        # try it on the state the pending block has built so far
+        state = chain.state
+        before = snapshot(state)
+        try:
+            for earlier in [*pending, candidate]:
+                state = apply_tx(state, earlier, KEYS[0].address)
+        except InvalidTransaction:
+            assert snapshot(chain.state) == before
+            return
+        pending.append(candidate)
+        event(f"accepted kind {candidate.kind}")
+        nonces[key.address] += 1
+
+    def flush(after_ms: int) -> None:
+        # as a proposer does: keep what still applies at the block's time (a deadline may have
+        # passed since the transaction was checked)
+        selected, _ = select_transactions(chain.state, pending, KEYS[0].address,
+                                          chain.state.timestamp + after_ms)
+        chain.block(*selected, after_ms=after_ms)
+        pending.clear()
+        nonces.clear()
+        check_market_invariants(chain.state)
+
+    for drawn, r in steps:
+        action, natural = drawn, drawn == "step"
+        if natural:
+            open_ids = sorted(chain.state.open_tasks)
+            if open_ids:
+                phase = chain.state.tasks[open_ids[r % len(open_ids)]].status
+                action = {TaskStatus.BIDDING: "bid", TaskStatus.REVEALING: "reveal",
+                          TaskStatus.RUNNING: "result", TaskStatus.VERIFYING: "vote"}[phase]
+                tasks = open_ids
+            else:
+                action, tasks = "submit", []
+        else:
+            tasks = sorted(chain.state.tasks)
+        task_id = Hash32(tasks[r % len(tasks)]) if tasks else Hash32(bytes(32))
+        task = chain.state.tasks.get(task_id)
+        who = 1 + (r >> 5) % 3  # providers 1 and 2, and validator 3 who is not one
+        if natural and task is not None and task.status == TaskStatus.REVEALING:
+            sealed = [b.bidder for b in task.bids if not b.revealed]
+            if sealed:
+                who = next(i for i, k in enumerate(KEYS) if k.address == sealed[r % len(sealed)])
+        if action == "submit":
+            spec = MatmulSpec(n=256 * (1 + r % 5), seed=r)
+            tx(5, SubmitTask(1, encode(spec), 1 + r % ogpu(1), (r >> 3) % 1_500,
+                             1_000 + r % 20_000, 10_000 + r % 80_000))
+        if action == "bid" and task is not None:
+            price, salt = 1 + (r >> 4) % task.max_price, r.to_bytes(8, "big")
+            salts[(task_id, task.attempt, KEYS[who].address)] = (price, salt)
+            tx(who, CommitBid(task_id, bid_commitment(task_id, task.attempt, KEYS[who].address,
+                                                      price, salt)))
+        elif action == "reveal" and task is not None:
+            price, salt = salts.get((task_id, task.attempt, KEYS[who].address), (1, b"x"))
+            tx(who, RevealBid(task_id, price if r % 11 else price + 1, salt))
+        elif action == "result" and task is not None and task.provider is not None:
+            index = next(i for i, k in enumerate(KEYS) if k.address == task.provider)
+            tx(index, CommitResult(task_id, result_for(task)))
+        elif action == "vote" and task is not None and task.committee:
+            member = task.committee[r % len(task.committee)]
+            index = next(i for i, k in enumerate(KEYS) if k.address == member)
+            tx(index, SubmitVerdict(task_id, task.attempt, bool(r % 3), "x"))
+        elif action == "cancel":
+            tx(5, CancelTask(task_id))
+        elif action == "register":
+            tx(who, RegisterProvider(GPU, 1 + r % 5_000, r % 1_000, ogpu(100 + r % 300)))
+        elif action == "withdraw":
+            provider = chain.state.providers.get(KEYS[who].address)
+            amount = provider.free_stake if provider and r % 2 else 1 + r % ogpu(50)
+            tx(who, WithdrawProvider(max(1, amount)))
+        if natural and r % 3:  # usually the natural step lands at once
+            flush(after_ms=1 + (r >> 7) % 300)
+        elif action == "deadline":
+            open_ids = sorted(chain.state.open_tasks)
+            end = chain.state.tasks[open_ids[r % len(open_ids)]].phase_end_ms if open_ids else 0
+            flush(after_ms=max(1, end - chain.state.timestamp))
+        elif action == "wait":  # mostly short, so that transactions land in their phase
+            flush(after_ms=1 + (r >> 2) % (40_000 if r % 4 == 0 else 1_500))
+    flush(after_ms=1_000)
+    # let every deadline pass: every task ends closed, every lock released
+    for _ in range(12):
+        flush(after_ms=100_000)
+    assert all(t.status == TaskStatus.CLOSED for t in chain.state.tasks.values())
+    for t in chain.state.tasks.values():
+        assert t.close_reason is not None
+        event(f"closed {t.close_reason.name.lower()} after {t.attempt} attempt(s)")
+    assert all(p.locked == 0 for p in chain.state.providers.values())
