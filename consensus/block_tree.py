@@ -127,13 +127,19 @@ class BlockTree:
                 node = nodes.get(node.parent_id)
         params = self._params
         on_path: set[bytes] = set()
+        # Only instances on the voted path can change preference; when none does and
+        # nothing is accepted, the preferred tip stays the same.
+        moved = False
         node = root
         while node.children:
             snowflake = node.snowflake
             if snowflake is None:  # pragma: no cover - a parent always gets one
                 raise InvalidBlock("processing parent without a Snowflake instance")
             best, best_weight, fork_weight = _heaviest_child(node.children, support)
+            previous = snowflake.preference
             if snowflake.record_poll(best, best_weight, total):
+                if snowflake.preference != previous:
+                    moved = True
                 on_path.add(node.block_id)
                 node = nodes[best]
                 continue
@@ -143,12 +149,16 @@ class BlockTree:
             # random move, as in Slush, lets honest nodes drift to one side.
             if best_weight > 0 and params.passes(params.alpha_preference, fork_weight, total):
                 snowflake.adopt(_split_choice(node.children, support, fork_weight, rng))
+                moved = True
             break
         for other in nodes.values():
-            if other.snowflake is not None and other.block_id not in on_path:
-                other.snowflake.record_unsuccessful_poll()
+            instance = other.snowflake
+            # ``Snowflake.record_unsuccessful_poll`` written out (once per instance per poll).
+            if instance is not None and not instance.finalized and other.block_id not in on_path:
+                instance.confidence = 0
         decisions = self._accept_finalized()
-        self._update_preference()
+        if moved or decisions:
+            self._update_preference()
         return decisions
 
     def _accept_finalized(self) -> list[Decision]:

@@ -82,11 +82,16 @@ class Engine:
         status = poll.record(sender, preferred_id)
         if status == IGNORED:
             return NO_OUTPUT
-        fetches: tuple[Fetch, ...] = ()
-        if not self.tree.is_known(preferred_id):
-            fetches = (Fetch(sender, preferred_id),)
+        tree = self.tree
+        # ``tree.is_known`` written out (once per vote), our own preference tested first.
+        if (preferred_id == tree.preference or preferred_id in tree._nodes
+                or preferred_id in tree._rejected):
+            if status != FINISHED:
+                return NO_OUTPUT
+            return self._advance(now, [], ())
+        fetches = (Fetch(sender, preferred_id),)
         if status != FINISHED:
-            return Output(fetches=fetches) if fetches else NO_OUTPUT
+            return Output(fetches=fetches)
         return self._advance(now, [], fetches)
 
     def on_query_failed(self, sender: bytes, poll_id: int, now: int) -> Output:
@@ -168,9 +173,12 @@ class Engine:
             poll = Poll(poll_id, weights, now + params.poll_timeout, params)
             self._polls[poll_id] = poll
             preference = self.tree.preference
-            if self.node_id in weights:
-                poll.record(self.node_id, preference)
-            recipients = tuple(v for v in weights if v != self.node_id)
+            node_id = self.node_id
+            if node_id in weights:
+                poll.record(node_id, preference)
+                recipients = tuple(v for v in weights if v != node_id)
+            else:
+                recipients = tuple(weights)
             queries.append(Query(poll_id, preference, recipients))
             issued = True
         return issued

@@ -59,14 +59,23 @@ class Poll:
         weight = self.pending.pop(validator, 0)
         if weight == 0:
             return IGNORED
-        self.outstanding -= weight
-        self.voted_weight += weight
+        # Runs once per vote: locals, and ``_outcome_fixed`` written out. An answer leaves
+        # voted + outstanding weight unchanged, and the poll was open before it, so its
+        # "no block can still reach alpha_preference" test cannot turn true here.
+        outstanding = self.outstanding - weight
+        voted = self.voted_weight + weight
+        self.outstanding = outstanding
+        self.voted_weight = voted
         votes = self.votes
-        new_weight = votes.get(block_id, 0) + weight
-        votes[block_id] = new_weight
-        if new_weight > self.top_weight:  # noqa: PLR1730 - hot path, max() is slower
-            self.top_weight = new_weight
-        if self._outcome_fixed():
+        top = votes.get(block_id, 0) + weight
+        votes[block_id] = top
+        if top > self.top_weight:
+            self.top_weight = top
+        else:
+            top = self.top_weight
+        k = self._k
+        if outstanding == 0 or (top * k >= self._alpha_c_total
+                                and (voted - top + outstanding) * k < self._alpha_p_total):
             self.closed = True
             return FINISHED
         return COUNTED

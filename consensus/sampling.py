@@ -35,15 +35,21 @@ def sample_by_stake(validators: ValidatorSet, k: int, rng: RandomSource) -> dict
     cumulative = validators.cumulative
     ids = validators.ids
     total = validators.total_stake
-    draws: dict[bytes, int] = {}
     # One call for all k draws: the engine's hottest path at 2,000 validators.
     bits = rng.getrandbits(DRAW_BITS * k)
+    mask, width = _DRAW_MASK, DRAW_BITS
+    picks: list[int] = []
+    pick = picks.append
     for _ in range(k):
-        offset = (bits & _DRAW_MASK) % total
-        bits >>= DRAW_BITS
-        validator = ids[bisect_right(cumulative, offset)]
+        pick(bisect_right(cumulative, (bits & mask) % total))
+        bits >>= width
+    # ``ids`` is sorted, so positions in ascending order give the keys in id order.
+    picks.sort()
+    draws: dict[bytes, int] = {}
+    for position in picks:
+        validator = ids[position]
         draws[validator] = draws.get(validator, 0) + 1
-    return {validator: draws[validator] for validator in sorted(draws)}
+    return draws
 
 
 def query_all_by_stake(validators: ValidatorSet) -> dict[bytes, int]:

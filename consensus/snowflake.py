@@ -35,13 +35,15 @@ class Snowflake:
         if self.finalized:
             return False
         params = self._params
-        if not params.passes(params.alpha_preference, weight, total):
+        # ``Parameters.passes`` written out: this runs for every instance on a voted path.
+        scaled = weight * params.k
+        if scaled < params.alpha_preference * total:
             self.confidence = 0
             return False
         if choice != self.preference:
             self.preference = choice
             self.confidence = 0
-        if not params.passes(params.alpha_confidence, weight, total):
+        if scaled < params.alpha_confidence * total:
             self.confidence = 0
             return True
         self.confidence += 1

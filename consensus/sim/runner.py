@@ -12,7 +12,7 @@ import heapq
 import random
 from dataclasses import dataclass, field
 
-from consensus.decisions import Output
+from consensus.decisions import NO_OUTPUT, Output
 from consensus.engine import Engine
 from consensus.errors import ConsensusError, UnknownParent
 from consensus.evidence import EquivocationDetector, SignedHeader
@@ -184,6 +184,16 @@ class Simulation:
         buckets = self.buckets
         times = self.times
         self.result.messages += len(recipients)
+        if not loss_threshold and not partitions:
+            for dst_id in recipients:
+                when = base + ((getrandbits(16) * span) >> 16)
+                bucket = buckets.get(when)
+                if bucket is None:
+                    buckets[when] = [(QUERY, index[dst_id], src, poll_id, preferred)]
+                    heapq.heappush(times, when)
+                else:
+                    bucket.append((QUERY, index[dst_id], src, poll_id, preferred))
+            return
         for dst_id in recipients:
             dst = index[dst_id]
             if loss_threshold and getrandbits(32) < loss_threshold:
@@ -374,12 +384,23 @@ class Simulation:
         honest = self.honest
         adversary = self.adversary
         byzantine = self.byzantine
+        trees = [None if engine is None else engine.tree for engine in engines]
         send = self._send
+        getrandbits = self.rng.getrandbits
+        heappush = heapq.heappush
+        heappop = heapq.heappop
+        latency_min = self.latency_min
+        span = self.latency_span
+        # Honest answers are sent inline (see ``_send``) unless loss or partitions apply.
+        plain_network = not self.loss_threshold and not self.partitions
+        max_time_ms = config.max_time_ms
+        n_honest = len(honest)
+        votes = answers = 0
         done = False
         next_stall_check = 0
         while times and not done:
-            when = heapq.heappop(times)
-            if when > config.max_time_ms:
+            when = heappop(times)
+            if when > max_time_ms:
                 break
             self.now = when
             if when >= next_stall_check:
@@ -387,20 +408,32 @@ class Simulation:
                 if self._should_stop(when):
                     break
             bucket = buckets.pop(when)
+            answer_base = when + latency_min
             for kind, dst, src, poll_id, block in bucket:
                 if kind == CHITS:
                     engine = engines[dst]
                     if engine is not None:
-                        result.votes += 1
+                        votes += 1
                         out = engine.on_chits(ids[src], poll_id, block, when)
-                        if out.decisions or out.queries or out.fetches:
+                        if out is not NO_OUTPUT:
                             self._absorb(dst, out)
                 elif kind == QUERY:
-                    engine = engines[dst]
-                    if engine is not None:
+                    tree = trees[dst]
+                    if tree is not None:
                         # An honest answer is the preference (Engine.on_query), inlined here:
-                        # this is the simulator's hottest line.
-                        send(CHITS, src, dst, poll_id, engine.tree.preference)
+                        # this is the simulator's hottest line. Same draws as ``_send``.
+                        if plain_network:
+                            answers += 1
+                            at = answer_base + ((getrandbits(16) * span) >> 16)
+                            event = (CHITS, src, dst, poll_id, tree.preference)
+                            target = buckets.get(at)
+                            if target is None:
+                                buckets[at] = [event]
+                                heappush(times, at)
+                            else:
+                                target.append(event)
+                        else:
+                            send(CHITS, src, dst, poll_id, tree.preference)
                     elif byzantine[dst] and adversary.answers:
                         asker = engines[src]
                         if asker is not None:
@@ -412,7 +445,9 @@ class Simulation:
                     self._on_timer(dst, when)
                 else:
                     self._on_propose(dst, block, poll_id)
-            done = self.reached_target_count >= len(honest)
+            done = self.reached_target_count >= n_honest
+        result.votes += votes
+        result.messages += answers
         return self._finish()
 
     def _should_stop(self, when: int) -> bool:
