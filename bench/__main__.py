@@ -10,6 +10,7 @@ BENCHMARKS = {
     "consensus": "bench.consensus_bench",
     "devnet": "bench.devnet_bench",
     "p2p": "bench.p2p_bench",
+    "market": "bench.market_bench",
 }
 
 

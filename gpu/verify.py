@@ -123,9 +123,10 @@ def freivalds_vectors(n: int, rounds: int, rng: np.random.Generator) -> npt.NDAr
 
 
 def verify_matmul(spec: MatmulSpec, c_bytes: bytes, rounds: int, rng: np.random.Generator,
-                  device: Device) -> Verdict:
+                  device: Device, inputs: tuple[Array, Array] | None = None) -> Verdict:
     """Freivalds' check of C = A @ B with `rounds` random sign vectors (false acceptance of a C
-    with an element off by more than the tolerance <= 2**-rounds); O(rounds * n**2) work."""
+    with an element off by more than the tolerance <= 2**-rounds); O(rounds * n**2) work.
+    `inputs` may pass A and B already on the device (else they are generated from the seed)."""
 
     def check(checked: list[str]) -> None:
         if not 1 <= rounds <= MAX_FREIVALDS_ROUNDS:
@@ -133,7 +134,7 @@ def verify_matmul(spec: MatmulSpec, c_bytes: bytes, rounds: int, rng: np.random.
         arrays = decode_arrays(_as_bytes(c_bytes, "C"))
         expect_shapes(arrays, [("C", (spec.n, spec.n))], "matmul output")
         xp = device.xp
-        a, b = matmul_inputs(spec, device)
+        a, b = inputs if inputs is not None else matmul_inputs(spec, device)
         c = device.asarray(arrays[0][1])
         x = device.asarray(freivalds_vectors(spec.n, rounds, rng))
         y = b @ x

@@ -49,8 +49,10 @@ from ogpu_node.types import Hash32
 Progress = Callable[[float], None]
 ShouldStop = Callable[[], bool]
 
-MATMUL_PANEL_FLOPS = 4 * 10**9
-"""A matmul is computed in row panels of about this much work, for progress and cancelling."""
+MATMUL_MAX_PANELS = 8
+MATMUL_MIN_PANEL_ROWS = 1024
+"""A matmul is computed in at most 8 row panels of at least 1,024 rows, for progress and
+cancelling; smaller panels cost BLAS efficiency (B is packed again for every panel)."""
 INFER_CHUNK = 4096
 REPORTS_PER_RUN = 200
 
@@ -118,9 +120,9 @@ def _result(output: bytes, checkpoints: list[bytes], metrics: dict[str, int],
 
 
 def matmul_product(a: Array, b: Array, device: Device, pacer: _Pacer | None = None) -> Array:
-    """C = A @ B in row panels of about MATMUL_PANEL_FLOPS each."""
+    """C = A @ B in row panels (see MATMUL_MAX_PANELS)."""
     n = a.shape[0]
-    rows = max(256, MATMUL_PANEL_FLOPS // max(1, 2 * n * n))
+    rows = max(MATMUL_MIN_PANEL_ROWS, -(-n // MATMUL_MAX_PANELS))
     if rows >= n:
         c = a @ b
         if pacer is not None:

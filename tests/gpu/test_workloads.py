@@ -35,7 +35,7 @@ def test_matmul_output_is_the_product(multiplied: WorkloadResult) -> None:
 
 
 def test_matmul_in_panels_matches(device: Device, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("gpu.workloads.MATMUL_PANEL_FLOPS", 1)  # 256-row panels
+    monkeypatch.setattr("gpu.workloads.MATMUL_MIN_PANEL_ROWS", 256)
     spec = MatmulSpec(300, 1)
     seen: list[float] = []
     result = run_workload(spec, device, progress=seen.append)

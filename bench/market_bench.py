@@ -1,0 +1,295 @@
+"""`scripts/bench market`: the GPU task market's costs, measured against baselines in the same run.
+
+(a) end-to-end time of a training task through a devnet against the same workload run locally
+    (goal overhead <= 10%): not here yet; `part_a` is the hook where it goes.
+(b) verification cost as a fraction of the task's compute (goal <= 2%): Freivalds with r = 20
+    against the n = 4096 product (a second row adds what both sides pay around it: generating
+    A and B from the seed, and the provider's encoding and hashing of C), and training verified
+    by replaying 1 or 2 of 100 checkpoint intervals plus the final metrics against the whole
+    training run, both including the dataset generation and the hashing of fetched checkpoints.
+    Freivalds must read A, B and C once (12 n^2 bytes) against 2 n^3 flops of the product, so
+    its fraction is about 6 * (FLOP/s) / (bytes/s) / n: ~5% at n = 4096 on a CPU with a
+    200 GFLOP/s BLAS and ~5 GB/s per core, falling as 1/n.
+(c) workload speed against the library baseline (goal >= 90%): `run_matmul`'s product against a
+    bare `a @ b` of the device's module (NumPy BLAS on the CPU, CuPy/cuBLAS on a GPU) on the same
+    inputs, and training steps per second against a bare array-module implementation of the same
+    SGD step. The table also shows the whole workload (inputs, encoding, hashing) for context.
+
+Numba compiles the CPU kernels on first use (or loads them from its cache): that warm-up is
+timed separately and excluded from (c), as a provider pays it once per process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bench.report import print_table, write_json
+from gpu.cpu_kernels import kernels_for, warm_up
+from gpu.data import dataset, init_weights, layers_to_device, matmul_inputs
+from gpu.device import Array, Device, detect
+from gpu.device_bench import benchmark_score
+from gpu.spec import MatmulSpec, TrainSpec
+from gpu.verify import verify_matmul, verify_training
+from gpu.workloads import matmul_product, run_workload
+
+GOAL_VERIFY_FRACTION = 0.02
+GOAL_SPEED_RATIO = 0.90
+FREIVALDS_ROUNDS = 20
+
+
+def bench_train_spec(steps: int = 6400, checkpoints: int = 100) -> TrainSpec:
+    """The training task of parts (b) and (c): 100 checkpoints of 64 steps by default."""
+    return TrainSpec(seed=42, n_features=64, hidden=(256, 256), n_classes=10, n_samples=8192,
+                     batch=128, steps=steps, lr_micros=50_000,
+                     checkpoint_every=max(1, steps // checkpoints))
+
+
+@dataclass
+class PartResult:
+    """One part's table and its JSON results."""
+
+    title: str
+    headers: list[str]
+    rows: list[list[Any]] = field(default_factory=list)
+    results: dict[str, Any] = field(default_factory=dict)
+
+
+def part_a(args: argparse.Namespace, device: Device) -> PartResult:
+    """Hook for part (a): a ~30 s training task submitted through a running devnet, timed from
+    submission to settlement, against `run_workload` of the same spec on this machine (goal:
+    overhead <= 10%). Fill `rows` with [measure, devnet s, local s, overhead %, goal, verdict]
+    and `results` with the raw numbers; `main` prints and stores it like the other parts."""
+    part = PartResult("(a) end-to-end through a devnet",
+                      ["measure", "devnet s", "local s", "overhead", "goal", ""])
+    part.rows.append(["not implemented yet (see part_a in bench/market_bench.py)", "", "", "",
+                      "<= 10%", "skipped"])
+    part.results["skipped"] = True
+    return part
+
+
+def _pass(ok: bool) -> str:
+    return "pass" if ok else "FAIL"
+
+
+def part_b(args: argparse.Namespace, device: Device) -> PartResult:
+    """Verification cost against the task's compute."""
+    part = PartResult("(b) verification cost / task compute",
+                      ["check", "task s", "verify s", "fraction %", "goal", ""])
+    spec = MatmulSpec(args.matmul_n, seed=1)
+    result = run_workload(spec, device)
+    inputs = matmul_inputs(spec, device)
+    check = verify_matmul(spec, result.output, FREIVALDS_ROUNDS, np.random.default_rng(1),
+                          device, inputs)
+    whole = verify_matmul(spec, result.output, FREIVALDS_ROUNDS, np.random.default_rng(2),
+                          device)
+    if not (check.ok and whole.ok):
+        raise SystemExit(f"honest matmul rejected: {check.reason} / {whole.reason}")
+    product = result.phases["compute"]
+    frac = check.seconds / product
+    goal = f"<= {100 * GOAL_VERIFY_FRACTION:.0f}%"
+    part.rows.append([f"matmul n={spec.n}: Freivalds r={FREIVALDS_ROUNDS} vs the product",
+                      product, check.seconds, 100 * frac, goal,
+                      _pass(frac <= GOAL_VERIFY_FRACTION)])
+    part.rows.append(["  whole: regenerate A, B + check vs generate + multiply + encode + hash",
+                      result.compute_seconds, whole.seconds,
+                      100 * whole.seconds / result.compute_seconds, "(info)", ""])
+    part.results["matmul"] = {"n": spec.n, "rounds": FREIVALDS_ROUNDS,
+                              "product_s": product, "check_s": check.seconds, "fraction": frac,
+                              "task_s": result.compute_seconds, "task_phases": result.phases,
+                              "verify_whole_s": whole.seconds,
+                              "fraction_whole": whole.seconds / result.compute_seconds}
+
+    tspec = bench_train_spec(args.train_steps)
+    trained = run_workload(tspec, device)
+    part.results["train"] = {"spec": tspec.to_fields(), "task_s": trained.compute_seconds,
+                             "task_phases": trained.phases, "metrics": trained.metrics}
+    count = len(tspec.checkpoint_steps)
+    for intervals in (1, 2):
+        verdict = verify_training(tspec, trained.checkpoints, trained.checkpoint_ids,
+                                  trained.checkpoint_root, trained.metrics, intervals,
+                                  np.random.default_rng(intervals), device)
+        if not verdict.ok:
+            raise SystemExit(f"honest training rejected: {verdict.reason}")
+        frac = verdict.seconds / trained.compute_seconds
+        part.rows.append([f"train {tspec.steps} steps: {intervals} of {count} intervals + "
+                          "metrics", trained.compute_seconds, verdict.seconds, 100 * frac,
+                          f"<= {100 * GOAL_VERIFY_FRACTION:.0f}%",
+                          _pass(frac <= GOAL_VERIFY_FRACTION)])
+        part.results["train"][f"verify_{intervals}_s"] = verdict.seconds
+        part.results["train"][f"fraction_{intervals}"] = frac
+    return part
+
+
+def _best(run: Callable[[], float], repeats: int) -> float:
+    return min(run() for _ in range(repeats))
+
+
+def _timed(device: Device, fn: Callable[[], object]) -> float:
+    device.synchronize()
+    start = time.perf_counter()
+    fn()
+    device.synchronize()
+    return time.perf_counter() - start
+
+
+def bare_sgd_steps(x: Array, y: Array, params: list[tuple[Array, Array]], steps: int,
+                   batch: int, lr: float, xp: Any, rng: np.random.Generator) -> None:
+    """The baseline: the same SGD step written plainly with the array module."""
+    n = x.shape[0]
+    rows = xp.arange(batch)
+    for _ in range(steps):
+        idx = xp.asarray(rng.integers(0, n, size=batch))
+        acts = [x[idx]]
+        labels = y[idx]
+        for w, b in params[:-1]:
+            acts.append(xp.maximum(acts[-1] @ w + b, 0))
+        z = acts[-1] @ params[-1][0] + params[-1][1]
+        e = xp.exp(z - z.max(axis=1, keepdims=True))
+        p = e / e.sum(axis=1, keepdims=True)
+        p[rows, labels] -= 1
+        d = p / batch
+        for layer in range(len(params) - 1, -1, -1):
+            w, b = params[layer]
+            dw = acts[layer].T @ d
+            db = d.sum(axis=0)
+            if layer > 0:
+                d_next = (d @ w.T) * (acts[layer] > 0)
+            w -= lr * dw
+            b -= lr * db
+            if layer > 0:
+                d = d_next
+
+
+def matmul_speed(n: int, device: Device) -> tuple[float, float]:
+    """Best seconds of our panelled product and of a bare `a @ b`, interleaved."""
+    a, b = matmul_inputs(MatmulSpec(n, seed=2), device)
+    a @ b  # warm-up
+    ours, bare = [], []
+    for _ in range(3 if n <= 2048 else 2):
+        ours.append(_timed(device, lambda: matmul_product(a, b, device)))
+        bare.append(_timed(device, lambda: a @ b))
+    return min(ours), min(bare)
+
+
+def train_speed(spec: TrainSpec, device: Device) -> tuple[float, float]:
+    """Best steps per second of `train` (its compute phase) and of the bare step, interleaved."""
+    ours, bare = [], []
+    x, y = dataset(spec, device)
+    for _ in range(2):  # best of two: the machine is shared
+        result = run_workload(spec, device)
+        ours.append(spec.steps / result.phases["compute"])
+        bare.append(spec.steps / _time_bare_training(spec, x, y, device))
+    return max(ours), max(bare)
+
+
+def _time_bare_training(spec: TrainSpec, x: Array, y: Array, device: Device) -> float:
+    params = layers_to_device(init_weights(spec), device)
+    return _timed(device, lambda: bare_sgd_steps(x, y, params, spec.steps, spec.batch,
+                                                 spec.learning_rate, device.xp,
+                                                 np.random.default_rng(0)))
+
+
+def part_c(args: argparse.Namespace, device: Device) -> PartResult:
+    """Workload speed against the library baseline on the same device."""
+    part = PartResult("(c) workload speed / library baseline",
+                      ["workload", "ours", "baseline", "ratio %", "goal", ""])
+    lib = "cuBLAS (cupy)" if device.kind == "cuda" else "NumPy BLAS"
+    goal = f">= {100 * GOAL_SPEED_RATIO:.0f}%"
+    for n in args.sizes:
+        ours, bare = matmul_speed(n, device)
+        whole = run_workload(MatmulSpec(n, seed=2), device)
+        gflops = 2 * n**3 / 1e9
+        ratio = bare / ours
+        part.rows.append([f"matmul n={n}, GFLOP/s vs bare a @ b ({lib})", gflops / ours,
+                          gflops / bare, 100 * ratio, goal, _pass(ratio >= GOAL_SPEED_RATIO)])
+        part.rows.append([f"  whole run_matmul n={n} (inputs, product, encode, hash), s",
+                          whole.compute_seconds, "", "", "", ""])
+        part.results[f"matmul_{n}"] = {"ours_s": ours, "bare_s": bare, "ratio": ratio,
+                                       "whole_s": whole.compute_seconds,
+                                       "whole_phases": whole.phases}
+    for hidden, batch in ((256, 128), (1024, 512)):
+        spec = TrainSpec(seed=5, n_features=64, hidden=(hidden, hidden), n_classes=10,
+                         n_samples=8192, batch=batch, steps=args.speed_steps, lr_micros=50_000,
+                         checkpoint_every=max(1, args.speed_steps // 10))
+        ours, bare = train_speed(spec, device)
+        ratio = ours / bare
+        part.rows.append([f"train 64-{hidden}-{hidden}-10 batch {batch}, steps/s vs bare "
+                          f"{device.xp.__name__} step", ours, bare, 100 * ratio, goal,
+                          _pass(ratio >= GOAL_SPEED_RATIO)])
+        part.results[f"train_h{hidden}_b{batch}"] = {
+            "ours_steps_per_s": ours, "bare_steps_per_s": bare, "ratio": ratio,
+            "kernels": kernels_for(device).name}
+    score = benchmark_score(device, seconds=1.0)
+    part.rows.append(["device benchmark score (registration), GFLOP/s", score, "", "", "", ""])
+    part.results["benchmark_score_gflops"] = score
+    return part
+
+
+BLAS_ENV = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def _set_blas_threads(threads: int, argv: list[str]) -> None:
+    """BLAS reads its thread count when NumPy loads, so re-run this process with it set.
+
+    Multithreaded BLAS on small matrices collapses (10x and worse) when another process holds
+    a core, because its threads spin-wait on each other; one thread gives repeatable numbers.
+    """
+    if threads <= 0 or os.environ.get(BLAS_ENV[0]) == str(threads):
+        return
+    env = {**os.environ, **dict.fromkeys(BLAS_ENV, str(threads))}
+    os.execve(sys.executable, [sys.executable, "-m", "bench.market_bench", *argv], env)
+
+
+PARTS: dict[str, Callable[[argparse.Namespace, Device], PartResult]] = {
+    "a": part_a, "b": part_b, "c": part_c}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="scripts/bench market")
+    parser.add_argument("--parts", default="b,c", help="comma-separated parts among a, b, c")
+    parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    parser.add_argument("--matmul-n", type=int, default=4096)
+    parser.add_argument("--sizes", type=lambda s: [int(v) for v in s.split(",")],
+                        default=[2048, 4096])
+    parser.add_argument("--train-steps", type=int, default=6400)
+    parser.add_argument("--speed-steps", type=int, default=300)
+    parser.add_argument("--threads", type=int, default=1,
+                        help="BLAS threads (default 1: stable timings on a shared machine; "
+                             "0 leaves the library default)")
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args(argv)
+    _set_blas_threads(args.threads, sys.argv[1:] if argv is None else argv)
+    parts = [p.strip() for p in args.parts.split(",") if p.strip()]
+    unknown = [p for p in parts if p not in PARTS]
+    if unknown:
+        parser.error(f"unknown parts {unknown}; choose among {', '.join(PARTS)}")
+    device = detect(args.device)
+    jit_s = warm_up(device)
+    print(f"device: {device.kind} {device.name}, {device.memory_mb} MiB; BLAS threads "
+          f"{os.environ.get(BLAS_ENV[0], 'default')}; kernels {kernels_for(device).name} "
+          f"(JIT warm-up {jit_s:.2f} s, excluded)")
+    results: dict[str, Any] = {"device": {"kind": device.kind, "name": device.name,
+                                          "memory_mb": device.memory_mb},
+                               "kernels": kernels_for(device).name, "jit_warmup_s": jit_s,
+                               "blas_threads": os.environ.get(BLAS_ENV[0], "default"),
+                               "goals": {"verify_fraction": GOAL_VERIFY_FRACTION,
+                                         "speed_ratio": GOAL_SPEED_RATIO}}
+    for name in parts:
+        part = PARTS[name](args, device)
+        print_table(part.title, part.headers, part.rows)
+        results[name] = part.results
+    write_json("market", results, args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
