@@ -27,6 +27,9 @@ MAX_BATCH = 65_536
 MAX_STEPS = 1_000_000
 MAX_CHECKPOINTS = 256
 """A training result commits one hash per checkpoint; this bounds the result transaction."""
+MAX_CHECKPOINT_INTERVAL = 200
+"""Longest interval between checkpoints: replays of longer ones drift apart across devices as
+much as a skipped step does, so they could not be verified (see `gpu/verify.py`)."""
 
 
 class InvalidSpec(OgpuError):
@@ -149,8 +152,9 @@ class TrainSpec:
             out.append(f"steps must be within 1..{MAX_STEPS}")
         if not 1 <= self.lr_micros <= 10_000_000:
             out.append("lr_micros must be within 1..10,000,000")
-        if not 1 <= self.checkpoint_every <= max(1, self.steps):
-            out.append("checkpoint_every must be within 1..steps")
+        if not 1 <= self.checkpoint_every <= max(1, min(self.steps, MAX_CHECKPOINT_INTERVAL)):
+            out.append(f"checkpoint_every must be within 1..min(steps, "
+                       f"{MAX_CHECKPOINT_INTERVAL})")
         elif len(self.checkpoint_steps) > MAX_CHECKPOINTS:
             out.append(f"at most {MAX_CHECKPOINTS} checkpoints (raise checkpoint_every)")
         return out

@@ -56,7 +56,7 @@ from gpu.data import dataset, infer_inputs_host, init_weights, matmul_inputs, tr
 from gpu.device import Array, Device
 from gpu.errors import ArtifactError
 from gpu.mlp import evaluate, param_shapes, params_from_arrays
-from gpu.spec import InferSpec, MatmulSpec, TrainSpec
+from gpu.spec import MAX_CHECKPOINT_INTERVAL, InferSpec, MatmulSpec, TrainSpec
 from gpu.workloads import infer_logits, replay
 from ogpu_node.blobs import file_id
 
@@ -64,7 +64,7 @@ F32_EPS = float(np.finfo(np.float32).eps)
 FREIVALDS_KAPPA = 16.0
 MAX_FREIVALDS_ROUNDS = 64
 REPLAY_RTOL = 1e-3
-MAX_VERIFIED_INTERVAL = 200
+MAX_VERIFIED_INTERVAL = MAX_CHECKPOINT_INTERVAL
 METRIC_LOSS_RTOL = 1e-4
 METRIC_LOSS_ATOL_MICROS = 10
 INFER_RTOL = 1e-4

@@ -43,6 +43,27 @@ class Config:
     rpc_rate_limit_per_s: float = 100.0
     """JSON-RPC calls per second per client address (0 turns the limit off)."""
     log_level: str = "info"
+    # --- GPU market agents ---
+    provider: bool = False
+    """Act as a GPU provider: register, bid on tasks this machine can serve, run them."""
+    provider_price_floor: int = 1_000_000
+    """Lowest price per work unit (GFLOP) this provider bids, in base units (1e-9 OGPU)."""
+    provider_stake: int = 1_000 * 10**9
+    """Provider bond to register with, in base units."""
+    provider_max_concurrent: int = 1
+    provider_device: str = "auto"
+    """auto | cpu | cuda: where workloads run."""
+    provider_benchmark: int = 0
+    """Declared GFLOP/s; 0 measures the device at start."""
+    provider_fault: str = "none"
+    """Test-only fault injection (devnet and end-to-end tests): none | corrupt | vanish."""
+    verifier: bool = True
+    """Check results when this validator is drawn for a task's committee."""
+    verifier_intervals: int = 1
+    """Training intervals a verifier replays (plus the final metrics)."""
+    verifier_freivalds_rounds: int = 20
+    verifier_samples: int = 8
+    """Inference rows a verifier re-executes."""
 
     def path(self, relative: str) -> Path:
         """A configured file or folder, resolved against `home`."""
@@ -65,6 +86,21 @@ def _convert(name: str, value: Any, source: str) -> Any:
         if isinstance(value, list) and all(isinstance(v, str) for v in value):
             return value
         raise ConfigError(f"{name} (from {source}): expected a list of strings")
+    if expected == "bool":
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("1", "true", "yes", "on", "0", "false",
+                                                          "no", "off"):
+            return value.lower() in ("1", "true", "yes", "on")
+        raise ConfigError(f"{name} (from {source}): expected true or false")
+    if expected == "int":
+        try:
+            whole = int(value) if isinstance(value, str | int) else -1
+        except ValueError:
+            whole = -1
+        if isinstance(value, bool) or whole < 0:
+            raise ConfigError(f"{name} (from {source}): expected a non-negative integer")
+        return whole
     if expected == "float":
         try:
             number = float(value) if isinstance(value, str | int | float) else math.nan

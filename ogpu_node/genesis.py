@@ -296,8 +296,11 @@ def build_genesis(
     dev_accounts: int = 0,
     dev_balance: int | None = None,
     validator_stake: int | None = None,
+    validator_balance: int = 0,
 ) -> Genesis:
-    """Fill a template with validators (name, public key) and dev accounts, then validate it."""
+    """Fill a template with validators (name, public key) and dev accounts, then validate it.
+
+    `validator_balance` also funds each validator's account (for fees and a provider bond)."""
     doc = dict(template)
     if chain_id is not None:
         doc["chain_id"] = chain_id
@@ -316,5 +319,8 @@ def build_genesis(
     balance = dev_balance if dev_balance is not None else 1_000_000 * 10**9
     allocations += [{"address": address_to_text(dev_account_key(i).address), "amount": str(balance)}
                     for i in range(dev_accounts)]
+    if validator_balance:
+        allocations += [{"address": address_to_text(address_of(key)),
+                         "amount": str(validator_balance)} for _, key in validators]
     doc["allocations"] = allocations
     return parse_genesis(doc)

@@ -123,10 +123,13 @@ def genesis() -> None:
               help="Well-known funded dev accounts to add (their keys are public!).")
 @click.option("--dev-balance", default="1000000", show_default=True, help="OGPU per dev account.")
 @click.option("--stake", default=None, help="OGPU staked per validator (default: minimum stake).")
+@click.option("--validator-balance", default="10000", show_default=True,
+              help="OGPU in each validator's account (fees, a provider bond).")
 @JSON_OPTION
 @handle_errors
 def genesis_new(count: int, homes: Path, template: Path | None, chain_id: str | None,
-                dev_accounts: int, dev_balance: str, stake: str | None, as_json: bool) -> None:
+                dev_accounts: int, dev_balance: str, stake: str | None, validator_balance: str,
+                as_json: bool) -> None:
     """Create COUNT validator homes and a genesis that makes them the validators."""
     validators = []
     for i in range(count):
@@ -134,12 +137,13 @@ def genesis_new(count: int, homes: Path, template: Path | None, chain_id: str | 
         validators.append((f"node{i}", bytes.fromhex(info["validator_public_key"])))
     try:
         balance, stake_units = parse_amount(dev_balance), parse_amount(stake) if stake else None
+        validator_units = parse_amount(validator_balance)
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from exc
     doc = build_genesis(
         load_template(template), validators, genesis_time_ms=int(time.time() * 1000),
         chain_id=chain_id, dev_accounts=dev_accounts, dev_balance=balance,
-        validator_stake=stake_units,
+        validator_stake=stake_units, validator_balance=validator_units,
     )
     out = homes / "genesis.json"
     doc.write(out)

@@ -97,6 +97,14 @@ class Mempool:
         if not queue:
             del self._by_sender[tx.sender]
 
+    def next_nonce(self, sender: Address, state: State) -> int:
+        """The nonce a new transaction of `sender` should take: after its run of pending ones."""
+        nonce = state.account(sender).nonce
+        queue = self._by_sender.get(sender, {})
+        while nonce in queue:
+            nonce += 1
+        return nonce
+
     def candidates(self, state: State) -> Iterator[Transaction]:
         """Transactions that could go into the next block on top of `state`: per sender the run
         of consecutive nonces from the account's next nonce, senders in arrival order."""

@@ -6,6 +6,8 @@ Gossip topics:
                   fetched from the announcer with PROTO_BLOCK. py-libp2p can interleave two
                   writers' frames on one gossip stream when a message spans several yamux
                   frames, so gossip messages stay small and bulk data goes by request.
+    TOPIC_PROGRESS a `TaskProgress`: how far the awarded provider is with a task, signed by it
+                  (not consensus data: every node keeps the latest one per task for its clients)
 
 Request/response protocols (one request, one response, both length-capped by the p2p layer):
     PROTO_STATUS     `StatusRequest` -> `Status`            chain id check, height, validator
@@ -24,6 +26,8 @@ from ogpu_node.types import ADDRESS_LEN, HASH_LEN
 
 TOPIC_TXS = "ogpu/txs/1"
 TOPIC_BLOCKS = "ogpu/blocks/1"
+TOPIC_PROGRESS = "ogpu/progress/1"
+SIGN_KIND_PROGRESS = "progress"
 PROTO_STATUS = "/ogpu/status/1"
 PROTO_QUERY = "/ogpu/query/1"
 PROTO_BLOCK = "/ogpu/block/1"
@@ -73,6 +77,36 @@ class BlockAnnouncement:
         block_id, height = read_array(value, 2, "announcement")
         return cls(read_bytes(block_id, "announcement.block_id", size=HASH_LEN),
                    read_uint(height, "announcement.height"))
+
+
+@dataclass(frozen=True)
+class TaskProgress:
+    """The awarded provider's progress on one attempt of a task, in basis points of the work."""
+
+    task_id: bytes
+    attempt: int
+    provider: bytes
+    done_bps: int
+    time_ms: int
+    signature: bytes = b""
+
+    MAX_BYTES: ClassVar[int] = 192
+
+    def body_fields(self) -> list[Any]:
+        return [self.task_id, self.attempt, self.provider, self.done_bps, self.time_ms]
+
+    def to_fields(self) -> list[Any]:
+        return [*self.body_fields(), self.signature]
+
+    @classmethod
+    def from_fields(cls, value: Any) -> Self:
+        task_id, attempt, provider, done, time_ms, signature = read_array(value, 6, "progress")
+        return cls(read_bytes(task_id, "progress.task_id", size=HASH_LEN),
+                   read_uint(attempt, "progress.attempt"),
+                   read_bytes(provider, "progress.provider", size=ADDRESS_LEN),
+                   read_uint(done, "progress.done_bps", max_value=10_000),
+                   read_uint(time_ms, "progress.time_ms"),
+                   read_bytes(signature, "progress.signature", size=64))
 
 
 @dataclass(frozen=True)

@@ -33,7 +33,15 @@ from consensus.params import Parameters
 from consensus.proposer import proposer_for, slot_at, slot_start
 from consensus.validators import ValidatorSet
 from ogpu_node.address import address_to_text
-from ogpu_node.blobs import PROTO_BLOB, BlobError, BlobRequest, BlobResponse, BlobStore, check_chunk
+from ogpu_node.blobs import (
+    PROTO_BLOB,
+    BlobError,
+    BlobRequest,
+    BlobResponse,
+    BlobStore,
+    check_chunk,
+    decode_manifest,
+)
 from ogpu_node.chain import Chain
 from ogpu_node.encoding import decode, encode
 from ogpu_node.errors import OgpuError
@@ -45,8 +53,9 @@ from ogpu_node.ledger.errors import InvalidBlock, InvalidTransaction
 from ogpu_node.ledger.tx import decode_transaction
 from ogpu_node.node import messages as m
 from ogpu_node.node.mempool import Mempool, MempoolLimits
+from ogpu_node.node.task_feed import TaskFeed, sign_progress
 from ogpu_node.node_api import FINAL_STATES, Health, NodeStatus, PeerInfo, TxReceipt, TxState
-from ogpu_node.types import Hash32
+from ogpu_node.types import Address, Hash32
 from p2p.errors import P2PError
 from p2p.network import Network, TaskStatus
 
@@ -116,6 +125,7 @@ class Node:
         self._txs_to_gossip = trio.Event()
         self._subscribers: set[trio.MemorySendChannel[Block]] = set()
         self._nursery: trio.Nursery | None = None
+        self.tasks = TaskFeed()
         self.engine = self._new_engine()
 
     # --- engine ----------------------------------------------------------------------------------
@@ -199,6 +209,8 @@ class Node:
             self.pending.clear()
         self._finalized.set()
         self._finalized = trio.Event()
+        if state.changed_tasks:
+            self.tasks.notify(list(state.changed_tasks))
         for channel in list(self._subscribers):
             try:
                 channel.send_nowait(block)
@@ -307,6 +319,7 @@ class Node:
             self._nursery = nursery
             nursery.start_soon(self._gossip_loop, m.TOPIC_TXS, self._on_tx_gossip)
             nursery.start_soon(self._gossip_loop, m.TOPIC_BLOCKS, self._on_block_gossip)
+            nursery.start_soon(self._gossip_loop, m.TOPIC_PROGRESS, self._on_progress_gossip)
             nursery.start_soon(self._tx_publisher)
             nursery.start_soon(self._timer_loop)
             nursery.start_soon(self._status_loop)
@@ -322,6 +335,25 @@ class Node:
                     handler(message.from_peer, message.data)
                 except OgpuError as exc:
                     log.debug("rejected %s gossip from %s: %s", topic, message.from_peer, exc)
+
+    def _on_progress_gossip(self, peer: str, data: bytes) -> None:
+        self.tasks.accept_progress(decode(m.TaskProgress, data), self.chain.state)
+
+    async def publish_progress(self, task_id: bytes, attempt: int, done_bps: int) -> None:
+        """Report this node's progress on a task it was awarded (as its provider)."""
+        if self.key is None:
+            raise OgpuError("only a node with a key can report progress")
+        report = sign_progress(self.key, self.chain.state.chain_id, m.TaskProgress(
+            task_id, attempt, self.key.address, min(10_000, max(0, done_bps)), self.wall_ms()))
+        if self.tasks.accept_progress(report, self.chain.state):
+            try:
+                await self.network.publish(m.TOPIC_PROGRESS, encode(report))
+            except P2PError as exc:
+                log.debug("progress gossip failed: %s", exc)
+
+    def next_nonce(self, address: bytes) -> int:
+        """The nonce for a new transaction from `address`, after those already pending."""
+        return self.mempool.next_nonce(Address(address), self.chain.state)
 
     def _on_tx_gossip(self, peer: str, data: bytes) -> None:
         batch = decode(m.TxBatch, data)
@@ -546,6 +578,19 @@ class Node:
                 self.blobs.put(data)
                 return data
         raise BlobError(f"no connected peer has chunk {chunk_id.hex()[:16]}")
+
+    async def fetch_file(self, file_id: bytes, max_bytes: int = 1 << 32) -> bytes:
+        """A file (see `blobs.Manifest`) from our store, or chunk by chunk from peers; every
+        chunk is checked against its id and stored. Raises `BlobError`."""
+        if self.blobs is None:
+            raise BlobError("this node keeps no blobs")
+        local = self.blobs.get_file(file_id)
+        if local is not None:
+            return local
+        manifest = decode_manifest(await self.fetch_blob(file_id))
+        if manifest.size > max_bytes:
+            raise BlobError(f"file of {manifest.size} bytes exceeds the {max_bytes} asked for")
+        return b"".join([await self.fetch_blob(chunk) for chunk in manifest.chunks])
 
     # --- NodeApi ---------------------------------------------------------------------------------
 

@@ -16,6 +16,8 @@ from typing import Any
 
 import trio
 
+from ogpu_node.agents.provider import ProviderAgent, ProviderPolicy
+from ogpu_node.agents.verifier import VerifierAgent, VerifierPolicy
 from ogpu_node.blobs import BlobStore
 from ogpu_node.chain import Chain
 from ogpu_node.config import Config, ConfigError
@@ -89,6 +91,7 @@ async def run_node(config: Config, *, task_status: Any = trio.TASK_STATUS_IGNORE
                                    rate_limit_per_s=config.rpc_rate_limit_per_s)
             rpc = await nursery.start(serve_rpc, node, rpc_config, metrics)
             nursery.start_soon(_update_gauges, node, metrics)
+            start_agents(nursery, node, config)
             endpoints = Endpoints(rpc=f"http://{rpc.host}:{rpc.port}",
                                   p2p=tuple(network.listen_addrs), peer_id=network.peer_id)
             log.info("node %s up: rpc %s, p2p %s, height %d", config.moniker, endpoints.rpc,
@@ -96,6 +99,25 @@ async def run_node(config: Config, *, task_status: Any = trio.TASK_STATUS_IGNORE
             task_status.started(endpoints)
     finally:
         store.close()
+
+
+def start_agents(nursery: trio.Nursery, node: Node, config: Config) -> None:
+    """The market agents this node's configuration asks for (both need a validator key)."""
+    if node.key is None:
+        if config.provider:
+            log.warning("provider = true needs a validator key: not acting as a provider")
+        return
+    if config.provider:
+        policy = ProviderPolicy(
+            price_floor=config.provider_price_floor, stake=config.provider_stake,
+            max_concurrent=max(1, config.provider_max_concurrent),
+            device=config.provider_device, benchmark=config.provider_benchmark,
+            fault=config.provider_fault)
+        nursery.start_soon(ProviderAgent(node, policy).serve)
+    if config.verifier:
+        nursery.start_soon(VerifierAgent(node, VerifierPolicy(
+            intervals=config.verifier_intervals, freivalds_rounds=config.verifier_freivalds_rounds,
+            samples=config.verifier_samples, device=config.provider_device)).serve)
 
 
 async def _update_gauges(node: Node, metrics: NodeMetrics) -> None:

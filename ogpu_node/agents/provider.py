@@ -1,0 +1,263 @@
+"""The provider agent: registers this node as a GPU provider, bids, runs awarded tasks, commits.
+
+After every finalised block it looks at the open tasks:
+
+* **bidding**: bids on a task it can serve (its benchmark meets the task's minimum, its price
+  floor is within the task's maximum, it can finish within the task's execution time at its
+  benchmark, it runs fewer than `max_concurrent` tasks, its free stake covers the collateral).
+  It bids its floor: the auction pays the second price, so asking one's true cost is the best
+  strategy. The sealed bid's salt stays in memory until the reveal.
+* **revealing**: reveals its sealed bids.
+* **running, awarded to us**: runs the workload in a worker thread (the trio loop stays free),
+  publishes progress about once a second, stores the output and checkpoints as blobs (served to
+  verifiers and the client over `/ogpu/blob/1`) and commits the result before the deadline. A
+  task that leaves the running state (cancelled, timed out) stops its worker.
+
+`fault` is test-only fault injection for the devnet and end-to-end tests: `corrupt` perturbs
+every checkpoint (or one element of a matmul / inference output) before committing, `vanish`
+never commits.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, replace
+
+import numpy as np
+import trio
+
+from gpu.artifacts import checkpoint_chain, decode_arrays, encode_arrays
+from gpu.device import Device, detect
+from gpu.device_bench import benchmark_score
+from gpu.errors import GpuError, WorkloadCancelled
+from gpu.spec import InvalidSpec, TrainSpec, decode_spec
+from gpu.workloads import WorkloadResult, run_workload
+from ogpu_node.agents.wallet import NodeWallet
+from ogpu_node.blobs import file_id
+from ogpu_node.errors import OgpuError
+from ogpu_node.ledger import State
+from ogpu_node.ledger.errors import InvalidTransaction
+from ogpu_node.ledger.market.auction import bid_commitment
+from ogpu_node.ledger.market.payloads import CommitBid, CommitResult, RegisterProvider, RevealBid
+from ogpu_node.ledger.market.records import Device as DeviceRecord
+from ogpu_node.ledger.market.records import Task, TaskResult, TaskStatus
+from ogpu_node.ledger.market.rules import provider_collateral
+from ogpu_node.node.node import Node
+from ogpu_node.types import Address, Hash32
+from p2p.network import TaskStatus as StartedStatus
+
+log = logging.getLogger("ogpu.provider")
+
+FAULTS = ("none", "corrupt", "vanish")
+TIME_MARGIN = 0.5
+"""Bid only when the work fits in this share of the task's execution time at our benchmark."""
+
+
+@dataclass(frozen=True)
+class ProviderPolicy:
+    price_floor: int
+    stake: int
+    max_concurrent: int = 1
+    device: str = "auto"
+    benchmark: int = 0
+    """Declared GFLOP/s; 0 measures the device at start."""
+    fault: str = "none"
+
+
+def why_not_bid(task: Task, state: State, me: Address, policy: ProviderPolicy, benchmark: int,
+                busy: int) -> str | None:
+    """Why this provider does not bid on `task` (None: it bids)."""
+    provider = state.providers.get(me)
+    if provider is None or provider.stake < state.params.provider_min_stake:
+        return "not registered"
+    if me == task.client or me in task.excluded:
+        return "excluded from this task"
+    if any(b.bidder == me for b in task.bids):
+        return "already bid"
+    if benchmark < task.min_benchmark:
+        return f"benchmark {benchmark} below the task's {task.min_benchmark}"
+    if policy.price_floor > task.max_price:
+        return f"price floor {policy.price_floor} above the task's maximum {task.max_price}"
+    if task.work_units / max(1, benchmark) > task.exec_ms / 1000 * TIME_MARGIN:
+        return "cannot finish within the task's execution time"
+    if busy >= policy.max_concurrent:
+        return "at the concurrent task limit"
+    if provider.free_stake < provider_collateral(state.params, task.budget):
+        return "free stake below the collateral"
+    return None
+
+
+class ProviderAgent:
+    """Acts as this node's GPU provider (see the module docstring)."""
+
+    def __init__(self, node: Node, policy: ProviderPolicy, device: Device | None = None) -> None:
+        if policy.fault not in FAULTS:
+            raise OgpuError(f"provider fault must be one of {', '.join(FAULTS)}")
+        self.node = node
+        self.wallet = NodeWallet(node)
+        self.me = Address(self.wallet.address)
+        self.policy = policy
+        self.device = device
+        self.benchmark = policy.benchmark
+        self.sealed: dict[tuple[bytes, int], tuple[int, bytes]] = {}
+        self.jobs: dict[tuple[bytes, int], float] = {}
+        """(task, attempt) -> progress fraction of the workloads running here."""
+        self.skipped: dict[bytes, str] = {}
+        """Why we did not bid on a task (for operators and `ogpu provider status`)."""
+
+    async def serve(self, *, task_status: StartedStatus = trio.TASK_STATUS_IGNORED
+                    ) -> None:
+        if self.device is None:
+            self.device = detect(self.policy.device)
+        if not self.benchmark:
+            self.benchmark = await trio.to_thread.run_sync(benchmark_score, self.device)
+        log.info("provider on %s (%s), benchmark %d GFLOP/s, floor %d per unit",
+                 self.device.name, self.device.kind, self.benchmark, self.policy.price_floor)
+        task_status.started()
+        async with trio.open_nursery() as nursery, self.node.subscribe_blocks() as blocks:
+            await self.step(nursery)
+            async for _ in blocks:
+                await self.step(nursery)
+
+    async def step(self, nursery: trio.Nursery) -> None:
+        """React to the latest finalised state."""
+        state = self.node.chain.state
+        try:
+            await self._register(state)
+            for task_id in sorted(state.open_tasks):
+                await self._act_on(nursery, state, Hash32(task_id), state.tasks[task_id])
+        except InvalidTransaction as exc:
+            log.info("provider transaction refused: %s: %s", exc.code, exc)
+
+    async def _register(self, state: State) -> None:
+        assert self.device is not None
+        current = state.providers.get(self.me)
+        devices = (DeviceRecord(self.device.name[:64], self.device.memory_mb),)
+        if current is not None and (current.benchmark, current.price_floor, current.devices) == (
+                self.benchmark, self.policy.price_floor, devices) and (
+                current.stake >= state.params.provider_min_stake):
+            return
+        have = current.stake if current else 0
+        stake = max(0, max(self.policy.stake, state.params.provider_min_stake) - have)
+        if await self.wallet.send_once(("register", self.benchmark), RegisterProvider(
+                devices, self.benchmark, self.policy.price_floor, stake)):
+            log.info("registering as a provider with %d more stake", stake)
+
+    async def _act_on(self, nursery: trio.Nursery, state: State, task_id: Hash32,
+                      task: Task) -> None:
+        key = (bytes(task_id), task.attempt)
+        if task.status == TaskStatus.BIDDING:
+            reason = why_not_bid(task, state, self.me, self.policy, self.benchmark,
+                                 len(self.jobs))
+            if reason is not None:
+                self.skipped[task_id] = reason
+                return
+            price = self.policy.price_floor
+            salt = os.urandom(16)
+            commitment = bid_commitment(task_id, task.attempt, self.me, price, salt)
+            if await self.wallet.send_once(("bid", key), CommitBid(task_id, commitment)):
+                self.sealed[key] = (price, salt)
+                log.info("bid on task %s (attempt %d) at %d per unit", task_id.hex()[:12],
+                         task.attempt, price)
+        elif task.status == TaskStatus.REVEALING and key in self.sealed:
+            mine = next((b for b in task.bids if b.bidder == self.me), None)
+            if mine is not None and not mine.revealed:
+                price, salt = self.sealed[key]
+                await self.wallet.send_once(("reveal", key), RevealBid(task_id, price, salt))
+        elif (task.status == TaskStatus.RUNNING and task.provider == self.me
+              and key not in self.jobs):
+            self.jobs[key] = 0.0
+            nursery.start_soon(self._run_job, task_id, task)
+
+    def _still_ours(self, task_id: bytes, attempt: int) -> bool:
+        task = self.node.chain.state.tasks.get(Hash32(task_id))
+        return (task is not None and task.status == TaskStatus.RUNNING
+                and task.provider == self.me and task.attempt == attempt)
+
+    async def _run_job(self, task_id: Hash32, task: Task) -> None:
+        key = (bytes(task_id), task.attempt)
+        assert self.device is not None
+        device = self.device
+        try:
+            spec = decode_spec(task.kind, task.spec)
+            log.info("running task %s: %s", task_id.hex()[:12], spec)
+            def on_progress(fraction: float) -> None:
+                self.jobs[key] = fraction
+
+            def should_stop() -> bool:
+                # called from the worker thread; the finalised state is replaced, never mutated
+                return not self._still_ours(task_id, task.attempt)
+
+            result: WorkloadResult | None = None
+            async with trio.open_nursery() as reporters:
+                reporters.start_soon(self._report_progress, task_id, task.attempt)
+                try:
+                    result = await trio.to_thread.run_sync(
+                        run_workload, spec, device, on_progress, should_stop)
+                except WorkloadCancelled:
+                    log.info("task %s is no longer ours: stopped", task_id.hex()[:12])
+                except (GpuError, InvalidSpec) as exc:  # caught here, not as a nursery's group
+                    log.error("task %s failed here: %s", task_id.hex()[:12], exc)
+                finally:
+                    reporters.cancel_scope.cancel()
+            if result is None:
+                return
+            await self.node.publish_progress(task_id, task.attempt, 10_000)
+            if self.policy.fault == "vanish":
+                log.warning("fault injection: not committing the result of %s",
+                            task_id.hex()[:12])
+                return
+            if self.policy.fault == "corrupt":
+                result = await trio.to_thread.run_sync(corrupt_result, result, spec)
+                log.warning("fault injection: committing a corrupted result of %s",
+                            task_id.hex()[:12])
+            await trio.to_thread.run_sync(self._store, result)
+            if not self._still_ours(task_id, task.attempt):
+                return
+            committed = TaskResult(result.output_id, result.checkpoint_root,
+                                   tuple(result.checkpoint_ids),
+                                   tuple(sorted(result.metrics.items())))
+            await self.wallet.send_once(("result", key), CommitResult(task_id, committed))
+            log.info("committed the result of task %s after %.1f s of compute",
+                     task_id.hex()[:12], result.compute_seconds)
+        except (GpuError, InvalidSpec, OgpuError) as exc:
+            log.error("task %s failed here: %s", task_id.hex()[:12], exc)
+        finally:
+            self.jobs.pop(key, None)
+            self.sealed.pop(key, None)
+
+    async def _report_progress(self, task_id: Hash32, attempt: int) -> None:
+        key = (bytes(task_id), attempt)
+        while True:
+            await trio.sleep(1.0)
+            if not self._still_ours(task_id, attempt):
+                return
+            await self.node.publish_progress(task_id, attempt, int(self.jobs.get(key, 0) * 10_000))
+
+    def _store(self, result: WorkloadResult) -> None:
+        blobs = self.node.blobs
+        if blobs is None:
+            raise OgpuError("a provider needs a blob store")
+        for checkpoint in result.checkpoints:
+            blobs.put_file(checkpoint)
+        blobs.put_file(result.output)
+
+
+def corrupt_result(result: WorkloadResult, spec: object) -> WorkloadResult:
+    """Fault injection: the same result with wrong numbers (see the module docstring)."""
+    if isinstance(spec, TrainSpec):
+        rng = np.random.default_rng(0)
+        checkpoints = []
+        for raw in result.checkpoints:
+            arrays = [(name, (a + rng.normal(0, 1e-2, a.shape)).astype(np.float32))
+                      for name, a in decode_arrays(raw)]
+            checkpoints.append(encode_arrays(arrays))
+        ids = [file_id(c) for c in checkpoints]
+        return replace(result, output=checkpoints[-1], output_id=ids[-1],
+                       checkpoints=checkpoints, checkpoint_ids=ids,
+                       checkpoint_root=checkpoint_chain(ids))
+    arrays = [(name, a.copy()) for name, a in decode_arrays(result.output)]
+    arrays[0][1].flat[0] += 1.0
+    output = encode_arrays(arrays)
+    return replace(result, output=output, output_id=file_id(output))

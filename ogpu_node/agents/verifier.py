@@ -1,0 +1,133 @@
+"""The verifier agent: when this validator is drawn for a task's committee, check the result and
+vote.
+
+The checks are `gpu.verify`'s: Freivalds for a matrix product, replay of randomly chosen
+checkpoint intervals plus the final metrics for training, re-execution of sampled rows for
+inference. Each verifier draws its own random choices (seeded by task, attempt and its address),
+so a committee covers more of the result than one member. The output and checkpoints come from
+peers over `/ogpu/blob/1`, each chunk checked against its id; a result whose files nobody serves
+within the verdict window is rejected as `output_unavailable` (a provider cannot withhold its
+output and still be paid).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+import trio
+
+from gpu.device import Device, detect
+from gpu.spec import InferSpec, MatmulSpec, TrainSpec, decode_spec
+from gpu.verify import Verdict, verify_inference, verify_matmul, verify_training
+from ogpu_node.agents.wallet import NodeWallet
+from ogpu_node.blobs import BlobError
+from ogpu_node.encoding import pack
+from ogpu_node.errors import OgpuError
+from ogpu_node.hashing import digest
+from ogpu_node.ledger.errors import InvalidTransaction
+from ogpu_node.ledger.market.payloads import SubmitVerdict
+from ogpu_node.ledger.market.records import Task, TaskStatus
+from ogpu_node.node.node import Node
+from ogpu_node.types import Hash32
+from p2p.network import TaskStatus as StartedStatus
+
+log = logging.getLogger("ogpu.verifier")
+
+FETCH_ATTEMPTS = 5
+FETCH_RETRY_S = 2.0
+
+
+@dataclass(frozen=True)
+class VerifierPolicy:
+    intervals: int = 1
+    freivalds_rounds: int = 20
+    samples: int = 8
+    device: str = "auto"
+
+
+class VerifierAgent:
+    """Checks the results this validator is drawn to check, and votes."""
+
+    def __init__(self, node: Node, policy: VerifierPolicy, device: Device | None = None) -> None:
+        self.node = node
+        self.wallet = NodeWallet(node)
+        self.policy = policy
+        self.device = device
+        self.checking: set[tuple[bytes, int]] = set()
+        self.verdicts: dict[tuple[bytes, int], Verdict] = {}
+
+    async def serve(self, *, task_status: StartedStatus = trio.TASK_STATUS_IGNORED
+                    ) -> None:
+        if self.device is None:
+            self.device = detect(self.policy.device)
+        task_status.started()
+        async with trio.open_nursery() as nursery, self.node.subscribe_blocks() as blocks:
+            self.step(nursery)
+            async for _ in blocks:
+                self.step(nursery)
+
+    def step(self, nursery: trio.Nursery) -> None:
+        state = self.node.chain.state
+        me = self.wallet.address
+        for task_id in sorted(state.open_tasks):
+            task = state.tasks[task_id]
+            key = (bytes(task_id), task.attempt)
+            if (task.status == TaskStatus.VERIFYING and me in task.committee
+                    and not any(v.verifier == me for v in task.verdicts)
+                    and key not in self.checking):
+                self.checking.add(key)
+                nursery.start_soon(self._check_and_vote, Hash32(task_id), task)
+
+    async def _check_and_vote(self, task_id: Hash32, task: Task) -> None:
+        key = (bytes(task_id), task.attempt)
+        try:
+            verdict = await self.check(task_id, task)
+            self.verdicts[key] = verdict
+            log.info("task %s attempt %d: %s (%s, %.2f s)", task_id.hex()[:12], task.attempt,
+                     verdict.reason, verdict.checked, verdict.seconds)
+            await self.wallet.send_once(("verdict", key), SubmitVerdict(
+                task_id, task.attempt, verdict.ok, verdict.code))
+        except InvalidTransaction as exc:
+            log.info("verdict refused: %s: %s", exc.code, exc)
+        finally:
+            self.checking.discard(key)
+
+    async def check(self, task_id: Hash32, task: Task) -> Verdict:
+        """Fetch what the check needs and run it in a worker thread."""
+        assert self.device is not None and task.result is not None
+        device, result, policy = self.device, task.result, self.policy
+        spec = decode_spec(task.kind, task.spec)
+        seed = digest(b"verifier", pack([task_id, task.attempt, self.wallet.address]))
+        rng = np.random.default_rng(int.from_bytes(seed[:8], "big"))
+        try:
+            if isinstance(spec, TrainSpec):
+                def checkpoint(index: int) -> bytes:
+                    # called from the worker thread: only what the check draws is fetched
+                    return trio.from_thread.run(self._fetch, result.checkpoint_ids[index])
+
+                return await trio.to_thread.run_sync(
+                    lambda: verify_training(spec, checkpoint, result.checkpoint_ids,
+                                            result.checkpoint_root, dict(result.metrics),
+                                            policy.intervals, rng, device))
+            output = await self._fetch(result.output_id)
+            if isinstance(spec, MatmulSpec):
+                return await trio.to_thread.run_sync(
+                    verify_matmul, spec, output, policy.freivalds_rounds, rng, device)
+            assert isinstance(spec, InferSpec)
+            return await trio.to_thread.run_sync(
+                verify_inference, spec, output, policy.samples, rng, device)
+        except BlobError as exc:
+            return Verdict(False, f"output_unavailable: {exc}", "fetch", 0.0)
+
+    async def _fetch(self, file_id: bytes) -> bytes:
+        for attempt in range(FETCH_ATTEMPTS):
+            try:
+                return await self.node.fetch_file(file_id)
+            except BlobError:
+                if attempt == FETCH_ATTEMPTS - 1:
+                    raise
+                await trio.sleep(FETCH_RETRY_S)
+        raise OgpuError("unreachable")
+

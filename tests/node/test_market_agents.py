@@ -1,0 +1,184 @@
+"""The market end to end inside one process: 4 validator nodes on the in-memory network, two of
+them running the provider agent, all running the verifier agent, real (tiny) workloads in worker
+threads. The clock is real, because workloads run in threads; every wait is on a node event
+(a finalised block or a task change), bounded by `fail_after`."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import replace
+
+import pytest
+import trio
+
+from gpu.device import cpu_device
+from gpu.spec import TrainSpec
+from ogpu_node.agents.provider import ProviderAgent, ProviderPolicy
+from ogpu_node.agents.verifier import VerifierAgent, VerifierPolicy
+from ogpu_node.blobs import BlobStore
+from ogpu_node.chain import Chain
+from ogpu_node.encoding import encode
+from ogpu_node.genesis import Genesis, build_genesis, dev_account_key, load_template
+from ogpu_node.keys import PrivateKey
+from ogpu_node.ledger import sign_transaction
+from ogpu_node.ledger.market.payloads import CancelTask, SubmitTask
+from ogpu_node.ledger.market.records import CloseReason, Task, TaskStatus
+from ogpu_node.node.node import Node, NodeSettings
+from ogpu_node.node_api import TxState
+from ogpu_node.storage import ChainStore, MemoryKV
+from ogpu_node.types import Hash32, ogpu
+from p2p.memory import MemoryHub
+
+VALIDATORS = [PrivateKey.from_seed(bytes([i + 31]) * 32) for i in range(4)]
+CLIENT = dev_account_key(0)
+SPEC = TrainSpec(seed=5, n_features=8, hidden=(16,), n_classes=4, n_samples=128, batch=16,
+                 steps=20, lr_micros=50_000, checkpoint_every=5)
+LONG = replace(SPEC, n_features=64, hidden=(256, 256), n_samples=1_024, batch=256, steps=50_000,
+               checkpoint_every=200)
+SETTINGS = NodeSettings(max_block_interval_ms=250, slot_ms=500)
+
+
+def market_genesis() -> Genesis:
+    template = load_template()
+    template["params"] = {**template["params"], "bid_window_ms": 600, "reveal_window_ms": 600,
+                          "verdict_window_ms": 8_000, "epoch_length": 100_000}
+    return build_genesis(template, [(f"v{i}", k.public_key.raw) for i, k in enumerate(VALIDATORS)],
+                         genesis_time_ms=1_000, dev_accounts=2, validator_balance=ogpu(10_000))
+
+
+@asynccontextmanager
+async def market_network(tmp_path: object, providers: dict[int, ProviderPolicy]
+                         ) -> AsyncIterator[list[Node]]:
+    genesis = market_genesis()
+    hub = MemoryHub()
+    async with trio.open_nursery() as nursery:
+        nets = [hub.node(f"n{i}") for i in range(4)]
+        for net in nets:
+            await nursery.start(net.serve)
+        for a in range(4):
+            for b in range(a + 1, 4):
+                await nets[a].connect(nets[b].listen_addrs[0])
+        nodes = []
+        for i, net in enumerate(nets):
+            node = Node(chain=Chain.open(ChainStore(MemoryKV()), genesis), network=net,
+                        genesis_hash=genesis.hash, validator_key=VALIDATORS[i], moniker=f"n{i}",
+                        settings=SETTINGS, blobs=BlobStore(tmp_path / f"blobs{i}"))  # type: ignore[operator]
+            await nursery.start(node.serve)
+            nodes.append(node)
+        for i, node in enumerate(nodes):
+            await nursery.start(VerifierAgent(node, VerifierPolicy(intervals=4),
+                                              cpu_device()).serve)
+            if i in providers:
+                await nursery.start(ProviderAgent(node, providers[i], cpu_device()).serve)
+        yield nodes
+        nursery.cancel_scope.cancel()
+
+
+async def wait_for(node: Node, done: object) -> None:
+    """Wait, block by block, until `done()` holds on `node`'s finalised state."""
+    async with node.subscribe_blocks() as blocks:
+        while not done():  # type: ignore[operator]
+            await blocks.receive()
+
+
+async def submit(node: Node, nonce: int, spec: TrainSpec = SPEC, **changes: int) -> Hash32:
+    fields = {"max_price": ogpu(1), "min_benchmark": 0, "exec_ms": 10_000, "ttl_ms": 60_000}
+    fields.update(changes)
+    tx = sign_transaction(CLIENT, chain_id=node.chain.state.chain_id, nonce=nonce, fee=1_000,
+                          payload=SubmitTask(spec.KIND, encode(spec), **fields))
+    await node.submit_tx(tx)
+    receipt = await node.wait_for_tx(tx.hash)
+    assert receipt.state is TxState.FINALIZED, receipt
+    return tx.hash
+
+
+def task_of(node: Node, task_id: Hash32) -> Task:
+    return node.chain.state.tasks[task_id]
+
+
+def status_of(node: Node, task_id: Hash32) -> TaskStatus | None:
+    task = node.chain.state.tasks.get(task_id)
+    return task.status if task is not None else None
+
+
+def closed(node: Node, task_id: Hash32) -> object:
+    return lambda: status_of(node, task_id) == TaskStatus.CLOSED
+
+
+def policy(**changes: object) -> ProviderPolicy:
+    return replace(ProviderPolicy(price_floor=1_000, stake=ogpu(500), benchmark=100), **changes)
+
+
+async def registered(nodes: list[Node], count: int) -> None:
+    await wait_for(nodes[0], lambda: len(nodes[0].chain.state.providers) == count)
+
+
+async def test_honest_training_task_settles_and_pays(tmp_path: object) -> None:
+    async with market_network(tmp_path, {1: policy(), 2: policy(price_floor=2_000)}) as nodes:
+        with trio.fail_after(90):
+            await registered(nodes, 2)
+            task_id = await submit(nodes[0], 0)
+            await wait_for(nodes[0], closed(nodes[0], task_id))
+        task = task_of(nodes[0], task_id)
+        assert task.close_reason == CloseReason.COMPLETED
+        assert task.provider == VALIDATORS[1].address  # the lower floor wins ...
+        assert task.price == 2_000  # ... at the second price
+        assert sum(v.accept for v in task.verdicts) >= 2
+        events = [m.event for m in task.trail]
+        assert events[0] == "escrow" and "payment" in events and events[-1] == "refund"
+        provider = nodes[0].chain.state.providers[VALIDATORS[1].address]
+        assert provider.completed == 1 and provider.locked == 0
+        # every node holds the same state
+        await wait_for(nodes[3], lambda: nodes[3].chain.state.height >=
+                       nodes[0].chain.state.height)
+
+
+@pytest.mark.parametrize("fault,reason", [("corrupt", "rejected"), ("vanish", "timed_out")])
+async def test_a_faulty_provider_is_slashed_and_another_completes(tmp_path: object, fault: str,
+                                                                  reason: str) -> None:
+    providers = {1: policy(fault=fault), 2: policy(price_floor=5_000)}
+    async with market_network(tmp_path, providers) as nodes:
+        with trio.fail_after(120):
+            await registered(nodes, 2)
+            stake = nodes[0].chain.state.providers[VALIDATORS[1].address].stake
+            task_id = await submit(nodes[0], 0, exec_ms=3_000)
+            await wait_for(nodes[0], closed(nodes[0], task_id))
+        task = task_of(nodes[0], task_id)
+        assert task.close_reason == CloseReason.COMPLETED and task.attempt == 2
+        assert task.excluded == (VALIDATORS[1].address,)
+        assert task.provider == VALIDATORS[2].address
+        faulty = nodes[0].chain.state.providers[VALIDATORS[1].address]
+        assert faulty.failed == 1 and faulty.stake < stake
+        events = [m.event for m in task.trail]
+        assert "provider_slashed" in events and "slash_to_client" in events
+
+
+async def test_client_cancelling_after_award_pays_its_collateral(tmp_path: object) -> None:
+    async with market_network(tmp_path, {1: policy()}) as nodes:
+        with trio.fail_after(90):
+            await registered(nodes, 1)
+            # minutes of work at the declared benchmark: still running when the client cancels
+            task_id = await submit(nodes[0], 0, spec=LONG, max_price=10_000, exec_ms=600_000,
+                                   ttl_ms=900_000)
+            await wait_for(nodes[0], lambda: status_of(nodes[0], task_id) == TaskStatus.RUNNING)
+            tx = sign_transaction(CLIENT, chain_id=nodes[0].chain.state.chain_id, nonce=1,
+                                  fee=1_000, payload=CancelTask(task_id))
+            await nodes[0].submit_tx(tx)
+            await wait_for(nodes[0], closed(nodes[0], task_id))
+        task = task_of(nodes[0], task_id)
+        assert task.close_reason == CloseReason.CANCELLED_AFTER_AWARD
+        collateral = next(m for m in task.trail if m.event == "client_collateral_to_provider")
+        assert collateral.address == VALIDATORS[1].address and collateral.amount > 0
+        assert nodes[0].chain.state.providers[VALIDATORS[1].address].locked == 0
+
+
+async def test_a_task_nobody_can_serve_ends_with_the_reason(tmp_path: object) -> None:
+    async with market_network(tmp_path, {1: policy()}) as nodes:
+        with trio.fail_after(60):
+            await registered(nodes, 1)
+            task_id = await submit(nodes[0], 0, min_benchmark=10_000)
+            await wait_for(nodes[0], closed(nodes[0], task_id))
+        task = task_of(nodes[0], task_id)
+        assert task.close_reason == CloseReason.NO_BIDS
+        assert task.why == "no_provider_meets_min_benchmark"
