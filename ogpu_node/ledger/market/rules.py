@@ -29,7 +29,7 @@ back if a rule raises, so a rejected transaction leaves no trace but its absence
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import replace
 
 from gpu.spec import InvalidSpec, TrainSpec, decode_spec
@@ -379,9 +379,25 @@ def _award(w: Working, task_id: Hash32, task: Task) -> None:
 
 def explain_no_bids(w: Working, task: Task) -> str:
     """Why no provider bid: the first requirement that nobody meets, as a stable code."""
-    params = w.base.params
-    providers = [(a, p) for a, p in all_providers(w)
-                 if is_active(p, params) and a != task.client and a not in task.excluded]
+    return no_bid_reason(all_providers(w), task, w.base.params)
+
+
+NO_BID_REASONS = {
+    "no_providers": "no provider with the minimum stake is registered (or all are excluded)",
+    "no_provider_meets_min_benchmark": "no provider's benchmark meets the task's minimum",
+    "no_provider_with_free_collateral": "no provider has the free stake the collateral needs",
+    "budget_below_every_price_floor": "the maximum price is below every provider's price floor",
+    "no_bids_received": "eligible providers exist but none bid (busy, offline, or the work "
+                        "would not fit in the execution time)",
+    "no_bid_revealed": "sealed bids came in but none was revealed",
+    "bidders_lack_collateral": "the best bidders could no longer lock their collateral",
+}
+"""Every `why` code of a NO_BIDS close, with its explanation."""
+
+
+def no_bid_reason(providers: Iterable[tuple[Address, Provider]], task: Task,
+                  params: Params) -> str:
+    """The first requirement that no provider meets for `task`, or `no_bids_received`."""
     needed = provider_collateral(params, task.budget)
     steps: list[tuple[str, Callable[[Provider], bool]]] = [
         ("no_providers", lambda p: True),
@@ -389,7 +405,8 @@ def explain_no_bids(w: Working, task: Task) -> str:
         ("no_provider_with_free_collateral", lambda p: p.free_stake >= needed),
         ("budget_below_every_price_floor", lambda p: p.price_floor <= task.max_price),
     ]
-    remaining = [p for _, p in providers]
+    remaining = [p for a, p in providers
+                 if is_active(p, params) and a != task.client and a not in task.excluded]
     for code, keep in steps:
         remaining = [p for p in remaining if keep(p)]
         if not remaining:
