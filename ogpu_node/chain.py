@@ -10,6 +10,7 @@ State records (under the chain store's state prefix):
     b"u" + u64be(release height) + address -> [amount]          (unbonding)
     b"p" + address                        -> Provider fields    (market)
     b"t" + task id                        -> Task fields        (market)
+    b"o" + pool id                        -> Pool fields        (market)
     b"g"                                  -> globals: chain id, params, height, block hash,
                                              timestamp, issued, burned, reward pool,
                                              validators, records hash
@@ -31,7 +32,7 @@ from ogpu_node.encoding import (
 from ogpu_node.errors import DecodeError, OgpuError
 from ogpu_node.genesis import Genesis
 from ogpu_node.ledger import Block, Params, State, Validator, apply_block
-from ogpu_node.ledger.market.records import Provider, Task
+from ogpu_node.ledger.market.records import Pool, Provider, Task
 from ogpu_node.ledger.state import Account, UnbondingKey, compute_records_hash, open_task_ids
 from ogpu_node.storage import ChainStore, CorruptStore
 from ogpu_node.types import ADDRESS_LEN, HASH_LEN, Address, Hash32
@@ -40,6 +41,7 @@ _ACCOUNT = b"a"
 _UNBONDING = b"u"
 _PROVIDER = b"p"
 _TASK = b"t"
+_POOL = b"o"
 _GLOBALS = b"g"
 MAX_VALIDATORS = 100_000
 
@@ -73,6 +75,8 @@ def state_changes(state: State) -> dict[bytes, bytes | None]:
         changes[_PROVIDER + address] = encode(provider) if provider else None
     for task_id in state.changed_tasks:
         changes[_TASK + task_id] = encode(state.tasks[task_id])
+    for pool_id in state.changed_pools:
+        changes[_POOL + pool_id] = encode(state.pools[pool_id])
     changes[_GLOBALS] = _globals(state)
     return changes
 
@@ -101,6 +105,10 @@ def load_state(store: ChainStore) -> State:
             Hash32(read_bytes(key[1:], "task.id", size=HASH_LEN)): decode(Task, value)
             for key, value in store.state_items(_TASK)
         }
+        pools = {
+            Hash32(read_bytes(key[1:], "pool.id", size=HASH_LEN)): decode(Pool, value)
+            for key, value in store.state_items(_POOL)
+        }
         state = State(
             chain_id=read_str(g[0], "chain_id", max_len=64), params=Params.from_fields(g[1]),
             height=read_uint(g[2], "height"),
@@ -110,13 +118,13 @@ def load_state(store: ChainStore) -> State:
                              for v in read_list(g[8], MAX_VALIDATORS, "validators")),
             issued=read_uint(g[5], "issued"), burned=read_uint(g[6], "burned"),
             reward_pool=read_uint(g[7], "reward_pool"),
-            providers=providers, tasks=tasks,
+            providers=providers, tasks=tasks, pools=pools,
             records_hash=read_bytes(g[9], "records_hash", max_len=4096),
             open_tasks=open_task_ids(tasks),
         )
     except DecodeError as exc:
         raise CorruptStore(f"state record does not decode: {exc}") from exc
-    if compute_records_hash(accounts, unbonding, providers, tasks) != state.records_hash:
+    if compute_records_hash(accounts, unbonding, providers, tasks, pools) != state.records_hash:
         raise CorruptStore("state records do not match their commitment")
     return state
 

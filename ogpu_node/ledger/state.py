@@ -16,7 +16,7 @@ from typing import Any, ClassVar, Self
 from ogpu_node.encoding import pack, read_array, read_bytes, read_uint
 from ogpu_node.hashing import digest
 from ogpu_node.ledger.commitment import EMPTY_LTHASH, lthash_update
-from ogpu_node.ledger.market.records import Provider, Task, TaskStatus
+from ogpu_node.ledger.market.records import Pool, Provider, Task, TaskStatus
 from ogpu_node.ledger.params import Params
 from ogpu_node.types import ADDRESS_LEN, PUBKEY_LEN, Address, Hash32
 
@@ -86,6 +86,11 @@ def task_record(task_id: Hash32, task: Task) -> bytes:
     return pack(["task", task_id, *task.to_fields()])
 
 
+def pool_record(pool_id: Hash32, pool: Pool) -> bytes:
+    """The bytes a pool contributes to the state commitment."""
+    return pack(["pool", pool_id, *pool.to_fields()])
+
+
 @dataclass(frozen=True)
 class State:
     """The ledger after `height` blocks. Treat every mapping in it as read-only."""
@@ -106,6 +111,7 @@ class State:
     providers: Mapping[Address, Provider] = field(default_factory=dict)
     tasks: Mapping[Hash32, Task] = field(default_factory=dict)
     """Every task ever submitted (closed ones keep their trail and close reason)."""
+    pools: Mapping[Hash32, Pool] = field(default_factory=dict)
     records_hash: bytes = EMPTY_LTHASH
     open_tasks: frozenset[Hash32] = field(default=frozenset(), compare=False)
     """Ids of the tasks not yet closed: derived from `tasks`, so not committed separately."""
@@ -114,6 +120,7 @@ class State:
     changed_unbonding: tuple[UnbondingKey, ...] = field(default=(), compare=False)
     changed_providers: tuple[Address, ...] = field(default=(), compare=False)
     changed_tasks: tuple[Hash32, ...] = field(default=(), compare=False)
+    changed_pools: tuple[Hash32, ...] = field(default=(), compare=False)
 
     def account(self, address: Address) -> Account:
         """The account at `address` (an empty one if it never received anything)."""
@@ -133,11 +140,12 @@ class State:
         ]))
 
     def total_held(self) -> int:
-        """Balances + stakes + unbonding + undistributed rewards + provider bonds + task escrow:
-        must equal issued - burned."""
+        """Balances + stakes + unbonding + undistributed rewards + provider bonds + task and
+        pool escrow: must equal issued - burned."""
         held = sum(a.balance + a.stake for a in self.accounts.values())
         held += sum(p.stake for p in self.providers.values())
         held += sum(t.escrow for t in self.tasks.values())
+        held += sum(p.escrow + sum(r.escrow for r in p.requests) for p in self.pools.values())
         return held + sum(self.unbonding.values()) + self.reward_pool
 
 
@@ -148,12 +156,14 @@ def compute_records_hash(
     accounts: Mapping[Address, Account], unbonding: Mapping[UnbondingKey, int],
     providers: Mapping[Address, Provider] | None = None,
     tasks: Mapping[Hash32, Task] | None = None,
+    pools: Mapping[Hash32, Pool] | None = None,
 ) -> bytes:
     """The commitment over all records, from scratch (genesis, and a check for tests)."""
     records = [account_record(a, acct) for a, acct in accounts.items()]
     records += [unbonding_record(k, v) for k, v in unbonding.items()]
     records += [provider_record(a, p) for a, p in (providers or {}).items()]
     records += [task_record(t, task) for t, task in (tasks or {}).items()]
+    records += [pool_record(p, pool) for p, pool in (pools or {}).items()]
     return lthash_update(EMPTY_LTHASH, records, ())
 
 

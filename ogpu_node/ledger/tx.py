@@ -37,11 +37,18 @@ from ogpu_node.ledger.errors import (
 )
 from ogpu_node.ledger.market.payloads import (
     CancelTask,
+    ClosePool,
     CommitBid,
     CommitResult,
+    JoinPool,
+    LeavePool,
     MarketPayload,
+    OpenPool,
+    PoolResult,
+    PoolVerdict,
     RegisterProvider,
     RevealBid,
+    SendRequest,
     SubmitTask,
     SubmitVerdict,
     WithdrawProvider,
@@ -75,6 +82,13 @@ class TxKind(IntEnum):
     COMMIT_RESULT = 9
     SUBMIT_VERDICT = 10
     CANCEL_TASK = 11
+    OPEN_POOL = 12
+    JOIN_POOL = 13
+    LEAVE_POOL = 14
+    SEND_REQUEST = 15
+    POOL_RESULT = 16
+    POOL_VERDICT = 17
+    CLOSE_POOL = 18
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,6 +167,13 @@ PAYLOAD_TYPES: dict[int, type[Codable]] = {
     TxKind.COMMIT_RESULT: CommitResult,
     TxKind.SUBMIT_VERDICT: SubmitVerdict,
     TxKind.CANCEL_TASK: CancelTask,
+    TxKind.OPEN_POOL: OpenPool,
+    TxKind.JOIN_POOL: JoinPool,
+    TxKind.LEAVE_POOL: LeavePool,
+    TxKind.SEND_REQUEST: SendRequest,
+    TxKind.POOL_RESULT: PoolResult,
+    TxKind.POOL_VERDICT: PoolVerdict,
+    TxKind.CLOSE_POOL: ClosePool,
 }
 
 

@@ -11,12 +11,13 @@ from dataclasses import replace
 from typing import TypeVar
 
 from ogpu_node.ledger.commitment import lthash_update
-from ogpu_node.ledger.market.records import Provider, Task, TaskStatus
+from ogpu_node.ledger.market.records import Pool, Provider, Task, TaskStatus
 from ogpu_node.ledger.state import (
     Account,
     State,
     UnbondingKey,
     account_record,
+    pool_record,
     provider_record,
     task_record,
     unbonding_record,
@@ -39,6 +40,7 @@ class Working:
         self.unbonding: dict[UnbondingKey, int] = {}
         self.providers: dict[Address, Provider | None] = {}
         self.tasks: dict[Hash32, Task] = {}
+        self.pools: dict[Hash32, Pool] = {}
         self.issued = base.issued
         self.burned = base.burned
         self.reward_pool = base.reward_pool
@@ -80,6 +82,18 @@ class Working:
     def set_task(self, task_id: Hash32, task: Task) -> None:
         self.tasks[task_id] = task
 
+    def pool(self, pool_id: Hash32) -> Pool | None:
+        found = self.pools.get(pool_id)
+        return found if found is not None else self.base.pools.get(pool_id)
+
+    def set_pool(self, pool_id: Hash32, pool: Pool) -> None:
+        self.pools[pool_id] = pool
+
+    def open_pool_ids(self) -> list[Hash32]:
+        """Pools not closed, in id order (pools are few: scanned every block)."""
+        ids = set(self.base.pools) | set(self.pools)
+        return sorted(p for p in ids if (pool := self.pool(p)) is not None and not pool.closed)
+
     def open_task_ids(self) -> list[Hash32]:
         """Open tasks, including those opened in this block, in id order."""
         ids = set(self.base.open_tasks)
@@ -99,6 +113,7 @@ class Working:
         """Put back the changes `saved` holds."""
         self.accounts, self.unbonding = dict(saved.accounts), dict(saved.unbonding)
         self.providers, self.tasks = dict(saved.providers), dict(saved.tasks)
+        self.pools = dict(saved.pools)
         self.issued, self.burned = saved.issued, saved.burned
         self.reward_pool, self.validators = saved.reward_pool, saved.validators
 
@@ -117,6 +132,7 @@ class Working:
         providers, changed_providers = _merge(base.providers, self.providers, provider_record,
                                               added, removed)
         tasks, changed_tasks = _merge(base.tasks, self.tasks, task_record, added, removed)
+        pools, changed_pools = _merge(base.pools, self.pools, pool_record, added, removed)
         open_tasks = set(base.open_tasks)
         for t in changed_tasks:
             if tasks[t].status == TaskStatus.CLOSED:
@@ -127,11 +143,12 @@ class Working:
             chain_id=base.chain_id, params=base.params, height=height,
             block_hash=block_hash, timestamp=timestamp, accounts=accounts, unbonding=unbonding,
             validators=self.validators, issued=self.issued, burned=self.burned,
-            reward_pool=self.reward_pool, providers=providers, tasks=tasks,
+            reward_pool=self.reward_pool, providers=providers, tasks=tasks, pools=pools,
             records_hash=lthash_update(base.records_hash, added, removed),
             open_tasks=frozenset(open_tasks),
             changed_accounts=tuple(changed_accounts), changed_unbonding=tuple(changed_unbonding),
             changed_providers=tuple(changed_providers), changed_tasks=tuple(changed_tasks),
+            changed_pools=tuple(changed_pools),
         )
 
 

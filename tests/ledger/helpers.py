@@ -84,6 +84,7 @@ def snapshot(state: State) -> tuple[Any, ...]:
         state.root, state.height, state.block_hash, state.timestamp, dict(state.accounts),
         dict(state.unbonding), state.validators, state.issued, state.burned, state.reward_pool,
         state.records_hash, dict(state.providers), dict(state.tasks), state.open_tasks,
+        dict(state.pools),
     )
 
 

@@ -19,21 +19,29 @@ from hypothesis import strategies as st
 
 from gpu.spec import MatmulSpec
 from ogpu_node.encoding import encode
+from ogpu_node.hashing import digest
 from ogpu_node.ledger import apply_tx
 from ogpu_node.ledger.builder import select_transactions
 from ogpu_node.ledger.errors import InvalidTransaction
 from ogpu_node.ledger.market.auction import bid_commitment
 from ogpu_node.ledger.market.payloads import (
     CancelTask,
+    ClosePool,
     CommitBid,
     CommitResult,
+    JoinPool,
+    LeavePool,
+    OpenPool,
+    PoolResult,
+    PoolVerdict,
     RegisterProvider,
     RevealBid,
+    SendRequest,
     SubmitTask,
     SubmitVerdict,
     WithdrawProvider,
 )
-from ogpu_node.ledger.market.records import TaskStatus
+from ogpu_node.ledger.market.records import RequestStatus, TaskStatus
 from ogpu_node.ledger.state import State, compute_records_hash, open_task_ids
 from ogpu_node.ledger.tx import Payload, Transaction
 from ogpu_node.types import Hash32, ogpu
@@ -41,8 +49,14 @@ from tests.ledger.helpers import KEYS, snapshot
 from tests.ledger.market_helpers import GPU, MarketChain, result_for
 from tests.ledger.profiles import examples
 
+POOL_ACTIONS = ("pool", "join", "leave", "request", "answer", "pool_vote", "close_pool",
+                "pool_step")
+TASK_ACTIONS = ["submit", "step", "step", "step", "step", "bid", "reveal", "result", "vote",
+                "cancel", "register", "withdraw", "wait", "deadline", "deadline"]
 ACTIONS = ["submit", "step", "step", "step", "step", "bid", "reveal", "result", "vote", "cancel",
-           "register", "withdraw", "wait", "deadline", "deadline"]
+           "register", "withdraw", "wait", "deadline", "deadline", "pool", "join", "join",
+           "leave", "request", "request", "request", "answer", "answer", "answer", "pool_vote",
+           "pool_vote", "close_pool", "pool_step", "pool_step", "pool_step", "pool_step"]
 """`step` moves a random open task the natural way for its phase (a bid, a reveal, the result,
 a vote); `deadline` makes a block exactly when a random open task's phase ends; `wait` makes one
 after a random time; the others send their transaction to a random task, often out of phase on
@@ -52,7 +66,7 @@ purpose."""
 def check_market_invariants(state: State) -> None:
     assert state.total_held() == state.issued - state.burned
     assert state.records_hash == compute_records_hash(state.accounts, state.unbonding,
-                                                      state.providers, state.tasks)
+                                                      state.providers, state.tasks, state.pools)
     assert state.open_tasks == open_task_ids(state.tasks)
     for acct in state.accounts.values():
         assert acct.balance >= 0 and acct.stake >= 0
@@ -66,15 +80,36 @@ def check_market_invariants(state: State) -> None:
         if task.status in (TaskStatus.RUNNING, TaskStatus.VERIFYING):
             assert task.provider is not None
             locks[task.provider] += task.collateral
+    for pool in state.pools.values():
+        assert pool.escrow >= 0 and all(r.escrow >= 0 for r in pool.requests)
+        if pool.closed:
+            assert pool.escrow == 0 and not pool.subscribers
+        for member, bond in pool.subscribers:
+            locks[member] += bond
     for address, provider in state.providers.items():
         assert 0 <= provider.locked <= provider.stake
         assert provider.locked == locks.get(address, 0)
 
 
-@settings(max_examples=examples(150, 2000))
-@given(st.lists(st.tuples(st.sampled_from(ACTIONS), st.integers(0, 2**32)), min_size=10,
-                max_size=80))
-def test_random_market_histories_keep_every_invariant(steps: list[tuple[str, int]]) -> None:
+def histories(actions: list[str]) -> st.SearchStrategy[list[tuple[str, int]]]:
+    return st.lists(st.tuples(st.sampled_from(actions), st.integers(0, 2**32)), min_size=10,
+                    max_size=80)
+
+
+@settings(max_examples=examples(100, 2000))
+@given(histories(TASK_ACTIONS))
+def test_random_task_histories_keep_every_invariant(steps: list[tuple[str, int]]) -> None:
+    run_history(steps)
+
+
+@settings(max_examples=examples(100, 2000))
+@given(histories(ACTIONS))
+def test_random_task_and_pool_histories_keep_every_invariant(
+        steps: list[tuple[str, int]]) -> None:
+    run_history(steps)
+
+
+def run_history(steps: list[tuple[str, int]]) -> None:
     chain = MarketChain.start()
     chain.register(KEYS[1])
     chain.register(KEYS[2], benchmark=3_000)
@@ -92,8 +127,9 @@ def test_random_market_histories_keep_every_invariant(steps: list[tuple[str, int
         try:
             for earlier in [*pending, candidate]:
                 state = apply_tx(state, earlier, KEYS[0].address)
-        except InvalidTransaction:
+        except InvalidTransaction as exc:
             assert snapshot(chain.state) == before
+            event(f"refused kind {candidate.kind}: {exc.code}")
             return
         pending.append(candidate)
         event(f"accepted kind {candidate.kind}")
@@ -108,6 +144,46 @@ def test_random_market_histories_keep_every_invariant(steps: list[tuple[str, int
         pending.clear()
         nonces.clear()
         check_market_invariants(chain.state)
+
+    def pool_action(action: str, r: int) -> None:
+        pool_ids = sorted(chain.state.pools)
+        if action == "pool_step":  # the natural next move in a random open pool
+            pool_ids = [p for p in pool_ids if not chain.state.pools[p].closed]
+        pool_id = Hash32(pool_ids[r % len(pool_ids)]) if pool_ids else Hash32(bytes(32))
+        pool = chain.state.pools.get(pool_id)
+        who = 1 + (r >> 5) % 3
+        live = [q for q in pool.requests if q.status in (RequestStatus.OPEN,
+                                                         RequestStatus.VERIFYING)] if pool else []
+        request = live[r % len(live)] if live else None
+        if action == "pool_step":
+            if pool is None:
+                action = "pool"
+            elif len(pool.subscribers) < 1 + r % 2:
+                action = "join"
+            elif request is None:
+                action = "request"
+            else:
+                action = "answer" if request.status == RequestStatus.OPEN else "pool_vote"
+        if action == "pool":
+            tx(5, OpenPool("mlp-small", 64, 1 + r % ogpu(1), ogpu(1 + r % 20), 1 + r % 3,
+                           (r >> 4) % 10_001, ogpu(1 + r % 60), 500 + r % 8_000,
+                           5_000 + r % 60_000))
+        elif action == "join":
+            tx(1 + (r >> 5) % 2, JoinPool(pool_id, (pool.min_stake if pool else 1) + r % 1_000))
+        elif action == "leave":
+            tx(who, LeavePool(pool_id))
+        elif action == "request":
+            tx(5, SendRequest(pool_id, r, 1 + r % 64))
+        elif action == "answer" and request is not None:
+            racer = request.racers[r % len(request.racers)]
+            index = next(i for i, k in enumerate(KEYS) if k.address == racer)
+            tx(index, PoolResult(pool_id, request.request_id, digest(b"o", bytes([r % 256]))))
+        elif action == "pool_vote" and request is not None and request.committee:
+            member = request.committee[r % len(request.committee)]
+            index = next(i for i, k in enumerate(KEYS) if k.address == member)
+            tx(index, PoolVerdict(pool_id, request.request_id, bool(r % 3), "x"))
+        elif action == "close_pool":
+            tx(5, ClosePool(pool_id))
 
     for drawn, r in steps:
         action, natural = drawn, drawn == "step"
@@ -152,11 +228,13 @@ def test_random_market_histories_keep_every_invariant(steps: list[tuple[str, int
             tx(5, CancelTask(task_id))
         elif action == "register":
             tx(who, RegisterProvider(GPU, 1 + r % 5_000, r % 1_000, ogpu(100 + r % 300)))
+        elif action in POOL_ACTIONS:
+            pool_action(action, r)
         elif action == "withdraw":
             provider = chain.state.providers.get(KEYS[who].address)
             amount = provider.free_stake if provider and r % 2 else 1 + r % ogpu(50)
             tx(who, WithdrawProvider(max(1, amount)))
-        if natural and r % 3:  # usually the natural step lands at once
+        if (natural or action in POOL_ACTIONS) and r % 3:  # usually lands at once
             flush(after_ms=1 + (r >> 7) % 300)
         elif action == "deadline":
             open_ids = sorted(chain.state.open_tasks)
@@ -173,3 +251,7 @@ def test_random_market_histories_keep_every_invariant(steps: list[tuple[str, int
         assert t.close_reason is not None
         event(f"closed {t.close_reason.name.lower()} after {t.attempt} attempt(s)")
     assert all(p.locked == 0 for p in chain.state.providers.values())
+    assert all(p.closed for p in chain.state.pools.values())
+    for pool in chain.state.pools.values():
+        event(f"pool served {min(pool.served, 2)}+, rejected {min(pool.rejected, 1)}+, "
+              f"expired {min(pool.expired, 1)}+")

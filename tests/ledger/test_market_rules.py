@@ -72,7 +72,7 @@ ZERO = Hash32(bytes(32))
 def conserved(state: State) -> None:
     assert state.total_held() == state.issued - state.burned
     assert state.records_hash == compute_records_hash(state.accounts, state.unbonding,
-                                                      state.providers, state.tasks)
+                                                      state.providers, state.tasks, state.pools)
     for provider in state.providers.values():
         assert 0 <= provider.locked <= provider.stake
     for task in state.tasks.values():

@@ -101,7 +101,7 @@ def check_invariants(state: State) -> None:
         assert acct.balance >= 0 and acct.stake >= 0 and acct.nonce >= 0
     assert all(amount > 0 for amount in state.unbonding.values())
     assert state.records_hash == compute_records_hash(state.accounts, state.unbonding,
-                                                      state.providers, state.tasks)
+                                                      state.providers, state.tasks, state.pools)
 
 
 def check_rejected_tx(state: State, tx: Transaction, proposer: PrivateKey,

@@ -219,5 +219,177 @@ class CancelTask:
         return cls(_task_id(task, "cancel_task.task_id"))
 
 
+# --- pools ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class OpenPool:
+    """Open an inference pool for registered model `model`; escrows `budget`. The pool id is
+    this transaction's hash."""
+
+    model: str
+    max_batch: int
+    price: int
+    budget: int
+    max_racers: int
+    sample_bps: int
+    min_stake: int
+    request_ms: int
+    ttl_ms: int
+
+    MAX_BYTES: ClassVar[int] = 128
+
+    def amounts(self) -> tuple[int, ...]:
+        return (self.price, self.budget, self.min_stake)
+
+    def to_fields(self) -> list[Any]:
+        return [self.model, self.max_batch, self.price, self.budget, self.max_racers,
+                self.sample_bps, self.min_stake, self.request_ms, self.ttl_ms]
+
+    @classmethod
+    def from_fields(cls, value: Any) -> Self:
+        model, *rest = read_array(value, 9, "open_pool")
+        names = ("max_batch", "price", "budget", "max_racers", "sample_bps", "min_stake",
+                 "request_ms", "ttl_ms")
+        return cls(read_str(model, "open_pool.model", max_len=32),
+                   *(read_uint(v, f"open_pool.{n}") for n, v in zip(names, rest, strict=True)))
+
+
+@dataclass(frozen=True, slots=True)
+class JoinPool:
+    """Subscribe to a pool, bonding `stake` of free provider stake."""
+
+    pool_id: Hash32
+    stake: int
+
+    MAX_BYTES: ClassVar[int] = 56
+
+    def amounts(self) -> tuple[int, ...]:
+        return (self.stake,)
+
+    def to_fields(self) -> list[Any]:
+        return [self.pool_id, self.stake]
+
+    @classmethod
+    def from_fields(cls, value: Any) -> Self:
+        pool, stake = read_array(value, 2, "join_pool")
+        return cls(_task_id(pool, "join_pool.pool_id"), read_uint(stake, "join_pool.stake"))
+
+
+@dataclass(frozen=True, slots=True)
+class LeavePool:
+    """Unsubscribe from a pool; the bond is released."""
+
+    pool_id: Hash32
+
+    MAX_BYTES: ClassVar[int] = 48
+
+    def amounts(self) -> tuple[int, ...]:
+        return ()
+
+    def to_fields(self) -> list[Any]:
+        return [self.pool_id]
+
+    @classmethod
+    def from_fields(cls, value: Any) -> Self:
+        (pool,) = read_array(value, 1, "leave_pool")
+        return cls(_task_id(pool, "leave_pool.pool_id"))
+
+
+@dataclass(frozen=True, slots=True)
+class SendRequest:
+    """The pool's owner sends one inference request (inputs generated from `seed`); the
+    request id is this transaction's hash."""
+
+    pool_id: Hash32
+    seed: int
+    batch: int
+
+    MAX_BYTES: ClassVar[int] = 64
+
+    def amounts(self) -> tuple[int, ...]:
+        return ()
+
+    def to_fields(self) -> list[Any]:
+        return [self.pool_id, self.seed, self.batch]
+
+    @classmethod
+    def from_fields(cls, value: Any) -> Self:
+        pool, seed, batch = read_array(value, 3, "send_request")
+        return cls(_task_id(pool, "send_request.pool_id"), read_uint(seed, "send_request.seed"),
+                   read_uint(batch, "send_request.batch"))
+
+
+@dataclass(frozen=True, slots=True)
+class PoolResult:
+    """A racer's result for a request: the file id of its output (the logits)."""
+
+    pool_id: Hash32
+    request_id: Hash32
+    output_id: Hash32
+
+    MAX_BYTES: ClassVar[int] = 112
+
+    def amounts(self) -> tuple[int, ...]:
+        return ()
+
+    def to_fields(self) -> list[Any]:
+        return [self.pool_id, self.request_id, self.output_id]
+
+    @classmethod
+    def from_fields(cls, value: Any) -> Self:
+        pool, request, output = read_array(value, 3, "pool_result")
+        return cls(_task_id(pool, "pool_result.pool_id"),
+                   _task_id(request, "pool_result.request_id"),
+                   _task_id(output, "pool_result.output_id"))
+
+
+@dataclass(frozen=True, slots=True)
+class PoolVerdict:
+    """A committee member's vote on a sampled pool result."""
+
+    pool_id: Hash32
+    request_id: Hash32
+    accept: bool
+    reason: str
+
+    MAX_BYTES: ClassVar[int] = 160
+
+    def amounts(self) -> tuple[int, ...]:
+        return ()
+
+    def to_fields(self) -> list[Any]:
+        return [self.pool_id, self.request_id, int(self.accept), self.reason]
+
+    @classmethod
+    def from_fields(cls, value: Any) -> Self:
+        pool, request, accept, reason = read_array(value, 4, "pool_verdict")
+        return cls(_task_id(pool, "pool_verdict.pool_id"),
+                   _task_id(request, "pool_verdict.request_id"),
+                   bool(read_uint(accept, "pool_verdict.accept", max_value=1)),
+                   read_str(reason, "pool_verdict.reason", max_len=MAX_REASON))
+
+
+@dataclass(frozen=True, slots=True)
+class ClosePool:
+    """The owner closes its pool: open requests expire, bonds are released, the rest refunded."""
+
+    pool_id: Hash32
+
+    MAX_BYTES: ClassVar[int] = 48
+
+    def amounts(self) -> tuple[int, ...]:
+        return ()
+
+    def to_fields(self) -> list[Any]:
+        return [self.pool_id]
+
+    @classmethod
+    def from_fields(cls, value: Any) -> Self:
+        (pool,) = read_array(value, 1, "close_pool")
+        return cls(_task_id(pool, "close_pool.pool_id"))
+
+
 MarketPayload = (RegisterProvider | WithdrawProvider | SubmitTask | CommitBid | RevealBid
-                 | CommitResult | SubmitVerdict | CancelTask)
+                 | CommitResult | SubmitVerdict | CancelTask | OpenPool | JoinPool | LeavePool
+                 | SendRequest | PoolResult | PoolVerdict | ClosePool)

@@ -309,3 +309,142 @@ class Task:
             why=read_str(f[24], "task.why", max_len=MAX_REASON),
             trail=tuple(Movement.from_fields(m) for m in read_list(f[25], MAX_TRAIL, "trail")),
         )
+
+
+# --- pools: continuous inference ------------------------------------------------------------
+
+
+MAX_POOL_REQUESTS = 64
+"""Requests a pool record keeps: every open one and the most recent finished ones."""
+MAX_SUBSCRIBERS = 64
+
+
+class RequestStatus(IntEnum):
+    """Where a pool request is. Numbers are part of the protocol."""
+
+    OPEN = 1
+    VERIFYING = 2
+    PAID = 3
+    REJECTED = 4
+    EXPIRED = 5
+
+
+@dataclass(frozen=True, slots=True)
+class PoolRequest:
+    """One inference request of a pool, raced by at most `max_racers` subscribers.
+
+    `escrow` holds the price and the verification fee while the request is open or under
+    verification; it goes back to the pool (or to whom it is paid) when the request ends.
+    """
+
+    request_id: Hash32
+    seed: int
+    batch: int
+    created_ms: int
+    deadline_ms: int
+    racers: tuple[Address, ...]
+    escrow: int
+    status: RequestStatus = RequestStatus.OPEN
+    winner: Address | None = None
+    output_id: Hash32 | None = None
+    committee: tuple[Address, ...] = ()
+    verdicts: tuple[Verdict, ...] = ()
+
+    def to_fields(self) -> list[Any]:
+        return [self.request_id, self.seed, self.batch, self.created_ms, self.deadline_ms,
+                list(self.racers), self.escrow, int(self.status), self.winner or b"",
+                self.output_id or b"", list(self.committee),
+                [v.to_fields() for v in self.verdicts]]
+
+    @classmethod
+    def from_fields(cls, value: Any) -> Self:
+        f = read_array(value, 12, "request")
+        winner = read_bytes(f[8], "request.winner", max_len=ADDRESS_LEN)
+        output = read_bytes(f[9], "request.output_id", max_len=HASH_LEN)
+        if (winner and len(winner) != ADDRESS_LEN) or (output and len(output) != HASH_LEN):
+            raise DecodeError("request: malformed winner or output id")
+        return cls(
+            request_id=Hash32(read_bytes(f[0], "request.id", size=HASH_LEN)),
+            seed=read_uint(f[1], "request.seed"), batch=read_uint(f[2], "request.batch"),
+            created_ms=read_uint(f[3], "request.created_ms"),
+            deadline_ms=read_uint(f[4], "request.deadline_ms"),
+            racers=tuple(Address(read_bytes(a, "request.racer", size=ADDRESS_LEN))
+                         for a in read_list(f[5], MAX_SUBSCRIBERS, "request.racers")),
+            escrow=read_uint(f[6], "request.escrow"),
+            status=RequestStatus(read_uint(f[7], "request.status", min_value=1,
+                                           max_value=max(RequestStatus))),
+            winner=Address(winner) if winner else None,
+            output_id=Hash32(output) if output else None,
+            committee=tuple(Address(read_bytes(a, "request.member", size=ADDRESS_LEN))
+                            for a in read_list(f[10], 64, "request.committee")),
+            verdicts=tuple(Verdict.from_fields(v) for v in read_list(f[11], 64, "verdicts")),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Pool:
+    """A pool for continuous inference: a budget, a price per request, subscribed providers.
+
+    `escrow` is the budget not yet committed to a request. Subscribers bond `stake` each (held
+    as `Provider.locked`); a subscriber whose result is rejected loses its bond and leaves.
+    """
+
+    owner: Address
+    model: str
+    max_batch: int
+    price: int
+    """Paid per request to the first valid result."""
+    max_racers: int
+    sample_bps: int
+    """Share of requests whose result is verified by a committee before it is paid."""
+    min_stake: int
+    request_ms: int
+    expires_ms: int
+    created_ms: int
+    escrow: int
+    subscribers: tuple[tuple[Address, int], ...] = ()
+    requests: tuple[PoolRequest, ...] = ()
+    served: int = 0
+    rejected: int = 0
+    expired: int = 0
+    paid: int = 0
+    closed: bool = False
+    trail: tuple[Movement, ...] = ()
+
+    MAX_BYTES: ClassVar[int] = 96 * 1024
+
+    def to_fields(self) -> list[Any]:
+        return [self.owner, self.model, self.max_batch, self.price, self.max_racers,
+                self.sample_bps, self.min_stake, self.request_ms, self.expires_ms,
+                self.created_ms, self.escrow, [[a, s] for a, s in self.subscribers],
+                [r.to_fields() for r in self.requests], self.served, self.rejected,
+                self.expired, self.paid, int(self.closed), [m.to_fields() for m in self.trail]]
+
+    @classmethod
+    def from_fields(cls, value: Any) -> Self:
+        f = read_array(value, 19, "pool")
+        subscribers = []
+        for item in read_list(f[11], MAX_SUBSCRIBERS, "pool.subscribers"):
+            address, stake = read_array(item, 2, "pool.subscriber")
+            subscribers.append((Address(read_bytes(address, "subscriber", size=ADDRESS_LEN)),
+                                read_uint(stake, "subscriber.stake")))
+        names = ("max_batch", "price", "max_racers", "sample_bps", "min_stake", "request_ms",
+                 "expires_ms", "created_ms", "escrow")
+        ints = {n: read_uint(v, f"pool.{n}") for n, v in zip(names, f[2:11], strict=True)}
+        counters = [read_uint(v, "pool.counter") for v in f[13:17]]
+        return cls(
+            owner=Address(read_bytes(f[0], "pool.owner", size=ADDRESS_LEN)),
+            model=read_str(f[1], "pool.model", max_len=32), subscribers=tuple(subscribers),
+            **ints,
+            requests=tuple(PoolRequest.from_fields(r)
+                           for r in read_list(f[12], MAX_POOL_REQUESTS, "pool.requests")),
+            served=counters[0], rejected=counters[1], expired=counters[2], paid=counters[3],
+            closed=bool(read_uint(f[17], "pool.closed", max_value=1)),
+            trail=tuple(Movement.from_fields(m) for m in read_list(f[18], MAX_TRAIL, "trail")),
+        )
+
+    def request(self, request_id: bytes) -> PoolRequest | None:
+        return next((r for r in self.requests if r.request_id == request_id), None)
+
+    def stake_of(self, address: Address) -> int:
+        return next((s for a, s in self.subscribers if a == address), 0)

@@ -44,15 +44,23 @@ from ogpu_node.ledger.errors import (
     UnknownTask,
     WrongPhase,
 )
+from ogpu_node.ledger.market import pools
 from ogpu_node.ledger.market.auction import bid_commitment, score_bids, second_price
 from ogpu_node.ledger.market.committee import draw_committee
 from ogpu_node.ledger.market.payloads import (
     CancelTask,
+    ClosePool,
     CommitBid,
     CommitResult,
+    JoinPool,
+    LeavePool,
     MarketPayload,
+    OpenPool,
+    PoolResult,
+    PoolVerdict,
     RegisterProvider,
     RevealBid,
+    SendRequest,
     SubmitTask,
     SubmitVerdict,
     WithdrawProvider,
@@ -77,7 +85,7 @@ MAX_TTL_MS = 30 * 24 * 3600 * 1000
 def process_market_tx(w: Working, task_id: Hash32, sender: Address,
                       payload: MarketPayload) -> None:
     """Apply one market payload sent by `sender`; `task_id` is the transaction's hash (the id a
-    submitted task gets)."""
+    submitted task, an opened pool or a pool request gets). Pool rules live in `pools.py`."""
     match payload:
         case RegisterProvider():
             process_register_provider(w, sender, payload)
@@ -95,6 +103,20 @@ def process_market_tx(w: Working, task_id: Hash32, sender: Address,
             process_verdict(w, sender, payload)
         case CancelTask():
             process_cancel(w, sender, payload)
+        case OpenPool():
+            pools.process_open_pool(w, task_id, sender, payload)
+        case JoinPool():
+            pools.process_join_pool(w, sender, payload)
+        case LeavePool():
+            pools.process_leave_pool(w, sender, payload)
+        case SendRequest():
+            pools.process_send_request(w, task_id, sender, payload)
+        case PoolResult():
+            pools.process_pool_result(w, sender, payload)
+        case PoolVerdict():
+            pools.process_pool_verdict(w, sender, payload)
+        case ClosePool():
+            pools.process_close_pool(w, sender, payload)
 
 
 # --- providers ----------------------------------------------------------------------------------
@@ -317,7 +339,8 @@ def process_cancel(w: Working, sender: Address, p: CancelTask) -> None:
 
 
 def process_deadlines(w: Working) -> None:
-    """Move every open task whose phase has ended at this block's time to its next phase."""
+    """Move every open task whose phase has ended at this block's time to its next phase, then
+    the pools' requests (`pools.process_pool_deadlines`)."""
     for task_id in w.open_task_ids():
         task = w.task(task_id)
         if task is None or w.timestamp < task.phase_end_ms:
@@ -334,6 +357,7 @@ def process_deadlines(w: Working) -> None:
                 _slash_and_reoffer(w, task_id, task, CloseReason.REJECTED)
             else:  # a majority of the votes cast accepted, or nobody voted: the result stands
                 _accept(w, task_id, task)
+    pools.process_pool_deadlines(w)
 
 
 def _end_bidding(w: Working, task_id: Hash32, task: Task) -> None:

@@ -1,0 +1,348 @@
+"""Pools for continuous inference: one `process_*` per pool transaction, and the deadlines every
+block runs.
+
+A client opens a pool for a registered model with a budget and a price per request. Providers
+join it with a bond. Each request the owner sends is raced by at most `max_racers` subscribers,
+drawn from the request id and the parent block's hash; the first racer whose result lands on
+chain wins it. A share `sample_bps` of the requests (drawn from the request id) is checked by a
+committee before payment, the rest is paid at once.
+
+Money:
+
+* opening escrows the budget; each request moves price + verification fee (`verifier_fee_bps`
+  of the price) from the pool into the request;
+* a paid request pays the price to the winner and, if it was checked, the fee to the members who
+  accepted; the unused fee goes back to the pool;
+* a rejected result costs the winner its whole bond: members who rejected get their fee from it,
+  `slash_to_client_bps` of the rest goes to the owner, the remainder is burned; the winner leaves
+  the pool and the request's escrow goes back to the pool;
+* a request nobody answers in `request_ms` expires and its escrow goes back to the pool;
+* closing (by the owner, or when the pool expires) settles checked requests by the votes cast,
+  expires the open ones, releases every bond and refunds the pool's escrow.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from gpu.spec import MAX_BATCH, MODELS, InferSpec
+from ogpu_node.encoding import pack
+from ogpu_node.hashing import digest
+from ogpu_node.ledger.errors import (
+    InsufficientFunds,
+    InsufficientStake,
+    InvalidTaskSpec,
+    NotAProvider,
+    NotPermitted,
+    UnknownTask,
+    WrongPhase,
+)
+from ogpu_node.ledger.market.committee import draw_committee
+from ogpu_node.ledger.market.payloads import (
+    ClosePool,
+    JoinPool,
+    LeavePool,
+    OpenPool,
+    PoolResult,
+    PoolVerdict,
+    SendRequest,
+)
+from ogpu_node.ledger.market.records import (
+    MAX_POOL_REQUESTS,
+    MAX_SUBSCRIBERS,
+    MAX_TRAIL,
+    Movement,
+    Pool,
+    PoolRequest,
+    RequestStatus,
+    Verdict,
+)
+from ogpu_node.ledger.params import BPS
+from ogpu_node.ledger.working import Working
+from ogpu_node.types import Address, Hash32
+
+MAX_RACERS = 8
+MAX_OPEN_REQUESTS = MAX_POOL_REQUESTS // 2
+MAX_POOL_TTL_MS = 30 * 24 * 3600 * 1000
+LIVE = (RequestStatus.OPEN, RequestStatus.VERIFYING)
+
+
+def request_cost(w: Working, pool: Pool) -> tuple[int, int]:
+    """(price, verification fee) a request moves from the pool into its escrow."""
+    return pool.price, pool.price * w.base.params.verifier_fee_bps // BPS
+
+
+def is_sampled(request_id: bytes, sample_bps: int) -> bool:
+    """Whether a request's result is checked before payment (known to all, not to choose)."""
+    return int.from_bytes(digest(b"pool-sample", request_id)[:8], "big") % BPS < sample_bps
+
+
+def choose_racers(subscribers: tuple[tuple[Address, int], ...], count: int, request_id: bytes,
+                  block_hash: bytes) -> tuple[Address, ...]:
+    """Up to `count` subscribers, ranked by a hash of the request and the parent block."""
+    ranked = sorted(subscribers, key=lambda s: digest(b"racer", pack([request_id, block_hash,
+                                                                      s[0]])))
+    return tuple(sorted(a for a, _ in ranked[:count]))
+
+
+def _live_pool(w: Working, pool_id: Hash32) -> Pool:
+    pool = w.pool(pool_id)
+    if pool is None:
+        raise UnknownTask(f"no pool {pool_id.hex()}")
+    if pool.closed or w.timestamp >= pool.expires_ms:
+        raise WrongPhase("the pool is closed")
+    return pool
+
+
+def _with_request(pool: Pool, request: PoolRequest) -> Pool:
+    """`pool` with `request` replaced or added; finished requests beyond the record's limit are
+    forgotten oldest first (their money has moved; the counters keep the totals)."""
+    requests = [r for r in pool.requests if r.request_id != request.request_id] + [request]
+    while len(requests) > MAX_POOL_REQUESTS:
+        oldest = next(r for r in requests if r.status not in LIVE)
+        requests.remove(oldest)
+    requests.sort(key=lambda r: (r.created_ms, r.request_id))
+    return replace(pool, requests=tuple(requests))
+
+
+def _trail(pool: Pool, *lines: Movement) -> Pool:
+    return replace(pool, trail=(*pool.trail, *lines)[-MAX_TRAIL:])
+
+
+# --- transactions -------------------------------------------------------------------------------
+
+
+def process_open_pool(w: Working, pool_id: Hash32, sender: Address, p: OpenPool) -> None:
+    params = w.base.params
+    if p.model not in MODELS:
+        raise InvalidTaskSpec(f"unknown model {p.model!r}; known: {', '.join(sorted(MODELS))}")
+    if not 1 <= p.max_batch <= MAX_BATCH:
+        raise InvalidTaskSpec(f"max_batch must be within 1..{MAX_BATCH}")
+    if not 1 <= p.max_racers <= MAX_RACERS:
+        raise InvalidTaskSpec(f"max_racers must be within 1..{MAX_RACERS}")
+    if p.sample_bps > BPS:
+        raise InvalidTaskSpec(f"sample_bps must be within 0..{BPS}")
+    if not 1 <= p.request_ms <= p.ttl_ms <= MAX_POOL_TTL_MS:
+        raise InvalidTaskSpec("need 1 <= request_ms <= ttl_ms <= 30 days")
+    if p.budget < p.price + p.price * params.verifier_fee_bps // BPS:
+        raise InvalidTaskSpec("the budget does not cover one request and its verification fee")
+    if w.pool(pool_id) is not None:
+        raise NotPermitted("pool exists")
+    if w.account(sender).balance < p.budget:
+        raise InsufficientFunds(f"balance {w.account(sender).balance} is below the budget")
+    w.credit(sender, -p.budget)
+    w.set_pool(pool_id, Pool(
+        owner=sender, model=p.model, max_batch=p.max_batch, price=p.price,
+        max_racers=p.max_racers, sample_bps=p.sample_bps, min_stake=p.min_stake,
+        request_ms=p.request_ms, expires_ms=w.timestamp + p.ttl_ms, created_ms=w.timestamp,
+        escrow=p.budget, trail=(Movement("escrow", sender, p.budget),)))
+
+
+def process_join_pool(w: Working, sender: Address, p: JoinPool) -> None:
+    pool = _live_pool(w, p.pool_id)
+    provider = w.provider(sender)
+    if provider is None or provider.stake < w.base.params.provider_min_stake:
+        raise NotAProvider("only a provider with at least the minimum stake may join a pool")
+    if sender == pool.owner or pool.stake_of(sender):
+        raise NotPermitted("the owner cannot join its pool, and a member cannot join twice")
+    if len(pool.subscribers) >= MAX_SUBSCRIBERS:
+        raise NotPermitted(f"the pool has {MAX_SUBSCRIBERS} members")
+    if p.stake < pool.min_stake:
+        raise InsufficientStake(f"bond {p.stake} below the pool's minimum {pool.min_stake}")
+    if provider.free_stake < p.stake:
+        raise InsufficientStake(f"free stake {provider.free_stake} below the bond {p.stake}")
+    w.set_provider(sender, replace(provider, locked=provider.locked + p.stake))
+    w.set_pool(p.pool_id, replace(pool, subscribers=tuple(sorted(
+        (*pool.subscribers, (sender, p.stake))))))
+
+
+def process_leave_pool(w: Working, sender: Address, p: LeavePool) -> None:
+    pool = w.pool(p.pool_id)
+    if pool is None:
+        raise UnknownTask(f"no pool {p.pool_id.hex()}")
+    if not pool.stake_of(sender):
+        raise NotPermitted("the sender is not a member of this pool")
+    _release_bond(w, pool, sender)
+    w.set_pool(p.pool_id, replace(pool, subscribers=tuple(
+        s for s in pool.subscribers if s[0] != sender)))
+
+
+def process_send_request(w: Working, request_id: Hash32, sender: Address,
+                         p: SendRequest) -> None:
+    pool = _live_pool(w, p.pool_id)
+    if sender != pool.owner:
+        raise NotPermitted("only the pool's owner sends requests")
+    if not 1 <= p.batch <= pool.max_batch:
+        raise InvalidTaskSpec(f"batch must be within 1..{pool.max_batch}")
+    if not pool.subscribers:
+        raise NotPermitted("the pool has no members to serve requests")
+    if sum(r.status in LIVE for r in pool.requests) >= MAX_OPEN_REQUESTS:
+        raise NotPermitted(f"at most {MAX_OPEN_REQUESTS} requests can be open at once")
+    price, fee = request_cost(w, pool)
+    if pool.escrow < price + fee:
+        raise InsufficientFunds(f"pool budget {pool.escrow} below a request's {price + fee}")
+    racers = choose_racers(pool.subscribers, pool.max_racers, request_id, w.base.block_hash)
+    request = PoolRequest(request_id, p.seed, p.batch, w.timestamp,
+                          w.timestamp + pool.request_ms, racers, escrow=price + fee)
+    w.set_pool(p.pool_id, _with_request(replace(pool, escrow=pool.escrow - price - fee), request))
+
+
+def process_pool_result(w: Working, sender: Address, p: PoolResult) -> None:
+    pool = _live_pool(w, p.pool_id)
+    request = pool.request(p.request_id)
+    if request is None:
+        raise UnknownTask(f"no request {p.request_id.hex()} in this pool")
+    if request.status != RequestStatus.OPEN or w.timestamp >= request.deadline_ms:
+        raise WrongPhase("the request is not open (answered, or past its deadline)")
+    if sender not in request.racers or not pool.stake_of(sender):
+        raise NotPermitted("only a member drawn to race this request may answer it")
+    request = replace(request, winner=sender, output_id=p.output_id)
+    committee: tuple[Address, ...] = ()
+    if is_sampled(p.request_id, pool.sample_bps):
+        committee = draw_committee(
+            w.validators, w.base.params.committee_size, task_id=p.request_id, attempt=1,
+            block_hash=w.base.block_hash, exclude=(sender, pool.owner))
+    if committee:
+        request = replace(request, status=RequestStatus.VERIFYING, committee=committee,
+                          deadline_ms=w.timestamp + w.base.params.verdict_window_ms)
+        w.set_pool(p.pool_id, _with_request(pool, request))
+    else:
+        _pay(w, p.pool_id, pool, request)
+
+
+def process_pool_verdict(w: Working, sender: Address, p: PoolVerdict) -> None:
+    pool = w.pool(p.pool_id)
+    request = pool.request(p.request_id) if pool is not None else None
+    if pool is None or request is None:
+        raise UnknownTask("no such pool request")
+    if request.status != RequestStatus.VERIFYING or w.timestamp >= request.deadline_ms:
+        raise WrongPhase("the request is not under verification")
+    if sender not in request.committee:
+        raise NotPermitted("the sender is not on this request's committee")
+    if any(v.verifier == sender for v in request.verdicts):
+        raise NotPermitted("this member has voted")
+    request = replace(request, verdicts=(*request.verdicts, Verdict(sender, p.accept, p.reason)))
+    quorum = len(request.committee) // 2 + 1
+    accepts = sum(v.accept for v in request.verdicts)
+    if accepts >= quorum:
+        _pay(w, p.pool_id, pool, request)
+    elif len(request.verdicts) - accepts >= quorum:
+        _reject(w, p.pool_id, pool, request)
+    else:
+        w.set_pool(p.pool_id, _with_request(pool, request))
+
+
+def process_close_pool(w: Working, sender: Address, p: ClosePool) -> None:
+    pool = w.pool(p.pool_id)
+    if pool is None:
+        raise UnknownTask(f"no pool {p.pool_id.hex()}")
+    if sender != pool.owner:
+        raise NotPermitted("only the pool's owner may close it")
+    if pool.closed:
+        raise WrongPhase("the pool is closed")
+    _close(w, p.pool_id, pool)
+
+
+# --- deadlines and settlement -------------------------------------------------------------------
+
+
+def process_pool_deadlines(w: Working) -> None:
+    """Expire unanswered requests, settle checked ones whose window ended, close expired pools."""
+    for pool_id in w.open_pool_ids():
+        pool = w.pool(pool_id)
+        assert pool is not None
+        for request in pool.requests:
+            if request.status in LIVE and w.timestamp >= request.deadline_ms:
+                _settle_by_votes(w, pool_id, request)
+        pool = w.pool(pool_id)
+        if pool is not None and w.timestamp >= pool.expires_ms:
+            _close(w, pool_id, pool)
+
+
+def _settle_by_votes(w: Working, pool_id: Hash32, request: PoolRequest) -> None:
+    pool = w.pool(pool_id)
+    assert pool is not None
+    if request.status == RequestStatus.OPEN:
+        w.set_pool(pool_id, _with_request(
+            replace(pool, escrow=pool.escrow + request.escrow, expired=pool.expired + 1),
+            replace(request, status=RequestStatus.EXPIRED, escrow=0)))
+        return
+    accepts = sum(v.accept for v in request.verdicts)
+    if len(request.verdicts) - accepts > accepts:
+        _reject(w, pool_id, pool, request)
+    else:  # a majority of the votes cast accepted, or nobody voted: the result stands
+        _pay(w, pool_id, pool, request)
+
+
+def _pay(w: Working, pool_id: Hash32, pool: Pool, request: PoolRequest) -> None:
+    winner = request.winner
+    assert winner is not None
+    price, fee = request_cost(w, pool)
+    w.credit(winner, price)
+    left = request.escrow - price
+    share = fee // max(1, len(request.committee))
+    for verdict in request.verdicts:
+        if verdict.accept and share and left >= share:
+            w.credit(verdict.verifier, share)
+            left -= share
+    provider = w.provider(winner)
+    if provider is not None:
+        units = InferSpec(pool.model, request.seed, request.batch).work_units()
+        w.set_provider(winner, replace(provider, completed=provider.completed + 1, fail_streak=0,
+                                       work_done=provider.work_done + units))
+    pool = replace(pool, escrow=pool.escrow + left, served=pool.served + 1,
+                   paid=pool.paid + price)
+    w.set_pool(pool_id, _with_request(pool, replace(request, status=RequestStatus.PAID,
+                                                    escrow=0)))
+
+
+def _reject(w: Working, pool_id: Hash32, pool: Pool, request: PoolRequest) -> None:
+    """The winner's result was wrong: it loses its bond and leaves; the request's escrow, less
+    the fees of the members who rejected, goes back to the pool."""
+    winner = request.winner
+    assert winner is not None
+    params = w.base.params
+    bond = pool.stake_of(winner)
+    provider = w.provider(winner)
+    slashed = min(bond, provider.stake) if provider else 0
+    if provider is not None:
+        w.set_provider(winner, replace(
+            provider, stake=provider.stake - slashed, locked=provider.locked - bond,
+            failed=provider.failed + 1, fail_streak=provider.fail_streak + 1))
+    _, fee = request_cost(w, pool)
+    share = fee // max(1, len(request.committee))
+    left = slashed
+    for verdict in request.verdicts:
+        if not verdict.accept and share and left >= share:
+            w.credit(verdict.verifier, share)
+            left -= share
+    to_owner = left * params.slash_to_client_bps // BPS
+    w.credit(pool.owner, to_owner)
+    w.burned += left - to_owner
+    pool = _trail(pool, Movement("provider_slashed", winner, slashed),
+                  Movement("slash_to_client", pool.owner, to_owner),
+                  Movement("slash_burned", winner, left - to_owner))
+    pool = replace(pool, escrow=pool.escrow + request.escrow, rejected=pool.rejected + 1,
+                   subscribers=tuple(s for s in pool.subscribers if s[0] != winner))
+    w.set_pool(pool_id, _with_request(pool, replace(request, status=RequestStatus.REJECTED,
+                                                    escrow=0)))
+
+
+def _release_bond(w: Working, pool: Pool, member: Address) -> None:
+    provider = w.provider(member)
+    if provider is not None:
+        w.set_provider(member, replace(provider,
+                                       locked=provider.locked - pool.stake_of(member)))
+
+
+def _close(w: Working, pool_id: Hash32, pool: Pool) -> None:
+    for request in pool.requests:
+        if request.status in LIVE:  # open ones expire, checked ones go by the votes cast
+            _settle_by_votes(w, pool_id, request)
+    pool = w.pool(pool_id) or pool
+    for member, _ in pool.subscribers:
+        _release_bond(w, pool, member)
+    if pool.escrow:
+        w.credit(pool.owner, pool.escrow)
+        pool = _trail(pool, Movement("refund", pool.owner, pool.escrow))
+    w.set_pool(pool_id, replace(pool, escrow=0, subscribers=(), closed=True))
