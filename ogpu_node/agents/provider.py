@@ -8,6 +8,9 @@ After every finalised block it looks at the open tasks:
   It bids its floor: the auction pays the second price, so asking one's true cost is the best
   strategy. The sealed bid's salt stays in memory until the reveal.
 * **revealing**: reveals its sealed bids.
+* **pools**: joins an open pool whose price per request covers its floor for the pool's largest
+  batch (bonding the pool's minimum), and races every request it is drawn for: the inference
+  runs in a worker thread and the first result on chain is paid.
 * **running, awarded to us**: runs the workload in a worker thread (the trio loop stays free),
   publishes progress about once a second, stores the output and checkpoints as blobs (served to
   verifiers and the client over `/ogpu/blob/1`) and commits the result before the deadline. A
@@ -31,7 +34,7 @@ from gpu.artifacts import checkpoint_chain, decode_arrays, encode_arrays
 from gpu.device import Device, detect
 from gpu.device_bench import benchmark_score
 from gpu.errors import GpuError, WorkloadCancelled
-from gpu.spec import InvalidSpec, TrainSpec, decode_spec
+from gpu.spec import InferSpec, InvalidSpec, TrainSpec, decode_spec
 from gpu.workloads import WorkloadResult, run_workload
 from ogpu_node.agents.wallet import NodeWallet
 from ogpu_node.blobs import file_id
@@ -39,9 +42,23 @@ from ogpu_node.errors import OgpuError
 from ogpu_node.ledger import State
 from ogpu_node.ledger.errors import InvalidTransaction
 from ogpu_node.ledger.market.auction import bid_commitment
-from ogpu_node.ledger.market.payloads import CommitBid, CommitResult, RegisterProvider, RevealBid
+from ogpu_node.ledger.market.payloads import (
+    CommitBid,
+    CommitResult,
+    JoinPool,
+    PoolResult,
+    RegisterProvider,
+    RevealBid,
+)
 from ogpu_node.ledger.market.records import Device as DeviceRecord
-from ogpu_node.ledger.market.records import Task, TaskResult, TaskStatus
+from ogpu_node.ledger.market.records import (
+    Pool,
+    PoolRequest,
+    RequestStatus,
+    Task,
+    TaskResult,
+    TaskStatus,
+)
 from ogpu_node.ledger.market.rules import provider_collateral
 from ogpu_node.node.node import Node
 from ogpu_node.types import Address, Hash32
@@ -127,6 +144,9 @@ class ProviderAgent:
             await self._register(state)
             for task_id in sorted(state.open_tasks):
                 await self._act_on(nursery, state, Hash32(task_id), state.tasks[task_id])
+            for pool_id, pool in sorted(state.pools.items()):
+                if not pool.closed:
+                    await self._serve_pool(nursery, state, Hash32(pool_id), pool)
         except InvalidTransaction as exc:
             log.info("provider transaction refused: %s: %s", exc.code, exc)
 
@@ -169,6 +189,46 @@ class ProviderAgent:
               and key not in self.jobs):
             self.jobs[key] = 0.0
             nursery.start_soon(self._run_job, task_id, task)
+
+    async def _serve_pool(self, nursery: trio.Nursery, state: State, pool_id: Hash32,
+                          pool: Pool) -> None:
+        """Join pools that pay our floor; race the requests we are drawn for."""
+        bond = pool.stake_of(self.me)
+        if not bond:
+            provider = state.providers.get(self.me)
+            work = InferSpec(pool.model, 0, pool.max_batch).work_units()
+            if (provider is not None and pool.owner != self.me
+                    and pool.price >= self.policy.price_floor * work
+                    and provider.free_stake >= pool.min_stake
+                    and await self.wallet.send_once(("join", pool_id),
+                                                    JoinPool(pool_id, pool.min_stake))):
+                log.info("joining pool %s (%s at %d per request)", pool_id.hex()[:12],
+                         pool.model, pool.price)
+            return
+        for request in pool.requests:
+            key = (bytes(request.request_id), 0)
+            if (request.status == RequestStatus.OPEN and self.me in request.racers
+                    and key not in self.jobs):
+                self.jobs[key] = 0.0
+                nursery.start_soon(self._race, pool_id, pool.model, request)
+
+    async def _race(self, pool_id: Hash32, model: str, request: PoolRequest) -> None:
+        key = (bytes(request.request_id), 0)
+        assert self.device is not None
+        try:
+            spec = InferSpec(model, request.seed, request.batch)
+            result = await trio.to_thread.run_sync(run_workload, spec, self.device)
+            if self.policy.fault == "vanish":
+                return
+            if self.policy.fault == "corrupt":
+                result = corrupt_result(result, spec)
+            await trio.to_thread.run_sync(self._store, result)
+            await self.wallet.send_once(("answer", key), PoolResult(
+                pool_id, request.request_id, result.output_id))
+        except (GpuError, InvalidSpec, OgpuError) as exc:
+            log.error("pool request %s failed here: %s", request.request_id.hex()[:12], exc)
+        finally:
+            self.jobs.pop(key, None)
 
     def _still_ours(self, task_id: bytes, attempt: int) -> bool:
         task = self.node.chain.state.tasks.get(Hash32(task_id))

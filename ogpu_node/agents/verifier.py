@@ -1,5 +1,5 @@
 """The verifier agent: when this validator is drawn for a task's committee, check the result and
-vote.
+vote; likewise for the sampled requests of inference pools.
 
 The checks are `gpu.verify`'s: Freivalds for a matrix product, replay of randomly chosen
 checkpoint intervals plus the final metrics for training, re-execution of sampled rows for
@@ -27,8 +27,8 @@ from ogpu_node.encoding import pack
 from ogpu_node.errors import OgpuError
 from ogpu_node.hashing import digest
 from ogpu_node.ledger.errors import InvalidTransaction
-from ogpu_node.ledger.market.payloads import SubmitVerdict
-from ogpu_node.ledger.market.records import Task, TaskStatus
+from ogpu_node.ledger.market.payloads import PoolVerdict, SubmitVerdict
+from ogpu_node.ledger.market.records import PoolRequest, RequestStatus, Task, TaskStatus
 from ogpu_node.node.node import Node
 from ogpu_node.types import Hash32
 from p2p.network import TaskStatus as StartedStatus
@@ -79,6 +79,15 @@ class VerifierAgent:
                     and key not in self.checking):
                 self.checking.add(key)
                 nursery.start_soon(self._check_and_vote, Hash32(task_id), task)
+        for pool_id, pool in sorted(state.pools.items()):
+            for request in pool.requests:
+                key = (bytes(request.request_id), 0)
+                if (request.status == RequestStatus.VERIFYING and me in request.committee
+                        and not any(v.verifier == me for v in request.verdicts)
+                        and key not in self.checking):
+                    self.checking.add(key)
+                    nursery.start_soon(self._check_pool_request, Hash32(pool_id), pool.model,
+                                       request)
 
     async def _check_and_vote(self, task_id: Hash32, task: Task) -> None:
         key = (bytes(task_id), task.attempt)
@@ -89,6 +98,29 @@ class VerifierAgent:
                      verdict.reason, verdict.checked, verdict.seconds)
             await self.wallet.send_once(("verdict", key), SubmitVerdict(
                 task_id, task.attempt, verdict.ok, verdict.code))
+        except InvalidTransaction as exc:
+            log.info("verdict refused: %s: %s", exc.code, exc)
+        finally:
+            self.checking.discard(key)
+
+    async def _check_pool_request(self, pool_id: Hash32, model: str,
+                                  request: PoolRequest) -> None:
+        key = (bytes(request.request_id), 0)
+        assert self.device is not None and request.output_id is not None
+        try:
+            spec = InferSpec(model, request.seed, request.batch)
+            seed = digest(b"verifier", pack([request.request_id, 0, self.wallet.address]))
+            rng = np.random.default_rng(int.from_bytes(seed[:8], "big"))
+            try:
+                output = await self._fetch(request.output_id)
+                verdict = await trio.to_thread.run_sync(
+                    verify_inference, spec, output, self.policy.samples, rng, self.device)
+            except BlobError as exc:
+                verdict = Verdict(False, f"output_unavailable: {exc}", "fetch", 0.0)
+            self.verdicts[key] = verdict
+            log.info("pool request %s: %s", request.request_id.hex()[:12], verdict.reason)
+            await self.wallet.send_once(("pool_verdict", key), PoolVerdict(
+                pool_id, request.request_id, verdict.ok, verdict.code))
         except InvalidTransaction as exc:
             log.info("verdict refused: %s: %s", exc.code, exc)
         finally:

@@ -22,8 +22,8 @@ from ogpu_node.encoding import encode
 from ogpu_node.genesis import Genesis, build_genesis, dev_account_key, load_template
 from ogpu_node.keys import PrivateKey
 from ogpu_node.ledger import sign_transaction
-from ogpu_node.ledger.market.payloads import CancelTask, SubmitTask
-from ogpu_node.ledger.market.records import CloseReason, Task, TaskStatus
+from ogpu_node.ledger.market.payloads import CancelTask, OpenPool, SendRequest, SubmitTask
+from ogpu_node.ledger.market.records import CloseReason, RequestStatus, Task, TaskStatus
 from ogpu_node.node.node import Node, NodeSettings
 from ogpu_node.node_api import TxState
 from ogpu_node.storage import ChainStore, MemoryKV
@@ -182,3 +182,46 @@ async def test_a_task_nobody_can_serve_ends_with_the_reason(tmp_path: object) ->
         task = task_of(nodes[0], task_id)
         assert task.close_reason == CloseReason.NO_BIDS
         assert task.why == "no_provider_meets_min_benchmark"
+
+
+async def send_pool_tx(node: Node, payload: object) -> Hash32:
+    tx = sign_transaction(CLIENT, chain_id=node.chain.state.chain_id,
+                          nonce=node.next_nonce(CLIENT.address), fee=1_000,
+                          payload=payload)  # type: ignore[arg-type]
+    await node.submit_tx(tx)
+    receipt = await node.wait_for_tx(tx.hash)
+    assert receipt.state is TxState.FINALIZED, receipt
+    return tx.hash
+
+
+@pytest.mark.parametrize("fault", ["none", "corrupt"])
+async def test_pool_requests_are_raced_checked_and_paid(tmp_path: object, fault: str) -> None:
+    async with market_network(tmp_path, {1: policy(fault=fault), 2: policy()}) as nodes:
+        node = nodes[0]
+        with trio.fail_after(90):
+            await registered(nodes, 2)
+            # every result checked (sample 100 %), one racer per request
+            pool_id = await send_pool_tx(node, OpenPool(
+                "mlp-small", 64, ogpu(1), ogpu(20), 1, 10_000, ogpu(10), 20_000, 600_000))
+            await wait_for(node, lambda: len(node.chain.state.pools[pool_id].subscribers) == 2)
+            requests = [await send_pool_tx(node, SendRequest(pool_id, seed, 32))
+                        for seed in range(4)]
+
+            def finished() -> bool:
+                pool = node.chain.state.pools[pool_id]
+                done = {r.request_id for r in pool.requests if r.status in (
+                    RequestStatus.PAID, RequestStatus.REJECTED)}
+                return set(requests) <= done
+
+            await wait_for(node, finished)
+        pool = node.chain.state.pools[pool_id]
+        by_winner = {r.winner: r.status for r in pool.requests}
+        if fault == "none":
+            assert pool.served == 4 and pool.rejected == 0
+        else:  # the corrupting member is caught at its first answer, slashed and removed
+            assert by_winner.get(VALIDATORS[1].address) in (None, RequestStatus.REJECTED)
+            assert pool.served + pool.rejected == 4
+            if pool.rejected:
+                assert pool.stake_of(VALIDATORS[1].address) == 0
+                assert node.chain.state.providers[VALIDATORS[1].address].failed == 1
+        assert by_winner.get(VALIDATORS[2].address) in (None, RequestStatus.PAID)
