@@ -41,6 +41,7 @@ from p2p.libp2p_host import peer_id_from_seed
 BASE_P2P = 26656
 BASE_RPC = 8545
 DEV_ACCOUNTS = 10
+PROVIDERS = 2
 STARTUP_TIMEOUT_S = 60.0
 
 
@@ -55,8 +56,13 @@ def node_homes(root: Path) -> list[Path]:
 
 
 def create(root: Path, nodes: int, base_p2p: int = BASE_P2P, base_rpc: int = BASE_RPC,
-           dev_accounts: int = DEV_ACCOUNTS, dev_balance: str = "1000000") -> None:
-    """Make the homes and genesis, then give each node its ports and bootstrap peers."""
+           dev_accounts: int = DEV_ACCOUNTS, dev_balance: str = "1000000",
+           providers: int = PROVIDERS, node_settings: dict[int, dict[str, object]] | None = None
+           ) -> None:
+    """Make the homes and genesis, then give each node its ports and bootstrap peers.
+
+    Nodes 1..`providers` also act as GPU providers; `node_settings` adds settings per node
+    (used by tests for fault injection)."""
     subprocess.run([sys.executable, "-m", "ogpu_node.cli.node_cli", "genesis", "new",
                     "--validators", str(nodes), "--homes", str(root), "--chain-id", "ogpu-devnet",
                     "--dev-accounts", str(dev_accounts), "--dev-balance", dev_balance, "--json"],
@@ -68,16 +74,21 @@ def create(root: Path, nodes: int, base_p2p: int = BASE_P2P, base_rpc: int = BAS
         seed = read_key_file(config.path(config.node_key_file)).secret_bytes()
         addrs.append(f"/ip4/127.0.0.1/tcp/{base_p2p + i}/p2p/{peer_id_from_seed(seed)}")
     for i, home in enumerate(homes):
+        extra: dict[str, object] = {"provider": 1 <= i <= providers}
+        extra.update((node_settings or {}).get(i, {}))
         write_node_config(home, base_p2p + i, base_rpc + i,
-                          [a for j, a in enumerate(addrs) if j != i])
+                          [a for j, a in enumerate(addrs) if j != i], extra)
 
 
-def write_node_config(home: Path, p2p_port: int, rpc_port: int, bootstrap: list[str]) -> None:
-    """Point the node at `home` to its ports on 127.0.0.1 and its bootstrap peers."""
+def write_node_config(home: Path, p2p_port: int, rpc_port: int, bootstrap: list[str],
+                      extra: dict[str, object] | None = None) -> None:
+    """Point the node at `home` to its ports on 127.0.0.1 and its bootstrap peers; `extra`
+    overrides other settings."""
     config = load_config(home, environ={})
-    lines = [line for line in config.to_toml().splitlines()
-             if not line.startswith(("p2p_listen", "rpc_listen", "bootstrap_peers",
-                                     "rpc_rate_limit_per_s"))]
+    skip = ("p2p_listen", "rpc_listen", "bootstrap_peers", "rpc_rate_limit_per_s",
+            *(f"{name} " for name in extra or {}))
+    lines = [line for line in config.to_toml().splitlines() if not line.startswith(skip)]
+    lines += [f"{name} = {json.dumps(value)}" for name, value in (extra or {}).items()]
     lines += [f'p2p_listen = "/ip4/127.0.0.1/tcp/{p2p_port}"',
               f'rpc_listen = "127.0.0.1:{rpc_port}"',
               "bootstrap_peers = " + json.dumps(bootstrap),
