@@ -57,15 +57,16 @@ def node_homes(root: Path) -> list[Path]:
 
 def create(root: Path, nodes: int, base_p2p: int = BASE_P2P, base_rpc: int = BASE_RPC,
            dev_accounts: int = DEV_ACCOUNTS, dev_balance: str = "1000000",
-           providers: int = PROVIDERS, node_settings: dict[int, dict[str, object]] | None = None
-           ) -> None:
+           providers: int = PROVIDERS, node_settings: dict[int, dict[str, object]] | None = None,
+           template: Path | None = None) -> None:
     """Make the homes and genesis, then give each node its ports and bootstrap peers.
 
     Nodes 1..`providers` also act as GPU providers; `node_settings` adds settings per node
     (used by tests for fault injection)."""
     subprocess.run([sys.executable, "-m", "ogpu_node.cli.node_cli", "genesis", "new",
                     "--validators", str(nodes), "--homes", str(root), "--chain-id", "ogpu-devnet",
-                    "--dev-accounts", str(dev_accounts), "--dev-balance", dev_balance, "--json"],
+                    "--dev-accounts", str(dev_accounts), "--dev-balance", dev_balance, "--json",
+                    *(["--template", str(template)] if template else [])],
                    check=True, stdout=subprocess.DEVNULL)
     homes = node_homes(root)
     addrs = []

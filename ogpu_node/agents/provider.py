@@ -120,6 +120,8 @@ class ProviderAgent:
         self.sealed: dict[tuple[bytes, int], tuple[int, bytes]] = {}
         self.jobs: dict[tuple[bytes, int], float] = {}
         """(task, attempt) -> progress fraction of the workloads running here."""
+        self.started: set[tuple[bytes, int]] = set()
+        """(task, attempt) whose workload was started here: each runs once."""
         self.skipped: dict[bytes, str] = {}
         """Why we did not bid on a task (for operators and `ogpu provider status`)."""
 
@@ -186,7 +188,8 @@ class ProviderAgent:
                 price, salt = self.sealed[key]
                 await self.wallet.send_once(("reveal", key), RevealBid(task_id, price, salt))
         elif (task.status == TaskStatus.RUNNING and task.provider == self.me
-              and key not in self.jobs):
+              and key not in self.started):
+            self.started.add(key)
             self.jobs[key] = 0.0
             nursery.start_soon(self._run_job, task_id, task)
 

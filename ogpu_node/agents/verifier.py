@@ -76,7 +76,7 @@ class VerifierAgent:
             key = (bytes(task_id), task.attempt)
             if (task.status == TaskStatus.VERIFYING and me in task.committee
                     and not any(v.verifier == me for v in task.verdicts)
-                    and key not in self.checking):
+                    and key not in self.checking and key not in self.verdicts):
                 self.checking.add(key)
                 nursery.start_soon(self._check_and_vote, Hash32(task_id), task)
         for pool_id, pool in sorted(state.pools.items()):
@@ -84,7 +84,7 @@ class VerifierAgent:
                 key = (bytes(request.request_id), 0)
                 if (request.status == RequestStatus.VERIFYING and me in request.committee
                         and not any(v.verifier == me for v in request.verdicts)
-                        and key not in self.checking):
+                        and key not in self.checking and key not in self.verdicts):
                     self.checking.add(key)
                     nursery.start_soon(self._check_pool_request, Hash32(pool_id), pool.model,
                                        request)

@@ -82,7 +82,7 @@ class Net:
 def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Net]:
     root = tmp_path_factory.mktemp("devnet")
     base = devnet.free_port_base(12)
-    devnet.create(root, 4, base_p2p=base, base_rpc=base + 6)
+    devnet.create(root, 4, base_p2p=base, base_rpc=base + 6, providers=0)
     devnet.start(root)
     try:
         devnet.wait_healthy(root)
