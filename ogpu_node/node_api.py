@@ -101,3 +101,25 @@ class NodeApi(Protocol):
         """A channel of finalised blocks from now on, closed when the context exits. A consumer
         that falls behind by more than the channel's buffer is disconnected (channel closed)."""
         ...
+
+    # --- the GPU market's off-chain side: progress gossip and blobs ------------------------------
+
+    def task_progress(self, task_id: bytes, attempt: int) -> int | None:
+        """The latest progress (basis points of the work) the provider of `attempt` of the task
+        reported, or None when it reported none."""
+        ...
+
+    def subscribe_tasks(self) -> AbstractAsyncContextManager[trio.MemoryReceiveChannel[Hash32]]:
+        """Ids of tasks as they change (on chain, or a new progress report), from now on. Like
+        `subscribe_blocks`, a consumer that falls behind is disconnected (channel closed)."""
+        ...
+
+    def put_file(self, data: bytes) -> Hash32:
+        """Store a file in the node's blob store; its file id. Raises `BlobError` (no store, or
+        the store is full)."""
+        ...
+
+    async def get_chunk(self, chunk_id: bytes) -> bytes:
+        """A chunk from the blob store, else from the first connected peer that has it (checked
+        against its id and stored). Raises `BlobError` when nobody has it."""
+        ...

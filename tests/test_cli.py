@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 from ogpu_node.cli.node_cli import main as node_cli
 from ogpu_node.cli.user_cli import main as user_cli
-from ogpu_node.ledger.tx import decode_transaction
+from ogpu_node.ledger.tx import Transfer, decode_transaction
 
 
 def run(cli: object, *args: str) -> tuple[int, str]:
@@ -63,8 +63,8 @@ def test_user_cli_signs_a_transfer_offline(tmp_path: Path) -> None:
     code, out = run(user_cli, "sign", "transfer", "--key", str(key), "--chain-id", "ogpu-devnet",
                     "--nonce", "0", "--to", me, "--amount", "1.5", "--json")
     assert code == 0, out
-    tx = decode_transaction(bytes.fromhex(json.loads(out)["tx"]))
-    assert tx.decode_payload().amount == 1_500_000_000
+    payload = decode_transaction(bytes.fromhex(json.loads(out)["tx"])).decode_payload()
+    assert isinstance(payload, Transfer) and payload.amount == 1_500_000_000
     code, out = run(user_cli, "sign", "transfer", "--key", str(key), "--chain-id", "ogpu-devnet",
                     "--nonce", "0", "--to", me[:-1] + ("q" if me[-1] != "q" else "p"),
                     "--amount", "1")

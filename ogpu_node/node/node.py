@@ -50,6 +50,7 @@ from ogpu_node.keys import PrivateKey
 from ogpu_node.ledger import Block, State, Transaction, Validator, apply_block, build_block
 from ogpu_node.ledger.builder import select_transactions
 from ogpu_node.ledger.errors import InvalidBlock, InvalidTransaction
+from ogpu_node.ledger.market.rules import next_deadline
 from ogpu_node.ledger.tx import decode_transaction
 from ogpu_node.node import messages as m
 from ogpu_node.node.mempool import Mempool, MempoolLimits
@@ -414,6 +415,9 @@ class Node:
                 holder = proposer_for(state.chain_id.encode(), state.height + 1, slot,
                                       self._validator_set(state))
                 due_at = state.timestamp + settings.max_block_interval_ms
+                deadline = next_deadline(state)  # a market phase ends: pass it on time
+                if deadline is not None:
+                    due_at = min(due_at, deadline)
                 if holder == me and (now >= due_at or any(True for _ in
                                                           self.mempool.candidates(state))):
                     await self._propose()
@@ -700,3 +704,18 @@ class Node:
             self._subscribers.discard(send)
             send.close()
 
+    def task_progress(self, task_id: bytes, attempt: int) -> int | None:
+        return self.tasks.progress_bps(task_id, attempt)
+
+    @asynccontextmanager
+    async def subscribe_tasks(self) -> AsyncIterator[trio.MemoryReceiveChannel[Hash32]]:
+        async with self.tasks.subscribe() as channel:
+            yield channel
+
+    def put_file(self, data: bytes) -> Hash32:
+        if self.blobs is None:
+            raise BlobError("this node keeps no blobs")
+        return self.blobs.put_file(data)
+
+    async def get_chunk(self, chunk_id: bytes) -> bytes:
+        return await self.fetch_blob(chunk_id)

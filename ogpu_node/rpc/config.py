@@ -23,8 +23,9 @@ class RpcConfig:
 
     listen: str = "127.0.0.1:8545"
     """`host:port` (`[v6]:port` for IPv6); port 0 picks a free port, reported by `serve_rpc`."""
-    max_body_bytes: int = MIB
-    """Largest HTTP request body; a larger one gets 413 without being read to its end."""
+    max_body_bytes: int = 12 * MIB
+    """Largest HTTP request body; a larger one gets 413 without being read to its end. The
+    default fits one `blob_put` of `max_upload_bytes` (base64 adds a third)."""
     max_batch: int = 100
     """Most calls in one batch; a larger batch gets one -32600 error."""
     max_connections: int = 256
@@ -47,6 +48,10 @@ class RpcConfig:
     send_and_wait_max_s: float = 120.0
     max_block_range: int = 100
     """Most blocks one `chain_getBlockRange` call returns."""
+    max_upload_bytes: int = 8 * MIB
+    """Largest file one `blob_put` stores (decoded bytes)."""
+    max_task_list: int = 200
+    """Most tasks one `task_list` call returns."""
     keep_alive_s: float = 5.0
     """How long an idle HTTP keep-alive connection stays open."""
 
@@ -64,7 +69,8 @@ class RpcConfig:
             problems.append(str(exc))
         for name in ("max_body_bytes", "max_batch", "max_connections", "ws_max_message_bytes",
                      "ws_max_subscriptions", "ws_max_pending", "ws_send_queue",
-                     "rate_limit_burst", "rate_limit_clients", "max_block_range"):
+                     "rate_limit_burst", "rate_limit_clients", "max_block_range",
+                     "max_upload_bytes", "max_task_list"):
             if getattr(self, name) < 1:
                 problems.append(f"{name} must be at least 1")
         if self.rate_limit_per_s < 0:

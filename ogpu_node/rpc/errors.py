@@ -33,6 +33,10 @@ class ErrorCode(IntEnum):
     WEBSOCKET_REQUIRED = -32007
     TOO_MANY_PENDING = -32008
     """Too many requests of one WebSocket connection are still being answered."""
+    BLOB_UNAVAILABLE = -32009
+    """Neither this node nor any connected peer has the chunk (or the node keeps no blobs)."""
+    BLOB_REFUSED = -32010
+    """The blob store refused a file (full), or a file id names a chunk that is no manifest."""
 
 
 class RpcError(OgpuError):

@@ -20,13 +20,13 @@ from ogpu_node.rpc import params as p
 from ogpu_node.rpc import views
 from ogpu_node.rpc.config import RpcConfig
 from ogpu_node.rpc.errors import ErrorCode, RpcError, invalid_params, not_found
+from ogpu_node.rpc.market_methods import market_methods
 
 if TYPE_CHECKING:
     from ogpu_node.rpc.subscriptions import WsSession
 
 Json = Any
 Handler = Callable[["CallContext", dict[str, Any]], Awaitable[Json]]
-
 
 
 @dataclass
@@ -184,13 +184,18 @@ def _session(ctx: CallContext) -> WsSession:
 
 async def sub_subscribe(ctx: CallContext, args: dict[str, Any]) -> Json:
     session = _session(ctx)
-    if args["kind"] == "txStatus":
+    kind = args["kind"]
+    if kind != "txStatus" and args["hash"] is not None:
+        raise invalid_params("hash", "only txStatus subscriptions take a hash")
+    if kind != "task" and args["taskId"] is not None:
+        raise invalid_params("taskId", "only task subscriptions take a task id")
+    if kind == "txStatus":
         if args["hash"] is None:
             raise invalid_params("hash", "missing: txStatus needs the transaction hash")
         sub_id, start = await session.subscribe_tx(args["hash"])
+    elif kind == "task":
+        sub_id, start = await session.subscribe_task(args["taskId"])
     else:
-        if args["hash"] is not None:
-            raise invalid_params("hash", "only txStatus subscriptions take a hash")
         sub_id, start = await session.subscribe_blocks()
     ctx.after_response.append(start)
     return sub_id
@@ -229,12 +234,16 @@ def build_methods(config: RpcConfig) -> dict[str, Method]:
         _method("peers_list", peers_list, "Connected peers."),
         _method("node_health", node_health, "Whether the node is synced and finalising."),
         _method("rpc_methods", rpc_methods, "The names of all methods."),
-        _method("sub_subscribe", sub_subscribe, "Subscribe (WebSocket): blocks or txStatus.",
-                p.Param("kind", p.one_of("blocks", "txStatus")),
-                p.Param("hash", p.hash32, required=False)),
+        _method("sub_subscribe", sub_subscribe,
+                "Subscribe (WebSocket): blocks, txStatus, or task (one task or all).",
+                p.Param("kind", p.one_of("blocks", "txStatus", "task")),
+                p.Param("hash", p.hash32, required=False),
+                p.Param("taskId", p.hash32, required=False)),
         _method("sub_unsubscribe", sub_unsubscribe, "End a subscription.",
                 p.Param("subscription", p.text(64))),
     ]
+    methods += [Method(name, params, handler, summary)
+                for name, handler, summary, params in market_methods(config)]
     return {m.name: m for m in methods}
 
 

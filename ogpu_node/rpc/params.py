@@ -7,6 +7,8 @@ unknown names and surplus positions are errors, not silently ignored.
 
 from __future__ import annotations
 
+import base64
+import binascii
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -173,6 +175,39 @@ def text(max_len: int) -> Parser:
             raise invalid_params(name, f"expected a string, got {_type_name(value)}")
         if len(value) > max_len:
             raise invalid_params(name, f"longer than {max_len} characters")
+        return value
+
+    return parse
+
+
+def base64_bytes(max_len: int) -> Parser:
+    """Standard base64 text (with padding) of at most `max_len` decoded bytes."""
+
+    def parse(name: str, value: Any) -> bytes:
+        if not isinstance(value, str):
+            raise invalid_params(name, f"expected base64 text, got {_type_name(value)}")
+        if len(value) > 4 * (-(-max_len // 3)):
+            raise invalid_params(name, f"longer than {max_len} bytes once decoded")
+        try:
+            raw = base64.b64decode(value, validate=True)
+        except (binascii.Error, ValueError):
+            raise invalid_params(name, "not base64 (A-Z, a-z, 0-9, + and /, padded with =)"
+                                 ) from None
+        if len(raw) > max_len:
+            raise invalid_params(name, f"longer than {max_len} bytes once decoded")
+        return raw
+
+    return parse
+
+
+def count(max_value: int) -> Parser:
+    """An integer in 1..max_value (a page size)."""
+
+    def parse(name: str, value: Any) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise invalid_params(name, f"expected an integer, got {_type_name(value)}")
+        if not 1 <= value <= max_value:
+            raise invalid_params(name, f"must be within 1..{max_value}")
         return value
 
     return parse

@@ -1,10 +1,14 @@
-"""WebSocket subscriptions: finalised blocks, and the final status of one transaction.
+"""WebSocket subscriptions: finalised blocks, the final status of one transaction, and tasks.
 
 Each subscription is a task in its connection's nursery, so closing the connection ends them all.
 A subscription is *armed* only once the answer to `sub_subscribe` has been queued, so a client
 always sees the subscription id before the first notification; blocks finalised in between wait
 in the node's channel. Notifications are queued without waiting: a client that lets its queue fill
 is disconnected (the node keeps no unbounded buffer for anyone).
+
+A `task` subscription pushes the task's view (as `task_get`) each time it changes: on chain, or
+when its provider reports progress. For one task it starts with the current view and ends by
+itself after the view that shows the task closed; without a task id it follows every task.
 """
 
 from __future__ import annotations
@@ -19,8 +23,10 @@ from ogpu_node.node_api import NodeApi
 from ogpu_node.rpc import views
 from ogpu_node.rpc.config import RpcConfig
 from ogpu_node.rpc.errors import ErrorCode, RpcError
+from ogpu_node.rpc.market_views import task_view
 from ogpu_node.rpc.metrics import NodeMetrics
-from ogpu_node.rpc.views import dumps
+from ogpu_node.rpc.views import JsonObject, dumps
+from ogpu_node.types import Hash32
 
 if TYPE_CHECKING:
     # trio-stubs (from trio-typing, a libp2p dependency) shadow trio's own types.
@@ -67,6 +73,13 @@ class WsSession:
         self._subs[sub_id] = await self._nursery.start(self._run_tx, sub_id, tx_hash, armed)
         return sub_id, armed.set
 
+    async def subscribe_task(self, task_id: Hash32 | None) -> tuple[str, Callable[[], None]]:
+        """Start a `task` subscription: one task's changes, or every task's with None."""
+        sub_id = self._reserve()
+        armed = trio.Event()
+        self._subs[sub_id] = await self._nursery.start(self._run_task, sub_id, task_id, armed)
+        return sub_id, armed.set
+
     def unsubscribe(self, sub_id: str) -> bool:
         """End a subscription; False if there is none by that id (or it already ended)."""
         scope = self._subs.pop(sub_id, None)
@@ -107,6 +120,44 @@ class WsSession:
             finally:
                 self._subs.pop(sub_id, None)
                 self._metrics.subscription_closed()
+
+    async def _run_task(self, sub_id: str, task_id: Hash32 | None, armed: trio.Event,
+                        task_status: TaskStatus[trio.CancelScope]) -> None:
+        with trio.CancelScope() as scope:
+            async with self._api.subscribe_tasks() as changes:
+                self._metrics.subscription_opened()
+                try:
+                    task_status.started(scope)
+                    await armed.wait()
+                    last: JsonObject | None = None
+                    if task_id is not None:  # a task not final yet shows up on its first change
+                        last = self._task_view(task_id)
+                        if last is not None:
+                            self._send(NOTIFICATION, {"subscription": sub_id, "result": last})
+                            if last["status"] == "closed":
+                                return
+                    async for changed in changes:
+                        if task_id is not None and changed != task_id:
+                            continue
+                        view = self._task_view(changed)
+                        if view is None or (task_id is not None and view == last):
+                            continue
+                        self._send(NOTIFICATION, {"subscription": sub_id, "result": view})
+                        last = view
+                        if task_id is not None and view["status"] == "closed":
+                            return
+                    self._send(CLOSED, {"subscription": sub_id,
+                                        "reason": "lagged: the client fell behind the tasks"})
+                finally:
+                    self._subs.pop(sub_id, None)
+                    self._metrics.subscription_closed()
+
+    def _task_view(self, task_id: Hash32) -> JsonObject | None:
+        state = self._api.finalized_state()
+        task = state.tasks.get(task_id)
+        if task is None:
+            return None
+        return task_view(state, task_id, task, self._api.task_progress(task_id, task.attempt))
 
     def _send(self, method: str, params: dict[str, Any]) -> None:
         message = dumps({"jsonrpc": "2.0", "method": method, "params": params})

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -81,8 +82,8 @@ async def open_ws(address: RpcAddress) -> AsyncIterator[WebSocketConnection]:
 
 
 @pytest.fixture
-def node() -> LocalNode:
-    return LocalNode()
+def node(tmp_path: Path) -> LocalNode:
+    return LocalNode(blob_root=tmp_path / "blobs")
 
 
 @pytest.fixture

@@ -2,20 +2,26 @@
 
 It keeps a mempool list, checks submissions against the state after the pending transactions,
 and `produce_block` builds, applies and commits a block from the mempool exactly as a node does
-with a finalised block, then wakes waiters and block subscribers. No mocks of storage.
+with a finalised block, then wakes waiters and block and task subscribers. Progress reports go
+through the node's own `TaskFeed` (signed, checked); blobs live in a real `BlobStore`, and
+`peer_chunks` stands for what connected peers hold. No mocks of storage.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 import trio
 
+from ogpu_node.blobs import BlobError, BlobStore, check_chunk
 from ogpu_node.chain import Chain
 from ogpu_node.genesis import Genesis, build_genesis, dev_account_key, load_template
 from ogpu_node.keys import PrivateKey
 from ogpu_node.ledger import Block, InvalidTransaction, State, Transaction, apply_tx, build_block
+from ogpu_node.node.messages import TaskProgress
+from ogpu_node.node.task_feed import TaskFeed, sign_progress
 from ogpu_node.node_api import FINAL_STATES, Health, NodeStatus, PeerInfo, TxReceipt, TxState
 from ogpu_node.storage import ChainStore, MemoryKV
 from ogpu_node.types import Hash32
@@ -34,7 +40,7 @@ def make_genesis() -> Genesis:
 class LocalNode:
     """One validator's chain in memory, driven by the test."""
 
-    def __init__(self) -> None:
+    def __init__(self, blob_root: Path | None = None) -> None:
         self.genesis = make_genesis()
         self.chain = Chain.open(ChainStore(MemoryKV()), self.genesis)
         self.mempool: list[Transaction] = []
@@ -48,6 +54,11 @@ class LocalNode:
         self._subscribers: list[trio.MemorySendChannel[Block]] = []
         self.waiting = 0
         """Calls to `wait_for_tx` in progress."""
+        self.tasks = TaskFeed()
+        self.task_subscribers = 0
+        self.blobs = BlobStore(blob_root) if blob_root is not None else None
+        self.peer_chunks: dict[bytes, bytes] = {}
+        """Chunks "connected peers" hold, by id (`get_chunk` fetches, checks and stores them)."""
 
     def users(self) -> list[PrivateKey]:
         return [dev_account_key(i) for i in range(DEV_ACCOUNTS)]
@@ -147,14 +158,54 @@ class LocalNode:
                 self._subscribers.remove(send)
             send.close()
 
+    def task_progress(self, task_id: bytes, attempt: int) -> int | None:
+        return self.tasks.progress_bps(task_id, attempt)
+
+    @asynccontextmanager
+    async def subscribe_tasks(self) -> AsyncIterator[trio.MemoryReceiveChannel[Hash32]]:
+        async with self.tasks.subscribe() as channel:
+            self.task_subscribers += 1
+            self._notify()
+            try:
+                yield channel
+            finally:
+                self.task_subscribers -= 1
+
+    def put_file(self, data: bytes) -> Hash32:
+        if self.blobs is None:
+            raise BlobError("this node keeps no blobs")
+        return self.blobs.put_file(data)
+
+    async def get_chunk(self, chunk_id: bytes) -> bytes:
+        if self.blobs is None:
+            raise BlobError("this node keeps no blobs")
+        local = self.blobs.get(chunk_id)
+        if local is not None:
+            return local
+        remote = self.peer_chunks.get(chunk_id)
+        if remote is None:
+            raise BlobError(f"no connected peer has chunk {chunk_id.hex()[:16]}")
+        self.blobs.put(check_chunk(chunk_id, remote))
+        return remote
+
     # --- driving it -----------------------------------------------------------------------------
 
-    def produce_block(self) -> Block:
-        """Build, apply and commit a block of the whole mempool; publish it."""
+    def report_progress(self, provider: PrivateKey, task_id: bytes, done_bps: int) -> bool:
+        """`provider` reports progress on its current attempt, as gossip would bring it."""
+        task = self.chain.state.tasks[Hash32(task_id)]
+        report = sign_progress(provider, self.chain.state.chain_id, TaskProgress(
+            task_id, task.attempt, provider.address, done_bps, self.chain.state.timestamp))
+        return self.tasks.accept_progress(report, self.chain.state)
+
+    def produce_block(self, after_ms: int = 1_000) -> Block:
+        """Build, apply and commit a block of the whole mempool `after_ms` after the head;
+        publish it."""
         state = self.chain.state
-        block, _ = build_block(state, self.mempool, VALIDATOR, state.timestamp + 1_000)
+        block, _ = build_block(state, self.mempool, VALIDATOR, state.timestamp + after_ms)
         self.chain.apply_and_commit(block)
         self.mempool = []
+        if self.chain.state.changed_tasks:
+            self.tasks.notify(list(self.chain.state.changed_tasks))
         for channel in list(self._subscribers):
             try:
                 channel.send_nowait(block)

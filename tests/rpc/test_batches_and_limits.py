@@ -9,7 +9,7 @@ from typing import Any
 import trio
 
 from ogpu_node.rpc import ErrorCode, RpcConfig
-from tests.rpc.conftest import Rpc, open_ws, serving, transfer
+from tests.rpc.conftest import TEST_CONFIG, Rpc, open_ws, serving, transfer
 from tests.rpc.local_node import LocalNode
 
 
@@ -112,27 +112,29 @@ def _complete(response: bytes) -> bool:
     return False
 
 
-async def test_ten_megabyte_body_is_refused_without_reading_it(rpc: Rpc) -> None:
-    size = 10 * 1000 * 1000
+async def test_hundred_megabyte_body_is_refused_without_reading_it(rpc: Rpc) -> None:
+    size = 100 * 1000 * 1000
     head = (b"POST / HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\n"
             b"content-length: %d\r\n\r\n" % size)
-    # Only 64 KiB of the declared 10 MB are ever sent: the answer cannot wait for the rest.
+    # Only 64 KiB of the declared 100 MB are ever sent: the answer cannot wait for the rest.
     response = await _raw_exchange(rpc, head, [b"[" + b" " * 65_535])
     status_line, _, _ = response.partition(b"\r\n")
     assert status_line.startswith(b"HTTP/1.1 413")
     answer = json.loads(response.partition(b"\r\n\r\n")[2])
     assert answer["error"]["code"] == -32006
-    assert answer["error"]["data"] == {"limit": 1024 * 1024}
+    assert answer["error"]["data"] == {"limit": TEST_CONFIG.max_body_bytes}
     assert (await rpc.result("chain_status"))["height"] == 0
 
 
-async def test_chunked_body_is_cut_off_at_the_limit(rpc: Rpc) -> None:
-    head = (b"POST / HTTP/1.1\r\nhost: localhost\r\ntransfer-encoding: chunked\r\n\r\n")
-    chunk = b" " * 256 * 1024
-    framed = b"%x\r\n%s\r\n" % (len(chunk), chunk)
-    response = await _raw_exchange(rpc, head, [framed] * 5)  # 1.25 MiB, then no terminator
-    assert response.startswith(b"HTTP/1.1 413")
-    assert (await rpc.result("chain_status"))["height"] == 0
+async def test_chunked_body_is_cut_off_at_the_limit(node: LocalNode) -> None:
+    config = RpcConfig(listen="127.0.0.1:0", max_body_bytes=1024 * 1024)
+    async with serving(node, config) as rpc:
+        head = (b"POST / HTTP/1.1\r\nhost: localhost\r\ntransfer-encoding: chunked\r\n\r\n")
+        chunk = b" " * 256 * 1024
+        framed = b"%x\r\n%s\r\n" % (len(chunk), chunk)
+        response = await _raw_exchange(rpc, head, [framed] * 5)  # 1.25 MiB, no terminator
+        assert response.startswith(b"HTTP/1.1 413")
+        assert (await rpc.result("chain_status"))["height"] == 0
 
 
 async def test_connection_limit(node: LocalNode) -> None:

@@ -1,0 +1,157 @@
+"""The GPU market's JSON-RPC methods: tasks, providers and blobs (`task_*`, `provider_*`, `blob_*`).
+
+Tasks and providers are read from the last finalised state; a task's progress comes from the
+node's progress gossip. Blobs are read from the node's store, or fetched from its peers (every
+chunk is checked against its id on the way); uploads are files of at most `max_upload_bytes`.
+"""
+
+from __future__ import annotations
+
+import base64
+from typing import TYPE_CHECKING, Any
+
+from ogpu_node.address import address_to_text
+from ogpu_node.blobs import MAX_CHUNK_BYTES, BlobError, decode_manifest
+from ogpu_node.ledger import State
+from ogpu_node.ledger.market.records import Task, TaskStatus
+from ogpu_node.rpc import market_views as mv
+from ogpu_node.rpc import params as p
+from ogpu_node.rpc.config import RpcConfig
+from ogpu_node.rpc.errors import ErrorCode, RpcError, not_found
+from ogpu_node.types import Hash32
+
+if TYPE_CHECKING:
+    from ogpu_node.rpc.methods import CallContext, Handler
+
+Json = Any
+MAX_PROVIDERS_LISTED = 1_000
+STATUS_NAMES = tuple(s.name.lower() for s in TaskStatus)
+
+
+def find_task(state: State, task_id: bytes) -> Task:
+    task = state.tasks.get(Hash32(task_id))
+    if task is None:
+        raise not_found("task", task_id.hex())
+    return task
+
+
+def current_task_view(ctx: CallContext, state: State, task_id: Hash32, task: Task) -> Json:
+    return mv.task_view(state, task_id, task, ctx.api.task_progress(task_id, task.attempt))
+
+
+# --- tasks --------------------------------------------------------------------------------------
+
+
+async def task_get(ctx: CallContext, args: dict[str, Any]) -> Json:
+    state = ctx.api.finalized_state()
+    task_id = Hash32(args["taskId"])
+    return current_task_view(ctx, state, task_id, find_task(state, task_id))
+
+
+async def task_list(ctx: CallContext, args: dict[str, Any]) -> Json:
+    state = ctx.api.finalized_state()
+    ids = state.open_tasks if args["open"] else state.tasks.keys()
+    matched = []
+    for task_id in ids:
+        task = state.tasks[task_id]
+        if ((args["status"] is None or task.status.name.lower() == args["status"])
+                and (args["client"] is None or task.client == args["client"])
+                and (args["provider"] is None or task.provider == args["provider"])):
+            matched.append((task.created_ms, task_id, task))
+    # A scan and sort of the matching tasks: fine while they number in the thousands; an index
+    # by client and provider belongs in the ledger state once they do not.
+    matched.sort(key=lambda item: (item[0], item[1]), reverse=True)
+    return {"height": state.height, "total": len(matched),
+            "tasks": [mv.task_summary(t, task) for _, t, task in matched[:args["limit"]]]}
+
+
+async def task_why(ctx: CallContext, args: dict[str, Any]) -> Json:
+    state = ctx.api.finalized_state()
+    task_id = Hash32(args["taskId"])
+    return mv.why_view(state, task_id, find_task(state, task_id))
+
+
+# --- providers ----------------------------------------------------------------------------------
+
+
+async def provider_get(ctx: CallContext, args: dict[str, Any]) -> Json:
+    state = ctx.api.finalized_state()
+    provider = state.providers.get(args["address"])
+    if provider is None:
+        raise not_found("provider", address_to_text(args["address"]))
+    return mv.provider_view(state, args["address"], provider)
+
+
+async def provider_list(ctx: CallContext, _: dict[str, Any]) -> Json:
+    state = ctx.api.finalized_state()
+    providers = sorted(state.providers.items())
+    return {"height": state.height, "count": len(providers),
+            "truncated": len(providers) > MAX_PROVIDERS_LISTED,
+            "providers": [mv.provider_summary(state, a, prov)
+                          for a, prov in providers[:MAX_PROVIDERS_LISTED]]}
+
+
+# --- blobs --------------------------------------------------------------------------------------
+
+
+def _refused(exc: BlobError) -> RpcError:
+    return RpcError(ErrorCode.BLOB_REFUSED, f"blob refused: {exc}", {"reason": str(exc)})
+
+
+async def _chunk(ctx: CallContext, chunk_id: bytes) -> bytes:
+    try:
+        return await ctx.api.get_chunk(chunk_id)
+    except BlobError as exc:
+        raise RpcError(ErrorCode.BLOB_UNAVAILABLE, f"chunk {chunk_id.hex()} unavailable: {exc}",
+                       {"id": chunk_id.hex(), "reason": str(exc)}) from None
+
+
+async def blob_put(ctx: CallContext, args: dict[str, Any]) -> Json:
+    data: bytes = args["data"]
+    try:
+        file_id = ctx.api.put_file(data)
+    except BlobError as exc:
+        raise _refused(exc) from None
+    return {"fileId": file_id.hex(), "size": len(data),
+            "chunks": -(-len(data) // MAX_CHUNK_BYTES)}
+
+
+async def blob_manifest(ctx: CallContext, args: dict[str, Any]) -> Json:
+    try:
+        manifest = decode_manifest(await _chunk(ctx, args["fileId"]))
+    except BlobError as exc:
+        raise _refused(exc) from None
+    return {"fileId": args["fileId"].hex(), "size": manifest.size,
+            "chunks": [c.hex() for c in manifest.chunks]}
+
+
+async def blob_chunk(ctx: CallContext, args: dict[str, Any]) -> Json:
+    data = await _chunk(ctx, args["chunkId"])
+    return {"chunkId": args["chunkId"].hex(), "size": len(data),
+            "data": base64.b64encode(data).decode()}
+
+
+def market_methods(config: RpcConfig) -> list[tuple[str, Handler, str, tuple[p.Param, ...]]]:
+    """(name, handler, summary, params) of every market method."""
+    task_id = p.Param("taskId", p.hash32)
+    return [
+        ("task_get", task_get, "A task: spec, phase, bids, award, result, verdicts, money "
+                               "trail and progress.", (task_id,)),
+        ("task_list", task_list, "Tasks, newest first, filtered by status, client, provider.",
+         (p.Param("status", p.one_of(*STATUS_NAMES), required=False),
+          p.Param("client", p.address, required=False),
+          p.Param("provider", p.address, required=False),
+          p.Param("open", p.boolean, required=False, default=False),
+          p.Param("limit", p.count(config.max_task_list), required=False,
+                  default=min(50, config.max_task_list)))),
+        ("task_why", task_why, "Why a task has (or had) no usable bid.", (task_id,)),
+        ("provider_get", provider_get, "A provider: declaration, stake, record, reputation, "
+                                       "flags and earnings.", (p.Param("address", p.address),)),
+        ("provider_list", provider_list, "Every registered provider, by address.", ()),
+        ("blob_put", blob_put, "Store a file (base64) in the node's blob store.",
+         (p.Param("data", p.base64_bytes(config.max_upload_bytes)),)),
+        ("blob_manifest", blob_manifest, "A file's size and chunk ids (fetched from peers "
+                                         "if missing).", (p.Param("fileId", p.hash32),)),
+        ("blob_chunk", blob_chunk, "One chunk, base64 (fetched from peers if missing).",
+         (p.Param("chunkId", p.hash32),)),
+    ]

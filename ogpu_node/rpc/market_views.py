@@ -1,0 +1,199 @@
+"""How the GPU market's tasks and providers look in JSON (conventions as in `views.py`).
+
+A task view is everything the chain records of a task plus the node's latest progress report for
+its current attempt; a provider view adds what the chain derives from its record (reputation,
+anomaly flags, delivered throughput) and what its tasks' money trails paid it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable
+
+from gpu.spec import InvalidSpec, WorkloadKind, decode_spec
+from ogpu_node.address import address_to_text
+from ogpu_node.ledger import State
+from ogpu_node.ledger.market.records import Provider, Task, TaskStatus
+from ogpu_node.ledger.market.reputation import anomaly_flags, delivered_gflops, reputation_bps
+from ogpu_node.ledger.market.rules import (
+    NO_BID_REASONS,
+    is_active,
+    no_bid_reason,
+    provider_collateral,
+)
+from ogpu_node.rpc.views import JsonObject, amount_fields
+from ogpu_node.types import Address, Hash32, format_amount
+
+EARNING_EVENTS = ("payment", "client_collateral_to_provider")
+"""Trail lines that pay a provider for its work (verifier fees are counted apart)."""
+
+
+def kind_name(kind: int) -> str:
+    try:
+        return WorkloadKind(kind).name.lower()
+    except ValueError:
+        return "unknown"
+
+
+def spec_fields(kind: int, spec: bytes) -> JsonObject | None:
+    """The decoded workload spec as an object of its fields, or None if it does not decode
+    (the chain checked it at submission, so only a future kind gets None)."""
+    try:
+        decoded = decode_spec(kind, spec)
+    except InvalidSpec:
+        return None
+    return {f.name: list(v) if isinstance(v := getattr(decoded, f.name), tuple) else v
+            for f in dataclasses.fields(decoded)}
+
+
+def _address(value: Address | None) -> str | None:
+    return address_to_text(value) if value is not None else None
+
+
+def _time(ms: int) -> int | None:
+    return ms or None
+
+
+def task_view(state: State, task_id: Hash32, task: Task, progress_bps: int | None
+              ) -> JsonObject:
+    """Everything the chain records of `task` at `state`, with the current attempt's progress
+    (shown only while the task runs)."""
+    result = task.result
+    return {
+        "id": task_id.hex(), "height": state.height, "client": address_to_text(task.client),
+        "kind": kind_name(task.kind), "kindId": task.kind, "spec": spec_fields(task.kind,
+                                                                              task.spec),
+        "workUnits": task.work_units, **amount_fields("maxPrice", task.max_price),
+        **amount_fields("budget", task.budget), **amount_fields("escrow", task.escrow),
+        "minBenchmark": task.min_benchmark, "execMs": task.exec_ms,
+        "status": task.status.name.lower(), "phaseEndMs": task.phase_end_ms,
+        "attempt": task.attempt,
+        "bids": [{"bidder": address_to_text(b.bidder), "revealed": b.revealed,
+                  "price": str(b.price) if b.revealed else None,
+                  "priceOgpu": format_amount(b.price) if b.revealed else None}
+                 for b in task.bids],
+        "excluded": [address_to_text(a) for a in task.excluded],
+        "provider": _address(task.provider), **amount_fields("price", task.price),
+        **amount_fields("payment", task.payment), **amount_fields("collateral", task.collateral),
+        "awardedMs": _time(task.awarded_ms),
+        "result": None if result is None else {
+            "outputId": result.output_id.hex(), "checkpointRoot": result.checkpoint_root.hex(),
+            "checkpointIds": [c.hex() for c in result.checkpoint_ids],
+            "metrics": dict(result.metrics)},
+        "resultMs": _time(task.result_ms),
+        "committee": [address_to_text(a) for a in task.committee],
+        "verdicts": [{"verifier": address_to_text(v.verifier), "accept": v.accept,
+                      "reason": v.reason} for v in task.verdicts],
+        "closeReason": task.close_reason.name.lower() if task.close_reason else None,
+        "why": task.why or None,
+        "trail": [{"event": m.event, "address": address_to_text(m.address),
+                   **amount_fields("amount", m.amount)} for m in task.trail],
+        "progressBps": progress_bps if task.status == TaskStatus.RUNNING else None,
+        "createdMs": task.created_ms, "expiresMs": task.expires_ms,
+    }
+
+
+def task_summary(task_id: Hash32, task: Task) -> JsonObject:
+    """One line of `task_list`."""
+    return {
+        "id": task_id.hex(), "client": address_to_text(task.client),
+        "kind": kind_name(task.kind), "status": task.status.name.lower(),
+        "closeReason": task.close_reason.name.lower() if task.close_reason else None,
+        "attempt": task.attempt, "provider": _address(task.provider),
+        "workUnits": task.work_units, **amount_fields("maxPrice", task.max_price),
+        "createdMs": task.created_ms,
+    }
+
+
+# --- why a task got no bids -----------------------------------------------------------------------
+
+
+def eligible_providers(state: State, task: Task) -> list[Address]:
+    """Providers that meet every requirement `no_bid_reason` checks for `task`."""
+    needed = provider_collateral(state.params, task.budget)
+    return [a for a, p in sorted(state.providers.items())
+            if is_active(p, state.params) and a != task.client and a not in task.excluded
+            and p.benchmark >= task.min_benchmark and p.free_stake >= needed
+            and p.price_floor <= task.max_price]
+
+
+def why_view(state: State, task_id: Hash32, task: Task) -> JsonObject:
+    """Why `task` has (or had) no usable bid: the stored code once it closed NO_BIDS, else the
+    code the current providers give. `code` is None for a task that closed for another reason."""
+    closed = task.status == TaskStatus.CLOSED
+    if not closed:
+        code: str | None = no_bid_reason(sorted(state.providers.items()), task, state.params)
+    elif task.close_reason is not None and task.close_reason.name == "NO_BIDS":
+        code = task.why
+    else:
+        code = None
+    reason = task.close_reason.name.lower() if task.close_reason else None
+    if code is None:
+        explanation = f"the task closed {reason}: it did not end for lack of bids"
+    else:
+        explanation = NO_BID_REASONS.get(code, code)
+    return {
+        "id": task_id.hex(), "height": state.height, "status": task.status.name.lower(),
+        "closeReason": reason, "code": code, "explanation": explanation, "final": closed,
+        "registered": sum(1 for p in state.providers.values() if is_active(p, state.params)),
+        "eligible": len(eligible_providers(state, task)),
+        "bids": len(task.bids),
+    }
+
+
+# --- providers ----------------------------------------------------------------------------------
+
+
+def provider_earnings(tasks: Iterable[Task], address: Address) -> JsonObject:
+    """What the money trails of `tasks` paid `address` for work and as a verifier, and what
+    they slashed from it."""
+    paid = fees = slashed = 0
+    count = 0
+    for task in tasks:
+        touched = False
+        for line in task.trail:
+            if line.address != address:
+                continue
+            if line.event in EARNING_EVENTS:
+                paid += line.amount
+                touched = True
+            elif line.event == "verifier_fee":
+                fees += line.amount
+            elif line.event == "provider_slashed":
+                slashed += line.amount
+        count += touched
+    return {**amount_fields("earned", paid), **amount_fields("verifierFees", fees),
+            **amount_fields("slashed", slashed), "paidTasks": count}
+
+
+def provider_summary(state: State, address: Address, provider: Provider) -> JsonObject:
+    """One line of `provider_list`."""
+    return {
+        "address": address_to_text(address), "active": is_active(provider, state.params),
+        "benchmark": provider.benchmark, **amount_fields("priceFloor", provider.price_floor),
+        **amount_fields("stake", provider.stake), **amount_fields("freeStake",
+                                                                  provider.free_stake),
+        "reputationBps": reputation_bps(provider), "flags": anomaly_flags(provider),
+        "completed": provider.completed, "failed": provider.failed,
+    }
+
+
+def provider_view(state: State, address: Address, provider: Provider) -> JsonObject:
+    """A provider's declaration, bond, record, derived reputation and earnings."""
+    return {
+        "address": address_to_text(address), "height": state.height,
+        "active": is_active(provider, state.params),
+        "devices": [{"model": d.model, "memoryMb": d.memory_mb} for d in provider.devices],
+        "benchmark": provider.benchmark, **amount_fields("priceFloor", provider.price_floor),
+        **amount_fields("stake", provider.stake), **amount_fields("locked", provider.locked),
+        **amount_fields("freeStake", provider.free_stake),
+        "counters": {"completed": provider.completed, "failed": provider.failed,
+                     "failStreak": provider.fail_streak, "bids": provider.bids,
+                     "unrevealed": provider.unrevealed, "workDone": provider.work_done,
+                     "computeMs": provider.compute_ms},
+        "reputationBps": reputation_bps(provider), "flags": anomaly_flags(provider),
+        "deliveredGflops": delivered_gflops(provider),
+        # A scan of every task's trail: fine while tasks number in the thousands; an index of
+        # earnings by provider belongs in the ledger state once they do not.
+        "earnings": provider_earnings(state.tasks.values(), address),
+    }
