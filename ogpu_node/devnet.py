@@ -34,6 +34,7 @@ from ogpu_node.config import CONFIG_FILE, load_config
 from ogpu_node.genesis import dev_account_key
 from ogpu_node.keys import read_key_file
 from ogpu_node.ledger import Transfer, sign_transaction
+from ogpu_node.market_demo import run_market_demo
 from ogpu_node.rpc_client import RpcCallError, rpc_call
 from ogpu_node.types import parse_amount
 from p2p.libp2p_host import peer_id_from_seed
@@ -267,6 +268,27 @@ def demo_transfer(root: Path) -> None:
               f"account 1 holds {balance} OGPU")
 
 
+def market_demo(root: Path) -> bool:
+    """A training task and an inference pool through the providers of this devnet."""
+    homes = node_homes(root)
+    names = {}
+    for home in homes:
+        config = load_config(home, environ={})
+        if config.provider:
+            address = read_key_file(config.path(config.validator_key_file)).address
+            names[address_to_text(address)] = f"{home.name} (provider)"
+    for home in homes:
+        config = load_config(home, environ={})
+        if not config.provider and config.path(config.validator_key_file).exists():
+            address = read_key_file(config.path(config.validator_key_file)).address
+            names[address_to_text(address)] = f"{home.name} (validator)"
+    providers = {a: n for a, n in names.items() if n.endswith("(provider)")}
+    if not providers:
+        print("\n(no providers on this devnet: market demo skipped)")
+        return True
+    return run_market_demo([rpc_url(h) for h in homes], names, len(providers))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="scripts/devnet")
     parser.add_argument("command", nargs="?", default="up",
@@ -304,6 +326,8 @@ def main(argv: list[str] | None = None) -> int:
         print_welcome(root)
         if not args.no_demo:
             demo_transfer(root)
+            if not market_demo(root):
+                raise SystemExit("the market demo did not complete; see devnet/node*/node.log")
         if args.detach:
             return 0
         print("\nnodes running; Ctrl-C (or `scripts/devnet down`) stops them", flush=True)

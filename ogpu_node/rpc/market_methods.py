@@ -1,4 +1,5 @@
-"""The GPU market's JSON-RPC methods: tasks, providers and blobs (`task_*`, `provider_*`, `blob_*`).
+"""The GPU market's JSON-RPC methods: tasks, pools, providers and blobs (`task_*`, `pool_*`,
+`provider_*`, `blob_*`).
 
 Tasks and providers are read from the last finalised state; a task's progress comes from the
 node's progress gossip. Blobs are read from the node's store, or fetched from its peers (every
@@ -91,6 +92,28 @@ async def provider_list(ctx: CallContext, _: dict[str, Any]) -> Json:
                           for a, prov in providers[:MAX_PROVIDERS_LISTED]]}
 
 
+# --- pools ------------------------------------------------------------------------------------
+
+
+async def pool_get(ctx: CallContext, args: dict[str, Any]) -> Json:
+    state = ctx.api.finalized_state()
+    pool = state.pools.get(Hash32(args["poolId"]))
+    if pool is None:
+        raise not_found("pool", args["poolId"].hex())
+    return mv.pool_view(state, Hash32(args["poolId"]), pool)
+
+
+async def pool_list(ctx: CallContext, args: dict[str, Any]) -> Json:
+    state = ctx.api.finalized_state()
+    pools = sorted(state.pools.items(), key=lambda item: (-item[1].created_ms, item[0]))
+    if args["open"]:
+        pools = [(i, pool) for i, pool in pools if not pool.closed]
+    return {"height": state.height, "count": len(pools), "pools": [
+        {"id": i.hex(), "owner": address_to_text(pool.owner), "model": pool.model,
+         "closed": pool.closed, "members": len(pool.subscribers), "served": pool.served,
+         "escrow": str(pool.escrow)} for i, pool in pools[:args["limit"]]]}
+
+
 # --- blobs --------------------------------------------------------------------------------------
 
 
@@ -148,6 +171,12 @@ def market_methods(config: RpcConfig) -> list[tuple[str, Handler, str, tuple[p.P
         ("provider_get", provider_get, "A provider: declaration, stake, record, reputation, "
                                        "flags and earnings.", (p.Param("address", p.address),)),
         ("provider_list", provider_list, "Every registered provider, by address.", ()),
+        ("pool_get", pool_get, "An inference pool: terms, members, recent requests, totals.",
+         (p.Param("poolId", p.hash32),)),
+        ("pool_list", pool_list, "Inference pools, newest first.",
+         (p.Param("open", p.boolean, required=False, default=False),
+          p.Param("limit", p.count(config.max_task_list), required=False,
+                  default=min(50, config.max_task_list)))),
         ("blob_put", blob_put, "Store a file (base64) in the node's blob store.",
          (p.Param("data", p.base64_bytes(config.max_upload_bytes)),)),
         ("blob_manifest", blob_manifest, "A file's size and chunk ids (fetched from peers "

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from gpu.spec import InvalidSpec, WorkloadKind, decode_spec
 from ogpu_node.address import address_to_text
 from ogpu_node.ledger import State
-from ogpu_node.ledger.market.records import Provider, Task, TaskStatus
+from ogpu_node.ledger.market.records import Pool, Provider, Task, TaskStatus
 from ogpu_node.ledger.market.reputation import anomaly_flags, delivered_gflops, reputation_bps
 from ogpu_node.ledger.market.rules import (
     NO_BID_REASONS,
@@ -196,4 +196,32 @@ def provider_view(state: State, address: Address, provider: Provider) -> JsonObj
         # A scan of every task's trail: fine while tasks number in the thousands; an index of
         # earnings by provider belongs in the ledger state once they do not.
         "earnings": provider_earnings(state.tasks.values(), address),
+    }
+
+
+def pool_view(state: State, pool_id: Hash32, pool: Pool) -> JsonObject:
+    """Everything the chain records of an inference pool: terms, members, recent requests."""
+    return {
+        "id": pool_id.hex(), "height": state.height, "owner": address_to_text(pool.owner),
+        "model": pool.model, "maxBatch": pool.max_batch, **amount_fields("price", pool.price),
+        "maxRacers": pool.max_racers, "sampleBps": pool.sample_bps,
+        **amount_fields("minStake", pool.min_stake), "requestMs": pool.request_ms,
+        "createdMs": pool.created_ms, "expiresMs": pool.expires_ms, "closed": pool.closed,
+        **amount_fields("escrow", pool.escrow),
+        "subscribers": [{"address": address_to_text(a), **amount_fields("stake", s)}
+                        for a, s in pool.subscribers],
+        "requests": [{
+            "id": r.request_id.hex(), "seed": r.seed, "batch": r.batch,
+            "status": r.status.name.lower(), "createdMs": r.created_ms,
+            "deadlineMs": r.deadline_ms, "racers": [address_to_text(a) for a in r.racers],
+            "winner": _address(r.winner),
+            "outputId": r.output_id.hex() if r.output_id else None,
+            "committee": [address_to_text(a) for a in r.committee],
+            "verdicts": [{"verifier": address_to_text(v.verifier), "accept": v.accept,
+                          "reason": v.reason} for v in r.verdicts],
+            **amount_fields("escrow", r.escrow)} for r in pool.requests],
+        "served": pool.served, "rejected": pool.rejected, "expired": pool.expired,
+        **amount_fields("paid", pool.paid),
+        "trail": [{"event": m.event, "address": address_to_text(m.address),
+                   **amount_fields("amount", m.amount)} for m in pool.trail],
     }
