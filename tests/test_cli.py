@@ -2,15 +2,30 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import stat
 from pathlib import Path
+from typing import Any
 
+import click
+import pytest
+import trio
+import trio.testing
 from click.testing import CliRunner
 
+from gpu.spec import InferSpec, TrainSpec, decode_spec
+from ogpu_node.address import address_to_text
+from ogpu_node.blobs import file_id
+from ogpu_node.cli.market_cli import build_submit, load_task_file
 from ogpu_node.cli.node_cli import main as node_cli
 from ogpu_node.cli.user_cli import main as user_cli
 from ogpu_node.ledger.tx import Transfer, decode_transaction
+from ogpu_node.types import Hash32
+from ogpu_node.types import ogpu as ogpu_units
+from tests.rpc.conftest import serving
+from tests.rpc.local_node import LocalNode
+from tests.rpc.market import OUTPUT, Market
 
 
 def run(cli: object, *args: str) -> tuple[int, str]:
@@ -69,3 +84,175 @@ def test_user_cli_signs_a_transfer_offline(tmp_path: Path) -> None:
                     "--nonce", "0", "--to", me[:-1] + ("q" if me[-1] != "q" else "p"),
                     "--amount", "1")
     assert code == 1 and "checksum" in out
+
+
+# --- the GPU market: `ogpu task ...` and `ogpu provider ...` against a served node ---------------
+
+
+async def ogpu(url: str, *args: str) -> tuple[int, str]:
+    """`ogpu --rpc URL ARGS` in a worker thread, so that the node keeps serving meanwhile."""
+    return await trio.to_thread.run_sync(lambda: run(user_cli, "--rpc", url, *args))
+
+
+async def produce_blocks(node: LocalNode) -> None:
+    """Finalise whatever the CLI sends, one block per arrival."""
+    while True:
+        await node.wait_until(lambda: bool(node.mempool))
+        node.produce_block()
+
+
+MATMUL_TOML = """
+kind = "matmul"
+n = 1024
+seed = 1
+max_price = "1"
+exec_s = 20
+ttl_s = 200
+"""
+
+
+async def test_task_submit_watch_result_and_provider_commands(tmp_path: Path) -> None:
+    node = LocalNode(tmp_path / "blobs")
+    market = Market(node)
+    async with serving(node) as rpc, trio.open_nursery() as blocks:
+        blocks.start_soon(produce_blocks, node)
+        url = rpc.address.http_url
+        code, out = await ogpu(url, "provider", "register", "--dev-account", "1", "--device",
+                               "test-gpu:16000", "--benchmark", "1000", "--floor", "1000u",
+                               "--stake", "500")
+        assert code == 0 and out.startswith("finalized in block"), out
+        (tmp_path / "task.toml").write_text(MATMUL_TOML)
+        code, out = await ogpu(url, "task", "submit", "--file", str(tmp_path / "task.toml"),
+                               "--dev-account", "0", "--json")
+        assert code == 0, out
+        submitted = json.loads(out)
+        task_id = Hash32(bytes.fromhex(submitted["taskId"]))
+        assert (submitted["kind"], submitted["workUnits"], submitted["status"]) == (
+            "matmul", 3, "bidding")
+        assert node.state.tasks[task_id].client == market.client.address
+
+        watched: dict[str, tuple[int, str]] = {}
+
+        async def watch() -> None:
+            watched["out"] = await ogpu(url, "task", "watch", task_id.hex(), "--timeout", "30")
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(watch)
+            await node.wait_until(lambda: node.task_subscribers == 1)
+            await market.fund_validator()
+            # A view shows the task when it is sent: let each step reach the watcher before
+            # the next (on a real chain blocks are that far apart).
+            price = ogpu_units(1) // 4
+            for step in (lambda: market.bid(market.provider_a, task_id, price),
+                         lambda: market.pass_phase(task_id),
+                         lambda: market.reveal(market.provider_a, task_id, price),
+                         lambda: market.pass_phase(task_id),
+                         lambda: node.report_progress(market.provider_a, task_id, 5_000),
+                         lambda: market.commit_result(task_id),
+                         lambda: market.vote(task_id, True)):
+                outcome = step()
+                if inspect.isawaitable(outcome):
+                    await outcome
+                await trio.testing.wait_all_tasks_blocked()
+        code, out = watched["out"]
+        assert code == 0, out
+        for line in ("attempt 1: bidding, 0 sealed bid(s)", "bidding, 1 sealed bid(s)",
+                     "revealing, 1/1 bid(s) revealed",
+                     f"running on {address_to_text(market.provider_a.address)} at",
+                     "no progress report yet", "50%", "verifying, verdicts 0/1 (0 accept)",
+                     "closed: completed", "money trail of task", "provider_collateral_locked",
+                     "payment", "verifier_fee", "refund"):
+            assert line in out, (line, out)
+
+        code, out = await ogpu(url, "task", "result", task_id.hex(), "-o",
+                               str(tmp_path / "out.bin"), "--json")
+        assert code == 0, out
+        assert (tmp_path / "out.bin").read_bytes() == OUTPUT
+        assert json.loads(out)["fileId"] == file_id(OUTPUT).hex()
+
+        code, out = await ogpu(url, "task", "why", task_id.hex())
+        assert code == 0 and "did not end for lack of bids" in out, out
+        code, out = await ogpu(url, "task", "list", "--json", "--status", "closed")
+        assert [t["id"] for t in json.loads(out)["tasks"]] == [task_id.hex()]
+        code, out = await ogpu(url, "task", "list")
+        assert code == 0 and task_id.hex() in out and "closed (completed)" in out, out
+
+        payment = node.state.tasks[task_id].payment
+        code, out = await ogpu(url, "provider", "status", "--dev-account", "1")
+        assert code == 0 and "1 completed, 0 failed" in out and "test-gpu (16000 MB)" in out
+        code, out = await ogpu(url, "provider", "earnings",
+                               address_to_text(market.provider_a.address), "--json")
+        assert code == 0, out
+        assert json.loads(out)["earned"] == str(payment)
+        code, out = await ogpu(url, "provider", "earnings", "--dev-account", "1")
+        assert code == 0 and "from 1 task(s)" in out, out
+        blocks.cancel_scope.cancel()
+
+
+async def test_task_submit_from_flags_cancel_why_and_failures(tmp_path: Path) -> None:
+    node = LocalNode(tmp_path / "blobs")
+    async with serving(node) as rpc, trio.open_nursery() as blocks:
+        blocks.start_soon(produce_blocks, node)
+        url = rpc.address.http_url
+        code, out = await ogpu(url, "task", "submit", "--kind", "matmul", "--n", "512",
+                               "--max-price", "250000u", "--min-benchmark", "99999",
+                               "--dev-account", "0", "--json")
+        assert code == 0, out
+        task_id = json.loads(out)["taskId"]
+        task = node.state.tasks[Hash32(bytes.fromhex(task_id))]
+        assert (task.max_price, task.min_benchmark, task.exec_ms) == (250_000, 99_999, 60_000)
+
+        code, out = await ogpu(url, "task", "why", task_id, "--json")
+        assert json.loads(out)["code"] == "no_providers"
+        code, out = await ogpu(url, "task", "result", task_id, "-o", str(tmp_path / "x"))
+        assert code == 1 and "has no result" in out
+
+        code, out = await ogpu(url, "task", "cancel", task_id, "--dev-account", "0")
+        assert code == 0 and "finalized" in out, out
+        code, out = await ogpu(url, "task", "watch", task_id, "--json")
+        assert code == 3, out  # closed, but not completed
+        assert json.loads(out)["closeReason"] == "cancelled"
+        code, out = await ogpu(url, "task", "watch", task_id)
+        assert code == 3 and "closed: cancelled" in out and "refund" in out
+
+        code, out = await ogpu(url, "task", "watch", "ab" * 32)
+        assert code == 1 and "no task" in out, out
+        code, out = await ogpu(url, "task", "watch", "abc")
+        assert code == 2 and "64 hex digits" in out
+        code, out = await ogpu(url, "provider", "status", "--dev-account", "3")
+        assert code == 1 and "provider not found" in out, out
+        code, out = await ogpu(url, "task", "cancel", task_id, "--dev-account", "0")
+        assert code == 1 and "wrong_phase" in out, out
+        blocks.cancel_scope.cancel()
+
+
+def test_task_files_are_checked_before_anything_is_sent(tmp_path: Path) -> None:
+    train = tmp_path / "train.toml"
+    train.write_text('kind = "train"\nseed = 3\nn_features = 16\nhidden = [32, 32]\n'
+                     'n_classes = 4\nn_samples = 256\nbatch = 32\nsteps = 40\n'
+                     'lr_micros = 50000\ncheckpoint_every = 10\nmax_price = "0.001"\n')
+    payload = build_submit(load_task_file(train))
+    spec = decode_spec(payload.kind, payload.spec)
+    assert isinstance(spec, TrainSpec) and spec.hidden == (32, 32)
+    assert (payload.max_price, payload.exec_ms, payload.ttl_ms) == (1_000_000, 60_000, 600_000)
+    infer = build_submit({"kind": "infer", "model": "mlp-small", "batch": 8,
+                          "max_price": "7u", "exec_s": 1.5})
+    assert isinstance(decode_spec(infer.kind, infer.spec), InferSpec)
+    assert (infer.max_price, infer.exec_ms) == (7, 1_500)
+
+    cases: list[tuple[dict[str, Any], str]] = [
+        ({"kind": "matmul", "n": 8, "max_price": 1}, "give it as text"),
+        ({"kind": "matmul", "n": 8}, "missing field(s) for a matmul task: max_price"),
+        ({"kind": "matmul", "n": 8, "max_price": "1", "steps": 3}, "unknown field(s)"),
+        ({"kind": "matmul", "n": 0, "max_price": "1"}, "n must be within"),
+        ({"kind": "video", "max_price": "1"}, "kind: expected one of matmul, train, infer"),
+        ({"kind": "matmul", "n": 8, "max_price": "1.0000000001"}, "at most 9 decimals"),
+    ]
+    for fields, problem in cases:
+        with pytest.raises(click.ClickException) as raised:
+            build_submit(fields)
+        assert problem in raised.value.format_message(), fields
+    (tmp_path / "bad.toml").write_text("kind = ")
+    code, out = run(user_cli, "--rpc", "http://127.0.0.1:9", "task", "submit", "--file",
+                    str(tmp_path / "bad.toml"), "--dev-account", "0")
+    assert code == 2 and "cannot read task file" in out

@@ -9,13 +9,21 @@ import click
 
 from ogpu_node.address import address_from_text, address_to_text
 from ogpu_node.cli.common import emit, handle_errors
+from ogpu_node.cli.market_cli import provider, task
+from ogpu_node.cli.sending import (
+    DEV_OPTION,
+    JSON_OPTION,
+    KEY_OPTION,
+    parse_ogpu,
+    report,
+    send,
+    signer,
+)
 from ogpu_node.keys import PrivateKey, read_key_file, write_key_file
 from ogpu_node.ledger import Stake, Transfer, Unstake, sign_transaction
 from ogpu_node.ledger.tx import Payload
 from ogpu_node.rpc_client import DEFAULT_RPC, rpc_call
-from ogpu_node.types import Amount, format_amount, parse_amount
-
-JSON_OPTION = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+from ogpu_node.types import format_amount
 
 
 @click.group()
@@ -24,8 +32,12 @@ JSON_OPTION = click.option("--json", "as_json", is_flag=True, help="Machine-read
               help="JSON-RPC URL of a node (env OGPU_RPC).")
 @click.pass_context
 def main(ctx: click.Context, rpc: str) -> None:
-    """ogpu: use the OpenGPU Network (accounts, transfers, blocks, validators)."""
+    """ogpu: use the OpenGPU Network (accounts, transfers, blocks, validators, GPU tasks)."""
     ctx.obj = rpc
+
+
+main.add_command(task)
+main.add_command(provider)
 
 
 @main.group()
@@ -55,13 +67,6 @@ def account_show(path: Path, as_json: bool) -> None:
           "public_key": key.public_key.raw.hex()}, as_json)
 
 
-def _amount(text: str) -> Amount:
-    try:
-        return parse_amount(text)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc)) from exc
-
-
 @main.command("sign")
 @click.argument("kind", type=click.Choice(["transfer", "stake", "unstake"]))
 @click.option("--key", "key_path", type=click.Path(path_type=Path), required=True)
@@ -75,7 +80,7 @@ def _amount(text: str) -> Amount:
 def sign(kind: str, key_path: Path, chain_id: str, nonce: int, fee: str, to: str | None,
          amount: str, as_json: bool) -> None:
     """Sign a transaction offline and print it (hex of its canonical encoding)."""
-    value = _amount(amount)
+    value = parse_ogpu(amount)
     payload: Payload
     if kind == "transfer":
         if to is None:
@@ -86,27 +91,11 @@ def sign(kind: str, key_path: Path, chain_id: str, nonce: int, fee: str, to: str
     else:
         payload = Unstake(value)
     tx = sign_transaction(read_key_file(key_path), chain_id=chain_id, nonce=nonce,
-                          fee=_amount(fee), payload=payload)
+                          fee=parse_ogpu(fee), payload=payload)
     emit({"hash": tx.hash.hex(), "tx": tx.encoded.hex()}, as_json)
 
 
 # --- network commands ----------------------------------------------------------------------------
-
-KEY_OPTION = click.option("--key", "key_path", type=click.Path(path_type=Path), default=None,
-                          help="Key file of the sender.")
-DEV_OPTION = click.option("--dev-account", type=click.IntRange(0, 999), default=None,
-                          help="Sign with devnet account N instead (well-known keys).")
-
-
-def _signer(key_path: Path | None, dev_account: int | None) -> PrivateKey:
-    if (key_path is None) == (dev_account is None):
-        raise click.UsageError("give exactly one of --key or --dev-account")
-    if dev_account is not None:
-        from ogpu_node.genesis import dev_account_key
-
-        return dev_account_key(dev_account)
-    assert key_path is not None
-    return read_key_file(key_path)
 
 
 @main.command()
@@ -126,35 +115,6 @@ def balance(rpc: str, address: str, as_json: bool) -> None:
           "height": str(account["height"])}, False)
 
 
-def _send(rpc: str, key: PrivateKey, payload: Payload, fee: str, wait: bool,
-          timeout: float) -> dict[str, object]:
-    status = rpc_call(rpc, "chain_status")
-    account = rpc_call(rpc, "account_get", {"address": address_to_text(key.address)})
-    tx = sign_transaction(key, chain_id=status["chainId"], nonce=int(account["nonce"]),
-                          fee=_amount(fee), payload=payload)
-    if not wait:
-        result: dict[str, object] = rpc_call(rpc, "tx_send", {"tx": tx.encoded.hex()})
-        return result
-    result = rpc_call(rpc, "tx_sendAndWait", {"tx": tx.encoded.hex(), "timeout": timeout},
-                      timeout=timeout + 5)
-    return result
-
-
-def _report(result: dict[str, object], as_json: bool) -> None:
-    if as_json:
-        emit(result, True)
-        return
-    state = result.get("state")
-    if state == "finalized":
-        click.echo(f"finalized in block {result.get('height')}: tx {result.get('hash')}")
-    elif state == "pending":
-        click.echo(f"submitted, not final yet: tx {result.get('hash')} "
-                   "(check with `ogpu tx HASH`)")
-    else:
-        click.echo(f"{state}: {result.get('reason') or ''} tx {result.get('hash')}")
-        raise SystemExit(1)
-
-
 @main.command()
 @click.option("--to", required=True, help="Recipient address (ogpu1...).")
 @click.option("--amount", required=True, help="Amount in OGPU, e.g. 1.5.")
@@ -169,9 +129,8 @@ def _report(result: dict[str, object], as_json: bool) -> None:
 def transfer(rpc: str, to: str, amount: str, fee: str, key_path: Path | None,
              dev_account: int | None, no_wait: bool, timeout: float, as_json: bool) -> None:
     """Send OGPU and wait until the transfer is final (unless --no-wait)."""
-    payload = Transfer(address_from_text(to), _amount(amount))
-    _report(_send(rpc, _signer(key_path, dev_account), payload, fee, not no_wait, timeout),
-            as_json)
+    payload = Transfer(address_from_text(to), parse_ogpu(amount))
+    report(send(rpc, signer(key_path, dev_account), payload, fee, not no_wait, timeout), as_json)
 
 
 @main.command()

@@ -127,15 +127,15 @@ class WsSession:
             async with self._api.subscribe_tasks() as changes:
                 self._metrics.subscription_opened()
                 try:
+                    # The first view is the task as it is when the subscription starts: every
+                    # later change is in `changes`, so none is missed while it waits to be armed.
+                    last = self._task_view(task_id) if task_id is not None else None
                     task_status.started(scope)
                     await armed.wait()
-                    last: JsonObject | None = None
-                    if task_id is not None:  # a task not final yet shows up on its first change
-                        last = self._task_view(task_id)
-                        if last is not None:
-                            self._send(NOTIFICATION, {"subscription": sub_id, "result": last})
-                            if last["status"] == "closed":
-                                return
+                    if last is not None:  # a task not final yet shows up on its first change
+                        self._send(NOTIFICATION, {"subscription": sub_id, "result": last})
+                        if last["status"] == "closed":
+                            return
                     async for changed in changes:
                         if task_id is not None and changed != task_id:
                             continue
