@@ -90,8 +90,10 @@ class Market:
         return view
 
     def closed(self, task_id: str, timeout: float = 120.0) -> dict[str, Any]:
-        return wait_until(lambda: (t := self.task(task_id))["status"] == "closed" and t,
-                          f"task {task_id[:12]} to close", timeout)
+        task: dict[str, Any] = wait_until(
+            lambda: (t := self.task(task_id))["status"] == "closed" and t,
+            f"task {task_id[:12]} to close", timeout)
+        return task
 
     def provider(self, index: int) -> dict[str, Any]:
         view: dict[str, Any] = rpc_call(self.url, "provider_get",

@@ -106,8 +106,8 @@ def closed(node: Node, task_id: Hash32) -> object:
     return lambda: status_of(node, task_id) == TaskStatus.CLOSED
 
 
-def policy(**changes: object) -> ProviderPolicy:
-    return replace(ProviderPolicy(price_floor=1_000, stake=ogpu(500), benchmark=100), **changes)
+def policy(fault: str = "none", price_floor: int = 1_000) -> ProviderPolicy:
+    return ProviderPolicy(price_floor=price_floor, stake=ogpu(500), benchmark=100, fault=fault)
 
 
 async def registered(nodes: list[Node], count: int) -> None:

@@ -11,6 +11,7 @@ import pytest
 
 from ogpu_node.address import address_to_text
 from ogpu_node.blobs import MAX_CHUNK_BYTES, blob_id, file_id
+from ogpu_node.ledger.market.payloads import JoinPool, OpenPool, SendRequest
 from ogpu_node.rpc import METHODS, RpcConfig
 from ogpu_node.types import format_amount, ogpu
 from tests.rpc.conftest import Rpc, open_ws, serving
@@ -233,6 +234,33 @@ async def test_provider_list_and_errors(rpc: Rpc, market: Market) -> None:
     await assert_param_error(rpc, "provider_get", ["ogpu1xyz"], "address")
     await assert_param_error(rpc, "provider_get", [], "address")
     await assert_param_error(rpc, "provider_list", [1], "params")
+
+
+# --- pools --------------------------------------------------------------------------------------
+
+
+async def test_pool_get_and_list_show_terms_members_and_requests(rpc: Rpc,
+                                                                 market: Market) -> None:
+    await market.register(market.provider_a)
+    pool_tx = await market.send(market.client, OpenPool("mlp-small", 64, ogpu(1), ogpu(10), 2,
+                                                        0, ogpu(5), 5_000, 600_000))
+    pool_id = pool_tx.hash.hex()
+    await market.send(market.provider_a, JoinPool(pool_tx.hash, ogpu(5)))
+    request = await market.send(market.client, SendRequest(pool_tx.hash, 7, 32))
+    view = await rpc.result("pool_get", [pool_id])
+    assert (view["id"], view["owner"], view["model"]) == (pool_id, text(market.client),
+                                                          "mlp-small")
+    assert view["subscribers"] == [{"address": text(market.provider_a),
+                                    "stake": str(ogpu(5)), "stakeOgpu": "5"}]
+    [req] = view["requests"]
+    assert (req["id"], req["status"], req["racers"]) == (
+        request.hash.hex(), "open", [text(market.provider_a)])
+    assert view["escrow"] == str(ogpu(10) - ogpu(1) - ogpu(1) * 200 // 10_000)
+    listed = await rpc.result("pool_list", {"open": True})
+    assert listed["count"] == 1 and listed["pools"][0]["members"] == 1
+    error = await rpc.error("pool_get", [MISSING])
+    assert error["code"] == -32001 and error["data"]["what"] == "pool"
+    await assert_param_error(rpc, "pool_get", ["xyz"], "poolId")
 
 
 # --- blobs --------------------------------------------------------------------------------------
