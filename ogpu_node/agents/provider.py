@@ -17,8 +17,8 @@ After every finalised block it looks at the open tasks:
   task that leaves the running state (cancelled, timed out) stops its worker.
 
 `fault` is test-only fault injection for the devnet and end-to-end tests: `corrupt` perturbs
-every checkpoint (or one element of a matmul / inference output) before committing, `vanish`
-never commits.
+every checkpoint (one element of a matrix product, every row of an inference) before committing,
+`vanish` never commits.
 """
 
 from __future__ import annotations
@@ -321,6 +321,9 @@ def corrupt_result(result: WorkloadResult, spec: object) -> WorkloadResult:
                        checkpoints=checkpoints, checkpoint_ids=ids,
                        checkpoint_root=checkpoint_chain(ids))
     arrays = [(name, a.copy()) for name, a in decode_arrays(result.output)]
-    arrays[0][1].flat[0] += 1.0
+    if isinstance(spec, InferSpec):  # wrong logits on every row (say, the wrong weights)
+        arrays[0][1][:] += np.float32(1.0)
+    else:  # one wrong element of C: Freivalds catches it with certainty
+        arrays[0][1].flat[0] += 1.0
     output = encode_arrays(arrays)
     return replace(result, output=output, output_id=file_id(output))

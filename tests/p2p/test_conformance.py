@@ -189,7 +189,8 @@ async def test_shutdown_leaves_nothing_running(open_cluster: ClusterFactory) -> 
             await b.publish("blocks", b"one")
             assert (await channel.receive()).data == b"one"
     assert _all_tasks() == tasks_before
-    assert set(threading.enumerate()) == threads_before
+    # no thread started here is left (idle worker threads of earlier tests may time out)
+    assert set(threading.enumerate()) <= threads_before
     gc.collect()  # an unclosed socket would raise ResourceWarning (an error under -W error)
     with pytest.raises(NetworkClosed):
         await a.request(b.peer_id, "/test/echo/1", b"late")
