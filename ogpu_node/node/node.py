@@ -182,7 +182,16 @@ class Node:
     def _accept(self, block_id: bytes) -> None:
         entry = self.pending.pop(block_id, None)
         if entry is None:
-            raise OgpuError(f"engine accepted unknown block {block_id.hex()}")
+            # Range sync can commit a block while the engine still processes it (the sync's
+            # `_after_commit` drops it from `pending`); the engine's late acceptance of a block
+            # we already hold is no news. Anything else means the engine and the chain disagree:
+            # start the engine again from the chain rather than stop the node.
+            if self.chain.store.block_by_hash(block_id) is None:
+                log.warning("engine accepted unknown block %s: restarting the engine",
+                            block_id.hex()[:16])
+                self.engine = self._new_engine()
+                self.pending.clear()
+            return
         block, state = entry
         old_validators = self.chain.state.validators
         self.chain.commit(block, state)
@@ -490,6 +499,7 @@ class Node:
             self._signal()
 
     async def _send_query(self, validator: bytes, poll_id: int, block_id: bytes) -> None:
+        engine = self.engine  # the poll id is this engine's: drop the answer if it was replaced
         peer = self.validator_peers.get(validator)
         entry = self.pending.get(block_id)
         height = entry[0].height if entry else self.chain.state.height
@@ -504,7 +514,8 @@ class Node:
             # No answer is no vote when the poll's deadline passes. Reporting the failure at
             # once would let polls that cannot succeed (too much stake unreachable) spin.
             return
-        self._handle(self.engine.on_chits(validator, poll_id, chits.preferred_id, self._now()))
+        if engine is self.engine:
+            self._handle(engine.on_chits(validator, poll_id, chits.preferred_id, self._now()))
 
     async def _fetch_block(self, peer: str, block_id: bytes) -> None:
         try:

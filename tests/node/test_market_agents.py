@@ -41,7 +41,7 @@ SETTINGS = NodeSettings(max_block_interval_ms=250, slot_ms=500)
 
 def market_genesis() -> Genesis:
     template = load_template()
-    template["params"] = {**template["params"], "bid_window_ms": 600, "reveal_window_ms": 600,
+    template["params"] = {**template["params"], "bid_window_ms": 1_500, "reveal_window_ms": 1_500,
                           "verdict_window_ms": 8_000, "epoch_length": 100_000}
     return build_genesis(template, [(f"v{i}", k.public_key.raw) for i, k in enumerate(VALIDATORS)],
                          genesis_time_ms=1_000, dev_accounts=2, validator_balance=ogpu(10_000))

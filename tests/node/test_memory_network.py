@@ -160,3 +160,19 @@ async def _garbage_request(net: Network, peer: str, i: int) -> None:
     # The node's handler refuses the bytes with a DecodeError; the asker sees it typed.
     with pytest.raises(RemoteHandlerError, match="DecodeError"):
         await net.request(peer, protocol, b"\xc1" * (i % 7 + 1))
+
+
+def test_a_late_or_unknown_acceptance_does_not_stop_the_node() -> None:
+    # Range sync can commit a block the engine still processes; the engine's late acceptance of
+    # it must not crash the node, and an unknown one restarts the engine from the chain.
+    chain = Chain.open(ChainStore(MemoryKV()), GENESIS)
+    node = Node(chain=chain, network=MemoryHub().node("n0"), genesis_hash=GENESIS.hash,
+                validator_key=VALIDATORS[0], wall_ms=lambda: EPOCH_MS)
+    block, state = build_block(chain.state, [], VALIDATORS[0], EPOCH_MS)
+    chain.commit(block, state)  # as sync does
+    engine = node.engine
+    node._accept(block.hash)
+    assert node.engine is engine and chain.state.height == 1
+    node._accept(b"\x42" * 32)
+    assert node.engine is not engine and node.pending == {}
+    assert node.engine.last_accepted_id == chain.state.block_hash
