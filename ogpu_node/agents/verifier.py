@@ -109,8 +109,7 @@ class VerifierAgent:
         assert self.device is not None and request.output_id is not None
         try:
             spec = InferSpec(model, request.seed, request.batch)
-            seed = digest(b"verifier", pack([request.request_id, 0, self.wallet.address]))
-            rng = np.random.default_rng(int.from_bytes(seed[:8], "big"))
+            rng = self._rng(request.request_id, 0)
             try:
                 output = await self._fetch(request.output_id)
                 verdict = await trio.to_thread.run_sync(
@@ -131,8 +130,7 @@ class VerifierAgent:
         assert self.device is not None and task.result is not None
         device, result, policy = self.device, task.result, self.policy
         spec = decode_spec(task.kind, task.spec)
-        seed = digest(b"verifier", pack([task_id, task.attempt, self.wallet.address]))
-        rng = np.random.default_rng(int.from_bytes(seed[:8], "big"))
+        rng = self._rng(task_id, task.attempt)
         try:
             if isinstance(spec, TrainSpec):
                 def checkpoint(index: int) -> bytes:
@@ -152,6 +150,11 @@ class VerifierAgent:
                 verify_inference, spec, output, policy.samples, rng, device)
         except BlobError as exc:
             return Verdict(False, f"output_unavailable: {exc}", "fetch", 0.0)
+
+    def _rng(self, item_id: bytes, attempt: int) -> np.random.Generator:
+        """This verifier's own random choices for one result (others draw different ones)."""
+        seed = digest(b"verifier", pack([item_id, attempt, self.wallet.address]))
+        return np.random.default_rng(int.from_bytes(seed[:8], "big"))
 
     async def _fetch(self, file_id: bytes) -> bytes:
         for attempt in range(FETCH_ATTEMPTS):

@@ -9,11 +9,9 @@ from __future__ import annotations
 
 import re
 import signal
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -25,23 +23,9 @@ from ogpu_node.keys import PrivateKey
 from ogpu_node.ledger import Transfer, sign_transaction
 from ogpu_node.rpc_client import RpcCallError, rpc_call
 from ogpu_node.types import Amount
+from tests.integration.polling import wait_until
 
 pytestmark = pytest.mark.integration
-DEADLINE_S = 60.0
-
-
-def wait_until(condition: Callable[[], Any], what: str, timeout: float = DEADLINE_S) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            result = condition()
-            if result:
-                return result
-        except RpcCallError:
-            pass
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 class Net:

@@ -17,8 +17,7 @@ from __future__ import annotations
 
 import json
 import re
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +32,8 @@ from ogpu_node.keys import PrivateKey, read_key_file
 from ogpu_node.ledger import sign_transaction
 from ogpu_node.ledger.market.payloads import CancelTask, SubmitTask
 from ogpu_node.ledger.tx import Payload
-from ogpu_node.rpc_client import RpcCallError, rpc_call
+from ogpu_node.rpc_client import rpc_call
+from tests.integration.polling import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -43,20 +43,6 @@ LONG = TrainSpec(seed=12, n_features=64, hidden=(256, 256), n_classes=10, n_samp
                  batch=256, steps=50_000, lr_micros=20_000, checkpoint_every=200)
 """Minutes of CPU work: still running when its client cancels."""
 PROVIDERS = {1: ("corrupt", 100, 1_000), 2: ("vanish", 200, 2_000), 3: ("none", 400, 4_000)}
-
-
-def wait_until(condition: Callable[[], Any], what: str, timeout: float = 90.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            result = condition()
-            if result:
-                return result
-        except RpcCallError:
-            pass
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.1)
 
 
 class Market:
@@ -120,7 +106,8 @@ def market(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Market]:
     try:
         devnet.wait_healthy(root)
         m = Market(root)
-        wait_until(lambda: rpc_call(m.url, "provider_list")["count"] == 3, "3 providers registered")
+        wait_until(lambda: rpc_call(m.url, "provider_list")["count"] == 3, "3 providers registered",
+                   timeout=90)
         yield m
     finally:
         devnet.stop(root)
@@ -160,7 +147,7 @@ def test_a_client_cancelling_after_award_loses_its_collateral(market: Market) ->
     client = dev_account_key(3)
     task_id = market.submit(client, LONG, min_benchmark=300, max_price=100_000,
                             exec_ms=600_000, ttl_ms=900_000)
-    wait_until(lambda: market.task(task_id)["status"] == "running", "the award")
+    wait_until(lambda: market.task(task_id)["status"] == "running", "the award", timeout=90)
     market.send(client, CancelTask(bytes.fromhex(task_id)))  # type: ignore[arg-type]
     task = market.closed(task_id)
     assert task["closeReason"] == "cancelled_after_award"

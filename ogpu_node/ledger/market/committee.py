@@ -12,6 +12,7 @@ from collections.abc import Iterable, Sequence
 
 from ogpu_node.encoding import pack
 from ogpu_node.hashing import digest
+from ogpu_node.ledger.market.records import Verdict
 from ogpu_node.ledger.state import Validator
 from ogpu_node.types import Address
 
@@ -36,3 +37,22 @@ def draw_committee(
                 break
             target -= stake
     return tuple(sorted(chosen))
+
+
+def quorum_outcome(committee: Sequence[Address], verdicts: Sequence[Verdict]) -> bool | None:
+    """True once a majority of the committee accepted, False once a majority rejected, else
+    None (keep waiting)."""
+    quorum = len(committee) // 2 + 1
+    accepts = sum(v.accept for v in verdicts)
+    if accepts >= quorum:
+        return True
+    if len(verdicts) - accepts >= quorum:
+        return False
+    return None
+
+
+def outcome_of_votes_cast(verdicts: Sequence[Verdict]) -> bool:
+    """At the end of the window: accepted unless more members rejected than accepted (a result
+    nobody checked stands)."""
+    accepts = sum(v.accept for v in verdicts)
+    return len(verdicts) - accepts <= accepts

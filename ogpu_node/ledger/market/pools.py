@@ -37,7 +37,11 @@ from ogpu_node.ledger.errors import (
     UnknownTask,
     WrongPhase,
 )
-from ogpu_node.ledger.market.committee import draw_committee
+from ogpu_node.ledger.market.committee import (
+    draw_committee,
+    outcome_of_votes_cast,
+    quorum_outcome,
+)
 from ogpu_node.ledger.market.payloads import (
     ClosePool,
     JoinPool,
@@ -57,6 +61,7 @@ from ogpu_node.ledger.market.records import (
     RequestStatus,
     Verdict,
 )
+from ogpu_node.ledger.market.slashing import share_slashed, slash_provider
 from ogpu_node.ledger.params import BPS
 from ogpu_node.ledger.working import Working
 from ogpu_node.types import Address, Hash32
@@ -222,11 +227,10 @@ def process_pool_verdict(w: Working, sender: Address, p: PoolVerdict) -> None:
     if any(v.verifier == sender for v in request.verdicts):
         raise NotPermitted("this member has voted")
     request = replace(request, verdicts=(*request.verdicts, Verdict(sender, p.accept, p.reason)))
-    quorum = len(request.committee) // 2 + 1
-    accepts = sum(v.accept for v in request.verdicts)
-    if accepts >= quorum:
+    outcome = quorum_outcome(request.committee, request.verdicts)
+    if outcome is True:
         _pay(w, p.pool_id, pool, request)
-    elif len(request.verdicts) - accepts >= quorum:
+    elif outcome is False:
         _reject(w, p.pool_id, pool, request)
     else:
         w.set_pool(p.pool_id, _with_request(pool, request))
@@ -267,11 +271,10 @@ def _settle_by_votes(w: Working, pool_id: Hash32, request: PoolRequest) -> None:
             replace(pool, escrow=pool.escrow + request.escrow, expired=pool.expired + 1),
             replace(request, status=RequestStatus.EXPIRED, escrow=0)))
         return
-    accepts = sum(v.accept for v in request.verdicts)
-    if len(request.verdicts) - accepts > accepts:
-        _reject(w, pool_id, pool, request)
-    else:  # a majority of the votes cast accepted, or nobody voted: the result stands
+    if outcome_of_votes_cast(request.verdicts):
         _pay(w, pool_id, pool, request)
+    else:
+        _reject(w, pool_id, pool, request)
 
 
 def _pay(w: Working, pool_id: Hash32, pool: Pool, request: PoolRequest) -> None:
@@ -301,27 +304,11 @@ def _reject(w: Working, pool_id: Hash32, pool: Pool, request: PoolRequest) -> No
     the fees of the members who rejected, goes back to the pool."""
     winner = request.winner
     assert winner is not None
-    params = w.base.params
     bond = pool.stake_of(winner)
-    provider = w.provider(winner)
-    slashed = min(bond, provider.stake) if provider else 0
-    if provider is not None:
-        w.set_provider(winner, replace(
-            provider, stake=provider.stake - slashed, locked=provider.locked - bond,
-            failed=provider.failed + 1, fail_streak=provider.fail_streak + 1))
+    slashed = slash_provider(w, winner, bond)
     _, fee = request_cost(w, pool)
-    share = fee // max(1, len(request.committee))
-    left = slashed
-    for verdict in request.verdicts:
-        if not verdict.accept and share and left >= share:
-            w.credit(verdict.verifier, share)
-            left -= share
-    to_owner = left * params.slash_to_client_bps // BPS
-    w.credit(pool.owner, to_owner)
-    w.burned += left - to_owner
-    pool = _trail(pool, Movement("provider_slashed", winner, slashed),
-                  Movement("slash_to_client", pool.owner, to_owner),
-                  Movement("slash_burned", winner, left - to_owner))
+    pool = _trail(pool, *share_slashed(w, slashed, winner, pool.owner, request.verdicts,
+                                       fee // max(1, len(request.committee))))
     pool = replace(pool, escrow=pool.escrow + request.escrow, rejected=pool.rejected + 1,
                    subscribers=tuple(s for s in pool.subscribers if s[0] != winner))
     w.set_pool(pool_id, _with_request(pool, replace(request, status=RequestStatus.REJECTED,

@@ -46,7 +46,11 @@ from ogpu_node.ledger.errors import (
 )
 from ogpu_node.ledger.market import pools
 from ogpu_node.ledger.market.auction import bid_commitment, score_bids, second_price
-from ogpu_node.ledger.market.committee import draw_committee
+from ogpu_node.ledger.market.committee import (
+    draw_committee,
+    outcome_of_votes_cast,
+    quorum_outcome,
+)
 from ogpu_node.ledger.market.payloads import (
     CancelTask,
     ClosePool,
@@ -75,6 +79,7 @@ from ogpu_node.ledger.market.records import (
     TaskStatus,
     Verdict,
 )
+from ogpu_node.ledger.market.slashing import share_slashed, slash_provider
 from ogpu_node.ledger.params import BPS, Params
 from ogpu_node.ledger.state import State
 from ogpu_node.ledger.working import Working
@@ -303,11 +308,10 @@ def process_verdict(w: Working, sender: Address, p: SubmitVerdict) -> None:
         raise NotPermitted("this member has voted")
     task = replace(task, verdicts=(*task.verdicts, Verdict(sender, p.accept, p.reason)))
     w.set_task(p.task_id, task)
-    quorum = len(task.committee) // 2 + 1
-    accepts = sum(v.accept for v in task.verdicts)
-    if accepts >= quorum:
+    outcome = quorum_outcome(task.committee, task.verdicts)
+    if outcome is True:
         _accept(w, p.task_id, task)
-    elif len(task.verdicts) - accepts >= quorum:
+    elif outcome is False:
         _slash_and_reoffer(w, p.task_id, task, CloseReason.REJECTED)
 
 
@@ -353,11 +357,10 @@ def process_deadlines(w: Working) -> None:
         elif task.status == TaskStatus.RUNNING:
             _slash_and_reoffer(w, task_id, task, CloseReason.TIMED_OUT)
         elif task.status == TaskStatus.VERIFYING:
-            accepts = sum(v.accept for v in task.verdicts)
-            if len(task.verdicts) - accepts > accepts:
-                _slash_and_reoffer(w, task_id, task, CloseReason.REJECTED)
-            else:  # a majority of the votes cast accepted, or nobody voted: the result stands
+            if outcome_of_votes_cast(task.verdicts):
                 _accept(w, task_id, task)
+            else:
+                _slash_and_reoffer(w, task_id, task, CloseReason.REJECTED)
     pools.process_pool_deadlines(w)
 
 
@@ -486,28 +489,10 @@ def _slash_and_reoffer(w: Working, task_id: Hash32, task: Task, reason: CloseRea
     provider_address = task.provider
     if provider_address is None:
         raise MarketRuleError("slashing a task without a provider")
-    trail = list(task.trail)
-    provider = w.provider(provider_address)
-    slashed = min(task.collateral, provider.stake if provider else 0)
-    if provider is not None:
-        w.set_provider(provider_address, replace(
-            provider, stake=provider.stake - slashed, locked=provider.locked - task.collateral,
-            failed=provider.failed + 1, fail_streak=provider.fail_streak + 1))
-    trail.append(Movement("provider_slashed", provider_address, slashed))
-    left = slashed
+    slashed = slash_provider(w, provider_address, task.collateral)
     _, reserve, _ = task_escrow(params, task.max_price, task.work_units)
-    fee = reserve // params.committee_size
-    for verdict in task.verdicts:
-        if not verdict.accept and fee and left:
-            pay = min(fee, left)
-            w.credit(verdict.verifier, pay)
-            trail.append(Movement("verifier_fee", verdict.verifier, pay))
-            left -= pay
-    to_client = left * params.slash_to_client_bps // BPS
-    w.credit(task.client, to_client)
-    w.burned += left - to_client
-    trail += [Movement("slash_to_client", task.client, to_client),
-              Movement("slash_burned", provider_address, left - to_client)]
+    trail = [*task.trail, *share_slashed(w, slashed, provider_address, task.client,
+                                         task.verdicts, reserve // params.committee_size)]
     task = replace(task, trail=tuple(trail), excluded=(*task.excluded, provider_address))
     one_round = params.bid_window_ms + params.reveal_window_ms + task.exec_ms
     if task.attempt < params.max_task_attempts and w.timestamp + one_round <= task.expires_ms:

@@ -1,0 +1,46 @@
+"""Slashing a provider, shared by tasks and pools: who gets the slashed collateral.
+
+Members who voted to reject get their verification fee from it (they caught the fault), the client
+gets `slash_to_client_bps` of the rest as compensation, and the remainder is burned.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import replace
+
+from ogpu_node.ledger.market.records import Movement, Verdict
+from ogpu_node.ledger.params import BPS
+from ogpu_node.ledger.working import Working
+from ogpu_node.types import Address
+
+
+def slash_provider(w: Working, provider_address: Address, held: int) -> int:
+    """Take `held` (collateral or bond, part of `locked`) from the provider's stake and count a
+    failure; returns the amount actually taken."""
+    provider = w.provider(provider_address)
+    if provider is None:
+        return 0
+    slashed = min(held, provider.stake)
+    w.set_provider(provider_address, replace(
+        provider, stake=provider.stake - slashed, locked=provider.locked - held,
+        failed=provider.failed + 1, fail_streak=provider.fail_streak + 1))
+    return slashed
+
+
+def share_slashed(w: Working, slashed: int, provider_address: Address, client: Address,
+                  verdicts: Iterable[Verdict], fee: int) -> list[Movement]:
+    """Pay out `slashed` (see the module docstring); returns the money trail lines."""
+    lines = [Movement("provider_slashed", provider_address, slashed)]
+    left = slashed
+    for verdict in verdicts:
+        if not verdict.accept and fee and left:
+            pay = min(fee, left)
+            w.credit(verdict.verifier, pay)
+            lines.append(Movement("verifier_fee", verdict.verifier, pay))
+            left -= pay
+    to_client = left * w.base.params.slash_to_client_bps // BPS
+    w.credit(client, to_client)
+    w.burned += left - to_client
+    return [*lines, Movement("slash_to_client", client, to_client),
+            Movement("slash_burned", provider_address, left - to_client)]
