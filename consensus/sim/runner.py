@@ -162,52 +162,33 @@ class Simulation:
             for part, cut in self.partitions:
                 if part.start_ms <= now < part.end_ms and cut[dst] != cut[src]:
                     return
-        when = now + self.latency_min + ((getrandbits(16) * self.latency_span) >> 16)
-        bucket = self.buckets.get(when)
-        if bucket is None:
-            self.buckets[when] = [(kind, dst, src, poll_id, block)]
-            heapq.heappush(self.times, when)
-        else:
-            bucket.append((kind, dst, src, poll_id, block))
+        self._push(now + self.latency_min + ((getrandbits(16) * self.latency_span) >> 16),
+                   kind, dst, src, poll_id, block)
 
     def _send_query(self, src: int, recipients: tuple[bytes, ...], poll_id: int,
                     preferred: bytes) -> None:
         """``_send`` of one query to many recipients, with the same random draws in the same
-        order; written out because it is the simulator's hottest loop."""
+        order; on a lossless, uncut network written out because it is the simulator's
+        hottest loop."""
         index = self.index
+        if self.loss_threshold or self.partitions:
+            for dst_id in recipients:
+                self._send(QUERY, index[dst_id], src, poll_id, preferred)
+            return
         getrandbits = self.rng.getrandbits
-        loss_threshold = self.loss_threshold
-        partitions = self.partitions
-        now = self.now
-        base = now + self.latency_min
+        base = self.now + self.latency_min
         span = self.latency_span
         buckets = self.buckets
         times = self.times
         self.result.messages += len(recipients)
-        if not loss_threshold and not partitions:
-            for dst_id in recipients:
-                when = base + ((getrandbits(16) * span) >> 16)
-                bucket = buckets.get(when)
-                if bucket is None:
-                    buckets[when] = [(QUERY, index[dst_id], src, poll_id, preferred)]
-                    heapq.heappush(times, when)
-                else:
-                    bucket.append((QUERY, index[dst_id], src, poll_id, preferred))
-            return
         for dst_id in recipients:
-            dst = index[dst_id]
-            if loss_threshold and getrandbits(32) < loss_threshold:
-                continue
-            if partitions and any(part.start_ms <= now < part.end_ms and cut[dst] != cut[src]
-                                  for part, cut in partitions):
-                continue
             when = base + ((getrandbits(16) * span) >> 16)
             bucket = buckets.get(when)
             if bucket is None:
-                buckets[when] = [(QUERY, dst, src, poll_id, preferred)]
+                buckets[when] = [(QUERY, index[dst_id], src, poll_id, preferred)]
                 heapq.heappush(times, when)
             else:
-                bucket.append((QUERY, dst, src, poll_id, preferred))
+                bucket.append((QUERY, index[dst_id], src, poll_id, preferred))
 
     # -- engine glue ---------------------------------------------------------------------
 
