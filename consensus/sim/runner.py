@@ -16,7 +16,7 @@ from consensus.decisions import NO_OUTPUT, Output
 from consensus.engine import Engine
 from consensus.errors import ConsensusError, UnknownParent
 from consensus.evidence import EquivocationDetector, SignedHeader
-from consensus.proposer import proposer_for
+from consensus.proposer import proposer_for, slot_start
 from consensus.sim.adversary import Adversary, BlockRegistry
 from consensus.sim.config import SimConfig, draw_stakes
 from consensus.validators import ValidatorSet
@@ -298,13 +298,15 @@ class Simulation:
             self.next_proposers[parent] = cached
         return cached
 
+    def _schedule_proposal(self, proposer: int, parent: bytes, slot: int) -> None:
+        opens = slot_start(self.registry.time[parent], slot, self.config.slot_window_ms)
+        self._push(max(self.now + self.config.block_delay_ms, opens), PROPOSE, proposer,
+                   proposer, slot, parent)
+
     def _maybe_schedule_proposal(self, node: int, parent: bytes) -> None:
-        config = self.config
         for slot, proposer in enumerate(self._slot_proposers(parent)):
             if proposer == node:
-                opens = self.registry.time[parent] + slot * config.slot_window_ms
-                self._push(max(self.now + config.block_delay_ms, opens), PROPOSE, node, node,
-                           slot, parent)
+                self._schedule_proposal(node, parent, slot)
 
     def _create_block(self, proposer: int, parent: bytes, variant: int) -> bytes:
         height = self.registry.height[parent] + 1
@@ -316,7 +318,7 @@ class Simulation:
 
     def _on_propose(self, node: int, parent: bytes, slot: int) -> None:
         config = self.config
-        opens = self.registry.time[parent] + slot * config.slot_window_ms
+        opens = slot_start(self.registry.time[parent], slot, config.slot_window_ms)
         if not opens <= self.now < opens + config.slot_window_ms:
             return  # the slot has passed; a later slot's proposer takes over
         if self.offline[node]:
@@ -346,9 +348,7 @@ class Simulation:
         """Byzantine proposers build on their own blocks without waiting for delivery."""
         for slot, proposer in enumerate(self._slot_proposers(parent)):
             if self.byzantine[proposer]:
-                opens = self.registry.time[parent] + slot * self.config.slot_window_ms
-                self._push(max(self.now + self.config.block_delay_ms, opens), PROPOSE, proposer,
-                           proposer, slot, parent)
+                self._schedule_proposal(proposer, parent, slot)
 
     # -- main loop -----------------------------------------------------------------------
 
