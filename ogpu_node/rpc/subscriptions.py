@@ -14,7 +14,7 @@ itself after the view that shows the task closed; without a task id it follows e
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import trio
@@ -61,23 +61,23 @@ class WsSession:
 
     async def subscribe_blocks(self) -> tuple[str, Callable[[], None]]:
         """Start a `blocks` subscription; returns its id and the function that arms it."""
-        sub_id = self._reserve()
-        armed = trio.Event()
-        self._subs[sub_id] = await self._nursery.start(self._run_blocks, sub_id, armed)
-        return sub_id, armed.set
+        return await self._start(self._run_blocks)
 
     async def subscribe_tx(self, tx_hash: bytes) -> tuple[str, Callable[[], None]]:
         """Start a one-shot `txStatus` subscription for `tx_hash`."""
-        sub_id = self._reserve()
-        armed = trio.Event()
-        self._subs[sub_id] = await self._nursery.start(self._run_tx, sub_id, tx_hash, armed)
-        return sub_id, armed.set
+        return await self._start(self._run_tx, tx_hash)
 
     async def subscribe_task(self, task_id: Hash32 | None) -> tuple[str, Callable[[], None]]:
         """Start a `task` subscription: one task's changes, or every task's with None."""
+        return await self._start(self._run_task, task_id)
+
+    async def _start(self, run: Callable[..., Awaitable[None]], *args: Any
+                     ) -> tuple[str, Callable[[], None]]:
+        """Start `run(sub_id, *args, armed)` in the connection's nursery; its id and the
+        function that arms it."""
         sub_id = self._reserve()
         armed = trio.Event()
-        self._subs[sub_id] = await self._nursery.start(self._run_task, sub_id, task_id, armed)
+        self._subs[sub_id] = await self._nursery.start(run, sub_id, *args, armed)
         return sub_id, armed.set
 
     def unsubscribe(self, sub_id: str) -> bool:
