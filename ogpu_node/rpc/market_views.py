@@ -13,7 +13,14 @@ from collections.abc import Iterable
 from gpu.spec import InvalidSpec, WorkloadKind, decode_spec
 from ogpu_node.address import address_to_text
 from ogpu_node.ledger import State
-from ogpu_node.ledger.market.records import Pool, Provider, Task, TaskStatus
+from ogpu_node.ledger.market.records import (
+    Movement,
+    Pool,
+    Provider,
+    Task,
+    TaskStatus,
+    Verdict,
+)
 from ogpu_node.ledger.market.reputation import anomaly_flags, delivered_gflops, reputation_bps
 from ogpu_node.ledger.market.rules import (
     NO_BID_REASONS,
@@ -54,6 +61,16 @@ def _time(ms: int) -> int | None:
     return ms or None
 
 
+def _trail(lines: Iterable[Movement]) -> list[JsonObject]:
+    return [{"event": m.event, "address": address_to_text(m.address),
+             **amount_fields("amount", m.amount)} for m in lines]
+
+
+def _verdicts(verdicts: Iterable[Verdict]) -> list[JsonObject]:
+    return [{"verifier": address_to_text(v.verifier), "accept": v.accept, "reason": v.reason}
+            for v in verdicts]
+
+
 def task_view(state: State, task_id: Hash32, task: Task, progress_bps: int | None
               ) -> JsonObject:
     """Everything the chain records of `task` at `state`, with the current attempt's progress
@@ -82,12 +99,10 @@ def task_view(state: State, task_id: Hash32, task: Task, progress_bps: int | Non
             "metrics": dict(result.metrics)},
         "resultMs": _time(task.result_ms),
         "committee": [address_to_text(a) for a in task.committee],
-        "verdicts": [{"verifier": address_to_text(v.verifier), "accept": v.accept,
-                      "reason": v.reason} for v in task.verdicts],
+        "verdicts": _verdicts(task.verdicts),
         "closeReason": task.close_reason.name.lower() if task.close_reason else None,
         "why": task.why or None,
-        "trail": [{"event": m.event, "address": address_to_text(m.address),
-                   **amount_fields("amount", m.amount)} for m in task.trail],
+        "trail": _trail(task.trail),
         "progressBps": progress_bps if task.status == TaskStatus.RUNNING else None,
         "createdMs": task.created_ms, "expiresMs": task.expires_ms,
     }
@@ -217,11 +232,9 @@ def pool_view(state: State, pool_id: Hash32, pool: Pool) -> JsonObject:
             "winner": _address(r.winner),
             "outputId": r.output_id.hex() if r.output_id else None,
             "committee": [address_to_text(a) for a in r.committee],
-            "verdicts": [{"verifier": address_to_text(v.verifier), "accept": v.accept,
-                          "reason": v.reason} for v in r.verdicts],
+            "verdicts": _verdicts(r.verdicts),
             **amount_fields("escrow", r.escrow)} for r in pool.requests],
         "served": pool.served, "rejected": pool.rejected, "expired": pool.expired,
         **amount_fields("paid", pool.paid),
-        "trail": [{"event": m.event, "address": address_to_text(m.address),
-                   **amount_fields("amount", m.amount)} for m in pool.trail],
+        "trail": _trail(pool.trail),
     }
