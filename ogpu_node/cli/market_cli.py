@@ -495,12 +495,15 @@ def provider_register(rpc: str, devices: tuple[str, ...], benchmark: int, floor:
     report(send(rpc, signer(key_path, dev_account), payload, fee, True, timeout), as_json)
 
 
-def _provider_address(address: str | None, key_path: Path | None,
-                      dev_account: int | None) -> str:
+def _provider_view(rpc: str, address: str | None, key_path: Path | None,
+                   dev_account: int | None) -> dict[str, Any]:
+    """`provider_get` of ADDRESS, or of the address of --key / --dev-account."""
     if address is not None:
         address_from_text(address)
-        return address
-    return address_to_text(signer(key_path, dev_account).address)
+    else:
+        address = address_to_text(signer(key_path, dev_account).address)
+    view: dict[str, Any] = rpc_call(rpc, "provider_get", {"address": address})
+    return view
 
 
 @provider.command("status")
@@ -514,8 +517,7 @@ def provider_status(rpc: str, address: str | None, key_path: Path | None,
                     dev_account: int | None, as_json: bool) -> None:
     """A provider's declaration, stake, record, reputation and flags (ADDRESS, or the address
     of --key / --dev-account)."""
-    view = rpc_call(rpc, "provider_get", {"address": _provider_address(address, key_path,
-                                                                         dev_account)})
+    view = _provider_view(rpc, address, key_path, dev_account)
     if as_json:
         emit(view, True)
         return
@@ -548,8 +550,7 @@ def provider_status(rpc: str, address: str | None, key_path: Path | None,
 def provider_earnings(rpc: str, address: str | None, key_path: Path | None,
                       dev_account: int | None, as_json: bool) -> None:
     """What a provider was paid for work and as a verifier, and what it was slashed."""
-    view = rpc_call(rpc, "provider_get", {"address": _provider_address(address, key_path,
-                                                                         dev_account)})
+    view = _provider_view(rpc, address, key_path, dev_account)
     earnings = {"address": view["address"], "height": view["height"], **view["earnings"]}
     if as_json:
         emit(earnings, True)
