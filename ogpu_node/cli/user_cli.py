@@ -23,7 +23,6 @@ from ogpu_node.keys import PrivateKey, read_key_file, write_key_file
 from ogpu_node.ledger import Stake, Transfer, Unstake, sign_transaction
 from ogpu_node.ledger.tx import Payload
 from ogpu_node.rpc_client import DEFAULT_RPC, rpc_call
-from ogpu_node.types import format_amount
 
 
 @click.group()
@@ -169,9 +168,8 @@ def validators(rpc: str, as_json: bool) -> None:
     if as_json:
         emit({"validators": result}, True)
         return
-    entries = result["validators"] if isinstance(result, dict) else result
-    for v in entries:
-        click.echo(f"{v['address']}  stake {format_amount(int(v['stake']))} OGPU")
+    for v in result["validators"]:
+        click.echo(f"{v['address']}  stake {v['stakeOgpu']} OGPU")
 
 
 @main.command()
