@@ -103,19 +103,13 @@ class Engine:
 
     def on_timeout(self, now: int) -> Output:
         """Expire polls whose deadline is at or before ``now``; missing answers are no votes."""
-        expired = False
-        for poll in self._polls.values():
-            if poll.deadline <= now and not poll.closed:
-                poll.expire()
-                expired = True
-        if not expired:
+        if not self._expire(now):
             return NO_OUTPUT
         return self._advance(now, [], ())
 
     def tick(self, now: int) -> Output:
         """Expire late polls and start new ones if blocks are processing."""
-        if self._has_expired(now):
-            return self.on_timeout(now)
+        self._expire(now)
         return self._advance(now, [], ())
 
     def set_validators(self, validators: ValidatorSet) -> None:
@@ -128,8 +122,14 @@ class Engine:
         self.small_set_mode = len(validators) <= self.params.k
         self._query_all = query_all_by_stake(validators) if self.small_set_mode else {}
 
-    def _has_expired(self, now: int) -> bool:
-        return any(p.deadline <= now and not p.closed for p in self._polls.values())
+    def _expire(self, now: int) -> bool:
+        """Close the open polls whose deadline passed; whether there was any."""
+        expired = False
+        for poll in self._polls.values():
+            if poll.deadline <= now and not poll.closed:
+                poll.expire()
+                expired = True
+        return expired
 
     def _advance(self, now: int, decisions: list[Decision], fetches: tuple[Fetch, ...]
                  ) -> Output:
