@@ -119,6 +119,21 @@ def _result(output: bytes, checkpoints: list[bytes], metrics: dict[str, int],
                           phases=phases)
 
 
+def _one_array_result(name: str, compute: Callable[[], Array], device: Device,
+                      start: float) -> WorkloadResult:
+    """The result whose output is the one array [(name, compute())], without checkpoints; the
+    inputs, made since `start`, are already queued on the device."""
+    device.synchronize()
+    t_inputs = time.perf_counter()
+    array = compute()
+    device.synchronize()
+    t_compute = time.perf_counter()
+    output = encode_arrays([(name, device.to_host(array))])
+    phases = {"inputs": t_inputs - start, "compute": t_compute - t_inputs,
+              "encode": time.perf_counter() - t_compute}
+    return _result(output, [], {}, phases, start)
+
+
 def matmul_product(a: Array, b: Array, device: Device, pacer: _Pacer | None = None) -> Array:
     """C = A @ B in row panels (see MATMUL_MAX_PANELS)."""
     n = a.shape[0]
@@ -143,15 +158,8 @@ def run_matmul(spec: MatmulSpec, device: Device, progress: Progress | None = Non
     _check(spec)
     start = time.perf_counter()
     a, b = matmul_inputs(spec, device)
-    device.synchronize()
-    t_inputs = time.perf_counter()
-    c = matmul_product(a, b, device, _Pacer(spec.n, progress, should_stop))
-    device.synchronize()
-    t_compute = time.perf_counter()
-    output = encode_arrays([("C", device.to_host(c))])
-    phases = {"inputs": t_inputs - start, "compute": t_compute - t_inputs,
-              "encode": time.perf_counter() - t_compute}
-    return _result(output, [], {}, phases, start)
+    pacer = _Pacer(spec.n, progress, should_stop)
+    return _one_array_result("C", lambda: matmul_product(a, b, device, pacer), device, start)
 
 
 def run_steps(spec: TrainSpec, params: Params, x: Array, y: Array, from_step: int,
@@ -247,15 +255,9 @@ def infer(spec: InferSpec, device: Device, progress: Progress | None = None,
     start = time.perf_counter()
     x = infer_inputs(spec, device)
     model_on_device(spec.arch, device)
-    device.synchronize()
-    t_inputs = time.perf_counter()
-    logits = infer_logits(spec, x, device, _Pacer(spec.batch, progress, should_stop))
-    device.synchronize()
-    t_compute = time.perf_counter()
-    output = encode_arrays([("logits", device.to_host(logits))])
-    phases = {"inputs": t_inputs - start, "compute": t_compute - t_inputs,
-              "encode": time.perf_counter() - t_compute}
-    return _result(output, [], {}, phases, start)
+    pacer = _Pacer(spec.batch, progress, should_stop)
+    return _one_array_result("logits", lambda: infer_logits(spec, x, device, pacer), device,
+                             start)
 
 
 __all__ = ["WorkloadResult", "infer", "replay", "run_matmul", "run_workload",
