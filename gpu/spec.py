@@ -248,7 +248,12 @@ def decode_spec(kind: int, data: bytes) -> WorkloadSpec:
         spec: WorkloadSpec = decode(spec_type, data)
     except DecodeError as exc:
         raise InvalidSpec(f"bad {WorkloadKind(kind).name.lower()} spec: {exc}") from exc
+    check_spec(spec)
+    return spec
+
+
+def check_spec(spec: WorkloadSpec) -> None:
+    """Raise `InvalidSpec` with the spec's problems, if it has any."""
     problems = spec.problems()
     if problems:
         raise InvalidSpec("; ".join(problems))
-    return spec

@@ -42,7 +42,7 @@ from gpu.mlp import (
     params_to_host,
     sgd_step,
 )
-from gpu.spec import InferSpec, InvalidSpec, MatmulSpec, ModelArch, TrainSpec, WorkloadSpec
+from gpu.spec import InferSpec, MatmulSpec, ModelArch, TrainSpec, WorkloadSpec, check_spec
 from ogpu_node.blobs import file_id
 from ogpu_node.types import Hash32
 
@@ -89,12 +89,6 @@ class _Pacer:
             raise WorkloadCancelled(f"stopped after {done} of {self.total}")
         if self.progress is not None:
             self.progress(min(1.0, done / self.total))
-
-
-def _check(spec: WorkloadSpec) -> None:
-    problems = spec.problems()
-    if problems:
-        raise InvalidSpec("; ".join(problems))
 
 
 def run_workload(spec: WorkloadSpec, device: Device, progress: Progress | None = None,
@@ -155,7 +149,7 @@ def matmul_product(a: Array, b: Array, device: Device, pacer: _Pacer | None = No
 def run_matmul(spec: MatmulSpec, device: Device, progress: Progress | None = None,
                should_stop: ShouldStop | None = None) -> WorkloadResult:
     """C = A @ B; the output is the artifact [("C", C)]."""
-    _check(spec)
+    check_spec(spec)
     start = time.perf_counter()
     a, b = matmul_inputs(spec, device)
     pacer = _Pacer(spec.n, progress, should_stop)
@@ -181,7 +175,7 @@ def train(spec: TrainSpec, device: Device, progress: Progress | None = None,
     The output is the last checkpoint (the final weights); metrics are the final mean loss in
     millionths (`loss_micros`) and accuracy in basis points (`accuracy_bps`) on the full dataset.
     """
-    _check(spec)
+    check_spec(spec)
     start = time.perf_counter()
     kernels = kernels_for(device)
     x, y = dataset(spec, device)
@@ -251,7 +245,7 @@ def infer_logits(spec: InferSpec, rows: Array, device: Device,
 def infer(spec: InferSpec, device: Device, progress: Progress | None = None,
           should_stop: ShouldStop | None = None) -> WorkloadResult:
     """The logits of the model on the spec's inputs; the output is [("logits", batch x classes)]."""
-    _check(spec)
+    check_spec(spec)
     start = time.perf_counter()
     x = infer_inputs(spec, device)
     model_on_device(spec.arch, device)
