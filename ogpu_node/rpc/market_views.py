@@ -126,7 +126,7 @@ def task_summary(task_id: Hash32, task: Task) -> JsonObject:
 def eligible_providers(state: State, task: Task) -> list[Address]:
     """Providers that meet every requirement `no_bid_reason` checks for `task`."""
     needed = provider_collateral(state.params, task.budget)
-    return [a for a, p in sorted(state.providers.items())
+    return [a for a, p in state.providers.items()
             if is_active(p, state.params) and a != task.client and a not in task.excluded
             and p.benchmark >= task.min_benchmark and p.free_stake >= needed
             and p.price_floor <= task.max_price]
@@ -137,7 +137,7 @@ def why_view(state: State, task_id: Hash32, task: Task) -> JsonObject:
     code the current providers give. `code` is None for a task that closed for another reason."""
     closed = task.status == TaskStatus.CLOSED
     if not closed:
-        code: str | None = no_bid_reason(sorted(state.providers.items()), task, state.params)
+        code: str | None = no_bid_reason(state.providers.items(), task, state.params)
     elif task.close_reason is not None and task.close_reason.name == "NO_BIDS":
         code = task.why
     else:
