@@ -105,9 +105,9 @@ async def pool_get(ctx: CallContext, args: dict[str, Any]) -> Json:
 
 async def pool_list(ctx: CallContext, args: dict[str, Any]) -> Json:
     state = ctx.api.finalized_state()
-    pools = sorted(state.pools.items(), key=lambda item: (-item[1].created_ms, item[0]))
-    if args["open"]:
-        pools = [(i, pool) for i, pool in pools if not pool.closed]
+    pools = sorted(((i, pool) for i, pool in state.pools.items()
+                    if not (args["open"] and pool.closed)),
+                   key=lambda item: (-item[1].created_ms, item[0]))
     return {"height": state.height, "count": len(pools), "pools": [
         {"id": i.hex(), "owner": address_to_text(pool.owner), "model": pool.model,
          "closed": pool.closed, "members": len(pool.subscribers), "served": pool.served,
