@@ -47,10 +47,11 @@ def signer(key_path: Path | None, dev_account: int | None) -> PrivateKey:
 def send(rpc: str, key: PrivateKey, payload: Payload, fee: str, wait: bool,
          timeout: float) -> dict[str, object]:
     """Sign `payload` with the sender's next nonce and send it; wait for finality if `wait`."""
+    fee_units = parse_ogpu(fee)  # a bad fee fails before anything is asked of the node
     status = rpc_call(rpc, "chain_status")
     account = rpc_call(rpc, "account_get", {"address": address_to_text(key.address)})
     tx = sign_transaction(key, chain_id=status["chainId"], nonce=int(account["nonce"]),
-                          fee=parse_ogpu(fee), payload=payload)
+                          fee=fee_units, payload=payload)
     if not wait:
         result: dict[str, object] = rpc_call(rpc, "tx_send", {"tx": tx.encoded.hex()})
         return result
