@@ -361,7 +361,8 @@ class Libp2pNetwork:
         if self._run is not None:
             raise RuntimeError("this network is already serving")
         tcp = _TrackedTCP()
-        host = self._make_host(tcp)
+        listen = ma.Multiaddr(f"/ip4/{self._config.listen_host}/tcp/{self._config.listen_port}")
+        host = self._make_host(tcp, listen)
         _disable_auto_connector(host)
         gossipsub = self._make_gossipsub()
         pubsub = self._make_pubsub(host, gossipsub)
@@ -369,7 +370,6 @@ class Libp2pNetwork:
         host.get_network().register_notifee(watch)
         for protocol in self._handlers:
             self._register(host, protocol)
-        listen = ma.Multiaddr(f"/ip4/{self._config.listen_host}/tcp/{self._config.listen_port}")
         try:
             async with (
                 host.run([listen]),
@@ -411,10 +411,9 @@ class Libp2pNetwork:
             raise NetworkClosed("the libp2p network is not running")
         return self._run
 
-    def _make_host(self, tcp: TCP) -> IHost:
+    def _make_host(self, tcp: TCP, listen: ma.Multiaddr) -> IHost:
         c = self._config
         noise_key = create_new_x25519_key_pair().private_key
-        listen = ma.Multiaddr(f"/ip4/{self._config.listen_host}/tcp/{self._config.listen_port}")
         return new_host(
             key_pair=self._key_pair,
             sec_opt={NOISE_PROTOCOL_ID: NoiseTransport(self._key_pair, noise_privkey=noise_key)},
