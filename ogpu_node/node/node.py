@@ -19,8 +19,8 @@ import math
 import random
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 
 import trio
@@ -53,6 +53,7 @@ from ogpu_node.ledger.errors import InvalidBlock, InvalidTransaction
 from ogpu_node.ledger.market.rules import next_deadline
 from ogpu_node.ledger.tx import decode_transaction
 from ogpu_node.node import messages as m
+from ogpu_node.node.broadcast import Broadcast
 from ogpu_node.node.mempool import Mempool, MempoolLimits
 from ogpu_node.node.task_feed import TaskFeed, sign_progress
 from ogpu_node.node_api import FINAL_STATES, Health, NodeStatus, PeerInfo, TxReceipt, TxState
@@ -124,7 +125,7 @@ class Node:
         self._finalized = trio.Event()
         self._outgoing_txs: list[bytes] = []
         self._txs_to_gossip = trio.Event()
-        self._subscribers: set[trio.MemorySendChannel[Block]] = set()
+        self._blocks = Broadcast[Block](256)
         self._nursery: trio.Nursery | None = None
         self.tasks = TaskFeed()
         self.engine = self._new_engine()
@@ -221,12 +222,7 @@ class Node:
         self._finalized = trio.Event()
         if state.changed_tasks:
             self.tasks.notify(list(state.changed_tasks))
-        for channel in list(self._subscribers):
-            try:
-                channel.send_nowait(block)
-            except (trio.WouldBlock, trio.BrokenResourceError, trio.ClosedResourceError):
-                channel.close()
-                self._subscribers.discard(channel)
+        self._blocks.publish(block)
 
     # --- blocks ----------------------------------------------------------------------------------
 
@@ -704,24 +700,14 @@ class Node:
                 return receipt
             await event.wait()
 
-    @asynccontextmanager
-    async def subscribe_blocks(self) -> AsyncIterator[trio.MemoryReceiveChannel[Block]]:
-        send, receive = trio.open_memory_channel[Block](256)
-        self._subscribers.add(send)
-        try:
-            async with receive:
-                yield receive
-        finally:
-            self._subscribers.discard(send)
-            send.close()
+    def subscribe_blocks(self) -> AbstractAsyncContextManager[trio.MemoryReceiveChannel[Block]]:
+        return self._blocks.subscribe()
 
     def task_progress(self, task_id: bytes, attempt: int) -> int | None:
         return self.tasks.progress_bps(task_id, attempt)
 
-    @asynccontextmanager
-    async def subscribe_tasks(self) -> AsyncIterator[trio.MemoryReceiveChannel[Hash32]]:
-        async with self.tasks.subscribe() as channel:
-            yield channel
+    def subscribe_tasks(self) -> AbstractAsyncContextManager[trio.MemoryReceiveChannel[Hash32]]:
+        return self.tasks.subscribe()
 
     def put_file(self, data: bytes) -> Hash32:
         if self.blobs is None:

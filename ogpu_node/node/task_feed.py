@@ -9,8 +9,7 @@ progress.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from dataclasses import replace
 
 import trio
@@ -20,6 +19,7 @@ from ogpu_node.errors import OgpuError, SignatureError
 from ogpu_node.keys import PrivateKey, verify
 from ogpu_node.ledger import State
 from ogpu_node.ledger.market.records import TaskStatus
+from ogpu_node.node.broadcast import Broadcast
 from ogpu_node.node.messages import SIGN_KIND_PROGRESS, TaskProgress
 from ogpu_node.types import Hash32
 
@@ -40,7 +40,7 @@ class TaskFeed:
 
     def __init__(self) -> None:
         self.progress: OrderedDict[bytes, TaskProgress] = OrderedDict()
-        self._subscribers: set[trio.MemorySendChannel[Hash32]] = set()
+        self._changes = Broadcast[Hash32](1024)
 
     def accept_progress(self, report: TaskProgress, state: State) -> bool:
         """Store `report` if it is the current provider's, signed, and newer; returns whether it
@@ -72,23 +72,9 @@ class TaskFeed:
         return report.done_bps if report is not None and report.attempt == attempt else None
 
     def notify(self, task_ids: list[Hash32]) -> None:
-        for channel in list(self._subscribers):
-            for task_id in task_ids:
-                try:
-                    channel.send_nowait(task_id)
-                except (trio.WouldBlock, trio.BrokenResourceError, trio.ClosedResourceError):
-                    channel.close()
-                    self._subscribers.discard(channel)
-                    break
+        for task_id in task_ids:
+            self._changes.publish(task_id)
 
-    @asynccontextmanager
-    async def subscribe(self) -> AsyncIterator[trio.MemoryReceiveChannel[Hash32]]:
+    def subscribe(self) -> AbstractAsyncContextManager[trio.MemoryReceiveChannel[Hash32]]:
         """Ids of tasks as they change; a consumer that falls 1,024 behind is disconnected."""
-        send, receive = trio.open_memory_channel[Hash32](1024)
-        self._subscribers.add(send)
-        try:
-            async with receive:
-                yield receive
-        finally:
-            self._subscribers.discard(send)
-            send.close()
+        return self._changes.subscribe()
