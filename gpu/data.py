@@ -106,24 +106,16 @@ def he_layers(widths: tuple[int, ...], rng: np.random.Generator) -> list[Layer]:
     return layers
 
 
-def train_widths(spec: TrainSpec) -> tuple[int, ...]:
-    return (spec.n_features, *spec.hidden, spec.n_classes)
-
-
 def init_weights(spec: TrainSpec) -> list[Layer]:
     """The weights training starts from."""
-    return he_layers(train_widths(spec), stream(spec.seed, STREAM_INIT))
-
-
-def arch_widths(arch: ModelArch) -> tuple[int, ...]:
-    return (arch.n_features, *arch.hidden, arch.n_classes)
+    return he_layers(spec.widths, stream(spec.seed, STREAM_INIT))
 
 
 def model_weights(arch: ModelArch) -> list[Layer]:
     """The weights of a registered model, from its `weights_seed`; biases are small and nonzero
     so that a wrong bias shows in the output."""
     rng = stream(arch.weights_seed, STREAM_MODEL)
-    layers = he_layers(arch_widths(arch), rng)
+    layers = he_layers(arch.widths, rng)
     for _, b in layers:
         b[:] = rng.standard_normal(b.shape, dtype=np.float32) * np.float32(0.1)
     return layers

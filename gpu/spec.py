@@ -50,9 +50,9 @@ def _units(flops: int) -> int:
     return max(1, -(-flops // FLOPS_PER_UNIT))
 
 
-def mlp_weight_count(n_features: int, hidden: tuple[int, ...], n_classes: int) -> int:
-    """Multiply-accumulate weights of an MLP (biases are negligible and not counted as work)."""
-    widths = (n_features, *hidden, n_classes)
+def mlp_weight_count(widths: tuple[int, ...]) -> int:
+    """Multiply-accumulate weights of an MLP of layer `widths` (biases are negligible and not
+    counted as work)."""
     return sum(a * b for a, b in pairwise(widths))
 
 
@@ -131,6 +131,11 @@ class TrainSpec:
         return self.lr_micros / 1_000_000
 
     @property
+    def widths(self) -> tuple[int, ...]:
+        """Layer widths: features, hidden layers, classes."""
+        return (self.n_features, *self.hidden, self.n_classes)
+
+    @property
     def checkpoint_steps(self) -> tuple[int, ...]:
         """The step counts after which a checkpoint is taken (the last one is `steps`)."""
         every = max(1, self.checkpoint_every)
@@ -139,8 +144,7 @@ class TrainSpec:
 
     def problems(self) -> list[str]:
         out = []
-        widths = (self.n_features, *self.hidden, self.n_classes)
-        if not all(1 <= w <= MAX_WIDTH for w in widths):
+        if not all(1 <= w <= MAX_WIDTH for w in self.widths):
             out.append(f"every layer width must be within 1..{MAX_WIDTH}")
         if self.n_classes < 2:
             out.append("n_classes must be at least 2")
@@ -160,7 +164,7 @@ class TrainSpec:
         return out
 
     def weight_count(self) -> int:
-        return mlp_weight_count(self.n_features, self.hidden, self.n_classes)
+        return mlp_weight_count(self.widths)
 
     def work_units(self) -> int:
         # forward 2, backward 4 flops per weight per sample; a final evaluation pass over the data
@@ -177,8 +181,13 @@ class ModelArch:
     n_classes: int
     weights_seed: int
 
+    @property
+    def widths(self) -> tuple[int, ...]:
+        """Layer widths: features, hidden layers, classes."""
+        return (self.n_features, *self.hidden, self.n_classes)
+
     def weight_count(self) -> int:
-        return mlp_weight_count(self.n_features, self.hidden, self.n_classes)
+        return mlp_weight_count(self.widths)
 
 
 MODELS: dict[str, ModelArch] = {

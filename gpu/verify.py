@@ -52,7 +52,7 @@ import numpy.typing as npt
 
 from gpu.artifacts import NamedArray, checkpoint_chain, decode_arrays, expect_shapes
 from gpu.cpu_kernels import kernels_for
-from gpu.data import dataset, infer_inputs_host, init_weights, matmul_inputs, train_widths
+from gpu.data import dataset, infer_inputs_host, init_weights, matmul_inputs
 from gpu.device import Array, Device
 from gpu.errors import ArtifactError
 from gpu.mlp import evaluate, param_shapes, params_from_arrays
@@ -200,7 +200,7 @@ def _check_interval(spec: TrainSpec, k: int, fetch: Callable[[int], bytes],
     start_bytes = None if k == 0 else fetch(k - 1)
     from_step = 0 if k == 0 else marks[k - 1]
     committed = decode_arrays(fetch(k))
-    expect_shapes(committed, param_shapes(train_widths(spec)), f"checkpoint {k}")
+    expect_shapes(committed, param_shapes(spec.widths), f"checkpoint {k}")
     start = _initial_arrays(spec) if start_bytes is None else decode_arrays(start_bytes)
     replayed = replay(spec, start_bytes, from_step, marks[k], device, data)
     for (name, got), (_, want), (_, was) in zip(replayed, committed, start, strict=True):
@@ -229,7 +229,7 @@ def _check_metrics(spec: TrainSpec, final: bytes, metrics: Mapping[str, int],
             isinstance(v, int) and v >= 0 for v in metrics.values()):
         raise _Reject("metrics_mismatch", f"metrics must be loss_micros and accuracy_bps, got "
                       f"{sorted(metrics)}")
-    params = params_from_arrays(decode_arrays(final), train_widths(spec), device)
+    params = params_from_arrays(decode_arrays(final), spec.widths, device)
     x, y = data
     loss_sum, correct = evaluate(params, x, y, kernels_for(device), device.xp)
     loss = loss_sum / spec.n_samples * 1e6

@@ -29,7 +29,6 @@ from gpu.data import (
     layers_to_device,
     matmul_inputs,
     model_weights,
-    train_widths,
 )
 from gpu.device import Array, Device
 from gpu.errors import WorkloadCancelled
@@ -205,7 +204,7 @@ def start_params(spec: TrainSpec, checkpoint_bytes: bytes | None, device: Device
     """Writable params from a checkpoint, or the seed's initial weights when it is None."""
     if checkpoint_bytes is None:
         return layers_to_device(init_weights(spec), device)
-    return params_from_arrays(decode_arrays(checkpoint_bytes), train_widths(spec), device)
+    return params_from_arrays(decode_arrays(checkpoint_bytes), spec.widths, device)
 
 
 def replay(spec: TrainSpec, checkpoint_bytes: bytes | None, from_step: int, to_step: int,
