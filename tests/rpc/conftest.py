@@ -95,8 +95,6 @@ async def rpc(node: LocalNode) -> AsyncIterator[Rpc]:
 def transfer(node: LocalNode, sender: PrivateKey, to: Address, amount: int = ogpu(1),
              nonce: int | None = None, fee: int = 1_000) -> Transaction:
     """A signed transfer from `sender`, by default with its next nonce after the mempool."""
-    if nonce is None:
-        nonce = node.state.account(sender.address).nonce + sum(
-            1 for tx in node.mempool if tx.sender == sender.address)
+    nonce = node.next_nonce(sender.address) if nonce is None else nonce
     return sign_transaction(sender, chain_id=node.state.chain_id, nonce=nonce, fee=fee,
                             payload=Transfer(to, Amount(amount)))

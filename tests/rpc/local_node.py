@@ -24,7 +24,7 @@ from ogpu_node.node.messages import TaskProgress
 from ogpu_node.node.task_feed import TaskFeed, sign_progress
 from ogpu_node.node_api import FINAL_STATES, Health, NodeStatus, PeerInfo, TxReceipt, TxState
 from ogpu_node.storage import ChainStore, MemoryKV
-from ogpu_node.types import Hash32
+from ogpu_node.types import Address, Hash32
 
 VALIDATOR = PrivateKey.from_seed(b"\x07" * 32)
 CHAIN_ID = "ogpu-rpc-test"
@@ -70,6 +70,11 @@ class LocalNode:
     def _notify(self) -> None:
         self._changed.set()
         self._changed = trio.Event()
+
+    def next_nonce(self, address: Address) -> int:
+        """The nonce of `address`'s next transaction, after those waiting in the mempool."""
+        return self.chain.state.account(address).nonce + sum(
+            1 for tx in self.mempool if tx.sender == address)
 
     async def wait_changed(self) -> None:
         """Until the next change: a submission, a block, a waiter starting."""

@@ -49,9 +49,8 @@ class Market:
 
     async def send(self, key: PrivateKey, payload: Payload, *, after_ms: int = 1_000,
                    block: bool = True) -> Transaction:
-        nonce = self.node.state.account(key.address).nonce + sum(
-            1 for tx in self.node.mempool if tx.sender == key.address)
-        tx = sign_transaction(key, chain_id=self.node.state.chain_id, nonce=nonce, fee=FEE,
+        tx = sign_transaction(key, chain_id=self.node.state.chain_id,
+                              nonce=self.node.next_nonce(key.address), fee=FEE,
                               payload=payload)
         await self.node.submit_tx(tx)
         if block:
