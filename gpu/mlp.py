@@ -4,6 +4,7 @@ a linear output layer, softmax cross-entropy loss and plain SGD, all in float32 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from itertools import pairwise
 from typing import Any
 
@@ -27,12 +28,17 @@ def param_shapes(widths: tuple[int, ...]) -> list[tuple[str, tuple[int, ...]]]:
     return out
 
 
+def named_layers(layers: Iterable[tuple[Any, Any]]) -> list[NamedArray]:
+    """Host layers as the named arrays of a checkpoint: w0, b0, w1, b1, ..."""
+    out: list[NamedArray] = []
+    for i, (w, b) in enumerate(layers):
+        out += [(f"w{i}", w), (f"b{i}", b)]
+    return out
+
+
 def params_to_host(params: Params, device: Device) -> list[NamedArray]:
     """Host copies of `params` in checkpoint order."""
-    out: list[NamedArray] = []
-    for i, (w, b) in enumerate(params):
-        out += [(f"w{i}", device.to_host(w)), (f"b{i}", device.to_host(b))]
-    return out
+    return named_layers((device.to_host(w), device.to_host(b)) for w, b in params)
 
 
 def params_from_arrays(arrays: list[NamedArray], widths: tuple[int, ...],

@@ -50,12 +50,12 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from gpu.artifacts import NamedArray, checkpoint_chain, decode_arrays, expect_shapes
+from gpu.artifacts import checkpoint_chain, decode_arrays, expect_shapes
 from gpu.cpu_kernels import kernels_for
 from gpu.data import dataset, infer_inputs_host, init_weights, matmul_inputs
 from gpu.device import Array, Device
 from gpu.errors import ArtifactError
-from gpu.mlp import evaluate, param_shapes, params_from_arrays
+from gpu.mlp import evaluate, named_layers, param_shapes, params_from_arrays
 from gpu.spec import MAX_CHECKPOINT_INTERVAL, InferSpec, MatmulSpec, TrainSpec
 from gpu.workloads import infer_logits, replay
 from ogpu_node.blobs import file_id
@@ -201,7 +201,7 @@ def _check_interval(spec: TrainSpec, k: int, fetch: Callable[[int], bytes],
     from_step = 0 if k == 0 else marks[k - 1]
     committed = decode_arrays(fetch(k))
     expect_shapes(committed, param_shapes(spec.widths), f"checkpoint {k}")
-    start = _initial_arrays(spec) if start_bytes is None else decode_arrays(start_bytes)
+    start = named_layers(init_weights(spec)) if start_bytes is None else decode_arrays(start_bytes)
     replayed = replay(spec, start_bytes, from_step, marks[k], device, data)
     for (name, got), (_, want), (_, was) in zip(replayed, committed, start, strict=True):
         err = _norm(got - want)
@@ -209,13 +209,6 @@ def _check_interval(spec: TrainSpec, k: int, fetch: Callable[[int], bytes],
         if not err <= REPLAY_RTOL * moved + 1e-30:
             raise _Reject("checkpoint_mismatch", f"checkpoint {k} (step {marks[k]}): {name} is "
                           f"off by {err:.3g} after the interval moved it {moved:.3g}")
-
-
-def _initial_arrays(spec: TrainSpec) -> list[NamedArray]:
-    out: list[NamedArray] = []
-    for i, (w, b) in enumerate(init_weights(spec)):
-        out += [(f"w{i}", w), (f"b{i}", b)]
-    return out
 
 
 def _norm(a: npt.NDArray[np.float32]) -> float:
