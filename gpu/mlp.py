@@ -12,6 +12,7 @@ import numpy as np
 
 from gpu.artifacts import NamedArray, expect_shapes
 from gpu.cpu_kernels import Kernels
+from gpu.data import layers_to_device
 from gpu.device import Array, Device
 
 Params = list[tuple[Array, Array]]
@@ -45,9 +46,8 @@ def params_from_arrays(arrays: list[NamedArray], widths: tuple[int, ...],
                        device: Device) -> Params:
     """Writable device params from decoded checkpoint arrays (`ArtifactError` on wrong shapes)."""
     expect_shapes(arrays, param_shapes(widths), "checkpoint")
-    xp = device.xp
-    return [(xp.array(arrays[i][1], copy=True), xp.array(arrays[i + 1][1], copy=True))
-            for i in range(0, len(arrays), 2)]
+    return layers_to_device([(w, b) for (_, w), (_, b) in zip(arrays[::2], arrays[1::2],
+                                                               strict=True)], device)
 
 
 def forward(params: Params, x: Array, kernels: Kernels) -> Array:
