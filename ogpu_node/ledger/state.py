@@ -16,7 +16,7 @@ from typing import Any, ClassVar, Self
 from ogpu_node.encoding import pack, read_array, read_bytes, read_uint
 from ogpu_node.hashing import digest
 from ogpu_node.ledger.commitment import EMPTY_LTHASH, lthash_update
-from ogpu_node.ledger.market.records import Pool, Provider, Task, TaskStatus
+from ogpu_node.ledger.market.records import LIVE_REQUESTS, Pool, Provider, Task, TaskStatus
 from ogpu_node.ledger.params import Params
 from ogpu_node.types import ADDRESS_LEN, PUBKEY_LEN, Address, Hash32
 
@@ -138,6 +138,18 @@ class State:
             self.reward_pool, [v.to_fields() for v in self.validators], self.records_hash,
             self.params.to_fields(),
         ]))
+
+    @cached_property
+    def next_market_deadline(self) -> int | None:
+        """The earliest block time after this state's at which a task or pool changes phase
+        (None: nothing pending); the node proposes a block then, so deadlines pass when due."""
+        times = [self.tasks[t].phase_end_ms for t in self.open_tasks]
+        for pool in self.pools.values():
+            if not pool.closed:
+                times.append(pool.expires_ms)
+                times += [r.deadline_ms for r in pool.requests if r.status in LIVE_REQUESTS]
+        future = [t for t in times if t > self.timestamp]
+        return min(future) if future else None
 
     def total_held(self) -> int:
         """Balances + stakes + unbonding + undistributed rewards + provider bonds + task and

@@ -50,7 +50,6 @@ from ogpu_node.keys import PrivateKey
 from ogpu_node.ledger import Block, State, Transaction, Validator, apply_block, build_block
 from ogpu_node.ledger.builder import select_transactions
 from ogpu_node.ledger.errors import InvalidBlock, InvalidTransaction
-from ogpu_node.ledger.market.rules import next_deadline
 from ogpu_node.ledger.tx import decode_transaction
 from ogpu_node.node import messages as m
 from ogpu_node.node.broadcast import Broadcast
@@ -420,7 +419,7 @@ class Node:
                 holder = proposer_for(state.chain_id.encode(), state.height + 1, slot,
                                       self._validator_set(state))
                 due_at = state.timestamp + settings.max_block_interval_ms
-                deadline = next_deadline(state)  # a market phase ends: pass it on time
+                deadline = state.next_market_deadline  # a market phase ends: pass it on time
                 if deadline is not None:
                     due_at = min(due_at, deadline)
                 if holder == me and (now >= due_at or any(True for _ in

@@ -41,7 +41,7 @@ from ogpu_node.ledger.market.payloads import (
     SubmitVerdict,
     WithdrawProvider,
 )
-from ogpu_node.ledger.market.records import RequestStatus, TaskStatus
+from ogpu_node.ledger.market.records import LIVE_REQUESTS, RequestStatus, TaskStatus
 from ogpu_node.ledger.state import State, compute_records_hash, open_task_ids
 from ogpu_node.ledger.tx import Payload, Transaction
 from ogpu_node.types import Hash32, ogpu
@@ -152,8 +152,7 @@ def run_history(steps: list[tuple[str, int]]) -> None:
         pool_id = Hash32(pool_ids[r % len(pool_ids)]) if pool_ids else Hash32(bytes(32))
         pool = chain.state.pools.get(pool_id)
         who = 1 + (r >> 5) % 3
-        live = [q for q in pool.requests if q.status in (RequestStatus.OPEN,
-                                                         RequestStatus.VERIFYING)] if pool else []
+        live = [q for q in pool.requests if q.status in LIVE_REQUESTS] if pool else []
         request = live[r % len(live)] if live else None
         if action == "pool_step":
             if pool is None:

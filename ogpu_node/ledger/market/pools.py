@@ -52,6 +52,7 @@ from ogpu_node.ledger.market.payloads import (
     SendRequest,
 )
 from ogpu_node.ledger.market.records import (
+    LIVE_REQUESTS,
     MAX_POOL_REQUESTS,
     MAX_SUBSCRIBERS,
     MAX_TRAIL,
@@ -69,7 +70,6 @@ from ogpu_node.types import Address, Hash32
 MAX_RACERS = 8
 MAX_OPEN_REQUESTS = MAX_POOL_REQUESTS // 2
 MAX_POOL_TTL_MS = 30 * 24 * 3600 * 1000
-LIVE = (RequestStatus.OPEN, RequestStatus.VERIFYING)
 
 
 def request_cost(w: Working, pool: Pool) -> tuple[int, int]:
@@ -104,7 +104,7 @@ def _with_request(pool: Pool, request: PoolRequest) -> Pool:
     forgotten oldest first (their money has moved; the counters keep the totals)."""
     requests = [r for r in pool.requests if r.request_id != request.request_id] + [request]
     while len(requests) > MAX_POOL_REQUESTS:
-        oldest = next(r for r in requests if r.status not in LIVE)
+        oldest = next(r for r in requests if r.status not in LIVE_REQUESTS)
         requests.remove(oldest)
     requests.sort(key=lambda r: (r.created_ms, r.request_id))
     return replace(pool, requests=tuple(requests))
@@ -181,7 +181,7 @@ def process_send_request(w: Working, request_id: Hash32, sender: Address,
         raise InvalidTaskSpec(f"batch must be within 1..{pool.max_batch}")
     if not pool.subscribers:
         raise NotPermitted("the pool has no members to serve requests")
-    if sum(r.status in LIVE for r in pool.requests) >= MAX_OPEN_REQUESTS:
+    if sum(r.status in LIVE_REQUESTS for r in pool.requests) >= MAX_OPEN_REQUESTS:
         raise NotPermitted(f"at most {MAX_OPEN_REQUESTS} requests can be open at once")
     price, fee = request_cost(w, pool)
     if pool.escrow < price + fee:
@@ -256,7 +256,7 @@ def process_pool_deadlines(w: Working) -> None:
         pool = w.pool(pool_id)
         assert pool is not None
         for request in pool.requests:
-            if request.status in LIVE and w.timestamp >= request.deadline_ms:
+            if request.status in LIVE_REQUESTS and w.timestamp >= request.deadline_ms:
                 _settle_by_votes(w, pool_id, request)
         pool = w.pool(pool_id)
         if pool is not None and w.timestamp >= pool.expires_ms:
@@ -324,7 +324,7 @@ def _release_bond(w: Working, pool: Pool, member: Address) -> None:
 
 def _close(w: Working, pool_id: Hash32, pool: Pool) -> None:
     for request in pool.requests:
-        if request.status in LIVE:  # open ones expire, checked ones go by the votes cast
+        if request.status in LIVE_REQUESTS:  # open ones expire, checked ones go by the votes cast
             _settle_by_votes(w, pool_id, request)
     pool = w.pool(pool_id) or pool
     for member, _ in pool.subscribers:

@@ -329,6 +329,10 @@ class RequestStatus(IntEnum):
     EXPIRED = 5
 
 
+LIVE_REQUESTS = (RequestStatus.OPEN, RequestStatus.VERIFYING)
+"""Requests whose escrow is still held (answered or not)."""
+
+
 @dataclass(frozen=True, slots=True)
 class PoolRequest:
     """One inference request of a pool, raced by at most `max_racers` subscribers.

@@ -81,7 +81,6 @@ from ogpu_node.ledger.market.records import (
 )
 from ogpu_node.ledger.market.slashing import share_slashed, slash_provider
 from ogpu_node.ledger.params import BPS, Params
-from ogpu_node.ledger.state import State
 from ogpu_node.ledger.working import Working
 from ogpu_node.types import MAX_AMOUNT, Address, Hash32
 
@@ -514,14 +513,3 @@ def _close(w: Working, task_id: Hash32, task: Task, reason: CloseReason) -> None
     w.set_task(task_id, replace(task, status=TaskStatus.CLOSED, escrow=0, close_reason=reason,
                                 phase_end_ms=w.timestamp, trail=trail))
 
-
-def next_deadline(state: State) -> int | None:
-    """The earliest block time at which some task or pool changes phase (None: none pending);
-    the node proposes a block then, so that deadlines pass when they are due."""
-    times = [state.tasks[t].phase_end_ms for t in state.open_tasks]
-    for pool in state.pools.values():
-        if not pool.closed:
-            times.append(pool.expires_ms)
-            times += [r.deadline_ms for r in pool.requests if r.status in pools.LIVE]
-    future = [t for t in times if t > state.timestamp]
-    return min(future) if future else None
