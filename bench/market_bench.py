@@ -202,10 +202,6 @@ def part_b(args: argparse.Namespace, device: Device) -> PartResult:
     return part
 
 
-def _best(run: Callable[[], float], repeats: int) -> float:
-    return min(run() for _ in range(repeats))
-
-
 def _timed(device: Device, fn: Callable[[], object]) -> float:
     device.synchronize()
     start = time.perf_counter()
