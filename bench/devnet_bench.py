@@ -83,8 +83,7 @@ async def measure_latency(urls: list[str], watch: BlockWatch, chain_id: str, cou
     latencies = []
     sender, recipient = dev_account_key(0), dev_account_key(1)
     async with httpx.AsyncClient(timeout=30) as client:
-        nonce = int((await _call(client, urls[0], "account_get",
-                                 {"address": address_to_text(sender.address)}))["nonce"])
+        nonce = await _nonce(client, urls[0], address_to_text(sender.address))
         for i in range(count):
             tx = sign_transaction(sender, chain_id=chain_id, nonce=nonce + i, fee=1_000,
                                   payload=Transfer(recipient.address, Amount(1 + i)))
@@ -104,6 +103,20 @@ async def _call(client: httpx.AsyncClient, url: str, method: str, params: Any) -
     return reply["result"]
 
 
+async def _nonce(client: httpx.AsyncClient, url: str, address: str) -> int:
+    return int((await _call(client, url, "account_get", {"address": address}))["nonce"])
+
+
+async def _all_final(client: httpx.AsyncClient, urls: list[str], addresses: list[str],
+                     want: list[int]) -> bool:
+    """Whether every node has every sender's account nonce at its wanted value."""
+    for url in urls:
+        for address, nonce in zip(addresses, want, strict=True):
+            if await _nonce(client, url, address) < nonce:
+                return False
+    return True
+
+
 async def measure_throughput(urls: list[str], chain_id: str, senders: int, rate: int,
                              duration: float) -> dict[str, Any]:
     """Offer `rate` transfers/s for `duration` s, spread over the nodes, then wait until every
@@ -116,8 +129,7 @@ async def measure_throughput(urls: list[str], chain_id: str, senders: int, rate:
     print(f"  signing {total:,} transfers from {senders} senders ...", flush=True)
     async with httpx.AsyncClient(timeout=30, limits=httpx.Limits(max_connections=20)
                                  ) as client:
-        first = [int((await _call(client, urls[0], "account_get", {"address": a}))["nonce"])
-                 for a in addresses]
+        first = [await _nonce(client, urls[0], a) for a in addresses]
         nonces = list(first)
         txs = []
         for n in range(total):
@@ -153,25 +165,11 @@ async def measure_throughput(urls: list[str], chain_id: str, senders: int, rate:
         done_at: float | None = None
         deadline = time.perf_counter() + 300
         while time.perf_counter() < deadline:
-            finished = True
-            for url in urls:
-                for s in range(senders):
-                    got = int((await _call(client, url, "account_get",
-                                           {"address": addresses[s]}))["nonce"])
-                    if got < want[s]:
-                        finished = False
-                        break
-                if not finished:
-                    break
-            if finished:
+            if await _all_final(client, urls, addresses, want):
                 done_at = time.perf_counter()
                 break
             await trio.sleep(0.2)
-        finalized = 0
-        for s in range(senders):
-            got = int((await _call(client, urls[0], "account_get",
-                                   {"address": addresses[s]}))["nonce"])
-            finalized += got - first[s]
+        finalized = sum([await _nonce(client, urls[0], a) for a in addresses]) - sum(first)
     elapsed = (done_at or time.perf_counter()) - start
     return {"offered": total, "offered_rate": total / offered_s, "accepted": sum(accepted),
             "refused": refused, "finalized": finalized, "lost": sum(accepted) - finalized,
