@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Callable
 from typing import Any
 
 from gpu.spec import TrainSpec
@@ -20,6 +19,7 @@ from ogpu_node.keys import PrivateKey
 from ogpu_node.ledger import sign_transaction
 from ogpu_node.ledger.market.payloads import ClosePool, OpenPool, SendRequest, SubmitTask
 from ogpu_node.ledger.tx import Payload
+from ogpu_node.polling import WaitTimeout, wait_until
 from ogpu_node.rpc_client import RpcCallError, rpc_call
 from ogpu_node.types import Hash32, format_amount, parse_amount
 
@@ -33,19 +33,6 @@ CLIENT = 2
 
 class DemoError(Exception):
     pass
-
-
-def _wait(condition: Callable[[], Any], what: str, timeout: float) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            result = condition()
-        except RpcCallError:
-            result = None
-        if result:
-            return result
-        time.sleep(0.25)
-    raise DemoError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
 class Client:
@@ -151,7 +138,7 @@ def run_pool(url: str, client: Client, names: dict[str, str], requests: int = 6)
           "at most 2 racers per request, half the results checked by a committee")
     pool_id = client.send(OpenPool("mlp-small", 256, price, budget, 2, 5_000,
                                    parse_amount("10"), 20_000, 600_000)).hex()
-    pool = _wait(lambda: (p := rpc_call(url, "pool_get", {"poolId": pool_id}))
+    pool = wait_until(lambda: (p := rpc_call(url, "pool_get", {"poolId": pool_id}))
                  and len(p["subscribers"]) >= 2 and p, "two providers to join the pool", 60)
     print("  members: " + ", ".join(f"{names.get(s['address'], _short(s['address']))} "
                                     f"(bond {s['stakeOgpu']} OGPU)" for s in pool["subscribers"]))
@@ -165,7 +152,7 @@ def run_pool(url: str, client: Client, names: dict[str, str], requests: int = 6)
                                                                       "expired")}
         return view if set(sent) <= done else None
 
-    pool = _wait(finished, "the requests to be served", 120)
+    pool = wait_until(finished, "the requests to be served", 120)
     for request in pool["requests"]:
         if request["id"] in sent:
             checked = " after a committee check" if request["committee"] else ""
@@ -188,7 +175,7 @@ def run_market_demo(urls: list[str], validator_names: dict[str, str], providers:
     names = {**validator_names,
              address_to_text(dev_account_key(CLIENT).address): f"client (dev {CLIENT})"}
     try:
-        listed = _wait(lambda: (view := rpc_call(url, "provider_list"))["count"] >= providers
+        listed = wait_until(lambda: (view := rpc_call(url, "provider_list"))["count"] >= providers
                        and view, "the providers to register", 90)
         print(f"\n{listed['count']} providers registered: " + ", ".join(
             f"{names.get(p['address'], _short(p['address']))} {p['benchmark']} GFLOP/s"
@@ -196,6 +183,6 @@ def run_market_demo(urls: list[str], validator_names: dict[str, str], providers:
         client = Client(url, dev_account_key(CLIENT))
         ok = run_training(url, client, names)
         return run_pool(url, client, names) and ok
-    except (DemoError, RpcCallError) as exc:
+    except (DemoError, WaitTimeout, RpcCallError) as exc:
         print(f"\nmarket demo failed: {exc}", file=sys.stderr)
         return False

@@ -21,9 +21,9 @@ from ogpu_node.config import load_config
 from ogpu_node.genesis import dev_account_key
 from ogpu_node.keys import PrivateKey
 from ogpu_node.ledger import Transfer, sign_transaction
+from ogpu_node.polling import wait_until
 from ogpu_node.rpc_client import RpcCallError, rpc_call
 from ogpu_node.types import Amount
-from tests.integration.polling import wait_until
 
 pytestmark = pytest.mark.integration
 

@@ -32,8 +32,8 @@ from ogpu_node.keys import PrivateKey, read_key_file
 from ogpu_node.ledger import sign_transaction
 from ogpu_node.ledger.market.payloads import CancelTask, SubmitTask
 from ogpu_node.ledger.tx import Payload
+from ogpu_node.polling import wait_until
 from ogpu_node.rpc_client import rpc_call
-from tests.integration.polling import wait_until
 
 pytestmark = pytest.mark.integration
 
