@@ -27,7 +27,7 @@ import httpx
 import trio
 from trio_websocket import open_websocket_url
 
-from bench.report import print_table, write_json
+from bench.report import pass_fail, print_table, write_json
 from ogpu_node import devnet
 from ogpu_node.address import address_to_text
 from ogpu_node.genesis import dev_account_key
@@ -295,29 +295,25 @@ def main(argv: list[str] | None = None) -> int:
     idle = max(results["idle_rss_mb"].values())
     p50, p99 = statistics.median(lat), percentile(lat, 0.99)
     rows = [
-        ["finality latency p50, ms", p50, "<= 200", _ok(p50 <= 200)],
-        ["finality latency p99, ms", p99, "<= 1,000", _ok(p99 <= 1000)],
+        ["finality latency p50, ms", p50, "<= 200", pass_fail(p50 <= 200)],
+        ["finality latency p99, ms", p99, "<= 1,000", pass_fail(p99 <= 1000)],
         [f"throughput: offered /s ({tp['offered']:,} transfers)", tp["offered_rate"], "", ""],
         ["throughput: finalised on all nodes /s", tp["finalized_per_s"], ">= 1,000",
-         _ok(tp["finalized_per_s"] >= 1000)],
-        ["throughput: accepted but not finalised", tp["lost"], "0", _ok(tp["lost"] == 0)],
+         pass_fail(tp["finalized_per_s"] >= 1000)],
+        ["throughput: accepted but not finalised", tp["lost"], "0", pass_fail(tp["lost"] == 0)],
         ["throughput: refused at submission", tp["refused"], "", ""],
         ["sync of a fresh node, blocks/s", sync["blocks_per_s"], ">= 1,000",
-         _ok(sync["blocks_per_s"] >= 1000)],
+         pass_fail(sync["blocks_per_s"] >= 1000)],
         ["  sync: blocks fetched, verified, applied and committed", sync["synced_blocks"],
          "", ""],
         ["  sync: transactions in them, verified and applied /s",
          sync["synced_txs"] / sync["sync_seconds"] if sync["sync_seconds"] else 0.0, "", ""],
         ["RPC reads (account_get) /s, one node", results["rpc_reads_per_s"], ">= 3,000",
-         _ok(results["rpc_reads_per_s"] >= 3000)],
-        ["idle RSS per node, max MB", idle, "<= 200", _ok(idle <= 200)],
+         pass_fail(results["rpc_reads_per_s"] >= 3000)],
+        ["idle RSS per node, max MB", idle, "<= 200", pass_fail(idle <= 200)],
         ["RSS per node after load, max MB", max(results["loaded_rss_mb"].values()), "", ""],
     ]
     print_table(f"devnet benchmark ({args.nodes} validators, one 2-core machine)",
                 ["measure", "value", "goal", ""], rows)
     write_json("devnet", results | {"args": vars(args) | {"out": str(args.out)}}, args.out)
     return 0
-
-
-def _ok(passed: bool) -> str:
-    return "pass" if passed else "FAIL"

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import plyvel
 
-from bench.report import print_table, write_json
+from bench.report import pass_fail, print_table, write_json
 from ogpu_node.chain import Chain
 from ogpu_node.encoding import decode, encode
 from ogpu_node.genesis import Genesis, build_genesis, dev_account_key, load_template
@@ -119,10 +119,10 @@ def main(argv: list[str] | None = None) -> int:
     commit_median = statistics.median(commit_ms)
     rows = [
         ["verified transfers applied /s (decode block + apply_block)", apply_rate,
-         f">= {GOAL_TPS:,}", "pass" if apply_rate >= GOAL_TPS else "FAIL"],
+         f">= {GOAL_TPS:,}", pass_fail(apply_rate >= GOAL_TPS)],
         ["  baseline: bare Ed25519 verify /s (same txs)", verify_rate, "", ""],
         [f"commit of a {args.per_block}-tx block to LevelDB, median ms", commit_median,
-         f"< {GOAL_COMMIT_MS:.0f}", "pass" if commit_median < GOAL_COMMIT_MS else "FAIL"],
+         f"< {GOAL_COMMIT_MS:.0f}", pass_fail(commit_median < GOAL_COMMIT_MS)],
         ["  commit, max ms", max(commit_ms), "", ""],
         ["  baseline: bare plyvel synced batch of the same records, median ms",
          statistics.median(raw_ms), "", ""],

@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.report import print_table, write_json
+from bench.report import pass_fail, print_table, write_json
 from gpu.cpu_kernels import kernels_for, warm_up
 from gpu.data import dataset, init_weights, layers_to_device, matmul_inputs
 from gpu.device import Array, Device, detect
@@ -131,7 +131,7 @@ def part_a(args: argparse.Namespace, device: Device) -> PartResult:
     part.rows += [
         ["local run_workload (baseline)", f"{local_s:.2f}", "100%", "", ""],
         ["devnet: submission -> settled, as the client sees it", f"{e2e_s:.2f}",
-         f"{e2e_s / local_s:.0%}", "<= 110%", _pass(ok)],
+         f"{e2e_s / local_s:.0%}", "<= 110%", pass_fail(ok)],
         ["  bidding + reveal (block time)", f"{(awarded - created) / 1000:.2f}", "", "", ""],
         ["  award -> result committed (provider compute, block time)",
          f"{(result_ms - awarded) / 1000:.2f}", f"{(result_ms - awarded) / 1000 / local_s:.0%}",
@@ -147,10 +147,6 @@ def part_a(args: argparse.Namespace, device: Device) -> PartResult:
                     "verification_s": (closed_ms - result_ms) / 1000,
                     "verdicts": task["verdicts"], "pass": ok}
     return part
-
-
-def _pass(ok: bool) -> str:
-    return "pass" if ok else "FAIL"
 
 
 def part_b(args: argparse.Namespace, device: Device) -> PartResult:
@@ -171,7 +167,7 @@ def part_b(args: argparse.Namespace, device: Device) -> PartResult:
     goal = f"<= {100 * GOAL_VERIFY_FRACTION:.0f}%"
     part.rows.append([f"matmul n={spec.n}: Freivalds r={FREIVALDS_ROUNDS} vs the product",
                       product, check.seconds, 100 * frac, goal,
-                      _pass(frac <= GOAL_VERIFY_FRACTION)])
+                      pass_fail(frac <= GOAL_VERIFY_FRACTION)])
     part.rows.append(["  whole: regenerate A, B + check vs generate + multiply + encode + hash",
                       result.compute_seconds, whole.seconds,
                       100 * whole.seconds / result.compute_seconds, "(info)", ""])
@@ -196,7 +192,7 @@ def part_b(args: argparse.Namespace, device: Device) -> PartResult:
         part.rows.append([f"train {tspec.steps} steps: {intervals} of {count} intervals + "
                           "metrics", trained.compute_seconds, verdict.seconds, 100 * frac,
                           f"<= {100 * GOAL_VERIFY_FRACTION:.0f}%",
-                          _pass(frac <= GOAL_VERIFY_FRACTION)])
+                          pass_fail(frac <= GOAL_VERIFY_FRACTION)])
         part.results["train"][f"verify_{intervals}_s"] = verdict.seconds
         part.results["train"][f"fraction_{intervals}"] = frac
     return part
@@ -279,7 +275,7 @@ def part_c(args: argparse.Namespace, device: Device) -> PartResult:
         gflops = 2 * n**3 / 1e9
         ratio = bare / ours
         part.rows.append([f"matmul n={n}, GFLOP/s vs bare a @ b ({lib})", gflops / ours,
-                          gflops / bare, 100 * ratio, goal, _pass(ratio >= GOAL_SPEED_RATIO)])
+                          gflops / bare, 100 * ratio, goal, pass_fail(ratio >= GOAL_SPEED_RATIO)])
         part.rows.append([f"  whole run_matmul n={n} (inputs, product, encode, hash), s",
                           whole.compute_seconds, "", "", "", ""])
         part.results[f"matmul_{n}"] = {"ours_s": ours, "bare_s": bare, "ratio": ratio,
@@ -293,7 +289,7 @@ def part_c(args: argparse.Namespace, device: Device) -> PartResult:
         ratio = ours / bare
         part.rows.append([f"train 64-{hidden}-{hidden}-10 batch {batch}, steps/s vs bare "
                           f"{device.xp.__name__} step", ours, bare, 100 * ratio, goal,
-                          _pass(ratio >= GOAL_SPEED_RATIO)])
+                          pass_fail(ratio >= GOAL_SPEED_RATIO)])
         part.results[f"train_h{hidden}_b{batch}"] = {
             "ours_steps_per_s": ours, "bare_steps_per_s": bare, "ratio": ratio,
             "kernels": kernels_for(device).name}

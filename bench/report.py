@@ -25,6 +25,11 @@ def print_table(title: str, headers: list[str], rows: list[list[Any]]) -> None:
             print("  ".join("-" * w for w in widths))
 
 
+def pass_fail(ok: bool) -> str:
+    """The verdict column of a goal row."""
+    return "pass" if ok else "FAIL"
+
+
 def _fmt(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:,.2f}" if value < 1000 else f"{value:,.0f}"
