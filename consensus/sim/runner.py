@@ -18,7 +18,7 @@ from consensus.errors import ConsensusError, UnknownParent
 from consensus.evidence import EquivocationDetector, SignedHeader
 from consensus.proposer import proposer_for, slot_start
 from consensus.sim.adversary import Adversary, BlockRegistry
-from consensus.sim.config import SimConfig, draw_stakes
+from consensus.sim.config import Partition, SimConfig, draw_stakes
 from consensus.validators import ValidatorSet
 
 QUERY, CHITS, BLOCK, TIMER, PROPOSE = range(5)
@@ -76,7 +76,6 @@ class Simulation:
                     for i in range(n)]
         self.index = {v: i for i, v in enumerate(self.ids)}
         stakes = draw_stakes(n, config.stake, rng)
-        self.stakes = stakes
         self.vset = ValidatorSet(zip(self.ids, stakes, strict=True))
         total = self.vset.total_stake
         order = list(range(n))
@@ -85,15 +84,10 @@ class Simulation:
         byz_set = set(byz)
         rest = [i for i in order if i not in byz_set]
         offline = _pick_by_stake(rest, stakes, total * config.offline_pct // 100)
-        self.byzantine = [False] * n
-        self.offline = [False] * n
-        for i in byz:
-            self.byzantine[i] = True
-        for i in offline:
-            self.offline[i] = True
-        self.honest = [i for i in range(n) if not self.byzantine[i] and not self.offline[i]]
-        self.byz_pct = 100 * sum(stakes[i] for i in byz) / total
-        self.off_pct = 100 * sum(stakes[i] for i in offline) / total
+        offline_set = set(offline)
+        self.byzantine = [i in byz_set for i in range(n)]
+        self.offline = [i in offline_set for i in range(n)]
+        self.honest = [i for i in range(n) if i not in byz_set and i not in offline_set]
         self.engines: list[Engine | None] = [None] * n
         for i in self.honest:
             self.engines[i] = Engine(
@@ -105,12 +99,12 @@ class Simulation:
         self.group = [0] * n
         for position, i in enumerate(side):
             self.group[i] = 1 if position < n * 50 // 100 else 0
-        self.group_cut: list[list[int]] = []
+        self.partitions: list[tuple[Partition, list[int]]] = []
         for part in config.partitions:
             cut = [0] * n
             for position, i in enumerate(side):
                 cut[i] = 1 if position * 100 < n * part.fraction_pct else 0
-            self.group_cut.append(cut)
+            self.partitions.append((part, cut))
         self.registry = BlockRegistry(GENESIS)
         self.adversary = Adversary(config.strategy, self.registry,
                                    random.Random(rng.getrandbits(64)))
@@ -122,20 +116,22 @@ class Simulation:
         self.latency_min = config.latency_min_ms
         self.latency_span = config.latency_max_ms - config.latency_min_ms + 1
         self.loss_threshold = config.loss_ppm * 2**32 // 1_000_000
-        self.partitions = list(zip(config.partitions, self.group_cut, strict=True))
         self.now = 0
         self.next_proposers: dict[bytes, tuple[int, ...]] = {}
         self.finalized_at: dict[int, bytes] = {}
         self.finalized_height = [0] * n
         self.added_at_polls: list[dict[bytes, int]] = [{} for _ in range(n)]
-        self.result = RunResult(config, byzantine_stake_pct=self.byz_pct,
-                                offline_stake_pct=self.off_pct)
+        self.result = RunResult(
+            config, byzantine_stake_pct=100 * sum(stakes[i] for i in byz) / total,
+            offline_stake_pct=100 * sum(stakes[i] for i in offline) / total)
         self.trace = hashlib.sha256()
         self.last_progress = 0
         self.timer_at: list[int] = [-1] * n
         self.reached_target_count = 0
         self.median_reached_at: int | None = None
-        self.seen: list[set[bytes]] = [set() for _ in range(n)]
+        # Every node starts with genesis: a vote for it from a node that has not moved on yet
+        # can make one that has fetch it, and genesis has no parent or proposer to hand out.
+        self.seen: list[set[bytes]] = [{GENESIS} for _ in range(n)]
         self.block_proposer: dict[bytes, int] = {}
         self.evidence_seen: set[tuple[bytes, int]] = set()
 
@@ -158,10 +154,9 @@ class Simulation:
         if self.loss_threshold and getrandbits(32) < self.loss_threshold:
             return
         now = self.now
-        if self.partitions:
-            for part, cut in self.partitions:
-                if part.start_ms <= now < part.end_ms and cut[dst] != cut[src]:
-                    return
+        for part, cut in self.partitions:
+            if part.start_ms <= now < part.end_ms and cut[dst] != cut[src]:
+                return
         self._push(now + self.latency_min + ((getrandbits(16) * self.latency_span) >> 16),
                    kind, dst, src, poll_id, block)
 

@@ -51,6 +51,15 @@ def test_a_partition_stalls_finality_until_it_heals() -> None:
     assert result.first_finality_at_ms >= 3_000
 
 
+def test_a_vote_for_genesis_after_finality_does_not_crash_the_run() -> None:
+    # A 30 % cut lets the larger side finalise while some cut-off nodes still prefer genesis;
+    # their answers make the others fetch genesis, which used to raise KeyError.
+    result = run(replace(BASE, seed=2, stake="uniform", target_blocks=4, stall_ms=3_000,
+                         partitions=(Partition(0, 500, 30),)))
+    assert result.reached_target
+    assert result.conflicting_finalizations == 0
+
+
 def test_loss_and_offline_stake_slow_but_do_not_stop_finality() -> None:
     result = run(replace(BASE, loss_ppm=10_000, offline_pct=10))
     assert result.reached_target
