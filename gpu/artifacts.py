@@ -55,7 +55,7 @@ def encode_arrays(arrays: Sequence[tuple[str, npt.ArrayLike]]) -> bytes:
     if len(arrays) > MAX_ARRAYS:
         raise ArtifactError(f"{len(arrays)} arrays; at most {MAX_ARRAYS}")
     header = [_HEAD.pack(MAGIC, VERSION, DTYPE_F32, len(arrays))]
-    blobs: list[bytes] = []
+    blobs: list[memoryview] = []
     seen: set[str] = set()
     for name, value in arrays:
         array = np.asarray(value)
@@ -69,10 +69,11 @@ def encode_arrays(arrays: Sequence[tuple[str, npt.ArrayLike]]) -> bytes:
         seen.add(name)
         header.append(struct.pack(f"<B{len(raw)}sB{array.ndim}I", len(raw), raw, array.ndim,
                                   *array.shape))
-        blobs.append(np.ascontiguousarray(array, dtype=_F32).tobytes())
+        # the little-endian bytes as a view, so that the join below is their only copy
+        blobs.append(np.ascontiguousarray(array, dtype=_F32).reshape(-1).view(np.uint8).data)
     head = b"".join(header)
     head += bytes(-len(head) % _ALIGN)
-    total = len(head) + sum(len(b) for b in blobs)
+    total = len(head) + sum(b.nbytes for b in blobs)
     if total > MAX_ARTIFACT_BYTES:
         raise ArtifactError(f"artifact of {total} bytes exceeds {MAX_ARTIFACT_BYTES}")
     return b"".join([head, *blobs])
