@@ -59,7 +59,7 @@ from ogpu_node.ledger.market.records import (
     TaskResult,
     TaskStatus,
 )
-from ogpu_node.ledger.market.rules import provider_collateral
+from ogpu_node.ledger.market.rules import unmet_requirement
 from ogpu_node.node.node import Node
 from ogpu_node.types import Address, Hash32
 from p2p.network import TaskStatus as StartedStatus
@@ -86,22 +86,17 @@ def why_not_bid(task: Task, state: State, me: Address, policy: ProviderPolicy, b
                 busy: int) -> str | None:
     """Why this provider does not bid on `task` (None: it bids)."""
     provider = state.providers.get(me)
-    if provider is None or provider.stake < state.params.provider_min_stake:
+    if provider is None:
         return "not registered"
-    if me == task.client or me in task.excluded:
-        return "excluded from this task"
+    unmet = unmet_requirement(me, provider, task, state.params)
+    if unmet is not None:
+        return unmet
     if any(b.bidder == me for b in task.bids):
         return "already bid"
-    if benchmark < task.min_benchmark:
-        return f"benchmark {benchmark} below the task's {task.min_benchmark}"
-    if policy.price_floor > task.max_price:
-        return f"price floor {policy.price_floor} above the task's maximum {task.max_price}"
     if task.work_units / max(1, benchmark) > task.exec_ms / 1000 * TIME_MARGIN:
         return "cannot finish within the task's execution time"
     if busy >= policy.max_concurrent:
         return "at the concurrent task limit"
-    if provider.free_stake < provider_collateral(state.params, task.budget):
-        return "free stake below the collateral"
     return None
 
 

@@ -26,7 +26,7 @@ from ogpu_node.ledger.market.rules import (
     NO_BID_REASONS,
     is_active,
     no_bid_reason,
-    provider_collateral,
+    unmet_requirement,
 )
 from ogpu_node.rpc.views import JsonObject, amount_fields
 from ogpu_node.types import Address, Hash32, format_amount
@@ -124,12 +124,9 @@ def task_summary(task_id: Hash32, task: Task) -> JsonObject:
 
 
 def eligible_providers(state: State, task: Task) -> list[Address]:
-    """Providers that meet every requirement `no_bid_reason` checks for `task`."""
-    needed = provider_collateral(state.params, task.budget)
+    """Providers that meet every requirement of `task` (see `rules.unmet_requirement`)."""
     return [a for a, p in state.providers.items()
-            if is_active(p, state.params) and a != task.client and a not in task.excluded
-            and p.benchmark >= task.min_benchmark and p.free_stake >= needed
-            and p.price_floor <= task.max_price]
+            if unmet_requirement(a, p, task, state.params) is None]
 
 
 def why_view(state: State, task_id: Hash32, task: Task) -> JsonObject:

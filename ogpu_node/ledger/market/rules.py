@@ -29,7 +29,7 @@ back if a rule raises, so a rejected transaction leaves no trace but its absence
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import replace
 
 from gpu.spec import InvalidSpec, TrainSpec, decode_spec
@@ -422,23 +422,34 @@ NO_BID_REASONS = {
 """Every `why` code of a NO_BIDS close, with its explanation."""
 
 
+def unmet_requirement(address: Address, provider: Provider, task: Task,
+                      params: Params) -> str | None:
+    """The first of `task`'s requirements this provider does not meet, as the `NO_BID_REASONS`
+    code it would give if every provider stopped there; None when it may bid."""
+    if not is_active(provider, params) or address == task.client or address in task.excluded:
+        return "no_providers"
+    if provider.benchmark < task.min_benchmark:
+        return "no_provider_meets_min_benchmark"
+    if provider.free_stake < provider_collateral(params, task.budget):
+        return "no_provider_with_free_collateral"
+    if provider.price_floor > task.max_price:
+        return "budget_below_every_price_floor"
+    return None
+
+
+_REQUIREMENT_ORDER = ("no_providers", "no_provider_meets_min_benchmark",
+                      "no_provider_with_free_collateral", "budget_below_every_price_floor")
+
+
 def no_bid_reason(providers: Iterable[tuple[Address, Provider]], task: Task,
                   params: Params) -> str:
-    """The first requirement that no provider meets for `task`, or `no_bids_received`."""
-    needed = provider_collateral(params, task.budget)
-    steps: list[tuple[str, Callable[[Provider], bool]]] = [
-        ("no_providers", lambda p: True),
-        ("no_provider_meets_min_benchmark", lambda p: p.benchmark >= task.min_benchmark),
-        ("no_provider_with_free_collateral", lambda p: p.free_stake >= needed),
-        ("budget_below_every_price_floor", lambda p: p.price_floor <= task.max_price),
-    ]
-    remaining = [p for a, p in providers
-                 if is_active(p, params) and a != task.client and a not in task.excluded]
-    for code, keep in steps:
-        remaining = [p for p in remaining if keep(p)]
-        if not remaining:
-            return code
-    return "no_bids_received"
+    """The requirement that stopped the provider who got furthest, or `no_bids_received` when
+    some provider meets them all."""
+    unmet = [unmet_requirement(a, p, task, params) for a, p in providers]
+    if any(code is None for code in unmet):
+        return "no_bids_received"
+    return max((c for c in unmet if c is not None), key=_REQUIREMENT_ORDER.index,
+               default="no_providers")
 
 
 # --- settlement --------------------------------------------------------------------------------
