@@ -49,6 +49,7 @@ from ogpu_node.encoding import encode
 from ogpu_node.genesis import dev_account_key, load_template
 from ogpu_node.ledger.market.payloads import SubmitTask
 from ogpu_node.market_demo import Client
+from ogpu_node.polling import wait_until
 from ogpu_node.rpc_client import rpc_call
 
 GOAL_VERIFY_FRACTION = 0.02
@@ -105,20 +106,14 @@ def part_a(args: argparse.Namespace, device: Device) -> PartResult:
         devnet.start(net)
         devnet.wait_healthy(net)
         url = devnet.rpc_url(net / "node0")
-        deadline = time.monotonic() + 60
-        while rpc_call(url, "provider_list")["count"] < 1:
-            if time.monotonic() > deadline:
-                raise SystemExit("the provider did not register")
-            time.sleep(0.2)
+        wait_until(lambda: rpc_call(url, "provider_list")["count"] >= 1,
+                   "the provider to register")
         client = Client(url, dev_account_key(3))
         submitted = time.perf_counter()
         task_id = client.send(SubmitTask(spec.KIND, encode(spec), 2_000_000, 0, 900_000,
                                          1_800_000)).hex()
-        while True:
-            task = rpc_call(url, "task_get", {"taskId": task_id})
-            if task["status"] == "closed":
-                break
-            time.sleep(0.1)
+        task = wait_until(lambda: (view := rpc_call(url, "task_get", {"taskId": task_id}))
+                          ["status"] == "closed" and view, "the task to close", 900, 0.1)
         e2e_s = time.perf_counter() - submitted
     finally:
         devnet.stop(root / "net")
