@@ -7,7 +7,6 @@ a deadline: there is no event to wait on across process boundaries.
 
 from __future__ import annotations
 
-import re
 import signal
 from collections.abc import Iterator
 from functools import partial
@@ -24,6 +23,7 @@ from ogpu_node.ledger import Transfer, sign_transaction
 from ogpu_node.polling import wait_until
 from ogpu_node.rpc_client import RpcCallError, rpc_call
 from ogpu_node.types import Amount
+from tests.integration.node_logs import assert_no_traceback_through_our_code
 
 pytestmark = pytest.mark.integration
 
@@ -73,11 +73,7 @@ def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Net]:
         yield Net(root)
     finally:
         devnet.stop(root)
-        # No traceback may pass through our code (py-libp2p logs its own shutdown races).
-        for log in root.glob("node*/node.log"):
-            text = log.read_text()
-            ours = re.search(r'File ".*/(ogpu_node|p2p|consensus)/[^"]+", line', text)
-            assert ours is None, f"{log}:\n{text[max(0, ours.start() - 2000):ours.end() + 2000]}"
+        assert_no_traceback_through_our_code(root)
 
 
 VALIDATORS = ["node0", "node1", "node2", "node3"]

@@ -16,7 +16,6 @@ one network and run in file order: a provider's failures lower its reputation fo
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -34,6 +33,7 @@ from ogpu_node.ledger.market.payloads import CancelTask, SubmitTask
 from ogpu_node.ledger.tx import Payload
 from ogpu_node.polling import wait_until
 from ogpu_node.rpc_client import rpc_call
+from tests.integration.node_logs import assert_no_traceback_through_our_code
 
 pytestmark = pytest.mark.integration
 
@@ -111,10 +111,7 @@ def market(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Market]:
         yield m
     finally:
         devnet.stop(root)
-        for log in root.glob("node*/node.log"):
-            text = log.read_text()
-            ours = re.search(r'File ".*/(ogpu_node|p2p|consensus|gpu)/[^"]+", line', text)
-            assert ours is None, f"{log}:\n{text[max(0, ours.start() - 2000):ours.end() + 2000]}"
+        assert_no_traceback_through_our_code(root)
 
 
 def events(task: dict[str, Any]) -> list[tuple[str, str]]:
