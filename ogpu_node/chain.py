@@ -18,7 +18,11 @@ State records (under the chain store's state prefix):
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TypeVar
+
 from ogpu_node.encoding import (
+    Codable,
     decode,
     encode,
     pack,
@@ -81,6 +85,17 @@ def state_changes(state: State) -> dict[bytes, bytes | None]:
     return changes
 
 
+K = TypeVar("K")
+R = TypeVar("R", bound=Codable)
+
+
+def _records(store: ChainStore, prefix: bytes, key: Callable[[bytes], K], key_size: int,
+             record: type[R]) -> dict[K, R]:
+    """Every record under `prefix`, by its key (the bytes after the prefix)."""
+    return {key(read_bytes(k[1:], f"{record.__name__} key", size=key_size)): decode(record, v)
+            for k, v in store.state_items(prefix)}
+
+
 def load_state(store: ChainStore) -> State:
     """Rebuild the state from its records, checking them against their commitment."""
     try:
@@ -88,27 +103,15 @@ def load_state(store: ChainStore) -> State:
         if raw is None:
             raise CorruptStore("state globals are missing")
         g = read_array(unpack(raw), 10, "globals")
-        accounts = {
-            Address(key[1:]): decode(Account, value)
-            for key, value in store.state_items(_ACCOUNT)
-        }
+        accounts = _records(store, _ACCOUNT, Address, ADDRESS_LEN, Account)
         unbonding: dict[UnbondingKey, int] = {}
         for key, value in store.state_items(_UNBONDING):
             (amount,) = read_array(unpack(value), 1, "unbonding")
             address = Address(read_bytes(key[9:], "unbonding.address", size=ADDRESS_LEN))
             unbonding[(int.from_bytes(key[1:9], "big"), address)] = read_uint(amount, "amount")
-        providers = {
-            Address(read_bytes(key[1:], "provider.address", size=ADDRESS_LEN)):
-            decode(Provider, value) for key, value in store.state_items(_PROVIDER)
-        }
-        tasks = {
-            Hash32(read_bytes(key[1:], "task.id", size=HASH_LEN)): decode(Task, value)
-            for key, value in store.state_items(_TASK)
-        }
-        pools = {
-            Hash32(read_bytes(key[1:], "pool.id", size=HASH_LEN)): decode(Pool, value)
-            for key, value in store.state_items(_POOL)
-        }
+        providers = _records(store, _PROVIDER, Address, ADDRESS_LEN, Provider)
+        tasks = _records(store, _TASK, Hash32, HASH_LEN, Task)
+        pools = _records(store, _POOL, Hash32, HASH_LEN, Pool)
         state = State(
             chain_id=read_str(g[0], "chain_id", max_len=64), params=Params.from_fields(g[1]),
             height=read_uint(g[2], "height"),
