@@ -137,6 +137,7 @@ class ProviderAgent:
     async def step(self, nursery: trio.Nursery) -> None:
         """React to the latest finalised state."""
         state = self.node.chain.state
+        self._forget_closed(state)
         try:
             await self._register(state)
             for task_id in sorted(state.open_tasks):
@@ -146,6 +147,12 @@ class ProviderAgent:
                     await self._serve_pool(nursery, state, Hash32(pool_id), pool)
         except InvalidTransaction as exc:
             log.info("provider transaction refused: %s: %s", exc.code, exc)
+
+    def _forget_closed(self, state: State) -> None:
+        """Drop what we remember of tasks that closed (a long-running node must not grow)."""
+        self.sealed = {k: v for k, v in self.sealed.items() if k[0] in state.open_tasks}
+        self.started = {k for k in self.started if k[0] in state.open_tasks}
+        self.skipped = {k: v for k, v in self.skipped.items() if k in state.open_tasks}
 
     async def _register(self, state: State) -> None:
         assert self.device is not None

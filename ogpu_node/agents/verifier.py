@@ -28,7 +28,13 @@ from ogpu_node.errors import OgpuError
 from ogpu_node.hashing import digest
 from ogpu_node.ledger.errors import InvalidTransaction
 from ogpu_node.ledger.market.payloads import PoolVerdict, SubmitVerdict
-from ogpu_node.ledger.market.records import PoolRequest, RequestStatus, Task, TaskStatus
+from ogpu_node.ledger.market.records import (
+    LIVE_REQUESTS,
+    PoolRequest,
+    RequestStatus,
+    Task,
+    TaskStatus,
+)
 from ogpu_node.node.node import Node
 from ogpu_node.types import Hash32
 from p2p.network import TaskStatus as StartedStatus
@@ -71,6 +77,9 @@ class VerifierAgent:
     def step(self, nursery: trio.Nursery) -> None:
         state = self.node.chain.state
         me = self.wallet.address
+        live = set(state.open_tasks) | {r.request_id for p in state.pools.values()
+                                        for r in p.requests if r.status in LIVE_REQUESTS}
+        self.verdicts = {k: v for k, v in self.verdicts.items() if k[0] in live}
         for task_id in sorted(state.open_tasks):
             task = state.tasks[task_id]
             key = (bytes(task_id), task.attempt)

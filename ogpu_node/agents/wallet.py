@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from collections import OrderedDict
+
 from ogpu_node.errors import OgpuError
 from ogpu_node.ledger import sign_transaction
 from ogpu_node.ledger.tx import Payload
 from ogpu_node.node.node import Node
 from ogpu_node.node_api import TxState
 from ogpu_node.types import Hash32
+
+MAX_REMEMBERED = 4_096
 
 
 class NodeWallet:
@@ -18,7 +22,7 @@ class NodeWallet:
             raise OgpuError("agents need a node with a key")
         self.node = node
         self.key = node.key
-        self._sent: dict[object, Hash32] = {}
+        self._sent: OrderedDict[object, Hash32] = OrderedDict()
 
     @property
     def address(self) -> bytes:
@@ -41,4 +45,7 @@ class NodeWallet:
                                                                              TxState.FINALIZED):
             return False
         self._sent[action] = await self.send(payload)
+        self._sent.move_to_end(action)
+        while len(self._sent) > MAX_REMEMBERED:  # the oldest actions settled long ago
+            self._sent.popitem(last=False)
         return True
