@@ -271,22 +271,18 @@ def demo_transfer(root: Path) -> None:
 def market_demo(root: Path) -> bool:
     """A training task and an inference pool through the providers of this devnet."""
     homes = node_homes(root)
-    names = {}
+    names, providers = {}, 0
     for home in homes:
         config = load_config(home, environ={})
-        if config.provider:
-            address = read_key_file(config.path(config.validator_key_file)).address
-            names[address_to_text(address)] = f"{home.name} (provider)"
-    for home in homes:
-        config = load_config(home, environ={})
-        if not config.provider and config.path(config.validator_key_file).exists():
-            address = read_key_file(config.path(config.validator_key_file)).address
-            names[address_to_text(address)] = f"{home.name} (validator)"
-    providers = {a: n for a, n in names.items() if n.endswith("(provider)")}
+        key_file = config.path(config.validator_key_file)
+        if key_file.exists():
+            role = "provider" if config.provider else "validator"
+            names[address_to_text(read_key_file(key_file).address)] = f"{home.name} ({role})"
+            providers += config.provider
     if not providers:
         print("\n(no providers on this devnet: market demo skipped)")
         return True
-    return run_market_demo([rpc_url(h) for h in homes], names, len(providers))
+    return run_market_demo(rpc_url(homes[0]), names, providers)
 
 
 def main(argv: list[str] | None = None) -> int:

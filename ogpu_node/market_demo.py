@@ -166,12 +166,12 @@ def run_pool(url: str, client: Client, names: dict[str, str], requests: int = 6)
     return bool(pool["served"] == requests)
 
 
-def run_market_demo(urls: list[str], validator_names: dict[str, str], providers: int) -> bool:
-    """The training task and the pool through the first node; True when both went as planned.
+def run_market_demo(url: str, validator_names: dict[str, str], providers: int) -> bool:
+    """The training task and the pool through the node at `url`; True when both went as
+    planned.
 
     `validator_names` names validator addresses in the output; `providers` is how many of them
     run the provider agent."""
-    url = urls[0]
     names = {**validator_names,
              address_to_text(dev_account_key(CLIENT).address): f"client (dev {CLIENT})"}
     try:
