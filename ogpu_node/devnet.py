@@ -33,9 +33,9 @@ from ogpu_node.address import address_to_text
 from ogpu_node.config import CONFIG_FILE, load_config
 from ogpu_node.genesis import dev_account_key
 from ogpu_node.keys import read_key_file
-from ogpu_node.ledger import Transfer, sign_transaction
+from ogpu_node.ledger import Transfer
 from ogpu_node.market_demo import run_market_demo
-from ogpu_node.rpc_client import RpcCallError, rpc_call
+from ogpu_node.rpc_client import RpcCallError, rpc_call, send_transaction
 from ogpu_node.types import parse_amount
 from p2p.libp2p_host import peer_id_from_seed
 
@@ -248,15 +248,9 @@ def demo_transfer(root: Path) -> None:
     nodes = node_homes(root)
     url = rpc_url(nodes[0])
     sender, recipient = dev_account_key(0), dev_account_key(1)
-    status = rpc_call(url, "chain_status")
-    nonce = rpc_call(url, "account_get",
-                     {"address": address_to_text(sender.address)})["nonce"]
-    tx = sign_transaction(sender, chain_id=status["chainId"], nonce=int(nonce),
-                          fee=1_000, payload=Transfer(recipient.address, parse_amount("1.5")))
     print("\nDemo: dev account 0 sends 1.5 OGPU to dev account 1 through node0 ...")
     start = time.monotonic()
-    receipt = rpc_call(url, "tx_sendAndWait", {"tx": tx.encoded.hex(), "timeout": 30},
-                       timeout=40)
+    receipt = send_transaction(url, sender, Transfer(recipient.address, parse_amount("1.5")))
     elapsed = (time.monotonic() - start) * 1000
     print(f"  tx {receipt['hash'][:16]}... {receipt['state']} in block {receipt['height']} "
           f"({elapsed:.0f} ms)")

@@ -16,11 +16,10 @@ from ogpu_node.address import address_to_text
 from ogpu_node.encoding import encode
 from ogpu_node.genesis import dev_account_key
 from ogpu_node.keys import PrivateKey
-from ogpu_node.ledger import sign_transaction
 from ogpu_node.ledger.market.payloads import ClosePool, OpenPool, SendRequest, SubmitTask
 from ogpu_node.ledger.tx import Payload
 from ogpu_node.polling import WaitTimeout, wait_until
-from ogpu_node.rpc_client import RpcCallError, rpc_call
+from ogpu_node.rpc_client import RpcCallError, rpc_call, send_transaction
 from ogpu_node.types import Hash32, format_amount, parse_amount
 
 DEMO_TRAINING = TrainSpec(seed=2026, n_features=64, hidden=(256, 256), n_classes=10,
@@ -39,19 +38,14 @@ class Client:
     def __init__(self, url: str, key: PrivateKey) -> None:
         self.url = url
         self.key = key
-        self.chain_id = rpc_call(url, "chain_status")["chainId"]
 
     def send(self, payload: Payload) -> Hash32:
-        nonce = rpc_call(self.url, "account_get",
-                         {"address": address_to_text(self.key.address)})["nonce"]
-        tx = sign_transaction(self.key, chain_id=self.chain_id, nonce=int(nonce), fee=1_000,
-                              payload=payload)
-        receipt = rpc_call(self.url, "tx_sendAndWait", {"tx": tx.encoded.hex(), "timeout": 30},
-                           timeout=40)
+        """Send `payload` and wait until it is final; `DemoError` if it was refused."""
+        receipt = send_transaction(self.url, self.key, payload)
         if receipt["state"] != "finalized":
             raise DemoError(f"transaction refused: {receipt.get('error')}: "
                             f"{receipt.get('reason')}")
-        return tx.hash
+        return Hash32(bytes.fromhex(receipt["hash"]))
 
 
 def _short(address: str | None) -> str:

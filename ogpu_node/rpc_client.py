@@ -23,7 +23,11 @@ from wsproto.events import (
 )
 from wsproto.utilities import LocalProtocolError
 
+from ogpu_node.address import address_to_text
 from ogpu_node.errors import OgpuError
+from ogpu_node.keys import PrivateKey
+from ogpu_node.ledger import sign_transaction
+from ogpu_node.ledger.tx import Payload
 
 DEFAULT_RPC = "http://127.0.0.1:8545"
 _ids = count(1)
@@ -55,6 +59,21 @@ def rpc_call(url: str, method: str, params: dict[str, Any] | None = None,
         detail = f" ({data['code']})" if isinstance(data, dict) and "code" in data else ""
         raise RpcCallError(f"{method}: {error.get('message')}{detail}", error.get("code"), data)
     return reply["result"]
+
+
+def send_transaction(url: str, key: PrivateKey, payload: Payload, *, fee: int = 1_000,
+                     wait: bool = True, timeout: float = 30.0) -> dict[str, Any]:
+    """Sign `payload` with `key` at the account's next nonce, send it through the node at `url`
+    and, if `wait`, wait for it to be final (or rejected); returns the node's receipt."""
+    chain_id = rpc_call(url, "chain_status")["chainId"]
+    nonce = rpc_call(url, "account_get", {"address": address_to_text(key.address)})["nonce"]
+    tx = sign_transaction(key, chain_id=chain_id, nonce=int(nonce), fee=fee, payload=payload)
+    if not wait:
+        receipt: dict[str, Any] = rpc_call(url, "tx_send", {"tx": tx.encoded.hex()})
+        return receipt
+    receipt = rpc_call(url, "tx_sendAndWait", {"tx": tx.encoded.hex(), "timeout": timeout},
+                       timeout=timeout + 5)
+    return receipt
 
 
 def ws_url(url: str) -> tuple[str, int, str]:

@@ -7,12 +7,10 @@ from pathlib import Path
 
 import click
 
-from ogpu_node.address import address_to_text
 from ogpu_node.cli.common import emit
 from ogpu_node.keys import PrivateKey, read_key_file
-from ogpu_node.ledger import sign_transaction
 from ogpu_node.ledger.tx import Payload
-from ogpu_node.rpc_client import rpc_call
+from ogpu_node.rpc_client import send_transaction
 from ogpu_node.types import Amount, parse_amount
 
 JSON_OPTION = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
@@ -48,16 +46,7 @@ def send(rpc: str, key: PrivateKey, payload: Payload, fee: str, wait: bool,
          timeout: float) -> dict[str, object]:
     """Sign `payload` with the sender's next nonce and send it; wait for finality if `wait`."""
     fee_units = parse_ogpu(fee)  # a bad fee fails before anything is asked of the node
-    status = rpc_call(rpc, "chain_status")
-    account = rpc_call(rpc, "account_get", {"address": address_to_text(key.address)})
-    tx = sign_transaction(key, chain_id=status["chainId"], nonce=int(account["nonce"]),
-                          fee=fee_units, payload=payload)
-    if not wait:
-        result: dict[str, object] = rpc_call(rpc, "tx_send", {"tx": tx.encoded.hex()})
-        return result
-    result = rpc_call(rpc, "tx_sendAndWait", {"tx": tx.encoded.hex(), "timeout": timeout},
-                      timeout=timeout + 5)
-    return result
+    return send_transaction(rpc, key, payload, fee=fee_units, wait=wait, timeout=timeout)
 
 
 def report(result: dict[str, object], as_json: bool) -> None:

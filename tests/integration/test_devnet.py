@@ -19,9 +19,9 @@ from ogpu_node.address import address_to_text
 from ogpu_node.config import load_config
 from ogpu_node.genesis import dev_account_key
 from ogpu_node.keys import PrivateKey
-from ogpu_node.ledger import Transfer, sign_transaction
+from ogpu_node.ledger import Transfer
 from ogpu_node.polling import wait_until
-from ogpu_node.rpc_client import RpcCallError, rpc_call
+from ogpu_node.rpc_client import RpcCallError, rpc_call, send_transaction
 from ogpu_node.types import Amount
 from tests.integration.node_logs import assert_no_traceback_through_our_code
 
@@ -45,13 +45,10 @@ class Net:
             return None
 
     def transfer(self, name: str, sender: PrivateKey, amount: int) -> str:
-        chain_id = rpc_call(self.url(name), "chain_status")["chainId"]
-        nonce = rpc_call(self.url(name), "account_get",
-                         {"address": address_to_text(sender.address)})["nonce"]
-        tx = sign_transaction(sender, chain_id=chain_id, nonce=int(nonce), fee=1_000,
-                              payload=Transfer(dev_account_key(9).address, Amount(amount)))
-        rpc_call(self.url(name), "tx_send", {"tx": tx.encoded.hex()})
-        return tx.hash.hex()
+        receipt = send_transaction(self.url(name), sender,
+                                   Transfer(dev_account_key(9).address, Amount(amount)),
+                                   wait=False)
+        return str(receipt["hash"])
 
     def finalized_on(self, name: str, tx_hash: str) -> int | None:
         receipt = rpc_call(self.url(name), "tx_status", {"hash": tx_hash})

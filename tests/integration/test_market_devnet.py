@@ -28,11 +28,10 @@ from ogpu_node.address import address_to_text
 from ogpu_node.encoding import encode
 from ogpu_node.genesis import dev_account_key, load_template
 from ogpu_node.keys import PrivateKey, read_key_file
-from ogpu_node.ledger import sign_transaction
 from ogpu_node.ledger.market.payloads import CancelTask, SubmitTask
 from ogpu_node.ledger.tx import Payload
 from ogpu_node.polling import wait_until
-from ogpu_node.rpc_client import rpc_call
+from ogpu_node.rpc_client import rpc_call, send_transaction
 from tests.integration.node_logs import assert_no_traceback_through_our_code
 
 pytestmark = pytest.mark.integration
@@ -49,21 +48,15 @@ class Market:
     def __init__(self, root: Path) -> None:
         self.root = root
         self.url = devnet.rpc_url(root / "node0")
-        self.chain_id = rpc_call(self.url, "chain_status")["chainId"]
         self.providers = {
             i: address_to_text(read_key_file(root / f"node{i}" / "validator_key.json").address)
             for i in PROVIDERS
         }
 
     def send(self, key: PrivateKey, payload: Payload) -> str:
-        nonce = rpc_call(self.url, "account_get",
-                         {"address": address_to_text(key.address)})["nonce"]
-        tx = sign_transaction(key, chain_id=self.chain_id, nonce=int(nonce), fee=1_000,
-                              payload=payload)
-        receipt = rpc_call(self.url, "tx_sendAndWait", {"tx": tx.encoded.hex(), "timeout": 30},
-                           timeout=40)
+        receipt = send_transaction(self.url, key, payload)
         assert receipt["state"] == "finalized", receipt
-        return tx.hash.hex()
+        return str(receipt["hash"])
 
     def submit(self, client: PrivateKey, spec: TrainSpec, *, min_benchmark: int,
                max_price: int = 10_000_000, exec_ms: int = 20_000,
