@@ -1,7 +1,9 @@
-"""Deterministic workload inputs, generated on the host from a seed and then moved to the device.
+"""Deterministic workload inputs, generated on the host from a seed (or taken from the client's
+uploaded file, see `gpu.inputs`) and then moved to the device.
 
-Every input is a pure function of the spec, so a provider and a verifier (on a CPU or a GPU)
-get bit-identical inputs. Each kind of input draws from its own stream:
+Every input is a pure function of the spec (and its uploaded file), so a provider and a verifier
+(on a CPU or a GPU) get bit-identical inputs. `uploaded` is the raw inputs file when the spec
+names one, else None. Each kind of input draws from its own stream:
 `Generator(PCG64(SeedSequence(seed, spawn_key=(STREAM, *index))))`; the stream numbers below are
 part of the protocol, never reuse or renumber one.
 """
@@ -16,6 +18,7 @@ import numpy.typing as npt
 
 from gpu.device import Array, Device
 from gpu.errors import WorkloadError
+from gpu.inputs import uploaded_inputs
 from gpu.spec import InferSpec, MatmulSpec, ModelArch, TrainSpec
 
 STREAM_MATMUL = 1
@@ -50,27 +53,36 @@ def uniform_f32(rng: np.random.Generator, shape: tuple[int, ...]) -> HostF32:
     return out
 
 
-def matmul_inputs_host(spec: MatmulSpec) -> tuple[HostF32, HostF32]:
-    """A and B of a matmul task, n x n float32 uniform in [-1, 1)."""
+def matmul_inputs_host(spec: MatmulSpec, uploaded: bytes | None = None
+                       ) -> tuple[HostF32, HostF32]:
+    """A and B of a matmul task: uploaded, or n x n float32 uniform in [-1, 1)."""
+    arrays = uploaded_inputs(spec, uploaded)
+    if arrays is not None:
+        return arrays["A"], arrays["B"]
     rng = stream(spec.seed, STREAM_MATMUL)
     a = uniform_f32(rng, (spec.n, spec.n))
     b = uniform_f32(rng, (spec.n, spec.n))
     return a, b
 
 
-def matmul_inputs(spec: MatmulSpec, device: Device) -> tuple[Array, Array]:
+def matmul_inputs(spec: MatmulSpec, device: Device, uploaded: bytes | None = None
+                  ) -> tuple[Array, Array]:
     """A and B on `device`."""
-    a, b = matmul_inputs_host(spec)
+    a, b = matmul_inputs_host(spec, uploaded)
     return device.asarray(a), device.asarray(b)
 
 
-def dataset_host(spec: TrainSpec) -> tuple[HostF32, npt.NDArray[np.int32]]:
-    """Features (n_samples x n_features, standard normal) and labels (argmax of a random
-    one-hidden-layer tanh teacher, evaluated in float64 so that near-ties resolve the same way
-    on every machine)."""
+def dataset_host(spec: TrainSpec, uploaded: bytes | None = None
+                 ) -> tuple[HostF32, npt.NDArray[np.int32]]:
+    """Features (n_samples x n_features) and labels: uploaded, or generated (standard normal
+    features, labelled by the argmax of a random one-hidden-layer tanh teacher, evaluated in
+    float64 so that near-ties resolve the same way on every machine)."""
     if spec.n_samples * spec.n_features > MAX_DATASET_ELEMENTS:
         raise WorkloadError(f"a dataset of {spec.n_samples} x {spec.n_features} exceeds "
                             f"{MAX_DATASET_ELEMENTS} elements")
+    arrays = uploaded_inputs(spec, uploaded)
+    if arrays is not None:
+        return arrays["x"], arrays["labels"].astype(np.int32)
     x = stream(spec.seed, STREAM_FEATURES).standard_normal(
         (spec.n_samples, spec.n_features), dtype=np.float32)
     rng = stream(spec.seed, STREAM_TEACHER)
@@ -84,9 +96,10 @@ def dataset_host(spec: TrainSpec) -> tuple[HostF32, npt.NDArray[np.int32]]:
     return x, labels
 
 
-def dataset(spec: TrainSpec, device: Device) -> tuple[Array, Array]:
+def dataset(spec: TrainSpec, device: Device, uploaded: bytes | None = None
+            ) -> tuple[Array, Array]:
     """The training set on `device`."""
-    x, y = dataset_host(spec)
+    x, y = dataset_host(spec, uploaded)
     return device.asarray(x), device.asarray(y)
 
 
@@ -121,14 +134,17 @@ def model_weights(arch: ModelArch) -> list[Layer]:
     return layers
 
 
-def infer_inputs_host(spec: InferSpec) -> HostF32:
-    """The batch x n_features inputs of an inference (standard normal)."""
+def infer_inputs_host(spec: InferSpec, uploaded: bytes | None = None) -> HostF32:
+    """The batch x n_features inputs of an inference: uploaded, or standard normal."""
+    arrays = uploaded_inputs(spec, uploaded)
+    if arrays is not None:
+        return arrays["x"]
     return stream(spec.seed, STREAM_INFER).standard_normal(
         (spec.batch, spec.arch.n_features), dtype=np.float32)
 
 
-def infer_inputs(spec: InferSpec, device: Device) -> Array:
-    return device.asarray(infer_inputs_host(spec))
+def infer_inputs(spec: InferSpec, device: Device, uploaded: bytes | None = None) -> Array:
+    return device.asarray(infer_inputs_host(spec, uploaded))
 
 
 def layers_to_device(layers: list[Layer], device: Device) -> list[tuple[Any, Any]]:

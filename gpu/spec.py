@@ -15,8 +15,9 @@ from enum import IntEnum
 from itertools import pairwise
 from typing import Any, ClassVar, Self
 
-from ogpu_node.encoding import decode, read_array, read_list, read_str, read_uint
+from ogpu_node.encoding import decode, read_array, read_bytes, read_list, read_str, read_uint
 from ogpu_node.errors import DecodeError, OgpuError
+from ogpu_node.types import HASH_LEN
 
 FLOPS_PER_UNIT = 10**9
 MAX_MATMUL_N = 16_384
@@ -46,6 +47,23 @@ class WorkloadKind(IntEnum):
     INFER = 3
 
 
+def _with_inputs(fields: list[Any], inputs: bytes) -> list[Any]:
+    """A spec's fields, then its inputs file id when it has one (a spec without uploaded
+    inputs encodes exactly as before inputs existed)."""
+    return [*fields, inputs] if inputs else fields
+
+
+def _read_fields(value: Any, count: int, what: str) -> tuple[list[Any], bytes]:
+    """The `count` fields of a spec and its optional trailing inputs file id (32 bytes)."""
+    if type(value) is list and len(value) == count + 1:
+        return value[:count], read_bytes(value[count], f"{what}.inputs", size=HASH_LEN)
+    return read_array(value, count, what), b""
+
+
+def _inputs_problems(inputs: bytes) -> list[str]:
+    return [] if len(inputs) in (0, HASH_LEN) else [f"inputs must be a {HASH_LEN}-byte file id"]
+
+
 def _units(flops: int) -> int:
     return max(1, -(-flops // FLOPS_PER_UNIT))
 
@@ -58,24 +76,27 @@ def mlp_weight_count(widths: tuple[int, ...]) -> int:
 
 @dataclass(frozen=True, slots=True)
 class MatmulSpec:
-    """C = A @ B for n x n float32 matrices A and B generated from `seed`."""
+    """C = A @ B for n x n float32 matrices A and B: generated from `seed`, or the arrays
+    "A" and "B" of the client's uploaded file `inputs` (see `gpu.inputs`)."""
 
     n: int
     seed: int
+    inputs: bytes = b""
 
     KIND: ClassVar[WorkloadKind] = WorkloadKind.MATMUL
-    MAX_BYTES: ClassVar[int] = 32
+    MAX_BYTES: ClassVar[int] = 32 + HASH_LEN
 
     def to_fields(self) -> list[Any]:
-        return [self.n, self.seed]
+        return _with_inputs([self.n, self.seed], self.inputs)
 
     @classmethod
     def from_fields(cls, value: Any) -> Self:
-        n, seed = read_array(value, 2, "matmul")
-        return cls(read_uint(n, "matmul.n"), read_uint(seed, "matmul.seed"))
+        (n, seed), inputs = _read_fields(value, 2, "matmul")
+        return cls(read_uint(n, "matmul.n"), read_uint(seed, "matmul.seed"), inputs)
 
     def problems(self) -> list[str]:
-        return [] if 1 <= self.n <= MAX_MATMUL_N else [f"n must be within 1..{MAX_MATMUL_N}"]
+        out = [] if 1 <= self.n <= MAX_MATMUL_N else [f"n must be within 1..{MAX_MATMUL_N}"]
+        return out + _inputs_problems(self.inputs)
 
     def work_units(self) -> int:
         return _units(2 * self.n**3)
@@ -83,10 +104,11 @@ class MatmulSpec:
 
 @dataclass(frozen=True, slots=True)
 class TrainSpec:
-    """Train an MLP classifier with plain SGD on a dataset generated from `seed`.
+    """Train an MLP classifier with plain SGD on a dataset generated from `seed`, or on the
+    arrays "x" and "labels" of the client's uploaded file `inputs` (see `gpu.inputs`).
 
-    The dataset is `n_samples` points labelled by a random teacher network; step `i` uses the
-    minibatch that `seed` and `i` determine, so any interval of steps can be replayed from the
+    A generated dataset is `n_samples` points labelled by a random teacher network; step `i` uses
+    the minibatch that `seed` and `i` determine, so any interval of steps can be replayed from the
     checkpoint before it. A checkpoint (all weights) is taken every `checkpoint_every` steps and
     after the last step.
     """
@@ -101,17 +123,19 @@ class TrainSpec:
     lr_micros: int
     """Learning rate in millionths (integers only on the chain)."""
     checkpoint_every: int
+    inputs: bytes = b""
 
     KIND: ClassVar[WorkloadKind] = WorkloadKind.TRAIN
-    MAX_BYTES: ClassVar[int] = 128
+    MAX_BYTES: ClassVar[int] = 128 + HASH_LEN
 
     def to_fields(self) -> list[Any]:
-        return [self.seed, self.n_features, list(self.hidden), self.n_classes, self.n_samples,
-                self.batch, self.steps, self.lr_micros, self.checkpoint_every]
+        return _with_inputs([self.seed, self.n_features, list(self.hidden), self.n_classes,
+                             self.n_samples, self.batch, self.steps, self.lr_micros,
+                             self.checkpoint_every], self.inputs)
 
     @classmethod
     def from_fields(cls, value: Any) -> Self:
-        seed, feats, hidden, classes, samples, batch, steps, lr, every = read_array(
+        (seed, feats, hidden, classes, samples, batch, steps, lr, every), inputs = _read_fields(
             value, 9, "train")
         return cls(
             seed=read_uint(seed, "train.seed"),
@@ -124,6 +148,7 @@ class TrainSpec:
             steps=read_uint(steps, "train.steps"),
             lr_micros=read_uint(lr, "train.lr_micros"),
             checkpoint_every=read_uint(every, "train.checkpoint_every"),
+            inputs=inputs,
         )
 
     @property
@@ -161,7 +186,7 @@ class TrainSpec:
                        f"{MAX_CHECKPOINT_INTERVAL})")
         elif len(self.checkpoint_steps) > MAX_CHECKPOINTS:
             out.append(f"at most {MAX_CHECKPOINTS} checkpoints (raise checkpoint_every)")
-        return out
+        return out + _inputs_problems(self.inputs)
 
     def weight_count(self) -> int:
         return mlp_weight_count(self.widths)
@@ -195,30 +220,32 @@ MODELS: dict[str, ModelArch] = {
     "mlp-large": ModelArch(n_features=1024, hidden=(4096, 4096), n_classes=1000,
                            weights_seed=11),
 }
-"""Models any provider can serve by name; inputs of an inference are generated from a seed."""
+"""Models any provider can serve by name; an inference's inputs come from a seed or an upload."""
 
 MAX_MODEL_NAME = 32
 
 
 @dataclass(frozen=True, slots=True)
 class InferSpec:
-    """A batched forward pass of registered model `model` on `batch` inputs made from `seed`."""
+    """A batched forward pass of registered model `model` on `batch` inputs made from `seed`,
+    or on the array "x" of the client's uploaded file `inputs` (see `gpu.inputs`)."""
 
     model: str
     seed: int
     batch: int
+    inputs: bytes = b""
 
     KIND: ClassVar[WorkloadKind] = WorkloadKind.INFER
-    MAX_BYTES: ClassVar[int] = 64
+    MAX_BYTES: ClassVar[int] = 64 + HASH_LEN
 
     def to_fields(self) -> list[Any]:
-        return [self.model, self.seed, self.batch]
+        return _with_inputs([self.model, self.seed, self.batch], self.inputs)
 
     @classmethod
     def from_fields(cls, value: Any) -> Self:
-        model, seed, batch = read_array(value, 3, "infer")
+        (model, seed, batch), inputs = _read_fields(value, 3, "infer")
         return cls(read_str(model, "infer.model", max_len=MAX_MODEL_NAME),
-                   read_uint(seed, "infer.seed"), read_uint(batch, "infer.batch"))
+                   read_uint(seed, "infer.seed"), read_uint(batch, "infer.batch"), inputs)
 
     @property
     def arch(self) -> ModelArch:
@@ -233,7 +260,7 @@ class InferSpec:
             out.append(f"unknown model {self.model!r}")
         if not 1 <= self.batch <= MAX_BATCH:
             out.append(f"batch must be within 1..{MAX_BATCH}")
-        return out
+        return out + _inputs_problems(self.inputs)
 
     def work_units(self) -> int:
         return _units(2 * self.arch.weight_count() * self.batch)

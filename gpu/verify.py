@@ -9,7 +9,8 @@ and never an exception. A verdict's `reason` starts with a stable code (`code` p
 - `chain_mismatch`     checkpoint ids that do not match the committed hash chain or the bytes;
 - `checkpoint_mismatch` a replayed interval that does not reach the committed checkpoint;
 - `metrics_mismatch`   final metrics that the final weights do not reproduce;
-- `inference_mismatch` a re-executed request whose logits differ.
+- `inference_mismatch` a re-executed request whose logits differ;
+- `inputs_malformed`   the task's uploaded inputs do not hold what its spec asks for.
 
 Tolerances (u = float32 machine epsilon = 2**-23 ~ 1.19e-7):
 
@@ -55,6 +56,7 @@ from gpu.cpu_kernels import kernels_for
 from gpu.data import dataset, infer_inputs_host, init_weights, matmul_inputs
 from gpu.device import Array, Device
 from gpu.errors import ArtifactError
+from gpu.inputs import InputsError
 from gpu.mlp import evaluate, named_layers, param_shapes, params_from_arrays
 from gpu.spec import MAX_CHECKPOINT_INTERVAL, InferSpec, MatmulSpec, TrainSpec
 from gpu.workloads import infer_logits, replay
@@ -107,6 +109,9 @@ def _run(check: Callable[[list[str]], None]) -> Verdict:
     except ArtifactError as exc:
         return Verdict(False, f"malformed_output: {exc}", "; ".join(checked),
                        time.perf_counter() - start)
+    except InputsError as exc:  # the provider should have reported them (`ReportMissingInputs`)
+        return Verdict(False, f"inputs_malformed: {exc}", "; ".join(checked),
+                       time.perf_counter() - start)
     return Verdict(True, "ok: result verified", "; ".join(checked), time.perf_counter() - start)
 
 
@@ -123,10 +128,12 @@ def freivalds_vectors(n: int, rounds: int, rng: np.random.Generator) -> npt.NDAr
 
 
 def verify_matmul(spec: MatmulSpec, c_bytes: bytes, rounds: int, rng: np.random.Generator,
-                  device: Device, inputs: tuple[Array, Array] | None = None) -> Verdict:
+                  device: Device, inputs: tuple[Array, Array] | None = None,
+                  uploaded: bytes | None = None) -> Verdict:
     """Freivalds' check of C = A @ B with `rounds` random sign vectors (false acceptance of a C
     with an element off by more than the tolerance <= 2**-rounds); O(rounds * n**2) work.
-    `inputs` may pass A and B already on the device (else they are generated from the seed)."""
+    `inputs` may pass A and B already on the device (else they come from the seed, or from
+    `uploaded`, the task's inputs file)."""
 
     def check(checked: list[str]) -> None:
         if not 1 <= rounds <= MAX_FREIVALDS_ROUNDS:
@@ -134,7 +141,7 @@ def verify_matmul(spec: MatmulSpec, c_bytes: bytes, rounds: int, rng: np.random.
         arrays = decode_arrays(_as_bytes(c_bytes, "C"))
         expect_shapes(arrays, [("C", (spec.n, spec.n))], "matmul output")
         xp = device.xp
-        a, b = inputs if inputs is not None else matmul_inputs(spec, device)
+        a, b = inputs if inputs is not None else matmul_inputs(spec, device, uploaded)
         c = device.asarray(arrays[0][1])
         x = device.asarray(freivalds_vectors(spec.n, rounds, rng))
         y = b @ x
@@ -157,9 +164,10 @@ def verify_matmul(spec: MatmulSpec, c_bytes: bytes, rounds: int, rng: np.random.
 def verify_training(spec: TrainSpec, checkpoints: CheckpointSource,
                     checkpoint_ids: Sequence[bytes], checkpoint_root: bytes,
                     metrics: Mapping[str, int], intervals: int, rng: np.random.Generator,
-                    device: Device) -> Verdict:
+                    device: Device, uploaded: bytes | None = None) -> Verdict:
     """Check the committed chain, replay `intervals` randomly chosen checkpoint intervals
-    (interval 0 starts from the seed's initial weights) and recompute the final metrics."""
+    (interval 0 starts from the seed's initial weights) and recompute the final metrics.
+    `uploaded` is the task's inputs file when its spec names one."""
 
     def check(checked: list[str]) -> None:
         marks = spec.checkpoint_steps
@@ -181,7 +189,7 @@ def verify_training(spec: TrainSpec, checkpoints: CheckpointSource,
                 fetched[i] = raw
             return fetched[i]
 
-        data = dataset(spec, device)
+        data = dataset(spec, device, uploaded)
         count = min(max(0, intervals), len(marks))
         chosen = sorted(int(k) for k in rng.choice(len(marks), size=count, replace=False))
         for k in chosen:
@@ -239,8 +247,10 @@ def _check_metrics(spec: TrainSpec, final: bytes, metrics: Mapping[str, int],
 
 
 def verify_inference(spec: InferSpec, output_bytes: bytes, samples: int,
-                     rng: np.random.Generator, device: Device) -> Verdict:
-    """Re-execute `samples` randomly chosen rows of the batch and compare their logits."""
+                     rng: np.random.Generator, device: Device,
+                     uploaded: bytes | None = None) -> Verdict:
+    """Re-execute `samples` randomly chosen rows of the batch and compare their logits.
+    `uploaded` is the task's inputs file when its spec names one."""
 
     def check(checked: list[str]) -> None:
         arrays = decode_arrays(_as_bytes(output_bytes, "logits"))
@@ -248,8 +258,8 @@ def verify_inference(spec: InferSpec, output_bytes: bytes, samples: int,
                       "inference output")
         count = min(max(0, samples), spec.batch)
         rows = np.sort(rng.choice(spec.batch, size=count, replace=False))
-        ref = device.to_host(infer_logits(spec, device.asarray(infer_inputs_host(spec)[rows]),
-                                          device))
+        chosen = device.asarray(infer_inputs_host(spec, uploaded)[rows])
+        ref = device.to_host(infer_logits(spec, chosen, device))
         got = arrays[0][1][rows]
         err = np.abs(got - ref).max(axis=1, initial=0.0)
         tol = INFER_RTOL * np.abs(ref).max(axis=1, initial=0.0) + INFER_ATOL

@@ -1,6 +1,7 @@
 """Running workloads on a device: matmul, MLP training (with checkpoints), batched inference.
 
-`run_workload(spec, device)` is the one entry point a provider calls; it returns the encoded
+`run_workload(spec, device, inputs=...)` is the one entry point a provider calls (`inputs`: the
+raw file the spec's `inputs` field names, see `gpu.inputs`); it returns the encoded
 output, its file id, the checkpoints with their ids and hash-chain root, integer metrics and the
 time taken. Everything is computed in float32 from inputs that `gpu.data` derives from the spec,
 so the same spec on the same device always gives the same bytes, and a verifier on another device
@@ -91,13 +92,15 @@ class _Pacer:
 
 
 def run_workload(spec: WorkloadSpec, device: Device, progress: Progress | None = None,
-                 should_stop: ShouldStop | None = None) -> WorkloadResult:
-    """Run `spec` on `device`. Raises `InvalidSpec`, `WorkloadError` or `WorkloadCancelled`."""
+                 should_stop: ShouldStop | None = None,
+                 inputs: bytes | None = None) -> WorkloadResult:
+    """Run `spec` on `device`. Raises `InvalidSpec`, `InputsError`, `WorkloadError` or
+    `WorkloadCancelled`."""
     if isinstance(spec, MatmulSpec):
-        return run_matmul(spec, device, progress, should_stop)
+        return run_matmul(spec, device, progress, should_stop, inputs)
     if isinstance(spec, TrainSpec):
-        return train(spec, device, progress, should_stop)
-    return infer(spec, device, progress, should_stop)
+        return train(spec, device, progress, should_stop, inputs)
+    return infer(spec, device, progress, should_stop, inputs)
 
 
 def _result(output: bytes, checkpoints: list[bytes], metrics: dict[str, int],
@@ -146,11 +149,12 @@ def matmul_product(a: Array, b: Array, device: Device, pacer: _Pacer | None = No
 
 
 def run_matmul(spec: MatmulSpec, device: Device, progress: Progress | None = None,
-               should_stop: ShouldStop | None = None) -> WorkloadResult:
+               should_stop: ShouldStop | None = None,
+               inputs: bytes | None = None) -> WorkloadResult:
     """C = A @ B; the output is the artifact [("C", C)]."""
     check_spec(spec)
     start = time.perf_counter()
-    a, b = matmul_inputs(spec, device)
+    a, b = matmul_inputs(spec, device, inputs)
     pacer = _Pacer(spec.n, progress, should_stop)
     return _one_array_result("C", lambda: matmul_product(a, b, device, pacer), device, start)
 
@@ -168,7 +172,7 @@ def run_steps(spec: TrainSpec, params: Params, x: Array, y: Array, from_step: in
 
 
 def train(spec: TrainSpec, device: Device, progress: Progress | None = None,
-          should_stop: ShouldStop | None = None) -> WorkloadResult:
+          should_stop: ShouldStop | None = None, inputs: bytes | None = None) -> WorkloadResult:
     """Train the spec's MLP; checkpoint all weights after each of `spec.checkpoint_steps`.
 
     The output is the last checkpoint (the final weights); metrics are the final mean loss in
@@ -177,7 +181,7 @@ def train(spec: TrainSpec, device: Device, progress: Progress | None = None,
     check_spec(spec)
     start = time.perf_counter()
     kernels = kernels_for(device)
-    x, y = dataset(spec, device)
+    x, y = dataset(spec, device, inputs)
     params = layers_to_device(init_weights(spec), device)
     device.synchronize()
     phases = {"inputs": time.perf_counter() - start, "compute": 0.0, "encode": 0.0}
@@ -208,15 +212,17 @@ def start_params(spec: TrainSpec, checkpoint_bytes: bytes | None, device: Device
 
 
 def replay(spec: TrainSpec, checkpoint_bytes: bytes | None, from_step: int, to_step: int,
-           device: Device, data: tuple[Array, Array] | None = None) -> list[NamedArray]:
+           device: Device, data: tuple[Array, Array] | None = None,
+           inputs: bytes | None = None) -> list[NamedArray]:
     """The weights after steps `from_step`..`to_step - 1`, starting from `checkpoint_bytes`
     (None: the initial weights, with `from_step` 0). `data` may pass the dataset already on the
-    device. Raises `ArtifactError` for a malformed checkpoint."""
+    device (else it comes from the seed or `inputs`). Raises `ArtifactError` for a malformed
+    checkpoint."""
     if not 0 <= from_step <= to_step <= spec.steps:
         raise ValueError(f"bad interval {from_step}..{to_step} of {spec.steps} steps")
     if checkpoint_bytes is None and from_step != 0:
         raise ValueError("replay from a step other than 0 needs its checkpoint")
-    x, y = data if data is not None else dataset(spec, device)
+    x, y = data if data is not None else dataset(spec, device, inputs)
     params = start_params(spec, checkpoint_bytes, device)
     run_steps(spec, params, x, y, from_step, to_step, device, kernels_for(device))
     return params_to_host(params, device)
@@ -242,11 +248,11 @@ def infer_logits(spec: InferSpec, rows: Array, device: Device,
 
 
 def infer(spec: InferSpec, device: Device, progress: Progress | None = None,
-          should_stop: ShouldStop | None = None) -> WorkloadResult:
+          should_stop: ShouldStop | None = None, inputs: bytes | None = None) -> WorkloadResult:
     """The logits of the model on the spec's inputs; the output is [("logits", batch x classes)]."""
     check_spec(spec)
     start = time.perf_counter()
-    x = infer_inputs(spec, device)
+    x = infer_inputs(spec, device, inputs)
     model_on_device(spec.arch, device)
     pacer = _Pacer(spec.batch, progress, should_stop)
     return _one_array_result("logits", lambda: infer_logits(spec, x, device, pacer), device,

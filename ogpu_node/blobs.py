@@ -13,6 +13,7 @@ renamed, so a crash never leaves a partial chunk under its id.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Self
@@ -129,6 +130,30 @@ class BlobStore:
         manifest, chunks = split_file(data)
         for chunk in chunks:
             self.put(chunk)
+        return self.put(manifest)
+
+    def put_manifest(self, size: int, chunk_ids: Sequence[bytes]) -> Hash32:
+        """Store the manifest of a file whose chunks are already here (uploaded one by one);
+        returns the file id. Raises `BlobError` when a chunk is missing or the sizes disagree."""
+        if len(chunk_ids) > MAX_FILE_CHUNKS:
+            raise BlobError(f"a file has at most {MAX_FILE_CHUNKS} chunks")
+        total = 0
+        for index, chunk_id in enumerate(chunk_ids):
+            if len(chunk_id) != HASH_LEN:
+                raise BlobError("a chunk id is 32 bytes")
+            path = self._path(chunk_id)
+            if not path.exists():
+                raise BlobError(f"chunk {index} ({chunk_id.hex()[:16]}) is not stored here: "
+                                "upload it first")
+            length = path.stat().st_size
+            if length != MAX_CHUNK_BYTES and index != len(chunk_ids) - 1:
+                raise BlobError(f"chunk {index} is {length} bytes: every chunk but the last "
+                                f"must be {MAX_CHUNK_BYTES}")
+            total += length
+        if total != size:
+            raise BlobError(f"the chunks hold {total} bytes, not {size}")
+        manifest = encode(Manifest(size, tuple(Hash32(bytes(c)) for c in chunk_ids)))
+        decode_manifest(manifest)
         return self.put(manifest)
 
     def get_file(self, file_id: bytes) -> bytes | None:

@@ -56,7 +56,8 @@ class Config:
     provider_benchmark: int = 0
     """Declared GFLOP/s; 0 measures the device at start."""
     provider_fault: str = "none"
-    """Test-only fault injection (devnet and end-to-end tests): none | corrupt | vanish."""
+    """Test-only fault injection (devnet and end-to-end tests): none | corrupt | vanish |
+    false_report (see `agents/provider.py`)."""
     verifier: bool = True
     """Check results when this validator is drawn for a task's committee."""
     verifier_intervals: int = 1

@@ -7,6 +7,7 @@ synchronous and answer from the last finalised state; submissions and waits are 
 from __future__ import annotations
 
 import enum
+from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -117,6 +118,15 @@ class NodeApi(Protocol):
     def put_file(self, data: bytes) -> Hash32:
         """Store a file in the node's blob store; its file id. Raises `BlobError` (no store, or
         the store is full)."""
+        ...
+
+    def put_chunk(self, data: bytes) -> Hash32:
+        """Store one chunk (at most `blobs.MAX_CHUNK_BYTES`); its id. Raises `BlobError`."""
+        ...
+
+    def put_manifest(self, size: int, chunk_ids: Sequence[bytes]) -> Hash32:
+        """Store the manifest of a file whose chunks were stored with `put_chunk`; the file id.
+        Raises `BlobError` when a chunk is missing or the sizes disagree."""
         ...
 
     async def get_chunk(self, chunk_id: bytes) -> bytes:

@@ -11,14 +11,19 @@ After every finalised block it looks at the open tasks:
 * **pools**: joins an open pool whose price per request covers its floor for the pool's largest
   batch (bonding the pool's minimum), and races every request it is drawn for: the inference
   runs in a worker thread and the first result on chain is paid.
-* **running, awarded to us**: runs the workload in a worker thread (the trio loop stays free),
+* **running, awarded to us**: fetches the client's uploaded inputs when the spec names a file
+  (reporting them missing, `ReportMissingInputs`, when no peer serves them within
+  INPUTS_FETCH_ATTEMPTS tries or they are not what the spec asks for: the committee checks the
+  report and, if it stands, the client's collateral is ours), then
+  runs the workload in a worker thread (the trio loop stays free),
   publishes progress about once a second, stores the output and checkpoints as blobs (served to
   verifiers and the client over `/ogpu/blob/1`) and commits the result before the deadline. A
   task that leaves the running state (cancelled, timed out) stops its worker.
 
 `fault` is test-only fault injection for the devnet and end-to-end tests: `corrupt` perturbs
 every checkpoint (one element of a matrix product, every row of an inference) before committing,
-`vanish` never commits.
+`vanish` never commits, `false_report` reports the inputs of a task that has uploaded inputs
+missing without trying to fetch them.
 """
 
 from __future__ import annotations
@@ -34,10 +39,11 @@ from gpu.artifacts import checkpoint_chain, decode_arrays, encode_arrays
 from gpu.device import Device, detect
 from gpu.device_bench import benchmark_score
 from gpu.errors import GpuError, WorkloadCancelled
-from gpu.spec import InferSpec, InvalidSpec, TrainSpec, decode_spec
+from gpu.inputs import InputsError, check_inputs
+from gpu.spec import InferSpec, InvalidSpec, TrainSpec, WorkloadSpec, decode_spec
 from gpu.workloads import WorkloadResult, run_workload
 from ogpu_node.agents.wallet import NodeWallet
-from ogpu_node.blobs import file_id
+from ogpu_node.blobs import BlobError, file_id
 from ogpu_node.errors import OgpuError
 from ogpu_node.ledger import State
 from ogpu_node.ledger.errors import InvalidTransaction
@@ -48,6 +54,7 @@ from ogpu_node.ledger.market.payloads import (
     JoinPool,
     PoolResult,
     RegisterProvider,
+    ReportMissingInputs,
     RevealBid,
 )
 from ogpu_node.ledger.market.records import Device as DeviceRecord
@@ -66,7 +73,9 @@ from p2p.network import TaskStatus as StartedStatus
 
 log = logging.getLogger("ogpu.provider")
 
-FAULTS = ("none", "corrupt", "vanish")
+FAULTS = ("none", "corrupt", "vanish", "false_report")
+INPUTS_FETCH_ATTEMPTS = 5
+INPUTS_RETRY_S = 1.5
 TIME_MARGIN = 0.5
 """Bid only when the work fits in this share of the task's execution time at our benchmark."""
 
@@ -246,7 +255,11 @@ class ProviderAgent:
         device = self.device
         try:
             spec = decode_spec(task.kind, task.spec)
+            inputs = await self._inputs(task_id, task, spec) if spec.inputs else None
+            if spec.inputs and inputs is None:
+                return
             log.info("running task %s: %s", task_id.hex()[:12], spec)
+
             def on_progress(fraction: float) -> None:
                 self.jobs[key] = fraction
 
@@ -259,7 +272,7 @@ class ProviderAgent:
                 reporters.start_soon(self._report_progress, task_id, task.attempt)
                 try:
                     result = await trio.to_thread.run_sync(
-                        run_workload, spec, device, on_progress, should_stop)
+                        run_workload, spec, device, on_progress, should_stop, inputs)
                 except WorkloadCancelled:
                     log.info("task %s is no longer ours: stopped", task_id.hex()[:12])
                 except (GpuError, InvalidSpec) as exc:  # caught here, not as a nursery's group
@@ -291,6 +304,29 @@ class ProviderAgent:
         finally:
             self.jobs.pop(key, None)
             self.sealed.pop(key, None)
+
+    async def _inputs(self, task_id: Hash32, task: Task, spec: WorkloadSpec) -> bytes | None:
+        """The task's uploaded inputs, checked against the spec; None after reporting them
+        missing or malformed (or when the task stopped being ours meanwhile)."""
+        reason = "inputs_missing"
+        if self.policy.fault != "false_report":
+            try:
+                raw = await self.node.fetch_file(spec.inputs, attempts=INPUTS_FETCH_ATTEMPTS,
+                                                 retry_s=INPUTS_RETRY_S)
+                await trio.to_thread.run_sync(check_inputs, spec, raw)
+                return raw
+            except BlobError as exc:
+                log.warning("task %s: cannot fetch its inputs: %s", task_id.hex()[:12], exc)
+            except InputsError as exc:
+                reason = "inputs_malformed"
+                log.warning("task %s: its inputs are malformed: %s", task_id.hex()[:12], exc)
+        else:
+            log.warning("fault injection: reporting the inputs of %s missing",
+                        task_id.hex()[:12])
+        if self._still_ours(task_id, task.attempt):
+            await self.wallet.send_once(("inputs", (bytes(task_id), task.attempt)),
+                                        ReportMissingInputs(task_id, reason))
+        return None
 
     async def _report_progress(self, task_id: Hash32, attempt: int) -> None:
         key = (bytes(task_id), attempt)

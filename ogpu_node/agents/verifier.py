@@ -1,5 +1,6 @@
 """The verifier agent: when this validator is drawn for a task's committee, check the result and
-vote; likewise for the sampled requests of inference pools.
+vote; likewise for the sampled requests of inference pools, and for a provider's report that a
+client's uploaded inputs are missing.
 
 The checks are `gpu.verify`'s: Freivalds for a matrix product, replay of randomly chosen
 checkpoint intervals plus the final metrics for training, re-execution of sampled rows for
@@ -7,7 +8,12 @@ inference. Each verifier draws its own random choices (seeded by task, attempt a
 so a committee covers more of the result than one member. The output and checkpoints come from
 peers over `/ogpu/blob/1`, each chunk checked against its id; a result whose files nobody serves
 within the verdict window is rejected as `output_unavailable` (a provider cannot withhold its
-output and still be paid).
+output and still be paid). A task's uploaded inputs come the same way (the provider, which
+fetched them, serves them too).
+
+A report of missing inputs is checked by fetching the inputs and checking them against the spec
+(`gpu.inputs.check_inputs`): the member votes *accept* (the report stands: the client withheld
+them) when it cannot get valid inputs within FETCH_ATTEMPTS tries, *reject* when it can.
 """
 
 from __future__ import annotations
@@ -19,12 +25,12 @@ import numpy as np
 import trio
 
 from gpu.device import Device, detect
-from gpu.spec import InferSpec, MatmulSpec, TrainSpec, decode_spec
+from gpu.inputs import InputsError, check_inputs
+from gpu.spec import InferSpec, MatmulSpec, TrainSpec, WorkloadSpec, decode_spec
 from gpu.verify import Verdict, verify_inference, verify_matmul, verify_training
 from ogpu_node.agents.wallet import NodeWallet
 from ogpu_node.blobs import BlobError
 from ogpu_node.encoding import pack
-from ogpu_node.errors import OgpuError
 from ogpu_node.hashing import digest
 from ogpu_node.ledger.errors import InvalidTransaction
 from ogpu_node.ledger.market.payloads import PoolVerdict, SubmitVerdict
@@ -41,8 +47,8 @@ from p2p.network import TaskStatus as StartedStatus
 
 log = logging.getLogger("ogpu.verifier")
 
-FETCH_ATTEMPTS = 5
-FETCH_RETRY_S = 2.0
+FETCH_ATTEMPTS = 4
+FETCH_RETRY_S = 1.5
 
 
 @dataclass(frozen=True)
@@ -83,7 +89,8 @@ class VerifierAgent:
         for task_id in sorted(state.open_tasks):
             task = state.tasks[task_id]
             key = (bytes(task_id), task.attempt)
-            if (task.status == TaskStatus.VERIFYING and me in task.committee
+            if (task.status in (TaskStatus.VERIFYING, TaskStatus.CHECKING_INPUTS)
+                    and me in task.committee
                     and not any(v.verifier == me for v in task.verdicts)
                     and key not in self.checking and key not in self.verdicts):
                 self.checking.add(key)
@@ -136,10 +143,16 @@ class VerifierAgent:
 
     async def check(self, task_id: Hash32, task: Task) -> Verdict:
         """Fetch what the check needs and run it in a worker thread."""
+        spec = decode_spec(task.kind, task.spec)
+        if task.status == TaskStatus.CHECKING_INPUTS:
+            return await self.check_inputs_report(spec)
         assert self.device is not None and task.result is not None
         device, result, policy = self.device, task.result, self.policy
-        spec = decode_spec(task.kind, task.spec)
         rng = self._rng(task_id, task.attempt)
+        try:
+            uploaded = await self._fetch(spec.inputs) if spec.inputs else None
+        except BlobError as exc:
+            return Verdict(False, f"inputs_unavailable: {exc}", "fetch", 0.0)
         try:
             if isinstance(spec, TrainSpec):
                 def checkpoint(index: int) -> bytes:
@@ -149,16 +162,33 @@ class VerifierAgent:
                 return await trio.to_thread.run_sync(
                     lambda: verify_training(spec, checkpoint, result.checkpoint_ids,
                                             result.checkpoint_root, dict(result.metrics),
-                                            policy.intervals, rng, device))
+                                            policy.intervals, rng, device, uploaded))
             output = await self._fetch(result.output_id)
             if isinstance(spec, MatmulSpec):
                 return await trio.to_thread.run_sync(
-                    verify_matmul, spec, output, policy.freivalds_rounds, rng, device)
+                    lambda: verify_matmul(spec, output, policy.freivalds_rounds, rng, device,
+                                          uploaded=uploaded))
             assert isinstance(spec, InferSpec)
             return await trio.to_thread.run_sync(
-                verify_inference, spec, output, policy.samples, rng, device)
+                verify_inference, spec, output, policy.samples, rng, device, uploaded)
         except BlobError as exc:
             return Verdict(False, f"output_unavailable: {exc}", "fetch", 0.0)
+
+    async def check_inputs_report(self, spec: WorkloadSpec) -> Verdict:
+        """Check a provider's report that the client's inputs are missing or malformed: the
+        verdict is *ok* (the report stands) when this member cannot get valid inputs either."""
+        start = trio.current_time()
+        try:
+            raw = await self._fetch(spec.inputs)
+            await trio.to_thread.run_sync(check_inputs, spec, raw)
+        except BlobError as exc:
+            return Verdict(True, f"inputs_missing: {exc}", "fetch inputs",
+                           trio.current_time() - start)
+        except InputsError as exc:
+            return Verdict(True, f"inputs_malformed: {exc}", "fetch and check inputs",
+                           trio.current_time() - start)
+        return Verdict(False, "inputs_available: fetched and well-formed",
+                       "fetch and check inputs", trio.current_time() - start)
 
     def _rng(self, item_id: bytes, attempt: int) -> np.random.Generator:
         """This verifier's own random choices for one result (others draw different ones)."""
@@ -166,12 +196,6 @@ class VerifierAgent:
         return np.random.default_rng(int.from_bytes(seed[:8], "big"))
 
     async def _fetch(self, file_id: bytes) -> bytes:
-        for attempt in range(FETCH_ATTEMPTS):
-            try:
-                return await self.node.fetch_file(file_id)
-            except BlobError:
-                if attempt == FETCH_ATTEMPTS - 1:
-                    raise
-                await trio.sleep(FETCH_RETRY_S)
-        raise OgpuError("unreachable")
+        return await self.node.fetch_file(file_id, attempts=FETCH_ATTEMPTS,
+                                          retry_s=FETCH_RETRY_S)
 

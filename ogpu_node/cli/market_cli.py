@@ -1,6 +1,9 @@
 """`ogpu task ...` and `ogpu provider ...`: the GPU market from the command line.
 
 Tasks are submitted from a TOML task file and/or flags (flags win), signed like `ogpu transfer`.
+A task may ship its own inputs (`--inputs data.npz`, or `inputs = "data.npz"` in the task file):
+they are checked against the spec, uploaded to the node chunk by chunk, and the task names them
+by file id.
 `ogpu task watch` follows a task over the node's WebSocket `task` subscription (no polling): a
 live progress bar on a terminal, one line per change otherwise, then the money trail.
 """
@@ -9,19 +12,24 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import io
 import sys
 import tomllib
+import zipfile
 from pathlib import Path
 from typing import Any
 
 import click
+import numpy as np
 from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TaskProgressColumn, TextColumn
 from rich.table import Table
 
-from gpu.spec import SPEC_TYPES, WorkloadKind
+from gpu.artifacts import MAGIC as ARTIFACT_MAGIC
+from gpu.inputs import InputsError, check_inputs, encode_inputs, input_shapes
+from gpu.spec import SPEC_TYPES, WorkloadKind, WorkloadSpec, decode_spec
 from ogpu_node.address import address_from_text, address_to_text
-from ogpu_node.blobs import blob_id, file_id
+from ogpu_node.blobs import MAX_CHUNK_BYTES, blob_id, file_id
 from ogpu_node.cli.common import emit, handle_errors
 from ogpu_node.cli.sending import (
     DEV_OPTION,
@@ -36,13 +44,13 @@ from ogpu_node.cli.sending import (
 )
 from ogpu_node.encoding import encode
 from ogpu_node.ledger.market.payloads import CancelTask, RegisterProvider, SubmitTask
-from ogpu_node.ledger.market.records import MAX_DEVICE_NAME, MAX_DEVICES, Device
+from ogpu_node.ledger.market.records import MAX_DEVICE_NAME, MAX_DEVICES, Device, TaskStatus
 from ogpu_node.rpc_client import RpcCallError, Subscription, rpc_call
 from ogpu_node.types import Amount, Hash32, format_amount
 
 EXIT_NOT_COMPLETED = 3
 """`ogpu task watch`: the task closed for another reason than `completed`."""
-TASK_KEYS = ("kind", "max_price", "min_benchmark", "exec_s", "ttl_s")
+TASK_KEYS = ("kind", "max_price", "min_benchmark", "exec_s", "ttl_s", "inputs")
 DEFAULTS: dict[str, Any] = {"min_benchmark": 0, "exec_s": 60, "ttl_s": 600, "seed": 0}
 NOT_FOUND = -32001
 MAX_TASK_FILE = 64 * 1024
@@ -96,7 +104,7 @@ def build_submit(fields: dict[str, Any]) -> SubmitTask:
         raise click.UsageError(f"kind: expected one of {', '.join(kinds)}, got {kind_text!r}")
     kind = kinds[kind_text]
     spec_type = SPEC_TYPES[kind]
-    names = [f.name for f in dataclasses.fields(spec_type)]
+    names = [f.name for f in dataclasses.fields(spec_type) if f.name != "inputs"]
     unknown = sorted(set(fields) - set(names) - set(TASK_KEYS))
     if unknown:
         raise click.UsageError(f"unknown field(s) for a {kind_text} task: {', '.join(unknown)} "
@@ -131,13 +139,47 @@ def build_submit(fields: dict[str, Any]) -> SubmitTask:
 
 
 def load_task_file(path: Path) -> dict[str, Any]:
+    """The fields of a TOML task file; an `inputs` path is taken relative to the file."""
     try:
         raw = path.read_bytes()
         if len(raw) > MAX_TASK_FILE:
             raise click.UsageError(f"{path}: a task file is at most {MAX_TASK_FILE} bytes")
-        return tomllib.loads(raw.decode())
+        fields = tomllib.loads(raw.decode())
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise click.UsageError(f"cannot read task file {path}: {exc}") from exc
+    if "inputs" in fields:
+        if not isinstance(fields["inputs"], str):
+            raise click.UsageError(f"inputs: expected a file path, got {fields['inputs']!r}")
+        fields["inputs"] = path.parent / fields["inputs"]
+    return fields
+
+
+def read_inputs(path: Path, spec: WorkloadSpec) -> bytes:
+    """The inputs file for `spec` from `path`: a NumPy `.npz` whose arrays are named as
+    `gpu.inputs` says (cast to float32), or an artifact file as is; checked either way."""
+    try:
+        raw = path.read_bytes()
+        if raw[:4] == ARTIFACT_MAGIC:
+            check_inputs(spec, raw)
+            return raw
+        with np.load(io.BytesIO(raw), allow_pickle=False) as npz:
+            return encode_inputs(spec, {name: npz[name] for name in npz.files})
+    except OSError as exc:
+        raise click.UsageError(f"cannot read inputs file {path}: {exc}") from exc
+    except (ValueError, zipfile.BadZipFile) as exc:
+        raise click.UsageError(f"inputs file {path} is neither an .npz nor an artifact: "
+                               f"{exc}") from exc
+    except InputsError as exc:
+        wanted = ", ".join(f"{name} {'x'.join(map(str, shape))}"
+                           for name, shape in input_shapes(spec))
+        raise click.UsageError(f"inputs file {path}: {exc} (this task needs {wanted})") from exc
+
+
+def attach_inputs(rpc: str, payload: SubmitTask, path: Path) -> SubmitTask:
+    """`payload` naming the inputs in `path`, once uploaded to the node."""
+    spec = decode_spec(payload.kind, payload.spec)
+    fid = upload_file(rpc, read_inputs(path, spec))
+    return dataclasses.replace(payload, spec=encode(dataclasses.replace(spec, inputs=fid)))
 
 
 # --- watching -----------------------------------------------------------------------------------
@@ -162,6 +204,11 @@ def phase_line(view: dict[str, Any]) -> str:
         accepts = sum(v["accept"] for v in verdicts)
         return (f"{attempt}: verifying, verdicts {len(verdicts)}/{len(view['committee'])} "
                 f"({accepts} accept)")
+    if status == "checking_inputs":
+        verdicts = view["verdicts"]
+        upheld = sum(v["accept"] for v in verdicts)
+        return (f"{attempt}: the provider reports the inputs {view['why'] or 'missing'}; "
+                f"committee {len(verdicts)}/{len(view['committee'])} voted ({upheld} uphold)")
     why = f" ({view['why']})" if view.get("why") else ""
     return f"closed: {view['closeReason']}{why}"
 
@@ -169,7 +216,7 @@ def phase_line(view: dict[str, Any]) -> str:
 def phase_percent(view: dict[str, Any]) -> float:
     if view["status"] == "running":
         return (view.get("progressBps") or 0) / 100
-    return 100.0 if view["status"] in ("verifying", "closed") else 0.0
+    return 100.0 if view["status"] in ("verifying", "checking_inputs", "closed") else 0.0
 
 
 def _console() -> Console:
@@ -291,6 +338,9 @@ def _check_task_id(task_id: str) -> str:
 @click.option("--lr-micros", type=click.IntRange(1), default=None,
               help="train: learning rate in millionths.")
 @click.option("--checkpoint-every", type=click.IntRange(1), default=None)
+@click.option("--inputs", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="Upload these inputs instead of using the seed: an .npz with arrays A, B "
+                   "(matmul), x, labels (train) or x (infer).")
 @click.option("--max-price", default=None,
               help="Highest price per work unit: OGPU (0.25) or base units (250000u).")
 @click.option("--min-benchmark", type=click.IntRange(0), default=None,
@@ -313,7 +363,10 @@ def task_submit(rpc: str, /, task_file: Path | None, key_path: Path | None,
     """Submit a task (escrows its budget) and print its id; the exit status is 0 once final."""
     fields = load_task_file(task_file) if task_file is not None else {}
     fields |= {name: value for name, value in flags.items() if value is not None}
+    inputs = fields.pop("inputs", None)
     payload = build_submit(fields)
+    if inputs is not None:
+        payload = attach_inputs(rpc, payload, Path(inputs))
     key = signer(key_path, dev_account)
     receipt = send(rpc, key, payload, fee, True, timeout)
     if receipt.get("state") != "finalized":
@@ -383,6 +436,24 @@ def download_file(rpc: str, file_hex: str) -> bytes:
     return data
 
 
+def upload_file(rpc: str, data: bytes) -> bytes:
+    """Store `data` on the node chunk by chunk (`blob_putChunk`, then `blob_putManifest`);
+    returns its file id, checked against the node's answers."""
+    chunks = [data[i:i + MAX_CHUNK_BYTES] for i in range(0, len(data), MAX_CHUNK_BYTES)]
+    ids = []
+    for chunk in chunks:
+        answer = rpc_call(rpc, "blob_putChunk", {"data": base64.b64encode(chunk).decode()},
+                          timeout=60)
+        if answer["chunkId"] != blob_id(chunk).hex():
+            raise RpcCallError("the node stored a chunk under another id")
+        ids.append(answer["chunkId"])
+    answer = rpc_call(rpc, "blob_putManifest", {"size": len(data), "chunks": ids}, timeout=60)
+    fid = file_id(data)
+    if answer["fileId"] != fid.hex():
+        raise RpcCallError("the node stored the file under another id")
+    return bytes(fid)
+
+
 @task.command("cancel")
 @click.argument("task_id")
 @KEY_OPTION
@@ -419,8 +490,7 @@ def task_why(rpc: str, task_id: str, as_json: bool) -> None:
 
 
 @task.command("list")
-@click.option("--status", type=click.Choice(["bidding", "revealing", "running", "verifying",
-                                             "closed"]), default=None)
+@click.option("--status", type=click.Choice([s.name.lower() for s in TaskStatus]), default=None)
 @click.option("--client", default=None, help="Only tasks of this client address.")
 @click.option("--provider", default=None, help="Only tasks awarded to this address.")
 @click.option("--open", "only_open", is_flag=True, help="Only tasks not closed.")

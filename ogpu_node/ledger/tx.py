@@ -47,6 +47,7 @@ from ogpu_node.ledger.market.payloads import (
     PoolResult,
     PoolVerdict,
     RegisterProvider,
+    ReportMissingInputs,
     RevealBid,
     SendRequest,
     SubmitTask,
@@ -89,6 +90,7 @@ class TxKind(IntEnum):
     POOL_RESULT = 16
     POOL_VERDICT = 17
     CLOSE_POOL = 18
+    REPORT_MISSING_INPUTS = 19
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,6 +176,7 @@ PAYLOAD_TYPES: dict[int, type[Codable]] = {
     TxKind.POOL_RESULT: PoolResult,
     TxKind.POOL_VERDICT: PoolVerdict,
     TxKind.CLOSE_POOL: ClosePool,
+    TxKind.REPORT_MISSING_INPUTS: ReportMissingInputs,
 }
 
 

@@ -19,7 +19,7 @@ import math
 import random
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 
@@ -589,18 +589,28 @@ class Node:
                 return data
         raise BlobError(f"no connected peer has chunk {chunk_id.hex()[:16]}")
 
-    async def fetch_file(self, file_id: bytes, max_bytes: int = 1 << 32) -> bytes:
+    async def fetch_file(self, file_id: bytes, max_bytes: int = 1 << 32, *, attempts: int = 1,
+                         retry_s: float = 2.0) -> bytes:
         """A file (see `blobs.Manifest`) from our store, or chunk by chunk from peers; every
-        chunk is checked against its id and stored. Raises `BlobError`."""
+        chunk is checked against its id and stored. A fetch that fails is tried again after
+        `retry_s`, `attempts` times in all (chunks fetched before stay). Raises `BlobError`."""
         if self.blobs is None:
             raise BlobError("this node keeps no blobs")
-        local = self.blobs.get_file(file_id)
-        if local is not None:
-            return local
-        manifest = decode_manifest(await self.fetch_blob(file_id))
-        if manifest.size > max_bytes:
-            raise BlobError(f"file of {manifest.size} bytes exceeds the {max_bytes} asked for")
-        return b"".join([await self.fetch_blob(chunk) for chunk in manifest.chunks])
+        for attempt in range(1, attempts + 1):
+            try:
+                local = self.blobs.get_file(file_id)
+                if local is not None:
+                    return local
+                manifest = decode_manifest(await self.fetch_blob(file_id))
+                if manifest.size > max_bytes:
+                    raise BlobError(f"file of {manifest.size} bytes exceeds the {max_bytes} "
+                                    "asked for")
+                return b"".join([await self.fetch_blob(chunk) for chunk in manifest.chunks])
+            except BlobError:
+                if attempt >= attempts:
+                    raise
+            await trio.sleep(retry_s)
+        raise BlobError("no attempt made")
 
     # --- NodeApi ---------------------------------------------------------------------------------
 
@@ -712,6 +722,16 @@ class Node:
         if self.blobs is None:
             raise BlobError("this node keeps no blobs")
         return self.blobs.put_file(data)
+
+    def put_chunk(self, data: bytes) -> Hash32:
+        if self.blobs is None:
+            raise BlobError("this node keeps no blobs")
+        return self.blobs.put(data)
+
+    def put_manifest(self, size: int, chunk_ids: Sequence[bytes]) -> Hash32:
+        if self.blobs is None:
+            raise BlobError("this node keeps no blobs")
+        return self.blobs.put_manifest(size, chunk_ids)
 
     async def get_chunk(self, chunk_id: bytes) -> bytes:
         return await self.fetch_blob(chunk_id)

@@ -12,7 +12,7 @@ import base64
 from typing import TYPE_CHECKING, Any
 
 from ogpu_node.address import address_to_text
-from ogpu_node.blobs import MAX_CHUNK_BYTES, BlobError, decode_manifest
+from ogpu_node.blobs import MAX_CHUNK_BYTES, MAX_FILE_CHUNKS, BlobError, decode_manifest
 from ogpu_node.ledger import State
 from ogpu_node.ledger.market.records import Task, TaskStatus
 from ogpu_node.rpc import market_views as mv
@@ -139,6 +139,23 @@ async def blob_put(ctx: CallContext, args: dict[str, Any]) -> Json:
             "chunks": -(-len(data) // MAX_CHUNK_BYTES)}
 
 
+async def blob_put_chunk(ctx: CallContext, args: dict[str, Any]) -> Json:
+    data: bytes = args["data"]
+    try:
+        chunk_id = ctx.api.put_chunk(data)
+    except BlobError as exc:
+        raise _refused(exc) from None
+    return {"chunkId": chunk_id.hex(), "size": len(data)}
+
+
+async def blob_put_manifest(ctx: CallContext, args: dict[str, Any]) -> Json:
+    try:
+        file_id = ctx.api.put_manifest(args["size"], args["chunks"])
+    except BlobError as exc:
+        raise _refused(exc) from None
+    return {"fileId": file_id.hex(), "size": args["size"], "chunks": len(args["chunks"])}
+
+
 async def blob_manifest(ctx: CallContext, args: dict[str, Any]) -> Json:
     try:
         manifest = decode_manifest(await _chunk(ctx, args["fileId"]))
@@ -179,6 +196,13 @@ def market_methods(config: RpcConfig) -> list[tuple[str, Handler, str, tuple[p.P
                   default=min(50, config.max_task_list)))),
         ("blob_put", blob_put, "Store a file (base64) in the node's blob store.",
          (p.Param("data", p.base64_bytes(config.max_upload_bytes)),)),
+        ("blob_putChunk", blob_put_chunk, "Store one chunk (base64, at most 1 MiB) of a file "
+                                          "uploaded in parts.",
+         (p.Param("data", p.base64_bytes(MAX_CHUNK_BYTES)),)),
+        ("blob_putManifest", blob_put_manifest, "Store the manifest of a file whose chunks were "
+                                                "stored with blob_putChunk; its file id.",
+         (p.Param("size", p.count(MAX_FILE_CHUNKS * MAX_CHUNK_BYTES)),
+          p.Param("chunks", p.list_of(p.hash32, MAX_FILE_CHUNKS)))),
         ("blob_manifest", blob_manifest, "A file's size and chunk ids (fetched from peers "
                                          "if missing).", (p.Param("fileId", p.hash32),)),
         ("blob_chunk", blob_chunk, "One chunk, base64 (fetched from peers if missing).",

@@ -44,13 +44,21 @@ def kind_name(kind: int) -> str:
 
 def spec_fields(kind: int, spec: bytes) -> JsonObject | None:
     """The decoded workload spec as an object of its fields, or None if it does not decode
-    (the chain checked it at submission, so only a future kind gets None)."""
+    (the chain checked it at submission, so only a future kind gets None). `inputs` is the
+    uploaded inputs' file id in hex, or None when the inputs come from the seed."""
     try:
         decoded = decode_spec(kind, spec)
     except InvalidSpec:
         return None
-    return {f.name: list(v) if isinstance(v := getattr(decoded, f.name), tuple) else v
-            for f in dataclasses.fields(decoded)}
+    return {f.name: _json_field(getattr(decoded, f.name)) for f in dataclasses.fields(decoded)}
+
+
+def _json_field(value: object) -> object:
+    if isinstance(value, tuple):
+        return list(value)
+    if isinstance(value, bytes):
+        return value.hex() or None
+    return value
 
 
 def _address(value: Address | None) -> str | None:

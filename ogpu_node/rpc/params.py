@@ -211,3 +211,16 @@ def count(max_value: int) -> Parser:
         return value
 
     return parse
+
+
+def list_of(item: Parser, max_len: int) -> Parser:
+    """An array of at most `max_len` items, each parsed by `item` (named `name[i]` in errors)."""
+
+    def parse(name: str, value: Any) -> list[Any]:
+        if not isinstance(value, list):
+            raise invalid_params(name, f"expected an array, got {_type_name(value)}")
+        if len(value) > max_len:
+            raise invalid_params(name, f"at most {max_len} items, got {len(value)}")
+        return [item(f"{name}[{i}]", v) for i, v in enumerate(value)]
+
+    return parse

@@ -124,7 +124,7 @@ class MarketChain:
         task = self.task(task_id)
         members = [k for k in KEYS if k.address in task.committee]
         for key in members[:voters]:
-            if self.task(task_id).status.name != "VERIFYING":
+            if self.task(task_id).status.name not in ("VERIFYING", "CHECKING_INPUTS"):
                 break
             self.send(key, SubmitVerdict(task_id, task.attempt, accept,
                                          "ok" if accept else "matmul_mismatch"))

@@ -35,6 +35,7 @@ from ogpu_node.ledger.market.payloads import (
     PoolResult,
     PoolVerdict,
     RegisterProvider,
+    ReportMissingInputs,
     RevealBid,
     SendRequest,
     SubmitTask,
@@ -52,15 +53,15 @@ from tests.ledger.profiles import examples
 POOL_ACTIONS = ("pool", "join", "leave", "request", "answer", "pool_vote", "close_pool",
                 "pool_step")
 TASK_ACTIONS = ["submit", "step", "step", "step", "step", "bid", "reveal", "result", "vote",
-                "cancel", "register", "withdraw", "wait", "deadline", "deadline"]
-ACTIONS = ["submit", "step", "step", "step", "step", "bid", "reveal", "result", "vote", "cancel",
-           "register", "withdraw", "wait", "deadline", "deadline", "pool", "join", "join",
+                "report", "cancel", "register", "withdraw", "wait", "deadline", "deadline"]
+ACTIONS = ["submit", "step", "step", "step", "step", "bid", "reveal", "result", "vote", "report",
+           "cancel", "register", "withdraw", "wait", "deadline", "deadline", "pool", "join", "join",
            "leave", "request", "request", "request", "answer", "answer", "answer", "pool_vote",
            "pool_vote", "close_pool", "pool_step", "pool_step", "pool_step", "pool_step"]
-"""`step` moves a random open task the natural way for its phase (a bid, a reveal, the result,
-a vote); `deadline` makes a block exactly when a random open task's phase ends; `wait` makes one
-after a random time; the others send their transaction to a random task, often out of phase on
-purpose."""
+"""`step` moves a random open task the natural way for its phase (a bid, a reveal, the result or
+a report of missing inputs, a vote); `deadline` makes a block exactly when a random open task's
+phase ends; `wait` makes one after a random time; the others send their transaction to a random
+task, often out of phase on purpose."""
 
 
 def check_market_invariants(state: State) -> None:
@@ -77,7 +78,8 @@ def check_market_invariants(state: State) -> None:
             assert task.escrow == 0 and task.close_reason is not None
         else:
             assert task.close_reason is None
-        if task.status in (TaskStatus.RUNNING, TaskStatus.VERIFYING):
+        if task.status in (TaskStatus.RUNNING, TaskStatus.VERIFYING,
+                           TaskStatus.CHECKING_INPUTS):
             assert task.provider is not None
             locks[task.provider] += task.collateral
     for pool in state.pools.values():
@@ -191,7 +193,8 @@ def run_history(steps: list[tuple[str, int]]) -> None:
             if open_ids:
                 phase = chain.state.tasks[open_ids[r % len(open_ids)]].status
                 action = {TaskStatus.BIDDING: "bid", TaskStatus.REVEALING: "reveal",
-                          TaskStatus.RUNNING: "result", TaskStatus.VERIFYING: "vote"}[phase]
+                          TaskStatus.RUNNING: "report" if r % 4 == 0 else "result",
+                          TaskStatus.VERIFYING: "vote", TaskStatus.CHECKING_INPUTS: "vote"}[phase]
                 tasks = open_ids
             else:
                 action, tasks = "submit", []
@@ -205,7 +208,8 @@ def run_history(steps: list[tuple[str, int]]) -> None:
             if sealed:
                 who = next(i for i, k in enumerate(KEYS) if k.address == sealed[r % len(sealed)])
         if action == "submit":
-            spec = MatmulSpec(n=256 * (1 + r % 5), seed=r)
+            uploaded = digest(b"inputs", r.to_bytes(8, "big")) if r % 2 else b""
+            spec = MatmulSpec(n=256 * (1 + r % 5), seed=r, inputs=uploaded)
             tx(5, SubmitTask(1, encode(spec), 1 + r % ogpu(1), (r >> 3) % 1_500,
                              1_000 + r % 20_000, 10_000 + r % 80_000))
         if action == "bid" and task is not None:
@@ -219,6 +223,9 @@ def run_history(steps: list[tuple[str, int]]) -> None:
         elif action == "result" and task is not None and task.provider is not None:
             index = next(i for i, k in enumerate(KEYS) if k.address == task.provider)
             tx(index, CommitResult(task_id, result_for(task)))
+        elif action == "report" and task is not None and task.provider is not None:
+            index = next(i for i, k in enumerate(KEYS) if k.address == task.provider)
+            tx(index, ReportMissingInputs(task_id, "inputs_missing"))
         elif action == "vote" and task is not None and task.committee:
             member = task.committee[r % len(task.committee)]
             index = next(i for i, k in enumerate(KEYS) if k.address == member)

@@ -9,14 +9,17 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import replace
 
+import numpy as np
 import pytest
 import trio
 
 from gpu.device import cpu_device
+from gpu.inputs import encode_inputs
 from gpu.spec import TrainSpec
+from gpu.workloads import run_workload
 from ogpu_node.agents.provider import ProviderAgent, ProviderPolicy
 from ogpu_node.agents.verifier import VerifierAgent, VerifierPolicy
-from ogpu_node.blobs import BlobStore
+from ogpu_node.blobs import BlobStore, file_id
 from ogpu_node.chain import Chain
 from ogpu_node.encoding import encode
 from ogpu_node.genesis import Genesis, build_genesis, dev_account_key, load_template
@@ -182,6 +185,64 @@ async def test_a_task_nobody_can_serve_ends_with_the_reason(tmp_path: object) ->
         task = task_of(nodes[0], task_id)
         assert task.close_reason == CloseReason.NO_BIDS
         assert task.why == "no_provider_meets_min_benchmark"
+
+
+def uploaded_spec() -> tuple[TrainSpec, bytes]:
+    """SPEC on a dataset of the client's own (a rule of the first two features), and its file."""
+    x = np.random.default_rng(9).normal(size=(SPEC.n_samples, SPEC.n_features))
+    labels = 2 * (x[:, 0] > 0) + (x[:, 1] > 0)
+    raw = encode_inputs(SPEC, {"x": x, "labels": labels})
+    return replace(SPEC, inputs=bytes(file_id(raw))), raw
+
+
+async def test_uploaded_inputs_are_fetched_trained_on_and_verified(tmp_path: object) -> None:
+    spec, raw = uploaded_spec()
+    async with market_network(tmp_path, {1: policy()}) as nodes:
+        assert nodes[0].blobs is not None
+        nodes[0].blobs.put_file(raw)  # the client uploaded them to node 0 (`blob_put...`)
+        with trio.fail_after(90):
+            await registered(nodes, 1)
+            task_id = await submit(nodes[0], 0, spec=spec)
+            await wait_for(nodes[0], closed(nodes[0], task_id))
+        task = task_of(nodes[0], task_id)
+        assert task.close_reason == CloseReason.COMPLETED
+        assert sum(v.accept for v in task.verdicts) >= 2
+        assert nodes[1].blobs is not None and nodes[1].blobs.get_file(spec.inputs) == raw
+        # the committed weights are those of training on the uploaded data, not the seed's
+        assert task.result is not None
+        expected = run_workload(spec, cpu_device(), inputs=raw)
+        assert task.result.output_id == expected.output_id
+
+
+@pytest.mark.parametrize("fault", ["none", "false_report"])
+async def test_a_report_of_missing_inputs_is_checked_by_the_committee(tmp_path: object,
+                                                                      fault: str) -> None:
+    """Inputs nobody serves: the report stands and the client's collateral pays the provider.
+    Inputs that are served, reported missing anyway: the provider is slashed, another serves."""
+    spec, raw = uploaded_spec()
+    providers = {1: policy(fault=fault), 2: policy(price_floor=5_000)}
+    async with market_network(tmp_path, providers) as nodes:
+        if fault == "false_report":
+            assert nodes[0].blobs is not None
+            nodes[0].blobs.put_file(raw)
+        with trio.fail_after(120):
+            await registered(nodes, 2)
+            task_id = await submit(nodes[0], 0, spec=spec)
+            await wait_for(nodes[0], closed(nodes[0], task_id))
+        task = task_of(nodes[0], task_id)
+        reporter = nodes[0].chain.state.providers[VALIDATORS[1].address]
+        events = {m.event: m for m in task.trail}
+        if fault == "none":
+            assert task.close_reason == CloseReason.INPUTS_WITHHELD and task.attempt == 1
+            assert task.why == "inputs_missing"
+            assert sum(v.accept for v in task.verdicts) >= 2  # the committee upheld it
+            assert events["client_collateral_to_provider"].address == VALIDATORS[1].address
+            assert reporter.failed == 0 and reporter.locked == 0
+        else:
+            assert task.close_reason == CloseReason.COMPLETED and task.attempt == 2
+            assert task.excluded == (VALIDATORS[1].address,)
+            assert task.provider == VALIDATORS[2].address
+            assert reporter.failed == 1 and "provider_slashed" in events
 
 
 async def send_pool_tx(node: Node, payload: object) -> Hash32:

@@ -9,7 +9,7 @@ through the node's own `TaskFeed` (signed, checked); blobs live in a real `BlobS
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -180,6 +180,16 @@ class LocalNode:
         if self.blobs is None:
             raise BlobError("this node keeps no blobs")
         return self.blobs.put_file(data)
+
+    def put_chunk(self, data: bytes) -> Hash32:
+        if self.blobs is None:
+            raise BlobError("this node keeps no blobs")
+        return self.blobs.put(data)
+
+    def put_manifest(self, size: int, chunk_ids: Sequence[bytes]) -> Hash32:
+        if self.blobs is None:
+            raise BlobError("this node keeps no blobs")
+        return self.blobs.put_manifest(size, chunk_ids)
 
     async def get_chunk(self, chunk_id: bytes) -> bytes:
         if self.blobs is None:

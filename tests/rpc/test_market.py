@@ -54,7 +54,8 @@ async def test_task_get_shows_a_completed_task_and_its_money_trail(rpc: Rpc,
     assert view == await rpc.result("task_get", {"taskId": "0x" + task_id.hex()})
     assert view["id"] == task_id.hex() and view["height"] == rpc.node.state.height
     assert view["client"] == text(market.client)
-    assert (view["kind"], view["kindId"], view["spec"]) == ("matmul", 1, {"n": 1024, "seed": 1})
+    assert (view["kind"], view["kindId"], view["spec"]) == (
+        "matmul", 1, {"n": 1024, "seed": 1, "inputs": None})
     assert view["workUnits"] == MATMUL.work_units() == 3
     assert (view["maxPrice"], view["maxPriceOgpu"]) == (str(ogpu(1)), "1")
     assert view["budget"] == str(3 * ogpu(1)) and view["escrow"] == "0"
@@ -287,6 +288,33 @@ async def test_blob_put_manifest_and_chunks_round_trip(rpc: Rpc) -> None:
     empty = await rpc.result("blob_put", [""])
     assert (empty["size"], empty["chunks"]) == (0, 0)
     assert (await rpc.result("blob_manifest", [empty["fileId"]]))["chunks"] == []
+
+
+async def test_a_file_larger_than_one_call_is_uploaded_chunk_by_chunk(rpc: Rpc) -> None:
+    data = bytes(range(256)) * (MAX_CHUNK_BYTES // 256 * 2 + 7)  # three chunks, the last short
+    chunks = [data[i:i + MAX_CHUNK_BYTES] for i in range(0, len(data), MAX_CHUNK_BYTES)]
+    ids = []
+    for chunk in chunks[:2]:
+        put = await rpc.result("blob_putChunk", [b64(chunk)])
+        assert put == {"chunkId": blob_id(chunk).hex(), "size": len(chunk)}
+        ids.append(put["chunkId"])
+    ids.append(blob_id(chunks[2]).hex())
+    error = await rpc.error("blob_putManifest", {"size": len(data), "chunks": ids})
+    assert error["code"] == -32010 and "chunk 2" in error["data"]["reason"]  # not uploaded yet
+    await rpc.result("blob_putChunk", [b64(chunks[2])])
+    error = await rpc.error("blob_putManifest", {"size": len(data) + 1, "chunks": ids})
+    assert error["code"] == -32010 and "not" in error["data"]["reason"]
+    error = await rpc.error("blob_putManifest", {"size": len(data), "chunks": ids[::-1]})
+    assert error["code"] == -32010  # a short chunk in the middle cannot be a file
+    put = await rpc.result("blob_putManifest", {"size": len(data), "chunks": ids})
+    assert put == {"fileId": file_id(data).hex(), "size": len(data), "chunks": 3}
+    manifest = await rpc.result("blob_manifest", [put["fileId"]])
+    assert manifest["chunks"] == ids
+    await assert_param_error(rpc, "blob_putChunk", [b64(b"x" * (MAX_CHUNK_BYTES + 1))], "data")
+    await assert_param_error(rpc, "blob_putManifest", {"size": 1, "chunks": ["12"]},
+                             "chunks[0]")
+    await assert_param_error(rpc, "blob_putManifest", {"size": 1, "chunks": "ab"}, "chunks")
+    await assert_param_error(rpc, "blob_putManifest", {"size": 0, "chunks": []}, "size")
 
 
 async def test_blob_chunks_missing_here_are_fetched_from_peers(rpc: Rpc) -> None:

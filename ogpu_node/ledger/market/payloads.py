@@ -200,6 +200,29 @@ class SubmitVerdict:
 
 
 @dataclass(frozen=True, slots=True)
+class ReportMissingInputs:
+    """The awarded provider says the task's uploaded inputs cannot be fetched, or are not what
+    the spec asks for; `reason` is a short code ("inputs_missing", "inputs_malformed")."""
+
+    task_id: Hash32
+    reason: str
+
+    MAX_BYTES: ClassVar[int] = 112
+
+    def amounts(self) -> tuple[int, ...]:
+        return ()
+
+    def to_fields(self) -> list[Any]:
+        return [self.task_id, self.reason]
+
+    @classmethod
+    def from_fields(cls, value: Any) -> Self:
+        task, reason = read_array(value, 2, "report_missing_inputs")
+        return cls(_task_id(task, "report_missing_inputs.task_id"),
+                   read_str(reason, "report_missing_inputs.reason", max_len=MAX_REASON))
+
+
+@dataclass(frozen=True, slots=True)
 class CancelTask:
     """The client withdraws its task (see `CloseReason.CANCELLED*` for what it costs)."""
 
@@ -392,4 +415,4 @@ class ClosePool:
 
 MarketPayload = (RegisterProvider | WithdrawProvider | SubmitTask | CommitBid | RevealBid
                  | CommitResult | SubmitVerdict | CancelTask | OpenPool | JoinPool | LeavePool
-                 | SendRequest | PoolResult | PoolVerdict | ClosePool)
+                 | SendRequest | PoolResult | PoolVerdict | ClosePool | ReportMissingInputs)

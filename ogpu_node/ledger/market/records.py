@@ -31,6 +31,8 @@ class TaskStatus(IntEnum):
     RUNNING = 3
     VERIFYING = 4
     CLOSED = 5
+    CHECKING_INPUTS = 6
+    """The provider reported the client's inputs missing; the committee checks the claim."""
 
 
 class CloseReason(IntEnum):
@@ -47,6 +49,9 @@ class CloseReason(IntEnum):
     """Cancelled by the client after an award: its collateral went to the provider."""
     NO_BIDS = 6
     """No usable bid; `Task.why` says why."""
+    INPUTS_WITHHELD = 7
+    """The committee confirmed that the client's inputs could not be fetched (or were not what
+    the spec asks for): its collateral went to the provider."""
 
 
 @dataclass(frozen=True, slots=True)

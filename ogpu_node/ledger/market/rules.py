@@ -6,6 +6,8 @@ A task's life (`TaskStatus`):
     BIDDING --bid window ends--> REVEALING --reveal window ends--> RUNNING (awarded)
     RUNNING --result committed--> VERIFYING --quorum of verdicts or window ends--> CLOSED
     RUNNING --deadline missed--> provider slashed --> BIDDING again (re-offer) or CLOSED
+    RUNNING --provider reports the inputs missing--> CHECKING_INPUTS --committee confirms-->
+        CLOSED (INPUTS_WITHHELD); --committee finds them--> provider slashed --> re-offer or CLOSED
     VERIFYING --result rejected--> provider slashed --> BIDDING again (re-offer) or CLOSED
     BIDDING / REVEALING --no usable bid--> CLOSED (NO_BIDS, with `why`)
     any open phase but VERIFYING --client cancels--> CLOSED
@@ -21,7 +23,11 @@ Money (all integers, every path conserves value; the property tests check it):
   *reject* get their fee from it, `slash_to_client_bps` of the rest goes to the client and the
   remainder is burned; the escrow stays for the re-offer, or is refunded when the task closes;
 * cancelling before the award refunds everything; after the award the client's collateral goes
-  to the provider and the rest is refunded.
+  to the provider and the rest is refunded;
+* inputs withheld (the committee upholds the provider's report that the client's uploaded inputs
+  cannot be fetched or are malformed): as a cancel after the award, and each member who upheld
+  the report is paid reserve / committee size. A report the committee rejects is slashed like a
+  rejected result.
 
 Every rule checks everything before its first write; `process_tx` also rolls the working state
 back if a rule raises, so a rejected transaction leaves no trace but its absence.
@@ -63,6 +69,7 @@ from ogpu_node.ledger.market.payloads import (
     PoolResult,
     PoolVerdict,
     RegisterProvider,
+    ReportMissingInputs,
     RevealBid,
     SendRequest,
     SubmitTask,
@@ -108,6 +115,8 @@ def process_market_tx(w: Working, task_id: Hash32, sender: Address,
             process_verdict(w, sender, payload)
         case CancelTask():
             process_cancel(w, sender, payload)
+        case ReportMissingInputs():
+            process_report_missing_inputs(w, sender, payload)
         case OpenPool():
             pools.process_open_pool(w, task_id, sender, payload)
         case JoinPool():
@@ -220,14 +229,15 @@ def process_submit_task(w: Working, task_id: Hash32, sender: Address, p: SubmitT
     ))
 
 
-def _open_task(w: Working, task_id: Hash32, phase: TaskStatus) -> Task:
+def _open_task(w: Working, task_id: Hash32, *phases: TaskStatus) -> Task:
+    """The task, if it is in one of `phases` and that phase's window is still open."""
     task = w.task(task_id)
     if task is None:
         raise UnknownTask(f"no task {task_id.hex()}")
-    if task.status != phase or w.timestamp >= task.phase_end_ms:
+    if task.status not in phases or w.timestamp >= task.phase_end_ms:
         raise WrongPhase(f"task is {task.status.name.lower()}"
-                         + ("" if task.status != phase else " but its window has closed")
-                         + f", this needs {phase.name.lower()}")
+                         + ("" if task.status not in phases else " but its window has closed")
+                         + f", this needs {' or '.join(p.name.lower() for p in phases)}")
     return task
 
 
@@ -296,9 +306,30 @@ def process_commit_result(w: Working, sender: Address, p: CommitResult) -> None:
         _accept(w, p.task_id, task)
 
 
+def process_report_missing_inputs(w: Working, sender: Address, p: ReportMissingInputs) -> None:
+    """The awarded provider reports the client's uploaded inputs missing or malformed; a
+    committee is drawn to check the claim (members vote *accept* when they cannot fetch valid
+    inputs either)."""
+    params = w.base.params
+    task = _open_task(w, p.task_id, TaskStatus.RUNNING)
+    if sender != task.provider:
+        raise NotPermitted("only the awarded provider may report missing inputs")
+    if not decode_spec(task.kind, task.spec).inputs:
+        raise NotPermitted("this task's inputs come from its seed: there is nothing to withhold")
+    committee = draw_committee(
+        w.validators, params.committee_size, task_id=p.task_id, attempt=task.attempt,
+        block_hash=w.base.block_hash, exclude=(sender, task.client))
+    task = replace(task, status=TaskStatus.CHECKING_INPUTS, committee=committee, verdicts=(),
+                   phase_end_ms=w.timestamp + params.verdict_window_ms, why=p.reason)
+    w.set_task(p.task_id, task)
+    if not committee:  # nobody could check it: the report stands, as an unchecked result does
+        _inputs_withheld(w, p.task_id, task)
+
+
 def process_verdict(w: Working, sender: Address, p: SubmitVerdict) -> None:
-    """A committee member's vote; a majority of the committee settles the task at once."""
-    task = _open_task(w, p.task_id, TaskStatus.VERIFYING)
+    """A committee member's vote on a result, or on a report of missing inputs; a majority of
+    the committee settles it at once."""
+    task = _open_task(w, p.task_id, TaskStatus.VERIFYING, TaskStatus.CHECKING_INPUTS)
     if p.attempt != task.attempt:
         raise WrongPhase(f"verdict for attempt {p.attempt}, the task is at {task.attempt}")
     if sender not in task.committee:
@@ -308,10 +339,19 @@ def process_verdict(w: Working, sender: Address, p: SubmitVerdict) -> None:
     task = replace(task, verdicts=(*task.verdicts, Verdict(sender, p.accept, p.reason)))
     w.set_task(p.task_id, task)
     outcome = quorum_outcome(task.committee, task.verdicts)
-    if outcome is True:
-        _accept(w, p.task_id, task)
-    elif outcome is False:
-        _slash_and_reoffer(w, p.task_id, task, CloseReason.REJECTED)
+    if outcome is not None:
+        _settle_check(w, p.task_id, task, outcome)
+
+
+def _settle_check(w: Working, task_id: Hash32, task: Task, upheld: bool) -> None:
+    """End a committee's check of a result (VERIFYING) or of a report of missing inputs
+    (CHECKING_INPUTS): `upheld` is the committee's outcome."""
+    if task.status == TaskStatus.CHECKING_INPUTS and upheld:
+        _inputs_withheld(w, task_id, task)
+    elif upheld:
+        _accept(w, task_id, task)
+    else:
+        _slash_and_reoffer(w, task_id, task, CloseReason.REJECTED)
 
 
 def process_cancel(w: Working, sender: Address, p: CancelTask) -> None:
@@ -324,17 +364,8 @@ def process_cancel(w: Working, sender: Address, p: CancelTask) -> None:
     if task.status in (TaskStatus.BIDDING, TaskStatus.REVEALING):
         _close(w, p.task_id, task, CloseReason.CANCELLED)
     elif task.status == TaskStatus.RUNNING:
-        provider_address = task.provider
-        if provider_address is None:
-            raise MarketRuleError("running task without a provider")
-        _, _, client_collateral = task_escrow(w.base.params, task.max_price, task.work_units)
-        _release_collateral(w, task)
-        w.credit(provider_address, client_collateral)
-        task = replace(task, escrow=task.escrow - client_collateral, trail=(
-            *task.trail, Movement("provider_collateral_returned", provider_address,
-                                  task.collateral),
-            Movement("client_collateral_to_provider", provider_address, client_collateral)))
-        _close(w, p.task_id, task, CloseReason.CANCELLED_AFTER_AWARD)
+        _close(w, p.task_id, _client_collateral_to_provider(w, task),
+               CloseReason.CANCELLED_AFTER_AWARD)
     else:
         raise WrongPhase(f"a task that is {task.status.name.lower()} cannot be cancelled")
 
@@ -355,11 +386,8 @@ def process_deadlines(w: Working) -> None:
             _award(w, task_id, task)
         elif task.status == TaskStatus.RUNNING:
             _slash_and_reoffer(w, task_id, task, CloseReason.TIMED_OUT)
-        elif task.status == TaskStatus.VERIFYING:
-            if outcome_of_votes_cast(task.verdicts):
-                _accept(w, task_id, task)
-            else:
-                _slash_and_reoffer(w, task_id, task, CloseReason.REJECTED)
+        elif task.status in (TaskStatus.VERIFYING, TaskStatus.CHECKING_INPUTS):
+            _settle_check(w, task_id, task, outcome_of_votes_cast(task.verdicts))
     pools.process_pool_deadlines(w)
 
 
@@ -468,18 +496,10 @@ def _accept(w: Working, task_id: Hash32, task: Task) -> None:
     provider_address = task.provider
     if provider_address is None:
         raise MarketRuleError("accepting a task without a provider")
-    params = w.base.params
-    _, reserve, _ = task_escrow(params, task.max_price, task.work_units)
-    fee = reserve // params.committee_size
     trail = list(task.trail)
     w.credit(provider_address, task.payment)
     trail.append(Movement("payment", provider_address, task.payment))
-    paid = task.payment
-    for verdict in task.verdicts:
-        if verdict.accept and fee:
-            w.credit(verdict.verifier, fee)
-            trail.append(Movement("verifier_fee", verdict.verifier, fee))
-            paid += fee
+    paid = task.payment + _pay_upholding_members(w, task, trail)
     _release_collateral(w, task)
     trail.append(Movement("provider_collateral_returned", provider_address, task.collateral))
     provider = w.provider(provider_address)
@@ -490,6 +510,44 @@ def _accept(w: Working, task_id: Hash32, task: Task) -> None:
             compute_ms=provider.compute_ms + max(0, task.result_ms - task.awarded_ms)))
     task = replace(task, escrow=task.escrow - paid, trail=tuple(trail))
     _close(w, task_id, task, CloseReason.COMPLETED)
+
+
+def _pay_upholding_members(w: Working, task: Task, trail: list[Movement]) -> int:
+    """Pay each member who voted *accept* its fee from the verification reserve; returns the
+    total (the caller takes it from the escrow)."""
+    params = w.base.params
+    _, reserve, _ = task_escrow(params, task.max_price, task.work_units)
+    fee = reserve // params.committee_size
+    paid = 0
+    for verdict in task.verdicts:
+        if verdict.accept and fee:
+            w.credit(verdict.verifier, fee)
+            trail.append(Movement("verifier_fee", verdict.verifier, fee))
+            paid += fee
+    return paid
+
+
+def _client_collateral_to_provider(w: Working, task: Task) -> Task:
+    """Release the provider's collateral and pay it the client's collateral from the escrow
+    (a cancel after the award, or inputs withheld); returns the task with the escrow reduced."""
+    provider_address = task.provider
+    if provider_address is None:
+        raise MarketRuleError("an awarded task without a provider")
+    _, _, client_collateral = task_escrow(w.base.params, task.max_price, task.work_units)
+    _release_collateral(w, task)
+    w.credit(provider_address, client_collateral)
+    return replace(task, escrow=task.escrow - client_collateral, trail=(
+        *task.trail, Movement("provider_collateral_returned", provider_address, task.collateral),
+        Movement("client_collateral_to_provider", provider_address, client_collateral)))
+
+
+def _inputs_withheld(w: Working, task_id: Hash32, task: Task) -> None:
+    """The report of missing inputs stands: members who upheld it are paid, the client's
+    collateral goes to the provider, the rest is refunded."""
+    trail = list(task.trail)
+    paid = _pay_upholding_members(w, task, trail)
+    task = replace(task, escrow=task.escrow - paid, trail=tuple(trail))
+    _close(w, task_id, _client_collateral_to_provider(w, task), CloseReason.INPUTS_WITHHELD)
 
 
 def _slash_and_reoffer(w: Working, task_id: Hash32, task: Task, reason: CloseReason) -> None:

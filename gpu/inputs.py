@@ -1,0 +1,88 @@
+"""Inputs a client uploads instead of a seed: one artifact file (`gpu.artifacts`) whose file id
+is the spec's `inputs` field.
+
+What each kind expects, in this order, all float32:
+
+- matmul: "A" and "B", n x n;
+- train:  "x", n_samples x n_features, and "labels", n_samples class indices (whole numbers in
+  0..n_classes-1, stored as float32: exact below 2**24);
+- infer:  "x", batch x n_features of the model.
+
+Every value must be finite. A provider that receives inputs which fail these checks, or cannot
+fetch them at all, reports them missing (`ReportMissingInputs`) and the verification committee
+runs the same check (`check_inputs`) before anyone is slashed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+import numpy.typing as npt
+
+from gpu.artifacts import decode_arrays, encode_arrays, expect_shapes
+from gpu.errors import ArtifactError, GpuError
+from gpu.spec import MatmulSpec, TrainSpec, WorkloadSpec
+
+HostF32 = npt.NDArray[np.float32]
+
+
+class InputsError(GpuError):
+    """Uploaded inputs that are not the file the spec asks for (wrong arrays, shapes, values),
+    or inputs the spec names that were not supplied."""
+
+    code = "inputs_malformed"
+
+
+def input_shapes(spec: WorkloadSpec) -> list[tuple[str, tuple[int, ...]]]:
+    """The named arrays, with their shapes, that `spec`'s uploaded inputs file must hold."""
+    if isinstance(spec, MatmulSpec):
+        return [("A", (spec.n, spec.n)), ("B", (spec.n, spec.n))]
+    if isinstance(spec, TrainSpec):
+        return [("x", (spec.n_samples, spec.n_features)), ("labels", (spec.n_samples,))]
+    return [("x", (spec.batch, spec.arch.n_features))]
+
+
+def check_inputs(spec: WorkloadSpec, raw: bytes) -> dict[str, HostF32]:
+    """The arrays of an uploaded inputs file, by name (read-only views of `raw`); raises
+    `InputsError` saying what is wrong."""
+    try:
+        arrays = decode_arrays(raw)
+        expect_shapes(arrays, input_shapes(spec), "inputs")
+    except ArtifactError as exc:
+        raise InputsError(str(exc)) from exc
+    named = dict(arrays)
+    for name, array in named.items():
+        if not np.isfinite(array).all():
+            raise InputsError(f"inputs: array {name!r} holds NaN or infinite values")
+    if isinstance(spec, TrainSpec):
+        labels = named["labels"]
+        if not (np.all(labels >= 0) and np.all(labels < spec.n_classes)
+                and np.all(labels == np.floor(labels))):
+            raise InputsError(f"inputs: labels must be whole numbers in 0..{spec.n_classes - 1}")
+    return named
+
+
+def uploaded_inputs(spec: WorkloadSpec, raw: bytes | None) -> dict[str, HostF32] | None:
+    """The checked uploaded arrays when the spec names an inputs file, None when its inputs come
+    from the seed. Raises `InputsError` when the spec names a file and `raw` is None."""
+    if not spec.inputs:
+        return None
+    if raw is None:
+        raise InputsError(f"the spec's inputs file {spec.inputs.hex()[:16]}... was not supplied")
+    return check_inputs(spec, raw)
+
+
+def encode_inputs(spec: WorkloadSpec, arrays: Mapping[str, npt.ArrayLike]) -> bytes:
+    """The inputs file for `spec` from `arrays` by name (cast to float32), checked as a provider
+    will check it; for clients. Raises `InputsError`."""
+    wanted = [name for name, _ in input_shapes(spec)]
+    if set(arrays) != set(wanted):
+        raise InputsError(f"inputs: arrays {sorted(arrays)} where {wanted} were expected")
+    try:
+        raw = encode_arrays([(name, np.asarray(arrays[name], dtype=np.float32))
+                             for name in wanted])
+    except (ArtifactError, ValueError, TypeError) as exc:
+        raise InputsError(f"inputs: {exc}") from exc
+    check_inputs(spec, raw)
+    return raw
