@@ -5,18 +5,21 @@ from __future__ import annotations
 import inspect
 import json
 import stat
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import click
+import numpy as np
 import pytest
 import trio
 import trio.testing
 from click.testing import CliRunner
 
-from gpu.spec import InferSpec, TrainSpec, decode_spec
+from gpu.inputs import encode_inputs
+from gpu.spec import InferSpec, MatmulSpec, TrainSpec, decode_spec
 from ogpu_node.address import address_to_text
-from ogpu_node.blobs import file_id
+from ogpu_node.blobs import MAX_CHUNK_BYTES, file_id
 from ogpu_node.cli.market_cli import build_submit, load_task_file
 from ogpu_node.cli.node_cli import main as node_cli
 from ogpu_node.cli.user_cli import main as user_cli
@@ -223,6 +226,48 @@ async def test_task_submit_from_flags_cancel_why_and_failures(tmp_path: Path) ->
         assert code == 1 and "provider not found" in out, out
         code, out = await ogpu(url, "task", "cancel", task_id, "--dev-account", "0")
         assert code == 1 and "wrong_phase" in out, out
+        blocks.cancel_scope.cancel()
+
+
+async def test_task_submit_uploads_inputs_chunk_by_chunk_and_names_them(tmp_path: Path) -> None:
+    node = LocalNode(tmp_path / "blobs")
+    gen = np.random.default_rng(0)
+    a, b = gen.normal(size=(512, 512)), gen.normal(size=(512, 512))  # 2 MiB: three chunks
+    np.savez(tmp_path / "ab.npz", A=a, B=b)
+    np.savez(tmp_path / "wrong.npz", A=a, B=b[:10])
+    (tmp_path / "task.toml").write_text('kind = "matmul"\nn = 512\nmax_price = "1"\n'
+                                        'inputs = "ab.npz"\n')
+    spec = MatmulSpec(512, 0)
+    expected = file_id(encode_inputs(spec, {"A": a, "B": b}))
+    async with serving(node) as rpc, trio.open_nursery() as blocks:
+        blocks.start_soon(produce_blocks, node)
+        url = rpc.address.http_url
+        code, out = await ogpu(url, "task", "submit", "--kind", "matmul", "--n", "512",
+                               "--max-price", "1", "--inputs", str(tmp_path / "ab.npz"),
+                               "--dev-account", "0", "--json")
+        assert code == 0, out
+        task = node.state.tasks[Hash32(bytes.fromhex(json.loads(out)["taskId"]))]
+        assert decode_spec(task.kind, task.spec) == replace(spec, inputs=expected)
+        assert node.blobs is not None
+        uploaded = node.blobs.get_file(expected)
+        assert uploaded is not None and len(uploaded) > 2 * MAX_CHUNK_BYTES
+        # the task file names its inputs relative to itself
+        code, out = await ogpu(url, "task", "submit", "--file", str(tmp_path / "task.toml"),
+                               "--dev-account", "0", "--json")
+        assert code == 0, out
+        view = await rpc.result("task_get", [json.loads(out)["taskId"]])
+        assert view["spec"]["inputs"] == expected.hex()
+        # inputs that do not fit the spec are refused before anything is sent
+        height = node.state.height
+        code, out = await ogpu(url, "task", "submit", "--kind", "matmul", "--n", "512",
+                               "--max-price", "1", "--inputs", str(tmp_path / "wrong.npz"),
+                               "--dev-account", "0")
+        assert code == 2 and "this task needs A 512x512, B 512x512" in out, out
+        code, out = await ogpu(url, "task", "submit", "--kind", "matmul", "--n", "512",
+                               "--max-price", "1", "--inputs", str(tmp_path / "task.toml"),
+                               "--dev-account", "0")
+        assert code == 2 and "neither an .npz nor an artifact" in out, out
+        assert node.state.height == height
         blocks.cancel_scope.cancel()
 
 
