@@ -3,6 +3,7 @@ subscriptions over the node's WebSocket (wsproto on a blocking socket)."""
 
 from __future__ import annotations
 
+import base64
 import json
 import socket
 from collections.abc import Iterator
@@ -24,6 +25,7 @@ from wsproto.events import (
 from wsproto.utilities import LocalProtocolError
 
 from ogpu_node.address import address_to_text
+from ogpu_node.blobs import MAX_CHUNK_BYTES, blob_id, file_id
 from ogpu_node.errors import OgpuError
 from ogpu_node.keys import PrivateKey
 from ogpu_node.ledger import sign_transaction
@@ -210,3 +212,41 @@ class Subscription:
         while not self._pending:
             self._receive()
         return self._pending.pop(0)
+
+
+# --- files: the blob store through RPC ----------------------------------------------------------
+
+
+def download_file(rpc: str, file_hex: str) -> bytes:
+    """A file by id through `blob_manifest` and `blob_chunk`; every chunk and the whole file
+    are checked against their ids."""
+    manifest = rpc_call(rpc, "blob_manifest", {"fileId": file_hex}, timeout=60)
+    parts = []
+    for chunk_hex in manifest["chunks"]:
+        answer = rpc_call(rpc, "blob_chunk", {"chunkId": chunk_hex}, timeout=60)
+        chunk = base64.b64decode(answer["data"])
+        if blob_id(chunk).hex() != chunk_hex:
+            raise RpcCallError(f"the node sent bytes that are not chunk {chunk_hex}")
+        parts.append(chunk)
+    data = b"".join(parts)
+    if len(data) != manifest["size"] or file_id(data).hex() != file_hex:
+        raise RpcCallError(f"the downloaded file does not match its id {file_hex}")
+    return data
+
+
+def upload_file(rpc: str, data: bytes) -> bytes:
+    """Store `data` on the node chunk by chunk (`blob_putChunk`, then `blob_putManifest`);
+    returns its file id, checked against the node's answers."""
+    chunks = [data[i:i + MAX_CHUNK_BYTES] for i in range(0, len(data), MAX_CHUNK_BYTES)]
+    ids = []
+    for chunk in chunks:
+        answer = rpc_call(rpc, "blob_putChunk", {"data": base64.b64encode(chunk).decode()},
+                          timeout=60)
+        if answer["chunkId"] != blob_id(chunk).hex():
+            raise RpcCallError("the node stored a chunk under another id")
+        ids.append(answer["chunkId"])
+    answer = rpc_call(rpc, "blob_putManifest", {"size": len(data), "chunks": ids}, timeout=60)
+    fid = file_id(data)
+    if answer["fileId"] != fid.hex():
+        raise RpcCallError("the node stored the file under another id")
+    return bytes(fid)

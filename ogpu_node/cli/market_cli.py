@@ -10,7 +10,6 @@ live progress bar on a terminal, one line per change otherwise, then the money t
 
 from __future__ import annotations
 
-import base64
 import dataclasses
 import io
 import sys
@@ -29,7 +28,6 @@ from gpu.artifacts import MAGIC as ARTIFACT_MAGIC
 from gpu.inputs import InputsError, check_inputs, encode_inputs, input_shapes
 from gpu.spec import SPEC_TYPES, WorkloadKind, WorkloadSpec, decode_spec
 from ogpu_node.address import address_from_text, address_to_text
-from ogpu_node.blobs import MAX_CHUNK_BYTES, blob_id, file_id
 from ogpu_node.cli.common import emit, handle_errors
 from ogpu_node.cli.sending import (
     DEV_OPTION,
@@ -45,7 +43,13 @@ from ogpu_node.cli.sending import (
 from ogpu_node.encoding import encode
 from ogpu_node.ledger.market.payloads import CancelTask, RegisterProvider, SubmitTask
 from ogpu_node.ledger.market.records import MAX_DEVICE_NAME, MAX_DEVICES, Device, TaskStatus
-from ogpu_node.rpc_client import RpcCallError, Subscription, rpc_call
+from ogpu_node.rpc_client import (
+    RpcCallError,
+    Subscription,
+    download_file,
+    rpc_call,
+    upload_file,
+)
 from ogpu_node.types import Amount, Hash32, format_amount
 
 EXIT_NOT_COMPLETED = 3
@@ -417,41 +421,6 @@ def task_result(rpc: str, task_id: str, output: Path, as_json: bool) -> None:
     tmp.write_bytes(data)
     tmp.replace(output)
     emit({"file": str(output), "size": len(data), "fileId": result["outputId"]}, as_json)
-
-
-def download_file(rpc: str, file_hex: str) -> bytes:
-    """A file by id through `blob_manifest` and `blob_chunk`; every chunk and the whole file
-    are checked against their ids."""
-    manifest = rpc_call(rpc, "blob_manifest", {"fileId": file_hex}, timeout=60)
-    parts = []
-    for chunk_hex in manifest["chunks"]:
-        answer = rpc_call(rpc, "blob_chunk", {"chunkId": chunk_hex}, timeout=60)
-        chunk = base64.b64decode(answer["data"])
-        if blob_id(chunk).hex() != chunk_hex:
-            raise RpcCallError(f"the node sent bytes that are not chunk {chunk_hex}")
-        parts.append(chunk)
-    data = b"".join(parts)
-    if len(data) != manifest["size"] or file_id(data).hex() != file_hex:
-        raise RpcCallError(f"the downloaded file does not match its id {file_hex}")
-    return data
-
-
-def upload_file(rpc: str, data: bytes) -> bytes:
-    """Store `data` on the node chunk by chunk (`blob_putChunk`, then `blob_putManifest`);
-    returns its file id, checked against the node's answers."""
-    chunks = [data[i:i + MAX_CHUNK_BYTES] for i in range(0, len(data), MAX_CHUNK_BYTES)]
-    ids = []
-    for chunk in chunks:
-        answer = rpc_call(rpc, "blob_putChunk", {"data": base64.b64encode(chunk).decode()},
-                          timeout=60)
-        if answer["chunkId"] != blob_id(chunk).hex():
-            raise RpcCallError("the node stored a chunk under another id")
-        ids.append(answer["chunkId"])
-    answer = rpc_call(rpc, "blob_putManifest", {"size": len(data), "chunks": ids}, timeout=60)
-    fid = file_id(data)
-    if answer["fileId"] != fid.hex():
-        raise RpcCallError("the node stored the file under another id")
-    return bytes(fid)
 
 
 @task.command("cancel")

@@ -20,18 +20,22 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
-from gpu.spec import TrainSpec
+from gpu.artifacts import decode_arrays
+from gpu.inputs import encode_inputs
+from gpu.spec import MatmulSpec, TrainSpec
 from ogpu_node import devnet
 from ogpu_node.address import address_to_text
+from ogpu_node.blobs import file_id
 from ogpu_node.encoding import encode
 from ogpu_node.genesis import dev_account_key, load_template
 from ogpu_node.keys import PrivateKey, read_key_file
 from ogpu_node.ledger.market.payloads import CancelTask, SubmitTask
 from ogpu_node.ledger.tx import Payload
 from ogpu_node.polling import wait_until
-from ogpu_node.rpc_client import rpc_call, send_transaction
+from ogpu_node.rpc_client import download_file, rpc_call, send_transaction, upload_file
 from tests.integration.node_logs import assert_no_traceback_through_our_code
 
 pytestmark = pytest.mark.integration
@@ -58,7 +62,7 @@ class Market:
         assert receipt["state"] == "finalized", receipt
         return str(receipt["hash"])
 
-    def submit(self, client: PrivateKey, spec: TrainSpec, *, min_benchmark: int,
+    def submit(self, client: PrivateKey, spec: TrainSpec | MatmulSpec, *, min_benchmark: int,
                max_price: int = 10_000_000, exec_ms: int = 20_000,
                ttl_ms: int = 180_000) -> str:
         return self.send(client, SubmitTask(spec.KIND, encode(spec), max_price, min_benchmark,
@@ -142,6 +146,38 @@ def test_a_client_cancelling_after_award_loses_its_collateral(market: Market) ->
     task = market.closed(task_id)
     assert task["closeReason"] == "cancelled_after_award"
     assert ("client_collateral_to_provider", market.providers[3]) in events(task)
+
+
+def uploaded_matmul(seed: int) -> tuple[MatmulSpec, bytes]:
+    gen = np.random.default_rng(seed)
+    spec = MatmulSpec(n=512, seed=0)
+    raw = encode_inputs(spec, {"A": gen.normal(size=(512, 512)), "B": gen.normal(size=(512, 512))})
+    return MatmulSpec(n=512, seed=0, inputs=bytes(file_id(raw))), raw
+
+
+def test_a_task_on_uploaded_inputs_is_computed_from_them_and_settles(market: Market) -> None:
+    spec, raw = uploaded_matmul(1)
+    assert upload_file(market.url, raw) == spec.inputs  # to node0, which the client talks to
+    task_id = market.submit(dev_account_key(6), spec, min_benchmark=300)
+    task = market.closed(task_id)
+    assert task["closeReason"] == "completed" and task["provider"] == market.providers[3]
+    assert task["spec"]["inputs"] == spec.inputs.hex()
+    arrays = dict(decode_arrays(raw))
+    out = download_file(market.url, task["result"]["outputId"])
+    np.testing.assert_allclose(decode_arrays(out)[0][1], arrays["A"] @ arrays["B"], rtol=1e-3,
+                               atol=1e-2)
+
+
+def test_a_client_withholding_its_inputs_loses_its_collateral_to_the_provider(
+        market: Market) -> None:
+    spec, _ = uploaded_matmul(2)  # never uploaded: nobody can serve it
+    client = dev_account_key(7)
+    task_id = market.submit(client, spec, min_benchmark=300)
+    task = market.closed(task_id)
+    assert task["closeReason"] == "inputs_withheld" and task["why"] == "inputs_missing"
+    assert sum(v["accept"] for v in task["verdicts"]) >= 2  # the committee could not fetch them
+    assert ("client_collateral_to_provider", market.providers[3]) in events(task)
+    assert int(market.provider(3)["counters"]["failed"]) == 0
 
 
 def test_a_vanishing_provider_is_slashed_and_another_completes(market: Market) -> None:
