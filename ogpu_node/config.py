@@ -55,6 +55,9 @@ class Config:
     """auto | cpu | cuda: where workloads run."""
     provider_benchmark: int = 0
     """Declared GFLOP/s; 0 measures the device at start."""
+    provider_process: bool = True
+    """Run each task's workload in a child process (`gpu/worker_process.py`: killed at once when
+    the task stops being ours, a crash cannot take the node down) instead of a thread."""
     provider_fault: str = "none"
     """Test-only fault injection (devnet and end-to-end tests): none | corrupt | vanish |
     false_report (see `agents/provider.py`)."""

@@ -15,7 +15,9 @@ After every finalised block it looks at the open tasks:
   (reporting them missing, `ReportMissingInputs`, when no peer serves them within
   INPUTS_FETCH_ATTEMPTS tries or they are not what the spec asks for: the committee checks the
   report and, if it stands, the client's collateral is ours), then
-  runs the workload in a worker thread (the trio loop stays free),
+  runs the workload in a child process (`gpu.worker_process`: killed at once when the task
+  stops being ours, a crash cannot take the node down; `process=False` runs it in a worker
+  thread instead),
   publishes progress about once a second, stores the output and checkpoints as blobs (served to
   verifiers and the client over `/ogpu/blob/1`) and commits the result before the deadline. A
   task that leaves the running state (cancelled, timed out) stops its worker.
@@ -41,6 +43,7 @@ from gpu.device_bench import benchmark_score
 from gpu.errors import GpuError, WorkloadCancelled
 from gpu.inputs import InputsError, check_inputs
 from gpu.spec import InferSpec, InvalidSpec, TrainSpec, WorkloadSpec, decode_spec
+from gpu.worker_process import run_in_process
 from gpu.workloads import WorkloadResult, run_workload
 from ogpu_node.agents.wallet import NodeWallet
 from ogpu_node.blobs import BlobError, file_id
@@ -89,6 +92,8 @@ class ProviderPolicy:
     benchmark: int = 0
     """Declared GFLOP/s; 0 measures the device at start."""
     fault: str = "none"
+    process: bool = True
+    """Run task workloads in a child process (see `gpu.worker_process`), else in a thread."""
 
 
 def why_not_bid(task: Task, state: State, me: Address, policy: ProviderPolicy, benchmark: int,
@@ -128,6 +133,8 @@ class ProviderAgent:
         """(task, attempt) whose workload was started here: each runs once."""
         self.skipped: dict[bytes, str] = {}
         """Why we did not bid on a task (for operators and `ogpu provider status`)."""
+        self.closing = False
+        """Set when the agent is being cancelled: running workloads stop at once."""
 
     async def serve(self, *, task_status: StartedStatus = trio.TASK_STATUS_IGNORED
                     ) -> None:
@@ -139,9 +146,18 @@ class ProviderAgent:
                  self.device.name, self.device.kind, self.benchmark, self.policy.price_floor)
         task_status.started()
         async with trio.open_nursery() as nursery, self.node.subscribe_blocks() as blocks:
+            nursery.start_soon(self._watch_for_shutdown)
             await self.step(nursery)
             async for _ in blocks:
                 await self.step(nursery)
+
+    async def _watch_for_shutdown(self) -> None:
+        """Tell the workers to stop when the agent is cancelled (a worker thread cannot be
+        cancelled: it has to notice)."""
+        try:
+            await trio.sleep_forever()
+        finally:
+            self.closing = True
 
     async def step(self, nursery: trio.Nursery) -> None:
         """React to the latest finalised state."""
@@ -265,14 +281,18 @@ class ProviderAgent:
 
             def should_stop() -> bool:
                 # called from the worker thread; the finalised state is replaced, never mutated
-                return not self._still_ours(task_id, task.attempt)
+                return self.closing or not self._still_ours(task_id, task.attempt)
 
             result: WorkloadResult | None = None
             async with trio.open_nursery() as reporters:
                 reporters.start_soon(self._report_progress, task_id, task.attempt)
                 try:
-                    result = await trio.to_thread.run_sync(
-                        run_workload, spec, device, on_progress, should_stop, inputs)
+                    if self.policy.process:
+                        result = await trio.to_thread.run_sync(
+                            run_in_process, spec, device.kind, on_progress, should_stop, inputs)
+                    else:
+                        result = await trio.to_thread.run_sync(
+                            run_workload, spec, device, on_progress, should_stop, inputs)
                 except WorkloadCancelled:
                     log.info("task %s is no longer ours: stopped", task_id.hex()[:12])
                 except (GpuError, InvalidSpec) as exc:  # caught here, not as a nursery's group

@@ -112,7 +112,7 @@ def start_agents(nursery: trio.Nursery, node: Node, config: Config) -> None:
             price_floor=config.provider_price_floor, stake=config.provider_stake,
             max_concurrent=max(1, config.provider_max_concurrent),
             device=config.provider_device, benchmark=config.provider_benchmark,
-            fault=config.provider_fault)
+            fault=config.provider_fault, process=config.provider_process)
         nursery.start_soon(ProviderAgent(node, policy).serve)
     if config.verifier:
         nursery.start_soon(VerifierAgent(node, VerifierPolicy(

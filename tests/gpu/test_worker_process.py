@@ -1,0 +1,41 @@
+"""Workloads in a child process: the same result as in this process, progress relayed, stopped
+on request, the child's errors raised again with their type."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from gpu.device import Device
+from gpu.errors import WorkloadCancelled
+from gpu.inputs import InputsError
+from gpu.spec import InvalidSpec
+from gpu.worker_process import run_in_process
+from gpu.workloads import WorkloadResult
+from tests.gpu.conftest import MATMUL, TRAIN
+
+
+def test_a_child_process_computes_the_same_bytes_and_reports_progress(
+        trained: WorkloadResult) -> None:
+    reports: list[float] = []
+    result = run_in_process(TRAIN, "cpu", reports.append)
+    assert result.output_id == trained.output_id
+    assert result.checkpoint_ids == trained.checkpoint_ids
+    assert result.metrics == trained.metrics
+    assert reports and reports == sorted(reports) and reports[-1] == 1.0
+
+
+def test_a_workload_asked_to_stop_stops_at_the_next_check() -> None:
+    long = replace(TRAIN, steps=50_000, checkpoint_every=200)
+    reports: list[float] = []
+    with pytest.raises(WorkloadCancelled):
+        run_in_process(long, "cpu", reports.append, lambda: bool(reports))
+    assert 0 < reports[-1] < 0.5  # it ran, then stopped at the first check after a report
+
+
+def test_the_childs_errors_come_back_with_their_type(device: Device) -> None:
+    with pytest.raises(InputsError, match="not supplied"):
+        run_in_process(replace(MATMUL, inputs=bytes(32)), "cpu")
+    with pytest.raises(InvalidSpec, match="n must be within"):
+        run_in_process(replace(MATMUL, n=0), "cpu")
