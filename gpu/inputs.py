@@ -15,6 +15,7 @@ runs the same check (`check_inputs`) before anyone is slashed.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 
 import numpy as np
@@ -25,6 +26,7 @@ from gpu.errors import ArtifactError, GpuError
 from gpu.spec import MatmulSpec, TrainSpec, WorkloadSpec
 
 HostF32 = npt.NDArray[np.float32]
+HEADER_ALLOWANCE = 4096
 
 
 class InputsError(GpuError):
@@ -41,6 +43,12 @@ def input_shapes(spec: WorkloadSpec) -> list[tuple[str, tuple[int, ...]]]:
     if isinstance(spec, TrainSpec):
         return [("x", (spec.n_samples, spec.n_features)), ("labels", (spec.n_samples,))]
     return [("x", (spec.batch, spec.arch.n_features))]
+
+
+def inputs_max_bytes(spec: WorkloadSpec) -> int:
+    """The size of `spec`'s inputs file (its arrays plus a header that is far smaller than
+    HEADER_ALLOWANCE): fetch no more than this, a larger file cannot be the right one."""
+    return HEADER_ALLOWANCE + 4 * sum(math.prod(shape) for _, shape in input_shapes(spec))
 
 
 def check_inputs(spec: WorkloadSpec, raw: bytes) -> dict[str, HostF32]:

@@ -34,6 +34,10 @@ class BlobError(OgpuError):
     """A chunk that is too large, does not match its id, or cannot be stored."""
 
 
+class FileTooLarge(BlobError):
+    """A file whose manifest says it is larger than the fetcher accepts (not worth retrying)."""
+
+
 def blob_id(data: bytes) -> Hash32:
     return digest(b"blob", data)
 

@@ -41,12 +41,12 @@ from gpu.artifacts import checkpoint_chain, decode_arrays, encode_arrays
 from gpu.device import Device, detect
 from gpu.device_bench import benchmark_score
 from gpu.errors import GpuError, WorkloadCancelled
-from gpu.inputs import InputsError, check_inputs
+from gpu.inputs import InputsError, check_inputs, inputs_max_bytes
 from gpu.spec import InferSpec, InvalidSpec, TrainSpec, WorkloadSpec, decode_spec
 from gpu.worker_process import run_in_process
 from gpu.workloads import WorkloadResult, run_workload
 from ogpu_node.agents.wallet import NodeWallet
-from ogpu_node.blobs import BlobError, file_id
+from ogpu_node.blobs import BlobError, FileTooLarge, file_id
 from ogpu_node.errors import OgpuError
 from ogpu_node.ledger import State
 from ogpu_node.ledger.errors import InvalidTransaction
@@ -331,10 +331,14 @@ class ProviderAgent:
         reason = "inputs_missing"
         if self.policy.fault != "false_report":
             try:
-                raw = await self.node.fetch_file(spec.inputs, attempts=INPUTS_FETCH_ATTEMPTS,
+                raw = await self.node.fetch_file(spec.inputs, inputs_max_bytes(spec),
+                                                 attempts=INPUTS_FETCH_ATTEMPTS,
                                                  retry_s=INPUTS_RETRY_S)
                 await trio.to_thread.run_sync(check_inputs, spec, raw)
                 return raw
+            except FileTooLarge as exc:
+                reason = "inputs_malformed"
+                log.warning("task %s: its inputs file is too large: %s", task_id.hex()[:12], exc)
             except BlobError as exc:
                 log.warning("task %s: cannot fetch its inputs: %s", task_id.hex()[:12], exc)
             except InputsError as exc:

@@ -24,12 +24,13 @@ from dataclasses import dataclass
 import numpy as np
 import trio
 
+from gpu.artifacts import MAX_ARTIFACT_BYTES
 from gpu.device import Device, detect
-from gpu.inputs import InputsError, check_inputs
+from gpu.inputs import InputsError, check_inputs, inputs_max_bytes
 from gpu.spec import InferSpec, MatmulSpec, TrainSpec, WorkloadSpec, decode_spec
 from gpu.verify import Verdict, verify_inference, verify_matmul, verify_training
 from ogpu_node.agents.wallet import NodeWallet
-from ogpu_node.blobs import BlobError
+from ogpu_node.blobs import BlobError, FileTooLarge
 from ogpu_node.encoding import pack
 from ogpu_node.hashing import digest
 from ogpu_node.ledger.errors import InvalidTransaction
@@ -150,7 +151,8 @@ class VerifierAgent:
         device, result, policy = self.device, task.result, self.policy
         rng = self._rng(task_id, task.attempt)
         try:
-            uploaded = await self._fetch(spec.inputs) if spec.inputs else None
+            uploaded = (await self._fetch(spec.inputs, inputs_max_bytes(spec)) if spec.inputs
+                        else None)
         except BlobError as exc:
             return Verdict(False, f"inputs_unavailable: {exc}", "fetch", 0.0)
         try:
@@ -179,8 +181,11 @@ class VerifierAgent:
         verdict is *ok* (the report stands) when this member cannot get valid inputs either."""
         start = trio.current_time()
         try:
-            raw = await self._fetch(spec.inputs)
+            raw = await self._fetch(spec.inputs, inputs_max_bytes(spec))
             await trio.to_thread.run_sync(check_inputs, spec, raw)
+        except FileTooLarge as exc:
+            return Verdict(True, f"inputs_malformed: {exc}", "fetch inputs",
+                           trio.current_time() - start)
         except BlobError as exc:
             return Verdict(True, f"inputs_missing: {exc}", "fetch inputs",
                            trio.current_time() - start)
@@ -195,7 +200,7 @@ class VerifierAgent:
         seed = digest(b"verifier", pack([item_id, attempt, self.wallet.address]))
         return np.random.default_rng(int.from_bytes(seed[:8], "big"))
 
-    async def _fetch(self, file_id: bytes) -> bytes:
-        return await self.node.fetch_file(file_id, attempts=FETCH_ATTEMPTS,
+    async def _fetch(self, file_id: bytes, max_bytes: int = MAX_ARTIFACT_BYTES) -> bytes:
+        return await self.node.fetch_file(file_id, max_bytes, attempts=FETCH_ATTEMPTS,
                                           retry_s=FETCH_RETRY_S)
 

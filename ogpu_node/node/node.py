@@ -39,6 +39,7 @@ from ogpu_node.blobs import (
     BlobRequest,
     BlobResponse,
     BlobStore,
+    FileTooLarge,
     check_chunk,
     decode_manifest,
 )
@@ -603,9 +604,11 @@ class Node:
                     return local
                 manifest = decode_manifest(await self.fetch_blob(file_id))
                 if manifest.size > max_bytes:
-                    raise BlobError(f"file of {manifest.size} bytes exceeds the {max_bytes} "
-                                    "asked for")
+                    raise FileTooLarge(f"file of {manifest.size} bytes exceeds the {max_bytes} "
+                                       "asked for")
                 return b"".join([await self.fetch_blob(chunk) for chunk in manifest.chunks])
+            except FileTooLarge:
+                raise
             except BlobError:
                 if attempt >= attempts:
                     raise

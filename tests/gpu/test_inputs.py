@@ -10,7 +10,14 @@ import pytest
 
 from gpu.artifacts import decode_arrays, encode_arrays
 from gpu.device import Device
-from gpu.inputs import InputsError, check_inputs, encode_inputs, input_shapes
+from gpu.inputs import (
+    HEADER_ALLOWANCE,
+    InputsError,
+    check_inputs,
+    encode_inputs,
+    input_shapes,
+    inputs_max_bytes,
+)
 from gpu.spec import InvalidSpec, WorkloadKind, decode_spec
 from gpu.verify import verify_inference, verify_matmul, verify_training
 from gpu.workloads import infer_logits, run_workload
@@ -68,6 +75,7 @@ def test_the_inputs_file_must_hold_exactly_the_arrays_the_spec_asks_for() -> Non
     with pytest.raises(InputsError):
         check_inputs(spec, b"not an artifact")
     assert input_shapes(replace(INFER, inputs=FILE_ID)) == [("x", (INFER.batch, 64))]
+    assert len(good) <= inputs_max_bytes(spec) <= len(good) + HEADER_ALLOWANCE
 
 
 def test_a_workload_whose_inputs_were_not_supplied_is_refused(device: Device) -> None:

@@ -14,6 +14,7 @@ from ogpu_node.blobs import (
     BlobRequest,
     BlobResponse,
     BlobStore,
+    FileTooLarge,
     blob_id,
     decode_manifest,
     file_id,
@@ -70,6 +71,15 @@ async def test_a_node_fetches_a_chunk_from_peers_and_refuses_forged_bytes(
         assert chunk_id in node.blobs  # type: ignore[operator]
         with pytest.raises(BlobError, match="no connected peer"):
             await node.fetch_blob(blob_id(b"nobody has this"))
+        # files: retried while nobody serves them; one larger than asked for is refused at once
+        big = owner_store.put_file(b"z" * (MAX_CHUNK_BYTES + 10))
+        with trio.fail_after(10), pytest.raises(FileTooLarge):
+            await node.fetch_file(big, MAX_CHUNK_BYTES, attempts=1000, retry_s=1.0)
+        assert await node.fetch_file(big, attempts=2) == b"z" * (MAX_CHUNK_BYTES + 10)
+        start = trio.current_time()
+        with pytest.raises(BlobError, match="no connected peer"):
+            await node.fetch_file(blob_id(b"nobody has this"), attempts=3, retry_s=0.05)
+        assert trio.current_time() - start >= 0.1  # two pauses between three tries
         nursery.cancel_scope.cancel()
 
 
