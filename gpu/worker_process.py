@@ -6,6 +6,11 @@ next check), and takes the node down with it if the device library crashes the p
 child process none of that reaches the node: a cancelled task's process is killed at once, a
 crash is a `WorkloadError`, and consensus never waits for the workload's Python.
 
+The child lowers its own scheduling priority (`WORKER_NICENESS`): on a CPU provider the
+workload takes every core it can get, and at the node's priority it would starve the node's
+consensus, which then falls behind, syncs, and misses the auctions and deadlines it works for.
+A niced workload still gets all the CPU the node leaves idle.
+
 `run_in_process` blocks (call it from a worker thread): it starts a fresh interpreter
 (`python -m gpu.worker_process`, never a `fork` of a process that runs threads), sends it the spec
 and the inputs over a pipe, relays its progress
@@ -31,6 +36,8 @@ from gpu.workloads import Progress, ShouldStop, WorkloadResult, run_workload
 
 POLL_S = 0.2
 """How often the parent checks `should_stop` while the child works."""
+WORKER_NICENESS = 10
+"""Added to the child's niceness (`os.nice`): the node's own work comes first."""
 
 
 def run_in_process(spec: WorkloadSpec, device_kind: str, progress: Progress | None = None,
@@ -76,6 +83,7 @@ def run_in_process(spec: WorkloadSpec, device_kind: str, progress: Progress | No
 
 
 def _child_main(receive_fd: int, send_fd: int) -> None:
+    os.nice(WORKER_NICENESS)
     receive = Connection(receive_fd, writable=False)
     send = Connection(send_fd, readable=False)
     try:

@@ -198,12 +198,13 @@ class ProviderAgent:
         key = (bytes(task_id), task.attempt)
         if task.status == TaskStatus.BIDDING:
             reason = why_not_bid(task, state, self.me, self.policy, self.benchmark,
-                                 len(self.jobs))
+                                 self._busy(state))
             if reason is not None:
                 self.skipped[task_id] = reason
                 return
-            price = self.policy.price_floor
-            salt = os.urandom(16)
+            # a bid sent again (the first was dropped) seals the same price and salt: should
+            # the first reach the chain after all, our reveal still matches it
+            price, salt = self.sealed.get(key) or (self.policy.price_floor, os.urandom(16))
             commitment = bid_commitment(task_id, task.attempt, self.me, price, salt)
             if await self.wallet.send_once(("bid", key), CommitBid(task_id, commitment)):
                 self.sealed[key] = (price, salt)
@@ -260,8 +261,15 @@ class ProviderAgent:
         finally:
             self.jobs.pop(key, None)
 
-    def _still_ours(self, task_id: bytes, attempt: int) -> bool:
-        task = self.node.chain.state.tasks.get(Hash32(task_id))
+    def _busy(self, state: State) -> int:
+        """Workloads that hold one of our `max_concurrent` places: pool races, and tasks still
+        awarded to us (one cancelled or timed out frees its place at once, while its worker is
+        being stopped)."""
+        return sum(1 for task_id, attempt in self.jobs
+                   if task_id not in state.tasks or self._still_ours(task_id, attempt, state))
+
+    def _still_ours(self, task_id: bytes, attempt: int, state: State | None = None) -> bool:
+        task = (state or self.node.chain.state).tasks.get(Hash32(task_id))
         return (task is not None and task.status == TaskStatus.RUNNING
                 and task.provider == self.me and task.attempt == attempt)
 

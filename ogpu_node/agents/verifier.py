@@ -4,8 +4,11 @@ client's uploaded inputs are missing.
 
 The checks are `gpu.verify`'s: Freivalds for a matrix product, replay of randomly chosen
 checkpoint intervals plus the final metrics for training, re-execution of sampled rows for
-inference. Each verifier draws its own random choices (seeded by task, attempt and its address),
-so a committee covers more of the result than one member. The output and checkpoints come from
+inference. Each verifier draws its own random choices, so a committee covers more of the result
+than one member, from a seed nobody else can compute (its key's deterministic signature of the
+task and attempt): a provider that could predict which intervals, rows or Freivalds vectors will
+be checked could compute only those honestly (or, for a matrix product, hide an error in the
+null space of the known vectors). The output and checkpoints come from
 peers over `/ogpu/blob/1`, each chunk checked against its id; a result whose files nobody serves
 within the verdict window is rejected as `output_unavailable` (a provider cannot withhold its
 output and still be paid). A task's uploaded inputs come the same way (the provider, which
@@ -48,6 +51,8 @@ from p2p.network import TaskStatus as StartedStatus
 
 log = logging.getLogger("ogpu.verifier")
 
+SEED_KIND = "verifier-seed"
+"""The signing domain of the verifier's seeds (no transaction or block is signed under it)."""
 FETCH_ATTEMPTS = 4
 FETCH_RETRY_S = 1.5
 
@@ -196,9 +201,14 @@ class VerifierAgent:
                        "fetch and check inputs", trio.current_time() - start)
 
     def _rng(self, item_id: bytes, attempt: int) -> np.random.Generator:
-        """This verifier's own random choices for one result (others draw different ones)."""
-        seed = digest(b"verifier", pack([item_id, attempt, self.wallet.address]))
-        return np.random.default_rng(int.from_bytes(seed[:8], "big"))
+        """This verifier's own random choices for one result: secret until it votes (see the
+        module docstring), the same after a restart, different for every member."""
+        return np.random.default_rng(int.from_bytes(self.seed(item_id, attempt)[:16], "big"))
+
+    def seed(self, item_id: bytes, attempt: int) -> bytes:
+        signature = self.wallet.key.sign(self.node.chain.state.chain_id, SEED_KIND,
+                                         pack([bytes(item_id), attempt]))
+        return digest(b"verifier-seed", signature)
 
     async def _fetch(self, file_id: bytes, max_bytes: int = MAX_ARTIFACT_BYTES) -> bytes:
         return await self.node.fetch_file(file_id, max_bytes, attempts=FETCH_ATTEMPTS,

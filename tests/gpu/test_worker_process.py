@@ -3,7 +3,9 @@ on request, the child's errors raised again with their type."""
 
 from __future__ import annotations
 
+import os
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
@@ -11,7 +13,7 @@ from gpu.device import Device
 from gpu.errors import WorkloadCancelled
 from gpu.inputs import InputsError
 from gpu.spec import InvalidSpec
-from gpu.worker_process import run_in_process
+from gpu.worker_process import WORKER_NICENESS, run_in_process
 from gpu.workloads import WorkloadResult
 from tests.gpu.conftest import MATMUL, TRAIN
 
@@ -39,3 +41,25 @@ def test_the_childs_errors_come_back_with_their_type(device: Device) -> None:
         run_in_process(replace(MATMUL, inputs=bytes(32)), "cpu")
     with pytest.raises(InvalidSpec, match="n must be within"):
         run_in_process(replace(MATMUL, n=0), "cpu")
+
+
+def _children_niceness() -> list[int]:
+    """The niceness of this process's `gpu.worker_process` children (Linux /proc)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            cmdline = (stat.parent / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if int(fields[1]) == os.getpid() and b"gpu.worker_process" in cmdline:
+            found.append(int(fields[16]))
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc (Linux)")
+def test_the_workload_runs_at_a_lower_priority_than_the_node() -> None:
+    seen: list[list[int]] = []
+    run_in_process(TRAIN, "cpu", lambda _: seen.append(_children_niceness()))
+    mine = os.nice(0)
+    assert seen and all(n == [min(19, mine + WORKER_NICENESS)] for n in seen)

@@ -88,8 +88,8 @@ class Market:
 def market(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Market]:
     root = tmp_path_factory.mktemp("market")
     template = load_template()
-    template["params"] = {**template["params"], "bid_window_ms": 2_500,
-                          "reveal_window_ms": 2_500, "verdict_window_ms": 20_000}
+    template["params"] = {**template["params"], "bid_window_ms": 5_000,
+                          "reveal_window_ms": 5_000, "verdict_window_ms": 20_000}
     template_path = root.parent / f"{root.name}-template.json"
     template_path.write_text(json.dumps(template))
     base = devnet.free_port_base(12)
@@ -183,7 +183,7 @@ def test_a_client_withholding_its_inputs_loses_its_collateral_to_the_provider(
 def test_a_vanishing_provider_is_slashed_and_another_completes(market: Market) -> None:
     stake_before = int(market.provider(2)["stake"])
     # node2 (score 3,000) beats node3 (4,000); node1 is below the minimum benchmark
-    task_id = market.submit(dev_account_key(4), SMALL, min_benchmark=150, exec_ms=5_000)
+    task_id = market.submit(dev_account_key(4), SMALL, min_benchmark=150, exec_ms=8_000)
     task = market.closed(task_id)
     assert task["closeReason"] == "completed" and task["attempt"] == 2
     assert task["excluded"] == [market.providers[2]]

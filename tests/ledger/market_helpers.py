@@ -19,7 +19,7 @@ from ogpu_node.ledger.market.payloads import (
     SubmitTask,
     SubmitVerdict,
 )
-from ogpu_node.ledger.market.records import Device, Task, TaskResult
+from ogpu_node.ledger.market.records import Device, Task, TaskResult, TaskStatus
 from ogpu_node.ledger.tx import Payload
 from ogpu_node.types import Hash32, ogpu
 from tests.ledger.helpers import CHAIN_ID, FEE, KEYS, next_block, signed
@@ -106,13 +106,13 @@ class MarketChain:
         self.block(after_ms=max(1, self.task(task_id).phase_end_ms - self.state.timestamp))
 
     def auction(self, task_id: Hash32, bids: dict[int, int]) -> None:
-        """Bids by key index and price; ends with the award."""
+        """Bids by key index and price; ends with the award (made by the last reveal)."""
         for index, price in bids.items():
             self.bid(KEYS[index], task_id, price)
         self.pass_phase(task_id)
         for index, price in bids.items():
             self.reveal(KEYS[index], task_id, price)
-        self.pass_phase(task_id)
+        assert self.task(task_id).status != TaskStatus.REVEALING
 
     def commit_result(self, task_id: Hash32, spec: MatmulSpec | TrainSpec = MATMUL) -> None:
         task = self.task(task_id)

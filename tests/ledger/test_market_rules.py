@@ -148,6 +148,23 @@ def test_honest_task_pays_second_price_fees_and_refunds_the_rest(chain: MarketCh
     conserved(chain.state)
 
 
+def test_the_last_reveal_awards_at_once_and_a_sealed_bid_keeps_the_window_open(
+        chain: MarketChain) -> None:
+    task_id = chain.submit(max_price=MAX_PRICE)
+    chain.bid(PROVIDER_A, task_id, ogpu(1) // 5)
+    chain.bid(PROVIDER_B, task_id, ogpu(3) // 10)
+    chain.pass_phase(task_id)
+    window_end = chain.task(task_id).phase_end_ms
+    chain.reveal(PROVIDER_A, task_id, ogpu(1) // 5)
+    assert chain.task(task_id).status == TaskStatus.REVEALING  # B's bid is still sealed
+    chain.reveal(PROVIDER_B, task_id, ogpu(3) // 10)
+    task = chain.task(task_id)
+    assert task.status == TaskStatus.RUNNING and task.provider == PROVIDER_A.address
+    assert task.awarded_ms == chain.state.timestamp < window_end
+    assert task.price == ogpu(3) // 10 and task.phase_end_ms == task.awarded_ms + task.exec_ms
+    conserved(chain.state)
+
+
 def test_second_price_rules() -> None:
     fresh = Provider(GPU, benchmark=1_000, price_floor=0, stake=1)
     a, b = Address(b"\1" * 20), Address(b"\2" * 20)

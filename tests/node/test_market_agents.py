@@ -44,7 +44,7 @@ SETTINGS = NodeSettings(max_block_interval_ms=250, slot_ms=500)
 
 def market_genesis() -> Genesis:
     template = load_template()
-    template["params"] = {**template["params"], "bid_window_ms": 1_500, "reveal_window_ms": 1_500,
+    template["params"] = {**template["params"], "bid_window_ms": 3_000, "reveal_window_ms": 3_000,
                           "verdict_window_ms": 8_000, "epoch_length": 100_000}
     return build_genesis(template, [(f"v{i}", k.public_key.raw) for i, k in enumerate(VALIDATORS)],
                          genesis_time_ms=1_000, dev_accounts=2, validator_balance=ogpu(10_000))
@@ -163,9 +163,10 @@ async def test_a_faulty_provider_is_slashed_and_another_completes(tmp_path: obje
         assert "provider_slashed" in events and "slash_to_client" in events
 
 
-async def test_client_cancelling_after_award_pays_its_collateral(tmp_path: object) -> None:
+async def test_client_cancelling_after_award_pays_its_collateral_and_frees_the_provider(
+        tmp_path: object) -> None:
     async with market_network(tmp_path, {1: policy()}) as nodes:
-        with trio.fail_after(90):
+        with trio.fail_after(120):
             await registered(nodes, 1)
             # minutes of work at the declared benchmark: still running when the client cancels
             task_id = await submit(nodes[0], 0, spec=LONG, max_price=10_000, exec_ms=600_000,
@@ -175,6 +176,11 @@ async def test_client_cancelling_after_award_pays_its_collateral(tmp_path: objec
                                   fee=1_000, payload=CancelTask(task_id))
             await nodes[0].submit_tx(tx)
             await wait_for(nodes[0], closed(nodes[0], task_id))
+            # its only place (max_concurrent 1) is free again: it serves the next task
+            next_id = await submit(nodes[0], 2)
+            await wait_for(nodes[0], closed(nodes[0], next_id))
+        assert task_of(nodes[0], next_id).close_reason == CloseReason.COMPLETED
+        assert task_of(nodes[0], next_id).provider == VALIDATORS[1].address
         task = task_of(nodes[0], task_id)
         assert task.close_reason == CloseReason.CANCELLED_AFTER_AWARD
         collateral = next(m for m in task.trail if m.event == "client_collateral_to_provider")
@@ -293,3 +299,26 @@ async def test_pool_requests_are_raced_checked_and_paid(tmp_path: object, fault:
                 assert pool.stake_of(VALIDATORS[1].address) == 0
                 assert node.chain.state.providers[VALIDATORS[1].address].failed == pool.rejected
         assert by_winner.get(VALIDATORS[2].address) in (None, RequestStatus.PAID)
+
+
+def test_a_verifiers_random_choices_are_its_own_and_nobody_elses_to_predict() -> None:
+    """Seeds come from the member's key: the same after a restart, different for every member,
+    and not a function of public data (task, attempt, address) that a provider could compute."""
+    genesis = market_genesis()
+    hub = MemoryHub()
+    names = iter(range(10))
+
+    def verifier(key: PrivateKey) -> VerifierAgent:
+        node = Node(chain=Chain.open(ChainStore(MemoryKV()), genesis),
+                    network=hub.node(f"v{next(names)}"),
+                    genesis_hash=genesis.hash, validator_key=key)
+        return VerifierAgent(node, VerifierPolicy(), cpu_device())
+
+    task_id = bytes(32)
+    first, again, other = verifier(VALIDATORS[0]), verifier(VALIDATORS[0]), verifier(VALIDATORS[1])
+    assert first.seed(task_id, 1) == again.seed(task_id, 1)
+    assert len({first.seed(task_id, 1), first.seed(task_id, 2), other.seed(task_id, 1)}) == 3
+    # the same address with another key (what a provider without the key would have to guess)
+    impostor = verifier(VALIDATORS[0])
+    impostor.wallet.key = VALIDATORS[2]
+    assert impostor.seed(task_id, 1) != first.seed(task_id, 1)

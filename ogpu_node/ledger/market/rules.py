@@ -3,7 +3,8 @@
 
 A task's life (`TaskStatus`):
 
-    BIDDING --bid window ends--> REVEALING --reveal window ends--> RUNNING (awarded)
+    BIDDING --bid window ends--> REVEALING --reveal window ends, or the last sealed bid is
+        revealed--> RUNNING (awarded)
     RUNNING --result committed--> VERIFYING --quorum of verdicts or window ends--> CLOSED
     RUNNING --deadline missed--> provider slashed --> BIDDING again (re-offer) or CLOSED
     RUNNING --provider reports the inputs missing--> CHECKING_INPUTS --committee confirms-->
@@ -266,7 +267,9 @@ def process_commit_bid(w: Working, sender: Address, p: CommitBid) -> None:
 
 
 def process_reveal_bid(w: Working, sender: Address, p: RevealBid) -> None:
-    """Open a sealed bid; it must match its commitment and be within the client's maximum."""
+    """Open a sealed bid; it must match its commitment and be within the client's maximum.
+    The last one to be opened ends the reveal window at once: the award is made in this block
+    (no bid can be added or changed after the bid window, so waiting would change nothing)."""
     task = _open_task(w, p.task_id, TaskStatus.REVEALING)
     index = next((i for i, b in enumerate(task.bids) if b.bidder == sender), None)
     if index is None or task.bids[index].revealed:
@@ -278,7 +281,10 @@ def process_reveal_bid(w: Working, sender: Address, p: RevealBid) -> None:
         raise NotPermitted(f"price {p.price} above the task's maximum {task.max_price}")
     bids = list(task.bids)
     bids[index] = replace(bids[index], price=p.price, revealed=True)
-    w.set_task(p.task_id, replace(task, bids=tuple(bids)))
+    task = replace(task, bids=tuple(bids))
+    w.set_task(p.task_id, task)
+    if all(b.revealed for b in task.bids):  # nothing left that could change the outcome
+        _award(w, p.task_id, task)
 
 
 # --- results and verdicts -------------------------------------------------------------------------
