@@ -148,8 +148,7 @@ async def test_task_submit_watch_result_and_provider_commands(tmp_path: Path) ->
             price = ogpu_units(1) // 4
             for step in (lambda: market.bid(market.provider_a, task_id, price),
                          lambda: market.pass_phase(task_id),
-                         lambda: market.reveal(market.provider_a, task_id, price),
-                         lambda: market.pass_phase(task_id),
+                         lambda: market.reveal(market.provider_a, task_id, price),  # award
                          lambda: node.report_progress(market.provider_a, task_id, 5_000),
                          lambda: market.commit_result(task_id),
                          lambda: market.vote(task_id, True)):
@@ -160,7 +159,7 @@ async def test_task_submit_watch_result_and_provider_commands(tmp_path: Path) ->
         code, out = watched["out"]
         assert code == 0, out
         for line in ("attempt 1: bidding, 0 sealed bid(s)", "bidding, 1 sealed bid(s)",
-                     "revealing, 1/1 bid(s) revealed",
+                     "revealing, 0/1 bid(s) revealed",
                      f"running on {address_to_text(market.provider_a.address)} at",
                      "no progress report yet", "50%", "verifying, verdicts 0/1 (0 accept)",
                      "closed: completed", "money trail of task", "provider_collateral_locked",

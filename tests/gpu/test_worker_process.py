@@ -61,5 +61,5 @@ def _children_niceness() -> list[int]:
 def test_the_workload_runs_at_a_lower_priority_than_the_node() -> None:
     seen: list[list[int]] = []
     run_in_process(TRAIN, "cpu", lambda _: seen.append(_children_niceness()))
-    mine = os.nice(0)
-    assert seen and all(n == [min(19, mine + WORKER_NICENESS)] for n in seen)
+    expected = min(19, os.nice(0) + WORKER_NICENESS)
+    assert any(seen) and all(n == expected for children in seen for n in children)

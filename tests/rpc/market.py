@@ -88,14 +88,14 @@ class Market:
                                     - self.node.state.timestamp))
 
     async def award(self, task_id: Hash32, bids: dict[int, int]) -> None:
-        """Bids by dev-account index and price; ends with the award."""
+        """Bids by dev-account index and price; ends with the award (made by the last
+        reveal)."""
         keys = self.node.users()
         for index, price in bids.items():
             await self.bid(keys[index], task_id, price)
         self.pass_phase(task_id)
         for index, price in bids.items():
             await self.reveal(keys[index], task_id, price)
-        self.pass_phase(task_id)
 
     async def commit_result(self, task_id: Hash32, output: bytes = OUTPUT) -> None:
         task = self.task(task_id)

@@ -376,10 +376,9 @@ async def test_task_subscription_follows_one_task_to_its_close(rpc: Rpc,
         assert len((await next_view(client, sub_id))["bids"]) == 1
         market.pass_phase(task_id)
         assert (await next_view(client, sub_id))["status"] == "revealing"
-        await market.reveal(market.provider_a, task_id, ogpu(1) // 4)
-        assert (await next_view(client, sub_id))["bids"][0]["revealed"] is True
-        market.pass_phase(task_id)
+        await market.reveal(market.provider_a, task_id, ogpu(1) // 4)  # the only bid: awarded
         running = await next_view(client, sub_id)
+        assert running["bids"][0]["revealed"] is True
         assert (running["status"], running["progressBps"]) == ("running", None)
         rpc.node.produce_block()  # a block that leaves the task as it is: nothing is sent
         rpc.node.report_progress(market.provider_a, task_id, 2_500)
