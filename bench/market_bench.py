@@ -31,7 +31,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +43,7 @@ from gpu.cpu_kernels import kernels_for, warm_up
 from gpu.data import dataset, init_weights, layers_to_device, matmul_inputs
 from gpu.device import Array, Device, detect
 from gpu.device_bench import benchmark_score
-from gpu.spec import MatmulSpec, TrainSpec
+from gpu.spec import MAX_CHECKPOINT_INTERVAL, MatmulSpec, TrainSpec
 from gpu.verify import freivalds_vectors, verify_matmul, verify_training
 from gpu.workloads import matmul_product, run_workload
 from ogpu_node import devnet
@@ -52,7 +52,7 @@ from ogpu_node.genesis import dev_account_key, load_template
 from ogpu_node.ledger.market.payloads import SubmitTask
 from ogpu_node.market_demo import Client
 from ogpu_node.polling import wait_until
-from ogpu_node.rpc_client import rpc_call
+from ogpu_node.rpc_client import RpcCallError, Subscription, rpc_call
 
 GOAL_VERIFY_FRACTION = 0.02
 GOAL_SPEED_RATIO = 0.90
@@ -77,17 +77,19 @@ class PartResult:
 
 
 def e2e_train_spec(steps: int) -> TrainSpec:
-    """Part (a)'s task: an MLP 64-1024-1024-10 at batch 512, a checkpoint every 50 steps."""
+    """Part (a)'s task: an MLP 64-1024-1024-10 at batch 512 with 50 checkpoints (a member's
+    replay of one interval is 2% of the work; each checkpoint costs the provider about 25 ms to
+    encode, hash and store here)."""
     return TrainSpec(seed=7, n_features=64, hidden=(1024, 1024), n_classes=10, n_samples=8192,
                      batch=512, steps=steps, lr_micros=20_000,
-                     checkpoint_every=min(50, steps))
+                     checkpoint_every=max(1, min(steps // 50, MAX_CHECKPOINT_INTERVAL)))
 
 
 def part_a(args: argparse.Namespace, device: Device) -> PartResult:
     """A training task of about 30 s of compute submitted through a 4-validator devnet of real
     processes (one provider, every validator a verifier), timed from submission until the
     client sees it settled, against `run_workload` of the same spec in this process."""
-    spec = e2e_train_spec(args.e2e_steps)
+    spec = e2e_train_spec(args.e2e_steps or _steps_for(args.e2e_seconds, device))
     part = PartResult("(a) end-to-end through a devnet (training task)",
                       ["measure", "seconds", "share of local", "goal", ""])
     start = time.perf_counter()
@@ -96,8 +98,8 @@ def part_a(args: argparse.Namespace, device: Device) -> PartResult:
     root = Path(tempfile.mkdtemp(prefix="ogpu-bench-market-"))
     try:
         template = load_template()
-        template["params"] = {**template["params"], "bid_window_ms": 1_000,
-                              "reveal_window_ms": 1_000}
+        template["params"] = {**template["params"], "bid_window_ms": 2_000,
+                              "reveal_window_ms": 2_000}
         (root / "template.json").write_text(json.dumps(template))
         base = devnet.free_port_base(12)
         net = root / "net"
@@ -110,17 +112,21 @@ def part_a(args: argparse.Namespace, device: Device) -> PartResult:
         url = devnet.rpc_url(net / "node0")
         wait_until(lambda: rpc_call(url, "provider_list")["count"] >= 1,
                    "the provider to register")
+        _settle(devnet.rpc_url(net / "node1"))
         client = Client(url, dev_account_key(3))
         submitted = time.perf_counter()
         task_id = client.send(SubmitTask(spec.KIND, encode(spec), 2_000_000, 0, 900_000,
                                          1_800_000)).hex()
-        task = wait_until(lambda: (view := rpc_call(url, "task_get", {"taskId": task_id}))
-                          ["status"] == "closed" and view, "the task to close", 900, 0.1)
+        task = _closed_view(url, task_id)
         e2e_s = time.perf_counter() - submitted
         worker_s = _provider_compute_s(net / "node1" / "node.log")
     finally:
         devnet.stop(root / "net")
+    if task["closeReason"] == "completed" and not args.keep:
         shutil.rmtree(root, ignore_errors=True)
+    else:
+        print(f"the task closed {task['closeReason']} ({task.get('why')}): the devnet's homes "
+              f"and logs are kept in {net}")
     created, awarded = task["createdMs"], task["awardedMs"] or task["createdMs"]
     result_ms = task["resultMs"] or awarded
     closed_ms = task["phaseEndMs"]
@@ -149,6 +155,33 @@ def part_a(args: argparse.Namespace, device: Device) -> PartResult:
                     "verification_s": (closed_ms - result_ms) / 1000,
                     "verdicts": task["verdicts"], "pass": ok}
     return part
+
+
+def _settle(url: str, blocks: int = 3) -> None:
+    """Wait until the node at `url` has finalised `blocks` blocks in a row itself (no sync):
+    the start's CPU burst (interpreters, kernels, the device benchmark) is over."""
+    start = rpc_call(url, "chain_status")["height"]
+    wait_until(lambda: (status := rpc_call(url, "chain_status"))["syncing"] is False
+               and status["height"] >= start + blocks, "the devnet to settle", 60)
+
+
+def _closed_view(url: str, task_id: str) -> dict[str, Any]:
+    """The task's view once it closes, followed over a WebSocket subscription (polling would
+    cost the 2-core machine the nodes share some of the CPU being measured)."""
+    with Subscription(url, {"kind": "task", "taskId": task_id}, idle_timeout=900) as views:
+        for view in views:
+            if view["status"] == "closed":
+                return dict(view)
+    raise RpcCallError(f"the subscription to task {task_id} ended before it closed")
+
+
+def _steps_for(seconds: float, device: Device) -> int:
+    """Training steps of part (a)'s task that take about `seconds` of compute on `device`
+    (timed on a short run of the same spec)."""
+    probe = e2e_train_spec(50)
+    run_workload(replace(probe, steps=5, checkpoint_every=5), device)  # warm-up
+    per_step = run_workload(probe, device).phases["compute"] / probe.steps
+    return max(50, round(seconds / per_step / 50) * 50)
 
 
 def _provider_compute_s(log: Path) -> float | None:
@@ -336,8 +369,12 @@ PARTS: dict[str, Callable[[argparse.Namespace, Device], PartResult]] = {
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="scripts/bench market")
     parser.add_argument("--parts", default="a,b,c", help="comma-separated parts among a, b, c")
-    parser.add_argument("--e2e-steps", type=int, default=1_400,
-                        help="training steps of part (a)'s task (about 30 s on one core here)")
+    parser.add_argument("--e2e-seconds", type=float, default=30.0,
+                        help="compute time part (a)'s task is sized to on this device")
+    parser.add_argument("--e2e-steps", type=int, default=0,
+                        help="training steps of part (a)'s task (default: --e2e-seconds)")
+    parser.add_argument("--keep", action="store_true",
+                        help="keep part (a)'s devnet homes and logs (always kept on a failure)")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
     parser.add_argument("--matmul-n", type=int, default=4096)
     parser.add_argument("--sizes", type=lambda s: [int(v) for v in s.split(",")],

@@ -43,6 +43,7 @@ with f falsified intervals with probability 1 - C(K-f, m) / C(K, m) >= 1 - (1 - 
 
 from __future__ import annotations
 
+import copy
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -72,9 +73,10 @@ METRIC_LOSS_ATOL_MICROS = 10
 INFER_RTOL = 1e-4
 INFER_ATOL = 1e-6
 
-CheckpointSource = Sequence[bytes] | Callable[[int], bytes]
-"""The committed checkpoints, or a function fetching checkpoint `i` (only sampled ones are read;
-its own exceptions, e.g. a blob that cannot be fetched, propagate)."""
+CheckpointSource = Sequence[bytes] | Mapping[int, bytes] | Callable[[int], bytes]
+"""The committed checkpoints (all of them, or by index at least those `checkpoints_to_check`
+names), or a function fetching checkpoint `i` (only sampled ones are read; its own exceptions,
+e.g. a blob that cannot be fetched, propagate)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,8 +192,7 @@ def verify_training(spec: TrainSpec, checkpoints: CheckpointSource,
             return fetched[i]
 
         data = dataset(spec, device, uploaded)
-        count = min(max(0, intervals), len(marks))
-        chosen = sorted(int(k) for k in rng.choice(len(marks), size=count, replace=False))
+        chosen = _choose_intervals(len(marks), intervals, rng)
         for k in chosen:
             _check_interval(spec, k, fetch, data, device)
         if chosen:
@@ -200,6 +201,19 @@ def verify_training(spec: TrainSpec, checkpoints: CheckpointSource,
         checked.append("final metrics")
 
     return _run(check)
+
+
+def _choose_intervals(count: int, intervals: int, rng: np.random.Generator) -> list[int]:
+    chosen = rng.choice(count, size=min(max(0, intervals), count), replace=False)
+    return sorted(int(k) for k in chosen)
+
+
+def checkpoints_to_check(spec: TrainSpec, intervals: int, rng: np.random.Generator) -> list[int]:
+    """The checkpoint indices `verify_training(spec, ..., intervals, rng, ...)` will read, so
+    that a caller can fetch them first (drawn from a copy: `rng` is left as it is)."""
+    marks = spec.checkpoint_steps
+    chosen = _choose_intervals(len(marks), intervals, copy.deepcopy(rng))
+    return sorted({i for k in chosen for i in (k - 1, k) if i >= 0} | {len(marks) - 1})
 
 
 def _check_interval(spec: TrainSpec, k: int, fetch: Callable[[int], bytes],

@@ -1,37 +1,47 @@
-"""Running a workload in a child process, so that it has an interpreter (and a GIL) of its own.
+"""Running workloads and checks in a child process, so that each has an interpreter (and a GIL)
+of its own.
 
-A provider node runs consensus, gossip and RPC in Python on its trio loop. A workload in a thread
-of the same process shares the GIL with that loop, cannot be killed (only asked to stop at its
-next check), and takes the node down with it if the device library crashes the process. In a
-child process none of that reaches the node: a cancelled task's process is killed at once, a
-crash is a `WorkloadError`, and consensus never waits for the workload's Python.
+A node runs consensus, gossip and RPC in Python on its trio loop. A workload or a check in a
+thread of the same process shares the GIL with that loop, cannot be killed (only asked to stop at
+its next check), and takes the node down with it if the device library crashes the process. In a
+child process none of that reaches the node: a cancelled job's process is killed at once, a
+crash is a `WorkloadError`, and consensus never waits for the job's Python.
 
-The child lowers its own scheduling priority (`WORKER_NICENESS`): on a CPU provider the
-workload takes every core it can get, and at the node's priority it would starve the node's
-consensus, which then falls behind, syncs, and misses the auctions and deadlines it works for.
-A niced workload still gets all the CPU the node leaves idle.
+A `Worker` is one child interpreter (`python -m gpu.worker_process`, never a `fork` of a process
+that runs threads) that runs one job. It starts at once, imports the libraries, opens its
+device and loads its compiled kernels while it waits for the job, so `WorkerPool` keeps one
+started spare per agent: a job begins without the seconds that all this takes.
 
-`run_in_process` blocks (call it from a worker thread): it starts a fresh interpreter
-(`python -m gpu.worker_process`, never a `fork` of a process that runs threads), sends it the spec
-and the inputs over a pipe, relays its progress
-reports to `progress`, and returns its `WorkloadResult`. When `should_stop()` turns true the child
-is killed and `WorkloadCancelled` raised; the errors the child raises on purpose (`GpuError`,
-`InvalidSpec`) are raised again here with their type and message; a child that dies raises
-`WorkloadError`.
+The child lowers its own scheduling priority (`WORKER_NICENESS`): on a CPU provider the workload
+takes every core it can get, and at the node's priority it would starve the node's consensus,
+which then falls behind, syncs, and misses the auctions and deadlines it works for. A niced job
+still gets all the CPU the node leaves idle.
+
+`Worker.call` blocks (call it from a worker thread): it sends the job's name and arguments over a
+pipe, relays progress reports to `progress`, and returns the job's value. When `should_stop()`
+turns true the child is killed and `WorkloadCancelled` raised; the errors the child raises on
+purpose (`GpuError`, `InvalidSpec`) are raised again here with their type and message; a child
+that dies raises `WorkloadError`. The jobs (`JOBS`) are `gpu`'s own functions, called with the
+child's device.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
 import subprocess
 import sys
+import threading
+from collections.abc import Callable
 from multiprocessing.connection import Connection
 from typing import Any
 
-from gpu.device import detect
+from gpu.cpu_kernels import warm_up
+from gpu.device import Device, detect
 from gpu.errors import GpuError, WorkloadCancelled, WorkloadError
 from gpu.spec import InvalidSpec, WorkloadSpec
+from gpu.verify import verify_inference, verify_matmul, verify_training
 from gpu.workloads import Progress, ShouldStop, WorkloadResult, run_workload
 
 POLL_S = 0.2
@@ -39,58 +49,132 @@ POLL_S = 0.2
 WORKER_NICENESS = 10
 """Added to the child's niceness (`os.nice`): the node's own work comes first."""
 
+JOBS: dict[str, Callable[..., Any]] = {
+    "run_workload": run_workload,
+    "verify_matmul": verify_matmul,
+    "verify_training": verify_training,
+    "verify_inference": verify_inference,
+}
+"""What a worker runs: each is called with the job's keyword arguments and `device=`."""
+
+
+class Worker:
+    """One started child interpreter for one job (see the module docstring)."""
+
+    def __init__(self, device_kind: str, niceness: int = WORKER_NICENESS) -> None:
+        to_child_r, to_child_w = os.pipe()
+        from_child_r, from_child_w = os.pipe()
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "gpu.worker_process", str(to_child_r), str(from_child_w),
+             device_kind, str(niceness)],
+            pass_fds=(to_child_r, from_child_w), stdin=subprocess.DEVNULL)
+        os.close(to_child_r)
+        os.close(from_child_w)
+        self._send = Connection(to_child_w, readable=False)
+        self._receive = Connection(from_child_r, writable=False)
+        self.used = False
+
+    def call(self, job: str, kwargs: dict[str, Any], progress: Progress | None = None,
+             should_stop: ShouldStop | None = None) -> Any:
+        """`JOBS[job](**kwargs, device=<the child's device>)` in the child; once per worker."""
+        if self.used:
+            raise WorkloadError("a worker runs one job")
+        self.used = True
+        try:
+            with contextlib.suppress(OSError):  # a child that ended already (its device
+                self._send.send((job, kwargs))  # failed) has left its error in the pipe
+            while True:
+                if should_stop is not None and should_stop():
+                    raise WorkloadCancelled("stopped: the job is no longer wanted")
+                if not self._receive.poll(POLL_S):
+                    continue
+                try:
+                    kind, value = self._receive.recv()
+                except EOFError:
+                    raise WorkloadError(f"the worker process died (exit code "
+                                        f"{self.process.wait()})") from None
+                if kind == "progress":
+                    if progress is not None:
+                        progress(value)
+                elif kind == "result":
+                    return value
+                else:
+                    raise _rebuild_error(value)
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        """Stop the child (at once if it is still working) and release the pipes."""
+        self._send.close()
+        self._receive.close()
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait()
+
+
+class WorkerPool:
+    """Hands out workers, keeping one started spare so that a job starts without waiting for an
+    interpreter; the spare that a job takes is replaced when the job ends."""
+
+    def __init__(self, device_kind: str, niceness: int = WORKER_NICENESS) -> None:
+        self.device_kind = device_kind
+        self.niceness = niceness
+        self._lock = threading.Lock()
+        self._spare: Worker | None = None
+        self._closed = False
+
+    def start(self) -> None:
+        """Start the spare (no-op when there is one)."""
+        with self._lock:
+            if self._spare is None and not self._closed:
+                self._spare = Worker(self.device_kind, self.niceness)
+
+    def call(self, job: str, kwargs: dict[str, Any], progress: Progress | None = None,
+             should_stop: ShouldStop | None = None) -> Any:
+        """`Worker.call` on the spare (or a new worker), then start the next spare."""
+        with self._lock:
+            if self._closed:
+                raise WorkloadCancelled("the worker pool is closed")
+            worker, self._spare = self._spare, None
+        try:
+            return (worker or Worker(self.device_kind, self.niceness)).call(
+                job, kwargs, progress, should_stop)
+        finally:
+            self.start()
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            spare, self._spare = self._spare, None
+        if spare is not None:
+            spare.close()
+
 
 def run_in_process(spec: WorkloadSpec, device_kind: str, progress: Progress | None = None,
-                   should_stop: ShouldStop | None = None,
-                   inputs: bytes | None = None) -> WorkloadResult:
-    """`run_workload(spec, detect(device_kind), ...)` in a child process (see the module
-    docstring)."""
-    to_child_r, to_child_w = os.pipe()
-    from_child_r, from_child_w = os.pipe()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "gpu.worker_process", str(to_child_r), str(from_child_w)],
-        pass_fds=(to_child_r, from_child_w), stdin=subprocess.DEVNULL)
-    os.close(to_child_r)
-    os.close(from_child_w)
-    send = Connection(to_child_w, readable=False)
-    receive = Connection(from_child_r, writable=False)
-    try:
-        send.send((spec, device_kind, inputs))
-        while True:
-            if should_stop is not None and should_stop():
-                raise WorkloadCancelled("stopped: the task is no longer ours")
-            if not receive.poll(POLL_S):
-                continue
-            try:
-                kind, value = receive.recv()
-            except EOFError:
-                raise WorkloadError(f"the workload process died (exit code "
-                                    f"{process.wait()})") from None
-            if kind == "progress":
-                if progress is not None:
-                    progress(value)
-            elif kind == "result":
-                result: WorkloadResult = value
-                return result
-            else:
-                raise _rebuild_error(value)
-    finally:
-        send.close()
-        receive.close()
-        if process.poll() is None:
-            process.kill()
-        process.wait()
+                   should_stop: ShouldStop | None = None, inputs: bytes | None = None,
+                   pool: WorkerPool | None = None) -> WorkloadResult:
+    """`run_workload(spec, detect(device_kind), ...)` in a child process (from `pool` when
+    given)."""
+    kwargs = {"spec": spec, "inputs": inputs}
+    runner = pool if pool is not None else Worker(device_kind)
+    result: WorkloadResult = runner.call("run_workload", kwargs, progress, should_stop)
+    return result
 
 
-def _child_main(receive_fd: int, send_fd: int) -> None:
-    os.nice(WORKER_NICENESS)
+def _child_main(receive_fd: int, send_fd: int, device_kind: str, niceness: int) -> None:
+    os.nice(niceness)
     receive = Connection(receive_fd, writable=False)
     send = Connection(send_fd, readable=False)
     try:
-        spec, device_kind, inputs = receive.recv()
-        result = run_workload(spec, detect(device_kind),
-                              lambda fraction: send.send(("progress", fraction)), None, inputs)
-        send.send(("result", result))
+        device: Device = detect(device_kind)  # while the job is still on its way:
+        warm_up(device)  # a second or more of Numba's cache (or compiling) comes off the job
+        try:
+            job, kwargs = receive.recv()
+        except EOFError:
+            return  # a spare that was never used
+        if job == "run_workload":
+            kwargs["progress"] = lambda fraction: send.send(("progress", fraction))
+        send.send(("result", JOBS[job](**kwargs, device=device)))
     except (GpuError, InvalidSpec) as exc:
         send.send(("error", (type(exc).__module__, type(exc).__name__, str(exc))))
     finally:
@@ -111,4 +195,4 @@ def _rebuild_error(value: Any) -> Exception:
 
 
 if __name__ == "__main__":
-    _child_main(int(sys.argv[1]), int(sys.argv[2]))
+    _child_main(int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], int(sys.argv[4]))

@@ -68,6 +68,8 @@ class Config:
     verifier_freivalds_rounds: int = 20
     verifier_samples: int = 8
     """Inference rows a verifier re-executes."""
+    verifier_process: bool = True
+    """Run each check in a child process (`gpu/worker_process.py`), instead of a thread."""
 
     def path(self, relative: str) -> Path:
         """A configured file or folder, resolved against `home`."""

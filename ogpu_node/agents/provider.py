@@ -15,8 +15,9 @@ After every finalised block it looks at the open tasks:
   (reporting them missing, `ReportMissingInputs`, when no peer serves them within
   INPUTS_FETCH_ATTEMPTS tries or they are not what the spec asks for: the committee checks the
   report and, if it stands, the client's collateral is ours), then
-  runs the workload in a child process (`gpu.worker_process`: killed at once when the task
-  stops being ours, a crash cannot take the node down; `process=False` runs it in a worker
+  runs the workload in a child process (`gpu.worker_process`: a spare is kept started, so a
+  job does not wait for an interpreter; killed at once when the task stops being ours, a crash
+  cannot take the node down; `process=False` runs it in a worker
   thread instead),
   publishes progress about once a second, stores the output and checkpoints as blobs (served to
   verifiers and the client over `/ogpu/blob/1`) and commits the result before the deadline. A
@@ -43,7 +44,7 @@ from gpu.device_bench import benchmark_score
 from gpu.errors import GpuError, WorkloadCancelled
 from gpu.inputs import InputsError, check_inputs, inputs_max_bytes
 from gpu.spec import InferSpec, InvalidSpec, TrainSpec, WorkloadSpec, decode_spec
-from gpu.worker_process import run_in_process
+from gpu.worker_process import WorkerPool, run_in_process
 from gpu.workloads import WorkloadResult, run_workload
 from ogpu_node.agents.wallet import NodeWallet
 from ogpu_node.blobs import BlobError, FileTooLarge, file_id
@@ -135,6 +136,7 @@ class ProviderAgent:
         """Why we did not bid on a task (for operators and `ogpu provider status`)."""
         self.closing = False
         """Set when the agent is being cancelled: running workloads stop at once."""
+        self.workers: WorkerPool | None = None
 
     async def serve(self, *, task_status: StartedStatus = trio.TASK_STATUS_IGNORED
                     ) -> None:
@@ -144,12 +146,19 @@ class ProviderAgent:
             self.benchmark = await trio.to_thread.run_sync(benchmark_score, self.device)
         log.info("provider on %s (%s), benchmark %d GFLOP/s, floor %d per unit",
                  self.device.name, self.device.kind, self.benchmark, self.policy.price_floor)
+        if self.policy.process:
+            self.workers = WorkerPool(self.device.kind)
+            self.workers.start()
         task_status.started()
-        async with trio.open_nursery() as nursery, self.node.subscribe_blocks() as blocks:
-            nursery.start_soon(self._watch_for_shutdown)
-            await self.step(nursery)
-            async for _ in blocks:
+        try:
+            async with trio.open_nursery() as nursery, self.node.subscribe_blocks() as blocks:
+                nursery.start_soon(self._watch_for_shutdown)
                 await self.step(nursery)
+                async for _ in blocks:
+                    await self.step(nursery)
+        finally:
+            if self.workers is not None:
+                self.workers.close()
 
     async def _watch_for_shutdown(self) -> None:
         """Tell the workers to stop when the agent is cancelled (a worker thread cannot be
@@ -295,9 +304,10 @@ class ProviderAgent:
             async with trio.open_nursery() as reporters:
                 reporters.start_soon(self._report_progress, task_id, task.attempt)
                 try:
-                    if self.policy.process:
+                    if self.workers is not None:
                         result = await trio.to_thread.run_sync(
-                            run_in_process, spec, device.kind, on_progress, should_stop, inputs)
+                            run_in_process, spec, device.kind, on_progress, should_stop, inputs,
+                            self.workers)
                     else:
                         result = await trio.to_thread.run_sync(
                             run_workload, spec, device, on_progress, should_stop, inputs)

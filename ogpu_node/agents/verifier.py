@@ -14,6 +14,11 @@ within the verdict window is rejected as `output_unavailable` (a provider cannot
 output and still be paid). A task's uploaded inputs come the same way (the provider, which
 fetched them, serves them too).
 
+The files a check reads are fetched first; the check then runs in a child process
+(`gpu.worker_process`, from a pool that keeps a started spare; `process=False` runs it in a
+worker thread), so that a replay never holds the node's GIL and stops at once when the result it
+checks is no longer waiting for this member's vote.
+
 A report of missing inputs is checked by fetching the inputs and checking them against the spec
 (`gpu.inputs.check_inputs`): the member votes *accept* (the report stands: the client withheld
 them) when it cannot get valid inputs within FETCH_ATTEMPTS tries, *reject* when it can.
@@ -27,11 +32,13 @@ from dataclasses import dataclass
 import numpy as np
 import trio
 
-from gpu.artifacts import MAX_ARTIFACT_BYTES
+from gpu.artifacts import MAX_ARTIFACT_BYTES, checkpoint_chain
 from gpu.device import Device, detect
+from gpu.errors import GpuError, WorkloadCancelled
 from gpu.inputs import InputsError, check_inputs, inputs_max_bytes
 from gpu.spec import InferSpec, MatmulSpec, TrainSpec, WorkloadSpec, decode_spec
-from gpu.verify import Verdict, verify_inference, verify_matmul, verify_training
+from gpu.verify import Verdict, checkpoints_to_check
+from gpu.worker_process import JOBS, WorkerPool
 from ogpu_node.agents.wallet import NodeWallet
 from ogpu_node.blobs import BlobError, FileTooLarge
 from ogpu_node.encoding import pack
@@ -63,6 +70,8 @@ class VerifierPolicy:
     freivalds_rounds: int = 20
     samples: int = 8
     device: str = "auto"
+    process: bool = True
+    """Run checks in a child process (see `gpu.worker_process`), else in a thread."""
 
 
 class VerifierAgent:
@@ -75,16 +84,26 @@ class VerifierAgent:
         self.device = device
         self.checking: set[tuple[bytes, int]] = set()
         self.verdicts: dict[tuple[bytes, int], Verdict] = {}
+        self.workers: WorkerPool | None = None
+        self.closing = False
 
     async def serve(self, *, task_status: StartedStatus = trio.TASK_STATUS_IGNORED
                     ) -> None:
         if self.device is None:
             self.device = detect(self.policy.device)
+        if self.policy.process:
+            self.workers = WorkerPool(self.device.kind)
+            self.workers.start()
         task_status.started()
-        async with trio.open_nursery() as nursery, self.node.subscribe_blocks() as blocks:
-            self.step(nursery)
-            async for _ in blocks:
+        try:
+            async with trio.open_nursery() as nursery, self.node.subscribe_blocks() as blocks:
                 self.step(nursery)
+                async for _ in blocks:
+                    self.step(nursery)
+        finally:
+            self.closing = True  # checks running in worker threads stop at their next poll
+            if self.workers is not None:
+                self.workers.close()
 
     def step(self, nursery: trio.Nursery) -> None:
         state = self.node.chain.state
@@ -120,6 +139,12 @@ class VerifierAgent:
                      verdict.reason, verdict.checked, verdict.seconds)
             await self.wallet.send_once(("verdict", key), SubmitVerdict(
                 task_id, task.attempt, verdict.ok, verdict.code))
+        except WorkloadCancelled:
+            log.info("task %s attempt %d moved on: check stopped", task_id.hex()[:12],
+                     task.attempt)
+        except GpuError as exc:  # no vote on a check that broke here; tried again next block
+            log.error("task %s attempt %d: the check failed here: %s", task_id.hex()[:12],
+                      task.attempt, exc)
         except InvalidTransaction as exc:
             log.info("verdict refused: %s: %s", exc.code, exc)
         finally:
@@ -134,26 +159,29 @@ class VerifierAgent:
             rng = self._rng(request.request_id, 0)
             try:
                 output = await self._fetch(request.output_id)
-                verdict = await trio.to_thread.run_sync(
-                    verify_inference, spec, output, self.policy.samples, rng, self.device)
+                verdict = await self._run_check("verify_inference", dict(
+                    spec=spec, output_bytes=output, samples=self.policy.samples, rng=rng))
             except BlobError as exc:
                 verdict = Verdict(False, f"output_unavailable: {exc}", "fetch", 0.0)
             self.verdicts[key] = verdict
             log.info("pool request %s: %s", request.request_id.hex()[:12], verdict.reason)
             await self.wallet.send_once(("pool_verdict", key), PoolVerdict(
                 pool_id, request.request_id, verdict.ok, verdict.code))
+        except GpuError as exc:  # no vote on a check that broke here; tried again next block
+            log.error("pool request %s: the check failed here: %s",
+                      request.request_id.hex()[:12], exc)
         except InvalidTransaction as exc:
             log.info("verdict refused: %s: %s", exc.code, exc)
         finally:
             self.checking.discard(key)
 
     async def check(self, task_id: Hash32, task: Task) -> Verdict:
-        """Fetch what the check needs and run it in a worker thread."""
+        """Fetch what the check needs, then run it (`_run_check`)."""
         spec = decode_spec(task.kind, task.spec)
         if task.status == TaskStatus.CHECKING_INPUTS:
             return await self.check_inputs_report(spec)
         assert self.device is not None and task.result is not None
-        device, result, policy = self.device, task.result, self.policy
+        result, policy = task.result, self.policy
         rng = self._rng(task_id, task.attempt)
         try:
             uploaded = (await self._fetch(spec.inputs, inputs_max_bytes(spec)) if spec.inputs
@@ -162,22 +190,25 @@ class VerifierAgent:
             return Verdict(False, f"inputs_unavailable: {exc}", "fetch", 0.0)
         try:
             if isinstance(spec, TrainSpec):
-                def checkpoint(index: int) -> bytes:
-                    # called from the worker thread: only what the check draws is fetched
-                    return trio.from_thread.run(self._fetch, result.checkpoint_ids[index])
-
-                return await trio.to_thread.run_sync(
-                    lambda: verify_training(spec, checkpoint, result.checkpoint_ids,
-                                            result.checkpoint_root, dict(result.metrics),
-                                            policy.intervals, rng, device, uploaded))
+                ids = result.checkpoint_ids
+                wanted = checkpoints_to_check(spec, policy.intervals, rng)
+                if (any(i >= len(ids) for i in wanted)
+                        or checkpoint_chain(ids) != result.checkpoint_root):
+                    wanted = []  # a broken chain: the check rejects it before reading any
+                fetched = {i: await self._fetch(ids[i]) for i in wanted}
+                return await self._run_check("verify_training", dict(
+                    spec=spec, checkpoints=fetched, checkpoint_ids=ids,
+                    checkpoint_root=result.checkpoint_root, metrics=dict(result.metrics),
+                    intervals=policy.intervals, rng=rng, uploaded=uploaded), task_id, task)
             output = await self._fetch(result.output_id)
             if isinstance(spec, MatmulSpec):
-                return await trio.to_thread.run_sync(
-                    lambda: verify_matmul(spec, output, policy.freivalds_rounds, rng, device,
-                                          uploaded=uploaded))
+                return await self._run_check("verify_matmul", dict(
+                    spec=spec, c_bytes=output, rounds=policy.freivalds_rounds, rng=rng,
+                    uploaded=uploaded), task_id, task)
             assert isinstance(spec, InferSpec)
-            return await trio.to_thread.run_sync(
-                verify_inference, spec, output, policy.samples, rng, device, uploaded)
+            return await self._run_check("verify_inference", dict(
+                spec=spec, output_bytes=output, samples=policy.samples, rng=rng,
+                uploaded=uploaded), task_id, task)
         except BlobError as exc:
             return Verdict(False, f"output_unavailable: {exc}", "fetch", 0.0)
 
@@ -199,6 +230,30 @@ class VerifierAgent:
                            trio.current_time() - start)
         return Verdict(False, "inputs_available: fetched and well-formed",
                        "fetch and check inputs", trio.current_time() - start)
+
+    async def _run_check(self, job: str, kwargs: dict[str, object], task_id: Hash32 | None = None,
+                         task: Task | None = None) -> Verdict:
+        """A `gpu.verify` check in a worker process (or thread); it stops (`WorkloadCancelled`)
+        when the task it checks no longer waits for this member's verdict, and raises
+        `GpuError` when the worker process died."""
+        assert self.device is not None
+        state_of = self.node.chain
+
+        def should_stop() -> bool:
+            if self.closing:
+                return True
+            if task_id is None or task is None:
+                return False
+            now = state_of.state.tasks.get(task_id)
+            return now is None or now.status != task.status or now.attempt != task.attempt
+
+        if self.workers is not None:
+            verdict: Verdict = await trio.to_thread.run_sync(
+                self.workers.call, job, kwargs, None, should_stop)
+        else:
+            verdict = await trio.to_thread.run_sync(
+                lambda: JOBS[job](**kwargs, device=self.device))
+        return verdict
 
     def _rng(self, item_id: bytes, attempt: int) -> np.random.Generator:
         """This verifier's own random choices for one result: secret until it votes (see the

@@ -117,7 +117,8 @@ def start_agents(nursery: trio.Nursery, node: Node, config: Config) -> None:
     if config.verifier:
         nursery.start_soon(VerifierAgent(node, VerifierPolicy(
             intervals=config.verifier_intervals, freivalds_rounds=config.verifier_freivalds_rounds,
-            samples=config.verifier_samples, device=config.provider_device)).serve)
+            samples=config.verifier_samples, device=config.provider_device,
+            process=config.verifier_process)).serve)
 
 
 async def _update_gauges(node: Node, metrics: NodeMetrics) -> None:

@@ -1,19 +1,23 @@
-"""Workloads in a child process: the same result as in this process, progress relayed, stopped
-on request, the child's errors raised again with their type."""
+"""Workloads and checks in a child process: the same result as in this process, progress
+relayed, stopped on request, the child's errors raised again with their type, spares reused."""
 
 from __future__ import annotations
 
+import copy
 import os
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pytest
 
 from gpu.device import Device
-from gpu.errors import WorkloadCancelled
+from gpu.errors import WorkloadCancelled, WorkloadError
 from gpu.inputs import InputsError
 from gpu.spec import InvalidSpec
-from gpu.worker_process import WORKER_NICENESS, run_in_process
+from gpu.verify import checkpoints_to_check, verify_training
+from gpu.worker_process import WORKER_NICENESS, Worker, WorkerPool, run_in_process
 from gpu.workloads import WorkloadResult
 from tests.gpu.conftest import MATMUL, TRAIN
 
@@ -63,3 +67,35 @@ def test_the_workload_runs_at_a_lower_priority_than_the_node() -> None:
     run_in_process(TRAIN, "cpu", lambda _: seen.append(_children_niceness()))
     expected = min(19, os.nice(0) + WORKER_NICENESS)
     assert any(seen) and all(n == expected for children in seen for n in children)
+
+
+def test_a_check_in_a_child_gives_the_verdict_of_the_same_check_here(
+        trained: WorkloadResult, device: Device) -> None:
+    rng = np.random.default_rng(7)
+    wanted = checkpoints_to_check(TRAIN, 2, rng)
+    assert wanted[-1] == len(trained.checkpoints) - 1 and len(wanted) <= 5
+    args: dict[str, Any] = dict(spec=TRAIN, checkpoints={i: trained.checkpoints[i] for i in wanted},
+                checkpoint_ids=trained.checkpoint_ids, checkpoint_root=trained.checkpoint_root,
+                metrics=trained.metrics, intervals=2)
+    here = verify_training(**args, rng=copy.deepcopy(rng), device=device)
+    there = Worker("cpu").call("verify_training", {**args, "rng": rng})
+    assert here.ok and there.ok and there.checked == here.checked
+    forged = dict(args, metrics={**trained.metrics, "loss_micros": 1})
+    assert not Worker("cpu").call("verify_training", {**forged, "rng": rng}).ok
+
+
+def test_a_pool_keeps_one_started_spare_and_replaces_it_after_each_job() -> None:
+    pool = WorkerPool("cpu")
+    pool.start()
+    first = pool._spare
+    assert first is not None and first.process.poll() is None  # started, waiting for a job
+    assert run_in_process(MATMUL, "cpu", pool=pool).output_id
+    assert first.process.poll() is not None  # it ran the job and ended
+    second = pool._spare
+    assert second is not None and second is not first
+    with pytest.raises(WorkloadError, match="one job"):
+        first.call("run_workload", {"spec": MATMUL})
+    pool.close()
+    assert second.process.poll() is not None and pool._spare is None
+    with pytest.raises(WorkloadCancelled):
+        run_in_process(MATMUL, "cpu", pool=pool)

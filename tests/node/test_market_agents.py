@@ -70,7 +70,7 @@ async def market_network(tmp_path: object, providers: dict[int, ProviderPolicy]
             await nursery.start(node.serve)
             nodes.append(node)
         for i, node in enumerate(nodes):
-            await nursery.start(VerifierAgent(node, VerifierPolicy(intervals=4),
+            await nursery.start(VerifierAgent(node, VerifierPolicy(intervals=4, process=False),
                                               cpu_device()).serve)
             if i in providers:
                 await nursery.start(ProviderAgent(node, providers[i], cpu_device()).serve)
