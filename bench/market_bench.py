@@ -44,7 +44,7 @@ from bench.report import pass_fail, print_table, write_json
 from gpu.artifacts import decode_arrays
 from gpu.cpu_kernels import kernels_for, warm_up
 from gpu.data import dataset, init_weights, layers_to_device, matmul_inputs
-from gpu.device import Array, Device, detect
+from gpu.device import BLAS_THREAD_VARIABLES, Array, Device, detect
 from gpu.device_bench import benchmark_score
 from gpu.spec import MAX_CHECKPOINT_INTERVAL, MatmulSpec, TrainSpec
 from gpu.verify import freivalds_vectors, verify_matmul, verify_training
@@ -356,18 +356,15 @@ def part_c(args: argparse.Namespace, device: Device) -> PartResult:
     return part
 
 
-BLAS_ENV = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
-
-
 def _set_blas_threads(threads: int, argv: list[str]) -> None:
     """BLAS reads its thread count when NumPy loads, so re-run this process with it set.
 
     Multithreaded BLAS on small matrices collapses (10x and worse) when another process holds
     a core, because its threads spin-wait on each other; one thread gives repeatable numbers.
     """
-    if threads <= 0 or os.environ.get(BLAS_ENV[0]) == str(threads):
+    if threads <= 0 or os.environ.get(BLAS_THREAD_VARIABLES[0]) == str(threads):
         return
-    env = {**os.environ, **dict.fromkeys(BLAS_ENV, str(threads))}
+    env = {**os.environ, **dict.fromkeys(BLAS_THREAD_VARIABLES, str(threads))}
     os.execve(sys.executable, [sys.executable, "-m", "bench.market_bench", *argv], env)
 
 
@@ -402,13 +399,14 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown parts {unknown}; choose among {', '.join(PARTS)}")
     device = detect(args.device)
     jit_s = warm_up(device)
+    blas_threads = os.environ.get(BLAS_THREAD_VARIABLES[0], "default")
     print(f"device: {device.kind} {device.name}, {device.memory_mb} MiB; BLAS threads "
-          f"{os.environ.get(BLAS_ENV[0], 'default')}; kernels {kernels_for(device).name} "
+          f"{blas_threads}; kernels {kernels_for(device).name} "
           f"(JIT warm-up {jit_s:.2f} s, excluded)")
     results: dict[str, Any] = {"device": {"kind": device.kind, "name": device.name,
                                           "memory_mb": device.memory_mb},
                                "kernels": kernels_for(device).name, "jit_warmup_s": jit_s,
-                               "blas_threads": os.environ.get(BLAS_ENV[0], "default"),
+                               "blas_threads": blas_threads,
                                "goals": {"verify_fraction": GOAL_VERIFY_FRACTION,
                                          "speed_ratio": GOAL_SPEED_RATIO}}
     for name in parts:

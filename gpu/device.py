@@ -25,6 +25,10 @@ Array = Any
 
 DeviceKind = Literal["cuda", "cpu"]
 ENV_DEVICE = "OGPU_DEVICE"
+BLAS_THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+"""What sets the CPU BLAS's thread count; it is read once, when NumPy loads. Processes that
+share cores (a devnet's nodes on one machine) should each run one thread: idle BLAS threads
+spin, and make small-matrix work ten times slower when another process holds a core."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -29,6 +29,7 @@ from pathlib import Path
 
 import httpx
 
+from gpu.device import BLAS_THREAD_VARIABLES
 from ogpu_node.address import address_to_text
 from ogpu_node.config import CONFIG_FILE, load_config
 from ogpu_node.genesis import dev_account_key
@@ -151,6 +152,13 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def node_environment() -> dict[str, str]:
+    """This process's environment for a node process, with one BLAS thread unless set: the
+    devnet's nodes, their workloads and their checks share this machine's cores
+    (`gpu.device.BLAS_THREAD_VARIABLES`)."""
+    return {**dict.fromkeys(BLAS_THREAD_VARIABLES, "1"), **os.environ}
+
+
 def start(root: Path, only: list[str] | None = None) -> dict[str, int]:
     """Start every node (or those named in `only`) not already running; returns name -> pid."""
     pids = {name: pid for name, pid in _pids(root).items() if _alive(pid)}
@@ -160,7 +168,8 @@ def start(root: Path, only: list[str] | None = None) -> dict[str, int]:
         with (home / "node.log").open("ab") as log:
             process = subprocess.Popen([sys.executable, "-m", "ogpu_node.cli.node_cli", "run",
                                         "--home", str(home)], stdout=log, stderr=log,
-                                       stdin=subprocess.DEVNULL, start_new_session=True)
+                                       stdin=subprocess.DEVNULL, start_new_session=True,
+                                       env=node_environment())
         _children[process.pid] = process
         pids[home.name] = process.pid
     (root / "pids").write_text(json.dumps(pids))

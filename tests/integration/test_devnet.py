@@ -7,6 +7,8 @@ a deadline: there is no event to wait on across process boundaries.
 
 from __future__ import annotations
 
+import json
+import os
 import signal
 from collections.abc import Iterator
 from functools import partial
@@ -14,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from gpu.device import BLAS_THREAD_VARIABLES
 from ogpu_node import devnet
 from ogpu_node.address import address_to_text
 from ogpu_node.config import load_config
@@ -74,6 +77,16 @@ def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Net]:
 
 
 VALIDATORS = ["node0", "node1", "node2", "node3"]
+
+
+def test_node_processes_run_one_blas_thread_unless_told_otherwise(net: Net) -> None:
+    """Four nodes and their workers share this machine: spinning BLAS threads would make their
+    small-matrix work ten times slower."""
+    for pid in json.loads((net.root / "pids").read_text()).values():
+        environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        for name in BLAS_THREAD_VARIABLES:
+            want = os.environ.get(name, "1")
+            assert f"{name}={want}".encode() in environ
 
 
 def test_transfers_sent_to_different_nodes_finalise_everywhere_with_one_state(net: Net) -> None:
