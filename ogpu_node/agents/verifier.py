@@ -167,6 +167,8 @@ class VerifierAgent:
             log.info("pool request %s: %s", request.request_id.hex()[:12], verdict.reason)
             await self.wallet.send_once(("pool_verdict", key), PoolVerdict(
                 pool_id, request.request_id, verdict.ok, verdict.code))
+        except WorkloadCancelled:
+            log.info("pool request %s: check stopped", request.request_id.hex()[:12])
         except GpuError as exc:  # no vote on a check that broke here; tried again next block
             log.error("pool request %s: the check failed here: %s",
                       request.request_id.hex()[:12], exc)
@@ -256,8 +258,9 @@ class VerifierAgent:
         return verdict
 
     def _rng(self, item_id: bytes, attempt: int) -> np.random.Generator:
-        """This verifier's own random choices for one result: secret until it votes (see the
-        module docstring), the same after a restart, different for every member."""
+        """This verifier's own random choices for one result: nobody without its key can
+        compute them (see the module docstring); the same after a restart, different for every
+        member."""
         return np.random.default_rng(int.from_bytes(self.seed(item_id, attempt)[:16], "big"))
 
     def seed(self, item_id: bytes, attempt: int) -> bytes:
