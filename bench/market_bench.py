@@ -167,8 +167,8 @@ def part_a(args: argparse.Namespace, device: Device) -> PartResult:
 
 
 def _settle(url: str, blocks: int = 3) -> None:
-    """Wait until the node at `url` has finalised `blocks` blocks in a row itself (no sync):
-    the start's CPU burst (interpreters, kernels, the device benchmark) is over."""
+    """Wait until the node at `url` has finalised `blocks` more blocks and is not syncing: the
+    start's CPU burst (interpreters, kernels, the device benchmark) is over."""
     start = rpc_call(url, "chain_status")["height"]
     wait_until(lambda: (status := rpc_call(url, "chain_status"))["syncing"] is False
                and status["height"] >= start + blocks, "the devnet to settle", 60)

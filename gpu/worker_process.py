@@ -40,9 +40,9 @@ from typing import Any
 from gpu.cpu_kernels import warm_up
 from gpu.device import Device, detect
 from gpu.errors import GpuError, WorkloadCancelled, WorkloadError
-from gpu.spec import InvalidSpec, WorkloadSpec
+from gpu.spec import InvalidSpec
 from gpu.verify import verify_inference, verify_matmul, verify_training
-from gpu.workloads import Progress, ShouldStop, WorkloadResult, run_workload
+from gpu.workloads import Progress, ShouldStop, run_workload
 
 POLL_S = 0.2
 """How often the parent checks `should_stop` while the child works."""
@@ -114,7 +114,8 @@ class Worker:
 
 class WorkerPool:
     """Hands out workers, keeping one started spare so that a job starts without waiting for an
-    interpreter; the spare that a job takes is replaced when the job ends."""
+    interpreter; the spare that a job takes is replaced when the job ends. As a context manager
+    it starts the spare on entry and closes on exit."""
 
     def __init__(self, device_kind: str, niceness: int = WORKER_NICENESS) -> None:
         self.device_kind = device_kind
@@ -142,23 +143,21 @@ class WorkerPool:
         finally:
             self.start()
 
+    def __enter__(self) -> WorkerPool:
+        self.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
     def close(self) -> None:
+        """Stop the spare; later calls raise `WorkloadCancelled` (running jobs stop through
+        their own `should_stop`)."""
         with self._lock:
             self._closed = True
             spare, self._spare = self._spare, None
         if spare is not None:
             spare.close()
-
-
-def run_in_process(spec: WorkloadSpec, device_kind: str, progress: Progress | None = None,
-                   should_stop: ShouldStop | None = None, inputs: bytes | None = None,
-                   pool: WorkerPool | None = None) -> WorkloadResult:
-    """`run_workload(spec, detect(device_kind), ...)` in a child process (from `pool` when
-    given)."""
-    kwargs = {"spec": spec, "inputs": inputs}
-    runner = pool if pool is not None else Worker(device_kind)
-    result: WorkloadResult = runner.call("run_workload", kwargs, progress, should_stop)
-    return result
 
 
 def _child_main(receive_fd: int, send_fd: int, device_kind: str, niceness: int) -> None:

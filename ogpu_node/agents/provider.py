@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import logging
 import os
+from contextlib import nullcontext
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -44,8 +45,9 @@ from gpu.device_bench import benchmark_score
 from gpu.errors import GpuError, WorkloadCancelled
 from gpu.inputs import InputsError, check_inputs, inputs_max_bytes
 from gpu.spec import InferSpec, InvalidSpec, TrainSpec, WorkloadSpec, decode_spec
-from gpu.worker_process import WorkerPool, run_in_process
+from gpu.worker_process import WorkerPool
 from gpu.workloads import WorkloadResult, run_workload
+from ogpu_node.agents.closing import Closing
 from ogpu_node.agents.wallet import NodeWallet
 from ogpu_node.blobs import BlobError, FileTooLarge, file_id
 from ogpu_node.errors import OgpuError
@@ -134,7 +136,7 @@ class ProviderAgent:
         """(task, attempt) whose workload was started here: each runs once."""
         self.skipped: dict[bytes, str] = {}
         """Why we did not bid on a task (for operators and `ogpu provider status`)."""
-        self.closing = False
+        self.closing = Closing()
         """Set when the agent is being cancelled: running workloads stop at once."""
         self.workers: WorkerPool | None = None
 
@@ -146,27 +148,14 @@ class ProviderAgent:
             self.benchmark = await trio.to_thread.run_sync(benchmark_score, self.device)
         log.info("provider on %s (%s), benchmark %d GFLOP/s, floor %d per unit",
                  self.device.name, self.device.kind, self.benchmark, self.policy.price_floor)
-        if self.policy.process:
-            self.workers = WorkerPool(self.device.kind)
-            self.workers.start()
         task_status.started()
-        try:
+        pool = WorkerPool(self.device.kind) if self.policy.process else nullcontext()
+        with pool as self.workers:
             async with trio.open_nursery() as nursery, self.node.subscribe_blocks() as blocks:
-                nursery.start_soon(self._watch_for_shutdown)
+                nursery.start_soon(self.closing.watch)
                 await self.step(nursery)
                 async for _ in blocks:
                     await self.step(nursery)
-        finally:
-            if self.workers is not None:
-                self.workers.close()
-
-    async def _watch_for_shutdown(self) -> None:
-        """Tell the workers to stop when the agent is cancelled (a worker thread cannot be
-        cancelled: it has to notice)."""
-        try:
-            await trio.sleep_forever()
-        finally:
-            self.closing = True
 
     async def step(self, nursery: trio.Nursery) -> None:
         """React to the latest finalised state."""
@@ -298,7 +287,7 @@ class ProviderAgent:
 
             def should_stop() -> bool:
                 # called from the worker thread; the finalised state is replaced, never mutated
-                return self.closing or not self._still_ours(task_id, task.attempt)
+                return self.closing.set or not self._still_ours(task_id, task.attempt)
 
             result: WorkloadResult | None = None
             async with trio.open_nursery() as reporters:
@@ -306,8 +295,8 @@ class ProviderAgent:
                 try:
                     if self.workers is not None:
                         result = await trio.to_thread.run_sync(
-                            run_in_process, spec, device.kind, on_progress, should_stop, inputs,
-                            self.workers)
+                            self.workers.call, "run_workload", {"spec": spec, "inputs": inputs},
+                            on_progress, should_stop)
                     else:
                         result = await trio.to_thread.run_sync(
                             run_workload, spec, device, on_progress, should_stop, inputs)

@@ -27,6 +27,7 @@ them) when it cannot get valid inputs within FETCH_ATTEMPTS tries, *reject* when
 from __future__ import annotations
 
 import logging
+from contextlib import nullcontext
 from dataclasses import dataclass
 
 import numpy as np
@@ -39,6 +40,7 @@ from gpu.inputs import InputsError, check_inputs, inputs_max_bytes
 from gpu.spec import InferSpec, MatmulSpec, TrainSpec, WorkloadSpec, decode_spec
 from gpu.verify import Verdict, checkpoints_to_check
 from gpu.worker_process import JOBS, WorkerPool
+from ogpu_node.agents.closing import Closing
 from ogpu_node.agents.wallet import NodeWallet
 from ogpu_node.blobs import BlobError, FileTooLarge
 from ogpu_node.encoding import pack
@@ -85,25 +87,20 @@ class VerifierAgent:
         self.checking: set[tuple[bytes, int]] = set()
         self.verdicts: dict[tuple[bytes, int], Verdict] = {}
         self.workers: WorkerPool | None = None
-        self.closing = False
+        self.closing = Closing()
 
     async def serve(self, *, task_status: StartedStatus = trio.TASK_STATUS_IGNORED
                     ) -> None:
         if self.device is None:
             self.device = detect(self.policy.device)
-        if self.policy.process:
-            self.workers = WorkerPool(self.device.kind)
-            self.workers.start()
         task_status.started()
-        try:
+        pool = WorkerPool(self.device.kind) if self.policy.process else nullcontext()
+        with pool as self.workers:
             async with trio.open_nursery() as nursery, self.node.subscribe_blocks() as blocks:
+                nursery.start_soon(self.closing.watch)
                 self.step(nursery)
                 async for _ in blocks:
                     self.step(nursery)
-        finally:
-            self.closing = True  # checks running in worker threads stop at their next poll
-            if self.workers is not None:
-                self.workers.close()
 
     def step(self, nursery: trio.Nursery) -> None:
         state = self.node.chain.state
@@ -239,14 +236,13 @@ class VerifierAgent:
         when the task it checks no longer waits for this member's verdict, and raises
         `GpuError` when the worker process died."""
         assert self.device is not None
-        state_of = self.node.chain
 
-        def should_stop() -> bool:
-            if self.closing:
+        def should_stop() -> bool:  # called from the worker thread
+            if self.closing.set:
                 return True
             if task_id is None or task is None:
                 return False
-            now = state_of.state.tasks.get(task_id)
+            now = self.node.chain.state.tasks.get(task_id)
             return now is None or now.status != task.status or now.attempt != task.attempt
 
         if self.workers is not None:

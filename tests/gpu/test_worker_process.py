@@ -15,17 +15,24 @@ import pytest
 from gpu.device import Device
 from gpu.errors import WorkloadCancelled, WorkloadError
 from gpu.inputs import InputsError
-from gpu.spec import InvalidSpec
+from gpu.spec import InvalidSpec, WorkloadSpec
 from gpu.verify import checkpoints_to_check, verify_training
-from gpu.worker_process import WORKER_NICENESS, Worker, WorkerPool, run_in_process
-from gpu.workloads import WorkloadResult
+from gpu.worker_process import WORKER_NICENESS, Worker, WorkerPool
+from gpu.workloads import Progress, ShouldStop, WorkloadResult
 from tests.gpu.conftest import MATMUL, TRAIN
+
+
+def run_in_process(spec: WorkloadSpec, progress: Progress | None = None,
+                   should_stop: ShouldStop | None = None) -> WorkloadResult:
+    result: WorkloadResult = Worker("cpu").call("run_workload", {"spec": spec}, progress,
+                                                should_stop)
+    return result
 
 
 def test_a_child_process_computes_the_same_bytes_and_reports_progress(
         trained: WorkloadResult) -> None:
     reports: list[float] = []
-    result = run_in_process(TRAIN, "cpu", reports.append)
+    result = run_in_process(TRAIN, reports.append)
     assert result.output_id == trained.output_id
     assert result.checkpoint_ids == trained.checkpoint_ids
     assert result.metrics == trained.metrics
@@ -36,15 +43,15 @@ def test_a_workload_asked_to_stop_stops_at_the_next_check() -> None:
     long = replace(TRAIN, steps=50_000, checkpoint_every=200)
     reports: list[float] = []
     with pytest.raises(WorkloadCancelled):
-        run_in_process(long, "cpu", reports.append, lambda: bool(reports))
+        run_in_process(long, reports.append, lambda: bool(reports))
     assert 0 < reports[-1] < 0.5  # it ran, then stopped at the first check after a report
 
 
 def test_the_childs_errors_come_back_with_their_type(device: Device) -> None:
     with pytest.raises(InputsError, match="not supplied"):
-        run_in_process(replace(MATMUL, inputs=bytes(32)), "cpu")
+        run_in_process(replace(MATMUL, inputs=bytes(32)))
     with pytest.raises(InvalidSpec, match="n must be within"):
-        run_in_process(replace(MATMUL, n=0), "cpu")
+        run_in_process(replace(MATMUL, n=0))
 
 
 def _children_niceness() -> list[int]:
@@ -64,7 +71,7 @@ def _children_niceness() -> list[int]:
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc (Linux)")
 def test_the_workload_runs_at_a_lower_priority_than_the_node() -> None:
     seen: list[list[int]] = []
-    run_in_process(TRAIN, "cpu", lambda _: seen.append(_children_niceness()))
+    run_in_process(TRAIN, lambda _: seen.append(_children_niceness()))
     expected = min(19, os.nice(0) + WORKER_NICENESS)
     assert any(seen) and all(n == expected for children in seen for n in children)
 
@@ -85,17 +92,15 @@ def test_a_check_in_a_child_gives_the_verdict_of_the_same_check_here(
 
 
 def test_a_pool_keeps_one_started_spare_and_replaces_it_after_each_job() -> None:
-    pool = WorkerPool("cpu")
-    pool.start()
-    first = pool._spare
-    assert first is not None and first.process.poll() is None  # started, waiting for a job
-    assert run_in_process(MATMUL, "cpu", pool=pool).output_id
-    assert first.process.poll() is not None  # it ran the job and ended
-    second = pool._spare
-    assert second is not None and second is not first
+    with WorkerPool("cpu") as pool:
+        first = pool._spare
+        assert first is not None and first.process.poll() is None  # started, waiting for a job
+        assert pool.call("run_workload", {"spec": MATMUL}).output_id
+        assert first.process.poll() is not None  # it ran the job and ended
+        second = pool._spare
+        assert second is not None and second is not first
     with pytest.raises(WorkloadError, match="one job"):
         first.call("run_workload", {"spec": MATMUL})
-    pool.close()
-    assert second.process.poll() is not None and pool._spare is None
+    assert second.process.poll() is not None and pool._spare is None  # closed on exit
     with pytest.raises(WorkloadCancelled):
-        run_in_process(MATMUL, "cpu", pool=pool)
+        pool.call("run_workload", {"spec": MATMUL})

@@ -5,18 +5,22 @@ threads. The clock is real, because workloads run in threads; every wait is on a
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import replace
+from functools import partial
 
 import numpy as np
 import pytest
 import trio
+import trio.testing
 
 from gpu.device import cpu_device
 from gpu.inputs import encode_inputs
 from gpu.spec import TrainSpec
 from gpu.workloads import run_workload
+from ogpu_node.agents.closing import Closing
 from ogpu_node.agents.provider import ProviderAgent, ProviderPolicy
 from ogpu_node.agents.verifier import VerifierAgent, VerifierPolicy
 from ogpu_node.blobs import BlobStore, file_id
@@ -322,3 +326,23 @@ def test_a_verifiers_random_choices_are_its_own_and_nobody_elses_to_predict() ->
     impostor = verifier(VALIDATORS[0])
     impostor.wallet.key = VALIDATORS[2]
     assert impostor.seed(task_id, 1) != first.seed(task_id, 1)
+
+
+async def test_an_agent_being_cancelled_tells_its_worker_threads_at_once() -> None:
+    """trio cannot cancel a worker thread: the thread polls `Closing.set`, which must turn true
+    when the agent is cancelled, not after its nursery has waited for the thread."""
+    closing = Closing()
+    saw: list[bool] = []
+
+    def worker() -> None:  # like `Worker.call`: poll the flag while the child works
+        give_up = time.monotonic() + 10  # (never hang the test run)
+        while not closing.set and time.monotonic() < give_up:
+            time.sleep(0.01)
+        saw.append(closing.set)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(closing.watch)
+        nursery.start_soon(partial(trio.to_thread.run_sync, worker))
+        await trio.testing.wait_all_tasks_blocked()
+        nursery.cancel_scope.cancel()
+    assert saw == [True]
