@@ -36,7 +36,8 @@ from ogpu_node.ledger.market.payloads import CancelTask, SubmitTask
 from ogpu_node.ledger.tx import Payload
 from ogpu_node.polling import wait_until
 from ogpu_node.rpc_client import download_file, rpc_call, send_transaction, upload_file
-from tests.integration.node_logs import assert_no_traceback_through_our_code
+from tests.integration.conftest import CALL_FAILED
+from tests.integration.node_logs import assert_no_traceback_through_our_code, timeline
 
 pytestmark = pytest.mark.integration
 
@@ -52,6 +53,8 @@ class Market:
     def __init__(self, root: Path) -> None:
         self.root = root
         self.url = devnet.rpc_url(root / "node0")
+        self.submitted: list[str] = []
+        """Task ids in submission order (a failed test prints the last one's timeline)."""
         self.providers = {
             i: address_to_text(read_key_file(root / f"node{i}" / "validator_key.json").address)
             for i in PROVIDERS
@@ -65,8 +68,10 @@ class Market:
     def submit(self, client: PrivateKey, spec: TrainSpec | MatmulSpec, *, min_benchmark: int,
                max_price: int = 10_000_000, exec_ms: int = 20_000,
                ttl_ms: int = 180_000) -> str:
-        return self.send(client, SubmitTask(spec.KIND, encode(spec), max_price, min_benchmark,
-                                            exec_ms, ttl_ms))
+        task_id = self.send(client, SubmitTask(spec.KIND, encode(spec), max_price,
+                                               min_benchmark, exec_ms, ttl_ms))
+        self.submitted.append(task_id)
+        return task_id
 
     def task(self, task_id: str) -> dict[str, Any]:
         view: dict[str, Any] = rpc_call(self.url, "task_get", {"taskId": task_id})
@@ -88,8 +93,8 @@ class Market:
 def market(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Market]:
     root = tmp_path_factory.mktemp("market")
     template = load_template()
-    template["params"] = {**template["params"], "bid_window_ms": 5_000,
-                          "reveal_window_ms": 5_000, "verdict_window_ms": 20_000}
+    template["params"] = {**template["params"], "bid_window_ms": 8_000,
+                          "reveal_window_ms": 8_000, "verdict_window_ms": 20_000}
     template_path = root.parent / f"{root.name}-template.json"
     template_path.write_text(json.dumps(template))
     base = devnet.free_port_base(12)
@@ -109,6 +114,17 @@ def market(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Market]:
     finally:
         devnet.stop(root)
         assert_no_traceback_through_our_code(root)
+
+
+@pytest.fixture(autouse=True)
+def explain_a_failure(market: Market, request: pytest.FixtureRequest) -> Iterator[None]:
+    """When a test fails, print its last task as the chain sees it and that task's timeline in
+    every node's log (a failure on a loaded CI machine is read from these afterwards)."""
+    yield
+    if request.node.stash.get(CALL_FAILED, False) and market.submitted:
+        task_id = market.submitted[-1]
+        print(json.dumps(market.task(task_id), indent=1))
+        print(timeline(market.root, task_id[:12]))
 
 
 def events(task: dict[str, Any]) -> list[tuple[str, str]]:
