@@ -54,7 +54,10 @@ class Config:
     provider_device: str = "auto"
     """auto | cpu | cuda: where workloads run."""
     provider_benchmark: int = 0
-    """Declared GFLOP/s; 0 measures the device at start."""
+    """Declared GFLOP/s; 0 measures the device at start, again 20 s later (start-up over) and
+    then every `provider_benchmark_refresh_s`, registering a score that moved by over 20%."""
+    provider_benchmark_refresh_s: float = 1_800.0
+    """How often a measured benchmark is measured again while idle (0: at start only)."""
     provider_process: bool = True
     """Run each task's workload in a child process (`gpu/worker_process.py`: killed at once when
     the task stops being ours, a crash cannot take the node down) instead of a thread."""

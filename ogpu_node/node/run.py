@@ -112,6 +112,7 @@ def start_agents(nursery: trio.Nursery, node: Node, config: Config) -> None:
             price_floor=config.provider_price_floor, stake=config.provider_stake,
             max_concurrent=max(1, config.provider_max_concurrent),
             device=config.provider_device, benchmark=config.provider_benchmark,
+            benchmark_refresh_s=config.provider_benchmark_refresh_s,
             fault=config.provider_fault, process=config.provider_process)
         nursery.start_soon(ProviderAgent(node, policy).serve)
     if config.verifier:
