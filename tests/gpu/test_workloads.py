@@ -112,6 +112,23 @@ def test_numba_and_array_kernels_agree(device: Device) -> None:
         np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
 
 
+@pytest.mark.parametrize("rows,inner,cols", [(7, 5, 3), (9, 33, 8), (64, 64, 20), (2, 1, 1)])
+def test_thin_matmul_kernels_compute_the_product_and_row_norms(rows: int, inner: int,
+                                                                cols: int) -> None:
+    fast = numba_kernels()
+    if fast is None:
+        pytest.skip("Numba is not installed")
+    rng = np.random.default_rng(rows)
+    m = rng.standard_normal((rows, inner), dtype=np.float32)
+    x = rng.standard_normal((inner, cols), dtype=np.float32)
+    for kernels in (fast, xp_kernels(np)):
+        product, norms = kernels.thin_matmul(m, x, True)
+        assert product.shape == (rows, cols) and norms is not None
+        np.testing.assert_allclose(product, m.astype(np.float64) @ x, rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(norms, (m.astype(np.float64) ** 2).sum(axis=1), rtol=1e-5)
+        assert kernels.thin_matmul(m, x, False)[1] is None
+
+
 def test_numba_off_gives_close_training(device: Device, monkeypatch: pytest.MonkeyPatch,
                                         trained: WorkloadResult) -> None:
     monkeypatch.setenv("OGPU_NUMBA", "0")
