@@ -18,7 +18,9 @@ which then falls behind, syncs, and misses the auctions and deadlines it works f
 still gets all the CPU the node leaves idle.
 
 `Worker.call` blocks (call it from a worker thread): it sends the job's name and arguments over a
-pipe, relays progress reports to `progress`, and returns the job's value. When `should_stop()`
+pipe, relays progress reports to `progress` and, with `on_file`, hands it each file of a
+`run_workload` result as the child makes it (the workload's `sink`: a provider stores a training
+run's checkpoints while the run goes on), and returns the job's value. When `should_stop()`
 turns true the child is killed and `WorkloadCancelled` raised; the errors the child raises on
 purpose (`GpuError`, `InvalidSpec`) are raised again here with their type and message; a child
 that dies raises `WorkloadError`. The jobs (`JOBS`) are `gpu`'s own functions, called with the
@@ -42,7 +44,7 @@ from gpu.device import Device, detect
 from gpu.errors import GpuError, WorkloadCancelled, WorkloadError
 from gpu.spec import InvalidSpec
 from gpu.verify import verify_inference, verify_matmul, verify_training
-from gpu.workloads import Progress, ShouldStop, run_workload
+from gpu.workloads import Progress, ShouldStop, Sink, run_workload
 
 POLL_S = 0.2
 """How often the parent checks `should_stop` while the child works."""
@@ -75,14 +77,15 @@ class Worker:
         self.used = False
 
     def call(self, job: str, kwargs: dict[str, Any], progress: Progress | None = None,
-             should_stop: ShouldStop | None = None) -> Any:
-        """`JOBS[job](**kwargs, device=<the child's device>)` in the child; once per worker."""
+             should_stop: ShouldStop | None = None, on_file: Sink | None = None) -> Any:
+        """`JOBS[job](**kwargs, device=<the child's device>)` in the child; once per worker.
+        `on_file` (run_workload only) is the workload's sink, called here."""
         if self.used:
             raise WorkloadError("a worker runs one job")
         self.used = True
         try:
-            with contextlib.suppress(OSError):  # a child that ended already (its device
-                self._send.send((job, kwargs))  # failed) has left its error in the pipe
+            with contextlib.suppress(OSError):  # a child that ended already (its device failed)
+                self._send.send((job, kwargs, on_file is not None))  # left its error in the pipe
             while True:
                 if should_stop is not None and should_stop():
                     raise WorkloadCancelled("stopped: the job is no longer wanted")
@@ -96,6 +99,9 @@ class Worker:
                 if kind == "progress":
                     if progress is not None:
                         progress(value)
+                elif kind == "file":  # sent only when asked for
+                    if on_file is not None:
+                        on_file(value)
                 elif kind == "result":
                     return value
                 else:
@@ -131,7 +137,7 @@ class WorkerPool:
                 self._spare = Worker(self.device_kind, self.niceness)
 
     def call(self, job: str, kwargs: dict[str, Any], progress: Progress | None = None,
-             should_stop: ShouldStop | None = None) -> Any:
+             should_stop: ShouldStop | None = None, on_file: Sink | None = None) -> Any:
         """`Worker.call` on the spare (or a new worker), then start the next spare."""
         with self._lock:
             if self._closed:
@@ -139,7 +145,7 @@ class WorkerPool:
             worker, self._spare = self._spare, None
         try:
             return (worker or Worker(self.device_kind, self.niceness)).call(
-                job, kwargs, progress, should_stop)
+                job, kwargs, progress, should_stop, on_file)
         finally:
             self.start()
 
@@ -168,11 +174,13 @@ def _child_main(receive_fd: int, send_fd: int, device_kind: str, niceness: int) 
         device: Device = detect(device_kind)  # while the job is still on its way:
         warm_up(device)  # a second or more of Numba's cache (or compiling) comes off the job
         try:
-            job, kwargs = receive.recv()
+            job, kwargs, stream_files = receive.recv()
         except EOFError:
             return  # a spare that was never used
         if job == "run_workload":
             kwargs["progress"] = lambda fraction: send.send(("progress", fraction))
+            if stream_files:
+                kwargs["sink"] = lambda raw: send.send(("file", raw))
         send.send(("result", JOBS[job](**kwargs, device=device)))
     except (GpuError, InvalidSpec) as exc:
         send.send(("error", (type(exc).__module__, type(exc).__name__, str(exc))))

@@ -9,13 +9,18 @@ gets results equal within the tolerances stated in `gpu.verify`.
 
 Long runs call `progress(fraction)` now and then and stop with `WorkloadCancelled` as soon as
 `should_stop()` returns true; both are called from the thread running the workload.
+
+With a `sink`, each file of the result is handed to it as soon as it is made (a training run's
+checkpoints one by one while training goes on, then the output) and the result keeps only ids:
+its `checkpoints` is empty and its `output` is b"". A provider stores them meanwhile, instead of
+holding every checkpoint in memory and storing them all after the last step.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 
 import numpy as np
@@ -48,6 +53,7 @@ from ogpu_node.types import Hash32
 
 Progress = Callable[[float], None]
 ShouldStop = Callable[[], bool]
+Sink = Callable[[bytes], None]
 
 MATMUL_MAX_PANELS = 8
 MATMUL_MIN_PANEL_ROWS = 1024
@@ -62,9 +68,11 @@ class WorkloadResult:
     """What a provider commits and publishes for one task."""
 
     output: bytes
-    """The encoded artifact: C for matmul, the final weights for train, the logits for infer."""
+    """The encoded artifact: C for matmul, the final weights for train, the logits for infer
+    (b"" when a sink took it)."""
     output_id: Hash32
     checkpoints: list[bytes]
+    """Empty when a sink took them."""
     checkpoint_ids: list[Hash32]
     checkpoint_root: Hash32
     metrics: dict[str, int]
@@ -92,24 +100,25 @@ class _Pacer:
 
 
 def run_workload(spec: WorkloadSpec, device: Device, progress: Progress | None = None,
-                 should_stop: ShouldStop | None = None,
-                 inputs: bytes | None = None) -> WorkloadResult:
-    """Run `spec` on `device`. Raises `InvalidSpec`, `InputsError`, `WorkloadError` or
-    `WorkloadCancelled`."""
-    if isinstance(spec, MatmulSpec):
-        return run_matmul(spec, device, progress, should_stop, inputs)
+                 should_stop: ShouldStop | None = None, inputs: bytes | None = None,
+                 sink: Sink | None = None) -> WorkloadResult:
+    """Run `spec` on `device` (`sink`: see the module docstring). Raises `InvalidSpec`,
+    `InputsError`, `WorkloadError` or `WorkloadCancelled`."""
     if isinstance(spec, TrainSpec):
-        return train(spec, device, progress, should_stop, inputs)
-    return infer(spec, device, progress, should_stop, inputs)
+        return train(spec, device, progress, should_stop, inputs, sink)
+    if isinstance(spec, MatmulSpec):
+        result = run_matmul(spec, device, progress, should_stop, inputs)
+    else:
+        result = infer(spec, device, progress, should_stop, inputs)
+    if sink is None:
+        return result
+    sink(result.output)
+    return replace(result, output=b"")
 
 
-def _result(output: bytes, checkpoints: list[bytes], metrics: dict[str, int],
-            phases: dict[str, float], start: float) -> WorkloadResult:
-    t0 = time.perf_counter()
-    ids = [file_id(c) for c in checkpoints]
-    out_id = ids[-1] if checkpoints and checkpoints[-1] == output else file_id(output)
-    phases["encode"] = phases.get("encode", 0.0) + time.perf_counter() - t0
-    return WorkloadResult(output=output, output_id=out_id, checkpoints=checkpoints,
+def _result(output: bytes, output_id: Hash32, checkpoints: list[bytes], ids: list[Hash32],
+            metrics: dict[str, int], phases: dict[str, float], start: float) -> WorkloadResult:
+    return WorkloadResult(output=output, output_id=output_id, checkpoints=checkpoints,
                           checkpoint_ids=ids, checkpoint_root=checkpoint_chain(ids),
                           metrics=metrics, compute_seconds=time.perf_counter() - start,
                           phases=phases)
@@ -125,9 +134,10 @@ def _one_array_result(name: str, compute: Callable[[], Array], device: Device,
     device.synchronize()
     t_compute = time.perf_counter()
     output = encode_arrays([(name, device.to_host(array))])
+    output_id = file_id(output)
     phases = {"inputs": t_inputs - start, "compute": t_compute - t_inputs,
               "encode": time.perf_counter() - t_compute}
-    return _result(output, [], {}, phases, start)
+    return _result(output, output_id, [], [], {}, phases, start)
 
 
 def matmul_product(a: Array, b: Array, device: Device, pacer: _Pacer | None = None) -> Array:
@@ -172,8 +182,10 @@ def run_steps(spec: TrainSpec, params: Params, x: Array, y: Array, from_step: in
 
 
 def train(spec: TrainSpec, device: Device, progress: Progress | None = None,
-          should_stop: ShouldStop | None = None, inputs: bytes | None = None) -> WorkloadResult:
-    """Train the spec's MLP; checkpoint all weights after each of `spec.checkpoint_steps`.
+          should_stop: ShouldStop | None = None, inputs: bytes | None = None,
+          sink: Sink | None = None) -> WorkloadResult:
+    """Train the spec's MLP; checkpoint all weights after each of `spec.checkpoint_steps`
+    (handed to `sink` as they are made when there is one, else kept in the result).
 
     The output is the last checkpoint (the final weights); metrics are the final mean loss in
     millionths (`loss_micros`) and accuracy in basis points (`accuracy_bps`) on the full dataset.
@@ -187,21 +199,29 @@ def train(spec: TrainSpec, device: Device, progress: Progress | None = None,
     phases = {"inputs": time.perf_counter() - start, "compute": 0.0, "encode": 0.0}
     pacer = _Pacer(spec.steps, progress, should_stop)
     checkpoints: list[bytes] = []
+    ids: list[Hash32] = []
     done = 0
     for mark in spec.checkpoint_steps:
         t0 = time.perf_counter()
         run_steps(spec, params, x, y, done, mark, device, kernels, pacer.tick)
         device.synchronize()
         t1 = time.perf_counter()
-        checkpoints.append(encode_arrays(params_to_host(params, device)))
+        raw = encode_arrays(params_to_host(params, device))
+        ids.append(file_id(raw))
         phases["compute"] += t1 - t0
         phases["encode"] += time.perf_counter() - t1
+        if sink is None:
+            checkpoints.append(raw)
+        else:
+            t2 = time.perf_counter()
+            sink(raw)
+            phases["sink"] = phases.get("sink", 0.0) + time.perf_counter() - t2
         done = mark
     t0 = time.perf_counter()
     loss, correct = evaluate(params, x, y, kernels, device.xp)
     phases["evaluate"] = time.perf_counter() - t0
-    return _result(checkpoints[-1], checkpoints, metrics_from(loss, correct, spec.n_samples),
-                   phases, start)
+    return _result(checkpoints[-1] if checkpoints else b"", ids[-1], checkpoints, ids,
+                   metrics_from(loss, correct, spec.n_samples), phases, start)
 
 
 def start_params(spec: TrainSpec, checkpoint_bytes: bytes | None, device: Device) -> Params:

@@ -318,6 +318,9 @@ class ProviderAgent:
                 # called from the worker thread; the finalised state is replaced, never mutated
                 return self.closing.set or not self._still_ours(task_id, task.attempt)
 
+            # each file of the result is stored as soon as it is made (a fault injection
+            # that corrupts the result needs them all first)
+            store = self._store_file if self.policy.fault != "corrupt" else None
             result: WorkloadResult | None = None
             async with trio.open_nursery() as reporters:
                 reporters.start_soon(self._report_progress, task_id, task.attempt)
@@ -325,10 +328,10 @@ class ProviderAgent:
                     if self.workers is not None:
                         result = await trio.to_thread.run_sync(
                             self.workers.call, "run_workload", {"spec": spec, "inputs": inputs},
-                            on_progress, should_stop)
+                            on_progress, should_stop, store)
                     else:
                         result = await trio.to_thread.run_sync(
-                            run_workload, spec, device, on_progress, should_stop, inputs)
+                            run_workload, spec, device, on_progress, should_stop, inputs, store)
                 except WorkloadCancelled:
                     log.info("task %s is no longer ours: stopped", task_id.hex()[:12])
                 except (GpuError, InvalidSpec) as exc:  # caught here, not as a nursery's group
@@ -346,7 +349,7 @@ class ProviderAgent:
                 result = await trio.to_thread.run_sync(corrupt_result, result, spec)
                 log.warning("fault injection: committing a corrupted result of %s",
                             task_id.hex()[:12])
-            await trio.to_thread.run_sync(self._store, result)
+                await trio.to_thread.run_sync(self._store, result)
             if not self._still_ours(task_id, task.attempt):
                 return
             committed = TaskResult(result.output_id, result.checkpoint_root,
@@ -396,13 +399,15 @@ class ProviderAgent:
                 return
             await self.node.publish_progress(task_id, attempt, int(self.jobs.get(key, 0) * 10_000))
 
-    def _store(self, result: WorkloadResult) -> None:
-        blobs = self.node.blobs
-        if blobs is None:
+    def _store_file(self, data: bytes) -> None:
+        if self.node.blobs is None:
             raise OgpuError("a provider needs a blob store")
+        self.node.blobs.put_file(data)
+
+    def _store(self, result: WorkloadResult) -> None:
         for checkpoint in result.checkpoints:
-            blobs.put_file(checkpoint)
-        blobs.put_file(result.output)
+            self._store_file(checkpoint)
+        self._store_file(result.output)
 
 
 def corrupt_result(result: WorkloadResult, spec: object) -> WorkloadResult:

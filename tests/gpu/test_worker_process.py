@@ -39,6 +39,13 @@ def test_a_child_process_computes_the_same_bytes_and_reports_progress(
     assert reports and reports == sorted(reports) and reports[-1] == 1.0
 
 
+def test_a_child_process_hands_over_each_file_as_it_makes_it(trained: WorkloadResult) -> None:
+    files: list[bytes] = []
+    result = Worker("cpu").call("run_workload", {"spec": TRAIN}, on_file=files.append)
+    assert files == trained.checkpoints and result.checkpoints == [] and result.output == b""
+    assert result.checkpoint_ids == trained.checkpoint_ids
+
+
 def test_a_workload_asked_to_stop_stops_at_the_next_check() -> None:
     long = replace(TRAIN, steps=50_000, checkpoint_every=200)
     reports: list[float] = []

@@ -24,6 +24,21 @@ def test_same_spec_twice_gives_identical_ids(
         assert again.metrics == first.metrics
 
 
+def test_a_sink_takes_each_file_as_it_is_made_and_the_result_keeps_only_ids(
+        device: Device, multiplied: WorkloadResult, trained: WorkloadResult) -> None:
+    files: list[bytes] = []
+    streamed = run_workload(TRAIN, device, sink=files.append)
+    assert files == trained.checkpoints  # in order, the output (final weights) last
+    assert streamed.checkpoints == [] and streamed.output == b""
+    assert (streamed.output_id, streamed.checkpoint_ids, streamed.checkpoint_root,
+            streamed.metrics) == (trained.output_id, trained.checkpoint_ids,
+                                  trained.checkpoint_root, trained.metrics)
+    files.clear()
+    product = run_workload(MATMUL, device, sink=files.append)
+    assert files == [multiplied.output] and product.output == b""
+    assert product.output_id == multiplied.output_id
+
+
 def test_matmul_output_is_the_product(multiplied: WorkloadResult) -> None:
     (name, c), = decode_arrays(multiplied.output)
     a, b = matmul_inputs_host(MATMUL)
