@@ -8,6 +8,8 @@ After every finalised block it looks at the open tasks:
   It bids its floor: the auction pays the second price, so asking one's true cost is the best
   strategy. The sealed bid's salt stays in memory until the reveal.
 * **revealing**: reveals its sealed bids.
+* **benchmark**: a measured one (no declared `benchmark`) is measured again once start-up is
+  over and then every `benchmark_refresh_s` while idle, and registered again when it moved.
 * **pools**: joins an open pool whose price per request covers its floor for the pool's largest
   batch (bonding the pool's minimum), and races every request it is drawn for: the inference
   runs in a worker thread and the first result on chain is paid.
@@ -19,8 +21,9 @@ After every finalised block it looks at the open tasks:
   job does not wait for an interpreter; killed at once when the task stops being ours, a crash
   cannot take the node down; `process=False` runs it in a worker
   thread instead),
-  publishes progress about once a second, stores the output and checkpoints as blobs (served to
-  verifiers and the client over `/ogpu/blob/1`) and commits the result before the deadline. A
+  publishes progress about once a second, stores each checkpoint (and the output) as a blob as
+  soon as the worker makes it (served to verifiers and the client over `/ogpu/blob/1`) and
+  commits the result before the deadline. A
   task that leaves the running state (cancelled, timed out) stops its worker.
 
 `fault` is test-only fault injection for the devnet and end-to-end tests: `corrupt` perturbs
