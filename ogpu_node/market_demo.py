@@ -160,6 +160,18 @@ def run_pool(url: str, client: Client, names: dict[str, str], requests: int = 6)
     return bool(pool["served"] == requests)
 
 
+def print_providers(url: str, names: dict[str, str]) -> None:
+    """Each provider's record as the chain now has it (`ogpu provider status` has more)."""
+    print("\nproviders now (a measured benchmark is measured again once start-up is over):")
+    for p in rpc_call(url, "provider_list")["providers"]:
+        view = rpc_call(url, "provider_get", {"address": p["address"]})
+        counters = view["counters"]
+        print(f"  {names.get(view['address'], _short(view['address']))}: benchmark "
+              f"{view['benchmark']} GFLOP/s, {counters['completed']} completed, "
+              f"{counters['failed']} failed, reputation {view['reputationBps'] / 100:g}%, "
+              f"flags {', '.join(view['flags']) or 'none'}")
+
+
 def run_market_demo(url: str, validator_names: dict[str, str], providers: int) -> bool:
     """The training task and the pool through the node at `url`; True when both went as
     planned.
@@ -176,7 +188,9 @@ def run_market_demo(url: str, validator_names: dict[str, str], providers: int) -
             for p in listed["providers"]))
         client = Client(url, dev_account_key(CLIENT))
         ok = run_training(url, client, names)
-        return run_pool(url, client, names) and ok
+        ok = run_pool(url, client, names) and ok
+        print_providers(url, names)
+        return ok
     except (DemoError, WaitTimeout, RpcCallError) as exc:
         print(f"\nmarket demo failed: {exc}", file=sys.stderr)
         return False
