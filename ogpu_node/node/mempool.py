@@ -5,6 +5,10 @@ fee, signature) and the nonce/funds checks against the finalised state. Per send
 wait in nonce order; a block takes each sender's run of consecutive nonces starting at the
 account's next nonce. Limits: total count, total bytes, and transactions per sender; when full,
 a new transaction is admitted only if its fee beats the lowest fee waiting, which is evicted.
+
+A transaction refused when a block is built does not use its nonce, so the sender's later ones
+cannot follow it: the node rechecks each sender's first pending transaction (`heads`) after
+every block and drops a refused one with everything after it (`drop_from`).
 """
 
 from __future__ import annotations
@@ -24,6 +28,12 @@ class MempoolFull(InvalidTransaction):
 
 class AlreadyKnown(InvalidTransaction):
     code = "already_known"
+
+
+class EarlierNonceRejected(InvalidTransaction):
+    """Dropped because the sender's transaction before it was refused: send it again."""
+
+    code = "earlier_nonce_rejected"
 
 
 @dataclass(frozen=True)
@@ -113,6 +123,19 @@ class Mempool:
             while (tx := queue.get(nonce)) is not None:
                 yield tx
                 nonce += 1
+
+    def heads(self, state: State) -> list[Transaction]:
+        """Each sender's transaction at its account's next nonce (the next one a block takes)."""
+        return [tx for sender, queue in self._by_sender.items()
+                if (tx := queue.get(state.account(sender).nonce)) is not None]
+
+    def drop_from(self, sender: Address, nonce: int) -> list[Transaction]:
+        """Drop `sender`'s transactions with `nonce` or later; returns them in nonce order."""
+        dropped = sorted((tx for n, tx in self._by_sender.get(sender, {}).items() if n >= nonce),
+                         key=lambda tx: tx.nonce)
+        for tx in dropped:
+            self._drop(tx)
+        return dropped
 
     def remove(self, tx_hashes: list[Hash32]) -> None:
         """Drop transactions (included in a finalised block, or found invalid)."""

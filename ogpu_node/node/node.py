@@ -54,10 +54,10 @@ from ogpu_node.ledger.errors import InvalidBlock, InvalidTransaction
 from ogpu_node.ledger.tx import decode_transaction
 from ogpu_node.node import messages as m
 from ogpu_node.node.broadcast import Broadcast
-from ogpu_node.node.mempool import Mempool, MempoolLimits
+from ogpu_node.node.mempool import EarlierNonceRejected, Mempool, MempoolLimits
 from ogpu_node.node.task_feed import TaskFeed, sign_progress
 from ogpu_node.node_api import FINAL_STATES, Health, NodeStatus, PeerInfo, TxReceipt, TxState
-from ogpu_node.types import Address, Hash32
+from ogpu_node.types import ADDRESS_LEN, Address, Hash32
 from p2p.errors import P2PError
 from p2p.network import Network, TaskStatus
 
@@ -207,6 +207,7 @@ class Node:
         hashes = [tx.hash for tx in block.txs]
         self.mempool.remove(hashes)
         self.mempool.prune(state)
+        self._recheck(state)
         latency = None
         for h in hashes:
             submitted = self._submitted_at.pop(h, None)
@@ -283,8 +284,7 @@ class Node:
                                             self.key.address, timestamp,
                                             m.MAX_PROPOSAL_BYTES - 1024)
         for tx, error in rejected:
-            self._reject(tx.hash, error)
-        self.mempool.remove([tx.hash for tx, _ in rejected])
+            self._drop_refused(tx, error)
         block, new_state = build_block(state, txs, self.key, timestamp)
         self._add_processing(block, new_state)  # built by us: no need to validate it again
         try:
@@ -305,6 +305,35 @@ class Node:
         while len(self._fetched) > 4096:
             self._fetched.popitem(last=False)
         return True
+
+    def _recheck(self, state: State) -> None:
+        """Drop the pending transactions that the next block would refuse, as CometBFT's
+        mempool recheck does, for the first one of each sender: a market transaction that came
+        too late (a verdict after its task closed, a bid after its window) or a transfer the
+        balance no longer covers is refused by every proposer, and since a refused transaction
+        does not use its nonce, everything the sender sent after it would wait for ever (a
+        provider's bids stuck behind its own late verdict). Those are dropped with it and
+        receipted as rejected, so that their senders send them again."""
+        heads = self.mempool.heads(state)
+        if not heads:
+            return
+        proposer = Address(self.key.address if self.key else bytes(ADDRESS_LEN))
+        _, rejected = select_transactions(state, heads, proposer,
+                                          max(self.wall_ms(), state.timestamp + 1))
+        for tx, error in rejected:
+            self._drop_refused(tx, error)
+
+    def _drop_refused(self, tx: Transaction, error: InvalidTransaction) -> None:
+        """Drop a transaction a block would refuse, and the sender's later ones, which cannot
+        follow it (a refused transaction does not use its nonce)."""
+        if tx.hash not in self.mempool:  # dropped already, after an earlier one of its sender
+            return
+        self._reject(tx.hash, error)
+        for later in self.mempool.drop_from(tx.sender, tx.nonce):
+            if later.hash != tx.hash:
+                self._reject(later.hash, EarlierNonceRejected(
+                    f"the sender's transaction with nonce {tx.nonce} was refused "
+                    f"({error.code}): send this one again"))
 
     def _reject(self, tx_hash: Hash32, error: InvalidTransaction) -> None:
         self._rejected[tx_hash] = TxReceipt(tx_hash, TxState.REJECTED, error_code=error.code,

@@ -90,6 +90,36 @@ async def test_transfers_finalise_with_every_or_all_but_one_validator(
             GENESIS.state().account(dev_account_key(1).address).balance + 15
 
 
+async def test_a_refused_transaction_does_not_leave_its_senders_later_ones_stuck(
+        autojump_clock: MockClock) -> None:
+    key, fee = dev_account_key(2), 1_000
+    balance = GENESIS.state().account(key.address).balance
+
+    def send(nonce: int, amount: int) -> Transaction:
+        return sign_transaction(key, chain_id=GENESIS.chain_id, nonce=nonce, fee=fee,
+                                payload=Transfer(dev_account_key(3).address, Amount(amount)))
+
+    # each is affordable on its own, so all three are admitted; after the first, the second
+    # is not, and a refused transaction does not use its nonce: the third cannot follow it
+    first, second, third = send(0, balance - 3 * fee - 10), send(1, 10**9), send(2, 1)
+    async with network([0, 1, 2, 3]) as nodes:
+        with trio.fail_after(60):
+            for tx in (first, second, third):
+                await nodes[0].submit_tx(tx)
+            receipts = [await nodes[0].wait_for_tx(tx.hash) for tx in (first, second, third)]
+            assert [r.state for r in receipts] == [TxState.FINALIZED, TxState.REJECTED,
+                                                   TxState.REJECTED]
+            assert receipts[1].error_code == "insufficient_funds"
+            assert receipts[2].error_code == "earlier_nonce_rejected"
+            assert nodes[0].next_nonce(key.address) == 1
+            again = send(1, 1)
+            await nodes[0].submit_tx(again)
+            assert (await nodes[0].wait_for_tx(again.hash)).state is TxState.FINALIZED
+        for node in nodes:  # nobody keeps the refused ones waiting
+            assert all(node.tx_receipt(tx.hash).state is not TxState.PENDING
+                       for tx in (second, third))
+
+
 async def test_with_half_the_stake_silent_nothing_finalises_and_nothing_conflicts(
         autojump_clock: MockClock) -> None:
     async with network([0, 1]) as nodes:

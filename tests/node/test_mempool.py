@@ -84,3 +84,14 @@ def test_prune_drops_what_the_chain_has_passed() -> None:
     assert pool.prune(after) == txs[:2]
     assert list(pool.candidates(after)) == [txs[2]]
     assert pool.size_bytes == len(txs[2].encoded)
+
+
+def test_heads_are_each_senders_next_transaction_and_drop_from_takes_the_rest() -> None:
+    pool = Mempool()
+    for nonce in (0, 1, 2):
+        pool.add(transfer(nonce), STATE)
+    pool.add(transfer(1, key=BOB), STATE)  # BOB's nonce 0 never came: no head
+    assert [(t.sender, t.nonce) for t in pool.heads(STATE)] == [(ALICE.address, 0)]
+    assert [t.nonce for t in pool.drop_from(ALICE.address, 1)] == [1, 2]
+    assert [(t.sender, t.nonce) for t in pool.candidates(STATE)] == [(ALICE.address, 0)]
+    assert len(pool) == 2 and pool.drop_from(ALICE.address, 5) == []
