@@ -329,11 +329,15 @@ class Node:
         if tx.hash not in self.mempool:  # dropped already, after an earlier one of its sender
             return
         self._reject(tx.hash, error)
-        for later in self.mempool.drop_from(tx.sender, tx.nonce):
-            if later.hash != tx.hash:
-                self._reject(later.hash, EarlierNonceRejected(
-                    f"the sender's transaction with nonce {tx.nonce} was refused "
-                    f"({error.code}): send this one again"))
+        followers = [later for later in self.mempool.drop_from(tx.sender, tx.nonce)
+                     if later.hash != tx.hash]
+        for later in followers:
+            self._reject(later.hash, EarlierNonceRejected(
+                f"the sender's transaction with nonce {tx.nonce} was refused "
+                f"({error.code}): send this one again"))
+        if followers:
+            log.info("dropped transaction %s of %s (%s) and the %d sent after it",
+                     tx.hash.hex()[:12], address_to_text(tx.sender), error.code, len(followers))
 
     def _reject(self, tx_hash: Hash32, error: InvalidTransaction) -> None:
         self._rejected[tx_hash] = TxReceipt(tx_hash, TxState.REJECTED, error_code=error.code,
