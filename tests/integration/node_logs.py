@@ -16,13 +16,16 @@ def assert_no_traceback_through_our_code(root: Path) -> None:
         assert ours is None, f"{log}:\n{text[max(0, ours.start() - 2000):ours.end() + 2000]}"
 
 
+TIMELINE_ALWAYS = ("sync", " WARNING ", " ERROR ", "refused", "dropped transaction")
+
+
 def timeline(root: Path, needle: str) -> str:
-    """Every node's log lines that mention `needle`, or a sync or a warning, merged in time
-    order and tagged with the node: what a failed devnet test prints so that a failure on a
-    loaded CI machine can be read afterwards."""
+    """Every node's log lines that mention `needle`, a sync, a refused or dropped transaction,
+    or a warning, merged in time order and tagged with the node: what a failed devnet test
+    prints so that a failure on a loaded CI machine can be read afterwards."""
     lines = []
     for log in sorted(root.glob("node*/node.log")):
         for line in log.read_text().splitlines():
-            if needle in line or "sync" in line or " WARNING " in line or " ERROR " in line:
+            if needle in line or any(word in line for word in TIMELINE_ALWAYS):
                 lines.append(f"{line[:23]} {log.parent.name} {line[24:]}")
     return "\n".join(sorted(lines)[-200:])
