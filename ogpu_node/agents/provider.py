@@ -337,7 +337,8 @@ class ProviderAgent:
                             run_workload, spec, device, on_progress, should_stop, inputs, store)
                 except WorkloadCancelled:
                     log.info("task %s is no longer ours: stopped", task_id.hex()[:12])
-                except (GpuError, InvalidSpec) as exc:  # caught here, not as a nursery's group
+                except OgpuError as exc:  # caught here, not as a nursery's exception group:
+                    # the device or the spec failed, or storing a checkpoint did (store full)
                     log.error("task %s failed here: %s", task_id.hex()[:12], exc)
                 finally:
                     reporters.cancel_scope.cancel()

@@ -24,7 +24,7 @@ from ogpu_node.agents import provider as provider_module
 from ogpu_node.agents.closing import Closing
 from ogpu_node.agents.provider import ProviderAgent, ProviderPolicy
 from ogpu_node.agents.verifier import VerifierAgent, VerifierPolicy
-from ogpu_node.blobs import BlobStore, file_id
+from ogpu_node.blobs import DEFAULT_MAX_STORE_BYTES, BlobStore, file_id
 from ogpu_node.chain import Chain
 from ogpu_node.encoding import encode
 from ogpu_node.genesis import Genesis, build_genesis, dev_account_key, load_template
@@ -56,8 +56,9 @@ def market_genesis() -> Genesis:
 
 
 @asynccontextmanager
-async def market_network(tmp_path: object, providers: dict[int, ProviderPolicy]
-                         ) -> AsyncIterator[list[Node]]:
+async def market_network(tmp_path: object, providers: dict[int, ProviderPolicy],
+                         store_bytes: dict[int, int] | None = None) -> AsyncIterator[list[Node]]:
+    """`store_bytes` caps some nodes' blob stores (default: the store's own cap)."""
     genesis = market_genesis()
     hub = MemoryHub()
     async with trio.open_nursery() as nursery:
@@ -71,7 +72,9 @@ async def market_network(tmp_path: object, providers: dict[int, ProviderPolicy]
         for i, net in enumerate(nets):
             node = Node(chain=Chain.open(ChainStore(MemoryKV()), genesis), network=net,
                         genesis_hash=genesis.hash, validator_key=VALIDATORS[i], moniker=f"n{i}",
-                        settings=SETTINGS, blobs=BlobStore(tmp_path / f"blobs{i}"))  # type: ignore[operator]
+                        settings=SETTINGS,
+                        blobs=BlobStore(tmp_path / f"blobs{i}",  # type: ignore[operator]
+                                        (store_bytes or {}).get(i, DEFAULT_MAX_STORE_BYTES)))
             await nursery.start(node.serve)
             nodes.append(node)
         for i, node in enumerate(nodes):
@@ -229,6 +232,21 @@ async def test_a_measured_benchmark_is_measured_again_and_registered_when_it_mov
             await wait_for(nodes[0], lambda: registered_score() == 95)
             await wait_for(nodes[0], lambda: len(calls) >= 6)  # 96 measured 4 times by now
         assert registered_score() == 95
+
+
+async def test_a_provider_whose_store_is_full_fails_the_task_and_the_node_goes_on(
+        tmp_path: object) -> None:
+    # node1 cannot store its checkpoints: its worker is stopped, it commits nothing, the
+    # deadline passes and the task is offered again; the node keeps running throughout
+    async with market_network(tmp_path, {1: policy(process=True)}, {1: 1_024}) as nodes:
+        me = nodes[1].key.address  # type: ignore[union-attr]
+        with trio.fail_after(60):
+            await registered(nodes, 1)
+            task_id = await submit(nodes[0], 0, exec_ms=3_000)
+            await wait_for(nodes[0], lambda: task_of(nodes[0], task_id).attempt >= 2)
+            height = nodes[1].chain.state.height
+            await wait_for(nodes[1], lambda: nodes[1].chain.state.height > height)
+        assert nodes[0].chain.state.providers[me].failed >= 1
 
 
 def uploaded_spec() -> tuple[TrainSpec, bytes]:
