@@ -17,6 +17,8 @@ takes every core it can get, and at the node's priority it would starve the node
 which then falls behind, syncs, and misses the auctions and deadlines it works for. A niced job
 still gets all the CPU the node leaves idle.
 
+`InThread` has the same `call` for jobs run in the caller's own thread (`workers_for` picks).
+
 `Worker.call` blocks (call it from a worker thread): it sends the job's name and arguments over a
 pipe, relays progress reports to `progress` and, with `on_file`, hands it each file of a
 `run_workload` result as the child makes it (the workload's `sink`: a provider stores a training
@@ -164,6 +166,37 @@ class WorkerPool:
             spare, self._spare = self._spare, None
         if spare is not None:
             spare.close()
+
+
+class InThread:
+    """`WorkerPool`'s interface for jobs run in the calling thread (an agent's `process=False`):
+    they share the caller's interpreter and GIL, and stop only where they check `should_stop`
+    (a workload does; a check runs to its end)."""
+
+    def __init__(self, device: Device) -> None:
+        self.device = device
+
+    def call(self, job: str, kwargs: dict[str, Any], progress: Progress | None = None,
+             should_stop: ShouldStop | None = None, on_file: Sink | None = None) -> Any:
+        if job == "run_workload":
+            kwargs = {**kwargs, "progress": progress, "should_stop": should_stop,
+                      "sink": on_file}
+        return JOBS[job](**kwargs, device=self.device)
+
+    def __enter__(self) -> InThread:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        pass
+
+
+Workers = WorkerPool | InThread
+"""Where an agent runs its jobs: child processes, or its own worker threads."""
+
+
+def workers_for(device: Device, process: bool) -> Workers:
+    """A pool of child processes on `device`'s kind when `process`, else `InThread`."""
+    return WorkerPool(device.kind) if process else InThread(device)
 
 
 def _child_main(receive_fd: int, send_fd: int, device_kind: str, niceness: int) -> None:

@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import logging
 import os
-from contextlib import nullcontext
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -48,7 +47,7 @@ from gpu.device_bench import benchmark_score
 from gpu.errors import GpuError, WorkloadCancelled
 from gpu.inputs import InputsError, check_inputs, inputs_max_bytes
 from gpu.spec import InferSpec, InvalidSpec, TrainSpec, WorkloadSpec, decode_spec
-from gpu.worker_process import WorkerPool
+from gpu.worker_process import Workers, workers_for
 from gpu.workloads import WorkloadResult, run_workload
 from ogpu_node.agents.closing import Closing
 from ogpu_node.agents.wallet import NodeWallet
@@ -148,7 +147,7 @@ class ProviderAgent:
         """Why we did not bid on a task (for operators and `ogpu provider status`)."""
         self.closing = Closing()
         """Set when the agent is being cancelled: running workloads stop at once."""
-        self.workers: WorkerPool | None = None
+        self.workers: Workers | None = None
 
     async def serve(self, *, task_status: StartedStatus = trio.TASK_STATUS_IGNORED
                     ) -> None:
@@ -159,8 +158,7 @@ class ProviderAgent:
         log.info("provider on %s (%s), benchmark %d GFLOP/s, floor %d per unit",
                  self.device.name, self.device.kind, self.benchmark, self.policy.price_floor)
         task_status.started()
-        pool = WorkerPool(self.device.kind) if self.policy.process else nullcontext()
-        with pool as self.workers:
+        with workers_for(self.device, self.policy.process) as self.workers:
             async with trio.open_nursery() as nursery, self.node.subscribe_blocks() as blocks:
                 nursery.start_soon(self.closing.watch)
                 if not self.policy.benchmark and self.policy.benchmark_refresh_s > 0:
@@ -305,8 +303,8 @@ class ProviderAgent:
 
     async def _run_job(self, task_id: Hash32, task: Task) -> None:
         key = (bytes(task_id), task.attempt)
-        assert self.device is not None
-        device = self.device
+        workers = self.workers
+        assert workers is not None  # set while `serve` runs, which starts this
         try:
             spec = decode_spec(task.kind, task.spec)
             inputs = await self._inputs(task_id, task, spec) if spec.inputs else None
@@ -328,13 +326,9 @@ class ProviderAgent:
             async with trio.open_nursery() as reporters:
                 reporters.start_soon(self._report_progress, task_id, task.attempt)
                 try:
-                    if self.workers is not None:
-                        result = await trio.to_thread.run_sync(
-                            self.workers.call, "run_workload", {"spec": spec, "inputs": inputs},
-                            on_progress, should_stop, store)
-                    else:
-                        result = await trio.to_thread.run_sync(
-                            run_workload, spec, device, on_progress, should_stop, inputs, store)
+                    result = await trio.to_thread.run_sync(
+                        workers.call, "run_workload", {"spec": spec, "inputs": inputs},
+                        on_progress, should_stop, store)
                 except WorkloadCancelled:
                     log.info("task %s is no longer ours: stopped", task_id.hex()[:12])
                 except OgpuError as exc:  # caught here, not as a nursery's exception group:

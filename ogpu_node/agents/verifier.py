@@ -27,7 +27,6 @@ them) when it cannot get valid inputs within FETCH_ATTEMPTS tries, *reject* when
 from __future__ import annotations
 
 import logging
-from contextlib import nullcontext
 from dataclasses import dataclass
 
 import numpy as np
@@ -39,7 +38,7 @@ from gpu.errors import GpuError, WorkloadCancelled
 from gpu.inputs import InputsError, check_inputs, inputs_max_bytes
 from gpu.spec import InferSpec, MatmulSpec, TrainSpec, WorkloadSpec, decode_spec
 from gpu.verify import Verdict, checkpoints_to_check
-from gpu.worker_process import JOBS, WorkerPool
+from gpu.worker_process import Workers, workers_for
 from ogpu_node.agents.closing import Closing
 from ogpu_node.agents.wallet import NodeWallet
 from ogpu_node.blobs import BlobError, FileTooLarge
@@ -86,7 +85,7 @@ class VerifierAgent:
         self.device = device
         self.checking: set[tuple[bytes, int]] = set()
         self.verdicts: dict[tuple[bytes, int], Verdict] = {}
-        self.workers: WorkerPool | None = None
+        self.workers: Workers | None = None
         self.closing = Closing()
 
     async def serve(self, *, task_status: StartedStatus = trio.TASK_STATUS_IGNORED
@@ -94,8 +93,7 @@ class VerifierAgent:
         if self.device is None:
             self.device = detect(self.policy.device)
         task_status.started()
-        pool = WorkerPool(self.device.kind) if self.policy.process else nullcontext()
-        with pool as self.workers:
+        with workers_for(self.device, self.policy.process) as self.workers:
             async with trio.open_nursery() as nursery, self.node.subscribe_blocks() as blocks:
                 nursery.start_soon(self.closing.watch)
                 self.step(nursery)
@@ -235,7 +233,7 @@ class VerifierAgent:
         """A `gpu.verify` check in a worker process (or thread); it stops (`WorkloadCancelled`)
         when the task it checks no longer waits for this member's verdict, and raises
         `GpuError` when the worker process died."""
-        assert self.device is not None
+        assert self.workers is not None  # set while `serve` runs, which starts this
 
         def should_stop() -> bool:  # called from the worker thread
             if self.closing.set:
@@ -245,12 +243,8 @@ class VerifierAgent:
             now = self.node.chain.state.tasks.get(task_id)
             return now is None or now.status != task.status or now.attempt != task.attempt
 
-        if self.workers is not None:
-            verdict: Verdict = await trio.to_thread.run_sync(
-                self.workers.call, job, kwargs, None, should_stop)
-        else:
-            verdict = await trio.to_thread.run_sync(
-                lambda: JOBS[job](**kwargs, device=self.device))
+        verdict: Verdict = await trio.to_thread.run_sync(
+            self.workers.call, job, kwargs, None, should_stop)
         return verdict
 
     def _rng(self, item_id: bytes, attempt: int) -> np.random.Generator:
