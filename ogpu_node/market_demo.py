@@ -164,12 +164,9 @@ def print_providers(url: str, names: dict[str, str]) -> None:
     """Each provider's record as the chain now has it (`ogpu provider status` has more)."""
     print("\nproviders now (a measured benchmark is measured again once start-up is over):")
     for p in rpc_call(url, "provider_list")["providers"]:
-        view = rpc_call(url, "provider_get", {"address": p["address"]})
-        counters = view["counters"]
-        print(f"  {names.get(view['address'], _short(view['address']))}: benchmark "
-              f"{view['benchmark']} GFLOP/s, {counters['completed']} completed, "
-              f"{counters['failed']} failed, reputation {view['reputationBps'] / 100:g}%, "
-              f"flags {', '.join(view['flags']) or 'none'}")
+        print(f"  {names.get(p['address'], _short(p['address']))}: benchmark "
+              f"{p['benchmark']} GFLOP/s, {p['completed']} completed, {p['failed']} failed, "
+              f"reputation {p['reputationBps'] / 100:g}%, flags {', '.join(p['flags']) or 'none'}")
 
 
 def run_market_demo(url: str, validator_names: dict[str, str], providers: int) -> bool:

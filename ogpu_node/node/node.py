@@ -207,7 +207,8 @@ class Node:
         hashes = [tx.hash for tx in block.txs]
         self.mempool.remove(hashes)
         self.mempool.prune(state)
-        self._recheck(state)
+        if not self.syncing:  # a range sync rechecks once, at its end
+            self._recheck(state)
         latency = None
         for h in hashes:
             submitted = self._submitted_at.pop(h, None)
@@ -279,7 +280,7 @@ class Node:
     async def _propose(self) -> None:
         assert self.key is not None
         state = self.chain.state
-        timestamp = max(self.wall_ms(), state.timestamp + 1)
+        timestamp = self._next_timestamp(state)
         txs, rejected = select_transactions(state, self.mempool.candidates(state),
                                             self.key.address, timestamp,
                                             m.MAX_PROPOSAL_BYTES - 1024)
@@ -306,6 +307,10 @@ class Node:
             self._fetched.popitem(last=False)
         return True
 
+    def _next_timestamp(self, state: State) -> int:
+        """The time of a block built now on `state` (after its parent's, whatever the clock)."""
+        return max(self.wall_ms(), state.timestamp + 1)
+
     def _recheck(self, state: State) -> None:
         """Drop the pending transactions that the next block would refuse, as CometBFT's
         mempool recheck does, for the first one of each sender: a market transaction that came
@@ -318,8 +323,7 @@ class Node:
         if not heads:
             return
         proposer = Address(self.key.address if self.key else bytes(ADDRESS_LEN))
-        _, rejected = select_transactions(state, heads, proposer,
-                                          max(self.wall_ms(), state.timestamp + 1))
+        _, rejected = select_transactions(state, heads, proposer, self._next_timestamp(state))
         for tx, error in rejected:
             self._drop_refused(tx, error)
 
@@ -523,6 +527,7 @@ class Node:
             log.info("sync from %s stopped: %r", peer, exc)
         finally:
             self.syncing = False
+            self._recheck(self.chain.state)
             synced = self.chain.state.height - start_height
             seconds = trio.current_time() - started
             log.info("synced %d blocks in %.3f s from %s", synced, seconds, peer)
