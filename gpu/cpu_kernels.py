@@ -121,6 +121,9 @@ def _thin_matmul(m: Any, xt: Any, out: Any, norms: Any) -> None:
     r = xt.shape[0]
     zero = np.float32(0.0)
     full = n - n % 3
+    # Written out by hand on purpose: 12 scalar accumulators stay in registers, and LLVM turns
+    # the j loop into 7 vector loads and 12 FMAs (a 3 x 4 local array lived in memory: 2.4
+    # GFLOP/s instead of 54).
     for i in range(0, full, 3):
         for t in range(0, r, 4):
             s00 = s01 = s02 = s03 = s10 = s11 = s12 = s13 = zero
