@@ -127,7 +127,8 @@ def test_numba_and_array_kernels_agree(device: Device) -> None:
         np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
 
 
-@pytest.mark.parametrize("rows,inner,cols", [(7, 5, 3), (9, 33, 8), (64, 64, 20), (2, 1, 1)])
+@pytest.mark.parametrize("rows,inner,cols",
+                         [(7, 5, 3), (9, 33, 8), (64, 64, 20), (2, 1, 1), (13, 40, 6)])
 def test_thin_matmul_kernels_compute_the_product_and_row_norms(rows: int, inner: int,
                                                                 cols: int) -> None:
     fast = numba_kernels()
