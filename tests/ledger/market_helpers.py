@@ -105,11 +105,16 @@ class MarketChain:
         """One empty block at the end of the task's current phase."""
         self.block(after_ms=max(1, self.task(task_id).phase_end_ms - self.state.timestamp))
 
+    def end_bidding(self, task_id: Hash32) -> None:
+        """The bid window's end, unless the last provider that could bid has ended it already."""
+        if self.task(task_id).status == TaskStatus.BIDDING:
+            self.pass_phase(task_id)
+
     def auction(self, task_id: Hash32, bids: dict[int, int]) -> None:
         """Bids by key index and price; ends with the award (made by the last reveal)."""
         for index, price in bids.items():
             self.bid(KEYS[index], task_id, price)
-        self.pass_phase(task_id)
+        self.end_bidding(task_id)
         for index, price in bids.items():
             self.reveal(KEYS[index], task_id, price)
         assert self.task(task_id).status != TaskStatus.REVEALING

@@ -51,6 +51,7 @@ from tests.ledger.helpers import FEE, KEYS, snapshot
 from tests.ledger.market_helpers import (
     CLIENT,
     GPU,
+    MARKET_PARAMS,
     MATMUL,
     OUTSIDER,
     PROVIDER_A,
@@ -148,12 +149,39 @@ def test_honest_task_pays_second_price_fees_and_refunds_the_rest(chain: MarketCh
     conserved(chain.state)
 
 
+def test_the_last_bid_that_can_come_ends_the_bid_window_at_once(chain: MarketChain) -> None:
+    task_id = chain.submit(max_price=MAX_PRICE)
+    bid_window_end = chain.task(task_id).phase_end_ms
+    chain.bid(PROVIDER_A, task_id, ogpu(1) // 5)
+    assert chain.task(task_id).status == TaskStatus.BIDDING  # B may still bid
+    chain.bid(PROVIDER_B, task_id, ogpu(3) // 10)  # nobody else can
+    task = chain.task(task_id)
+    assert task.status == TaskStatus.REVEALING and chain.state.timestamp < bid_window_end
+    assert task.phase_end_ms == chain.state.timestamp + MARKET_PARAMS.reveal_window_ms
+    conserved(chain.state)
+
+
+def test_a_provider_that_could_still_bid_keeps_the_bid_window_open(chain: MarketChain) -> None:
+    # B could bid but does not: the window runs its full length
+    task_id = chain.submit(max_price=MAX_PRICE)
+    bid_window_end = chain.task(task_id).phase_end_ms
+    chain.bid(PROVIDER_A, task_id, ogpu(1) // 5)
+    chain.block(after_ms=bid_window_end - chain.state.timestamp - 1)
+    assert chain.task(task_id).status == TaskStatus.BIDDING
+    chain.block(after_ms=1)
+    assert chain.task(task_id).status == TaskStatus.REVEALING
+    # a provider that cannot bid (benchmark below the task's minimum) does not keep it open
+    chain.send(PROVIDER_B, RegisterProvider(GPU, 10, 1, 0))
+    task_id = chain.submit(max_price=MAX_PRICE, min_benchmark=100)
+    chain.bid(PROVIDER_A, task_id, ogpu(1) // 5)
+    assert chain.task(task_id).status == TaskStatus.REVEALING
+
+
 def test_the_last_reveal_awards_at_once_and_a_sealed_bid_keeps_the_window_open(
         chain: MarketChain) -> None:
     task_id = chain.submit(max_price=MAX_PRICE)
     chain.bid(PROVIDER_A, task_id, ogpu(1) // 5)
     chain.bid(PROVIDER_B, task_id, ogpu(3) // 10)
-    chain.pass_phase(task_id)
     window_end = chain.task(task_id).phase_end_ms
     chain.reveal(PROVIDER_A, task_id, ogpu(1) // 5)
     assert chain.task(task_id).status == TaskStatus.REVEALING  # B's bid is still sealed

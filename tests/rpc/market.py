@@ -22,7 +22,7 @@ from ogpu_node.ledger.market.payloads import (
     SubmitTask,
     SubmitVerdict,
 )
-from ogpu_node.ledger.market.records import Device, Task, TaskResult
+from ogpu_node.ledger.market.records import Device, Task, TaskResult, TaskStatus
 from ogpu_node.ledger.tx import Payload
 from ogpu_node.types import Amount, Hash32, ogpu
 from tests.rpc.local_node import VALIDATOR, LocalNode
@@ -93,7 +93,8 @@ class Market:
         keys = self.node.users()
         for index, price in bids.items():
             await self.bid(keys[index], task_id, price)
-        self.pass_phase(task_id)
+        if self.task(task_id).status == TaskStatus.BIDDING:  # the last bid may have ended it
+            self.pass_phase(task_id)
         for index, price in bids.items():
             await self.reveal(keys[index], task_id, price)
 

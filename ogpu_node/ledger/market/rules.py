@@ -3,8 +3,8 @@
 
 A task's life (`TaskStatus`):
 
-    BIDDING --bid window ends--> REVEALING --reveal window ends, or the last sealed bid is
-        revealed--> RUNNING (awarded)
+    BIDDING --bid window ends, or no other provider can bid--> REVEALING --reveal window ends,
+        or the last sealed bid is revealed--> RUNNING (awarded)
     RUNNING --result committed--> VERIFYING --quorum of verdicts or window ends--> CLOSED
     RUNNING --deadline missed--> provider slashed --> BIDDING again (re-offer) or CLOSED
     RUNNING --provider reports the inputs missing--> CHECKING_INPUTS --committee confirms-->
@@ -243,27 +243,43 @@ def _open_task(w: Working, task_id: Hash32, *phases: TaskStatus) -> Task:
 
 
 def process_commit_bid(w: Working, sender: Address, p: CommitBid) -> None:
-    """Record a sealed bid from an eligible provider."""
+    """Record a sealed bid from an eligible provider. When no other provider could bid any more
+    (every eligible one has, or the task has all the bids it takes), the bid window ends at
+    once: waiting could not add a bid."""
     params = w.base.params
     task = _open_task(w, p.task_id, TaskStatus.BIDDING)
     provider = w.provider(sender)
+    refusal = bid_refusal(params, sender, provider, task)
+    if refusal is not None:
+        raise refusal
+    assert provider is not None  # bid_refusal refuses a sender that is no provider
+    task = replace(task, bids=(*task.bids, Bid(sender, p.commitment)))
+    w.set_task(p.task_id, task)
+    w.set_provider(sender, replace(provider, bids=provider.bids + 1))
+    if all(bid_refusal(params, a, other, task) is not None for a, other in all_providers(w)):
+        _end_bidding(w, p.task_id, task)
+
+
+def bid_refusal(params: Params, sender: Address, provider: Provider | None,
+                task: Task) -> MarketRuleError | None:
+    """Why `sender` may not commit a bid on `task` now (its bidding window being open), or None
+    when it may."""
     if provider is None or not is_active(provider, params):
-        raise NotAProvider("only a provider with at least the minimum stake may bid")
+        return NotAProvider("only a provider with at least the minimum stake may bid")
     if sender == task.client or sender in task.excluded:
-        raise NotPermitted("this provider may not bid on this task")
+        return NotPermitted("this provider may not bid on this task")
     if provider.benchmark < task.min_benchmark:
-        raise NotPermitted(f"benchmark {provider.benchmark} below the task's "
-                           f"{task.min_benchmark}")
+        return NotPermitted(f"benchmark {provider.benchmark} below the task's "
+                            f"{task.min_benchmark}")
     if any(b.bidder == sender for b in task.bids):
-        raise NotPermitted("one bid per provider and round")
+        return NotPermitted("one bid per provider and round")
     if len(task.bids) >= params.max_bids_per_task:
-        raise NotPermitted("the task has all the bids it takes")
+        return NotPermitted("the task has all the bids it takes")
     needed = provider_collateral(params, task.budget)
     if provider.free_stake < needed:
-        raise InsufficientStake(f"free stake {provider.free_stake} below the {needed} "
-                                "collateral an award at the maximum price would lock")
-    w.set_task(p.task_id, replace(task, bids=(*task.bids, Bid(sender, p.commitment))))
-    w.set_provider(sender, replace(provider, bids=provider.bids + 1))
+        return InsufficientStake(f"free stake {provider.free_stake} below the {needed} "
+                                 "collateral an award at the maximum price would lock")
+    return None
 
 
 def process_reveal_bid(w: Working, sender: Address, p: RevealBid) -> None:
