@@ -14,7 +14,7 @@ within the verdict window is rejected as `output_unavailable` (a provider cannot
 output and still be paid). A task's uploaded inputs come the same way (the provider, which
 fetched them, serves them too).
 
-The files a check reads are fetched first; the check then runs in a child process
+The files a check reads are fetched first, all at once; the check then runs in a child process
 (`gpu.worker_process`, from a pool that keeps a started spare; `process=False` runs it in a
 worker thread), so that a replay never holds the node's GIL and stops at once when the result it
 checks is no longer waiting for this member's vote.
@@ -128,10 +128,12 @@ class VerifierAgent:
     async def _check_and_vote(self, task_id: Hash32, task: Task) -> None:
         key = (bytes(task_id), task.attempt)
         try:
+            start = trio.current_time()
             verdict = await self.check(task_id, task)
             self.verdicts[key] = verdict
-            log.info("task %s attempt %d: %s (%s, %.2f s)", task_id.hex()[:12], task.attempt,
-                     verdict.reason, verdict.checked, verdict.seconds)
+            log.info("task %s attempt %d: %s (%s, %.2f s; %.2f s with fetching files)",
+                     task_id.hex()[:12], task.attempt, verdict.reason, verdict.checked,
+                     verdict.seconds, trio.current_time() - start)
             await self.wallet.send_once(("verdict", key), SubmitVerdict(
                 task_id, task.attempt, verdict.ok, verdict.code))
         except WorkloadCancelled:
@@ -192,7 +194,10 @@ class VerifierAgent:
                 if (any(i >= len(ids) for i in wanted)
                         or checkpoint_chain(ids) != result.checkpoint_root):
                     wanted = []  # a broken chain: the check rejects it before reading any
-                fetched = {i: await self._fetch(ids[i]) for i in wanted}
+                files = await self.node.fetch_files([ids[i] for i in wanted], MAX_ARTIFACT_BYTES,
+                                                    attempts=FETCH_ATTEMPTS,
+                                                    retry_s=FETCH_RETRY_S)
+                fetched = dict(zip(wanted, files, strict=True))
                 return await self._run_check("verify_training", dict(
                     spec=spec, checkpoints=fetched, checkpoint_ids=ids,
                     checkpoint_root=result.checkpoint_root, metrics=dict(result.metrics),

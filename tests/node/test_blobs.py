@@ -83,6 +83,40 @@ async def test_a_node_fetches_a_chunk_from_peers_and_refuses_forged_bytes(
         nursery.cancel_scope.cancel()
 
 
+async def test_files_fetched_together_overlap_and_the_first_failure_is_raised(
+        tmp_path: Path) -> None:
+    hub = MemoryHub()
+    async with trio.open_nursery() as nursery:
+        owner, fetcher = hub.node("a"), hub.node("b")
+        for net in (owner, fetcher):
+            await nursery.start(net.serve)
+        await fetcher.connect(owner.listen_addrs[0])
+        store = BlobStore(tmp_path / "a")
+        one, two = store.put_file(b"1" * 100), store.put_file(b"2" * 200)
+        in_flight = 0
+        both_asked = trio.Event()
+
+        async def serve(peer: str, data: bytes) -> bytes:
+            # answers only once two requests wait at the same time: fetching one file after the
+            # other would never get its first answer
+            nonlocal in_flight
+            in_flight += 1
+            if in_flight >= 2:
+                both_asked.set()
+            await both_asked.wait()
+            return encode(BlobResponse(store.get(decode(BlobRequest, data).chunk_id) or b""))
+
+        owner.set_handler(PROTO_BLOB, serve)
+        node = Node(chain=Chain.open(ChainStore(MemoryKV()), GENESIS), network=fetcher,
+                    genesis_hash=GENESIS.hash, validator_key=None,
+                    blobs=BlobStore(tmp_path / "b"))
+        with trio.fail_after(10):
+            assert await node.fetch_files([two, one]) == [b"2" * 200, b"1" * 100]
+            with pytest.raises(BlobError, match="no connected peer"):
+                await node.fetch_files([file_id(b"3" * 300), blob_id(b"nobody has this")])
+        nursery.cancel_scope.cancel()
+
+
 @pytest.mark.parametrize(
     "size", [0, 1, MAX_CHUNK_BYTES, MAX_CHUNK_BYTES + 1, 3 * MAX_CHUNK_BYTES + 5])
 def test_a_file_round_trips_under_its_content_id(tmp_path: Path, size: int) -> None:
