@@ -110,10 +110,10 @@ def _softmax_xent_grad(z: Any, labels: Any, scale: Any) -> None:
 
 
 THIN_COLS = 4
-"""`_thin_matmul` works on blocks of 6 rows of M by THIN_COLS columns of X (24 accumulators)."""
+"""`_thin_matmul_*` work on blocks of rows of M by THIN_COLS columns of X."""
 
 
-def _thin_matmul(m: Any, xt: Any, out: Any, norms: Any) -> None:
+def _thin_matmul_6x4(m: Any, xt: Any, out: Any, norms: Any) -> None:
     """out <- m @ xt.T, with xt.shape[0] a multiple of THIN_COLS; norms[i] <- |m_i|^2 when
     norms has an entry per row of m (right after each block's products, while its rows are in
     cache)."""
@@ -122,9 +122,10 @@ def _thin_matmul(m: Any, xt: Any, out: Any, norms: Any) -> None:
     zero = np.float32(0.0)
     full = n - n % 6
     # Written out by hand on purpose: the 24 scalar accumulators stay in registers (AVX-512 has
-    # 32; on AVX2's 16 a few spill to L1, still faster) and LLVM turns the j loop into 10 vector
-    # loads and 24 FMAs (a 6 x 4 local array lived in memory: 2.4 GFLOP/s instead of 78). Six
-    # rows share each load of X, which comes from L2: 3 x 4 blocks ran at 56-61 GFLOP/s.
+    # 32 vector registers; AVX2 has 16, hence `_thin_matmul_3x4`) and LLVM turns the j loop into
+    # 10 vector loads and 24 FMAs (a 6 x 4 local array lived in memory: 2.4 GFLOP/s instead of
+    # 78). Six rows share each load of X, which comes from L2: 3 x 4 blocks ran at 56-61 GFLOP/s
+    # on that AVX-512 core.
     for i in range(0, full, 6):
         for t in range(0, r, 4):
             s00 = s01 = s02 = s03 = s10 = s11 = s12 = s13 = zero
@@ -200,6 +201,69 @@ def _thin_matmul(m: Any, xt: Any, out: Any, norms: Any) -> None:
             norms[i] = acc
 
 
+def _thin_matmul_3x4(m: Any, xt: Any, out: Any, norms: Any) -> None:
+    """`_thin_matmul_6x4` in blocks of 3 rows (12 accumulators): for CPUs with 16 vector
+    registers (AVX2), where 6 x 4 blocks spill (on a Zen 3 core: 43 GFLOP/s against 28)."""
+    n, k = m.shape
+    r = xt.shape[0]
+    zero = np.float32(0.0)
+    full = n - n % 3
+    for i in range(0, full, 3):
+        for t in range(0, r, 4):
+            s00 = s01 = s02 = s03 = s10 = s11 = s12 = s13 = zero
+            s20 = s21 = s22 = s23 = zero
+            for j in range(k):
+                a0 = m[i, j]
+                a1 = m[i + 1, j]
+                a2 = m[i + 2, j]
+                x = xt[t, j]
+                s00 += a0 * x
+                s10 += a1 * x
+                s20 += a2 * x
+                x = xt[t + 1, j]
+                s01 += a0 * x
+                s11 += a1 * x
+                s21 += a2 * x
+                x = xt[t + 2, j]
+                s02 += a0 * x
+                s12 += a1 * x
+                s22 += a2 * x
+                x = xt[t + 3, j]
+                s03 += a0 * x
+                s13 += a1 * x
+                s23 += a2 * x
+            out[i, t], out[i, t + 1], out[i, t + 2], out[i, t + 3] = s00, s01, s02, s03
+            out[i + 1, t], out[i + 1, t + 1], out[i + 1, t + 2], out[i + 1, t + 3] = (
+                s10, s11, s12, s13)
+            out[i + 2, t], out[i + 2, t + 1], out[i + 2, t + 2], out[i + 2, t + 3] = (
+                s20, s21, s22, s23)
+        if norms.shape[0] == n:
+            q0 = q1 = q2 = zero
+            for j in range(k):
+                q0 += m[i, j] * m[i, j]
+                q1 += m[i + 1, j] * m[i + 1, j]
+                q2 += m[i + 2, j] * m[i + 2, j]
+            norms[i], norms[i + 1], norms[i + 2] = q0, q1, q2
+    for i in range(full, n):  # the last one or two rows
+        for t in range(r):
+            acc = zero
+            for j in range(k):
+                acc += m[i, j] * xt[t, j]
+            out[i, t] = acc
+        if norms.shape[0] == n:
+            acc = zero
+            for j in range(k):
+                acc += m[i, j] * m[i, j]
+            norms[i] = acc
+
+
+def _thin_matmul_for_this_cpu() -> Any:
+    """The block shape that keeps its accumulators in this CPU's vector registers."""
+    import llvmlite.binding as llvm  # type: ignore[import-untyped,unused-ignore]
+
+    return _thin_matmul_6x4 if llvm.get_host_cpu_features().get("avx512f") else _thin_matmul_3x4
+
+
 @cache
 def numba_kernels() -> Kernels | None:
     """The Numba-compiled kernels (compiled lazily on first call), or None without Numba."""
@@ -215,7 +279,8 @@ def numba_kernels() -> Kernels | None:
     def softmax_xent_grad_(z: Array, labels: Array, scale: float) -> None:
         softmax_grad(z, labels, np.float32(scale))
 
-    thin = numba.njit(cache=True, nogil=True, fastmath=True, boundscheck=False)(_thin_matmul)
+    thin = numba.njit(cache=True, nogil=True, fastmath=True,
+                      boundscheck=False)(_thin_matmul_for_this_cpu())
 
     def thin_matmul(m: Array, x: Array, norms: bool) -> tuple[Array, Array | None]:
         r = x.shape[1]

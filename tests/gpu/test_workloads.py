@@ -1,8 +1,11 @@
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 
+from gpu import cpu_kernels
 from gpu.artifacts import checkpoint_chain, decode_arrays
 from gpu.cpu_kernels import kernels_for, numba_kernels, warm_up, xp_kernels
 from gpu.data import dataset, matmul_inputs_host
@@ -143,6 +146,22 @@ def test_thin_matmul_kernels_compute_the_product_and_row_norms(rows: int, inner:
         np.testing.assert_allclose(product, m.astype(np.float64) @ x, rtol=1e-5, atol=1e-5)
         np.testing.assert_allclose(norms, (m.astype(np.float64) ** 2).sum(axis=1), rtol=1e-5)
         assert kernels.thin_matmul(m, x, False)[1] is None
+
+
+@pytest.mark.parametrize("block", [cpu_kernels._thin_matmul_6x4, cpu_kernels._thin_matmul_3x4])
+def test_both_thin_matmul_block_shapes_are_right(block: Any) -> None:
+    # run as plain Python (Numba compiles only the one this CPU gets): rows that fill blocks
+    # and rows left over, with and without the row norms
+    rng = np.random.default_rng(5)
+    m = rng.standard_normal((14, 9), dtype=np.float32)
+    xt = rng.standard_normal((2 * cpu_kernels.THIN_COLS, 9), dtype=np.float32)
+    out = np.zeros((14, xt.shape[0]), dtype=np.float32)
+    norms = np.zeros(14, dtype=np.float32)
+    block(m, xt, out, norms)
+    np.testing.assert_allclose(out, m.astype(np.float64) @ xt.T, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(norms, (m.astype(np.float64) ** 2).sum(axis=1), rtol=1e-5)
+    block(m, xt, out, np.zeros(0, dtype=np.float32))
+    np.testing.assert_allclose(out, m.astype(np.float64) @ xt.T, rtol=1e-5, atol=1e-5)
 
 
 def test_numba_off_gives_close_training(device: Device, monkeypatch: pytest.MonkeyPatch,
