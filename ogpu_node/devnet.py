@@ -26,6 +26,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -36,6 +37,7 @@ from ogpu_node.genesis import dev_account_key
 from ogpu_node.keys import read_key_file
 from ogpu_node.ledger import Transfer
 from ogpu_node.market_demo import run_market_demo
+from ogpu_node.polling import WaitTimeout, wait_until
 from ogpu_node.rpc_client import RpcCallError, rpc_call, send_transaction
 from ogpu_node.types import parse_amount
 from p2p.libp2p_host import peer_id_from_seed
@@ -264,11 +266,26 @@ def demo_transfer(root: Path) -> None:
     print(f"  tx {receipt['hash'][:16]}... {receipt['state']} in block {receipt['height']} "
           f"({elapsed:.0f} ms)")
     for home in nodes:
-        seen = rpc_call(rpc_url(home), "tx_status", {"hash": receipt["hash"]})
+        seen = _tx_status_once_final(rpc_url(home), receipt["hash"])
         balance = rpc_call(rpc_url(home), "account_get",
                            {"address": address_to_text(recipient.address)})["balanceOgpu"]
         print(f"  {home.name}: {seen['state']} at height {seen['height']}, "
               f"account 1 holds {balance} OGPU")
+
+
+def _tx_status_once_final(url: str, tx_hash: str, timeout: float = 10.0) -> dict[str, Any]:
+    """The transaction's status at `url` once that node has finalised it (each node finalises a
+    block on its own, a loaded one a moment later), or as it is after `timeout` seconds."""
+
+    def final() -> dict[str, Any] | None:
+        status: dict[str, Any] = rpc_call(url, "tx_status", {"hash": tx_hash})
+        return status if status["state"] == "finalized" else None
+
+    try:
+        found: dict[str, Any] = wait_until(final, "the transaction to be final", timeout)
+        return found
+    except WaitTimeout:
+        return dict(rpc_call(url, "tx_status", {"hash": tx_hash}))
 
 
 def market_demo(root: Path) -> bool:

@@ -109,6 +109,15 @@ def test_transfers_sent_to_different_nodes_finalise_everywhere_with_one_state(ne
     assert len(balances) <= 1
 
 
+def test_the_demo_transfer_is_shown_final_on_every_node(net: Net,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    # each node finalises on its own: the demo waits for each before printing its view
+    devnet.demo_transfer(net.root)
+    out = capsys.readouterr().out
+    for name in VALIDATORS:
+        assert f"  {name}: finalized at height" in out, out
+
+
 def test_a_killed_validator_does_not_stop_the_others_and_catches_up(net: Net) -> None:
     devnet.stop(net.root, only=["node3"], sig=signal.SIGKILL)
     alive = ["node0", "node1", "node2"]
