@@ -113,10 +113,29 @@ THIN_COLS = 4
 """`_thin_matmul_*` work on blocks of rows of M by THIN_COLS columns of X."""
 
 
+def thin_product(block: Any, block_rows: int, m: Array, x: Array,
+                 norms: bool) -> tuple[Array, Array | None]:
+    """M @ X and, if asked, M's squared row norms: `block` (a `_thin_matmul_*` kernel, compiled
+    or not) computes the rows in whole blocks of `block_rows`, NumPy the few left over."""
+    r = x.shape[1]
+    m = np.ascontiguousarray(m, dtype=np.float32)
+    xt = np.zeros((-(-r // THIN_COLS) * THIN_COLS, x.shape[0]), dtype=np.float32)
+    xt[:r] = x.T
+    out = np.empty((m.shape[0], xt.shape[0]), dtype=np.float32)
+    squares = np.empty(m.shape[0] if norms else 0, dtype=np.float32)
+    block(m, xt, out, squares)
+    full = m.shape[0] - m.shape[0] % block_rows
+    with np.errstate(all="ignore"):  # quiet on NaN and inf, as the kernel is: the caller checks
+        out[full:] = m[full:] @ xt.T
+        if norms:
+            squares[full:] = np.einsum("ij,ij->i", m[full:], m[full:])
+    return out[:, :r], (squares if norms else None)
+
+
 def _thin_matmul_6x4(m: Any, xt: Any, out: Any, norms: Any) -> None:
-    """out <- m @ xt.T, with xt.shape[0] a multiple of THIN_COLS; norms[i] <- |m_i|^2 when
-    norms has an entry per row of m (right after each block's products, while its rows are in
-    cache)."""
+    """out <- m @ xt.T for the rows in whole blocks of 6 (the rest is `thin_product`'s), with
+    xt.shape[0] a multiple of THIN_COLS; norms[i] <- |m_i|^2 for those rows when norms has an
+    entry per row of m (right after each block's products, while its rows are in cache)."""
     n, k = m.shape
     r = xt.shape[0]
     zero = np.float32(0.0)
@@ -188,17 +207,6 @@ def _thin_matmul_6x4(m: Any, xt: Any, out: Any, norms: Any) -> None:
                 q5 += m[i + 5, j] * m[i + 5, j]
             norms[i], norms[i + 1], norms[i + 2] = q0, q1, q2
             norms[i + 3], norms[i + 4], norms[i + 5] = q3, q4, q5
-    for i in range(full, n):  # the last one to five rows
-        for t in range(r):
-            acc = zero
-            for j in range(k):
-                acc += m[i, j] * xt[t, j]
-            out[i, t] = acc
-        if norms.shape[0] == n:
-            acc = zero
-            for j in range(k):
-                acc += m[i, j] * m[i, j]
-            norms[i] = acc
 
 
 def _thin_matmul_3x4(m: Any, xt: Any, out: Any, norms: Any) -> None:
@@ -244,24 +252,15 @@ def _thin_matmul_3x4(m: Any, xt: Any, out: Any, norms: Any) -> None:
                 q1 += m[i + 1, j] * m[i + 1, j]
                 q2 += m[i + 2, j] * m[i + 2, j]
             norms[i], norms[i + 1], norms[i + 2] = q0, q1, q2
-    for i in range(full, n):  # the last one or two rows
-        for t in range(r):
-            acc = zero
-            for j in range(k):
-                acc += m[i, j] * xt[t, j]
-            out[i, t] = acc
-        if norms.shape[0] == n:
-            acc = zero
-            for j in range(k):
-                acc += m[i, j] * m[i, j]
-            norms[i] = acc
 
 
-def _thin_matmul_for_this_cpu() -> Any:
-    """The block shape that keeps its accumulators in this CPU's vector registers."""
+def _thin_matmul_for_this_cpu() -> tuple[Any, int]:
+    """The block kernel, and its rows, whose accumulators fit this CPU's vector registers."""
     import llvmlite.binding as llvm  # type: ignore[import-untyped,unused-ignore]
 
-    return _thin_matmul_6x4 if llvm.get_host_cpu_features().get("avx512f") else _thin_matmul_3x4
+    if llvm.get_host_cpu_features().get("avx512f"):
+        return _thin_matmul_6x4, 6
+    return _thin_matmul_3x4, 3
 
 
 @cache
@@ -279,17 +278,11 @@ def numba_kernels() -> Kernels | None:
     def softmax_xent_grad_(z: Array, labels: Array, scale: float) -> None:
         softmax_grad(z, labels, np.float32(scale))
 
-    thin = numba.njit(cache=True, nogil=True, fastmath=True,
-                      boundscheck=False)(_thin_matmul_for_this_cpu())
+    block, block_rows = _thin_matmul_for_this_cpu()
+    thin = numba.njit(cache=True, nogil=True, fastmath=True, boundscheck=False)(block)
 
     def thin_matmul(m: Array, x: Array, norms: bool) -> tuple[Array, Array | None]:
-        r = x.shape[1]
-        xt = np.zeros((-(-r // THIN_COLS) * THIN_COLS, x.shape[0]), dtype=np.float32)
-        xt[:r] = x.T
-        out = np.empty((m.shape[0], xt.shape[0]), dtype=np.float32)
-        squares = np.empty(m.shape[0] if norms else 0, dtype=np.float32)
-        thin(np.ascontiguousarray(m, dtype=np.float32), xt, out, squares)
-        return out[:, :r], (squares if norms else None)
+        return thin_product(thin, block_rows, m, x, norms)
 
     return Kernels("numba", bias_relu, relu_backward, softmax_xent_grad_, thin_matmul)
 

@@ -148,19 +148,19 @@ def test_thin_matmul_kernels_compute_the_product_and_row_norms(rows: int, inner:
         assert kernels.thin_matmul(m, x, False)[1] is None
 
 
-@pytest.mark.parametrize("block", [cpu_kernels._thin_matmul_6x4, cpu_kernels._thin_matmul_3x4])
-def test_both_thin_matmul_block_shapes_are_right(block: Any) -> None:
+@pytest.mark.parametrize("block,block_rows", [(cpu_kernels._thin_matmul_6x4, 6),
+                                              (cpu_kernels._thin_matmul_3x4, 3)])
+def test_both_thin_matmul_block_shapes_are_right(block: Any, block_rows: int) -> None:
     # run as plain Python (Numba compiles only the one this CPU gets): rows that fill blocks
     # and rows left over, with and without the row norms
     rng = np.random.default_rng(5)
     m = rng.standard_normal((14, 9), dtype=np.float32)
     xt = rng.standard_normal((2 * cpu_kernels.THIN_COLS, 9), dtype=np.float32)
-    out = np.zeros((14, xt.shape[0]), dtype=np.float32)
-    norms = np.zeros(14, dtype=np.float32)
-    block(m, xt, out, norms)
+    out, norms = cpu_kernels.thin_product(block, block_rows, m, xt.T, True)
+    assert norms is not None
     np.testing.assert_allclose(out, m.astype(np.float64) @ xt.T, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(norms, (m.astype(np.float64) ** 2).sum(axis=1), rtol=1e-5)
-    block(m, xt, out, np.zeros(0, dtype=np.float32))
+    out, _ = cpu_kernels.thin_product(block, block_rows, m, xt.T, False)
     np.testing.assert_allclose(out, m.astype(np.float64) @ xt.T, rtol=1e-5, atol=1e-5)
 
 
