@@ -282,8 +282,7 @@ def _tx_status_once_final(url: str, tx_hash: str, timeout: float = 10.0) -> dict
         return status if status["state"] == "finalized" else None
 
     try:
-        found: dict[str, Any] = wait_until(final, "the transaction to be final", timeout)
-        return found
+        return dict(wait_until(final, "the transaction to be final", timeout))
     except WaitTimeout:
         return dict(rpc_call(url, "tx_status", {"hash": tx_hash}))
 
