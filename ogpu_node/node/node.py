@@ -19,7 +19,7 @@ import math
 import random
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 
@@ -62,6 +62,9 @@ from p2p.errors import P2PError
 from p2p.network import Network, TaskStatus
 
 log = logging.getLogger("ogpu.node")
+
+FILE_CHUNKS_IN_FLIGHT = 4
+"""Chunk requests one file fetch keeps open at once (1 MiB each)."""
 
 
 @dataclass(frozen=True)
@@ -608,15 +611,25 @@ class Node:
     async def fetch_blob(self, chunk_id: bytes) -> bytes:
         """A chunk from our store, or from the first peer that has it (checked against its id);
         fetched chunks are stored. Raises `BlobError` when no connected peer has it."""
+        return (await self._fetch_blob(chunk_id))[0]
+
+    async def _fetch_blob(self, chunk_id: bytes, first: str | None = None
+                          ) -> tuple[bytes, str | None]:
+        """`fetch_blob`, asking peer `first` before the others; returns the chunk and the peer
+        that served it (None: our own store)."""
         if self.blobs is None:
             raise BlobError("this node keeps no blobs")
         local = self.blobs.get(chunk_id)
         if local is not None:
-            return local
-        for peer in self.network.peers():
+            return local, None
+        peers = [peer.peer_id for peer in self.network.peers()]
+        if first in peers:
+            peers.remove(first)
+            peers.insert(0, first)
+        for peer_id in peers:
             try:
                 with trio.fail_after(self.settings.request_timeout_s * 5):
-                    raw = await self.network.request(peer.peer_id, PROTO_BLOB,
+                    raw = await self.network.request(peer_id, PROTO_BLOB,
                                                      encode(BlobRequest(chunk_id)))
                 response = decode(BlobResponse, raw)
             except (P2PError, OgpuError, trio.TooSlowError):
@@ -625,17 +638,19 @@ class Node:
                 try:
                     data = check_chunk(chunk_id, response.data)
                 except BlobError as exc:
-                    log.warning("peer %s: %s", peer.peer_id, exc)
+                    log.warning("peer %s: %s", peer_id, exc)
                     continue
                 self.blobs.put(data)
-                return data
+                return data, peer_id
         raise BlobError(f"no connected peer has chunk {chunk_id.hex()[:16]}")
 
     async def fetch_file(self, file_id: bytes, max_bytes: int = 1 << 32, *, attempts: int = 1,
                          retry_s: float = 2.0) -> bytes:
         """A file (see `blobs.Manifest`) from our store, or chunk by chunk from peers; every
-        chunk is checked against its id and stored. A fetch that fails is tried again after
-        `retry_s`, `attempts` times in all (chunks fetched before stay). Raises `BlobError`."""
+        chunk is checked against its id and stored. The chunks are asked for
+        `FILE_CHUNKS_IN_FLIGHT` at a time, first from the peer that had the manifest. A fetch
+        that fails is tried again after `retry_s`, `attempts` times in all (chunks fetched
+        before stay). Raises `BlobError`."""
         if self.blobs is None:
             raise BlobError("this node keeps no blobs")
         for attempt in range(1, attempts + 1):
@@ -643,11 +658,12 @@ class Node:
                 local = self.blobs.get_file(file_id)
                 if local is not None:
                     return local
-                manifest = decode_manifest(await self.fetch_blob(file_id))
+                raw, holder = await self._fetch_blob(file_id)
+                manifest = decode_manifest(raw)
                 if manifest.size > max_bytes:
                     raise FileTooLarge(f"file of {manifest.size} bytes exceeds the {max_bytes} "
                                        "asked for")
-                return b"".join([await self.fetch_blob(chunk) for chunk in manifest.chunks])
+                return b"".join(await self._fetch_chunks(manifest.chunks, holder))
             except FileTooLarge:
                 raise
             except BlobError:
@@ -656,28 +672,26 @@ class Node:
             await trio.sleep(retry_s)
         raise BlobError("no attempt made")
 
+    async def _fetch_chunks(self, chunk_ids: Sequence[bytes], first: str | None) -> list[bytes]:
+        """The chunks, `FILE_CHUNKS_IN_FLIGHT` at a time, each asked of `first` before the
+        others; the first failure stops the rest and is raised."""
+        slots = trio.Semaphore(FILE_CHUNKS_IN_FLIGHT)
+
+        async def fetch(chunk_id: bytes) -> bytes:
+            async with slots:
+                return (await self._fetch_blob(chunk_id, first))[0]
+
+        return await _fetch_all(fetch, chunk_ids)
+
     async def fetch_files(self, file_ids: list[bytes], max_bytes: int = 1 << 32, *,
                           attempts: int = 1, retry_s: float = 2.0) -> list[bytes]:
         """Several files at once (`fetch_file` each, concurrently: their chunk requests overlap
         instead of waiting on each other's round trips), in the order asked. The first failure
         stops the others and is raised (`BlobError`)."""
-        files: list[bytes] = [b""] * len(file_ids)
-        failures: list[BlobError] = []
+        async def fetch(file_id: bytes) -> bytes:
+            return await self.fetch_file(file_id, max_bytes, attempts=attempts, retry_s=retry_s)
 
-        async def fetch(index: int, file_id: bytes) -> None:
-            try:
-                files[index] = await self.fetch_file(file_id, max_bytes, attempts=attempts,
-                                                     retry_s=retry_s)
-            except BlobError as exc:
-                failures.append(exc)
-                nursery.cancel_scope.cancel()
-
-        async with trio.open_nursery() as nursery:
-            for index, file_id in enumerate(file_ids):
-                nursery.start_soon(fetch, index, file_id)
-        if failures:
-            raise failures[0]
-        return files
+        return await _fetch_all(fetch, file_ids)
 
     # --- NodeApi ---------------------------------------------------------------------------------
 
@@ -802,3 +816,25 @@ class Node:
 
     async def get_chunk(self, chunk_id: bytes) -> bytes:
         return await self.fetch_blob(chunk_id)
+
+
+async def _fetch_all(fetch: Callable[[bytes], Awaitable[bytes]], ids: Sequence[bytes]
+                     ) -> list[bytes]:
+    """`fetch` of every id at once, in the order given; the first `BlobError` cancels the
+    others and is raised."""
+    results: list[bytes] = [b""] * len(ids)
+    failures: list[BlobError] = []
+
+    async def one(index: int) -> None:
+        try:
+            results[index] = await fetch(ids[index])
+        except BlobError as exc:
+            failures.append(exc)
+            nursery.cancel_scope.cancel()
+
+    async with trio.open_nursery() as nursery:
+        for index in range(len(ids)):
+            nursery.start_soon(one, index)
+    if failures:
+        raise failures[0]
+    return results

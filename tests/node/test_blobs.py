@@ -117,6 +117,49 @@ async def test_files_fetched_together_overlap_and_the_first_failure_is_raised(
         nursery.cancel_scope.cancel()
 
 
+async def test_a_files_chunks_are_asked_of_the_manifests_holder_several_at_a_time(
+        tmp_path: Path) -> None:
+    hub = MemoryHub()
+    async with trio.open_nursery() as nursery:
+        empty, owner, fetcher = hub.node("empty"), hub.node("owner"), hub.node("fetcher")
+        for net in (empty, owner, fetcher):
+            await nursery.start(net.serve)
+        await fetcher.connect(empty.listen_addrs[0])
+        await fetcher.connect(owner.listen_addrs[0])
+        assert [p.peer_id for p in fetcher.peers()][0] == empty.peer_id  # asked first by default
+        store = BlobStore(tmp_path / "owner")
+        data = bytes(range(256)) * (3 * MAX_CHUNK_BYTES // 256 + 1)
+        fid = store.put_file(data)
+        asked_of_empty: list[bytes] = []
+        waiting = 0
+        two_waiting = trio.Event()
+
+        async def nothing(peer: str, raw: bytes) -> bytes:
+            asked_of_empty.append(decode(BlobRequest, raw).chunk_id)
+            return encode(BlobResponse(b""))
+
+        async def serve(peer: str, raw: bytes) -> bytes:
+            # the manifest at once; chunks only once two requests for them wait together
+            nonlocal waiting
+            chunk_id = decode(BlobRequest, raw).chunk_id
+            if chunk_id != fid:
+                waiting += 1
+                if waiting >= 2:
+                    two_waiting.set()
+                await two_waiting.wait()
+            return encode(BlobResponse(store.get(chunk_id) or b""))
+
+        empty.set_handler(PROTO_BLOB, nothing)
+        owner.set_handler(PROTO_BLOB, serve)
+        node = Node(chain=Chain.open(ChainStore(MemoryKV()), GENESIS), network=fetcher,
+                    genesis_hash=GENESIS.hash, validator_key=None,
+                    blobs=BlobStore(tmp_path / "fetcher"))
+        with trio.fail_after(10):
+            assert await node.fetch_file(fid) == data
+        assert asked_of_empty == [fid]  # only the manifest: its chunks went to its holder
+        nursery.cancel_scope.cancel()
+
+
 @pytest.mark.parametrize(
     "size", [0, 1, MAX_CHUNK_BYTES, MAX_CHUNK_BYTES + 1, 3 * MAX_CHUNK_BYTES + 5])
 def test_a_file_round_trips_under_its_content_id(tmp_path: Path, size: int) -> None:
