@@ -15,7 +15,8 @@ started spare per agent: a job begins without the seconds that all this takes.
 The child lowers its own scheduling priority (`WORKER_NICENESS`): on a CPU provider the workload
 takes every core it can get, and at the node's priority it would starve the node's consensus,
 which then falls behind, syncs, and misses the auctions and deadlines it works for. A niced job
-still gets all the CPU the node leaves idle.
+still gets all the CPU the node leaves idle. Given `cpus`, the child runs only on those CPUs
+(a provider's `provider_cpus`: its workloads keep off the cores its node and checks use).
 
 `InThread` has the same `call` for jobs run in the caller's own thread (`workers_for` picks).
 
@@ -42,7 +43,9 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from gpu.cpu_kernels import warm_up
+from gpu.cpus import pin_to_cpus
 from gpu.device import Device, detect
+from gpu.device_bench import benchmark_score
 from gpu.errors import GpuError, WorkloadCancelled, WorkloadError
 from gpu.spec import InvalidSpec
 from gpu.verify import verify_inference, verify_matmul, verify_training
@@ -54,6 +57,7 @@ WORKER_NICENESS = 10
 """Added to the child's niceness (`os.nice`): the node's own work comes first."""
 
 JOBS: dict[str, Callable[..., Any]] = {
+    "benchmark_score": benchmark_score,
     "run_workload": run_workload,
     "verify_matmul": verify_matmul,
     "verify_training": verify_training,
@@ -65,12 +69,13 @@ JOBS: dict[str, Callable[..., Any]] = {
 class Worker:
     """One started child interpreter for one job (see the module docstring)."""
 
-    def __init__(self, device_kind: str, niceness: int = WORKER_NICENESS) -> None:
+    def __init__(self, device_kind: str, niceness: int = WORKER_NICENESS,
+                 cpus: frozenset[int] = frozenset()) -> None:
         to_child_r, to_child_w = os.pipe()
         from_child_r, from_child_w = os.pipe()
         self.process = subprocess.Popen(
             [sys.executable, "-m", "gpu.worker_process", str(to_child_r), str(from_child_w),
-             device_kind, str(niceness)],
+             device_kind, str(niceness), ",".join(map(str, sorted(cpus)))],
             pass_fds=(to_child_r, from_child_w), stdin=subprocess.DEVNULL)
         os.close(to_child_r)
         os.close(from_child_w)
@@ -125,9 +130,11 @@ class WorkerPool:
     interpreter; the spare that a job takes is replaced when the job ends. As a context manager
     it starts the spare on entry and closes on exit."""
 
-    def __init__(self, device_kind: str, niceness: int = WORKER_NICENESS) -> None:
+    def __init__(self, device_kind: str, niceness: int = WORKER_NICENESS,
+                 cpus: frozenset[int] = frozenset()) -> None:
         self.device_kind = device_kind
         self.niceness = niceness
+        self.cpus = cpus
         self._lock = threading.Lock()
         self._spare: Worker | None = None
         self._closed = False
@@ -136,7 +143,7 @@ class WorkerPool:
         """Start the spare (no-op when there is one)."""
         with self._lock:
             if self._spare is None and not self._closed:
-                self._spare = Worker(self.device_kind, self.niceness)
+                self._spare = Worker(self.device_kind, self.niceness, self.cpus)
 
     def call(self, job: str, kwargs: dict[str, Any], progress: Progress | None = None,
              should_stop: ShouldStop | None = None, on_file: Sink | None = None) -> Any:
@@ -146,7 +153,7 @@ class WorkerPool:
                 raise WorkloadCancelled("the worker pool is closed")
             worker, self._spare = self._spare, None
         try:
-            return (worker or Worker(self.device_kind, self.niceness)).call(
+            return (worker or Worker(self.device_kind, self.niceness, self.cpus)).call(
                 job, kwargs, progress, should_stop, on_file)
         finally:
             self.start()
@@ -194,16 +201,19 @@ Workers = WorkerPool | InThread
 """Where an agent runs its jobs: child processes, or its own worker threads."""
 
 
-def workers_for(device: Device, process: bool) -> Workers:
-    """A pool of child processes on `device`'s kind when `process`, else `InThread`."""
-    return WorkerPool(device.kind) if process else InThread(device)
+def workers_for(device: Device, process: bool, cpus: frozenset[int] = frozenset()) -> Workers:
+    """A pool of child processes on `device`'s kind (each pinned to `cpus` when given) when
+    `process`, else `InThread` (which runs where its caller does)."""
+    return WorkerPool(device.kind, cpus=cpus) if process else InThread(device)
 
 
-def _child_main(receive_fd: int, send_fd: int, device_kind: str, niceness: int) -> None:
+def _child_main(receive_fd: int, send_fd: int, device_kind: str, niceness: int,
+                cpus: frozenset[int]) -> None:
     os.nice(niceness)
     receive = Connection(receive_fd, writable=False)
     send = Connection(send_fd, readable=False)
     try:
+        pin_to_cpus(cpus)
         device: Device = detect(device_kind)  # while the job is still on its way:
         warm_up(device)  # a second or more of Numba's cache (or compiling) comes off the job
         try:
@@ -235,4 +245,5 @@ def _rebuild_error(value: Any) -> Exception:
 
 
 if __name__ == "__main__":
-    _child_main(int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], int(sys.argv[4]))
+    _child_main(int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], int(sys.argv[4]),
+                frozenset(int(cpu) for cpu in sys.argv[5].split(",") if cpu))

@@ -17,6 +17,8 @@ from typing import Any
 
 import tomli_w
 
+from gpu.cpus import parse_cpu_list
+from gpu.errors import GpuError
 from ogpu_node.errors import OgpuError
 
 CONFIG_FILE = "config.toml"
@@ -43,6 +45,9 @@ class Config:
     rpc_rate_limit_per_s: float = 100.0
     """JSON-RPC calls per second per client address (0 turns the limit off)."""
     log_level: str = "info"
+    cpus: str = ""
+    """CPUs this node's process (and the checks it runs) may use, as a Linux CPU list ("0-3,6",
+    like `taskset -c`); empty: all."""
     # --- GPU market agents ---
     provider: bool = False
     """Act as a GPU provider: register, bid on tasks this machine can serve, run them."""
@@ -61,6 +66,9 @@ class Config:
     provider_process: bool = True
     """Run each task's workload in a child process (`gpu/worker_process.py`: killed at once when
     the task stops being ours, a crash cannot take the node down) instead of a thread."""
+    provider_cpus: str = ""
+    """CPUs the provider's workload processes run on (same form as `cpus`), so that a CPU
+    provider's workloads and its node keep off each other's cores; empty: the node's."""
     provider_fault: str = "none"
     """Test-only fault injection (devnet and end-to-end tests): none | corrupt | vanish |
     false_report (see `agents/provider.py`)."""
@@ -78,12 +86,21 @@ class Config:
         """A configured file or folder, resolved against `home`."""
         return self.home / Path(relative).expanduser()
 
+    @property
+    def cpu_set(self) -> frozenset[int]:
+        return parse_cpu_list(self.cpus)
+
+    @property
+    def provider_cpu_set(self) -> frozenset[int]:
+        return parse_cpu_list(self.provider_cpus)
+
     def to_toml(self) -> str:
         return tomli_w.dumps({f.name: getattr(self, f.name) for f in fields(self)
                               if f.name != "home"})
 
 
 _SETTINGS = {f.name: f for f in fields(Config) if f.name != "home"}
+_CPU_LISTS = ("cpus", "provider_cpus")
 
 
 def _convert(name: str, value: Any, source: str) -> Any:
@@ -120,6 +137,11 @@ def _convert(name: str, value: Any, source: str) -> Any:
         return number
     if not isinstance(value, str):
         raise ConfigError(f"{name} (from {source}): expected a string, got {type(value).__name__}")
+    if name in _CPU_LISTS:
+        try:
+            parse_cpu_list(value)
+        except GpuError as exc:
+            raise ConfigError(f"{name} (from {source}): {exc}") from None
     return value
 
 

@@ -39,3 +39,13 @@ def test_bad_config_files_are_refused_with_the_setting_named(tmp_path: Path, tex
     (tmp_path / CONFIG_FILE).write_text(text)
     with pytest.raises(ConfigError):
         load_config(tmp_path, environ={})
+
+
+def test_cpu_lists_are_read_like_taskset_and_bad_ones_name_the_setting(tmp_path: Path) -> None:
+    (tmp_path / CONFIG_FILE).write_text('cpus = "0-2, 5"\n')
+    config = load_config(tmp_path, environ={"OGPU_PROVIDER_CPUS": "7"})
+    assert config.cpu_set == {0, 1, 2, 5} and config.provider_cpu_set == {7}
+    assert load_config(tmp_path / "none", environ={}).cpu_set == frozenset()  # default: all
+    for bad in ("x", "3-1", "1-", "-1", "0.5"):
+        with pytest.raises(ConfigError, match=r"provider_cpus \(from OGPU_PROVIDER_CPUS\)"):
+            load_config(tmp_path, environ={"OGPU_PROVIDER_CPUS": bad})

@@ -8,8 +8,9 @@ After every finalised block it looks at the open tasks:
   It bids its floor: the auction pays the second price, so asking one's true cost is the best
   strategy. The sealed bid's salt stays in memory until the reveal.
 * **revealing**: reveals its sealed bids.
-* **benchmark**: a measured one (no declared `benchmark`) is measured again once start-up is
-  over and then every `benchmark_refresh_s` while idle, and registered again when it moved.
+* **benchmark**: a measured one (no declared `benchmark`) is measured where workloads run (a
+  worker, on the provider's `cpus`), again once start-up is over and then every
+  `benchmark_refresh_s` while idle, and registered again when it moved.
 * **pools**: joins an open pool whose price per request covers its floor for the pool's largest
   batch (bonding the pool's minimum), and races every request it is drawn for: the inference
   runs in a worker thread and the first result on chain is paid.
@@ -19,7 +20,8 @@ After every finalised block it looks at the open tasks:
   report and, if it stands, the client's collateral is ours), then
   runs the workload in a child process (`gpu.worker_process`: a spare is kept started, so a
   job does not wait for an interpreter; killed at once when the task stops being ours, a crash
-  cannot take the node down; `process=False` runs it in a worker
+  cannot take the node down; pinned to the policy's `cpus` when set, so that a CPU
+  workload and the node keep off each other's cores; `process=False` runs it in a worker
   thread instead),
   publishes progress about once a second, stores each checkpoint (and the output) as a blob as
   soon as the worker makes it (served to verifiers and the client over `/ogpu/blob/1`) and
@@ -43,7 +45,6 @@ import trio
 
 from gpu.artifacts import checkpoint_chain, decode_arrays, encode_arrays
 from gpu.device import Device, detect
-from gpu.device_bench import benchmark_score
 from gpu.errors import GpuError, WorkloadCancelled
 from gpu.inputs import InputsError, check_inputs, inputs_max_bytes
 from gpu.spec import InferSpec, InvalidSpec, TrainSpec, WorkloadSpec, decode_spec
@@ -106,6 +107,8 @@ class ProviderPolicy:
     fault: str = "none"
     process: bool = True
     """Run task workloads in a child process (see `gpu.worker_process`), else in a thread."""
+    cpus: frozenset[int] = frozenset()
+    """The CPUs those child processes run on (empty: the node's)."""
 
 
 def why_not_bid(task: Task, state: State, me: Address, policy: ProviderPolicy, benchmark: int,
@@ -153,12 +156,15 @@ class ProviderAgent:
                     ) -> None:
         if self.device is None:
             self.device = detect(self.policy.device)
-        if not self.benchmark:
-            self.benchmark = await trio.to_thread.run_sync(benchmark_score, self.device)
-        log.info("provider on %s (%s), benchmark %d GFLOP/s, floor %d per unit",
-                 self.device.name, self.device.kind, self.benchmark, self.policy.price_floor)
-        task_status.started()
-        with workers_for(self.device, self.policy.process) as self.workers:
+        if self.policy.cpus and not self.policy.process:
+            log.warning("provider CPUs are set but workloads run in the node's threads "
+                        "(provider_process = false): they run on the node's CPUs")
+        with workers_for(self.device, self.policy.process, self.policy.cpus) as self.workers:
+            if not self.benchmark:
+                self.benchmark = await self._measure()
+            log.info("provider on %s (%s), benchmark %d GFLOP/s, floor %d per unit",
+                     self.device.name, self.device.kind, self.benchmark, self.policy.price_floor)
+            task_status.started()
             async with trio.open_nursery() as nursery, self.node.subscribe_blocks() as blocks:
                 nursery.start_soon(self.closing.watch)
                 if not self.policy.benchmark and self.policy.benchmark_refresh_s > 0:
@@ -195,11 +201,19 @@ class ProviderAgent:
                 delay = self.policy.benchmark_settle_s  # busy, or not registered yet: soon
                 continue
             delay = self.policy.benchmark_refresh_s
-            score = await trio.to_thread.run_sync(benchmark_score, self.device)
+            score = await self._measure()
             if abs(score - self.benchmark) * BENCHMARK_CHANGE > self.benchmark:
                 log.info("device benchmark now %d GFLOP/s (registered %d): registering it",
                          score, self.benchmark)
                 self.benchmark = score
+
+    async def _measure(self) -> int:
+        """The device's benchmark score, measured where workloads run (`self.workers`: on the
+        provider's CPUs, at its workloads' priority)."""
+        workers = self.workers
+        assert workers is not None  # set while `serve` runs
+        score: int = await trio.to_thread.run_sync(workers.call, "benchmark_score", {})
+        return score
 
     def _forget_closed(self, state: State) -> None:
         """Drop what we remember of tasks that closed (a long-running node must not grow)."""

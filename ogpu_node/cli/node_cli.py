@@ -186,9 +186,11 @@ def run(home: Path, **flags: str | None) -> None:
     """Run the node of HOME until Ctrl-C or SIGTERM."""
     import trio
 
+    from gpu.cpus import pin_to_cpus
     from ogpu_node.node.run import run_until_signalled
 
     config = load_config(home.expanduser(), flags=flags)
+    pin_to_cpus(config.cpu_set)  # before any thread starts: they all inherit it
     trio.run(run_until_signalled, config)
 
 

@@ -113,7 +113,8 @@ def start_agents(nursery: trio.Nursery, node: Node, config: Config) -> None:
             max_concurrent=max(1, config.provider_max_concurrent),
             device=config.provider_device, benchmark=config.provider_benchmark,
             benchmark_refresh_s=config.provider_benchmark_refresh_s,
-            fault=config.provider_fault, process=config.provider_process)
+            fault=config.provider_fault, process=config.provider_process,
+            cpus=config.provider_cpu_set)
         nursery.start_soon(ProviderAgent(node, policy).serve)
     if config.verifier:
         nursery.start_soon(VerifierAgent(node, VerifierPolicy(

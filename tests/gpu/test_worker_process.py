@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from gpu.device import Device
-from gpu.errors import WorkloadCancelled, WorkloadError
+from gpu.errors import DeviceError, WorkloadCancelled, WorkloadError
 from gpu.inputs import InputsError
 from gpu.spec import InvalidSpec, WorkloadSpec
 from gpu.verify import checkpoints_to_check, verify_training
@@ -81,6 +81,20 @@ def test_the_workload_runs_at_a_lower_priority_than_the_node() -> None:
     run_in_process(TRAIN, lambda _: seen.append(_children_niceness()))
     expected = min(19, os.nice(0) + WORKER_NICENESS)
     assert any(seen) and all(n == expected for children in seen for n in children)
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_getaffinity"), reason="CPU affinity (Linux)")
+def test_a_worker_given_cpus_runs_its_job_on_those_only() -> None:
+    mine = os.sched_getaffinity(0)
+    cpu = max(mine)
+    worker = Worker("cpu", cpus=frozenset({cpu}))
+    seen: list[set[int]] = []
+    worker.call("run_workload", {"spec": TRAIN},
+                lambda _: seen.append(os.sched_getaffinity(worker.process.pid)))
+    assert seen and all(cpus == {cpu} for cpus in seen)
+    assert os.sched_getaffinity(0) == mine  # the parent's own CPUs are left as they were
+    with pytest.raises(DeviceError, match="cannot run on CPUs"):
+        Worker("cpu", cpus=frozenset({4095})).call("run_workload", {"spec": MATMUL})
 
 
 def test_a_check_in_a_child_gives_the_verdict_of_the_same_check_here(

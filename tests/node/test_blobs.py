@@ -126,7 +126,7 @@ async def test_a_files_chunks_are_asked_of_the_manifests_holder_several_at_a_tim
             await nursery.start(net.serve)
         await fetcher.connect(empty.listen_addrs[0])
         await fetcher.connect(owner.listen_addrs[0])
-        assert [p.peer_id for p in fetcher.peers()][0] == empty.peer_id  # asked first by default
+        assert next(p.peer_id for p in fetcher.peers()) == empty.peer_id  # asked first by default
         store = BlobStore(tmp_path / "owner")
         data = bytes(range(256)) * (3 * MAX_CHUNK_BYTES // 256 + 1)
         fid = store.put_file(data)

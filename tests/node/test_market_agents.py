@@ -16,11 +16,11 @@ import pytest
 import trio
 import trio.testing
 
+from gpu import worker_process
 from gpu.device import cpu_device
 from gpu.inputs import encode_inputs
 from gpu.spec import TrainSpec
 from gpu.workloads import run_workload
-from ogpu_node.agents import provider as provider_module
 from ogpu_node.agents.closing import Closing
 from ogpu_node.agents.provider import ProviderAgent, ProviderPolicy
 from ogpu_node.agents.verifier import VerifierAgent, VerifierPolicy
@@ -218,7 +218,7 @@ async def test_a_measured_benchmark_is_measured_again_and_registered_when_it_mov
         calls.append(device)
         return scores[min(len(calls), len(scores)) - 1]
 
-    monkeypatch.setattr(provider_module, "benchmark_score", measure)
+    monkeypatch.setitem(worker_process.JOBS, "benchmark_score", measure)  # where workloads run
     measured = replace(policy(), benchmark=0, benchmark_settle_s=0.2, benchmark_refresh_s=0.2)
     async with market_network(tmp_path, {1: measured}) as nodes:
         me = nodes[1].key.address  # type: ignore[union-attr]

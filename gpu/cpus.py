@@ -1,0 +1,37 @@
+"""Pinning processes to CPUs: a CPU provider's workloads and its node's consensus keep off each
+other's cores (`provider_cpus`, `cpus` in the node's config)."""
+
+from __future__ import annotations
+
+import os
+
+from gpu.errors import DeviceError
+
+
+def parse_cpu_list(text: str) -> frozenset[int]:
+    """A Linux CPU list ("0-3,6", as `taskset -c` and Docker's `--cpuset-cpus` take it) as CPU
+    numbers; "" is the empty set (no pinning). Raises `DeviceError` on bad syntax."""
+    cpus: set[int] = set()
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        first, dash, last = part.partition("-")
+        if not first.isdigit() or (dash and not last.isdigit()):
+            raise DeviceError(f"bad CPU list {text!r}: expected numbers and ranges like 0-3,6")
+        low, high = int(first), int(last) if dash else int(first)
+        if high < low:
+            raise DeviceError(f"bad CPU list {text!r}: range {part} runs backwards")
+        cpus.update(range(low, high + 1))
+    return frozenset(cpus)
+
+
+def pin_to_cpus(cpus: frozenset[int]) -> None:
+    """Run this process's calling thread, and the threads and processes it starts later, only
+    on `cpus` (no-op when empty). Raises `DeviceError` where that cannot be done."""
+    if not cpus:
+        return
+    if not hasattr(os, "sched_setaffinity"):
+        raise DeviceError("pinning to CPUs needs Linux (os.sched_setaffinity)")
+    try:
+        os.sched_setaffinity(0, cpus)
+    except OSError as exc:
+        raise DeviceError(f"cannot run on CPUs {sorted(cpus)}: {exc.strerror} (this machine "
+                          f"has {os.cpu_count()} CPUs, numbered from 0)") from None
