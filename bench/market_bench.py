@@ -38,8 +38,8 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -49,7 +49,7 @@ import numpy as np
 from bench.report import pass_fail, print_table, write_json
 from gpu.artifacts import decode_arrays
 from gpu.cpu_kernels import kernels_for, warm_up
-from gpu.cpus import pin_to_cpus
+from gpu.cpus import on_cpus
 from gpu.data import dataset, init_weights, layers_to_device, matmul_inputs
 from gpu.device import BLAS_THREAD_VARIABLES, Array, Device, detect
 from gpu.device_bench import benchmark_score
@@ -203,18 +203,9 @@ class CpuLayout:
         settings[1]["provider_cpus"] = _cpu_text(self.provider)
         return settings
 
-    @contextmanager
-    def on_provider_cpus(self) -> Iterator[None]:
+    def on_provider_cpus(self) -> AbstractContextManager[None]:
         """Run this process on the provider's CPUs meanwhile."""
-        if not self.provider:
-            yield
-            return
-        before = os.sched_getaffinity(0)
-        pin_to_cpus(self.provider)
-        try:
-            yield
-        finally:
-            os.sched_setaffinity(0, before)
+        return on_cpus(self.provider)
 
 
 def cpu_layout(pin: bool) -> CpuLayout:

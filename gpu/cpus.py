@@ -4,6 +4,8 @@ other's cores (`provider_cpus`, `cpus` in the node's config)."""
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from gpu.errors import DeviceError
 
@@ -35,3 +37,17 @@ def pin_to_cpus(cpus: frozenset[int]) -> None:
     except OSError as exc:
         raise DeviceError(f"cannot run on CPUs {sorted(cpus)}: {exc.strerror} (this machine "
                           f"has {os.cpu_count()} CPUs, numbered from 0)") from None
+
+
+@contextmanager
+def on_cpus(cpus: frozenset[int]) -> Iterator[None]:
+    """Run the calling thread on `cpus` meanwhile (no-op when empty), then where it ran before."""
+    if not cpus:
+        yield
+        return
+    before = os.sched_getaffinity(0)
+    pin_to_cpus(cpus)
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, before)

@@ -45,7 +45,6 @@ from typing import Any
 from gpu.cpu_kernels import warm_up
 from gpu.cpus import pin_to_cpus
 from gpu.device import Device, detect
-from gpu.device_bench import benchmark_score
 from gpu.errors import GpuError, WorkloadCancelled, WorkloadError
 from gpu.spec import InvalidSpec
 from gpu.verify import verify_inference, verify_matmul, verify_training
@@ -57,7 +56,6 @@ WORKER_NICENESS = 10
 """Added to the child's niceness (`os.nice`): the node's own work comes first."""
 
 JOBS: dict[str, Callable[..., Any]] = {
-    "benchmark_score": benchmark_score,
     "run_workload": run_workload,
     "verify_matmul": verify_matmul,
     "verify_training": verify_training,

@@ -8,9 +8,9 @@ After every finalised block it looks at the open tasks:
   It bids its floor: the auction pays the second price, so asking one's true cost is the best
   strategy. The sealed bid's salt stays in memory until the reveal.
 * **revealing**: reveals its sealed bids.
-* **benchmark**: a measured one (no declared `benchmark`) is measured where workloads run (a
-  worker, on the provider's `cpus`), again once start-up is over and then every
-  `benchmark_refresh_s` while idle, and registered again when it moved.
+* **benchmark**: a measured one (no declared `benchmark`) is measured on the provider's `cpus`
+  at start, again once start-up is over and then every `benchmark_refresh_s` while idle, and
+  registered again when it moved.
 * **pools**: joins an open pool whose price per request covers its floor for the pool's largest
   batch (bonding the pool's minimum), and races every request it is drawn for: the inference
   runs in a worker thread and the first result on chain is paid.
@@ -44,7 +44,9 @@ import numpy as np
 import trio
 
 from gpu.artifacts import checkpoint_chain, decode_arrays, encode_arrays
+from gpu.cpus import on_cpus
 from gpu.device import Device, detect
+from gpu.device_bench import benchmark_score
 from gpu.errors import GpuError, WorkloadCancelled
 from gpu.inputs import InputsError, check_inputs, inputs_max_bytes
 from gpu.spec import InferSpec, InvalidSpec, TrainSpec, WorkloadSpec, decode_spec
@@ -159,12 +161,12 @@ class ProviderAgent:
         if self.policy.cpus and not self.policy.process:
             log.warning("provider CPUs are set but workloads run in the node's threads "
                         "(provider_process = false): they run on the node's CPUs")
+        if not self.benchmark:
+            self.benchmark = await self._measure()
+        log.info("provider on %s (%s), benchmark %d GFLOP/s, floor %d per unit",
+                 self.device.name, self.device.kind, self.benchmark, self.policy.price_floor)
+        task_status.started()
         with workers_for(self.device, self.policy.process, self.policy.cpus) as self.workers:
-            if not self.benchmark:
-                self.benchmark = await self._measure()
-            log.info("provider on %s (%s), benchmark %d GFLOP/s, floor %d per unit",
-                     self.device.name, self.device.kind, self.benchmark, self.policy.price_floor)
-            task_status.started()
             async with trio.open_nursery() as nursery, self.node.subscribe_blocks() as blocks:
                 nursery.start_soon(self.closing.watch)
                 if not self.policy.benchmark and self.policy.benchmark_refresh_s > 0:
@@ -208,12 +210,18 @@ class ProviderAgent:
                 self.benchmark = score
 
     async def _measure(self) -> int:
-        """The device's benchmark score, measured where workloads run (`self.workers`: on the
-        provider's CPUs, at its workloads' priority)."""
-        workers = self.workers
-        assert workers is not None  # set while `serve` runs
-        score: int = await trio.to_thread.run_sync(workers.call, "benchmark_score", {})
-        return score
+        """The device's benchmark score, measured on the provider's CPUs (at the node's
+        priority: the device's capacity, not the share a niced workload gets while the node is
+        busy; measured at +10 in a worker, a devnet's providers registered 3-23 GFLOP/s on a
+        device that does 80)."""
+        device, cpus = self.device, self.policy.cpus
+        assert device is not None  # set by `serve`
+
+        def measure() -> int:
+            with on_cpus(cpus):
+                return benchmark_score(device)
+
+        return await trio.to_thread.run_sync(measure)
 
     def _forget_closed(self, state: State) -> None:
         """Drop what we remember of tasks that closed (a long-running node must not grow)."""

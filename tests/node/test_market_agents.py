@@ -5,6 +5,7 @@ threads. The clock is real, because workloads run in threads; every wait is on a
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -16,11 +17,11 @@ import pytest
 import trio
 import trio.testing
 
-from gpu import worker_process
 from gpu.device import cpu_device
 from gpu.inputs import encode_inputs
 from gpu.spec import TrainSpec
 from gpu.workloads import run_workload
+from ogpu_node.agents import provider as provider_module
 from ogpu_node.agents.closing import Closing
 from ogpu_node.agents.provider import ProviderAgent, ProviderPolicy
 from ogpu_node.agents.verifier import VerifierAgent, VerifierPolicy
@@ -211,15 +212,18 @@ async def test_a_measured_benchmark_is_measured_again_and_registered_when_it_mov
         tmp_path: object, monkeypatch: pytest.MonkeyPatch) -> None:
     # the first measure caught a busy start-up; the second, the device on its own; later ones
     # are within a fifth of it
+    # (measured on the provider's CPUs: here the last one this process may use)
     scores = [12, 95, 96]
-    calls: list[object] = []
+    calls: list[set[int]] = []
+    cpu = max(os.sched_getaffinity(0))
 
     def measure(device: object) -> int:
-        calls.append(device)
+        calls.append(os.sched_getaffinity(0))
         return scores[min(len(calls), len(scores)) - 1]
 
-    monkeypatch.setitem(worker_process.JOBS, "benchmark_score", measure)  # where workloads run
-    measured = replace(policy(), benchmark=0, benchmark_settle_s=0.2, benchmark_refresh_s=0.2)
+    monkeypatch.setattr(provider_module, "benchmark_score", measure)
+    measured = replace(policy(), benchmark=0, benchmark_settle_s=0.2, benchmark_refresh_s=0.2,
+                       cpus=frozenset({cpu}))
     async with market_network(tmp_path, {1: measured}) as nodes:
         me = nodes[1].key.address  # type: ignore[union-attr]
 
@@ -232,6 +236,7 @@ async def test_a_measured_benchmark_is_measured_again_and_registered_when_it_mov
             await wait_for(nodes[0], lambda: registered_score() == 95)
             await wait_for(nodes[0], lambda: len(calls) >= 6)  # 96 measured 4 times by now
         assert registered_score() == 95
+        assert all(cpus == {cpu} for cpus in calls)
 
 
 async def test_a_provider_whose_store_is_full_fails_the_task_and_the_node_goes_on(
