@@ -23,3 +23,8 @@ class WorkloadError(GpuError):
 
 class WorkloadCancelled(GpuError):
     """`should_stop()` returned true while a workload ran."""
+
+
+class CheckpointsNeeded(GpuError):
+    """A training check was not given a committed checkpoint it needs: an interval whose replay
+    did not reproduce it bit for bit must be compared with it. Fetch it and check again."""

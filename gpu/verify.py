@@ -52,11 +52,11 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from gpu.artifacts import checkpoint_chain, decode_arrays, expect_shapes
+from gpu.artifacts import checkpoint_chain, decode_arrays, encode_arrays, expect_shapes
 from gpu.cpu_kernels import kernels_for
 from gpu.data import dataset, infer_inputs_host, init_weights, matmul_inputs
 from gpu.device import Array, Device
-from gpu.errors import ArtifactError
+from gpu.errors import ArtifactError, CheckpointsNeeded
 from gpu.inputs import InputsError
 from gpu.mlp import evaluate, named_layers, param_shapes, params_from_arrays
 from gpu.spec import MAX_CHECKPOINT_INTERVAL, InferSpec, MatmulSpec, TrainSpec
@@ -76,7 +76,9 @@ INFER_ATOL = 1e-6
 CheckpointSource = Sequence[bytes] | Mapping[int, bytes] | Callable[[int], bytes]
 """The committed checkpoints (all of them, or by index at least those `checkpoints_to_check`
 names), or a function fetching checkpoint `i` (only sampled ones are read; its own exceptions,
-e.g. a blob that cannot be fetched, propagate)."""
+e.g. a blob that cannot be fetched, propagate). A mapping may leave out the ends of the
+replayed intervals (`checkpoints_to_check(..., ends=False)`): a replay that hashes to the
+committed id needs no bytes to compare with, and one that does not raises `CheckpointsNeeded`."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,6 +188,9 @@ def verify_training(spec: TrainSpec, checkpoints: CheckpointSource,
 
         def fetch(i: int) -> bytes:
             if i not in fetched:
+                if isinstance(checkpoints, Mapping) and i not in checkpoints:
+                    raise CheckpointsNeeded(f"checkpoint {i} is needed: its interval's replay "
+                                            "is not bit-exact")
                 raw = _as_bytes(checkpoints(i) if callable(checkpoints) else checkpoints[i],
                                 f"checkpoint {i}")
                 if file_id(raw) != ids[i]:
@@ -195,10 +200,10 @@ def verify_training(spec: TrainSpec, checkpoints: CheckpointSource,
 
         data = dataset(spec, device, uploaded)
         chosen = _choose_intervals(len(marks), intervals, rng)
-        for k in chosen:
-            _check_interval(spec, k, fetch, data, device)
+        exact = sum(_check_interval(spec, k, ids[k], fetch, data, device) for k in chosen)
         if chosen:
-            checked.append(f"intervals {','.join(map(str, chosen))} of {len(marks)}")
+            checked.append(f"intervals {','.join(map(str, chosen))} of {len(marks)} "
+                           f"({exact} bit-exact)")
         _check_metrics(spec, fetch(len(marks) - 1), metrics, data, device)
         checked.append("final metrics")
 
@@ -210,29 +215,38 @@ def _choose_intervals(count: int, intervals: int, rng: np.random.Generator) -> l
     return sorted(int(k) for k in chosen)
 
 
-def checkpoints_to_check(spec: TrainSpec, intervals: int, rng: np.random.Generator) -> list[int]:
+def checkpoints_to_check(spec: TrainSpec, intervals: int, rng: np.random.Generator, *,
+                         ends: bool = True) -> list[int]:
     """The checkpoint indices `verify_training(spec, ..., intervals, rng, ...)` will read, so
-    that a caller can fetch them first (drawn from a copy: `rng` is left as it is)."""
+    that a caller can fetch them first (drawn from a copy: `rng` is left as it is). Without
+    `ends`, the ends of the replayed intervals are left out, as a replay on the provider's kind
+    of device reproduces them bit for bit (the final checkpoint, for the metrics, stays)."""
     marks = spec.checkpoint_steps
     chosen = _choose_intervals(len(marks), intervals, copy.deepcopy(rng))
-    return sorted({i for k in chosen for i in (k - 1, k) if i >= 0} | {len(marks) - 1})
+    reads = {k - 1 for k in chosen} | (set(chosen) if ends else set())
+    return sorted({i for i in reads if i >= 0} | {len(marks) - 1})
 
 
-def _check_interval(spec: TrainSpec, k: int, fetch: Callable[[int], bytes],
-                    data: tuple[Array, Array], device: Device) -> None:
+def _check_interval(spec: TrainSpec, k: int, committed_id: bytes, fetch: Callable[[int], bytes],
+                    data: tuple[Array, Array], device: Device) -> bool:
+    """Replay interval `k`; True when the replay is the committed checkpoint bit for bit (its
+    bytes are then not needed), False when it is within tolerance of it."""
     marks = spec.checkpoint_steps
     start_bytes = None if k == 0 else fetch(k - 1)
     from_step = 0 if k == 0 else marks[k - 1]
+    replayed = replay(spec, start_bytes, from_step, marks[k], device, data)
+    if file_id(encode_arrays(replayed)) == committed_id:
+        return True
     committed = decode_arrays(fetch(k))
     expect_shapes(committed, param_shapes(spec.widths), f"checkpoint {k}")
     start = named_layers(init_weights(spec)) if start_bytes is None else decode_arrays(start_bytes)
-    replayed = replay(spec, start_bytes, from_step, marks[k], device, data)
     for (name, got), (_, want), (_, was) in zip(replayed, committed, start, strict=True):
         err = _norm(got - want)
         moved = _norm(got - was)
         if not err <= REPLAY_RTOL * moved + 1e-30:
             raise _Reject("checkpoint_mismatch", f"checkpoint {k} (step {marks[k]}): {name} is "
                           f"off by {err:.3g} after the interval moved it {moved:.3g}")
+    return False
 
 
 def _norm(a: npt.NDArray[np.float32]) -> float:

@@ -8,8 +8,15 @@ from hypothesis import strategies as st
 from gpu.artifacts import checkpoint_chain, decode_arrays, encode_arrays
 from gpu.data import matmul_inputs_host
 from gpu.device import Device
+from gpu.errors import CheckpointsNeeded
 from gpu.spec import MatmulSpec
-from gpu.verify import Verdict, verify_inference, verify_matmul, verify_training
+from gpu.verify import (
+    Verdict,
+    checkpoints_to_check,
+    verify_inference,
+    verify_matmul,
+    verify_training,
+)
 from gpu.workloads import WorkloadResult, replay
 from ogpu_node.blobs import file_id
 from ogpu_node.types import Hash32
@@ -173,6 +180,28 @@ def test_chain_mismatches(device: Device, trained: WorkloadResult) -> None:
     verdict = check_train(device, swapped, trained.metrics, ids=ids,
                           root=trained.checkpoint_root)
     assert verdict.code == "chain_mismatch", verdict
+
+
+def test_a_bit_exact_replay_needs_not_read_its_interval_end(
+        device: Device, trained: WorkloadResult) -> None:
+    # seed 1 picks interval 2 (checkpoint 1 -> 2): without ends, checkpoint 2 is not fetched
+    assert checkpoints_to_check(TRAIN, 1, rng(1)) == [1, 2, 4]
+    starts = checkpoints_to_check(TRAIN, 1, rng(1), ends=False)
+    assert starts == [1, 4]
+
+    def check(checkpoints: list[bytes], given: list[int]) -> Verdict:
+        ids = [file_id(c) for c in checkpoints]
+        return verify_training(TRAIN, {i: checkpoints[i] for i in given}, ids,
+                               checkpoint_chain(ids), trained.metrics, 1, rng(1), device)
+
+    verdict = check(trained.checkpoints, starts)
+    assert verdict.ok and "intervals 2 of 5 (1 bit-exact)" in verdict.checked, verdict
+    # a forged end (stale weights) does not hash to its replay: the check asks for its bytes,
+    # and given them, rejects it
+    stale = with_checkpoint(trained, 2, trained.checkpoints[1])
+    with pytest.raises(CheckpointsNeeded, match="checkpoint 2"):
+        check(stale, starts)
+    assert check(stale, [1, 2, 4]).code == "checkpoint_mismatch"
 
 
 def test_malformed_checkpoints(device: Device, trained: WorkloadResult) -> None:

@@ -20,6 +20,7 @@ import trio.testing
 from gpu.device import cpu_device
 from gpu.inputs import encode_inputs
 from gpu.spec import TrainSpec
+from gpu.verify import checkpoints_to_check
 from gpu.workloads import run_workload
 from ogpu_node.agents import provider as provider_module
 from ogpu_node.agents.closing import Closing
@@ -58,8 +59,10 @@ def market_genesis() -> Genesis:
 
 @asynccontextmanager
 async def market_network(tmp_path: object, providers: dict[int, ProviderPolicy],
-                         store_bytes: dict[int, int] | None = None) -> AsyncIterator[list[Node]]:
-    """`store_bytes` caps some nodes' blob stores (default: the store's own cap)."""
+                         store_bytes: dict[int, int] | None = None, intervals: int = 4
+                         ) -> AsyncIterator[list[Node]]:
+    """`store_bytes` caps some nodes' blob stores (default: the store's own cap); each verifier
+    replays `intervals` training intervals."""
     genesis = market_genesis()
     hub = MemoryHub()
     async with trio.open_nursery() as nursery:
@@ -79,7 +82,8 @@ async def market_network(tmp_path: object, providers: dict[int, ProviderPolicy],
             await nursery.start(node.serve)
             nodes.append(node)
         for i, node in enumerate(nodes):
-            await nursery.start(VerifierAgent(node, VerifierPolicy(intervals=4, process=False),
+            await nursery.start(VerifierAgent(node, VerifierPolicy(intervals=intervals,
+                                                                   process=False),
                                               cpu_device()).serve)
             if i in providers:
                 await nursery.start(ProviderAgent(node, providers[i], cpu_device()).serve)
@@ -170,6 +174,44 @@ async def test_a_faulty_provider_is_slashed_and_another_completes(tmp_path: obje
         assert faulty.failed == 1 and faulty.stake < stake
         events = [m.event for m in task.trail]
         assert "provider_slashed" in events and "slash_to_client" in events
+
+
+@pytest.mark.parametrize("fault", ["none", "corrupt"])
+async def test_members_fetch_an_intervals_end_only_when_its_replay_is_not_bit_exact(
+        tmp_path: object, fault: str, caplog: pytest.LogCaptureFixture) -> None:
+    # every node runs on the same device model: an honest result's replays are bit-exact, so a
+    # member fetches its interval's start and the final checkpoint, never the end; a corrupted
+    # one's are not, so the member fetches the end, compares, and rejects
+    caplog.set_level("INFO", logger="ogpu.verifier")
+    async with market_network(tmp_path, {1: policy(fault=fault)}, intervals=1) as nodes:
+        with trio.fail_after(120):
+            await registered(nodes, 1)
+            task_id = await submit(nodes[0], 0, exec_ms=3_000)
+            if fault == "corrupt":  # rejected: the provider is slashed
+                await wait_for(nodes[0], lambda: nodes[0].chain.state.providers[
+                    VALIDATORS[1].address].failed >= 1)
+            else:
+                await wait_for(nodes[0], closed(nodes[0], task_id))
+        task = task_of(nodes[0], task_id)
+        refetched = [r for r in caplog.records if "fetching the intervals' ends" in r.message]
+        if fault == "corrupt":
+            assert refetched
+            return
+        assert task.close_reason == CloseReason.COMPLETED and not refetched, refetched
+        assert task.result is not None
+        ids = task.result.checkpoint_ids
+        left_out: list[int] = []
+        for i, node in enumerate(nodes):
+            if i == 1 or all(v.verifier != VALIDATORS[i].address for v in task.verdicts):
+                continue  # the provider, or a member that did not vote
+            rng = VerifierAgent(node, VerifierPolicy(intervals=1))._rng(task_id, task.attempt)
+            read = checkpoints_to_check(SPEC, 1, rng, ends=False)
+            ends = set(checkpoints_to_check(SPEC, 1, rng)) - set(read)
+            assert node.blobs is not None
+            assert all(node.blobs.get(ids[k]) is not None for k in read)
+            assert all(node.blobs.get(ids[k]) is None for k in ends)
+            left_out += ends
+        assert left_out  # members 0, 2 and 3 draw intervals 0, 1 and 1 here: none the last
 
 
 async def test_client_cancelling_after_award_pays_its_collateral_and_frees_the_provider(
