@@ -39,7 +39,6 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -49,7 +48,7 @@ import numpy as np
 from bench.report import pass_fail, print_table, write_json
 from gpu.artifacts import decode_arrays
 from gpu.cpu_kernels import kernels_for, warm_up
-from gpu.cpus import on_cpus
+from gpu.cpus import format_cpu_list, on_cpus
 from gpu.data import dataset, init_weights, layers_to_device, matmul_inputs
 from gpu.device import BLAS_THREAD_VARIABLES, Array, Device, detect
 from gpu.device_bench import benchmark_score
@@ -100,14 +99,13 @@ def part_a(args: argparse.Namespace, device: Device) -> PartResult:
     processes (one provider, every validator a verifier), timed from submission until the
     client sees it settled, against `run_workload` of the same spec in this process."""
     layout = cpu_layout(args.pin_cpus)
-    with layout.on_provider_cpus():
+    with on_cpus(layout.provider):
         spec = e2e_train_spec(args.e2e_steps or _steps_for(args.e2e_seconds, device))
-    part = PartResult(f"(a) end-to-end through a devnet (training task; {layout.describe()})",
-                      ["measure", "seconds", "share of local", "goal", ""])
-    with layout.on_provider_cpus():
         start = time.perf_counter()
         local = run_workload(spec, device)
         local_s = time.perf_counter() - start
+    part = PartResult(f"(a) end-to-end through a devnet (training task; {layout.describe()})",
+                      ["measure", "seconds", "share of local", "goal", ""])
     root = Path(tempfile.mkdtemp(prefix="ogpu-bench-market-"))
     try:
         template = load_template()
@@ -128,7 +126,7 @@ def part_a(args: argparse.Namespace, device: Device) -> PartResult:
         wait_until(lambda: rpc_call(url, "provider_list")["count"] >= 1,
                    "the provider to register")
         _settle(devnet.rpc_url(net / "node1"))
-        with layout.on_provider_cpus():  # the same work beside the idle nodes
+        with on_cpus(layout.provider):  # the same work beside the idle nodes
             start = time.perf_counter()
             run_workload(spec, device)
             beside_s = time.perf_counter() - start
@@ -191,21 +189,18 @@ class CpuLayout:
     def describe(self) -> str:
         if not self.provider:
             return "every process on every CPU"
-        return (f"provider workload and local runs on CPU {_cpu_text(self.provider)}, "
-                f"nodes and checks on CPU {_cpu_text(self.nodes)}")
+        return (f"provider workload and local runs on CPU {format_cpu_list(self.provider)}, nodes "
+                f"and checks on CPU {format_cpu_list(self.nodes)}")
 
     def node_settings(self, nodes: int, extra: dict[int, dict[str, object]]
                       ) -> dict[int, dict[str, object]]:
         """`extra` plus each node's `cpus` and the provider's (node 1's) `provider_cpus`."""
         if not self.provider:
             return extra
-        settings = {i: {**extra.get(i, {}), "cpus": _cpu_text(self.nodes)} for i in range(nodes)}
-        settings[1]["provider_cpus"] = _cpu_text(self.provider)
+        node_cpus = format_cpu_list(self.nodes)
+        settings = {i: {**extra.get(i, {}), "cpus": node_cpus} for i in range(nodes)}
+        settings[1]["provider_cpus"] = format_cpu_list(self.provider)
         return settings
-
-    def on_provider_cpus(self) -> AbstractContextManager[None]:
-        """Run this process on the provider's CPUs meanwhile."""
-        return on_cpus(self.provider)
 
 
 def cpu_layout(pin: bool) -> CpuLayout:
@@ -215,10 +210,6 @@ def cpu_layout(pin: bool) -> CpuLayout:
     if not pin or len(cpus) < 2:
         return CpuLayout()
     return CpuLayout(frozenset(cpus[-1:]), frozenset(cpus[:-1]))
-
-
-def _cpu_text(cpus: frozenset[int]) -> str:
-    return ",".join(map(str, sorted(cpus)))
 
 
 def _settle(url: str, blocks: int = 3) -> None:

@@ -25,6 +25,11 @@ def parse_cpu_list(text: str) -> frozenset[int]:
     return frozenset(cpus)
 
 
+def format_cpu_list(cpus: frozenset[int]) -> str:
+    """`cpus` as a CPU list `parse_cpu_list` reads back ("" for none)."""
+    return ",".join(map(str, sorted(cpus)))
+
+
 def pin_to_cpus(cpus: frozenset[int]) -> None:
     """Run this process's calling thread, and the threads and processes it starts later, only
     on `cpus` (no-op when empty). Raises `DeviceError` where that cannot be done."""

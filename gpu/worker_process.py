@@ -43,7 +43,7 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from gpu.cpu_kernels import warm_up
-from gpu.cpus import pin_to_cpus
+from gpu.cpus import format_cpu_list, parse_cpu_list, pin_to_cpus
 from gpu.device import Device, detect
 from gpu.errors import GpuError, WorkloadCancelled, WorkloadError
 from gpu.spec import InvalidSpec
@@ -73,7 +73,7 @@ class Worker:
         from_child_r, from_child_w = os.pipe()
         self.process = subprocess.Popen(
             [sys.executable, "-m", "gpu.worker_process", str(to_child_r), str(from_child_w),
-             device_kind, str(niceness), ",".join(map(str, sorted(cpus)))],
+             device_kind, str(niceness), format_cpu_list(cpus)],
             pass_fds=(to_child_r, from_child_w), stdin=subprocess.DEVNULL)
         os.close(to_child_r)
         os.close(from_child_w)
@@ -244,4 +244,4 @@ def _rebuild_error(value: Any) -> Exception:
 
 if __name__ == "__main__":
     _child_main(int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], int(sys.argv[4]),
-                frozenset(int(cpu) for cpu in sys.argv[5].split(",") if cpu))
+                parse_cpu_list(sys.argv[5]))
