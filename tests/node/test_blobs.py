@@ -24,7 +24,14 @@ from ogpu_node.encoding import decode, encode
 from ogpu_node.node.node import Node
 from ogpu_node.storage import ChainStore, MemoryKV
 from p2p.memory import MemoryHub
+from p2p.network import Network
 from tests.node.test_memory_network import GENESIS
+
+
+def fetching_node(network: Network, blobs: Path) -> Node:
+    """A follower node on `network` that fetches blobs into a store at `blobs`."""
+    return Node(chain=Chain.open(ChainStore(MemoryKV()), GENESIS), network=network,
+                genesis_hash=GENESIS.hash, validator_key=None, blobs=BlobStore(blobs))
 
 
 def test_store_round_trip_limits_and_restart(tmp_path: Path) -> None:
@@ -63,9 +70,7 @@ async def test_a_node_fetches_a_chunk_from_peers_and_refuses_forged_bytes(
 
         owner.set_handler(PROTO_BLOB, lambda peer, data: serve(owner_store, peer, data))
         liar.set_handler(PROTO_BLOB, lie)
-        node = Node(chain=Chain.open(ChainStore(MemoryKV()), GENESIS), network=fetcher,
-                    genesis_hash=GENESIS.hash, validator_key=None,
-                    blobs=BlobStore(tmp_path / "b"))
+        node = fetching_node(fetcher, tmp_path / "b")
         with trio.fail_after(10):
             assert await node.fetch_blob(chunk_id) == b"model weights" * 1000
         assert chunk_id in node.blobs  # type: ignore[operator]
@@ -107,9 +112,7 @@ async def test_files_fetched_together_overlap_and_the_first_failure_is_raised(
             return encode(BlobResponse(store.get(decode(BlobRequest, data).chunk_id) or b""))
 
         owner.set_handler(PROTO_BLOB, serve)
-        node = Node(chain=Chain.open(ChainStore(MemoryKV()), GENESIS), network=fetcher,
-                    genesis_hash=GENESIS.hash, validator_key=None,
-                    blobs=BlobStore(tmp_path / "b"))
+        node = fetching_node(fetcher, tmp_path / "b")
         with trio.fail_after(10):
             assert await node.fetch_files([two, one]) == [b"2" * 200, b"1" * 100]
             with pytest.raises(BlobError, match="no connected peer"):
@@ -151,9 +154,7 @@ async def test_a_files_chunks_are_asked_of_the_manifests_holder_several_at_a_tim
 
         empty.set_handler(PROTO_BLOB, nothing)
         owner.set_handler(PROTO_BLOB, serve)
-        node = Node(chain=Chain.open(ChainStore(MemoryKV()), GENESIS), network=fetcher,
-                    genesis_hash=GENESIS.hash, validator_key=None,
-                    blobs=BlobStore(tmp_path / "fetcher"))
+        node = fetching_node(fetcher, tmp_path / "fetcher")
         with trio.fail_after(10):
             assert await node.fetch_file(fid) == data
         assert asked_of_empty == [fid]  # only the manifest: its chunks went to its holder
