@@ -69,7 +69,7 @@ from p2p.errors import (
     ProtocolNotSupported,
     RequestFailed,
 )
-from p2p.framing import ReadSome, encode_frame, encode_too_large, read_frame
+from p2p.framing import BufferedReads, ReadSome, encode_frame, encode_too_large, read_frame
 from p2p.network import (
     GossipMessage,
     Handler,
@@ -623,7 +623,7 @@ class Libp2pNetwork:
         """Answer requests on one inbound stream until the peer closes it or it idles out."""
         peer = stream.muxed_conn.peer_id.to_base58()
         limit = self._limits.frame_limit(protocol)
-        read_some = _reader(stream)
+        read_some = BufferedReads(_reader(stream)).read_some
         try:
             while True:
                 with trio.move_on_after(self._config.stream_idle_timeout_s):
@@ -697,15 +697,18 @@ class Libp2pNetwork:
             got[0] += len(chunk)
             return chunk
 
+        reads = BufferedReads(counting)
         try:
             await stream.write(frame)
-            body = await read_frame(counting, limit + 1)
+            body = await read_frame(reads.read_some, limit + 1)
         except _TRANSPORT_ERRORS as exc:
             if got[0] == 0:
                 raise _StaleStream(repr(exc)) from exc
             raise RequestFailed(f"stream broke mid-response: {exc!r}") from exc
         if body is None:
             raise _StaleStream("stream closed by the peer")
+        if reads.pending:
+            raise RequestFailed(f"{reads.pending} bytes arrived after the response")
         return body
 
     @asynccontextmanager

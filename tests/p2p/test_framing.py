@@ -9,6 +9,8 @@ from hypothesis import strategies as st
 
 from p2p.errors import FrameTooLarge, MalformedFrame, P2PError, RemoteHandlerError
 from p2p.framing import (
+    READ_AHEAD_BYTES,
+    BufferedReads,
     ReadSome,
     decode_response,
     encode_frame,
@@ -45,6 +47,43 @@ def test_frames_round_trip_through_any_chunking(bodies: list[bytes], chunk: int)
         return out
 
     assert trio.run(main) == bodies
+
+
+@given(st.lists(st.binary(max_size=300), max_size=5), st.integers(1, 400), st.integers(1, 64))
+def test_buffered_reads_hand_out_the_same_frames(bodies: list[bytes], chunk: int,
+                                                 read_ahead: int) -> None:
+    wire = b"".join(encode_frame(body, 300) for body in bodies)
+
+    async def main() -> list[bytes]:
+        reads = BufferedReads(reader(wire, chunk), read_ahead)
+        out = []
+        while (body := await read_frame(reads.read_some, 300)) is not None:
+            out.append(body)
+        assert reads.pending == 0
+        return out
+
+    assert trio.run(main) == bodies
+
+
+def test_a_frame_that_arrived_whole_costs_one_read_of_the_stream() -> None:
+    wire = encode_frame(b"a" * 200, 300) + encode_frame(b"b" * 100, 300)
+    asked: list[int] = []
+    stream = reader(wire, chunk=len(wire))
+
+    async def counted(n: int) -> bytes:
+        asked.append(n)
+        return await stream(n)
+
+    async def main() -> None:
+        reads = BufferedReads(counted)
+        assert await read_frame(reads.read_some, 300) == b"a" * 200
+        assert asked == [READ_AHEAD_BYTES]  # the header and the body in one read
+        assert reads.pending == 104  # the next frame, kept for the next call
+        assert await read_frame(reads.read_some, 300) == b"b" * 100
+        assert len(asked) == 1
+        assert await read_frame(reads.read_some, 300) is None
+
+    trio.run(main)
 
 
 def test_limits_are_enforced_from_the_header() -> None:

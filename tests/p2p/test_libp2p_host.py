@@ -1,13 +1,20 @@
-"""libp2p-specific behaviour: hostile bytes on the TCP port, identity from the node key,
-bootstrap reconnection."""
+"""libp2p-specific behaviour: hostile bytes on the TCP port, a peer that answers more than it
+was asked, identity from the node key, bootstrap reconnection."""
 
 from __future__ import annotations
 
+import contextlib
 import random
 
+import pytest
 import trio
+from libp2p.abc import INetStream
+from libp2p.custom_types import TProtocol
+from libp2p.network.stream.exceptions import StreamError
 
 from ogpu_node.keys import PrivateKey
+from p2p.errors import RequestFailed
+from p2p.framing import encode_frame, encode_ok
 from p2p.libp2p_host import Libp2pConfig, Libp2pNetwork, key_pair_from_seed, peer_id_from_seed
 
 BOUND = 10.0
@@ -45,6 +52,32 @@ async def test_garbage_on_the_tcp_port_does_not_hurt_the_node() -> None:
                     await stream.aclose()
             await b.connect(a.listen_addrs[0])
             assert await b.request(a.peer_id, "/test/echo/1", b"alive") == b"alive"
+        nursery.cancel_scope.cancel()
+
+
+async def test_bytes_after_a_response_fail_the_request_and_the_stream_is_not_reused() -> None:
+    """A peer that writes more than one answer: the extra bytes would be read as the next
+    request's answer if its stream went back to the pool."""
+    a, b = Libp2pNetwork.from_seed(b"\x01" * 32), Libp2pNetwork.from_seed(b"\x02" * 32)
+    opened: list[int] = []
+
+    async def chatty(stream: INetStream) -> None:
+        opened.append(1)
+        with contextlib.suppress(StreamError):  # raised in a handler, it stalls the host
+            while await stream.read(65536):
+                await stream.write(encode_frame(encode_ok(b"answer"), 100)
+                                   + encode_frame(encode_ok(b"extra"), 100))
+
+    async with trio.open_nursery() as nursery:
+        await nursery.start(a.serve)
+        await nursery.start(b.serve)
+        a._require_running().host.set_stream_handler(TProtocol("/test/chatty/1"), chatty)
+        with trio.fail_after(BOUND):
+            await b.connect(a.listen_addrs[0])
+            for attempt in (1, 2):
+                with pytest.raises(RequestFailed, match="after the response"):
+                    await b.request(a.peer_id, "/test/chatty/1", b"ask")
+                assert len(opened) == attempt  # a fresh stream each time
         nursery.cancel_scope.cancel()
 
 
