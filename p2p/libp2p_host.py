@@ -755,6 +755,7 @@ class Libp2pNetwork:
             stream = await run.host.get_network().new_stream(peer)
         except _TRANSPORT_ERRORS as exc:
             raise PeerUnavailable(f"cannot open a stream to {peer.to_base58()}: {exc}") from exc
+        self._stats.streams_opened += 1
         ok = False
         try:
             communicator = MultiselectCommunicator(stream)

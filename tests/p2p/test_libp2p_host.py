@@ -16,6 +16,7 @@ from ogpu_node.keys import PrivateKey
 from p2p.errors import RequestFailed
 from p2p.framing import encode_frame, encode_ok
 from p2p.libp2p_host import Libp2pConfig, Libp2pNetwork, key_pair_from_seed, peer_id_from_seed
+from p2p.network import MAX_IDLE_STREAMS
 
 BOUND = 10.0
 
@@ -78,6 +79,37 @@ async def test_bytes_after_a_response_fail_the_request_and_the_stream_is_not_reu
                 with pytest.raises(RequestFailed, match="after the response"):
                     await b.request(a.peer_id, "/test/chatty/1", b"ask")
                 assert len(opened) == attempt  # a fresh stream each time
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_burst_of_requests_reuses_the_streams_of_the_last_one() -> None:
+    a, b = Libp2pNetwork.from_seed(b"\x01" * 32), Libp2pNetwork.from_seed(b"\x02" * 32)
+    burst, arrived = MAX_IDLE_STREAMS, 0
+    all_in = trio.Event()
+
+    async def slow_echo(from_peer: str, data: bytes) -> bytes:
+        nonlocal arrived
+        arrived += 1
+        if arrived % burst == 0:
+            all_in.set()
+        await all_in.wait()  # every request of the burst is in flight at once
+        return data
+
+    async def one(i: int) -> None:
+        assert await b.request(a.peer_id, "/test/slow/1", b"%d" % i) == b"%d" % i
+
+    async with trio.open_nursery() as nursery:
+        await nursery.start(a.serve)
+        await nursery.start(b.serve)
+        a.set_handler("/test/slow/1", slow_echo)
+        with trio.fail_after(BOUND):
+            await b.connect(a.listen_addrs[0])
+            for _ in range(2):
+                all_in = trio.Event()
+                async with trio.open_nursery() as requests:
+                    for i in range(burst):
+                        requests.start_soon(one, i)
+                assert b.stats().streams_opened == burst  # the second burst opened none
         nursery.cancel_scope.cancel()
 
 
