@@ -87,8 +87,24 @@ async def market_network(tmp_path: object, providers: dict[int, ProviderPolicy],
                                               cpu_device()).serve)
             if i in providers:
                 await nursery.start(ProviderAgent(node, providers[i], cpu_device()).serve)
-        yield nodes
+        try:
+            yield nodes
+        except trio.TooSlowError:
+            print(describe_nodes(nodes))  # shown by pytest with the failure
+            raise
         nursery.cancel_scope.cancel()
+
+
+def describe_nodes(nodes: list[Node]) -> str:
+    """Each node's chain and consensus state, to tell a stalled chain from a slow market."""
+    now = trio.current_time()
+    return "\n".join(
+        f"{node.moniker}: height {node.chain.state.height}, syncing {node.syncing}, "
+        f"{len(node.pending)} blocks in consensus, {len(node.mempool)} txs in the mempool, "
+        f"last finalised {now - node.last_finalized_at:.1f} s ago, tasks "
+        + ", ".join(f"{bytes(t).hex()[:8]} {task.status.name}"
+                    for t, task in node.chain.state.tasks.items())
+        for node in nodes)
 
 
 async def wait_for(node: Node, done: object) -> None:
