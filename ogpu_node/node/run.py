@@ -132,6 +132,7 @@ async def _update_gauges(node: Node, metrics: NodeMetrics) -> None:
         counted = engine.polls_applied
         metrics.set_peers(len(node.network.peers()))
         metrics.set_mempool_size(len(node.mempool))
+        metrics.set_network_stats(node.network.stats())
         metrics.set_outstanding_polls(node.engine.outstanding_polls)
         await trio.sleep(1)
 

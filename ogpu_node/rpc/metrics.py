@@ -10,6 +10,7 @@ number of series.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import fields
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -20,12 +21,28 @@ from prometheus_client import (
     generate_latest,
 )
 
+from p2p.network import NetworkStats
+
 FINALITY_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 30.0, 60.0)
 RPC_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0, 30.0, 120.0)
 POLL_OUTCOMES = ("finished", "expired", "failed")
 UNKNOWN_METHOD = "unknown"
 """The `method` label of calls whose method name is not one of the server's."""
 RPC_OUTCOMES = ("ok", "error", "rate_limited")
+P2P_COUNTERS = {
+    "gossip_published": ("ogpu_p2p_gossip_published", "Gossip messages this node published."),
+    "gossip_delivered": ("ogpu_p2p_gossip_delivered", "Gossip messages delivered to the node."),
+    "gossip_dropped": ("ogpu_p2p_gossip_dropped",
+                       "Gossip messages dropped because a subscription's buffer was full."),
+    "requests_sent": ("ogpu_p2p_requests_sent", "Requests this node sent to peers."),
+    "requests_served": ("ogpu_p2p_requests_served", "Requests from peers this node answered."),
+    "handler_errors": ("ogpu_p2p_handler_errors",
+                       "Requests whose handler failed (answered with an error)."),
+    "frames_refused": ("ogpu_p2p_frames_refused", "Frames refused as oversize or malformed."),
+    "streams_opened": ("ogpu_p2p_streams_opened",
+                       "Request streams opened (against requests sent: how well they are reused)."),
+}
+"""`NetworkStats` field -> (counter name without `_total`, help)."""
 REJECTIONS = ("body_too_large", "batch_too_large", "too_many_connections", "rate_limited",
               "too_many_subscriptions", "too_many_pending", "slow_consumer")
 
@@ -64,6 +81,9 @@ class NodeMetrics:
         self.rpc_rejections = Counter("ogpu_rpc_rejections",
                                       "Requests refused by a limit, by limit.", ["reason"],
                                       registry=r)
+        self.p2p = {field: Counter(name, text, registry=r)
+                    for field, (name, text) in P2P_COUNTERS.items()}
+        self._p2p_seen = NetworkStats()
         for outcome in POLL_OUTCOMES:
             self.polls.labels(outcome)
         for reason in REJECTIONS:
@@ -91,6 +111,15 @@ class NodeMetrics:
 
     def set_mempool_size(self, count: int) -> None:
         self.mempool_size.set(count)
+
+    def set_network_stats(self, stats: NetworkStats) -> None:
+        """Advance the `ogpu_p2p_*_total` counters to the network's running totals."""
+        for field in fields(NetworkStats):
+            now, seen = getattr(stats, field.name), getattr(self._p2p_seen, field.name)
+            if now > seen:
+                self.p2p[field.name].inc(now - seen)
+        self._p2p_seen = NetworkStats(**{f.name: getattr(stats, f.name)
+                                         for f in fields(NetworkStats)})
 
     # --- updated by the RPC server --------------------------------------------------------------
 

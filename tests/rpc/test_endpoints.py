@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from dataclasses import fields
+
 import pytest
 import trio
 
 from ogpu_node.rpc import NodeMetrics, RpcConfig, RpcConfigError, serve_rpc
 from ogpu_node.rpc.limits import ClientRateLimiter, TokenBucket
+from ogpu_node.rpc.metrics import P2P_COUNTERS
+from p2p.network import NetworkStats
 from tests.rpc.conftest import Rpc
 from tests.rpc.local_node import LocalNode
 
@@ -29,6 +33,7 @@ async def test_metrics_exposition(rpc: Rpc) -> None:
     rpc.metrics.count_poll("finished")
     rpc.metrics.set_peers(3)
     rpc.metrics.set_mempool_size(2)
+    rpc.metrics.set_network_stats(NetworkStats(requests_sent=5, streams_opened=2))
     await rpc.result("chain_status")
     await rpc.error("attacker_chosen_name_1")
     response = await rpc.http.get(rpc.address.http_url + "metrics")
@@ -37,7 +42,8 @@ async def test_metrics_exposition(rpc: Rpc) -> None:
     text = response.text
     for name in ("ogpu_chain_height 7.0", "ogpu_finality_latency_seconds_bucket",
                  'ogpu_consensus_polls_total{outcome="finished"} 1.0', "ogpu_p2p_peers 3.0",
-                 "ogpu_mempool_size 2.0",
+                 "ogpu_mempool_size 2.0", "ogpu_p2p_requests_sent_total 5.0",
+                 "ogpu_p2p_streams_opened_total 2.0", "ogpu_p2p_gossip_dropped_total 0.0",
                  'ogpu_rpc_requests_total{method="chain_status",outcome="ok"} 1.0',
                  'ogpu_rpc_requests_total{method="unknown",outcome="error"} 1.0',
                  'ogpu_rpc_request_duration_seconds_bucket{le="0.001",method="chain_status"}',
@@ -53,6 +59,15 @@ def test_each_node_has_its_own_registry() -> None:
     assert second.registry.get_sample_value("ogpu_chain_height") == 0
     with pytest.raises(ValueError, match="poll outcome"):
         first.count_poll("whatever")
+
+
+def test_p2p_counters_follow_the_networks_running_totals() -> None:
+    metrics = NodeMetrics()
+    metrics.set_network_stats(NetworkStats(requests_sent=3, frames_refused=1))
+    metrics.set_network_stats(NetworkStats(requests_sent=10, frames_refused=1))
+    assert metrics.registry.get_sample_value("ogpu_p2p_requests_sent_total") == 10
+    assert metrics.registry.get_sample_value("ogpu_p2p_frames_refused_total") == 1
+    assert set(P2P_COUNTERS) == {f.name for f in fields(NetworkStats)}  # none left unexported
 
 
 async def test_serve_rpc_reports_the_real_port_and_stops_on_cancel() -> None:
