@@ -54,7 +54,7 @@ from gpu.device import BLAS_THREAD_VARIABLES, Array, Device, detect
 from gpu.device_bench import benchmark_score
 from gpu.spec import MAX_CHECKPOINT_INTERVAL, MatmulSpec, TrainSpec
 from gpu.verify import freivalds_vectors, verify_matmul, verify_training
-from gpu.workloads import matmul_product, run_workload
+from gpu.workloads import WorkloadResult, matmul_product, run_workload
 from ogpu_node import devnet
 from ogpu_node.encoding import encode
 from ogpu_node.genesis import dev_account_key, load_template
@@ -103,9 +103,7 @@ def part_a(args: argparse.Namespace, device: Device) -> PartResult:
     layout = cpu_layout(args.pin_cpus)
     with on_cpus(layout.provider):
         spec = e2e_train_spec(args.e2e_steps or _steps_for(args.e2e_seconds, device))
-        start = time.perf_counter()
-        local = run_workload(spec, device)
-        before_s = time.perf_counter() - start
+    local, before_s = _run_locally(spec, device, layout.provider)
     part = PartResult(f"(a) end-to-end through a devnet (training task; {layout.describe()})",
                       ["measure", "seconds", "share of local", "goal", ""])
     root = Path(tempfile.mkdtemp(prefix="ogpu-bench-market-"))
@@ -128,10 +126,7 @@ def part_a(args: argparse.Namespace, device: Device) -> PartResult:
         wait_until(lambda: rpc_call(url, "provider_list")["count"] >= 1,
                    "the provider to register")
         _settle(devnet.rpc_url(net / "node1"))
-        with on_cpus(layout.provider):  # the same work beside the idle nodes
-            start = time.perf_counter()
-            run_workload(spec, device)
-            beside_s = time.perf_counter() - start
+        _, beside_s = _run_locally(spec, device, layout.provider)  # beside the idle nodes
         client = Client(url, dev_account_key(3))
         submitted = time.perf_counter()
         task_id = client.send(SubmitTask(spec.KIND, encode(spec), 2_000_000, 0, 900_000,
@@ -141,10 +136,7 @@ def part_a(args: argparse.Namespace, device: Device) -> PartResult:
         worker_s = _provider_compute_s(net / "node1" / "node.log")
     finally:
         devnet.stop(root / "net")
-    with on_cpus(layout.provider):
-        start = time.perf_counter()
-        run_workload(spec, device)
-        after_s = time.perf_counter() - start
+    _, after_s = _run_locally(spec, device, layout.provider)
     local_s = (before_s + after_s) / 2
     if task["closeReason"] == "completed" and not args.keep:
         shutil.rmtree(root, ignore_errors=True)
@@ -191,6 +183,15 @@ def part_a(args: argparse.Namespace, device: Device) -> PartResult:
                     "verification_s": (closed_ms - result_ms) / 1000,
                     "verdicts": task["verdicts"], "pass": ok}
     return part
+
+
+def _run_locally(spec: TrainSpec, device: Device, cpus: frozenset[int]
+                 ) -> tuple[WorkloadResult, float]:
+    """`run_workload` of `spec` in this process, on `cpus`, and the seconds it took."""
+    with on_cpus(cpus):
+        start = time.perf_counter()
+        result = run_workload(spec, device)
+        return result, time.perf_counter() - start
 
 
 @dataclass(frozen=True)

@@ -76,6 +76,7 @@ from ogpu_node.ledger.market.records import (
     Task,
     TaskResult,
     TaskStatus,
+    device_model,
 )
 from ogpu_node.ledger.market.rules import unmet_requirement
 from ogpu_node.node.node import Node
@@ -232,7 +233,7 @@ class ProviderAgent:
     async def _register(self, state: State) -> None:
         assert self.device is not None
         current = state.providers.get(self.me)
-        devices = (DeviceRecord(self.device.name[:64], self.device.memory_mb),)
+        devices = (DeviceRecord(device_model(self.device.name), self.device.memory_mb),)
         if current is not None and (current.benchmark, current.price_floor, current.devices) == (
                 self.benchmark, self.policy.price_floor, devices) and (
                 current.stake >= state.params.provider_min_stake):

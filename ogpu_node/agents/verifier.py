@@ -55,6 +55,7 @@ from ogpu_node.ledger.market.records import (
     RequestStatus,
     Task,
     TaskStatus,
+    device_model,
 )
 from ogpu_node.node.node import Node
 from ogpu_node.types import Hash32
@@ -216,7 +217,7 @@ class VerifierAgent:
         ids = result.checkpoint_ids
         provider = self.node.chain.state.providers.get(task.provider) if task.provider else None
         same_device = provider is not None and any(
-            d.model == self.device.name[:64] for d in provider.devices)
+            d.model == device_model(self.device.name) for d in provider.devices)
         broken = checkpoint_chain(ids) != result.checkpoint_root
         fetched: dict[int, bytes] = {}
         for ends in (False, True) if same_device else (True,):

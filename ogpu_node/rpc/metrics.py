@@ -10,7 +10,7 @@ number of series.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import fields
+from dataclasses import fields, replace
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -118,8 +118,7 @@ class NodeMetrics:
             now, seen = getattr(stats, field.name), getattr(self._p2p_seen, field.name)
             if now > seen:
                 self.p2p[field.name].inc(now - seen)
-        self._p2p_seen = NetworkStats(**{f.name: getattr(stats, f.name)
-                                         for f in fields(NetworkStats)})
+        self._p2p_seen = replace(stats)  # a copy: the network keeps counting in its own
 
     # --- updated by the RPC server --------------------------------------------------------------
 

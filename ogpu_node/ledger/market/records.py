@@ -71,6 +71,12 @@ class Device:
                    read_uint(memory, "device.memory_mb"))
 
 
+def device_model(name: str) -> str:
+    """A device's name as a provider registers it (and a verifier compares it): cut to
+    MAX_DEVICE_NAME characters."""
+    return name[:MAX_DEVICE_NAME]
+
+
 def read_devices(value: Any) -> tuple[Device, ...]:
     return tuple(Device.from_fields(d) for d in read_list(value, MAX_DEVICES, "devices"))
 
