@@ -300,7 +300,7 @@ def part_b(args: argparse.Namespace, device: Device) -> PartResult:
     trained = run_workload(tspec, device)
     part.results["train"] = {"spec": tspec.to_fields(), "task_s": trained.compute_seconds,
                              "task_phases": trained.phases, "metrics": trained.metrics}
-    count = len(tspec.checkpoint_steps)
+    count = tspec.checkpoint_count
     for intervals in (1, 2):
         verdict = verify_training(tspec, trained.checkpoints, trained.checkpoint_ids,
                                   trained.checkpoint_root, trained.metrics, intervals,

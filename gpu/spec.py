@@ -161,8 +161,18 @@ class TrainSpec:
         return (self.n_features, *self.hidden, self.n_classes)
 
     @property
+    def checkpoint_count(self) -> int:
+        """How many checkpoints the training takes, computed without listing them (a spec is
+        checked before its limits are known to hold: `steps` may be 2**64 - 1)."""
+        return -(-self.steps // max(1, self.checkpoint_every)) if self.steps else 1
+
+    @property
     def checkpoint_steps(self) -> tuple[int, ...]:
-        """The step counts after which a checkpoint is taken (the last one is `steps`)."""
+        """The step counts after which a checkpoint is taken (the last one is `steps`).
+
+        Lists them: call only on a spec without `problems()`."""
+        if self.checkpoint_count > MAX_CHECKPOINTS:
+            raise InvalidSpec(f"at most {MAX_CHECKPOINTS} checkpoints (raise checkpoint_every)")
         every = max(1, self.checkpoint_every)
         marks = list(range(every, self.steps, every))
         return (*marks, self.steps)
@@ -184,7 +194,7 @@ class TrainSpec:
         if not 1 <= self.checkpoint_every <= max(1, min(self.steps, MAX_CHECKPOINT_INTERVAL)):
             out.append(f"checkpoint_every must be within 1..min(steps, "
                        f"{MAX_CHECKPOINT_INTERVAL})")
-        elif len(self.checkpoint_steps) > MAX_CHECKPOINTS:
+        elif self.checkpoint_count > MAX_CHECKPOINTS:
             out.append(f"at most {MAX_CHECKPOINTS} checkpoints (raise checkpoint_every)")
         return out + _inputs_problems(self.inputs)
 

@@ -5,6 +5,9 @@ Every rejection carries a stable `code` (for RPC clients and logs) and a human r
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 from ogpu_node.errors import OgpuError
 
 
@@ -54,6 +57,26 @@ class UnknownTxKind(InvalidTransaction):
 
 class AmountOutOfRange(InvalidTransaction):
     code = "amount_out_of_range"
+
+
+class UnexpectedFailure(InvalidTransaction):
+    """Checking or applying the transaction raised something other than a typed rejection: a
+    bug, contained to the one transaction so that it cannot stop a node. Every node runs the
+    same code, so every node refuses the transaction (and a block holding it) alike."""
+
+    code = "internal_error"
+
+
+@contextmanager
+def failures_contained() -> Iterator[None]:
+    """Let `InvalidTransaction`s through and turn any other exception into `UnexpectedFailure`:
+    around checking or applying one transaction, so that a bug costs that transaction only."""
+    try:
+        yield
+    except InvalidTransaction:
+        raise
+    except Exception as exc:
+        raise UnexpectedFailure(f"{type(exc).__name__}: {exc}") from exc
 
 
 class InvalidBlock(LedgerError):

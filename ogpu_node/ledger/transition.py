@@ -25,6 +25,7 @@ from ogpu_node.ledger.errors import (
     InsufficientFunds,
     InvalidBlock,
     InvalidTransaction,
+    failures_contained,
 )
 from ogpu_node.ledger.market.payloads import MarketPayload
 from ogpu_node.ledger.market.rules import process_deadlines, process_market_tx
@@ -41,7 +42,14 @@ NO_HASH = Hash32(bytes(HASH_LEN))
 
 
 def process_tx(w: Working, tx: Transaction, proposer: Address) -> None:
-    """Check `tx` against the working state and apply it; on error nothing has been written."""
+    """Check `tx` against the working state and apply it; on error nothing has been written.
+
+    Raises only `InvalidTransaction`s: anything else is contained as `UnexpectedFailure`."""
+    with failures_contained():
+        _process_tx(w, tx, proposer)
+
+
+def _process_tx(w: Working, tx: Transaction, proposer: Address) -> None:
     payload = check_transaction(tx, w.base.chain_id, w.base.params)
     sender = tx.sender
     acct = w.account(sender)
@@ -85,7 +93,7 @@ def _process_market_tx(w: Working, tx: Transaction, payload: MarketPayload,
                                          nonce=acct.nonce + 1, public_key=tx.sender_key))
         _pay_fee(w, tx.fee, proposer)
         process_market_tx(w, tx.hash, tx.sender, payload)
-    except InvalidTransaction:
+    except Exception:
         w.restore(saved)
         raise
 
@@ -216,7 +224,19 @@ def execute_block(
 
 
 def apply_block(state: State, block: Block) -> State:
-    """The state after `block`, or a typed `InvalidBlock`; `state` is never modified."""
+    """The state after `block`, or a typed `InvalidBlock`; `state` is never modified.
+
+    Raises only `InvalidBlock`: an unexpected exception (a bug) rejects the block, the same way
+    on every node, instead of stopping the node that met it."""
+    try:
+        return _apply_block(state, block)
+    except InvalidBlock:
+        raise
+    except Exception as exc:
+        raise InvalidBlock(f"unexpected {type(exc).__name__}: {exc}") from exc
+
+
+def _apply_block(state: State, block: Block) -> State:
     check_header(state, block)
     h = block.header
     result = execute_block(state, block.txs, proposer=h.proposer, timestamp=h.timestamp,

@@ -35,6 +35,7 @@ from ogpu_node.ledger.errors import (
     UnknownTxKind,
     WrongChain,
 )
+from ogpu_node.ledger.market.checks import check_market_payload, market_escrow
 from ogpu_node.ledger.market.payloads import (
     CancelTask,
     ClosePool,
@@ -269,7 +270,8 @@ def sign_transaction(
 
 
 def check_transaction(tx: Transaction, chain_id: str, params: Params) -> Payload:
-    """Every check that needs no state: size, chain, kind, payload, amounts, fee, signature.
+    """Every check that needs no state: size, chain, kind, payload, amounts, fee, signature,
+    then the payload's own rules (a market payload's spec and terms, `market/checks.py`).
 
     Returns the decoded payload. Raises a typed `InvalidTransaction`.
     """
@@ -289,4 +291,18 @@ def check_transaction(tx: Transaction, chain_id: str, params: Params) -> Payload
         verify(tx.sender_key, chain_id, SIGN_KIND_TX, tx.signing_bytes, tx.signature)
     except SignatureError as exc:
         raise BadSignature(str(exc)) from exc
+    if not isinstance(payload, Transfer | Stake | Unstake):
+        check_market_payload(params, payload)
     return payload
+
+
+def balance_needed(tx: Transaction, payload: Payload, params: Params) -> int:
+    """What the sender's balance must hold for `tx`: its fee, and what its kind moves out of the
+    balance (a transfer's amount, a stake, a provider bond, a task's or a pool's escrow).
+
+    Call on a payload that passed `check_transaction`."""
+    if isinstance(payload, Transfer | Stake):
+        return tx.fee + payload.amount
+    if isinstance(payload, Unstake):
+        return tx.fee
+    return tx.fee + market_escrow(params, payload)

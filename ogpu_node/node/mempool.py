@@ -1,7 +1,11 @@
 """The mempool: transactions waiting for a block, checked on entry, bounded, ordered by nonce.
 
-Admission runs every check that needs no other pending transaction (size, chain, kind, amounts,
-fee, signature) and the nonce/funds checks against the finalised state. Per sender, transactions
+Admission runs every check that needs no state (size, chain, kind, amounts, fee, signature, and
+the payload's own rules: a task's spec and terms, a pool's) and the nonce and funds checks against
+the finalised state. Funds are counted per sender over everything it has pending, as geth's pool
+does: a sender's balance must cover the fees and escrows of all its waiting transactions (what
+it may receive meanwhile is not counted), so an account cannot make the network carry
+transactions that no block could take. Per sender, transactions
 wait in nonce order; a block takes each sender's run of consecutive nonces starting at the
 account's next nonce. Limits: total count, total bytes, and transactions per sender; when full,
 a new transaction is admitted only if its fee beats the lowest fee waiting, which is evicted.
@@ -17,8 +21,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from ogpu_node.ledger import State, Transaction
-from ogpu_node.ledger.errors import BadNonce, InsufficientFunds, InvalidTransaction
-from ogpu_node.ledger.tx import Stake, Transfer, check_transaction
+from ogpu_node.ledger.errors import (
+    BadNonce,
+    InsufficientFunds,
+    InvalidTransaction,
+    failures_contained,
+)
+from ogpu_node.ledger.tx import balance_needed, check_transaction
 from ogpu_node.types import Address, Hash32
 
 
@@ -50,6 +59,9 @@ class Mempool:
     limits: MempoolLimits = field(default_factory=MempoolLimits)
     _by_hash: dict[Hash32, Transaction] = field(default_factory=dict)
     _by_sender: dict[Address, dict[int, Transaction]] = field(default_factory=dict)
+    _needs: dict[Hash32, int] = field(default_factory=dict)
+    """What each pending transaction needs from its sender's balance (`balance_needed`)."""
+    _needs_by_sender: dict[Address, int] = field(default_factory=dict)
     _bytes: int = 0
 
     def __len__(self) -> int:
@@ -69,17 +81,23 @@ class Mempool:
         """Admit `tx` or raise a typed `InvalidTransaction` saying why not."""
         if tx.hash in self._by_hash:
             raise AlreadyKnown("transaction is already pending")
-        payload = check_transaction(tx, state.chain_id, state.params)
+        with failures_contained():
+            payload = check_transaction(tx, state.chain_id, state.params)
+            needs = balance_needed(tx, payload, state.params)
         account = state.account(tx.sender)
         if tx.nonce < account.nonce:
             raise BadNonce(f"nonce {tx.nonce} already used (account is at {account.nonce})")
         if tx.nonce >= account.nonce + self.limits.max_per_sender:
             raise BadNonce(f"nonce {tx.nonce} is more than {self.limits.max_per_sender} ahead "
                            f"of the account's {account.nonce}")
-        spend = tx.fee + (payload.amount if isinstance(payload, Transfer | Stake) else 0)
-        if spend > account.balance:
-            raise InsufficientFunds(f"balance {account.balance} is below the {spend} this needs")
         replaced = self._by_sender.get(tx.sender, {}).get(tx.nonce)
+        waiting = self._needs_by_sender.get(tx.sender, 0) - (
+            self._needs[replaced.hash] if replaced is not None else 0)
+        if waiting + needs > account.balance:
+            raise InsufficientFunds(
+                f"balance {account.balance} is below the {needs} this needs"
+                + (f" after the {waiting} the sender's pending transactions need"
+                   if waiting else ""))
         if replaced is not None:
             if tx.fee <= replaced.fee:
                 raise AlreadyKnown(f"a transaction with nonce {tx.nonce} is already pending; "
@@ -88,6 +106,8 @@ class Mempool:
         self._make_room(tx)
         self._by_sender.setdefault(tx.sender, {})[tx.nonce] = tx
         self._by_hash[tx.hash] = tx
+        self._needs[tx.hash] = needs
+        self._needs_by_sender[tx.sender] = self._needs_by_sender.get(tx.sender, 0) + needs
         self._bytes += len(tx.encoded)
 
     def _make_room(self, tx: Transaction) -> None:
@@ -102,10 +122,12 @@ class Mempool:
     def _drop(self, tx: Transaction) -> None:
         del self._by_hash[tx.hash]
         self._bytes -= len(tx.encoded)
+        self._needs_by_sender[tx.sender] -= self._needs.pop(tx.hash)
         queue = self._by_sender[tx.sender]
         del queue[tx.nonce]
         if not queue:
             del self._by_sender[tx.sender]
+            del self._needs_by_sender[tx.sender]
 
     def next_nonce(self, sender: Address, state: State) -> int:
         """The nonce a new transaction of `sender` should take: after its run of pending ones."""

@@ -107,7 +107,7 @@ def test_training_runs_on_the_uploaded_dataset_and_verifies_against_it(device: D
     result = run_workload(spec, device, inputs=raw)
     assert result.output != run_workload(TRAIN, device).output  # not the seed's dataset
     args = (result.checkpoints, result.checkpoint_ids, result.checkpoint_root, result.metrics,
-            len(spec.checkpoint_steps), rng(), device)
+            spec.checkpoint_count, rng(), device)
     assert verify_training(spec, *args, uploaded=raw).ok
     other = encode_inputs(spec, {"x": -x, "labels": labels})
     assert verify_training(spec, *args, uploaded=other).code == "checkpoint_mismatch"

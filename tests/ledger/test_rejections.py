@@ -26,6 +26,7 @@ from ogpu_node.ledger import (
     apply_tx,
 )
 from ogpu_node.ledger.block import compute_tx_root, sign_header
+from ogpu_node.ledger.builder import select_transactions
 from ogpu_node.ledger.errors import (
     AmountOutOfRange,
     BadNonce,
@@ -36,12 +37,15 @@ from ogpu_node.ledger.errors import (
     MalformedTransaction,
     MarketRuleError,
     TransactionTooLarge,
+    UnexpectedFailure,
     UnknownTxKind,
     WrongChain,
 )
+from ogpu_node.ledger.market import rules
+from ogpu_node.ledger.market.payloads import CancelTask
 from ogpu_node.ledger.params import MAX_TX_BYTES
 from ogpu_node.ledger.tx import SIGN_KIND_TX, Stake, TxKind, Unstake, decode_transaction
-from ogpu_node.types import MAX_AMOUNT, SIGNATURE_LEN, Amount, ogpu
+from ogpu_node.types import MAX_AMOUNT, SIGNATURE_LEN, Amount, Hash32, ogpu
 from tests.ledger.helpers import (
     CHAIN_ID,
     FEE,
@@ -199,9 +203,34 @@ def test_all_tx_rejections_are_ogpu_errors() -> None:
     assert all(issubclass(error, OgpuError) for _, _, error in TX_CASES)
     # Every rejection the ledger defines has a case (the node's mempool adds its own elsewhere;
     # the market's rejections have theirs in test_market_rules.py).
+    # `UnexpectedFailure` contains bugs, which no input should reach: it has its own test below.
     ledger_errors = {c for c in InvalidTransaction.__subclasses__()
-                     if c.__module__ == "ogpu_node.ledger.errors" and c is not MarketRuleError}
+                     if c.__module__ == "ogpu_node.ledger.errors"
+                     and c not in (MarketRuleError, UnexpectedFailure)}
     assert {error for _, _, error in TX_CASES} == ledger_errors
+
+
+def test_a_bug_in_a_rule_costs_its_transaction_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A rule that raises something untyped (a bug) is contained: the transaction is refused as
+    `UnexpectedFailure` by `apply_tx`, by the block builder and by `apply_block`, nothing of it
+    is written, and the transactions around it are unaffected."""
+    def broken(w: object, sender: object, payload: object) -> None:
+        raise ZeroDivisionError("a rule's bug")
+
+    monkeypatch.setattr(rules, "process_cancel", broken)
+    bad = signed(DAVE, BASE.account(DAVE.address).nonce, CancelTask(Hash32(bytes(32))))
+    good = signed(CAROL, 0, Transfer(BOB.address, Amount(1)))
+    before = snapshot(BASE)
+    with pytest.raises(UnexpectedFailure, match="ZeroDivisionError: a rule's bug"):
+        apply_tx(BASE, bad, PROPOSER)
+    selected, rejected = select_transactions(BASE, [bad, good], PROPOSER, BASE.timestamp + 1)
+    assert selected == [good]
+    assert [(tx, type(error)) for tx, error in rejected] == [(bad, UnexpectedFailure)]
+    with pytest.raises(InvalidBlock) as info:
+        apply_block(BASE, _block_of(BASE, [good, bad]))
+    assert info.value.tx_index == 1
+    assert type(info.value.__cause__) is UnexpectedFailure
+    assert snapshot(BASE) == before
 
 
 def test_replay_within_one_block() -> None:

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from gpu.spec import MAX_BATCH, MODELS, InferSpec
+from gpu.spec import InferSpec
 from ogpu_node.encoding import pack
 from ogpu_node.hashing import digest
 from ogpu_node.ledger.errors import (
@@ -37,6 +37,7 @@ from ogpu_node.ledger.errors import (
     UnknownTask,
     WrongPhase,
 )
+from ogpu_node.ledger.market.checks import check_open_pool
 from ogpu_node.ledger.market.committee import (
     draw_committee,
     outcome_of_votes_cast,
@@ -67,9 +68,7 @@ from ogpu_node.ledger.params import BPS
 from ogpu_node.ledger.working import Working
 from ogpu_node.types import Address, Hash32
 
-MAX_RACERS = 8
 MAX_OPEN_REQUESTS = MAX_POOL_REQUESTS // 2
-MAX_POOL_TTL_MS = 30 * 24 * 3600 * 1000
 
 
 def request_cost(w: Working, pool: Pool) -> tuple[int, int]:
@@ -118,19 +117,7 @@ def _trail(pool: Pool, *lines: Movement) -> Pool:
 
 
 def process_open_pool(w: Working, pool_id: Hash32, sender: Address, p: OpenPool) -> None:
-    params = w.base.params
-    if p.model not in MODELS:
-        raise InvalidTaskSpec(f"unknown model {p.model!r}; known: {', '.join(sorted(MODELS))}")
-    if not 1 <= p.max_batch <= MAX_BATCH:
-        raise InvalidTaskSpec(f"max_batch must be within 1..{MAX_BATCH}")
-    if not 1 <= p.max_racers <= MAX_RACERS:
-        raise InvalidTaskSpec(f"max_racers must be within 1..{MAX_RACERS}")
-    if p.sample_bps > BPS:
-        raise InvalidTaskSpec(f"sample_bps must be within 0..{BPS}")
-    if not 1 <= p.request_ms <= p.ttl_ms <= MAX_POOL_TTL_MS:
-        raise InvalidTaskSpec("need 1 <= request_ms <= ttl_ms <= 30 days")
-    if p.budget < p.price + p.price * params.verifier_fee_bps // BPS:
-        raise InvalidTaskSpec("the budget does not cover one request and its verification fee")
+    check_open_pool(w.base.params, p)
     if w.pool(pool_id) is not None:
         raise NotPermitted("pool exists")
     if w.account(sender).balance < p.budget:

@@ -39,12 +39,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from dataclasses import replace
 
-from gpu.spec import InvalidSpec, TrainSpec, decode_spec
+from gpu.spec import TrainSpec, decode_spec
 from ogpu_node.ledger.errors import (
     BadReveal,
     InsufficientFunds,
     InsufficientStake,
-    InvalidTaskSpec,
     MarketRuleError,
     NotAProvider,
     NotPermitted,
@@ -53,6 +52,7 @@ from ogpu_node.ledger.errors import (
 )
 from ogpu_node.ledger.market import pools
 from ogpu_node.ledger.market.auction import bid_commitment, score_bids, second_price
+from ogpu_node.ledger.market.checks import check_register_provider, task_escrow, task_terms
 from ogpu_node.ledger.market.committee import (
     draw_committee,
     outcome_of_votes_cast,
@@ -78,7 +78,6 @@ from ogpu_node.ledger.market.payloads import (
     WithdrawProvider,
 )
 from ogpu_node.ledger.market.records import (
-    MAX_DEVICES,
     Bid,
     CloseReason,
     Movement,
@@ -90,9 +89,7 @@ from ogpu_node.ledger.market.records import (
 from ogpu_node.ledger.market.slashing import share_slashed, slash_provider
 from ogpu_node.ledger.params import BPS, Params
 from ogpu_node.ledger.working import Working
-from ogpu_node.types import MAX_AMOUNT, Address, Hash32
-
-MAX_TTL_MS = 30 * 24 * 3600 * 1000
+from ogpu_node.types import Address, Hash32
 
 
 def process_market_tx(w: Working, task_id: Hash32, sender: Address,
@@ -139,10 +136,7 @@ def process_market_tx(w: Working, task_id: Hash32, sender: Address,
 
 def process_register_provider(w: Working, sender: Address, p: RegisterProvider) -> None:
     """Register or update a provider's declaration, bonding `p.stake` more from its balance."""
-    if not p.devices or len(p.devices) > MAX_DEVICES:
-        raise NotPermitted(f"declare 1..{MAX_DEVICES} devices")
-    if p.benchmark < 1:
-        raise NotPermitted("the benchmark score must be positive")
+    check_register_provider(p)
     existing = w.provider(sender)
     stake = (existing.stake if existing else 0) + p.stake
     if stake < w.base.params.provider_min_stake:
@@ -187,13 +181,6 @@ def all_providers(w: Working) -> Iterator[tuple[Address, Provider]]:
 # --- tasks: submission, bids ---------------------------------------------------------------------
 
 
-def task_escrow(params: Params, max_price: int, work_units: int) -> tuple[int, int, int]:
-    """(budget, verification reserve, client collateral) a task escrows."""
-    budget = max_price * work_units
-    return (budget, budget * params.verifier_fee_bps // BPS,
-            budget * params.client_collateral_bps // BPS)
-
-
 def provider_collateral(params: Params, payment: int) -> int:
     return max(1, payment * params.provider_collateral_bps // BPS)
 
@@ -201,32 +188,19 @@ def provider_collateral(params: Params, payment: int) -> int:
 def process_submit_task(w: Working, task_id: Hash32, sender: Address, p: SubmitTask) -> None:
     """Open a task for bidding and escrow what it may cost."""
     params = w.base.params
-    try:
-        spec = decode_spec(p.kind, p.spec)
-    except InvalidSpec as exc:
-        raise InvalidTaskSpec(str(exc)) from exc
-    one_round = params.bid_window_ms + params.reveal_window_ms + p.exec_ms
-    if p.exec_ms < 1:
-        raise InvalidTaskSpec("exec_ms must be positive")
-    if not one_round <= p.ttl_ms <= MAX_TTL_MS:
-        raise InvalidTaskSpec(f"ttl_ms must cover one round ({one_round} ms) and at most 30 days")
-    units = spec.work_units()
-    budget, reserve, collateral = task_escrow(params, p.max_price, units)
-    escrow = budget + reserve + collateral
-    if escrow > MAX_AMOUNT:
-        raise InvalidTaskSpec("budget too large")
+    terms = task_terms(params, p)
     if w.task(task_id) is not None:
         raise NotPermitted("task exists")
     acct = w.account(sender)
-    if acct.balance < escrow:
-        raise InsufficientFunds(f"balance {acct.balance} is below the escrow {escrow}")
-    w.credit(sender, -escrow)
+    if acct.balance < terms.escrow:
+        raise InsufficientFunds(f"balance {acct.balance} is below the escrow {terms.escrow}")
+    w.credit(sender, -terms.escrow)
     w.set_task(task_id, Task(
-        client=sender, kind=p.kind, spec=p.spec, work_units=units, max_price=p.max_price,
-        min_benchmark=p.min_benchmark, exec_ms=p.exec_ms, expires_ms=w.timestamp + p.ttl_ms,
-        created_ms=w.timestamp, escrow=escrow, status=TaskStatus.BIDDING,
-        phase_end_ms=w.timestamp + params.bid_window_ms,
-        trail=(Movement("escrow", sender, escrow),),
+        client=sender, kind=p.kind, spec=p.spec, work_units=terms.work_units,
+        max_price=p.max_price, min_benchmark=p.min_benchmark, exec_ms=p.exec_ms,
+        expires_ms=w.timestamp + p.ttl_ms, created_ms=w.timestamp, escrow=terms.escrow,
+        status=TaskStatus.BIDDING, phase_end_ms=w.timestamp + params.bid_window_ms,
+        trail=(Movement("escrow", sender, terms.escrow),),
     ))
 
 
@@ -313,7 +287,7 @@ def process_commit_result(w: Working, sender: Address, p: CommitResult) -> None:
     if sender != task.provider:
         raise NotPermitted("only the awarded provider may commit a result")
     spec = decode_spec(task.kind, task.spec)
-    wanted = len(spec.checkpoint_steps) if isinstance(spec, TrainSpec) else 0
+    wanted = spec.checkpoint_count if isinstance(spec, TrainSpec) else 0
     if len(p.result.checkpoint_ids) != wanted:
         raise MarketRuleError(f"the result must list {wanted} checkpoints, "
                               f"it lists {len(p.result.checkpoint_ids)}")

@@ -1,0 +1,115 @@
+"""The market's stateless checks: what a payload must satisfy whatever the state, and what it
+escrows from its sender's balance.
+
+Mempool admission (`ledger.tx.check_transaction`) and block processing (`rules.py`, `pools.py`)
+call the same functions, so a transaction that a block would refuse for its own content never
+enters a mempool or travels by gossip. Every check here is bounded: a spec's counts are computed
+arithmetically (`gpu.spec`), never by listing what they count, so a field at 2**64 - 1 costs what
+a field at 1 does.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from gpu.spec import MAX_BATCH, MODELS, InvalidSpec, WorkloadSpec, decode_spec
+from ogpu_node.ledger.errors import InvalidTaskSpec, NotPermitted
+from ogpu_node.ledger.market.payloads import MarketPayload, OpenPool, RegisterProvider, SubmitTask
+from ogpu_node.ledger.market.records import MAX_DEVICES
+from ogpu_node.ledger.params import BPS, Params
+from ogpu_node.types import MAX_AMOUNT
+
+MAX_TTL_MS = 30 * 24 * 3600 * 1000
+"""Longest a task may stay open from its submission."""
+MAX_POOL_TTL_MS = 30 * 24 * 3600 * 1000
+"""Longest a pool may stay open."""
+MAX_RACERS = 8
+"""Most members that race one pool request."""
+
+
+@dataclass(frozen=True, slots=True)
+class TaskTerms:
+    """What a valid `SubmitTask` commits its client to."""
+
+    spec: WorkloadSpec
+    work_units: int
+    escrow: int
+    """Budget + verification reserve + client collateral, taken from the client's balance."""
+
+
+def task_escrow(params: Params, max_price: int, work_units: int) -> tuple[int, int, int]:
+    """(budget, verification reserve, client collateral) a task escrows."""
+    budget = max_price * work_units
+    return (budget, budget * params.verifier_fee_bps // BPS,
+            budget * params.client_collateral_bps // BPS)
+
+
+def task_terms(params: Params, p: SubmitTask) -> TaskTerms:
+    """The terms of a task submission, or `InvalidTaskSpec` saying what is wrong with it."""
+    try:
+        spec = decode_spec(p.kind, p.spec)
+    except InvalidSpec as exc:
+        raise InvalidTaskSpec(str(exc)) from exc
+    if p.exec_ms < 1:
+        raise InvalidTaskSpec("exec_ms must be positive")
+    one_round = params.bid_window_ms + params.reveal_window_ms + p.exec_ms
+    if not one_round <= p.ttl_ms <= MAX_TTL_MS:
+        raise InvalidTaskSpec(f"ttl_ms must cover one round ({one_round} ms) and at most 30 days")
+    units = spec.work_units()
+    budget, reserve, collateral = task_escrow(params, p.max_price, units)
+    escrow = budget + reserve + collateral
+    if escrow > MAX_AMOUNT:
+        raise InvalidTaskSpec("budget too large")
+    return TaskTerms(spec, units, escrow)
+
+
+def check_open_pool(params: Params, p: OpenPool) -> None:
+    """Raise `InvalidTaskSpec` unless `p` describes a pool that could run."""
+    if p.model not in MODELS:
+        raise InvalidTaskSpec(f"unknown model {p.model!r}; known: {', '.join(sorted(MODELS))}")
+    if not 1 <= p.max_batch <= MAX_BATCH:
+        raise InvalidTaskSpec(f"max_batch must be within 1..{MAX_BATCH}")
+    if not 1 <= p.max_racers <= MAX_RACERS:
+        raise InvalidTaskSpec(f"max_racers must be within 1..{MAX_RACERS}")
+    if p.sample_bps > BPS:
+        raise InvalidTaskSpec(f"sample_bps must be within 0..{BPS}")
+    if not 1 <= p.request_ms <= p.ttl_ms <= MAX_POOL_TTL_MS:
+        raise InvalidTaskSpec("need 1 <= request_ms <= ttl_ms <= 30 days")
+    if p.budget < p.price + p.price * params.verifier_fee_bps // BPS:
+        raise InvalidTaskSpec("the budget does not cover one request and its verification fee")
+
+
+def check_register_provider(p: RegisterProvider) -> None:
+    """Raise `NotPermitted` unless `p` declares devices and a benchmark."""
+    if not p.devices or len(p.devices) > MAX_DEVICES:
+        raise NotPermitted(f"declare 1..{MAX_DEVICES} devices")
+    if p.benchmark < 1:
+        raise NotPermitted("the benchmark score must be positive")
+
+
+def check_market_payload(params: Params, payload: MarketPayload) -> None:
+    """Every check of `payload` that needs no state; raises a typed `InvalidTransaction`."""
+    match payload:
+        case SubmitTask():
+            task_terms(params, payload)
+        case OpenPool():
+            check_open_pool(params, payload)
+        case RegisterProvider():
+            check_register_provider(payload)
+        case _:
+            pass
+
+
+def market_escrow(params: Params, payload: MarketPayload) -> int:
+    """What `payload` takes from its sender's balance besides the fee (0 for most kinds).
+
+    Call on a payload that passed `check_market_payload`."""
+    match payload:
+        case SubmitTask():
+            return task_terms(params, payload).escrow
+        case OpenPool():
+            return payload.budget
+        case RegisterProvider():
+            return payload.stake
+        case _:
+            return 0
