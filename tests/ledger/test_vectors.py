@@ -1,0 +1,378 @@
+"""Pinned protocol vectors: golden bytes and hashes that every node must compute identically.
+
+A round-trip test passes when two fields swap places; these do not. `vectors.json` (beside this
+file) pins the encoding and id of a transaction of every kind, a block, the devnet genesis hash
+and the state roots of a short chain. Any change to them is a change of protocol: old blocks and
+signatures stop verifying and nodes of two versions fork. When one is intended, regenerate with
+
+    python -m tests.ledger.test_vectors --write
+
+and say so in the commit message. A new transaction kind (or workload kind) adds one entry to
+`TX_CASES`, then regenerates.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import sys
+from collections.abc import Iterator
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gpu.spec import SPEC_TYPES, InferSpec, MatmulSpec, TrainSpec, WorkloadSpec
+from ogpu_node.address import address_to_text
+from ogpu_node.encoding import decode, encode
+from ogpu_node.genesis import Genesis, GenesisValidator, build_genesis, load_template
+from ogpu_node.hashing import digest
+from ogpu_node.keys import PrivateKey
+from ogpu_node.ledger import Block, Params, State, Transaction, apply_block, build_block
+from ogpu_node.ledger.market.auction import bid_commitment
+from ogpu_node.ledger.market.payloads import (
+    CancelTask,
+    ClosePool,
+    CommitBid,
+    CommitResult,
+    JoinPool,
+    LeavePool,
+    OpenPool,
+    PoolResult,
+    PoolVerdict,
+    RegisterProvider,
+    ReportMissingInputs,
+    RevealBid,
+    SendRequest,
+    SubmitTask,
+    SubmitVerdict,
+    WithdrawProvider,
+)
+from ogpu_node.ledger.market.records import Device, TaskResult
+from ogpu_node.ledger.tx import (
+    PAYLOAD_TYPES,
+    Payload,
+    Stake,
+    Transfer,
+    TxKind,
+    Unstake,
+    check_transaction,
+    decode_transaction,
+    sign_transaction,
+)
+from ogpu_node.types import Amount, Hash32, ogpu, parse_amount
+
+VECTORS_FILE = Path(__file__).with_name("vectors.json")
+REGENERATE = "python -m tests.ledger.test_vectors --write"
+HEADER = (f"Pinned protocol vectors, written by `{REGENERATE}`: never edit by hand. "
+          "See docs/architecture.md (Encoding and hashing).")
+
+CHAIN_ID = "ogpu-vectors"
+PARAMS = Params(epoch_length=3, unbonding_period=2, min_validator_stake=ogpu(10),
+                provider_min_stake=ogpu(100))
+GENESIS_TIME_MS = 1_764_000_000_000
+BLOCK_INTERVAL_MS = 1_000
+
+
+def vector_key(i: int) -> PrivateKey:
+    """The i-th key of the vectors: its own seeds, so that no other test's keys can move them."""
+    return PrivateKey.from_seed(digest(b"ogpu/vector-key", i.to_bytes(4, "big")))
+
+
+KEYS = [vector_key(i) for i in range(4)]
+
+
+def stand_in_id(name: str) -> Hash32:
+    """A fixed 32-byte id (task, pool, request, file) for payloads that only carry one."""
+    return digest(b"ogpu/vector-id", name.encode())
+
+
+# --- one transaction of every kind ---------------------------------------------------------------
+
+TX_SENDER = KEYS[1]
+TX_NONCE = 7
+TX_FEE = 2_500
+TASK = stand_in_id("task")
+POOL = stand_in_id("pool")
+REQUEST = stand_in_id("request")
+
+
+def submit(spec: WorkloadSpec, max_price: int) -> SubmitTask:
+    return SubmitTask(spec.KIND, encode(spec), max_price, min_benchmark=2_000, exec_ms=45_000,
+                      ttl_ms=900_000)
+
+
+TX_CASES: dict[str, Payload] = {
+    "transfer": Transfer(KEYS[2].address, Amount(ogpu(12) + 345)),
+    "stake": Stake(Amount(ogpu(10_000))),
+    "unstake": Unstake(Amount(ogpu(250))),
+    "register_provider": RegisterProvider(
+        (Device("NVIDIA H200", 143_771), Device("NVIDIA GeForce RTX 4090", 24_564)),
+        benchmark=51_200, price_floor=3, stake=ogpu(500)),
+    "withdraw_provider": WithdrawProvider(ogpu(50)),
+    "submit_task_matmul": submit(MatmulSpec(n=2_048, seed=42), max_price=ogpu(1)),
+    "submit_task_train": submit(TrainSpec(
+        seed=3, n_features=16, hidden=(32, 24), n_classes=4, n_samples=256, batch=32, steps=40,
+        lr_micros=50_000, checkpoint_every=10), max_price=7_500),
+    "submit_task_infer": submit(InferSpec("mlp-small", seed=5, batch=128), max_price=900),
+    "submit_task_matmul_inputs": submit(
+        MatmulSpec(n=512, seed=0, inputs=stand_in_id("inputs")), max_price=1_000),
+    "commit_bid": CommitBid(TASK, bid_commitment(TASK, 2, TX_SENDER.address, 17, b"salt-1")),
+    "reveal_bid": RevealBid(TASK, 17, b"salt-1"),
+    "commit_result": CommitResult(TASK, TaskResult(
+        stand_in_id("output"), stand_in_id("checkpoint-root"),
+        (stand_in_id("checkpoint-0"), stand_in_id("checkpoint-1")),
+        (("loss_micros", 123_456), ("accuracy_bps", 9_100)))),
+    "submit_verdict": SubmitVerdict(TASK, 2, accept=False, reason="checkpoint_mismatch"),
+    "cancel_task": CancelTask(TASK),
+    "open_pool": OpenPool("mlp-small", max_batch=256, price=4, budget=ogpu(50), max_racers=3,
+                          sample_bps=1_000, min_stake=ogpu(100), request_ms=5_000,
+                          ttl_ms=600_000),
+    "join_pool": JoinPool(POOL, ogpu(150)),
+    "leave_pool": LeavePool(POOL),
+    "send_request": SendRequest(POOL, seed=99, batch=32),
+    "pool_result": PoolResult(POOL, REQUEST, stand_in_id("logits")),
+    "pool_verdict": PoolVerdict(POOL, REQUEST, accept=True, reason=""),
+    "close_pool": ClosePool(POOL),
+    "report_missing_inputs": ReportMissingInputs(TASK, "inputs_missing"),
+}
+"""One entry per transaction kind (and per workload kind), with non-default field values."""
+
+
+def case_tx(name: str) -> Transaction:
+    return sign_transaction(TX_SENDER, chain_id=CHAIN_ID, nonce=TX_NONCE, fee=TX_FEE,
+                            payload=TX_CASES[name])
+
+
+def transaction_vectors() -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name in TX_CASES:
+        tx = case_tx(name)
+        out[name] = {"kind": tx.kind, "hash": tx.hash.hex(), "encoded": tx.encoded.hex()}
+    return out
+
+
+# --- a short chain: blocks, state roots, an epoch boundary ---------------------------------------
+
+
+def chain_genesis() -> Genesis:
+    return Genesis(CHAIN_ID, GENESIS_TIME_MS, PARAMS,
+                   allocations=tuple((k.address, ogpu(10_000)) for k in KEYS),
+                   validators=(GenesisValidator("v0", KEYS[0].public_key.raw, ogpu(10)),))
+
+
+@cache
+def build_chain() -> tuple[Genesis, list[Block], State]:
+    """Four blocks from `chain_genesis`: a transfer and a stake; a provider registering and a
+    task submitted; a bid at the epoch boundary (height 3: rewards paid, KEYS[3] joins the
+    validators); a block proposed by KEYS[3] with an unstake and a transfer. Each block is
+    checked by `apply_block` as a peer would."""
+    genesis = chain_genesis()
+    state = genesis.state()
+    nonces = [0] * len(KEYS)
+
+    def tx(i: int, payload: Payload) -> Transaction:
+        """KEYS[i]'s next transaction (in the order they are made here)."""
+        nonce, nonces[i] = nonces[i], nonces[i] + 1
+        return sign_transaction(KEYS[i], chain_id=CHAIN_ID, nonce=nonce, fee=1_000,
+                                payload=payload)
+
+    task = tx(2, submit(MatmulSpec(n=1_024, seed=1), max_price=ogpu(1)))
+    commitment = bid_commitment(task.hash, 1, KEYS[1].address, 2_000, b"salt")
+    plan: list[tuple[PrivateKey, list[Transaction]]] = [
+        (KEYS[0], [tx(1, Transfer(KEYS[2].address, Amount(ogpu(5)))),
+                   tx(3, Stake(Amount(ogpu(20))))]),
+        (KEYS[0], [tx(1, RegisterProvider((Device("test-gpu", 16_000),), 5_000, 1, ogpu(500))),
+                   task]),
+        (KEYS[0], [tx(1, CommitBid(task.hash, commitment))]),
+        (KEYS[3], [tx(3, Unstake(Amount(ogpu(5)))), tx(2, Transfer(KEYS[0].address, Amount(7)))]),
+    ]
+    blocks = []
+    for proposer, txs in plan:
+        block, _ = build_block(state, txs, proposer, state.timestamp + BLOCK_INTERVAL_MS)
+        state = apply_block(state, block)
+        blocks.append(block)
+    return genesis, blocks, state
+
+
+def block_vector(block: Block) -> dict[str, Any]:
+    return {"hash": block.hash.hex(), "header": block.header.encoded.hex(),
+            "encoded_sha256": hashlib.sha256(block.encoded).hexdigest(),
+            "txs": len(block.txs)}
+
+
+def chain_vectors(genesis: Genesis, blocks: list[Block], state: State) -> dict[str, Any]:
+    return {
+        "genesis_hash": genesis.hash.hex(),
+        "genesis_state_root": genesis.state().root.hex(),
+        "blocks": {str(b.height): {"hash": b.hash.hex(), "state_root": b.header.state_root.hex()}
+                   for b in blocks},
+        "state_root": state.root.hex(),
+        "validators": [address_to_text(v.address) for v in state.validators],
+    }
+
+
+# --- the devnet genesis ------------------------------------------------------------------------
+
+
+def devnet_genesis() -> Genesis:
+    """`ogpu-node genesis new` as `scripts/devnet up` runs it (template genesis/devnet.json, four
+    validators, ten dev accounts, the command's default balances), with fixed validator keys
+    and time in place of fresh ones."""
+    validators = [(f"node{i}", PrivateKey.from_seed(
+        digest(b"ogpu/vector-validator", i.to_bytes(4, "big"))).public_key.raw)
+        for i in range(4)]
+    return build_genesis(load_template(), validators, genesis_time_ms=GENESIS_TIME_MS,
+                         chain_id="ogpu-devnet", dev_accounts=10,
+                         dev_balance=parse_amount("1000000"),
+                         validator_balance=parse_amount("10000"))
+
+
+def devnet_vectors() -> dict[str, Any]:
+    genesis = devnet_genesis()
+    return {"hash": genesis.hash.hex(), "state_root": genesis.state().root.hex()}
+
+
+# --- all of them -------------------------------------------------------------------------------
+
+
+def compute_vectors() -> dict[str, Any]:
+    """Every vector, as this code computes it (hex strings; JSON-ready)."""
+    genesis, blocks, state = build_chain()
+    return {
+        "keys": {"key0": {"public_key": KEYS[0].public_key.raw.hex(),
+                          "address": address_to_text(KEYS[0].address)}},
+        "transactions": transaction_vectors(),
+        "block": block_vector(blocks[1]),
+        "devnet_genesis": devnet_vectors(),
+        "chain": chain_vectors(genesis, blocks, state),
+    }
+
+
+def load_pinned() -> dict[str, Any]:
+    doc: dict[str, Any] = json.loads(VECTORS_FILE.read_text())
+    doc.pop("_comment", None)
+    return doc
+
+
+def differences(pinned: Any, computed: Any, path: str) -> Iterator[str]:
+    """Readable differences between two JSON values, one line per changed leaf."""
+    if isinstance(pinned, dict) and isinstance(computed, dict):
+        for key in pinned.keys() | computed.keys():
+            where = f"{path}.{key}" if path else str(key)
+            if key not in computed:
+                yield f"{where}: pinned, no longer computed"
+            elif key not in pinned:
+                yield f"{where}: computed, not pinned"
+            else:
+                yield from differences(pinned[key], computed[key], where)
+    elif pinned != computed:
+        yield f"{path}: {describe_change(pinned, computed)}"
+
+
+def describe_change(pinned: Any, computed: Any, context: int = 64) -> str:
+    """Both values, or for two long strings (hex) the place where they part."""
+    if isinstance(pinned, str) and isinstance(computed, str) and len(pinned) > context:
+        pairs = zip(pinned, computed, strict=False)
+        at = next((i for i, (a, b) in enumerate(pairs) if a != b), min(len(pinned), len(computed)))
+        return (f"from character {at} of {len(pinned)}, pinned ...{pinned[at:at + context]}, "
+                f"now ...{computed[at:at + context]} ({len(computed)} characters)")
+    return f"pinned {json.dumps(pinned)}, now {json.dumps(computed)}"
+
+
+def changed_message(lines: list[str]) -> str:
+    return ("protocol vectors differ from tests/ledger/vectors.json:\n  " + "\n  ".join(lines)
+            + "\nAn encoding, hash or state-transition change alters what every node computes. "
+            f"If this change is intended, regenerate with `{REGENERATE}` and say so in the "
+            "commit message.")
+
+
+# --- tests ------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def computed() -> dict[str, Any]:
+    return compute_vectors()
+
+
+@pytest.fixture(scope="module")
+def pinned() -> dict[str, Any]:
+    return load_pinned()
+
+
+@pytest.mark.parametrize("section", ["keys", "transactions", "block", "devnet_genesis", "chain"])
+def test_section_matches_its_pinned_vectors(
+    section: str, computed: dict[str, Any], pinned: dict[str, Any]
+) -> None:
+    lines = sorted(differences(pinned.get(section), computed[section], section))
+    if lines:
+        pytest.fail(changed_message(lines), pytrace=False)
+
+
+def test_no_section_is_unchecked(computed: dict[str, Any], pinned: dict[str, Any]) -> None:
+    assert set(pinned) == set(computed) == {"keys", "transactions", "block", "devnet_genesis",
+                                            "chain"}
+
+
+def test_every_transaction_kind_has_a_vector() -> None:
+    covered = {case_tx(name).kind for name in TX_CASES}
+    missing = [TxKind(kind).name for kind in sorted(set(PAYLOAD_TYPES) - covered)]
+    assert not missing, (f"no vector for transaction kind(s) {', '.join(missing)}: add an entry "
+                         f"to TX_CASES in {Path(__file__).name}, then run `{REGENERATE}`")
+
+
+def test_every_workload_kind_has_a_submit_task_vector() -> None:
+    submits = [p for p in TX_CASES.values() if isinstance(p, SubmitTask)]
+    missing = set(SPEC_TYPES) - {p.kind for p in submits}
+    assert not missing, f"no SubmitTask vector for workload kind(s) {sorted(missing)}"
+    with_inputs = [p for p in submits if decode(SPEC_TYPES[p.kind], p.spec).inputs]
+    assert with_inputs, "no SubmitTask vector with uploaded inputs"
+
+
+@pytest.mark.parametrize("name", TX_CASES)
+def test_pinned_transaction_decodes_to_its_payload(name: str, pinned: dict[str, Any]) -> None:
+    """Bytes signed by an earlier version still decode, verify, and mean the same payload."""
+    vector = pinned["transactions"].get(name)
+    if vector is None:
+        pytest.fail(f"no pinned vector {name!r}: run `{REGENERATE}`", pytrace=False)
+    tx = decode_transaction(bytes.fromhex(vector["encoded"]))
+    assert tx.hash.hex() == vector["hash"]
+    assert check_transaction(tx, CHAIN_ID, PARAMS) == TX_CASES[name]
+    assert (tx.sender, tx.nonce, tx.fee) == (TX_SENDER.address, TX_NONCE, TX_FEE)
+
+
+def test_chain_crosses_an_epoch_boundary() -> None:
+    """The chain covers what its vectors claim: the boundary at height 3 changed the validators
+    and paid the reward pool out (what is left is block 4's share)."""
+    _, blocks, state = build_chain()
+    assert [v.address for v in state.validators] == sorted([KEYS[0].address, KEYS[3].address])
+    assert blocks[3].header.proposer == KEYS[3].address
+    assert 0 < state.reward_pool < PARAMS.initial_block_reward
+
+
+# --- regenerating --------------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m tests.ledger.test_vectors",
+        description="Compare the protocol vectors this code computes with tests/ledger/"
+                    "vectors.json; with --write, pin the computed ones (a protocol change: say "
+                    "so in the commit message).")
+    parser.add_argument("--write", action="store_true", help="rewrite vectors.json")
+    args = parser.parse_args(argv)
+    now = compute_vectors()
+    before = load_pinned() if VECTORS_FILE.exists() else {}
+    lines = sorted(differences(before, now, ""))
+    print("\n".join(lines) if lines else "vectors unchanged")
+    if args.write and lines:
+        VECTORS_FILE.write_text(json.dumps({"_comment": HEADER, **now}, indent=2) + "\n")
+        print(f"wrote {VECTORS_FILE}: {len(lines)} change(s); say why in the commit message")
+        return 0
+    return 1 if lines else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
