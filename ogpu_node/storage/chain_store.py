@@ -12,6 +12,10 @@ Key layout (one-byte prefixes; heights are unsigned 64-bit big-endian, so keys s
     b"h" + u64be(height)    -> block_hash
     b"t" + tx_hash          -> msgpack [height, index of the tx in its block]
     b"s" + state_key        -> state value   (so a state key is at most MAX_KEY_BYTES - 1 long)
+    b"v" + u64be(height) + u64be(slot) -> bytes of the block this node's validator signed for
+                            that proposer slot; written (synced) before the block is sent, so
+                            that the node never signs another block there, across restarts;
+                            deleted when a block at that height is committed
 
 Records that the store creates itself are msgpack arrays, decoded strictly: any record that does
 not decode to exactly the expected fields, or does not re-encode to the same bytes, raises
@@ -46,6 +50,7 @@ _BLOCK = b"b"
 _HEIGHT = b"h"
 _TX = b"t"
 _STATE = b"s"
+_SIGNED = b"v"
 SCHEMA_KEY = _META + b"schema"
 HEAD_KEY = _META + b"head"
 
@@ -107,7 +112,32 @@ class ChainStore:
         state_puts, state_deletes = _state_ops(state_changes)
         puts.extend(state_puts)
         puts.append((HEAD_KEY, _pack([height, block_hash, meta])))
-        self._kv.write_batch(puts, state_deletes)
+        self._kv.write_batch(puts, [*state_deletes, *self._signed_up_to(height)])
+
+    def signed_proposal(self, height: int, slot: int) -> bytes | None:
+        """The block this node's validator signed for (`height`, `slot`), if it signed one."""
+        return self._kv.get(_signed_key(height, slot))
+
+    def record_signed_proposal(self, height: int, slot: int, block_bytes: bytes) -> None:
+        """Durably record the block signed for (`height`, `slot`), before it is sent anywhere.
+
+        Raises `InvalidCommit` if another block is recorded there: the caller must send the
+        recorded one instead (signing two blocks for one slot is equivocation, and slashed)."""
+        _check_bytes(block_bytes, "block bytes")
+        key = _signed_key(height, slot)
+        recorded = self._kv.get(key)
+        if recorded is not None and recorded != block_bytes:
+            raise InvalidCommit(f"another block is signed for height {height}, slot {slot}")
+        self._kv.write_batch([(key, block_bytes)])
+
+    def _signed_up_to(self, height: int) -> list[bytes]:
+        """Keys of signing records at `height` or below (no longer needed once it is final)."""
+        keys = []
+        for key, _ in self._kv.iterate(_SIGNED):
+            if int.from_bytes(key[1:9], "big") > height:
+                break
+            keys.append(key)
+        return keys
 
     def head(self) -> Head | None:
         """Return the last committed block's head record, or None on an empty store."""
@@ -228,6 +258,10 @@ def _state_ops(
             _check_bytes(value, "state value")
             puts.append((_STATE + key, value))
     return puts, deletes
+
+
+def _signed_key(height: int, slot: int) -> bytes:
+    return _SIGNED + _height_bytes(_checked_height(height)) + _height_bytes(_checked_height(slot))
 
 
 def _height_bytes(height: int) -> bytes:

@@ -215,6 +215,28 @@ def test_restart_from_leveldb_keeps_everything(
         assert_holds_chain(store, commits, model)
 
 
+def test_a_signed_proposal_is_kept_until_its_height_is_final(
+    tmp_path: Path, make_commit: MakeCommit
+) -> None:
+    """The double-sign guard's record: durable across a restart, never overwritten by another
+    block for the same slot, and gone once a block at its height is committed."""
+    with ChainStore(LevelDBKV(tmp_path / "db")) as store:
+        commit_chain(store, make_commit, 3)
+        store.record_signed_proposal(3, 0, b"block A")
+        store.record_signed_proposal(3, 0, b"block A")  # the same block again: fine
+        store.record_signed_proposal(3, 1, b"block B")  # a later slot may hold another
+        store.record_signed_proposal(4, 2, b"block C")
+        with pytest.raises(InvalidCommit, match="another block is signed"):
+            store.record_signed_proposal(3, 0, b"block A'")
+    with ChainStore(LevelDBKV(tmp_path / "db")) as store:
+        assert store.signed_proposal(3, 0) == b"block A"
+        assert store.signed_proposal(3, 1) == b"block B"
+        assert store.signed_proposal(3, 2) is None
+        store.commit_block(**make_commit(3))
+        assert store.signed_proposal(3, 0) is None and store.signed_proposal(3, 1) is None
+        assert store.signed_proposal(4, 2) == b"block C"
+
+
 # Decoders of the store's own records: whatever bytes are found, only CorruptStore escapes.
 
 SCALARS = st.none() | st.booleans() | st.integers(-(2**63), 2**64 - 1) | st.binary() | st.text()
