@@ -75,6 +75,8 @@ def mutate(change: str) -> dict[str, Any]:
         doc["chain_id"] = "Has Spaces"
     elif change == "bad-param":
         doc["params"]["fee_burn_bps"] = 20_000
+    elif change == "zero-slot":
+        doc["params"]["slot_ms"] = 0
     elif change == "duplicate-allocation":
         doc["allocations"].append(doc["allocations"][0])
     return doc
@@ -92,6 +94,7 @@ def mutate(change: str) -> dict[str, Any]:
     ("float-amount", "decimal string"),
     ("bad-chain-id", "chain_id"),
     ("bad-param", "fee_burn_bps"),
+    ("zero-slot", "slot_ms must be within"),
     ("duplicate-allocation", "allocated twice"),
 ])
 def test_bad_genesis_is_refused_with_its_reason(change: str, reason: str) -> None:

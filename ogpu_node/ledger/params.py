@@ -14,6 +14,9 @@ BPS = 10_000
 MAX_TX_BYTES = 64 * 1024
 """Protocol limit on one encoded transaction."""
 
+MAX_SLOT_MS = 600_000
+"""Upper bound of `Params.slot_ms`: a proposer slot of ten minutes is already a halted chain."""
+
 
 @dataclass(frozen=True, slots=True)
 class Params:
@@ -49,6 +52,11 @@ class Params:
     verdict_window_ms: int = 30_000
     max_task_attempts: int = 3
     max_bids_per_task: int = 64
+    # --- consensus ---
+    slot_ms: int = 1_000
+    """Length of a proposer slot: slot s of a height opens s * slot_ms after the parent's
+    timestamp (`consensus.proposer.slot_at`). A chain parameter rather than a node setting
+    because every node must agree on it: equivocation is judged per (height, slot)."""
 
     MAX_BYTES: ClassVar[int] = 1024
 
@@ -91,6 +99,8 @@ class Params:
             problems.append("max_bids_per_task must be within 1..1024")
         if self.min_validator_stake < 1:
             problems.append("min_validator_stake must be positive")
+        if not 1 <= self.slot_ms <= MAX_SLOT_MS:
+            problems.append(f"slot_ms must be within 1..{MAX_SLOT_MS}")
         return problems
 
     def max_emission(self) -> int:
