@@ -37,7 +37,12 @@ class ProcessingLimitExceeded(ConsensusError):
 
 
 class InvalidEvidence(ConsensusError):
-    """Equivocation evidence does not prove a double signature."""
+    """Equivocation evidence does not prove a double signature; ``reason`` names the check
+    that failed (one of the reason constants in ``consensus.evidence``)."""
+
+    def __init__(self, message: str, reason: str = "invalid") -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 class InvalidSchedule(ConsensusError):

@@ -16,7 +16,7 @@ from consensus.decisions import NO_OUTPUT, Output
 from consensus.engine import Engine
 from consensus.errors import ConsensusError, UnknownParent
 from consensus.evidence import EquivocationDetector, SignedHeader
-from consensus.proposer import proposer_for, slot_start
+from consensus.proposer import proposer_for, slot_at, slot_start
 from consensus.sim.adversary import Adversary, BlockRegistry
 from consensus.sim.config import Partition, SimConfig, draw_stakes
 from consensus.validators import ValidatorSet
@@ -258,8 +258,11 @@ class Simulation:
             height = registry.height[bid]
             self.added_at_polls[node][bid] = engine.polls_applied
             proposer = self.block_proposer[bid]
+            parent_id = registry.parent[bid]
+            slot = slot_at(registry.time[parent_id], registry.time[bid],
+                           self.config.slot_window_ms)
             evidence = self.detectors[node].observe(
-                SignedHeader(self.ids[proposer], height, bid, bid, b""))
+                SignedHeader(self.ids[proposer], height, parent_id, slot, bid, bid, b""))
             if evidence is not None:
                 self.evidence_seen.add((evidence.proposer, evidence.height))
             try:

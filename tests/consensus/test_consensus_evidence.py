@@ -4,11 +4,23 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from dataclasses import replace
 
 import pytest
 
 from consensus.errors import InvalidEvidence
-from consensus.evidence import EquivocationDetector, EquivocationEvidence, SignedHeader
+from consensus.evidence import (
+    BAD_SIGNATURE,
+    DIFFERENT_HEIGHTS,
+    DIFFERENT_PARENTS,
+    DIFFERENT_PROPOSERS,
+    DIFFERENT_SLOTS,
+    ID_MISMATCH,
+    SAME_BLOCK,
+    EquivocationDetector,
+    EquivocationEvidence,
+    SignedHeader,
+)
 
 KEY = b"test-key"
 PROPOSER = b"\x07" * 20
@@ -23,9 +35,14 @@ def verify(proposer: bytes, message: bytes, signature: bytes) -> bool:
     return proposer == PROPOSER and hmac.compare_digest(sign(message), signature)
 
 
-def header(height: int, body: bytes, proposer: bytes = PROPOSER) -> SignedHeader:
+PARENT = b"\x01" * 32
+
+
+def header(height: int, body: bytes, proposer: bytes = PROPOSER, *, slot: int = 0,
+           parent: bytes = PARENT) -> SignedHeader:
     signed = height.to_bytes(8, "big") + body
-    return SignedHeader(proposer, height, hashlib.sha256(signed).digest(), signed, sign(signed))
+    return SignedHeader(proposer, height, parent, slot, hashlib.sha256(signed).digest(), signed,
+                        sign(signed))
 
 
 def block_id(signed: bytes) -> bytes:
@@ -45,25 +62,40 @@ def test_detector_reports_two_blocks_signed_at_one_height_once() -> None:
     assert detector.observe(header(9, b"c")) is None
 
 
-def test_headers_at_different_heights_or_by_different_proposers_are_not_evidence() -> None:
-    with pytest.raises(InvalidEvidence):
-        EquivocationEvidence.from_pair(header(1, b"a"), header(2, b"b"))
-    with pytest.raises(InvalidEvidence):
-        EquivocationEvidence.from_pair(header(1, b"a"), header(1, b"b", b"\x08" * 20))
-    with pytest.raises(InvalidEvidence):
-        EquivocationEvidence.from_pair(header(1, b"a"), header(1, b"a"))
+@pytest.mark.parametrize(("other", "reason"), [
+    (header(2, b"b"), DIFFERENT_HEIGHTS),
+    (header(1, b"b", b"\x08" * 20), DIFFERENT_PROPOSERS),
+    (header(1, b"b", parent=b"\x02" * 32), DIFFERENT_PARENTS),
+    (header(1, b"b", slot=1), DIFFERENT_SLOTS),
+    (header(1, b"a"), SAME_BLOCK),
+], ids=["height", "proposer", "parent", "slot", "same-block"])
+def test_headers_that_do_not_compete_for_one_slot_are_not_evidence(
+        other: SignedHeader, reason: str) -> None:
+    with pytest.raises(InvalidEvidence) as info:
+        EquivocationEvidence.from_pair(header(1, b"a"), other)
+    assert info.value.reason == reason
+
+
+def test_detector_ignores_a_re_proposal_in_a_later_slot() -> None:
+    # An honest proposer whose block was lost proposes again at the same height, a slot later.
+    detector = EquivocationDetector()
+    assert detector.observe(header(4, b"a", slot=0)) is None
+    assert detector.observe(header(4, b"b", slot=1)) is None
+    assert detector.observe(header(4, b"c", slot=1)) is not None
 
 
 def test_forged_signature_or_mismatched_id_fails_verification() -> None:
     a, b = header(3, b"a"), header(3, b"b")
-    forged = SignedHeader(b.proposer, b.height, b.block_id, b.signed_bytes, b"\x00" * 32)
-    with pytest.raises(InvalidEvidence):
+    forged = replace(b, signature=b"\x00" * 32)
+    with pytest.raises(InvalidEvidence) as info:
         EquivocationEvidence.from_pair(a, forged).verify(verify)
-    wrong_id = SignedHeader(b.proposer, b.height, b"\xff" * 32, b.signed_bytes, b.signature)
+    assert info.value.reason == BAD_SIGNATURE
+    wrong_id = replace(b, block_id=b"\xff" * 32)
     evidence = EquivocationEvidence.from_pair(a, wrong_id)
     evidence.verify(verify)  # signatures alone are fine
-    with pytest.raises(InvalidEvidence):
+    with pytest.raises(InvalidEvidence) as info:
         evidence.verify(verify, block_id)
+    assert info.value.reason == ID_MISMATCH
 
 
 def test_detector_prunes_finalised_heights_and_is_bounded() -> None:
