@@ -17,6 +17,9 @@ MAX_TX_BYTES = 64 * 1024
 MAX_SLOT_MS = 600_000
 """Upper bound of `Params.slot_ms`: a proposer slot of ten minutes is already a halted chain."""
 
+MAX_CHAIN_ID_LEN = 64
+"""Protocol limit on a chain id, in transactions and block headers."""
+
 
 @dataclass(frozen=True, slots=True)
 class Params:

@@ -55,7 +55,7 @@ from ogpu_node.ledger.market.payloads import (
     SubmitVerdict,
     WithdrawProvider,
 )
-from ogpu_node.ledger.params import MAX_TX_BYTES, Params
+from ogpu_node.ledger.params import MAX_CHAIN_ID_LEN, MAX_TX_BYTES, Params
 from ogpu_node.types import (
     ADDRESS_LEN,
     MAX_AMOUNT,
@@ -66,7 +66,6 @@ from ogpu_node.types import (
     Hash32,
 )
 
-MAX_CHAIN_ID_LEN = 64
 SIGN_KIND_TX = "tx"
 
 
