@@ -11,6 +11,7 @@ State records (under the chain store's state prefix):
     b"p" + address                        -> Provider fields    (market)
     b"t" + task id                        -> Task fields        (market)
     b"o" + pool id                        -> Pool fields        (market)
+    b"x" + address                        -> Tombstone fields   (equivocation)
     b"g"                                  -> globals: chain id, params, height, block hash,
                                              timestamp, issued, burned, reward pool,
                                              validators, records hash
@@ -37,7 +38,13 @@ from ogpu_node.errors import DecodeError, OgpuError
 from ogpu_node.genesis import Genesis
 from ogpu_node.ledger import Block, Params, State, Validator, apply_block
 from ogpu_node.ledger.market.records import Pool, Provider, Task
-from ogpu_node.ledger.state import Account, UnbondingKey, compute_records_hash, open_task_ids
+from ogpu_node.ledger.state import (
+    Account,
+    Tombstone,
+    UnbondingKey,
+    compute_records_hash,
+    open_task_ids,
+)
 from ogpu_node.storage import ChainStore, CorruptStore
 from ogpu_node.types import ADDRESS_LEN, HASH_LEN, Address, Hash32
 
@@ -46,6 +53,7 @@ _UNBONDING = b"u"
 _PROVIDER = b"p"
 _TASK = b"t"
 _POOL = b"o"
+_TOMBSTONE = b"x"
 _GLOBALS = b"g"
 MAX_VALIDATORS = 100_000
 
@@ -81,6 +89,8 @@ def state_changes(state: State) -> dict[bytes, bytes | None]:
         changes[_TASK + task_id] = encode(state.tasks[task_id])
     for pool_id in state.changed_pools:
         changes[_POOL + pool_id] = encode(state.pools[pool_id])
+    for address in state.changed_tombstones:  # never removed
+        changes[_TOMBSTONE + address] = encode(state.tombstones[address])
     changes[_GLOBALS] = _globals(state)
     return changes
 
@@ -112,6 +122,7 @@ def load_state(store: ChainStore) -> State:
         providers = _records(store, _PROVIDER, Address, ADDRESS_LEN, Provider)
         tasks = _records(store, _TASK, Hash32, HASH_LEN, Task)
         pools = _records(store, _POOL, Hash32, HASH_LEN, Pool)
+        tombstones = _records(store, _TOMBSTONE, Address, ADDRESS_LEN, Tombstone)
         state = State(
             chain_id=read_str(g[0], "chain_id", max_len=64), params=Params.from_fields(g[1]),
             height=read_uint(g[2], "height"),
@@ -121,13 +132,14 @@ def load_state(store: ChainStore) -> State:
                              for v in read_list(g[8], MAX_VALIDATORS, "validators")),
             issued=read_uint(g[5], "issued"), burned=read_uint(g[6], "burned"),
             reward_pool=read_uint(g[7], "reward_pool"),
-            providers=providers, tasks=tasks, pools=pools,
+            providers=providers, tasks=tasks, pools=pools, tombstones=tombstones,
             records_hash=read_bytes(g[9], "records_hash", max_len=4096),
             open_tasks=open_task_ids(tasks),
         )
     except DecodeError as exc:
         raise CorruptStore(f"state record does not decode: {exc}") from exc
-    if compute_records_hash(accounts, unbonding, providers, tasks, pools) != state.records_hash:
+    if compute_records_hash(accounts, unbonding, providers, tasks, pools,
+                            tombstones) != state.records_hash:
         raise CorruptStore("state records do not match their commitment")
     return state
 

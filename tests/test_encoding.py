@@ -32,10 +32,10 @@ from ogpu_node.errors import DecodeError, EncodeError, OgpuError
 from ogpu_node.ledger import Block, BlockHeader, Params, Stake, Transfer, Unstake
 from ogpu_node.ledger.errors import MalformedTransaction, TransactionTooLarge
 from ogpu_node.ledger.params import MAX_TX_BYTES
-from ogpu_node.ledger.state import Account, Validator
+from ogpu_node.ledger.state import Account, Tombstone, Validator
 from ogpu_node.ledger.tx import Transaction, decode_transaction
 from ogpu_node.types import U64_MAX, Amount
-from tests.ledger.helpers import KEYS, genesis, next_block, signed
+from tests.ledger.helpers import KEYS, double_sign, genesis, next_block, parent_header, signed
 from tests.ledger.profiles import examples
 
 FUZZ = settings(max_examples=examples(250, 5000), deadline=None)
@@ -85,7 +85,8 @@ def _sample_objects() -> list[Any]:
     block, _ = next_block(state, txs[:2])
     return [
         *txs, block, block.header, Params(), Account(1, 2, 3, KEYS[1].public_key.raw),
-        Transfer(KEYS[1].address, Amount(9)),
+        Transfer(KEYS[1].address, Amount(9)), double_sign(KEYS[1], parent_header(4, 1_000)),
+        Tombstone(5, 1, 9),
     ]
 
 

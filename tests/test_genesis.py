@@ -75,6 +75,8 @@ def mutate(change: str) -> dict[str, Any]:
         doc["chain_id"] = "Has Spaces"
     elif change == "bad-param":
         doc["params"]["fee_burn_bps"] = 20_000
+    elif change == "evidence-outlives-unbonding":
+        doc["params"]["evidence_max_age"] = doc["params"]["unbonding_period"]
     elif change == "zero-slot":
         doc["params"]["slot_ms"] = 0
     elif change == "duplicate-allocation":
@@ -95,6 +97,7 @@ def mutate(change: str) -> dict[str, Any]:
     ("bad-chain-id", "chain_id"),
     ("bad-param", "fee_burn_bps"),
     ("zero-slot", "slot_ms must be within"),
+    ("evidence-outlives-unbonding", "evidence_max_age must be below unbonding_period"),
     ("duplicate-allocation", "allocated twice"),
 ])
 def test_bad_genesis_is_refused_with_its_reason(change: str, reason: str) -> None:

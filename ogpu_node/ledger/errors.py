@@ -130,3 +130,82 @@ class BadReveal(MarketRuleError):
 
 class InsufficientStake(MarketRuleError):
     code = "insufficient_stake"
+
+
+# --- equivocation evidence (ledger/equivocation.py) ---
+
+
+class InvalidEvidence(InvalidTransaction):
+    """Equivocation evidence that does not prove a slashable double signature."""
+
+    code = "invalid_evidence"
+
+
+class EvidenceWrongChain(InvalidEvidence):
+    code = "evidence_wrong_chain"
+
+
+class EvidenceWrongParent(InvalidEvidence):
+    """The parent header given is not the parent of the first header (hash and height)."""
+
+    code = "evidence_wrong_parent"
+
+
+class EvidenceDifferentProposers(InvalidEvidence):
+    code = "evidence_different_proposers"
+
+
+class EvidenceDifferentHeights(InvalidEvidence):
+    code = "evidence_different_heights"
+
+
+class EvidenceDifferentParents(InvalidEvidence):
+    code = "evidence_different_parents"
+
+
+class EvidenceDifferentSlots(InvalidEvidence):
+    """The headers are in different slots: a re-proposal in a later slot is allowed."""
+
+    code = "evidence_different_slots"
+
+
+class EvidenceSameBlock(InvalidEvidence):
+    code = "evidence_same_block"
+
+
+class EvidenceBadSignature(InvalidEvidence):
+    code = "evidence_bad_signature"
+
+
+class UnknownOffender(InvalidEvidence):
+    """The offender's public key is not on chain, so its signatures cannot be checked."""
+
+    code = "evidence_unknown_offender"
+
+
+class EvidenceTooOld(InvalidEvidence):
+    code = "evidence_too_old"
+
+
+class NothingToSlash(InvalidEvidence):
+    """The offender has no stake, and no unbonding entry made since the offence."""
+
+    code = "evidence_nothing_to_slash"
+
+
+class EvidenceAlreadyApplied(InvalidEvidence):
+    """This double signature (offender, height, slot) has already been punished."""
+
+    code = "evidence_already_applied"
+
+
+class OffenderTombstoned(InvalidEvidence):
+    """The offender was already punished for another double signature: once is final."""
+
+    code = "evidence_offender_tombstoned"
+
+
+class Tombstoned(InvalidTransaction):
+    """A tombstoned account (punished for equivocation) may not bond stake again."""
+
+    code = "tombstoned"

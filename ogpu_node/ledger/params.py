@@ -20,6 +20,10 @@ MAX_SLOT_MS = 600_000
 MAX_CHAIN_ID_LEN = 64
 """Protocol limit on a chain id, in transactions and block headers."""
 
+MAX_EVIDENCE_AGE = 100_000
+"""Upper bound of `Params.evidence_max_age`: applying evidence looks up the offender's unbonding
+entries once per block of the window."""
+
 
 @dataclass(frozen=True, slots=True)
 class Params:
@@ -60,6 +64,15 @@ class Params:
     """Length of a proposer slot: slot s of a height opens s * slot_ms after the parent's
     timestamp (`consensus.proposer.slot_at`). A chain parameter rather than a node setting
     because every node must agree on it: equivocation is judged per (height, slot)."""
+    # --- equivocation (see ledger/equivocation.py) ---
+    evidence_max_age: int = 500
+    """Evidence of a double signature at height h is accepted in blocks up to h + this; below
+    `unbonding_period`, so stake unbonded after the offence is still there to slash."""
+    equivocation_slash_bps: int = 500
+    """Share of the offender's stake (and of its unbonding entries made since the offence)
+    taken by evidence."""
+    equivocation_reporter_bps: int = 1_000
+    """Share of the slashed amount paid to the reporter; the rest is burned."""
 
     MAX_BYTES: ClassVar[int] = 1024
 
@@ -80,7 +93,8 @@ class Params:
         if not 0 <= self.proposer_reward_bps <= BPS:
             problems.append(f"proposer_reward_bps must be within 0..{BPS}")
         for name in ("client_collateral_bps", "provider_collateral_bps", "verifier_fee_bps",
-                     "slash_to_client_bps"):
+                     "slash_to_client_bps", "equivocation_slash_bps",
+                     "equivocation_reporter_bps"):
             if not 0 <= getattr(self, name) <= BPS:
                 problems.append(f"{name} must be within 0..{BPS}")
         for name in ("halving_interval", "epoch_length", "max_block_txs", "unbonding_period",
@@ -104,6 +118,11 @@ class Params:
             problems.append("min_validator_stake must be positive")
         if not 1 <= self.slot_ms <= MAX_SLOT_MS:
             problems.append(f"slot_ms must be within 1..{MAX_SLOT_MS}")
+        if not 1 <= self.evidence_max_age <= MAX_EVIDENCE_AGE:
+            problems.append(f"evidence_max_age must be within 1..{MAX_EVIDENCE_AGE}")
+        if self.evidence_max_age >= self.unbonding_period:
+            # Otherwise an offender could unbond and withdraw before its evidence is too old.
+            problems.append("evidence_max_age must be below unbonding_period")
         return problems
 
     def max_emission(self) -> int:

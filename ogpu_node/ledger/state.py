@@ -1,5 +1,5 @@
-"""The ledger state: accounts, stakes, unbonding entries, the active validator set, totals, and
-the market's providers and tasks.
+"""The ledger state: accounts, stakes, unbonding entries, the active validator set, totals,
+tombstones of validators punished for equivocation, and the market's providers and tasks.
 
 A `State` is never mutated after it is made: transitions build a new one (see `transition.py`),
 sharing unchanged records. Its `root` commits to everything consensus-relevant, so two nodes that
@@ -8,7 +8,7 @@ applied the same blocks hold the same root.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, ClassVar, Self
@@ -66,6 +66,28 @@ class Validator:
                    read_uint(stake, "validator.stake"))
 
 
+@dataclass(frozen=True, slots=True)
+class Tombstone:
+    """The mark of an account punished for equivocation: the (height, slot) it signed twice for
+    and the amount slashed. It leaves the validator set at the next epoch boundary and may never
+    bond stake again, so one record per offender is kept for good (`ledger/equivocation.py`)."""
+
+    height: int
+    slot: int
+    slashed: int
+
+    MAX_BYTES: ClassVar[int] = 32
+
+    def to_fields(self) -> list[Any]:
+        return [self.height, self.slot, self.slashed]
+
+    @classmethod
+    def from_fields(cls, value: Any) -> Self:
+        height, slot, slashed = read_array(value, 3, "tombstone")
+        return cls(read_uint(height, "tombstone.height"), read_uint(slot, "tombstone.slot"),
+                   read_uint(slashed, "tombstone.slashed"))
+
+
 def account_record(address: Address, account: Account) -> bytes:
     """The bytes an account contributes to the state commitment."""
     return pack(["account", address, *account.to_fields()])
@@ -91,6 +113,11 @@ def pool_record(pool_id: Hash32, pool: Pool) -> bytes:
     return pack(["pool", pool_id, *pool.to_fields()])
 
 
+def tombstone_record(address: Address, tombstone: Tombstone) -> bytes:
+    """The bytes a tombstone contributes to the state commitment."""
+    return pack(["tombstone", address, *tombstone.to_fields()])
+
+
 @dataclass(frozen=True)
 class State:
     """The ledger after `height` blocks. Treat every mapping in it as read-only."""
@@ -112,6 +139,8 @@ class State:
     tasks: Mapping[Hash32, Task] = field(default_factory=dict)
     """Every task ever submitted (closed ones keep their trail and close reason)."""
     pools: Mapping[Hash32, Pool] = field(default_factory=dict)
+    tombstones: Mapping[Address, Tombstone] = field(default_factory=dict)
+    """Accounts punished for equivocation (never removed)."""
     records_hash: bytes = EMPTY_LTHASH
     open_tasks: frozenset[Hash32] = field(default=frozenset(), compare=False)
     """Ids of the tasks not yet closed: derived from `tasks`, so not committed separately."""
@@ -121,6 +150,7 @@ class State:
     changed_providers: tuple[Address, ...] = field(default=(), compare=False)
     changed_tasks: tuple[Hash32, ...] = field(default=(), compare=False)
     changed_pools: tuple[Hash32, ...] = field(default=(), compare=False)
+    changed_tombstones: tuple[Address, ...] = field(default=(), compare=False)
 
     def account(self, address: Address) -> Account:
         """The account at `address` (an empty one if it never received anything)."""
@@ -169,6 +199,7 @@ def compute_records_hash(
     providers: Mapping[Address, Provider] | None = None,
     tasks: Mapping[Hash32, Task] | None = None,
     pools: Mapping[Hash32, Pool] | None = None,
+    tombstones: Mapping[Address, Tombstone] | None = None,
 ) -> bytes:
     """The commitment over all records, from scratch (genesis, and a check for tests)."""
     records = [account_record(a, acct) for a, acct in accounts.items()]
@@ -176,6 +207,7 @@ def compute_records_hash(
     records += [provider_record(a, p) for a, p in (providers or {}).items()]
     records += [task_record(t, task) for t, task in (tasks or {}).items()]
     records += [pool_record(p, pool) for p, pool in (pools or {}).items()]
+    records += [tombstone_record(a, t) for a, t in (tombstones or {}).items()]
     return lthash_update(EMPTY_LTHASH, records, ())
 
 
@@ -184,10 +216,12 @@ def open_task_ids(tasks: Mapping[Hash32, Task]) -> frozenset[Hash32]:
     return frozenset(t for t, task in tasks.items() if task.status != TaskStatus.CLOSED)
 
 
-def select_validators(accounts: Mapping[Address, Account], params: Params) -> tuple[Validator, ...]:
-    """Accounts bonded at or above the minimum stake, sorted by address."""
+def select_validators(accounts: Mapping[Address, Account], params: Params,
+                      tombstoned: Collection[Address] = ()) -> tuple[Validator, ...]:
+    """Accounts bonded at or above the minimum stake and not tombstoned, sorted by address."""
     return tuple(
         Validator(address, acct.public_key, acct.stake)
         for address, acct in sorted(accounts.items())
         if acct.stake >= params.min_validator_stake and len(acct.public_key) == PUBKEY_LEN
+        and address not in tombstoned
     )

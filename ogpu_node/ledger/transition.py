@@ -7,7 +7,8 @@ a short list of steps, each a small function:
     process_unbonding(w)   release stake whose unbonding period ended
     process_emission(w)    mint the block reward (proposer share, the rest to the reward pool)
     process_deadlines(w)   move market tasks whose phase ended at this block's time (market/)
-    process_tx(w, tx)      for each transaction, in order (market kinds: market/rules.py)
+    process_tx(w, tx)      for each transaction, in order (market kinds: market/rules.py,
+                           equivocation evidence: equivocation.py)
     process_epoch(w)       at epoch boundaries: pay the reward pool, then fix the next validator set
 """
 
@@ -20,11 +21,17 @@ from ogpu_node.errors import SignatureError
 from ogpu_node.keys import PrivateKey, verify
 from ogpu_node.ledger.block import SIGN_KIND_BLOCK, Block, BlockHeader, compute_tx_root, sign_header
 from ogpu_node.ledger.emission import block_reward
+from ogpu_node.ledger.equivocation import (
+    ReportEquivocation,
+    check_equivocation,
+    slash_equivocation,
+)
 from ogpu_node.ledger.errors import (
     BadNonce,
     InsufficientFunds,
     InvalidBlock,
     InvalidTransaction,
+    Tombstoned,
     failures_contained,
 )
 from ogpu_node.ledger.market.payloads import MarketPayload
@@ -55,6 +62,9 @@ def _process_tx(w: Working, tx: Transaction, proposer: Address) -> None:
     acct = w.account(sender)
     if tx.nonce != acct.nonce:
         raise BadNonce(f"nonce {tx.nonce}, account expects {acct.nonce}")
+    if isinstance(payload, ReportEquivocation):
+        process_equivocation(w, tx, payload, proposer)
+        return
     if not isinstance(payload, Transfer | Stake | Unstake):
         _process_market_tx(w, tx, payload, proposer)
         return
@@ -63,11 +73,11 @@ def _process_tx(w: Working, tx: Transaction, proposer: Address) -> None:
         raise InsufficientFunds(f"balance {acct.balance} is below the {spend} this needs")
     if isinstance(payload, Unstake) and acct.stake < payload.amount:
         raise InsufficientFunds(f"stake {acct.stake} is below the {payload.amount} to unstake")
+    if isinstance(payload, Stake) and w.tombstone(sender) is not None:
+        raise Tombstoned("this account was punished for equivocation and may not stake again")
 
     # Every check has passed: from here on only writes, re-reading accounts that may alias.
-    w.set_account(sender, replace(acct, balance=acct.balance - tx.fee, nonce=acct.nonce + 1,
-                                   public_key=tx.sender_key))
-    _pay_fee(w, tx.fee, proposer)
+    _charge_fee(w, tx, proposer)
     if isinstance(payload, Transfer):
         w.credit(sender, -payload.amount)
         w.credit(payload.to, payload.amount)
@@ -82,26 +92,42 @@ def _process_tx(w: Working, tx: Transaction, proposer: Address) -> None:
         w.unbonding[key] = w.unbonding_amount(key) + payload.amount
 
 
+def process_equivocation(w: Working, tx: Transaction, report: ReportEquivocation,
+                         proposer: Address) -> None:
+    """Equivocation evidence: every check first (`check_equivocation`), then the fee, then the
+    slash, paid in part to the sender (`ledger/equivocation.py`)."""
+    _check_fee_funds(w, tx)
+    offence = check_equivocation(w, report)
+    _charge_fee(w, tx, proposer)
+    slash_equivocation(w, offence, tx.sender)
+
+
 def _process_market_tx(w: Working, tx: Transaction, payload: MarketPayload,
                        proposer: Address) -> None:
-    acct = w.account(tx.sender)
-    if acct.balance < tx.fee:
-        raise InsufficientFunds(f"balance {acct.balance} is below the fee {tx.fee}")
+    _check_fee_funds(w, tx)
     saved = w.savepoint()
     try:
-        w.set_account(tx.sender, replace(acct, balance=acct.balance - tx.fee,
-                                         nonce=acct.nonce + 1, public_key=tx.sender_key))
-        _pay_fee(w, tx.fee, proposer)
+        _charge_fee(w, tx, proposer)
         process_market_tx(w, tx.hash, tx.sender, payload)
     except Exception:
         w.restore(saved)
         raise
 
 
-def _pay_fee(w: Working, fee: int, proposer: Address) -> None:
-    burn = fee * w.base.params.fee_burn_bps // BPS
+def _check_fee_funds(w: Working, tx: Transaction) -> None:
+    balance = w.account(tx.sender).balance
+    if balance < tx.fee:
+        raise InsufficientFunds(f"balance {balance} is below the fee {tx.fee}")
+
+
+def _charge_fee(w: Working, tx: Transaction, proposer: Address) -> None:
+    """Take the fee from the sender, use its nonce and record its key; pay the proposer."""
+    acct = w.account(tx.sender)
+    w.set_account(tx.sender, replace(acct, balance=acct.balance - tx.fee, nonce=acct.nonce + 1,
+                                     public_key=tx.sender_key))
+    burn = tx.fee * w.base.params.fee_burn_bps // BPS
     w.burned += burn
-    w.credit(proposer, fee - burn)
+    w.credit(proposer, tx.fee - burn)
 
 
 def apply_tx(state: State, tx: Transaction, proposer: Address) -> State:
@@ -153,19 +179,22 @@ def process_epoch(w: Working) -> None:
     """Pay the reward pool pro rata to the active set, then fix the set for the next epoch.
 
     Stake changes take effect only here, at a height every node knows. Rounding dust stays in the
-    pool for the next epoch, so no value is created or lost.
+    pool for the next epoch, so no value is created or lost. Validators tombstoned for
+    equivocation during the epoch are paid nothing and leave the set.
     """
-    total = sum(v.stake for v in w.validators)
+    tombstoned = w.tombstoned()
+    payees = [v for v in w.validators if v.address not in tombstoned]
+    total = sum(v.stake for v in payees)
     if total:
         paid = 0
-        for v in w.validators:
+        for v in payees:
             share = w.reward_pool * v.stake // total
             w.credit(v.address, share)
             paid += share
         w.reward_pool -= paid
     merged = dict(w.base.accounts)
     merged.update(w.accounts)
-    new_set = select_validators(merged, w.base.params)
+    new_set = select_validators(merged, w.base.params, tombstoned)
     if new_set:  # a chain whose every validator left keeps its last set rather than halt blindly
         w.validators = new_set
 

@@ -2,8 +2,8 @@
 
 Envelope fields, in encoding order: chain id, sender public key, nonce, fee, kind, payload bytes,
 signature. The payload is itself a canonical encoding; each kind registers its payload type in
-`PAYLOAD_TYPES` (the market's kinds live in `ledger/market/payloads.py`) without touching the
-envelope.
+`PAYLOAD_TYPES` (the market's kinds live in `ledger/market/payloads.py`, equivocation evidence in
+`ledger/equivocation.py`) without touching the envelope.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from ogpu_node.encoding import (
 from ogpu_node.errors import DecodeError, SignatureError
 from ogpu_node.hashing import digest
 from ogpu_node.keys import PrivateKey, address_of, verify
+from ogpu_node.ledger.equivocation import ReportEquivocation
 from ogpu_node.ledger.errors import (
     AmountOutOfRange,
     BadSignature,
@@ -91,6 +92,7 @@ class TxKind(IntEnum):
     POOL_VERDICT = 17
     CLOSE_POOL = 18
     REPORT_MISSING_INPUTS = 19
+    REPORT_EQUIVOCATION = 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,7 +157,7 @@ class Unstake:
         return cls(Amount(read_uint(amount, "unstake.amount")))
 
 
-Payload = Transfer | Stake | Unstake | MarketPayload
+Payload = Transfer | Stake | Unstake | MarketPayload | ReportEquivocation
 
 PAYLOAD_TYPES: dict[int, type[Codable]] = {
     TxKind.TRANSFER: Transfer,
@@ -177,6 +179,7 @@ PAYLOAD_TYPES: dict[int, type[Codable]] = {
     TxKind.POOL_VERDICT: PoolVerdict,
     TxKind.CLOSE_POOL: ClosePool,
     TxKind.REPORT_MISSING_INPUTS: ReportMissingInputs,
+    TxKind.REPORT_EQUIVOCATION: ReportEquivocation,
 }
 
 

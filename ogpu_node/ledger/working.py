@@ -15,11 +15,13 @@ from ogpu_node.ledger.market.records import Pool, Provider, Task, TaskStatus
 from ogpu_node.ledger.state import (
     Account,
     State,
+    Tombstone,
     UnbondingKey,
     account_record,
     pool_record,
     provider_record,
     task_record,
+    tombstone_record,
     unbonding_record,
 )
 from ogpu_node.types import Address, Hash32
@@ -41,6 +43,7 @@ class Working:
         self.providers: dict[Address, Provider | None] = {}
         self.tasks: dict[Hash32, Task] = {}
         self.pools: dict[Hash32, Pool] = {}
+        self.tombstones: dict[Address, Tombstone] = {}
         self.issued = base.issued
         self.burned = base.burned
         self.reward_pool = base.reward_pool
@@ -63,6 +66,19 @@ class Working:
     def unbonding_amount(self, key: UnbondingKey) -> int:
         found = self.unbonding.get(key)
         return found if found is not None else self.base.unbonding.get(key, 0)
+
+    # --- tombstones (equivocation) ---
+
+    def tombstone(self, address: Address) -> Tombstone | None:
+        found = self.tombstones.get(address)
+        return found if found is not None else self.base.tombstones.get(address)
+
+    def set_tombstone(self, address: Address, tombstone: Tombstone) -> None:
+        self.tombstones[address] = tombstone
+
+    def tombstoned(self) -> set[Address]:
+        """Every tombstoned address, including those marked in this transition."""
+        return set(self.base.tombstones) | set(self.tombstones)
 
     # --- market ---
 
@@ -113,7 +129,7 @@ class Working:
         """Put back the changes `saved` holds."""
         self.accounts, self.unbonding = dict(saved.accounts), dict(saved.unbonding)
         self.providers, self.tasks = dict(saved.providers), dict(saved.tasks)
-        self.pools = dict(saved.pools)
+        self.pools, self.tombstones = dict(saved.pools), dict(saved.tombstones)
         self.issued, self.burned = saved.issued, saved.burned
         self.reward_pool, self.validators = saved.reward_pool, saved.validators
 
@@ -133,6 +149,8 @@ class Working:
                                               added, removed)
         tasks, changed_tasks = _merge(base.tasks, self.tasks, task_record, added, removed)
         pools, changed_pools = _merge(base.pools, self.pools, pool_record, added, removed)
+        tombstones, changed_tombstones = _merge(base.tombstones, self.tombstones,
+                                                tombstone_record, added, removed)
         open_tasks = set(base.open_tasks)
         for t in changed_tasks:
             if tasks[t].status == TaskStatus.CLOSED:
@@ -144,11 +162,12 @@ class Working:
             block_hash=block_hash, timestamp=timestamp, accounts=accounts, unbonding=unbonding,
             validators=self.validators, issued=self.issued, burned=self.burned,
             reward_pool=self.reward_pool, providers=providers, tasks=tasks, pools=pools,
+            tombstones=tombstones,
             records_hash=lthash_update(base.records_hash, added, removed),
             open_tasks=frozenset(open_tasks),
             changed_accounts=tuple(changed_accounts), changed_unbonding=tuple(changed_unbonding),
             changed_providers=tuple(changed_providers), changed_tasks=tuple(changed_tasks),
-            changed_pools=tuple(changed_pools),
+            changed_pools=tuple(changed_pools), changed_tombstones=tuple(changed_tombstones),
         )
 
 

@@ -17,13 +17,14 @@ from ogpu_node.ledger import (
     make_genesis_state,
     sign_transaction,
 )
-from ogpu_node.ledger.block import sign_header
+from ogpu_node.ledger.block import BlockHeader, sign_header
+from ogpu_node.ledger.equivocation import ReportEquivocation
 from ogpu_node.ledger.params import BPS
 from ogpu_node.ledger.tx import Payload, Transaction
-from ogpu_node.types import ogpu
+from ogpu_node.types import Hash32, ogpu
 
 CHAIN_ID = "ogpu-test"
-PARAMS = Params(epoch_length=4, unbonding_period=3, min_fee=1_000)
+PARAMS = Params(epoch_length=4, unbonding_period=3, min_fee=1_000, evidence_max_age=2)
 FEE = 1_000
 
 
@@ -84,10 +85,41 @@ def snapshot(state: State) -> tuple[Any, ...]:
         state.root, state.height, state.block_hash, state.timestamp, dict(state.accounts),
         dict(state.unbonding), state.validators, state.issued, state.burned, state.reward_pool,
         state.records_hash, dict(state.providers), dict(state.tasks), state.open_tasks,
-        dict(state.pools),
+        dict(state.pools), dict(state.tombstones),
     )
 
 
 def total_fees_burned(fee: int, params: Params = PARAMS) -> int:
     """The part of `fee` that `params` burns."""
     return fee * params.fee_burn_bps // BPS
+
+
+# --- equivocation ---------------------------------------------------------------------------
+
+
+def parent_header(height: int, timestamp: int, chain_id: str = CHAIN_ID) -> BlockHeader:
+    """A header at `height` to serve as the parent of double-signed headers: evidence needs
+    only its hash and timestamp, so it need not be on chain (nor signed)."""
+    tag = height.to_bytes(8, "big")
+    return BlockHeader(chain_id, height, Hash32(digest(b"test-grandparent", tag)), timestamp,
+                       VALIDATOR.address, Hash32(digest(b"test-txs", tag)),
+                       Hash32(digest(b"test-state", tag)))
+
+
+def child_header(parent: BlockHeader, proposer: PrivateKey, timestamp: int,
+                 tag: bytes = b"a") -> BlockHeader:
+    """A header on top of `parent`; headers with different `tag`s differ (in their roots)."""
+    return BlockHeader(parent.chain_id, parent.height + 1, parent.hash, timestamp,
+                       proposer.address, Hash32(digest(b"test-txs", tag)),
+                       Hash32(digest(b"test-state", tag)))
+
+
+def double_sign(offender: PrivateKey, parent: BlockHeader, *, first_ms: int = 1,
+                second_ms: int = 2, tags: tuple[bytes, bytes] = (b"a", b"b"),
+                signer: PrivateKey | None = None) -> ReportEquivocation:
+    """Evidence that `offender` signed two headers on `parent`, made `first_ms` and `second_ms`
+    after it (in one slot by default); `signer` signs the second header instead, to forge."""
+    first = child_header(parent, offender, parent.timestamp + first_ms, tags[0])
+    second = child_header(parent, offender, parent.timestamp + second_ms, tags[1])
+    return ReportEquivocation(first, sign_header(offender, first), second,
+                              sign_header(signer or offender, second), parent)

@@ -24,7 +24,7 @@ from ogpu_node.ledger.tx import Payload
 from ogpu_node.types import Hash32, ogpu
 from tests.ledger.helpers import CHAIN_ID, FEE, KEYS, next_block, signed
 
-MARKET_PARAMS = Params(epoch_length=1_000, unbonding_period=3, min_fee=1_000,
+MARKET_PARAMS = Params(epoch_length=1_000, unbonding_period=3, evidence_max_age=2, min_fee=1_000,
                        min_validator_stake=ogpu(10), provider_min_stake=ogpu(100),
                        bid_window_ms=3_000, reveal_window_ms=3_000, verdict_window_ms=10_000)
 VALIDATORS = KEYS[:4]

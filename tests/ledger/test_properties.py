@@ -2,17 +2,17 @@
 
 A scenario is a random chain: parameters (some with tiny halving intervals and epochs), a genesis
 allocation possibly within a few units of the cap, then blocks of random transactions (transfers,
-stakes, unstakes), some of them invalid on purpose (bad nonces, overspends, replays), some blocks
-invalid on purpose (timestamp not after the parent, a proposer outside the set). After every step
-the invariants of design.md section 4 are checked.
-"""
+stakes, unstakes, equivocation evidence), some of them invalid on purpose (bad nonces,
+overspends, replays, evidence too old, in two slots or of one block), some blocks invalid on
+purpose (timestamp not after the parent, a proposer outside the set). After every step the
+invariants of design.md section 4 are checked."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
 from ogpu_node.hashing import digest
@@ -32,11 +32,20 @@ from ogpu_node.ledger import (
 )
 from ogpu_node.ledger.block import compute_tx_root
 from ogpu_node.ledger.emission import block_reward, scheduled_reward
+from ogpu_node.ledger.equivocation import ReportEquivocation
 from ogpu_node.ledger.errors import BadNonce, InsufficientFunds, InvalidTransaction
 from ogpu_node.ledger.state import compute_records_hash
 from ogpu_node.ledger.tx import Transaction
 from ogpu_node.types import MAX_AMOUNT, MAX_SUPPLY, Address, Amount, ogpu
-from tests.ledger.helpers import CHAIN_ID, KEYS, resign, signed, snapshot
+from tests.ledger.helpers import (
+    CHAIN_ID,
+    KEYS,
+    double_sign,
+    parent_header,
+    resign,
+    signed,
+    snapshot,
+)
 from tests.ledger.profiles import examples
 
 KEY_BY_ADDRESS = {k.address: k for k in KEYS}
@@ -53,9 +62,13 @@ params_strategy = st.builds(
     halving_interval=st.sampled_from([1, 2, 3, 7, 2_100_000]),
     proposer_reward_bps=st.sampled_from([0, 2_000, 10_000]),
     min_validator_stake=st.sampled_from([1, ogpu(10), ogpu(100)]),
-    unbonding_period=st.integers(1, 4),
+    unbonding_period=st.integers(2, 5),
     epoch_length=st.integers(1, 5),
     max_block_txs=st.sampled_from([3, 5_000]),
+    slot_ms=st.sampled_from([1, 1_000]),
+    evidence_max_age=st.just(1),
+    equivocation_slash_bps=st.sampled_from([0, 1, 500, 10_000]),
+    equivocation_reporter_bps=st.sampled_from([0, 1_000, 10_000]),
 )
 
 headroom_strategy = st.sampled_from([None, 0, 1, 7, ogpu(1), ogpu(100), ogpu(10_000_000)])
@@ -101,7 +114,8 @@ def check_invariants(state: State) -> None:
         assert acct.balance >= 0 and acct.stake >= 0 and acct.nonce >= 0
     assert all(amount > 0 for amount in state.unbonding.values())
     assert state.records_hash == compute_records_hash(state.accounts, state.unbonding,
-                                                      state.providers, state.tasks, state.pools)
+                                                      state.providers, state.tasks, state.pools,
+                                                      state.tombstones)
 
 
 def check_rejected_tx(state: State, tx: Transaction, proposer: PrivateKey,
@@ -128,7 +142,7 @@ def check_rejected_block(state: State, block: Block, tx_index: int | None = None
 
 TX_SPEC = st.tuples(
     st.integers(0, len(KEYS) - 1),  # sender
-    st.sampled_from(["transfer", "stake", "unstake"]),
+    st.sampled_from(["transfer", "stake", "unstake", "evidence"]),
     st.sampled_from(["valid", "valid", "valid", "nonce_low", "nonce_high", "overspend",
                      "replay", "max_amount"]),
     st.integers(1, 1_000),  # amount, as thousandths of what the sender can spend
@@ -167,8 +181,10 @@ def make_tx(state: State, nonces: dict[int, int], spec: tuple[int, str, str, int
     else:
         amount = max(limit * share // 1_000, 1)
     amount = min(amount, MAX_AMOUNT)
-    payload: Transfer | Stake | Unstake
-    if kind == "transfer":
+    payload: Transfer | Stake | Unstake | ReportEquivocation
+    if kind == "evidence":
+        payload = make_report(state, to, share)
+    elif kind == "transfer":
         payload = Transfer(KEYS[to].address, Amount(amount))
     elif kind == "stake":
         payload = Stake(Amount(amount))
@@ -176,6 +192,17 @@ def make_tx(state: State, nonces: dict[int, int], spec: tuple[int, str, str, int
         payload = Unstake(Amount(amount))
     verdict = {"valid": "valid", "nonce_low": "bad_nonce", "nonce_high": "bad_nonce"}
     return signed(key, nonce, payload, fee=fee), verdict.get(mode, "maybe")
+
+
+def make_report(state: State, to: int, share: int) -> ReportEquivocation:
+    """Evidence against KEYS[to] or the validator, varied by `share`: mostly valid, else one
+    block too old (evidence_max_age is 1), in the next slot, or the same header twice."""
+    offender = KEYS[to] if to % 2 else KEYS[0]
+    case = share % 8
+    parent = parent_header(max(state.height - (2 if case == 5 else 1), 0), state.timestamp)
+    second_ms = 2 + (state.params.slot_ms if case == 6 else 0)
+    tags = (b"a", b"a" if case == 7 else b"b")
+    return double_sign(offender, parent, second_ms=second_ms, tags=tags)
 
 
 # --- the property --------------------------------------------------------------------------------
@@ -212,6 +239,7 @@ def run_block(sc: Scenario, data: st.DataObject) -> None:
                 check_rejected_block(state, bad, tx_index=len(accepted))
             continue
         assert verdict != "bad_nonce", spec
+        event(f"applied {spec[1]}")
         accepted.append(tx)
         nonces[spec[0]] = tx.nonce + 1
 
