@@ -293,7 +293,7 @@ def check_transaction(tx: Transaction, chain_id: str, params: Params) -> Payload
         verify(tx.sender_key, chain_id, SIGN_KIND_TX, tx.signing_bytes, tx.signature)
     except SignatureError as exc:
         raise BadSignature(str(exc)) from exc
-    if not isinstance(payload, Transfer | Stake | Unstake):
+    if not isinstance(payload, Transfer | Stake | Unstake | ReportEquivocation):
         check_market_payload(params, payload)
     return payload
 
@@ -305,6 +305,6 @@ def balance_needed(tx: Transaction, payload: Payload, params: Params) -> int:
     Call on a payload that passed `check_transaction`."""
     if isinstance(payload, Transfer | Stake):
         return tx.fee + payload.amount
-    if isinstance(payload, Unstake):
+    if isinstance(payload, Unstake | ReportEquivocation):
         return tx.fee
     return tx.fee + market_escrow(params, payload)

@@ -31,6 +31,7 @@ from ogpu_node.keys import PrivateKey
 from ogpu_node.ledger import Block, State, apply_block
 from ogpu_node.ledger.block import BlockHeader, compute_tx_root, sign_header
 from ogpu_node.ledger.builder import select_transactions
+from ogpu_node.ledger.equivocation import ReportEquivocation
 from ogpu_node.ledger.errors import InvalidBlock, InvalidTransaction, UnexpectedFailure
 from ogpu_node.ledger.market.payloads import MAX_SALT, OpenPool, SubmitTask
 from ogpu_node.ledger.market.records import MAX_DEVICES, Device, TaskResult
@@ -132,10 +133,39 @@ def field_strategy(payload_type: type[Any], field: dataclasses.Field[Any]) -> An
     raise AssertionError(f"no strategy for {payload_type.__name__}.{field.name}: {annotation}")
 
 
+@st.composite
+def equivocation_reports(draw: st.DrawFn) -> ReportEquivocation:
+    """Two headers at the edges and their parent, signed by a validator of the chain or not
+    signed at all: the signatures and the parent link are what the cheap checks test last."""
+    state, _ = market()
+    parent = BlockHeader(
+        chain_id=CHAIN_ID, height=draw(st.sampled_from((state.height, *EDGE_INTS))),
+        parent_hash=draw(hashes()), timestamp=draw(st.one_of(uints(), st.just(state.timestamp))),
+        proposer=KEYS[0].address, tx_root=draw(hashes()), state_root=draw(hashes()))
+    signer = draw(st.sampled_from(KEYS[:2]))
+
+    def header() -> BlockHeader:
+        return BlockHeader(
+            chain_id=draw(st.sampled_from((CHAIN_ID, "other"))),
+            height=draw(st.one_of(st.just(min(parent.height + 1, 2**64 - 1)), uints())),
+            parent_hash=draw(st.one_of(st.just(parent.hash), hashes())),
+            timestamp=draw(st.one_of(st.just(min(parent.timestamp + 1, 2**64 - 1)), uints())),
+            proposer=signer.address, tx_root=draw(hashes()), state_root=draw(hashes()))
+
+    def signature(h: BlockHeader) -> bytes:
+        return draw(st.one_of(st.just(sign_header(signer, h)), st.binary(min_size=64,
+                                                                           max_size=64)))
+
+    first, second = header(), header()
+    return ReportEquivocation(first, signature(first), second, signature(second), parent)
+
+
 def payloads(kind: int) -> st.SearchStrategy[Any]:
     payload_type = PAYLOAD_TYPES[kind]
     if payload_type is SubmitTask:
         return submit_tasks()
+    if payload_type is ReportEquivocation:
+        return equivocation_reports()
     assert dataclasses.is_dataclass(payload_type)
     fields = {f.name: field_strategy(payload_type, f) for f in dataclasses.fields(payload_type)}
     return st.builds(payload_type, **fields)

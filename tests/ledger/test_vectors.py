@@ -31,6 +31,8 @@ from ogpu_node.genesis import Genesis, GenesisValidator, build_genesis, load_tem
 from ogpu_node.hashing import digest
 from ogpu_node.keys import PrivateKey
 from ogpu_node.ledger import Block, Params, State, Transaction, apply_block, build_block
+from ogpu_node.ledger.equivocation import ReportEquivocation
+from ogpu_node.ledger.header import BlockHeader, sign_header
 from ogpu_node.ledger.market.auction import bid_commitment
 from ogpu_node.ledger.market.payloads import (
     CancelTask,
@@ -99,6 +101,18 @@ POOL = stand_in_id("pool")
 REQUEST = stand_in_id("request")
 
 
+def equivocation_report() -> ReportEquivocation:
+    """KEYS[0] signing two blocks for one slot on one parent (the parent header proves its
+    timestamp by its hash)."""
+    parent = BlockHeader(CHAIN_ID, 41, stand_in_id("grandparent"), GENESIS_TIME_MS + 41_000,
+                         KEYS[2].address, stand_in_id("parent txs"), stand_in_id("parent root"))
+    first, second = (BlockHeader(CHAIN_ID, 42, parent.hash, parent.timestamp + 200 + i,
+                                 KEYS[0].address, stand_in_id(f"txs {i}"),
+                                 stand_in_id(f"root {i}")) for i in (0, 1))
+    return ReportEquivocation(first, sign_header(KEYS[0], first), second,
+                              sign_header(KEYS[0], second), parent)
+
+
 def submit(spec: WorkloadSpec, max_price: int) -> SubmitTask:
     return SubmitTask(spec.KIND, encode(spec), max_price, min_benchmark=2_000, exec_ms=45_000,
                       ttl_ms=900_000)
@@ -137,6 +151,7 @@ TX_CASES: dict[str, Payload] = {
     "pool_verdict": PoolVerdict(POOL, REQUEST, accept=True, reason=""),
     "close_pool": ClosePool(POOL),
     "report_missing_inputs": ReportMissingInputs(TASK, "inputs_missing"),
+    "report_equivocation": equivocation_report(),
 }
 """One entry per transaction kind (and per workload kind), with non-default field values."""
 
