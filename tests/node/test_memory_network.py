@@ -15,7 +15,7 @@ from ogpu_node.encoding import encode
 from ogpu_node.genesis import Genesis, build_genesis, dev_account_key, load_template
 from ogpu_node.keys import PrivateKey
 from ogpu_node.ledger import Transfer, build_block, sign_transaction
-from ogpu_node.ledger.tx import Transaction
+from ogpu_node.ledger.tx import Payload, Transaction, Unstake
 from ogpu_node.node import messages as m
 from ogpu_node.node.node import Node
 from ogpu_node.node_api import TxState
@@ -95,13 +95,16 @@ async def test_a_refused_transaction_does_not_leave_its_senders_later_ones_stuck
     key, fee = dev_account_key(2), 1_000
     balance = GENESIS.state().account(key.address).balance
 
-    def send(nonce: int, amount: int) -> Transaction:
+    def send(nonce: int, amount: int, payload: Payload | None = None) -> Transaction:
         return sign_transaction(key, chain_id=GENESIS.chain_id, nonce=nonce, fee=fee,
-                                payload=Transfer(dev_account_key(3).address, Amount(amount)))
+                                payload=payload or Transfer(dev_account_key(3).address,
+                                                            Amount(amount)))
 
-    # each is affordable on its own, so all three are admitted; after the first, the second
-    # is not, and a refused transaction does not use its nonce: the third cannot follow it
-    first, second, third = send(0, balance - 3 * fee - 10), send(1, 10**9), send(2, 1)
+    # admission counts the sender's balance, not its stake, so the unstake is admitted; no
+    # block can take it, and a refused transaction does not use its nonce: the third cannot
+    # follow it
+    first, second, third = (send(0, balance - 3 * fee - 10),
+                            send(1, 0, Unstake(Amount(10**9))), send(2, 1))
     async with network([0, 1, 2, 3]) as nodes:
         with trio.fail_after(60):
             for tx in (first, second, third):
