@@ -19,6 +19,7 @@ import tomli_w
 
 from gpu.cpus import parse_cpu_list
 from gpu.errors import GpuError
+from ogpu_node.blobs import DEFAULT_GRACE_S, DEFAULT_MAX_STORE_BYTES, DEFAULT_RETENTION_S
 from ogpu_node.errors import OgpuError
 
 CONFIG_FILE = "config.toml"
@@ -44,6 +45,13 @@ class Config:
     rpc_listen: str = "127.0.0.1:8545"
     rpc_rate_limit_per_s: float = 100.0
     """JSON-RPC calls per second per client address (0 turns the limit off)."""
+    # --- blob store (see `blobs.BlobStore`, `blob_retention`) ---
+    blob_max_bytes: int = DEFAULT_MAX_STORE_BYTES
+    """Bytes the blob store holds; beyond, it evicts what nothing needs, else refuses."""
+    blob_grace_s: float = DEFAULT_GRACE_S
+    """How long a file stored or read is never evicted (an upload waiting for its task)."""
+    blob_retention_s: float = DEFAULT_RETENTION_S
+    """How long after a task or pool closes its files are kept (block time), for downloads."""
     log_level: str = "info"
     cpus: str = ""
     """CPUs this node's process (and the checks it runs) may use, as a Linux CPU list ("0-3,6",

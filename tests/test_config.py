@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from ogpu_node.blobs import BlobStore
 from ogpu_node.config import CONFIG_FILE, Config, ConfigError, load_config
 
 
@@ -49,3 +50,15 @@ def test_cpu_lists_are_read_like_taskset_and_bad_ones_name_the_setting(tmp_path:
     for bad in ("x", "3-1", "1-", "-1", "0.5"):
         with pytest.raises(ConfigError, match=r"provider_cpus \(from OGPU_PROVIDER_CPUS\)"):
             load_config(tmp_path, environ={"OGPU_PROVIDER_CPUS": bad})
+
+
+def test_blob_store_settings_parse_and_start_where_the_store_does(tmp_path: Path) -> None:
+    (tmp_path / CONFIG_FILE).write_text("blob_grace_s = 60\n")
+    env = {"OGPU_BLOB_MAX_BYTES": "1000000", "OGPU_BLOB_RETENTION_S": "7200.5"}
+    config = load_config(tmp_path, environ=env)
+    assert (config.blob_max_bytes, config.blob_grace_s, config.blob_retention_s) == (
+        1_000_000, 60.0, 7_200.5)
+    with pytest.raises(ConfigError, match=r"blob_max_bytes \(from OGPU_BLOB_MAX_BYTES\)"):
+        load_config(tmp_path, environ={"OGPU_BLOB_MAX_BYTES": "-1"})
+    store = BlobStore(tmp_path / "blobs")
+    assert (Config().blob_max_bytes, Config().blob_grace_s) == (store.max_bytes, store.grace_s)

@@ -343,8 +343,14 @@ class ProviderAgent:
                 return self.closing.set or not self._still_ours(task_id, task.attempt)
 
             # each file of the result is stored as soon as it is made (a fault injection
-            # that corrupts the result needs them all first)
-            store = self._store_file if self.policy.fault != "corrupt" else None
+            # that corrupts the result needs them all first); held from eviction until the
+            # result is due, as no state names them before it is committed
+            keep_s = max(0, task.phase_end_ms - self.node.chain.state.timestamp) / 1000
+
+            def store_file(data: bytes) -> None:
+                self._store_file(data, keep_s)
+
+            store = store_file if self.policy.fault != "corrupt" else None
             result: WorkloadResult | None = None
             async with trio.open_nursery() as reporters:
                 reporters.start_soon(self._report_progress, task_id, task.attempt)
@@ -420,10 +426,10 @@ class ProviderAgent:
                 return
             await self.node.publish_progress(task_id, attempt, int(self.jobs.get(key, 0) * 10_000))
 
-    def _store_file(self, data: bytes) -> None:
+    def _store_file(self, data: bytes, keep_s: float = 0.0) -> None:
         if self.node.blobs is None:
             raise OgpuError("a provider needs a blob store")
-        self.node.blobs.put_file(data)
+        self.node.blobs.put_file(data, keep_s)
 
     def _store(self, result: WorkloadResult) -> None:
         for checkpoint in result.checkpoints:

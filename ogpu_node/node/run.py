@@ -18,6 +18,7 @@ import trio
 
 from ogpu_node.agents.provider import ProviderAgent, ProviderPolicy
 from ogpu_node.agents.verifier import VerifierAgent, VerifierPolicy
+from ogpu_node.blob_retention import ReferencedFiles
 from ogpu_node.blobs import BlobStore
 from ogpu_node.chain import Chain
 from ogpu_node.config import Config, ConfigError
@@ -81,9 +82,13 @@ async def run_node(config: Config, *, task_status: Any = trio.TASK_STATUS_IGNORE
             if not math.isnan(latency_s):
                 metrics.observe_finality(latency_s)
 
+        # the store asks what the chain still needs only when it must make room
+        blobs = BlobStore(data / "blobs", config.blob_max_bytes, grace_s=config.blob_grace_s,
+                          referenced=ReferencedFiles(lambda: chain.state,
+                                                     config.blob_retention_s))
         node = Node(chain=chain, network=network, genesis_hash=genesis.hash,
                     validator_key=validator_key, settings=settings, moniker=config.moniker,
-                    on_finalized=finalized, blobs=BlobStore(data / "blobs"))
+                    on_finalized=finalized, blobs=blobs)
         async with trio.open_nursery() as nursery:
             await nursery.start(network.serve)
             await nursery.start(node.serve)

@@ -15,6 +15,7 @@ from ogpu_node.blobs import (
     BlobResponse,
     BlobStore,
     FileTooLarge,
+    StoreFull,
     blob_id,
     decode_manifest,
     file_id,
@@ -23,6 +24,7 @@ from ogpu_node.chain import Chain
 from ogpu_node.encoding import decode, encode
 from ogpu_node.node.node import Node
 from ogpu_node.storage import ChainStore, MemoryKV
+from ogpu_node.types import Hash32
 from p2p.memory import MemoryHub
 from p2p.network import Network
 from tests.node.test_memory_network import GENESIS
@@ -186,3 +188,140 @@ def test_a_chunk_that_is_not_a_manifest_is_a_typed_error(tmp_path: Path) -> None
     chunk = store.put(b"just bytes")
     with pytest.raises(BlobError):
         store.get_file(chunk)
+
+
+# --- eviction -----------------------------------------------------------------------------------
+
+
+class Clock:
+    """Wall-clock seconds the test sets (the store writes them as files' mtimes)."""
+
+    def __init__(self, now: float = 1_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def kb(i: int) -> bytes:
+    """A 1000-byte chunk, different for each `i`."""
+    return bytes([i]) * 1_000
+
+
+def evicting_store(root: Path, clock: Clock, referenced: list[bytes],
+                   asked: list[int] | None = None) -> BlobStore:
+    """A 5,000-byte store with a 10 s grace whose referenced files are `referenced`."""
+    def provider() -> list[bytes]:
+        if asked is not None:
+            asked.append(1)
+        return referenced
+    return BlobStore(root, 5_000, grace_s=10, referenced=provider, clock=clock)
+
+
+def fill(store: BlobStore, clock: Clock, count: int = 5) -> list[Hash32]:
+    """Chunks kb(0..count-1), stored one second apart from the clock's time on."""
+    ids = []
+    for i in range(count):
+        ids.append(store.put(kb(i)))
+        clock.now += 1
+    return ids
+
+
+def test_the_least_recently_used_unneeded_chunks_go_first(tmp_path: Path) -> None:
+    clock, asked = Clock(), list[int]()
+    store = evicting_store(tmp_path, clock, [], asked)
+    c0, c1, c2, c3, c4 = fill(store, clock)
+    assert store.used_bytes == 5_000 and asked == []  # nobody asked while there was room
+    clock.now = 1_020
+    assert store.get(c0) == kb(0)  # read: c0 is the most recently used now
+    clock.now = 1_031
+    c5 = store.put(kb(5))
+    # Room for 1,000 bytes down to 90% of the cap: 2,000 bytes go, the oldest uses first.
+    assert asked == [1]
+    assert [c in store for c in (c0, c1, c2, c3, c4, c5)] == [True, False, False, True, True,
+                                                              True]
+    assert store.used_bytes == 4_000
+    assert not store._path(c1).exists() and store.get(c1) is None
+
+
+def test_referenced_files_chunks_in_grace_and_held_files_are_never_evicted(
+        tmp_path: Path) -> None:
+    clock = Clock()
+    referenced: list[bytes] = []
+    store = evicting_store(tmp_path, clock, referenced)
+    needed = store.put_file(kb(0))  # a file: its manifest and one chunk
+    bare = store.put(kb(1))
+    held = store.put_file(kb(2), keep_s=100)
+    referenced += [needed, bare, blob_id(b"not stored here")]
+    clock.now += 50  # all out of their grace; `held` is held for 50 s more
+    recent = store.put(kb(3))
+    assert store.used_bytes > 4_000
+    with pytest.raises(StoreFull, match="full"):
+        store.put(kb(4))  # 1,000 more do not fit, and nothing may go
+    assert store.get_file(needed) == kb(0) and bare in store and store.get_file(held) == kb(2)
+    assert recent in store
+    clock.now += 51  # the hold ended; `recent` is out of its grace but used later
+    assert store.put(kb(4)) in store
+    assert store.get_file(held) is None and recent in store
+    assert store.get_file(needed) == kb(0) and bare in store
+
+
+def test_a_store_that_cannot_make_enough_room_evicts_nothing(tmp_path: Path) -> None:
+    clock = Clock()
+    store = evicting_store(tmp_path, clock, [])
+    old = store.put(b"o" * 1_000)
+    clock.now += 20
+    fill(store, clock, 4)  # in their grace
+    with pytest.raises(StoreFull):
+        store.put(b"z" * 2_000)  # only 1,000 bytes could go: not enough
+    assert old in store and store.used_bytes == 5_000
+
+
+def test_without_a_referenced_provider_a_full_store_refuses(tmp_path: Path) -> None:
+    clock = Clock()
+    store = BlobStore(tmp_path, 5_000, grace_s=10, clock=clock)
+    fill(store, clock)
+    clock.now += 1_000
+    with pytest.raises(StoreFull):
+        store.put(kb(9))
+    assert store.used_bytes == 5_000
+    with pytest.raises(BlobError, match="grace_s > 0"):
+        BlobStore(tmp_path, 5_000, grace_s=0)
+
+
+def test_storing_a_chunk_again_starts_its_grace_again(tmp_path: Path) -> None:
+    clock = Clock()
+    store = evicting_store(tmp_path, clock, [])
+    c0, c1, *_ = fill(store, clock)
+    clock.now += 20
+    assert store.put(kb(0)) == c0  # an upload repeated before its task was submitted
+    store.put(kb(5))
+    assert c0 in store and c1 not in store
+
+
+def test_usage_and_last_uses_survive_a_restart(tmp_path: Path) -> None:
+    clock = Clock()
+    store = evicting_store(tmp_path, clock, [])
+    c0, c1, c2, _, _ = fill(store, clock)
+    clock.now = 1_050
+    store.get(c0)
+    leftover = store._path(c1).with_suffix(".tmp")
+    leftover.write_bytes(b"half a chunk a crash left")
+    clock.now = 1_100
+    again = evicting_store(tmp_path, clock, [])
+    assert again.used_bytes == store.used_bytes == 5_000
+    assert not leftover.exists()  # removed, and never counted
+    again.put(kb(5))
+    # The order of last uses came back from disk: c0, read at 1,050, outlives c1 and c2.
+    assert c0 in again and c1 not in again and c2 not in again
+    assert BlobStore(tmp_path).used_bytes == 4_000
+
+
+def test_a_file_is_made_room_for_once_and_its_chunks_already_here_stay(tmp_path: Path) -> None:
+    clock, asked = Clock(), list[int]()
+    store = evicting_store(tmp_path, clock, [], asked)
+    _, c1, *_ = fill(store, clock)
+    clock.now += 20
+    fid = store.put_file(kb(0))  # its one chunk is here already, and the oldest
+    assert asked == [1]  # one pass for the manifest, and c0 was not what it evicted
+    assert store.get_file(fid) == kb(0) and c1 not in store

@@ -1,0 +1,80 @@
+"""Which blob files the chain still needs a node to keep: what the blob store may not evict.
+
+A file is referenced while a task or pool that names it is open, and for `retention_ms` of block
+time after it closed, so that a client can still download its results (and a late verifier
+its inputs). Task files are the spec's uploaded inputs, the result's output and its
+checkpoints; pool files are the outputs of the requests its record keeps. A closed task's
+close time is its `phase_end_ms` (`_close` sets it to the block time); a pool request has ended
+by its `deadline_ms` (a checked request's deadline is reset to its verdict window's end), so a
+closed pool keeps each request's output until that deadline plus the retention.
+
+Uploads that no task names yet are not here: the store's grace period covers them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from gpu.spec import InvalidSpec, decode_spec
+from ogpu_node.ledger.market.records import Pool, Task, TaskStatus
+from ogpu_node.ledger.state import State
+from ogpu_node.types import Hash32
+
+
+def task_files(task: Task) -> list[Hash32]:
+    """The file ids a task names: its uploaded inputs, its result's output and checkpoints."""
+    files: list[Hash32] = []
+    try:
+        inputs = decode_spec(task.kind, task.spec).inputs
+    except InvalidSpec:  # admitted specs decode; a record that does not names no inputs
+        inputs = b""
+    if inputs:
+        files.append(Hash32(inputs))
+    if task.result is not None:
+        files.append(task.result.output_id)
+        files.extend(task.result.checkpoint_ids)
+    return files
+
+
+def pool_files(pool: Pool, since_ms: int) -> list[Hash32]:
+    """The outputs of an open pool's requests; of a closed pool's, those whose request ended
+    after `since_ms`."""
+    return [r.output_id for r in pool.requests
+            if r.output_id is not None and (not pool.closed or r.deadline_ms > since_ms)]
+
+
+def referenced_file_ids(state: State, retention_ms: int) -> set[Hash32]:
+    """Every file an open task or pool of `state` names, and those of the tasks and pools that
+    closed less than `retention_ms` before the state's block time.
+
+    Open tasks come from the state's index; closed ones are found by one pass over every task
+    record comparing its close time (a spec is decoded only for the tasks kept), so a call costs
+    a dictionary scan: the store asks only when it needs room."""
+    since_ms = state.timestamp - retention_ms
+    files: set[Hash32] = set()
+    for task_id in state.open_tasks:
+        files.update(task_files(state.tasks[task_id]))
+    for task in state.tasks.values():
+        if task.status == TaskStatus.CLOSED and task.phase_end_ms > since_ms:
+            files.update(task_files(task))
+    for pool in state.pools.values():
+        files.update(pool_files(pool, since_ms))
+    return files
+
+
+class ReferencedFiles:
+    """The store's `referenced` provider: `referenced_file_ids` of the node's current finalised
+    state, computed once per height (a full store asks on every put it refuses)."""
+
+    def __init__(self, state: Callable[[], State], retention_s: float) -> None:
+        self._state = state
+        self.retention_ms = round(retention_s * 1000)
+        self._height = -1
+        self._files: set[Hash32] = set()
+
+    def __call__(self) -> set[Hash32]:
+        state = self._state()
+        if state.height != self._height:
+            self._files = referenced_file_ids(state, self.retention_ms)
+            self._height = state.height
+        return self._files
