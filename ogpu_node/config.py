@@ -45,6 +45,13 @@ class Config:
     rpc_listen: str = "127.0.0.1:8545"
     rpc_rate_limit_per_s: float = 100.0
     """JSON-RPC calls per second per client address (0 turns the limit off)."""
+    rpc_uploads: bool = True
+    """Serve blob uploads over RPC (`blob_put`, `blob_putChunk`, `blob_putManifest`; the
+    CLI's `--inputs` and the demo use them); off, each answers -32011."""
+    rpc_upload_quota_bytes: int = 5 * 1024**3
+    """Bytes one client address may upload in any `rpc_upload_window_s` (0: no quota)."""
+    rpc_upload_window_s: float = 3_600.0
+    """The upload quota's rolling window, in seconds."""
     # --- blob store (see `blobs.BlobStore`, `blob_retention`) ---
     blob_max_bytes: int = DEFAULT_MAX_STORE_BYTES
     """Bytes the blob store holds; beyond, it evicts what nothing needs, else refuses."""

@@ -90,15 +90,16 @@ def write_node_config(home: Path, p2p_port: int, rpc_port: int, bootstrap: list[
     """Point the node at `home` to its ports on 127.0.0.1 and its bootstrap peers; `extra`
     overrides other settings."""
     config = load_config(home, environ={})
-    skip = ("p2p_listen", "rpc_listen", "bootstrap_peers", "rpc_rate_limit_per_s",
+    skip = ("p2p_listen", "rpc_listen", "bootstrap_peers", "rpc_rate_limit_per_s", "rpc_uploads",
             *(f"{name} " for name in extra or {}))
     lines = [line for line in config.to_toml().splitlines() if not line.startswith(skip)]
     lines += [f"{name} = {json.dumps(value)}" for name, value in (extra or {}).items()]
     lines += [f'p2p_listen = "/ip4/127.0.0.1/tcp/{p2p_port}"',
               f'rpc_listen = "127.0.0.1:{rpc_port}"',
               "bootstrap_peers = " + json.dumps(bootstrap),
-              # A local devnet serves its own scripts and benchmarks: no RPC rate limit.
-              "rpc_rate_limit_per_s = 0.0"]
+              # A local devnet serves its own scripts and benchmarks: no RPC rate limit; and
+              # uploads on even if their default changes (the demo and `--inputs` use them).
+              "rpc_rate_limit_per_s = 0.0", "rpc_uploads = true"]
     (home / CONFIG_FILE).write_text("\n".join(lines) + "\n")
 
 

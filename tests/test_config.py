@@ -8,6 +8,8 @@ import pytest
 
 from ogpu_node.blobs import BlobStore
 from ogpu_node.config import CONFIG_FILE, Config, ConfigError, load_config
+from ogpu_node.devnet import write_node_config
+from ogpu_node.rpc import RpcConfig
 
 
 def test_precedence_flags_over_env_over_file_over_defaults(tmp_path: Path) -> None:
@@ -62,3 +64,27 @@ def test_blob_store_settings_parse_and_start_where_the_store_does(tmp_path: Path
         load_config(tmp_path, environ={"OGPU_BLOB_MAX_BYTES": "-1"})
     store = BlobStore(tmp_path / "blobs")
     assert (Config().blob_max_bytes, Config().blob_grace_s) == (store.max_bytes, store.grace_s)
+
+
+def test_upload_settings_parse_and_start_where_the_rpc_server_does(tmp_path: Path) -> None:
+    (tmp_path / CONFIG_FILE).write_text("rpc_upload_quota_bytes = 1048576\n")
+    env = {"OGPU_RPC_UPLOADS": "off", "OGPU_RPC_UPLOAD_WINDOW_S": "600"}
+    config = load_config(tmp_path, environ=env)
+    assert (config.rpc_uploads, config.rpc_upload_quota_bytes, config.rpc_upload_window_s) == (
+        False, 1_048_576, 600.0)
+    with pytest.raises(ConfigError, match=r"rpc_uploads \(from OGPU_RPC_UPLOADS\)"):
+        load_config(tmp_path, environ={"OGPU_RPC_UPLOADS": "maybe"})
+    with pytest.raises(ConfigError, match="rpc_upload_quota_bytes"):
+        load_config(tmp_path, environ={"OGPU_RPC_UPLOAD_QUOTA_BYTES": "-1"})
+    defaults, rpc = Config(), RpcConfig()
+    assert (defaults.rpc_uploads, defaults.rpc_upload_quota_bytes,
+            defaults.rpc_upload_window_s) == (rpc.uploads, rpc.upload_quota_bytes,
+                                              rpc.upload_window_s)
+
+
+def test_a_devnet_node_serves_uploads_whatever_its_home_said(tmp_path: Path) -> None:
+    (tmp_path / CONFIG_FILE).write_text("rpc_uploads = false\nrpc_upload_quota_bytes = 0\n")
+    write_node_config(tmp_path, 26656, 8545, [])
+    config = load_config(tmp_path, environ={})
+    assert config.rpc_uploads and config.rpc_rate_limit_per_s == 0
+    assert config.rpc_upload_quota_bytes == 0  # other settings are kept

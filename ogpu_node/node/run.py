@@ -66,6 +66,11 @@ async def run_node(config: Config, *, task_status: Any = trio.TASK_STATUS_IGNORE
     validator_path = config.path(config.validator_key_file)
     validator_key = read_key_file(validator_path) if validator_path.exists() else None
     host, port = parse_listen(config.p2p_listen)
+    # built first: settings that cannot work are refused before anything starts
+    rpc_config = RpcConfig(listen=config.rpc_listen, rate_limit_per_s=config.rpc_rate_limit_per_s,
+                           uploads=config.rpc_uploads,
+                           upload_quota_bytes=config.rpc_upload_quota_bytes,
+                           upload_window_s=config.rpc_upload_window_s)
     network = Libp2pNetwork.from_seed(node_key.secret_bytes(), Libp2pConfig(
         listen_host=host, listen_port=port, bootstrap=tuple(config.bootstrap_peers),
         limits=Limits(frame_limits=FRAME_LIMITS)))
@@ -92,8 +97,6 @@ async def run_node(config: Config, *, task_status: Any = trio.TASK_STATUS_IGNORE
         async with trio.open_nursery() as nursery:
             await nursery.start(network.serve)
             await nursery.start(node.serve)
-            rpc_config = RpcConfig(listen=config.rpc_listen,
-                                   rate_limit_per_s=config.rpc_rate_limit_per_s)
             rpc = await nursery.start(serve_rpc, node, rpc_config, metrics)
             nursery.start_soon(_update_gauges, node, metrics)
             start_agents(nursery, node, config)

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ogpu_node.blobs import MAX_CHUNK_BYTES
 from ogpu_node.errors import OgpuError
 
 MIB = 1024 * 1024
+GIB = 1024 * MIB
 
 
 class RpcConfigError(OgpuError):
@@ -43,13 +45,22 @@ class RpcConfig:
     rate_limit_burst: int = 200
     """Calls a client may make at once after being idle (the token bucket's size)."""
     rate_limit_clients: int = 10_000
-    """Clients tracked by the rate limiter; the least recently seen are forgotten beyond."""
+    """Clients tracked by the rate limiter and by the upload quota; the least recently seen are
+    forgotten beyond."""
     send_and_wait_default_s: float = 30.0
     send_and_wait_max_s: float = 120.0
     max_block_range: int = 100
     """Most blocks one `chain_getBlockRange` call returns."""
     max_upload_bytes: int = 8 * MIB
     """Largest file one `blob_put` stores (decoded bytes)."""
+    uploads: bool = True
+    """Whether `blob_put`, `blob_putChunk` and `blob_putManifest` are served; off, each answers
+    -32011 (a node whose RPC is public but whose store should hold only what the chain needs)."""
+    upload_quota_bytes: int = 5 * GIB
+    """Bytes each client (IP address) may upload in any `upload_window_s` (-32012 beyond); 0
+    turns the quota off. The default fits the largest file (4 GiB) and its manifest."""
+    upload_window_s: float = 3_600.0
+    """The upload quota's rolling window."""
     max_task_list: int = 200
     """Most tasks one `task_list` call returns."""
     keep_alive_s: float = 5.0
@@ -79,6 +90,12 @@ class RpcConfig:
             problems.append("send_and_wait_default_s must be within 0..send_and_wait_max_s")
         if self.keep_alive_s <= 0:
             problems.append("keep_alive_s must be positive")
+        smallest = max(self.max_upload_bytes, MAX_CHUNK_BYTES)  # one call of each upload fits
+        if self.upload_quota_bytes < 0 or 0 < self.upload_quota_bytes < smallest:
+            problems.append("upload_quota_bytes must be 0 (off) or at least max_upload_bytes "
+                            "and one chunk")
+        if self.upload_window_s <= 0:
+            problems.append("upload_window_s must be positive")
         return problems
 
 

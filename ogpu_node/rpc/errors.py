@@ -37,6 +37,11 @@ class ErrorCode(IntEnum):
     """Neither this node nor any connected peer has the chunk (or the node keeps no blobs)."""
     BLOB_REFUSED = -32010
     """The blob store refused a file (full), or a file id names a chunk that is no manifest."""
+    UPLOADS_DISABLED = -32011
+    """This node serves no uploads (`rpc_uploads = false`)."""
+    UPLOAD_QUOTA_EXCEEDED = -32012
+    """The client uploaded its quota of bytes in the window; `data.retryAfterMs` says when
+    this upload will fit."""
 
 
 class RpcError(OgpuError):

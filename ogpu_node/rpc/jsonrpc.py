@@ -22,7 +22,7 @@ import trio
 from ogpu_node.node_api import NodeApi
 from ogpu_node.rpc.config import RpcConfig
 from ogpu_node.rpc.errors import ErrorCode, RpcError, invalid_request
-from ogpu_node.rpc.limits import ClientRateLimiter
+from ogpu_node.rpc.limits import ClientRateLimiter, UploadQuota
 from ogpu_node.rpc.methods import CallContext, build_methods
 from ogpu_node.rpc.metrics import NodeMetrics
 from ogpu_node.rpc.params import bind_params
@@ -70,6 +70,8 @@ class Dispatcher:
         metrics.add_rpc_methods(self.methods)
         self.limiter = ClientRateLimiter(config.rate_limit_per_s, config.rate_limit_burst,
                                          config.rate_limit_clients)
+        self.uploads = UploadQuota(config.upload_quota_bytes, config.upload_window_s,
+                                   config.rate_limit_clients)
 
     async def handle(self, message: bytes | str, client: str,
                      session: WsSession | None = None) -> Reply:
@@ -143,12 +145,14 @@ class Dispatcher:
                 raise RpcError(ErrorCode.METHOD_NOT_FOUND,
                                f"method not found: {method[:_MAX_ECHOED_NAME]!r}")
             args = bind_params(spec.params, call.get("params"))
-            ctx = CallContext(self.api, self.config, session)
+            ctx = CallContext(self.api, self.config, self.uploads, client, session)
             result = await spec.handler(ctx, args)
             after_send.extend(ctx.after_response)
             outcome = "ok"
             answer: dict[str, Any] = {"jsonrpc": "2.0", "result": result, "id": call_id}
         except RpcError as error:
+            if error.code == ErrorCode.UPLOAD_QUOTA_EXCEEDED:
+                self.metrics.count_rejection("upload_quota")
             answer = error_answer(call_id, error)
         except Exception:
             # The client learns only that it failed; the operator gets the traceback.

@@ -3,16 +3,28 @@
 
 Tasks and providers are read from the last finalised state; a task's progress comes from the
 node's progress gossip. Blobs are read from the node's store, or fetched from its peers (every
-chunk is checked against its id on the way); uploads are files of at most `max_upload_bytes`.
+chunk is checked against its id on the way); uploads are files of at most `max_upload_bytes`,
+served while `uploads` is on and counted against the client's `UploadQuota` before they are
+stored (refused ones count too: the bytes were sent and checked).
 """
 
 from __future__ import annotations
 
 import base64
+import math
 from typing import TYPE_CHECKING, Any
 
+import trio
+
 from ogpu_node.address import address_to_text
-from ogpu_node.blobs import MAX_CHUNK_BYTES, MAX_FILE_CHUNKS, BlobError, decode_manifest
+from ogpu_node.blobs import (
+    MAX_CHUNK_BYTES,
+    MAX_FILE_CHUNKS,
+    BlobError,
+    Manifest,
+    decode_manifest,
+)
+from ogpu_node.encoding import encode
 from ogpu_node.ledger import State
 from ogpu_node.ledger.market.records import Task, TaskStatus
 from ogpu_node.rpc import market_views as mv
@@ -129,8 +141,26 @@ async def _chunk(ctx: CallContext, chunk_id: bytes) -> bytes:
                        {"id": chunk_id.hex(), "reason": str(exc)}) from None
 
 
+def _admit_upload(ctx: CallContext, nbytes: int) -> None:
+    """Let an upload of `nbytes` through the `uploads` switch and the client's quota, counting
+    it; else the typed error saying why (and when to retry)."""
+    if not ctx.config.uploads:
+        raise RpcError(ErrorCode.UPLOADS_DISABLED, "uploads are turned off on this node",
+                       {"setting": "rpc_uploads"})
+    # never `inf`: RpcConfig keeps the quota at least one call of each upload method
+    wait = ctx.uploads.charge(ctx.client, nbytes, trio.current_time())
+    if wait > 0:
+        retry_ms = math.ceil(wait * 1000)
+        raise RpcError(ErrorCode.UPLOAD_QUOTA_EXCEEDED,
+                       f"upload quota: at most {ctx.config.upload_quota_bytes} bytes per "
+                       f"{ctx.config.upload_window_s:g} s per client, retry in {retry_ms} ms",
+                       {"retryAfterMs": retry_ms, "quotaBytes": ctx.config.upload_quota_bytes,
+                        "windowS": ctx.config.upload_window_s})
+
+
 async def blob_put(ctx: CallContext, args: dict[str, Any]) -> Json:
     data: bytes = args["data"]
+    _admit_upload(ctx, len(data))
     try:
         file_id = ctx.api.put_file(data)
     except BlobError as exc:
@@ -141,6 +171,7 @@ async def blob_put(ctx: CallContext, args: dict[str, Any]) -> Json:
 
 async def blob_put_chunk(ctx: CallContext, args: dict[str, Any]) -> Json:
     data: bytes = args["data"]
+    _admit_upload(ctx, len(data))
     try:
         chunk_id = ctx.api.put_chunk(data)
     except BlobError as exc:
@@ -149,6 +180,7 @@ async def blob_put_chunk(ctx: CallContext, args: dict[str, Any]) -> Json:
 
 
 async def blob_put_manifest(ctx: CallContext, args: dict[str, Any]) -> Json:
+    _admit_upload(ctx, len(encode(Manifest(args["size"], tuple(args["chunks"])))))
     try:
         file_id = ctx.api.put_manifest(args["size"], args["chunks"])
     except BlobError as exc:

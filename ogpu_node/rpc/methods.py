@@ -20,6 +20,7 @@ from ogpu_node.rpc import params as p
 from ogpu_node.rpc import views
 from ogpu_node.rpc.config import RpcConfig
 from ogpu_node.rpc.errors import ErrorCode, RpcError, invalid_params, not_found
+from ogpu_node.rpc.limits import UploadQuota
 from ogpu_node.rpc.market_methods import market_methods
 
 if TYPE_CHECKING:
@@ -35,6 +36,10 @@ class CallContext:
 
     api: NodeApi
     config: RpcConfig
+    uploads: UploadQuota
+    """The server's upload quota, by client."""
+    client: str
+    """The caller's IP address as the server sees it (the key of its limits)."""
     session: WsSession | None = None
     """The WebSocket connection, or None over HTTP (no subscriptions there)."""
     after_response: list[Callable[[], None]] = field(default_factory=list)

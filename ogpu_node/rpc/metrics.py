@@ -44,7 +44,7 @@ P2P_COUNTERS = {
 }
 """`NetworkStats` field -> (counter name without `_total`, help)."""
 REJECTIONS = ("body_too_large", "batch_too_large", "too_many_connections", "rate_limited",
-              "too_many_subscriptions", "too_many_pending", "slow_consumer")
+              "too_many_subscriptions", "too_many_pending", "slow_consumer", "upload_quota")
 
 
 class NodeMetrics:
