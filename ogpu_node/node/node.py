@@ -21,7 +21,6 @@ import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass, field
 
 import trio
 import trio.lowlevel
@@ -29,7 +28,6 @@ import trio.lowlevel
 from consensus.decisions import Output
 from consensus.engine import Engine
 from consensus.errors import ConsensusError
-from consensus.params import Parameters
 from consensus.proposer import proposer_for, slot_at, slot_start
 from consensus.validators import ValidatorSet
 from ogpu_node.address import address_to_text
@@ -54,7 +52,8 @@ from ogpu_node.ledger.errors import InvalidBlock, InvalidTransaction
 from ogpu_node.ledger.tx import decode_transaction
 from ogpu_node.node import messages as m
 from ogpu_node.node.broadcast import Broadcast
-from ogpu_node.node.mempool import EarlierNonceRejected, Mempool, MempoolLimits
+from ogpu_node.node.mempool import EarlierNonceRejected, Mempool
+from ogpu_node.node.settings import NodeSettings
 from ogpu_node.node.task_feed import TaskFeed, sign_progress
 from ogpu_node.node_api import FINAL_STATES, Health, NodeStatus, PeerInfo, TxReceipt, TxState
 from ogpu_node.types import ADDRESS_LEN, Address, Hash32
@@ -65,30 +64,6 @@ log = logging.getLogger("ogpu.node")
 
 FILE_CHUNKS_IN_FLIGHT = 4
 """Chunk requests one file fetch keeps open at once (1 MiB each)."""
-
-
-@dataclass(frozen=True)
-class NodeSettings:
-    """Timing and limits of a node. Times in milliseconds unless named otherwise."""
-
-    consensus: Parameters = field(default_factory=lambda: Parameters(poll_timeout=1_000))
-    slot_ms: int = 1_000
-    """Proposer slot window: if a slot's proposer is silent, the next slot's takes over."""
-    max_block_interval_ms: int = 5_000
-    """Propose (possibly empty) blocks at least this often, so that time-based rules advance.
-    Market deadlines get a block when due anyway (`State.next_market_deadline`); an empty block
-    costs each validator ~120 poll requests, so an idle 4-node devnet used 72% of a core at
-    2 s and 30% at 5 s (19-21% since requests read ahead and keep more idle streams)."""
-    max_future_drift_ms: int = 3_000
-    status_interval_s: float = 1.0
-    request_timeout_s: float = 2.0
-    tx_gossip_interval_s: float = 0.01
-    mempool: MempoolLimits = field(default_factory=MempoolLimits)
-    max_processing_blocks: int = 64
-    fetch_retry_s: float = 5.0
-    """A block named by votes is fetched again from a voter at most this often."""
-    healthy_finality_s: float = 10.0
-    """/health turns 503 when nothing was finalised for this long."""
 
 
 class Node:

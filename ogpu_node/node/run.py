@@ -26,7 +26,8 @@ from ogpu_node.genesis import load_genesis
 from ogpu_node.keys import read_key_file
 from ogpu_node.ledger import Block
 from ogpu_node.node.messages import FRAME_LIMITS
-from ogpu_node.node.node import Node, NodeSettings
+from ogpu_node.node.node import Node
+from ogpu_node.node.settings import NodeSettings
 from ogpu_node.rpc.config import RpcConfig
 from ogpu_node.rpc.metrics import NodeMetrics
 from ogpu_node.rpc.server import serve_rpc

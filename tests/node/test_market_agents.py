@@ -34,7 +34,8 @@ from ogpu_node.keys import PrivateKey
 from ogpu_node.ledger import sign_transaction
 from ogpu_node.ledger.market.payloads import CancelTask, OpenPool, SendRequest, SubmitTask
 from ogpu_node.ledger.market.records import CloseReason, RequestStatus, Task, TaskStatus
-from ogpu_node.node.node import Node, NodeSettings
+from ogpu_node.node.node import Node
+from ogpu_node.node.settings import NodeSettings
 from ogpu_node.node_api import TxState
 from ogpu_node.storage import ChainStore, MemoryKV
 from ogpu_node.types import Hash32, ogpu
