@@ -92,7 +92,8 @@ class Node:
         self.on_finalized = on_finalized
         self.blobs = blobs
         self.mempool = Mempool(self.settings.mempool)
-        self.pending: dict[bytes, tuple[Block, State]] = {}
+        self.processing: dict[bytes, tuple[Block, State]] = {}
+        """Blocks handed to consensus and not yet decided, each with the state after it."""
         self.peer_status: dict[str, m.Status] = {}
         """What each peer last said of its chain (for sync)."""
         self.validator_peers: dict[bytes, str] = {}
@@ -148,7 +149,7 @@ class Node:
             if decision.accepted:
                 self._accept(decision.block_id)
             else:
-                self.pending.pop(decision.block_id, None)
+                self.processing.pop(decision.block_id, None)
         assert self._nursery is not None
         for query in output.queries:
             for recipient in query.recipients:
@@ -162,17 +163,17 @@ class Node:
             self._signal()
 
     def _accept(self, block_id: bytes) -> None:
-        entry = self.pending.pop(block_id, None)
+        entry = self.processing.pop(block_id, None)
         if entry is None:
             # Range sync can commit a block while the engine still processes it (the sync's
-            # `_after_commit` drops it from `pending`); the engine's late acceptance of a block
+            # `_after_commit` drops it from `processing`); the engine's late acceptance of a block
             # we already hold is no news. Anything else means the engine and the chain disagree:
             # start the engine again from the chain rather than stop the node.
             if self.chain.store.block_by_hash(block_id) is None:
                 log.warning("engine accepted unknown block %s: restarting the engine",
                             block_id.hex()[:16])
                 self.engine = self._new_engine()
-                self.pending.clear()
+                self.processing.clear()
             return
         block, state = entry
         old_validators = self.chain.state.validators
@@ -195,12 +196,12 @@ class Node:
         if self.on_finalized is not None:
             self.on_finalized(block, latency if latency is not None else math.nan)
         # Blocks at or below the new height can no longer be accepted.
-        for other_id, (other, _) in list(self.pending.items()):
+        for other_id, (other, _) in list(self.processing.items()):
             if other.height <= block.height:
-                del self.pending[other_id]
+                del self.processing[other_id]
         if state.validators != old_validators:
             self.engine = self._new_engine()
-            self.pending.clear()
+            self.processing.clear()
         self._finalized.set()
         self._finalized = trio.Event()
         if state.changed_tasks:
@@ -212,7 +213,7 @@ class Node:
     def _parent_state(self, parent_hash: bytes) -> State | None:
         if parent_hash == self.chain.state.block_hash:
             return self.chain.state
-        entry = self.pending.get(parent_hash)
+        entry = self.processing.get(parent_hash)
         return entry[1] if entry else None
 
     def _check_schedule(self, parent: State, block: Block) -> None:
@@ -232,9 +233,9 @@ class Node:
         """
         block = decode(Block, raw)
         block_id = block.hash
-        if block_id in self.pending or block.height <= self.chain.state.height:
+        if block_id in self.processing or block.height <= self.chain.state.height:
             return None
-        if len(self.pending) >= self.settings.max_processing_blocks:
+        if len(self.processing) >= self.settings.max_processing_blocks:
             raise InvalidBlock("too many processing blocks")
         parent = self._parent_state(block.header.parent_hash)
         if parent is None:
@@ -245,12 +246,12 @@ class Node:
 
     def _add_processing(self, block: Block, state: State) -> None:
         """Hand a valid block (and the state after it) to consensus."""
-        self.pending[block.hash] = (block, state)
+        self.processing[block.hash] = (block, state)
         try:
             output = self.engine.add_block(block.hash, block.header.parent_hash, block.height,
                                            self._now())
         except ConsensusError as exc:
-            self.pending.pop(block.hash, None)
+            self.processing.pop(block.hash, None)
             raise InvalidBlock(f"consensus refused the block: {exc}") from exc
         self._handle(output)
         self._signal()
@@ -391,7 +392,7 @@ class Node:
 
     def _on_block_gossip(self, peer: str, data: bytes) -> None:
         announcement = decode(m.BlockAnnouncement, data)
-        if (announcement.block_id in self.pending
+        if (announcement.block_id in self.processing
                 or announcement.height != self.chain.state.height + 1
                 or not self._should_fetch(announcement.block_id)):
             return  # known, or not buildable on our last finalised block (sync handles it)
@@ -432,7 +433,7 @@ class Node:
             changed = self._changed
             state = self.chain.state
             wake_at: float | None = None
-            if not self.syncing and not self.pending:
+            if not self.syncing and not self.processing:
                 now = self.wall_ms()
                 slot = slot_at(state.timestamp, now, settings.slot_ms)
                 holder = proposer_for(state.chain_id.encode(), state.height + 1, slot,
@@ -510,13 +511,13 @@ class Node:
             seconds = trio.current_time() - started
             log.info("synced %d blocks in %.3f s from %s", synced, seconds, peer)
             self.engine = self._new_engine()
-            self.pending.clear()
+            self.processing.clear()
             self._signal()
 
     async def _send_query(self, validator: bytes, poll_id: int, block_id: bytes) -> None:
         engine = self.engine  # the poll id is this engine's: drop the answer if it was replaced
         peer = self.validator_peers.get(validator)
-        entry = self.pending.get(block_id)
+        entry = self.processing.get(block_id)
         height = entry[0].height if entry else self.chain.state.height
         try:
             if peer is None:
@@ -553,14 +554,14 @@ class Node:
 
     async def _on_query(self, peer: str, data: bytes) -> bytes:
         query = decode(m.Query, data)
-        known = query.block_id in self.pending or query.height <= self.chain.state.height
+        known = query.block_id in self.processing or query.height <= self.chain.state.height
         if not known and not self.syncing and self._should_fetch(query.block_id):
             await self._fetch_block(peer, query.block_id)
         return encode(m.Chits(self.engine.preference))
 
     async def _on_block_request(self, peer: str, data: bytes) -> bytes:
         request = decode(m.BlockRequest, data)
-        entry = self.pending.get(request.block_id)
+        entry = self.processing.get(request.block_id)
         if entry is not None:
             return encode(m.BlockResponse(entry[0].encoded))
         return encode(m.BlockResponse(self.chain.block_bytes(request.block_id) or b""))

@@ -101,7 +101,7 @@ def describe_nodes(nodes: list[Node]) -> str:
     now = trio.current_time()
     return "\n".join(
         f"{node.moniker}: height {node.chain.state.height}, syncing {node.syncing}, "
-        f"{len(node.pending)} blocks in consensus, {len(node.mempool)} txs in the mempool, "
+        f"{len(node.processing)} blocks in consensus, {len(node.mempool)} txs in the mempool, "
         f"last finalised {now - node.last_finalized_at:.1f} s ago, tasks "
         + ", ".join(f"{bytes(t).hex()[:8]} {task.status.name}"
                     for t, task in node.chain.state.tasks.items())

@@ -207,5 +207,5 @@ def test_a_late_or_unknown_acceptance_does_not_stop_the_node() -> None:
     node._accept(block.hash)
     assert node.engine is engine and chain.state.height == 1
     node._accept(b"\x42" * 32)
-    assert node.engine is not engine and node.pending == {}
+    assert node.engine is not engine and node.processing == {}
     assert node.engine.last_accepted_id == chain.state.block_hash
