@@ -397,9 +397,9 @@ class ProviderAgent:
         reason = "inputs_missing"
         if self.policy.fault != "false_report":
             try:
-                raw = await self.node.fetch_file(spec.inputs, inputs_max_bytes(spec),
-                                                 attempts=INPUTS_FETCH_ATTEMPTS,
-                                                 retry_s=INPUTS_RETRY_S)
+                raw = await self.node.files.fetch_file(spec.inputs, inputs_max_bytes(spec),
+                                                       attempts=INPUTS_FETCH_ATTEMPTS,
+                                                       retry_s=INPUTS_RETRY_S)
                 await trio.to_thread.run_sync(check_inputs, spec, raw)
                 return raw
             except FileTooLarge as exc:

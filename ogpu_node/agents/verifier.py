@@ -225,8 +225,9 @@ class VerifierAgent:
             if broken or any(i >= len(ids) for i in wanted):
                 wanted = []  # a broken chain: the check rejects it before reading any
             missing = [i for i in wanted if i not in fetched]
-            files = await self.node.fetch_files([ids[i] for i in missing], MAX_ARTIFACT_BYTES,
-                                                attempts=FETCH_ATTEMPTS, retry_s=FETCH_RETRY_S)
+            files = await self.node.files.fetch_files(
+                [ids[i] for i in missing], MAX_ARTIFACT_BYTES, attempts=FETCH_ATTEMPTS,
+                retry_s=FETCH_RETRY_S)
             fetched.update(zip(missing, files, strict=True))
             try:
                 return await self._run_check("verify_training", dict(
@@ -288,6 +289,6 @@ class VerifierAgent:
         return digest(b"verifier-seed", signature)
 
     async def _fetch(self, file_id: bytes, max_bytes: int = MAX_ARTIFACT_BYTES) -> bytes:
-        return await self.node.fetch_file(file_id, max_bytes, attempts=FETCH_ATTEMPTS,
-                                          retry_s=FETCH_RETRY_S)
+        return await self.node.files.fetch_file(file_id, max_bytes, attempts=FETCH_ATTEMPTS,
+                                                retry_s=FETCH_RETRY_S)
 

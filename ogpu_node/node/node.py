@@ -19,7 +19,7 @@ import math
 import random
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 
 import trio
@@ -31,16 +31,7 @@ from consensus.errors import ConsensusError
 from consensus.proposer import proposer_for, slot_at, slot_start
 from consensus.validators import ValidatorSet
 from ogpu_node.address import address_to_text
-from ogpu_node.blobs import (
-    PROTO_BLOB,
-    BlobError,
-    BlobRequest,
-    BlobResponse,
-    BlobStore,
-    FileTooLarge,
-    check_chunk,
-    decode_manifest,
-)
+from ogpu_node.blobs import PROTO_BLOB, BlobStore
 from ogpu_node.chain import Chain
 from ogpu_node.encoding import decode, encode
 from ogpu_node.errors import OgpuError
@@ -52,6 +43,7 @@ from ogpu_node.ledger.errors import InvalidBlock, InvalidTransaction
 from ogpu_node.ledger.tx import decode_transaction
 from ogpu_node.node import messages as m
 from ogpu_node.node.broadcast import Broadcast
+from ogpu_node.node.files import Files
 from ogpu_node.node.mempool import EarlierNonceRejected, Mempool
 from ogpu_node.node.settings import NodeSettings
 from ogpu_node.node.task_feed import TaskFeed, sign_progress
@@ -61,9 +53,6 @@ from p2p.errors import P2PError
 from p2p.network import Network, TaskStatus
 
 log = logging.getLogger("ogpu.node")
-
-FILE_CHUNKS_IN_FLIGHT = 4
-"""Chunk requests one file fetch keeps open at once (1 MiB each)."""
 
 
 class Node:
@@ -91,6 +80,7 @@ class Node:
         self.wall_ms = wall_ms
         self.on_finalized = on_finalized
         self.blobs = blobs
+        self.files = Files(network, blobs, self.settings.request_timeout_s)
         self.mempool = Mempool(self.settings.mempool)
         self.processing: dict[bytes, tuple[Block, State]] = {}
         """Blocks handed to consensus and not yet decided, each with the state after it."""
@@ -339,7 +329,7 @@ class Node:
         net.set_handler(m.PROTO_BLOCK, self._on_block_request)
         net.set_handler(m.PROTO_RANGE, self._on_range_request)
         if self.blobs is not None:
-            net.set_handler(PROTO_BLOB, self._on_blob_request)
+            net.set_handler(PROTO_BLOB, self.files.on_blob_request)
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
             nursery.start_soon(self._gossip_loop, m.TOPIC_TXS, self._on_tx_gossip)
@@ -578,97 +568,6 @@ class Node:
             size += len(raw)
         return encode(m.RangeResponse(tuple(blocks)))
 
-    async def _on_blob_request(self, peer: str, data: bytes) -> bytes:
-        request = decode(BlobRequest, data)
-        if self.blobs is None:
-            raise BlobError("this node keeps no blobs")
-        return encode(BlobResponse(self.blobs.get(request.chunk_id) or b""))
-
-    async def fetch_blob(self, chunk_id: bytes) -> bytes:
-        """A chunk from our store, or from the first peer that has it (checked against its id);
-        fetched chunks are stored. Raises `BlobError` when no connected peer has it."""
-        return (await self._fetch_blob(chunk_id))[0]
-
-    async def _fetch_blob(self, chunk_id: bytes, first: str | None = None
-                          ) -> tuple[bytes, str | None]:
-        """`fetch_blob`, asking peer `first` before the others; returns the chunk and the peer
-        that served it (None: our own store)."""
-        if self.blobs is None:
-            raise BlobError("this node keeps no blobs")
-        local = self.blobs.get(chunk_id)
-        if local is not None:
-            return local, None
-        peers = [peer.peer_id for peer in self.network.peers()]
-        if first in peers:
-            peers.remove(first)
-            peers.insert(0, first)
-        for peer_id in peers:
-            try:
-                with trio.fail_after(self.settings.request_timeout_s * 5):
-                    raw = await self.network.request(peer_id, PROTO_BLOB,
-                                                     encode(BlobRequest(chunk_id)))
-                response = decode(BlobResponse, raw)
-            except (P2PError, OgpuError, trio.TooSlowError):
-                continue
-            if response.data:
-                try:
-                    data = check_chunk(chunk_id, response.data)
-                except BlobError as exc:
-                    log.warning("peer %s: %s", peer_id, exc)
-                    continue
-                self.blobs.put(data)
-                return data, peer_id
-        raise BlobError(f"no connected peer has chunk {chunk_id.hex()[:16]}")
-
-    async def fetch_file(self, file_id: bytes, max_bytes: int = 1 << 32, *, attempts: int = 1,
-                         retry_s: float = 2.0) -> bytes:
-        """A file (see `blobs.Manifest`) from our store, or chunk by chunk from peers; every
-        chunk is checked against its id and stored. The chunks are asked for
-        `FILE_CHUNKS_IN_FLIGHT` at a time, first from the peer that had the manifest. A fetch
-        that fails is tried again after `retry_s`, `attempts` times in all (chunks fetched
-        before stay). Raises `BlobError`."""
-        if self.blobs is None:
-            raise BlobError("this node keeps no blobs")
-        for attempt in range(1, attempts + 1):
-            try:
-                local = self.blobs.get_file(file_id)
-                if local is not None:
-                    return local
-                raw, holder = await self._fetch_blob(file_id)
-                manifest = decode_manifest(raw)
-                if manifest.size > max_bytes:
-                    raise FileTooLarge(f"file of {manifest.size} bytes exceeds the {max_bytes} "
-                                       "asked for")
-                return b"".join(await self._fetch_chunks(manifest.chunks, holder))
-            except FileTooLarge:
-                raise
-            except BlobError:
-                if attempt >= attempts:
-                    raise
-            await trio.sleep(retry_s)
-        raise BlobError("no attempt made")
-
-    async def _fetch_chunks(self, chunk_ids: Sequence[bytes], first: str | None) -> list[bytes]:
-        """The chunks, `FILE_CHUNKS_IN_FLIGHT` at a time, each asked of `first` before the
-        others; the first failure stops the rest and is raised."""
-        slots = trio.Semaphore(FILE_CHUNKS_IN_FLIGHT)
-
-        async def fetch(chunk_id: bytes) -> bytes:
-            async with slots:
-                return (await self._fetch_blob(chunk_id, first))[0]
-
-        return await _fetch_all(fetch, chunk_ids)
-
-    async def fetch_files(self, file_ids: list[bytes], max_bytes: int = 1 << 32, *,
-                          attempts: int = 1, retry_s: float = 2.0) -> list[bytes]:
-        """Several files at once (`fetch_file` each, concurrently: their chunk requests overlap
-        instead of waiting on each other's round trips), in the order asked. The first failure
-        stops the others and is raised (`BlobError`)."""
-        async def fetch(file_id: bytes) -> bytes:
-            return await self.fetch_file(file_id, max_bytes, attempts=attempts, retry_s=retry_s)
-
-        return await _fetch_all(fetch, file_ids)
-
     # --- NodeApi ---------------------------------------------------------------------------------
 
     def status(self) -> NodeStatus:
@@ -776,41 +675,13 @@ class Node:
         return self.tasks.subscribe()
 
     def put_file(self, data: bytes) -> Hash32:
-        if self.blobs is None:
-            raise BlobError("this node keeps no blobs")
-        return self.blobs.put_file(data)
+        return self.files.put_file(data)
 
     def put_chunk(self, data: bytes) -> Hash32:
-        if self.blobs is None:
-            raise BlobError("this node keeps no blobs")
-        return self.blobs.put(data)
+        return self.files.put_chunk(data)
 
     def put_manifest(self, size: int, chunk_ids: Sequence[bytes]) -> Hash32:
-        if self.blobs is None:
-            raise BlobError("this node keeps no blobs")
-        return self.blobs.put_manifest(size, chunk_ids)
+        return self.files.put_manifest(size, chunk_ids)
 
     async def get_chunk(self, chunk_id: bytes) -> bytes:
-        return await self.fetch_blob(chunk_id)
-
-
-async def _fetch_all(fetch: Callable[[bytes], Awaitable[bytes]], ids: Sequence[bytes]
-                     ) -> list[bytes]:
-    """`fetch` of every id at once, in the order given; the first `BlobError` cancels the
-    others and is raised."""
-    results: list[bytes] = [b""] * len(ids)
-    failures: list[BlobError] = []
-
-    async def one(index: int) -> None:
-        try:
-            results[index] = await fetch(ids[index])
-        except BlobError as exc:
-            failures.append(exc)
-            nursery.cancel_scope.cancel()
-
-    async with trio.open_nursery() as nursery:
-        for index in range(len(ids)):
-            nursery.start_soon(one, index)
-    if failures:
-        raise failures[0]
-    return results
+        return await self.files.fetch_blob(chunk_id)

@@ -74,18 +74,18 @@ async def test_a_node_fetches_a_chunk_from_peers_and_refuses_forged_bytes(
         liar.set_handler(PROTO_BLOB, lie)
         node = fetching_node(fetcher, tmp_path / "b")
         with trio.fail_after(10):
-            assert await node.fetch_blob(chunk_id) == b"model weights" * 1000
+            assert await node.files.fetch_blob(chunk_id) == b"model weights" * 1000
         assert chunk_id in node.blobs  # type: ignore[operator]
         with pytest.raises(BlobError, match="no connected peer"):
-            await node.fetch_blob(blob_id(b"nobody has this"))
+            await node.files.fetch_blob(blob_id(b"nobody has this"))
         # files: retried while nobody serves them; one larger than asked for is refused at once
         big = owner_store.put_file(b"z" * (MAX_CHUNK_BYTES + 10))
         with trio.fail_after(10), pytest.raises(FileTooLarge):
-            await node.fetch_file(big, MAX_CHUNK_BYTES, attempts=1000, retry_s=1.0)
-        assert await node.fetch_file(big, attempts=2) == b"z" * (MAX_CHUNK_BYTES + 10)
+            await node.files.fetch_file(big, MAX_CHUNK_BYTES, attempts=1000, retry_s=1.0)
+        assert await node.files.fetch_file(big, attempts=2) == b"z" * (MAX_CHUNK_BYTES + 10)
         start = trio.current_time()
         with pytest.raises(BlobError, match="no connected peer"):
-            await node.fetch_file(blob_id(b"nobody has this"), attempts=3, retry_s=0.05)
+            await node.files.fetch_file(blob_id(b"nobody has this"), attempts=3, retry_s=0.05)
         assert trio.current_time() - start >= 0.1  # two pauses between three tries
         nursery.cancel_scope.cancel()
 
@@ -116,9 +116,9 @@ async def test_files_fetched_together_overlap_and_the_first_failure_is_raised(
         owner.set_handler(PROTO_BLOB, serve)
         node = fetching_node(fetcher, tmp_path / "b")
         with trio.fail_after(10):
-            assert await node.fetch_files([two, one]) == [b"2" * 200, b"1" * 100]
+            assert await node.files.fetch_files([two, one]) == [b"2" * 200, b"1" * 100]
             with pytest.raises(BlobError, match="no connected peer"):
-                await node.fetch_files([file_id(b"3" * 300), blob_id(b"nobody has this")])
+                await node.files.fetch_files([file_id(b"3" * 300), blob_id(b"nobody has this")])
         nursery.cancel_scope.cancel()
 
 
@@ -158,7 +158,7 @@ async def test_a_files_chunks_are_asked_of_the_manifests_holder_several_at_a_tim
         owner.set_handler(PROTO_BLOB, serve)
         node = fetching_node(fetcher, tmp_path / "fetcher")
         with trio.fail_after(10):
-            assert await node.fetch_file(fid) == data
+            assert await node.files.fetch_file(fid) == data
         assert asked_of_empty == [fid]  # only the manifest: its chunks went to its holder
         nursery.cancel_scope.cancel()
 
