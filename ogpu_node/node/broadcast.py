@@ -1,5 +1,9 @@
-"""One producer, many subscribers: each gets its own bounded channel; a subscriber that falls a
-whole buffer behind is disconnected (its channel closed) instead of slowing the producer."""
+"""Telling waiting tasks that something happened, without the producer ever waiting.
+
+`Broadcast`: one producer, many subscribers: each gets its own bounded channel; a subscriber that
+falls a whole buffer behind is disconnected (its channel closed) instead of slowing the producer.
+`Notifier`: no items, only a wake-up for every task waiting for the next change.
+"""
 
 from __future__ import annotations
 
@@ -40,3 +44,21 @@ class Broadcast(Generic[T]):
         finally:
             self._channels.discard(send)
             send.close()
+
+
+class Notifier:
+    """Wakes every task waiting for the next change (a `trio.Event`, replaced each time it is
+    set). A task that looks at some state and then waits for it to change takes `event` before
+    looking and waits on that one, so that a change in between is not missed."""
+
+    def __init__(self) -> None:
+        self.event = trio.Event()
+
+    def notify(self) -> None:
+        """Wake the tasks waiting now; later waiters wait for the next `notify`."""
+        self.event.set()
+        self.event = trio.Event()
+
+    async def wait(self) -> None:
+        """Until the next `notify`."""
+        await self.event.wait()

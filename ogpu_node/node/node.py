@@ -45,9 +45,10 @@ from ogpu_node.node import messages as m
 from ogpu_node.node.broadcast import Broadcast
 from ogpu_node.node.files import Files
 from ogpu_node.node.mempool import EarlierNonceRejected, Mempool
+from ogpu_node.node.receipts import Receipts
 from ogpu_node.node.settings import NodeSettings
 from ogpu_node.node.task_feed import TaskFeed, sign_progress
-from ogpu_node.node_api import FINAL_STATES, Health, NodeStatus, PeerInfo, TxReceipt, TxState
+from ogpu_node.node_api import Health, NodeStatus, PeerInfo, TxReceipt, TxState
 from ogpu_node.types import ADDRESS_LEN, Address, Hash32
 from p2p.errors import P2PError
 from p2p.network import Network, TaskStatus
@@ -82,6 +83,7 @@ class Node:
         self.blobs = blobs
         self.files = Files(network, blobs, self.settings.request_timeout_s)
         self.mempool = Mempool(self.settings.mempool)
+        self.receipts = Receipts(chain, self.mempool, self.settings.mempool.max_txs)
         self.processing: dict[bytes, tuple[Block, State]] = {}
         """Blocks handed to consensus and not yet decided, each with the state after it."""
         self.peer_status: dict[str, m.Status] = {}
@@ -89,12 +91,9 @@ class Node:
         self.validator_peers: dict[bytes, str] = {}
         self.syncing = False
         self.last_finalized_at = 0.0  # set when `serve` starts
-        self._submitted_at: OrderedDict[Hash32, float] = OrderedDict()
         self._validator_sets: dict[tuple[Validator, ...], ValidatorSet] = {}
         self._fetched: OrderedDict[bytes, float] = OrderedDict()
-        self._rejected: OrderedDict[Hash32, TxReceipt] = OrderedDict()
         self._changed = trio.Event()
-        self._finalized = trio.Event()
         self._outgoing_txs: list[bytes] = []
         self._txs_to_gossip = trio.Event()
         self._blocks = Broadcast[Block](256)
@@ -178,11 +177,7 @@ class Node:
         self.mempool.prune(state)
         if not self.syncing:  # a range sync rechecks once, at its end
             self._recheck(state)
-        latency = None
-        for h in hashes:
-            submitted = self._submitted_at.pop(h, None)
-            if submitted is not None:
-                latency = now - submitted
+        latency = self.receipts.finality_latency(hashes, now)
         if self.on_finalized is not None:
             self.on_finalized(block, latency if latency is not None else math.nan)
         # Blocks at or below the new height can no longer be accepted.
@@ -192,8 +187,7 @@ class Node:
         if state.validators != old_validators:
             self.engine = self._new_engine()
             self.processing.clear()
-        self._finalized.set()
-        self._finalized = trio.Event()
+        self.receipts.finalized.notify()
         if state.changed_tasks:
             self.tasks.notify(list(state.changed_tasks))
         self._blocks.publish(block)
@@ -301,22 +295,16 @@ class Node:
         follow it (a refused transaction does not use its nonce)."""
         if tx.hash not in self.mempool:  # dropped already, after an earlier one of its sender
             return
-        self._reject(tx.hash, error)
+        self.receipts.reject(tx.hash, error)
         followers = [later for later in self.mempool.drop_from(tx.sender, tx.nonce)
                      if later.hash != tx.hash]
         for later in followers:
-            self._reject(later.hash, EarlierNonceRejected(
+            self.receipts.reject(later.hash, EarlierNonceRejected(
                 f"the sender's transaction with nonce {tx.nonce} was refused "
                 f"({error.code}): send this one again"))
         if followers:
             log.info("dropped transaction %s of %s (%s) and the %d sent after it",
                      tx.hash.hex()[:12], address_to_text(tx.sender), error.code, len(followers))
-
-    def _reject(self, tx_hash: Hash32, error: InvalidTransaction) -> None:
-        self._rejected[tx_hash] = TxReceipt(tx_hash, TxState.REJECTED, error_code=error.code,
-                                            reason=str(error))
-        while len(self._rejected) > 10_000:
-            self._rejected.popitem(last=False)
 
     # --- services --------------------------------------------------------------------------------
 
@@ -615,24 +603,10 @@ class Node:
         return self.chain.block_by_hash(block_hash)
 
     def transaction(self, tx_hash: bytes) -> tuple[Transaction, TxReceipt] | None:
-        receipt = self.tx_receipt(tx_hash)
-        if receipt.state is TxState.PENDING:
-            tx = self.mempool.get(tx_hash)
-            return (tx, receipt) if tx else None
-        if receipt.state is TxState.FINALIZED and receipt.height is not None:
-            block = self.chain.block_at(receipt.height)
-            if block is not None and receipt.index is not None:
-                return block.txs[receipt.index], receipt
-        return None
+        return self.receipts.transaction(tx_hash)
 
     def tx_receipt(self, tx_hash: bytes) -> TxReceipt:
-        h = Hash32(bytes(tx_hash))
-        location = self.chain.store.tx_location(h)
-        if location is not None:
-            return TxReceipt(h, TxState.FINALIZED, height=location[0], index=location[1])
-        if h in self.mempool:
-            return TxReceipt(h, TxState.PENDING)
-        return self._rejected.get(h) or TxReceipt(h, TxState.UNKNOWN)
+        return self.receipts.receipt(tx_hash)
 
     def peers(self) -> list[PeerInfo]:
         out = []
@@ -647,23 +621,16 @@ class Node:
         try:
             self.mempool.add(tx, self.chain.state)
         except InvalidTransaction as exc:
-            self._reject(tx.hash, exc)
+            self.receipts.reject(tx.hash, exc)
             raise
-        self._submitted_at[tx.hash] = trio.current_time()
-        while len(self._submitted_at) > self.settings.mempool.max_txs:
-            self._submitted_at.popitem(last=False)
+        self.receipts.submitted(tx.hash, trio.current_time())
         self._outgoing_txs.append(tx.encoded)
         self._txs_to_gossip.set()
         self._signal()
         return TxReceipt(tx.hash, TxState.PENDING)
 
     async def wait_for_tx(self, tx_hash: bytes) -> TxReceipt:
-        while True:
-            event = self._finalized
-            receipt = self.tx_receipt(tx_hash)
-            if receipt.state in FINAL_STATES:
-                return receipt
-            await event.wait()
+        return await self.receipts.wait(tx_hash)
 
     def subscribe_blocks(self) -> AbstractAsyncContextManager[trio.MemoryReceiveChannel[Block]]:
         return self._blocks.subscribe()

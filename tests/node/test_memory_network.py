@@ -67,7 +67,7 @@ def transfer(nonce: int) -> Transaction:
 async def wait_height(nodes: list[Node], height: int) -> None:
     for node in nodes:
         while node.chain.state.height < height:
-            await node._finalized.wait()
+            await node.receipts.finalized.wait()
 
 
 @pytest.mark.parametrize("running", [[0, 1, 2, 3], [0, 1, 2], [1, 2, 3]])
