@@ -7,9 +7,10 @@ blocks, engine — is touched only from that tree, so no locks are needed. Servi
     _gossip_loops     receive transaction batches and block proposals
     _tx_publisher     batch and pace outgoing transaction gossip
     _timer_loop       expire late polls (time passed in to the engine)
-    _status_loop      learn peers' heights and validators; sync when behind
+    Sync.serve        learn peers' heights and validators; sync when behind (sync.py, peers.py)
 
-Network handlers answer status, consensus queries, single blocks and block ranges.
+Network handlers answer consensus queries and single blocks; status (peers.py), block ranges
+(sync.py) and blobs (files.py) are answered by those parts.
 """
 
 from __future__ import annotations
@@ -45,8 +46,10 @@ from ogpu_node.node import messages as m
 from ogpu_node.node.broadcast import Broadcast
 from ogpu_node.node.files import Files
 from ogpu_node.node.mempool import EarlierNonceRejected, Mempool
+from ogpu_node.node.peers import PeerTable, StatusExchange
 from ogpu_node.node.receipts import Receipts
 from ogpu_node.node.settings import NodeSettings
+from ogpu_node.node.sync import Sync
 from ogpu_node.node.task_feed import TaskFeed, sign_progress
 from ogpu_node.node_api import Health, NodeStatus, PeerInfo, TxReceipt, TxState
 from ogpu_node.types import ADDRESS_LEN, Address, Hash32
@@ -86,10 +89,14 @@ class Node:
         self.receipts = Receipts(chain, self.mempool, self.settings.mempool.max_txs)
         self.processing: dict[bytes, tuple[Block, State]] = {}
         """Blocks handed to consensus and not yet decided, each with the state after it."""
-        self.peer_status: dict[str, m.Status] = {}
-        """What each peer last said of its chain (for sync)."""
-        self.validator_peers: dict[bytes, str] = {}
-        self.syncing = False
+        self.peer_table = PeerTable()
+        self.status_exchange = StatusExchange(
+            chain, network, genesis_hash, bytes(validator_key.address) if validator_key else b"",
+            self.peer_table, self.settings.request_timeout_s)
+        self.sync = Sync(chain, network, self.peer_table, self.status_exchange,
+                         status_interval_s=self.settings.status_interval_s,
+                         request_timeout_s=self.settings.request_timeout_s,
+                         on_commit=self._after_commit, on_done=self._after_sync)
         self.last_finalized_at = 0.0  # set when `serve` starts
         self._validator_sets: dict[tuple[Validator, ...], ValidatorSet] = {}
         self._fetched: OrderedDict[bytes, float] = OrderedDict()
@@ -145,7 +152,7 @@ class Node:
                 self._nursery.start_soon(self._send_query, recipient, query.poll_id,
                                          query.preferred_id)
         for fetch in output.fetches:
-            peer = self.validator_peers.get(fetch.to)
+            peer = self.peer_table.peer_of(fetch.to)
             if peer is not None and self._should_fetch(fetch.block_id):
                 self._nursery.start_soon(self._fetch_block, peer, fetch.block_id)
         if output.decisions:
@@ -175,7 +182,7 @@ class Node:
         hashes = [tx.hash for tx in block.txs]
         self.mempool.remove(hashes)
         self.mempool.prune(state)
-        if not self.syncing:  # a range sync rechecks once, at its end
+        if not self.sync.syncing:  # a range sync rechecks once, at its end
             self._recheck(state)
         latency = self.receipts.finality_latency(hashes, now)
         if self.on_finalized is not None:
@@ -312,10 +319,10 @@ class Node:
         """Run the node's services until cancelled."""
         self.last_finalized_at = trio.current_time()
         net = self.network
-        net.set_handler(m.PROTO_STATUS, self._on_status_request)
+        net.set_handler(m.PROTO_STATUS, self.status_exchange.on_status_request)
         net.set_handler(m.PROTO_QUERY, self._on_query)
         net.set_handler(m.PROTO_BLOCK, self._on_block_request)
-        net.set_handler(m.PROTO_RANGE, self._on_range_request)
+        net.set_handler(m.PROTO_RANGE, self.sync.on_range_request)
         if self.blobs is not None:
             net.set_handler(PROTO_BLOB, self.files.on_blob_request)
         async with trio.open_nursery() as nursery:
@@ -325,7 +332,7 @@ class Node:
             nursery.start_soon(self._gossip_loop, m.TOPIC_PROGRESS, self._on_progress_gossip)
             nursery.start_soon(self._tx_publisher)
             nursery.start_soon(self._timer_loop)
-            nursery.start_soon(self._status_loop)
+            nursery.start_soon(self.sync.serve)
             if self.key is not None:
                 nursery.start_soon(self._proposer_loop)
             task_status.started()
@@ -411,7 +418,7 @@ class Node:
             changed = self._changed
             state = self.chain.state
             wake_at: float | None = None
-            if not self.syncing and not self.processing:
+            if not self.sync.syncing and not self.processing:
                 now = self.wall_ms()
                 slot = slot_at(state.timestamp, now, settings.slot_ms)
                 holder = proposer_for(state.chain_id.encode(), state.height + 1, slot,
@@ -433,68 +440,17 @@ class Node:
                 with trio.move_on_at(wake_at):
                     await changed.wait()
 
-    async def _status_loop(self) -> None:
-        while True:
-            peers = [p.peer_id for p in self.network.peers()]
-            async with trio.open_nursery() as nursery:
-                for peer in peers:
-                    nursery.start_soon(self._refresh_status, peer)
-            await self._maybe_sync()
-            await trio.sleep(self.settings.status_interval_s)
-
-    async def _refresh_status(self, peer: str) -> None:
-        try:
-            with trio.fail_after(self.settings.request_timeout_s):
-                raw = await self.network.request(peer, m.PROTO_STATUS, encode(m.StatusRequest()))
-            status = decode(m.Status, raw)
-        except (P2PError, OgpuError, trio.TooSlowError):
-            return
-        if status.genesis_hash != self.genesis_hash:
-            return
-        self.peer_status[peer] = status
-        if status.validator:
-            self.validator_peers[status.validator] = peer
-
-    async def _maybe_sync(self) -> None:
-        """Fetch finalised blocks from the most advanced peer while we are more than one behind."""
-        if not self.peer_status:
-            return
-        peer, best = max(self.peer_status.items(), key=lambda item: item[1].height)
-        if best.height <= self.chain.state.height + 1:
-            return
-        self.syncing = True
-        started, start_height = trio.current_time(), self.chain.state.height
-        try:
-            while self.chain.state.height < best.height:
-                start = self.chain.state.height + 1
-                count = min(m.MAX_RANGE_BLOCKS, best.height - start + 1)
-                with trio.fail_after(self.settings.request_timeout_s * 5):
-                    raw = await self.network.request(peer, m.PROTO_RANGE,
-                                                     encode(m.RangeRequest(start, count)))
-                response = decode(m.RangeResponse, raw)
-                if not response.blocks:
-                    return
-                for block_raw in response.blocks:
-                    block = decode(Block, block_raw)
-                    old = self.chain.state.validators
-                    state = self.chain.apply_and_commit(block)
-                    self._after_commit(block, state, old)
-                await trio.lowlevel.checkpoint()
-        except (P2PError, OgpuError, trio.TooSlowError) as exc:
-            log.info("sync from %s stopped: %r", peer, exc)
-        finally:
-            self.syncing = False
-            self._recheck(self.chain.state)
-            synced = self.chain.state.height - start_height
-            seconds = trio.current_time() - started
-            log.info("synced %d blocks in %.3f s from %s", synced, seconds, peer)
-            self.engine = self._new_engine()
-            self.processing.clear()
-            self._signal()
+    def _after_sync(self) -> None:
+        """A range sync stopped: recheck the mempool once on where it got, and restart consensus
+        from there."""
+        self._recheck(self.chain.state)
+        self.engine = self._new_engine()
+        self.processing.clear()
+        self._signal()
 
     async def _send_query(self, validator: bytes, poll_id: int, block_id: bytes) -> None:
         engine = self.engine  # the poll id is this engine's: drop the answer if it was replaced
-        peer = self.validator_peers.get(validator)
+        peer = self.peer_table.peer_of(validator)
         entry = self.processing.get(block_id)
         height = entry[0].height if entry else self.chain.state.height
         try:
@@ -524,16 +480,10 @@ class Node:
 
     # --- request handlers -----------------------------------------------------------------------
 
-    async def _on_status_request(self, peer: str, data: bytes) -> bytes:
-        decode(m.StatusRequest, data)
-        state = self.chain.state
-        return encode(m.Status(state.chain_id, self.genesis_hash, state.height, state.block_hash,
-                               bytes(self.key.address) if self.key else b""))
-
     async def _on_query(self, peer: str, data: bytes) -> bytes:
         query = decode(m.Query, data)
         known = query.block_id in self.processing or query.height <= self.chain.state.height
-        if not known and not self.syncing and self._should_fetch(query.block_id):
+        if not known and not self.sync.syncing and self._should_fetch(query.block_id):
             await self._fetch_block(peer, query.block_id)
         return encode(m.Chits(self.engine.preference))
 
@@ -544,18 +494,6 @@ class Node:
             return encode(m.BlockResponse(entry[0].encoded))
         return encode(m.BlockResponse(self.chain.block_bytes(request.block_id) or b""))
 
-    async def _on_range_request(self, peer: str, data: bytes) -> bytes:
-        request = decode(m.RangeRequest, data)
-        blocks: list[bytes] = []
-        size = 0
-        for height in range(request.start_height, request.start_height + request.count):
-            raw = self.chain.store.block_by_height(height)
-            if raw is None or size + len(raw) > m.MAX_RANGE_BYTES:
-                break
-            blocks.append(raw)
-            size += len(raw)
-        return encode(m.RangeResponse(tuple(blocks)))
-
     # --- NodeApi ---------------------------------------------------------------------------------
 
     def status(self) -> NodeStatus:
@@ -563,7 +501,7 @@ class Node:
         return NodeStatus(
             chain_id=state.chain_id, node_id=self.network.peer_id, moniker=self.moniker,
             height=state.height, head_hash=state.block_hash, state_root=state.root,
-            head_time_ms=state.timestamp, syncing=self.syncing,
+            head_time_ms=state.timestamp, syncing=self.sync.syncing,
             peers=len(self.network.peers()),
             validator=address_to_text(self.key.address) if self.key else None,
             mempool_size=len(self.mempool),
@@ -572,13 +510,13 @@ class Node:
     def health(self) -> Health:
         reasons = []
         state = self.chain.state
-        if self.syncing:
+        if self.sync.syncing:
             reasons.append("syncing")
         idle = trio.current_time() - self.last_finalized_at
         if idle > self.settings.healthy_finality_s:
             reasons.append(f"nothing finalised for {idle:.1f} s")
         connected = {p.peer_id for p in self.network.peers()}
-        visible = {v for v, peer in self.validator_peers.items() if peer in connected}
+        visible = {v for v, peer in self.peer_table.validators.items() if peer in connected}
         if self.key is not None:
             visible.add(bytes(self.key.address))
         vset = self._validator_set(state)
@@ -588,7 +526,7 @@ class Node:
             reasons.append(f"sees validators with {seen * 100 // vset.total_stake}% of stake, "
                            f"needs {math.ceil(params.alpha_confidence * 100 / params.k)}%")
         return Health(not reasons, tuple(reasons), {
-            "height": state.height, "syncing": self.syncing,
+            "height": state.height, "syncing": self.sync.syncing,
             "seconds_since_finalized": round(idle, 3),
             "visible_stake_percent": seen * 100 // vset.total_stake,
         })
@@ -610,7 +548,7 @@ class Node:
 
     def peers(self) -> list[PeerInfo]:
         out = []
-        by_peer = {peer: v for v, peer in self.validator_peers.items()}
+        by_peer = self.peer_table.validator_by_peer()
         for p in self.network.peers():
             validator = by_peer.get(p.peer_id)
             out.append(PeerInfo(p.peer_id, tuple(p.addrs),

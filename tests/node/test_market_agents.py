@@ -100,7 +100,7 @@ def describe_nodes(nodes: list[Node]) -> str:
     """Each node's chain and consensus state, to tell a stalled chain from a slow market."""
     now = trio.current_time()
     return "\n".join(
-        f"{node.moniker}: height {node.chain.state.height}, syncing {node.syncing}, "
+        f"{node.moniker}: height {node.chain.state.height}, syncing {node.sync.syncing}, "
         f"{len(node.processing)} blocks in consensus, {len(node.mempool)} txs in the mempool, "
         f"last finalised {now - node.last_finalized_at:.1f} s ago, tasks "
         + ", ".join(f"{bytes(t).hex()[:8]} {task.status.name}"

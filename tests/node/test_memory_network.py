@@ -37,9 +37,10 @@ def wall_ms() -> int:
 
 
 @asynccontextmanager
-async def network(running: list[int]) -> AsyncIterator[list[Node]]:
+async def network(running: list[int], hub: MemoryHub | None = None
+                  ) -> AsyncIterator[list[Node]]:
     """Four validators connected to each other; only those in `running` run a node."""
-    hub = MemoryHub()
+    hub = hub or MemoryHub()
     async with trio.open_nursery() as nursery:
         nets = [hub.node(f"n{i}") for i in range(4)]
         for i in running:
@@ -68,6 +69,33 @@ async def wait_height(nodes: list[Node], height: int) -> None:
     for node in nodes:
         while node.chain.state.height < height:
             await node.receipts.finalized.wait()
+
+
+async def test_a_node_that_joins_late_catches_up_by_range_sync(autojump_clock: MockClock) -> None:
+    # Consensus takes a block only on the last finalised one (or on one still processing): the
+    # blocks finalised before a node joined reach it only by range sync, from the peer that is
+    # furthest ahead.
+    hub = MemoryHub()
+    async with network([0, 1, 2, 3], hub) as nodes, trio.open_nursery() as nursery:
+        with trio.fail_after(60):
+            for nonce in range(3):
+                await nodes[0].submit_tx(transfer(nonce))
+                await nodes[0].wait_for_tx(transfer(nonce).hash)
+        target = max(n.chain.state.height for n in nodes)
+        assert target >= 3
+        net = hub.node("late")
+        await nursery.start(net.serve)
+        for other in nodes:
+            await net.connect(other.network.listen_addrs[0])
+        late = Node(chain=Chain.open(ChainStore(MemoryKV()), GENESIS), network=net,
+                    genesis_hash=GENESIS.hash, validator_key=None, wall_ms=wall_ms)
+        await nursery.start(late.serve)
+        with trio.fail_after(60):
+            await wait_height([late], target)
+        assert all(late.chain.store.block_hash_at(h) == nodes[0].chain.store.block_hash_at(h)
+                   for h in range(1, target + 1))
+        assert late.tx_receipt(transfer(2).hash).state is TxState.FINALIZED
+        nursery.cancel_scope.cancel()
 
 
 @pytest.mark.parametrize("running", [[0, 1, 2, 3], [0, 1, 2], [1, 2, 3]])
