@@ -6,44 +6,38 @@ blocks, engine — is touched only from that tree, so no locks are needed. Servi
     _proposer_loop    propose on our proposer slot when transactions wait or the interval is up
     _gossip_loops     receive transaction batches and block proposals
     _tx_publisher     batch and pace outgoing transaction gossip
-    _timer_loop       expire late polls (time passed in to the engine)
+    ConsensusDriver.serve  expire late polls (time passed in to the engine; consensus_driver.py)
     Sync.serve        learn peers' heights and validators; sync when behind (sync.py, peers.py)
 
-Network handlers answer consensus queries and single blocks; status (peers.py), block ranges
-(sync.py) and blobs (files.py) are answered by those parts.
+Network handlers: consensus queries and single blocks (consensus_driver.py), status (peers.py),
+block ranges (sync.py) and blobs (files.py).
 """
 
 from __future__ import annotations
 
 import logging
 import math
-import random
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 
 import trio
 import trio.lowlevel
 
-from consensus.decisions import Output
-from consensus.engine import Engine
-from consensus.errors import ConsensusError
 from consensus.proposer import proposer_for, slot_at, slot_start
-from consensus.validators import ValidatorSet
 from ogpu_node.address import address_to_text
 from ogpu_node.blobs import PROTO_BLOB, BlobStore
 from ogpu_node.chain import Chain
 from ogpu_node.encoding import decode, encode
 from ogpu_node.errors import OgpuError
-from ogpu_node.hashing import digest
 from ogpu_node.keys import PrivateKey
-from ogpu_node.ledger import Block, State, Transaction, Validator, apply_block, build_block
+from ogpu_node.ledger import Block, State, Transaction, Validator, build_block
 from ogpu_node.ledger.builder import select_transactions
-from ogpu_node.ledger.errors import InvalidBlock, InvalidTransaction
+from ogpu_node.ledger.errors import InvalidTransaction
 from ogpu_node.ledger.tx import decode_transaction
 from ogpu_node.node import messages as m
-from ogpu_node.node.broadcast import Broadcast
+from ogpu_node.node.broadcast import Broadcast, Notifier
+from ogpu_node.node.consensus_driver import FOLLOWER_ENGINE_ID, ConsensusDriver
 from ogpu_node.node.files import Files
 from ogpu_node.node.mempool import EarlierNonceRejected, Mempool
 from ogpu_node.node.peers import PeerTable, StatusExchange
@@ -87,96 +81,35 @@ class Node:
         self.files = Files(network, blobs, self.settings.request_timeout_s)
         self.mempool = Mempool(self.settings.mempool)
         self.receipts = Receipts(chain, self.mempool, self.settings.mempool.max_txs)
-        self.processing: dict[bytes, tuple[Block, State]] = {}
-        """Blocks handed to consensus and not yet decided, each with the state after it."""
+        self.changed = Notifier()
+        """Something a waiting proposal or poll deadline depends on changed: a block was added
+        or decided, a transaction arrived, a sync ended."""
+        validator = bytes(validator_key.address) if validator_key else b""
         self.peer_table = PeerTable()
         self.status_exchange = StatusExchange(
-            chain, network, genesis_hash, bytes(validator_key.address) if validator_key else b"",
-            self.peer_table, self.settings.request_timeout_s)
+            chain, network, genesis_hash, validator, self.peer_table,
+            self.settings.request_timeout_s)
         self.sync = Sync(chain, network, self.peer_table, self.status_exchange,
                          status_interval_s=self.settings.status_interval_s,
                          request_timeout_s=self.settings.request_timeout_s,
                          on_commit=self._after_commit, on_done=self._after_sync)
+        self.consensus = ConsensusDriver(
+            chain, network,
+            node_id=validator or FOLLOWER_ENGINE_ID,
+            settings=self.settings, wall_ms=wall_ms, peers=self.peer_table, changed=self.changed,
+            is_syncing=lambda: self.sync.syncing, on_commit=self._after_commit)
         self.last_finalized_at = 0.0  # set when `serve` starts
-        self._validator_sets: dict[tuple[Validator, ...], ValidatorSet] = {}
-        self._fetched: OrderedDict[bytes, float] = OrderedDict()
-        self._changed = trio.Event()
         self._outgoing_txs: list[bytes] = []
         self._txs_to_gossip = trio.Event()
         self._blocks = Broadcast[Block](256)
-        self._nursery: trio.Nursery | None = None
         self.tasks = TaskFeed()
-        self.engine = self._new_engine()
 
-    # --- engine ----------------------------------------------------------------------------------
+    # --- finalising and proposing ----------------------------------------------------------------
 
-    @property
-    def node_id(self) -> bytes:
-        return bytes(self.key.address) if self.key else digest(b"follower", b"")[:20]
-
-    def _validator_set(self, state: State) -> ValidatorSet:
-        """The consensus view of `state`'s active set (cached: it changes only at epochs)."""
-        vset = self._validator_sets.get(state.validators)
-        if vset is None:
-            if len(self._validator_sets) > 4:
-                self._validator_sets.clear()
-            vset = ValidatorSet((bytes(v.address), v.stake) for v in state.validators)
-            self._validator_sets[state.validators] = vset
-        return vset
-
-    def _new_engine(self) -> Engine:
-        state = self.chain.state
-        # The shell owns randomness: the engine gets a source seeded per node and height.
-        seed = digest(b"engine-rng", self.node_id + state.block_hash)
-        return Engine(self.node_id, self.settings.consensus,
-                      validators=self._validator_set(state),
-                      last_accepted_id=state.block_hash, last_accepted_height=state.height,
-                      rng=random.Random(seed))
-
-    def _now(self) -> int:
-        return int(trio.current_time() * 1000)
-
-    def _signal(self) -> None:
-        self._changed.set()
-        self._changed = trio.Event()
-
-    def _handle(self, output: Output) -> None:
-        for decision in output.decisions:
-            if decision.accepted:
-                self._accept(decision.block_id)
-            else:
-                self.processing.pop(decision.block_id, None)
-        assert self._nursery is not None
-        for query in output.queries:
-            for recipient in query.recipients:
-                self._nursery.start_soon(self._send_query, recipient, query.poll_id,
-                                         query.preferred_id)
-        for fetch in output.fetches:
-            peer = self.peer_table.peer_of(fetch.to)
-            if peer is not None and self._should_fetch(fetch.block_id):
-                self._nursery.start_soon(self._fetch_block, peer, fetch.block_id)
-        if output.decisions:
-            self._signal()
-
-    def _accept(self, block_id: bytes) -> None:
-        entry = self.processing.pop(block_id, None)
-        if entry is None:
-            # Range sync can commit a block while the engine still processes it (the sync's
-            # `_after_commit` drops it from `processing`); the engine's late acceptance of a block
-            # we already hold is no news. Anything else means the engine and the chain disagree:
-            # start the engine again from the chain rather than stop the node.
-            if self.chain.store.block_by_hash(block_id) is None:
-                log.warning("engine accepted unknown block %s: restarting the engine",
-                            block_id.hex()[:16])
-                self.engine = self._new_engine()
-                self.processing.clear()
-            return
-        block, state = entry
-        old_validators = self.chain.state.validators
-        self.chain.commit(block, state)
-        self._after_commit(block, state, old_validators)
-
-    def _after_commit(self, block: Block, state: State, old_validators: tuple[object, ...]) -> None:
+    def _after_commit(self, block: Block, state: State, old_validators: tuple[Validator, ...]
+                      ) -> None:
+        """A block was committed, finalised by consensus or by range sync: tell every part that
+        keeps something about it."""
         now = trio.current_time()
         self.last_finalized_at = now
         hashes = [tx.hash for tx in block.txs]
@@ -187,65 +120,11 @@ class Node:
         latency = self.receipts.finality_latency(hashes, now)
         if self.on_finalized is not None:
             self.on_finalized(block, latency if latency is not None else math.nan)
-        # Blocks at or below the new height can no longer be accepted.
-        for other_id, (other, _) in list(self.processing.items()):
-            if other.height <= block.height:
-                del self.processing[other_id]
-        if state.validators != old_validators:
-            self.engine = self._new_engine()
-            self.processing.clear()
+        self.consensus.committed(block, state, old_validators)
         self.receipts.finalized.notify()
         if state.changed_tasks:
             self.tasks.notify(list(state.changed_tasks))
         self._blocks.publish(block)
-
-    # --- blocks ----------------------------------------------------------------------------------
-
-    def _parent_state(self, parent_hash: bytes) -> State | None:
-        if parent_hash == self.chain.state.block_hash:
-            return self.chain.state
-        entry = self.processing.get(parent_hash)
-        return entry[1] if entry else None
-
-    def _check_schedule(self, parent: State, block: Block) -> None:
-        h = block.header
-        if h.timestamp > self.wall_ms() + self.settings.max_future_drift_ms:
-            raise InvalidBlock("timestamp too far in the future")
-        slot = slot_at(parent.timestamp, h.timestamp, self.settings.slot_ms)
-        expected = proposer_for(parent.chain_id.encode(), h.height, slot,
-                                self._validator_set(parent))
-        if expected != bytes(h.proposer):
-            raise InvalidBlock(f"proposer {address_to_text(h.proposer)} does not hold slot {slot}")
-
-    def receive_block(self, raw: bytes) -> Block | None:
-        """Validate a proposal and hand it to consensus; returns it if it is new and valid.
-
-        Raises `OgpuError` subclasses for bad blocks (the caller logs and counts them).
-        """
-        block = decode(Block, raw)
-        block_id = block.hash
-        if block_id in self.processing or block.height <= self.chain.state.height:
-            return None
-        if len(self.processing) >= self.settings.max_processing_blocks:
-            raise InvalidBlock("too many processing blocks")
-        parent = self._parent_state(block.header.parent_hash)
-        if parent is None:
-            return None  # unknown parent: the status loop's sync catches up if we are behind
-        self._check_schedule(parent, block)
-        self._add_processing(block, apply_block(parent, block))
-        return block
-
-    def _add_processing(self, block: Block, state: State) -> None:
-        """Hand a valid block (and the state after it) to consensus."""
-        self.processing[block.hash] = (block, state)
-        try:
-            output = self.engine.add_block(block.hash, block.header.parent_hash, block.height,
-                                           self._now())
-        except ConsensusError as exc:
-            self.processing.pop(block.hash, None)
-            raise InvalidBlock(f"consensus refused the block: {exc}") from exc
-        self._handle(output)
-        self._signal()
 
     async def _propose(self) -> None:
         assert self.key is not None
@@ -257,25 +136,12 @@ class Node:
         for tx, error in rejected:
             self._drop_refused(tx, error)
         block, new_state = build_block(state, txs, self.key, timestamp)
-        self._add_processing(block, new_state)  # built by us: no need to validate it again
+        self.consensus.add_processing(block, new_state)  # built by us: no need to validate it again
         try:
             await self.network.publish(m.TOPIC_BLOCKS,
                                        encode(m.BlockAnnouncement(block.hash, block.height)))
         except P2PError as exc:  # peers still get it by fetching what our queries name
             log.warning("could not gossip block %d: %s", block.height, exc)
-
-    def _should_fetch(self, block_id: bytes) -> bool:
-        """Fetch a block named by a vote at most once per `fetch_retry_s`: a peer that lags
-        keeps voting for a block we decided long ago, and refetching it each poll would spin."""
-        now = trio.current_time()
-        last = self._fetched.get(block_id)
-        if last is not None and now - last < self.settings.fetch_retry_s:
-            return False
-        self._fetched[block_id] = now
-        self._fetched.move_to_end(block_id)
-        while len(self._fetched) > 4096:
-            self._fetched.popitem(last=False)
-        return True
 
     def _next_timestamp(self, state: State) -> int:
         """The time of a block built now on `state` (after its parent's, whatever the clock)."""
@@ -318,20 +184,20 @@ class Node:
     async def serve(self, *, task_status: TaskStatus = trio.TASK_STATUS_IGNORED) -> None:
         """Run the node's services until cancelled."""
         self.last_finalized_at = trio.current_time()
-        net = self.network
-        net.set_handler(m.PROTO_STATUS, self.status_exchange.on_status_request)
-        net.set_handler(m.PROTO_QUERY, self._on_query)
-        net.set_handler(m.PROTO_BLOCK, self._on_block_request)
-        net.set_handler(m.PROTO_RANGE, self.sync.on_range_request)
-        if self.blobs is not None:
-            net.set_handler(PROTO_BLOB, self.files.on_blob_request)
         async with trio.open_nursery() as nursery:
-            self._nursery = nursery
+            # First: received blocks go to consensus, whose requests run in its nursery.
+            await nursery.start(self.consensus.serve)
+            net = self.network
+            net.set_handler(m.PROTO_STATUS, self.status_exchange.on_status_request)
+            net.set_handler(m.PROTO_QUERY, self.consensus.on_query)
+            net.set_handler(m.PROTO_BLOCK, self.consensus.on_block_request)
+            net.set_handler(m.PROTO_RANGE, self.sync.on_range_request)
+            if self.blobs is not None:
+                net.set_handler(PROTO_BLOB, self.files.on_blob_request)
             nursery.start_soon(self._gossip_loop, m.TOPIC_TXS, self._on_tx_gossip)
-            nursery.start_soon(self._gossip_loop, m.TOPIC_BLOCKS, self._on_block_gossip)
+            nursery.start_soon(self._gossip_loop, m.TOPIC_BLOCKS, self.consensus.on_block_gossip)
             nursery.start_soon(self._gossip_loop, m.TOPIC_PROGRESS, self._on_progress_gossip)
             nursery.start_soon(self._tx_publisher)
-            nursery.start_soon(self._timer_loop)
             nursery.start_soon(self.sync.serve)
             if self.key is not None:
                 nursery.start_soon(self._proposer_loop)
@@ -373,16 +239,7 @@ class Node:
                 self.mempool.add(decode_transaction(raw), state)
             except InvalidTransaction:
                 continue
-        self._signal()
-
-    def _on_block_gossip(self, peer: str, data: bytes) -> None:
-        announcement = decode(m.BlockAnnouncement, data)
-        if (announcement.block_id in self.processing
-                or announcement.height != self.chain.state.height + 1
-                or not self._should_fetch(announcement.block_id)):
-            return  # known, or not buildable on our last finalised block (sync handles it)
-        assert self._nursery is not None
-        self._nursery.start_soon(self._fetch_block, peer, announcement.block_id)
+        self.changed.notify()
 
     async def _tx_publisher(self) -> None:
         while True:
@@ -398,31 +255,19 @@ class Node:
                 except P2PError as exc:
                     log.warning("could not gossip %d transactions: %s", len(batch), exc)
 
-    async def _timer_loop(self) -> None:
-        while True:
-            deadline = self.engine.next_deadline()
-            if deadline is None:
-                await self._changed.wait()
-                continue
-            with trio.move_on_at(deadline / 1000) as scope:
-                await self._changed.wait()
-            if scope.cancelled_caught:
-                # Woken by the deadline itself: ms rounding must not make it look early.
-                self._handle(self.engine.on_timeout(max(self._now(), deadline)))
-
     async def _proposer_loop(self) -> None:
         assert self.key is not None
         me = bytes(self.key.address)
         settings = self.settings
         while True:
-            changed = self._changed
+            changed = self.changed.event
             state = self.chain.state
             wake_at: float | None = None
-            if not self.sync.syncing and not self.processing:
+            if not self.sync.syncing and not self.consensus.processing:
                 now = self.wall_ms()
                 slot = slot_at(state.timestamp, now, settings.slot_ms)
                 holder = proposer_for(state.chain_id.encode(), state.height + 1, slot,
-                                      self._validator_set(state))
+                                      self.consensus.validator_set(state))
                 due_at = state.timestamp + settings.max_block_interval_ms
                 deadline = state.next_market_deadline  # a market phase ends: pass it on time
                 if deadline is not None:
@@ -444,55 +289,8 @@ class Node:
         """A range sync stopped: recheck the mempool once on where it got, and restart consensus
         from there."""
         self._recheck(self.chain.state)
-        self.engine = self._new_engine()
-        self.processing.clear()
-        self._signal()
-
-    async def _send_query(self, validator: bytes, poll_id: int, block_id: bytes) -> None:
-        engine = self.engine  # the poll id is this engine's: drop the answer if it was replaced
-        peer = self.peer_table.peer_of(validator)
-        entry = self.processing.get(block_id)
-        height = entry[0].height if entry else self.chain.state.height
-        try:
-            if peer is None:
-                raise P2PError("no connection to this validator")
-            with trio.fail_after(self.settings.request_timeout_s):
-                raw = await self.network.request(peer, m.PROTO_QUERY,
-                                                 encode(m.Query(poll_id, block_id, height)))
-            chits = decode(m.Chits, raw)
-        except (P2PError, OgpuError, trio.TooSlowError):
-            # No answer is no vote when the poll's deadline passes. Reporting the failure at
-            # once would let polls that cannot succeed (too much stake unreachable) spin.
-            return
-        if engine is self.engine:
-            self._handle(engine.on_chits(validator, poll_id, chits.preferred_id, self._now()))
-
-    async def _fetch_block(self, peer: str, block_id: bytes) -> None:
-        try:
-            with trio.fail_after(self.settings.request_timeout_s):
-                raw = await self.network.request(peer, m.PROTO_BLOCK,
-                                                 encode(m.BlockRequest(block_id)))
-            response = decode(m.BlockResponse, raw)
-            if response.block:
-                self.receive_block(response.block)
-        except (P2PError, OgpuError, trio.TooSlowError) as exc:
-            log.debug("fetching block %s from %s failed: %s", block_id.hex()[:12], peer, exc)
-
-    # --- request handlers -----------------------------------------------------------------------
-
-    async def _on_query(self, peer: str, data: bytes) -> bytes:
-        query = decode(m.Query, data)
-        known = query.block_id in self.processing or query.height <= self.chain.state.height
-        if not known and not self.sync.syncing and self._should_fetch(query.block_id):
-            await self._fetch_block(peer, query.block_id)
-        return encode(m.Chits(self.engine.preference))
-
-    async def _on_block_request(self, peer: str, data: bytes) -> bytes:
-        request = decode(m.BlockRequest, data)
-        entry = self.processing.get(request.block_id)
-        if entry is not None:
-            return encode(m.BlockResponse(entry[0].encoded))
-        return encode(m.BlockResponse(self.chain.block_bytes(request.block_id) or b""))
+        self.consensus.restart()
+        self.changed.notify()
 
     # --- NodeApi ---------------------------------------------------------------------------------
 
@@ -519,7 +317,7 @@ class Node:
         visible = {v for v, peer in self.peer_table.validators.items() if peer in connected}
         if self.key is not None:
             visible.add(bytes(self.key.address))
-        vset = self._validator_set(state)
+        vset = self.consensus.validator_set(state)
         seen = sum(vset.stake_of(v) for v in visible)
         params = self.settings.consensus
         if not params.passes(params.alpha_confidence, seen, vset.total_stake):
@@ -564,7 +362,7 @@ class Node:
         self.receipts.submitted(tx.hash, trio.current_time())
         self._outgoing_txs.append(tx.encoded)
         self._txs_to_gossip.set()
-        self._signal()
+        self.changed.notify()
         return TxReceipt(tx.hash, TxState.PENDING)
 
     async def wait_for_tx(self, tx_hash: bytes) -> TxReceipt:

@@ -133,16 +133,16 @@ def start_agents(nursery: trio.Nursery, node: Node, config: Config) -> None:
 
 
 async def _update_gauges(node: Node, metrics: NodeMetrics) -> None:
-    engine, counted = node.engine, 0
+    engine, counted = node.consensus.engine, 0
     while True:
-        if node.engine is not engine:  # rebuilt after a sync or an epoch: a new counter
-            engine, counted = node.engine, 0
+        if node.consensus.engine is not engine:  # rebuilt after a sync or an epoch: a new counter
+            engine, counted = node.consensus.engine, 0
         metrics.count_poll("finished", engine.polls_applied - counted)
         counted = engine.polls_applied
         metrics.set_peers(len(node.network.peers()))
         metrics.set_mempool_size(len(node.mempool))
         metrics.set_network_stats(node.network.stats())
-        metrics.set_outstanding_polls(node.engine.outstanding_polls)
+        metrics.set_outstanding_polls(node.consensus.engine.outstanding_polls)
         await trio.sleep(1)
 
 

@@ -101,7 +101,8 @@ def describe_nodes(nodes: list[Node]) -> str:
     now = trio.current_time()
     return "\n".join(
         f"{node.moniker}: height {node.chain.state.height}, syncing {node.sync.syncing}, "
-        f"{len(node.processing)} blocks in consensus, {len(node.mempool)} txs in the mempool, "
+        f"{len(node.consensus.processing)} blocks in consensus, "
+        f"{len(node.mempool)} txs in the mempool, "
         f"last finalised {now - node.last_finalized_at:.1f} s ago, tasks "
         + ", ".join(f"{bytes(t).hex()[:8]} {task.status.name}"
                     for t, task in node.chain.state.tasks.items())

@@ -231,9 +231,9 @@ def test_a_late_or_unknown_acceptance_does_not_stop_the_node() -> None:
                 validator_key=VALIDATORS[0], wall_ms=lambda: EPOCH_MS)
     block, state = build_block(chain.state, [], VALIDATORS[0], EPOCH_MS)
     chain.commit(block, state)  # as sync does
-    engine = node.engine
-    node._accept(block.hash)
-    assert node.engine is engine and chain.state.height == 1
-    node._accept(b"\x42" * 32)
-    assert node.engine is not engine and node.processing == {}
-    assert node.engine.last_accepted_id == chain.state.block_hash
+    engine = node.consensus.engine
+    node.consensus._accept(block.hash)
+    assert node.consensus.engine is engine and chain.state.height == 1
+    node.consensus._accept(b"\x42" * 32)
+    assert node.consensus.engine is not engine and node.consensus.processing == {}
+    assert node.consensus.engine.last_accepted_id == chain.state.block_hash
