@@ -3,7 +3,8 @@
 One `Node` lives in one trio task tree (`serve`). Everything it owns — chain, mempool, processing
 blocks, engine — is touched only from that tree, so no locks are needed. Services:
 
-    _proposer_loop    propose on our proposer slot when transactions wait or the interval is up
+    Proposer.serve    propose on our proposer slot when transactions wait or the interval is up
+                      (proposing.py, validators only)
     _gossip_loops     receive transaction batches and block proposals
     _tx_publisher     batch and pace outgoing transaction gossip
     ConsensusDriver.serve  expire late polls (time passed in to the engine; consensus_driver.py)
@@ -24,14 +25,13 @@ from contextlib import AbstractAsyncContextManager
 import trio
 import trio.lowlevel
 
-from consensus.proposer import proposer_for, slot_at, slot_start
 from ogpu_node.address import address_to_text
 from ogpu_node.blobs import PROTO_BLOB, BlobStore
 from ogpu_node.chain import Chain
 from ogpu_node.encoding import decode, encode
 from ogpu_node.errors import OgpuError
 from ogpu_node.keys import PrivateKey
-from ogpu_node.ledger import Block, State, Transaction, Validator, build_block
+from ogpu_node.ledger import Block, State, Transaction, Validator
 from ogpu_node.ledger.builder import select_transactions
 from ogpu_node.ledger.errors import InvalidTransaction
 from ogpu_node.ledger.tx import decode_transaction
@@ -41,6 +41,7 @@ from ogpu_node.node.consensus_driver import FOLLOWER_ENGINE_ID, ConsensusDriver
 from ogpu_node.node.files import Files
 from ogpu_node.node.mempool import EarlierNonceRejected, Mempool
 from ogpu_node.node.peers import PeerTable, StatusExchange
+from ogpu_node.node.proposing import Proposer, next_timestamp
 from ogpu_node.node.receipts import Receipts
 from ogpu_node.node.settings import NodeSettings
 from ogpu_node.node.sync import Sync
@@ -98,13 +99,17 @@ class Node:
             node_id=validator or FOLLOWER_ENGINE_ID,
             settings=self.settings, wall_ms=wall_ms, peers=self.peer_table, changed=self.changed,
             is_syncing=lambda: self.sync.syncing, on_commit=self._after_commit)
+        self.proposer = None if validator_key is None else Proposer(
+            validator_key, chain, network, self.mempool, self.consensus, settings=self.settings,
+            wall_ms=wall_ms, changed=self.changed, is_syncing=lambda: self.sync.syncing,
+            drop_refused=self._drop_refused)
         self.last_finalized_at = 0.0  # set when `serve` starts
         self._outgoing_txs: list[bytes] = []
         self._txs_to_gossip = trio.Event()
         self._blocks = Broadcast[Block](256)
         self.tasks = TaskFeed()
 
-    # --- finalising and proposing ----------------------------------------------------------------
+    # --- finalising ----------------------------------------------------------------------------
 
     def _after_commit(self, block: Block, state: State, old_validators: tuple[Validator, ...]
                       ) -> None:
@@ -126,27 +131,6 @@ class Node:
             self.tasks.notify(list(state.changed_tasks))
         self._blocks.publish(block)
 
-    async def _propose(self) -> None:
-        assert self.key is not None
-        state = self.chain.state
-        timestamp = self._next_timestamp(state)
-        txs, rejected = select_transactions(state, self.mempool.candidates(state),
-                                            self.key.address, timestamp,
-                                            m.MAX_PROPOSAL_BYTES - 1024)
-        for tx, error in rejected:
-            self._drop_refused(tx, error)
-        block, new_state = build_block(state, txs, self.key, timestamp)
-        self.consensus.add_processing(block, new_state)  # built by us: no need to validate it again
-        try:
-            await self.network.publish(m.TOPIC_BLOCKS,
-                                       encode(m.BlockAnnouncement(block.hash, block.height)))
-        except P2PError as exc:  # peers still get it by fetching what our queries name
-            log.warning("could not gossip block %d: %s", block.height, exc)
-
-    def _next_timestamp(self, state: State) -> int:
-        """The time of a block built now on `state` (after its parent's, whatever the clock)."""
-        return max(self.wall_ms(), state.timestamp + 1)
-
     def _recheck(self, state: State) -> None:
         """Drop the pending transactions that the next block would refuse, as CometBFT's
         mempool recheck does, for the first one of each sender: a market transaction that came
@@ -159,7 +143,8 @@ class Node:
         if not heads:
             return
         proposer = Address(self.key.address if self.key else bytes(ADDRESS_LEN))
-        _, rejected = select_transactions(state, heads, proposer, self._next_timestamp(state))
+        timestamp = next_timestamp(state, self.wall_ms())
+        _, rejected = select_transactions(state, heads, proposer, timestamp)
         for tx, error in rejected:
             self._drop_refused(tx, error)
 
@@ -199,8 +184,8 @@ class Node:
             nursery.start_soon(self._gossip_loop, m.TOPIC_PROGRESS, self._on_progress_gossip)
             nursery.start_soon(self._tx_publisher)
             nursery.start_soon(self.sync.serve)
-            if self.key is not None:
-                nursery.start_soon(self._proposer_loop)
+            if self.proposer is not None:
+                nursery.start_soon(self.proposer.serve)
             task_status.started()
 
     async def _gossip_loop(self, topic: str, handler: Callable[[str, bytes], None]) -> None:
@@ -254,36 +239,6 @@ class Node:
                     await self.network.publish(m.TOPIC_TXS, encode(m.TxBatch(tuple(batch))))
                 except P2PError as exc:
                     log.warning("could not gossip %d transactions: %s", len(batch), exc)
-
-    async def _proposer_loop(self) -> None:
-        assert self.key is not None
-        me = bytes(self.key.address)
-        settings = self.settings
-        while True:
-            changed = self.changed.event
-            state = self.chain.state
-            wake_at: float | None = None
-            if not self.sync.syncing and not self.consensus.processing:
-                now = self.wall_ms()
-                slot = slot_at(state.timestamp, now, settings.slot_ms)
-                holder = proposer_for(state.chain_id.encode(), state.height + 1, slot,
-                                      self.consensus.validator_set(state))
-                due_at = state.timestamp + settings.max_block_interval_ms
-                deadline = state.next_market_deadline  # a market phase ends: pass it on time
-                if deadline is not None:
-                    due_at = min(due_at, deadline)
-                if holder == me and (now >= due_at or any(True for _ in
-                                                          self.mempool.candidates(state))):
-                    await self._propose()
-                    continue
-                next_slot = slot_start(state.timestamp, slot + 1, settings.slot_ms)
-                wake_ms = next_slot if holder != me else min(next_slot, due_at)
-                wake_at = trio.current_time() + max(0, wake_ms - now) / 1000
-            if wake_at is None:
-                await changed.wait()
-            else:
-                with trio.move_on_at(wake_at):
-                    await changed.wait()
 
     def _after_sync(self) -> None:
         """A range sync stopped: recheck the mempool once on where it got, and restart consensus
