@@ -1,17 +1,24 @@
-"""The node: the consensus engine driven by the network, blocks finalised into the chain.
+"""The node: the facade over its parts, and the one trio task tree they run in.
 
-One `Node` lives in one trio task tree (`serve`). Everything it owns — chain, mempool, processing
-blocks, engine — is touched only from that tree, so no locks are needed. Services:
+`Node` implements `ogpu_node.node_api.NodeApi` (RPC and the market agents use it), builds the
+parts below with their dependencies, runs their services in its nursery (`serve`) and fans a
+committed block out to them (`_after_commit`). Everything is touched only from that tree, so no
+locks are needed. The parts, by file:
 
-    Proposer.serve    propose on our proposer slot when transactions wait or the interval is up
-                      (proposing.py, validators only)
-    _gossip_loops     receive transaction batches and block proposals
-    _tx_publisher     batch and pace outgoing transaction gossip
-    ConsensusDriver.serve  expire late polls (time passed in to the engine; consensus_driver.py)
-    Sync.serve        learn peers' heights and validators; sync when behind (sync.py, peers.py)
+    consensus_driver.py  ConsensusDriver: the engine, the blocks it decides (`processing`), block
+                         checks, polls and fetches, commits; serves /ogpu/query/1, /ogpu/block/1,
+                         block announcements; service: the poll timer
+    proposing.py         Proposer (validators only): proposals on our slots; service: its loop
+    pending_txs.py       PendingTxs: mempool admission, transaction gossip in and out, recheck
+                         after blocks; service: the gossip batcher
+    peers.py             PeerTable, StatusExchange: who each peer is; serves /ogpu/status/1
+    sync.py              Sync: range sync; serves /ogpu/range/1; service: the status loop
+    receipts.py          Receipts: transaction receipts and waiting for them
+    files.py             Files: blobs stored, served on /ogpu/blob/1, fetched from peers
+    task_feed.py         TaskFeed: task progress reports and task change subscriptions
 
-Network handlers: consensus queries and single blocks (consensus_driver.py), status (peers.py),
-block ranges (sync.py) and blobs (files.py).
+The node itself runs the gossip loops (transactions, block announcements, task progress) and
+keeps the block subscribers and the time of the last finalised block (for health).
 """
 
 from __future__ import annotations
@@ -23,7 +30,6 @@ from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 
 import trio
-import trio.lowlevel
 
 from ogpu_node.address import address_to_text
 from ogpu_node.blobs import PROTO_BLOB, BlobStore
@@ -32,21 +38,19 @@ from ogpu_node.encoding import decode, encode
 from ogpu_node.errors import OgpuError
 from ogpu_node.keys import PrivateKey
 from ogpu_node.ledger import Block, State, Transaction, Validator
-from ogpu_node.ledger.builder import select_transactions
-from ogpu_node.ledger.errors import InvalidTransaction
-from ogpu_node.ledger.tx import decode_transaction
 from ogpu_node.node import messages as m
 from ogpu_node.node.broadcast import Broadcast, Notifier
 from ogpu_node.node.consensus_driver import FOLLOWER_ENGINE_ID, ConsensusDriver
 from ogpu_node.node.files import Files
-from ogpu_node.node.mempool import EarlierNonceRejected, Mempool
+from ogpu_node.node.mempool import Mempool
 from ogpu_node.node.peers import PeerTable, StatusExchange
-from ogpu_node.node.proposing import Proposer, next_timestamp
+from ogpu_node.node.pending_txs import PendingTxs
+from ogpu_node.node.proposing import Proposer
 from ogpu_node.node.receipts import Receipts
 from ogpu_node.node.settings import NodeSettings
 from ogpu_node.node.sync import Sync
 from ogpu_node.node.task_feed import TaskFeed, sign_progress
-from ogpu_node.node_api import Health, NodeStatus, PeerInfo, TxReceipt, TxState
+from ogpu_node.node_api import Health, NodeStatus, PeerInfo, TxReceipt
 from ogpu_node.types import ADDRESS_LEN, Address, Hash32
 from p2p.errors import P2PError
 from p2p.network import Network, TaskStatus
@@ -99,17 +103,20 @@ class Node:
             node_id=validator or FOLLOWER_ENGINE_ID,
             settings=self.settings, wall_ms=wall_ms, peers=self.peer_table, changed=self.changed,
             is_syncing=lambda: self.sync.syncing, on_commit=self._after_commit)
+        self.pending_txs = PendingTxs(
+            chain, network, self.mempool, self.receipts,
+            proposer=Address(validator or bytes(ADDRESS_LEN)),
+            wall_ms=wall_ms, gossip_interval_s=self.settings.tx_gossip_interval_s,
+            changed=self.changed, is_syncing=lambda: self.sync.syncing)
         self.proposer = None if validator_key is None else Proposer(
             validator_key, chain, network, self.mempool, self.consensus, settings=self.settings,
             wall_ms=wall_ms, changed=self.changed, is_syncing=lambda: self.sync.syncing,
-            drop_refused=self._drop_refused)
+            drop_refused=self.pending_txs.drop_refused)
         self.last_finalized_at = 0.0  # set when `serve` starts
-        self._outgoing_txs: list[bytes] = []
-        self._txs_to_gossip = trio.Event()
         self._blocks = Broadcast[Block](256)
         self.tasks = TaskFeed()
 
-    # --- finalising ----------------------------------------------------------------------------
+    # --- finalising ------------------------------------------------------------------------------
 
     def _after_commit(self, block: Block, state: State, old_validators: tuple[Validator, ...]
                       ) -> None:
@@ -118,10 +125,7 @@ class Node:
         now = trio.current_time()
         self.last_finalized_at = now
         hashes = [tx.hash for tx in block.txs]
-        self.mempool.remove(hashes)
-        self.mempool.prune(state)
-        if not self.sync.syncing:  # a range sync rechecks once, at its end
-            self._recheck(state)
+        self.pending_txs.committed(hashes, state)
         latency = self.receipts.finality_latency(hashes, now)
         if self.on_finalized is not None:
             self.on_finalized(block, latency if latency is not None else math.nan)
@@ -131,38 +135,12 @@ class Node:
             self.tasks.notify(list(state.changed_tasks))
         self._blocks.publish(block)
 
-    def _recheck(self, state: State) -> None:
-        """Drop the pending transactions that the next block would refuse, as CometBFT's
-        mempool recheck does, for the first one of each sender: a market transaction that came
-        too late (a verdict after its task closed, a bid after its window) or a transfer the
-        balance no longer covers is refused by every proposer, and since a refused transaction
-        does not use its nonce, everything the sender sent after it would wait for ever (a
-        provider's bids stuck behind its own late verdict). Those are dropped with it and
-        receipted as rejected, so that their senders send them again."""
-        heads = self.mempool.heads(state)
-        if not heads:
-            return
-        proposer = Address(self.key.address if self.key else bytes(ADDRESS_LEN))
-        timestamp = next_timestamp(state, self.wall_ms())
-        _, rejected = select_transactions(state, heads, proposer, timestamp)
-        for tx, error in rejected:
-            self._drop_refused(tx, error)
-
-    def _drop_refused(self, tx: Transaction, error: InvalidTransaction) -> None:
-        """Drop a transaction a block would refuse, and the sender's later ones, which cannot
-        follow it (a refused transaction does not use its nonce)."""
-        if tx.hash not in self.mempool:  # dropped already, after an earlier one of its sender
-            return
-        self.receipts.reject(tx.hash, error)
-        followers = [later for later in self.mempool.drop_from(tx.sender, tx.nonce)
-                     if later.hash != tx.hash]
-        for later in followers:
-            self.receipts.reject(later.hash, EarlierNonceRejected(
-                f"the sender's transaction with nonce {tx.nonce} was refused "
-                f"({error.code}): send this one again"))
-        if followers:
-            log.info("dropped transaction %s of %s (%s) and the %d sent after it",
-                     tx.hash.hex()[:12], address_to_text(tx.sender), error.code, len(followers))
+    def _after_sync(self) -> None:
+        """A range sync stopped: recheck the mempool once on where it got, and restart consensus
+        from there."""
+        self.pending_txs.recheck(self.chain.state)
+        self.consensus.restart()
+        self.changed.notify()
 
     # --- services --------------------------------------------------------------------------------
 
@@ -179,10 +157,10 @@ class Node:
             net.set_handler(m.PROTO_RANGE, self.sync.on_range_request)
             if self.blobs is not None:
                 net.set_handler(PROTO_BLOB, self.files.on_blob_request)
-            nursery.start_soon(self._gossip_loop, m.TOPIC_TXS, self._on_tx_gossip)
+            nursery.start_soon(self._gossip_loop, m.TOPIC_TXS, self.pending_txs.on_tx_gossip)
             nursery.start_soon(self._gossip_loop, m.TOPIC_BLOCKS, self.consensus.on_block_gossip)
             nursery.start_soon(self._gossip_loop, m.TOPIC_PROGRESS, self._on_progress_gossip)
-            nursery.start_soon(self._tx_publisher)
+            nursery.start_soon(self.pending_txs.serve)
             nursery.start_soon(self.sync.serve)
             if self.proposer is not None:
                 nursery.start_soon(self.proposer.serve)
@@ -215,37 +193,6 @@ class Node:
     def next_nonce(self, address: bytes) -> int:
         """The nonce for a new transaction from `address`, after those already pending."""
         return self.mempool.next_nonce(Address(address), self.chain.state)
-
-    def _on_tx_gossip(self, peer: str, data: bytes) -> None:
-        batch = decode(m.TxBatch, data)
-        state = self.chain.state
-        for raw in batch.txs:
-            try:
-                self.mempool.add(decode_transaction(raw), state)
-            except InvalidTransaction:
-                continue
-        self.changed.notify()
-
-    async def _tx_publisher(self) -> None:
-        while True:
-            await self._txs_to_gossip.wait()
-            self._txs_to_gossip = trio.Event()
-            # Let a burst of submissions gather into few messages.
-            await trio.sleep(self.settings.tx_gossip_interval_s)
-            while self._outgoing_txs:
-                batch = self._outgoing_txs[:m.MAX_TX_BATCH]
-                del self._outgoing_txs[:m.MAX_TX_BATCH]
-                try:
-                    await self.network.publish(m.TOPIC_TXS, encode(m.TxBatch(tuple(batch))))
-                except P2PError as exc:
-                    log.warning("could not gossip %d transactions: %s", len(batch), exc)
-
-    def _after_sync(self) -> None:
-        """A range sync stopped: recheck the mempool once on where it got, and restart consensus
-        from there."""
-        self._recheck(self.chain.state)
-        self.consensus.restart()
-        self.changed.notify()
 
     # --- NodeApi ---------------------------------------------------------------------------------
 
@@ -309,16 +256,7 @@ class Node:
         return out
 
     async def submit_tx(self, tx: Transaction) -> TxReceipt:
-        try:
-            self.mempool.add(tx, self.chain.state)
-        except InvalidTransaction as exc:
-            self.receipts.reject(tx.hash, exc)
-            raise
-        self.receipts.submitted(tx.hash, trio.current_time())
-        self._outgoing_txs.append(tx.encoded)
-        self._txs_to_gossip.set()
-        self.changed.notify()
-        return TxReceipt(tx.hash, TxState.PENDING)
+        return self.pending_txs.submit(tx)
 
     async def wait_for_tx(self, tx_hash: bytes) -> TxReceipt:
         return await self.receipts.wait(tx_hash)
