@@ -6,8 +6,9 @@ fetches finalised blocks from it with `/ogpu/range/1` (`MAX_RANGE_BLOCKS` or `MA
 response), applies and commits them one by one (each goes through the node's `on_commit`, as a
 block finalised by consensus does) and, when it stops, hands over to `on_done` (the node rechecks
 the mempool and restarts consensus from the new head). `syncing` is true meanwhile: the node
-neither proposes, fetches blocks named by polls, nor reports itself healthy. `on_range_request`
-serves other nodes' syncs.
+does not propose, does not fetch the unknown blocks that peers' queries name, rechecks the
+mempool only at the end, and reports itself unhealthy. `on_range_request` serves other nodes'
+syncs.
 
 Limitation: finality is taken from one peer (the blocks themselves are checked: signatures,
 roots); a stake-majority check of the frontier is to come.
