@@ -66,7 +66,9 @@ CONSENSUS_SIM = Rule("consensus", FORBIDDEN_EVERYWHERE)
 LEDGER = Rule(
     "ogpu_node.ledger", FORBIDDEN_EVERYWHERE | FORBIDDEN_IN_CORE | {"numpy", "cryptography"},
     project=frozenset({"ogpu_node.encoding", "ogpu_node.errors", "ogpu_node.hashing",
-                       "ogpu_node.keys", "ogpu_node.types", "gpu.spec"}),
+                       "ogpu_node.keys", "ogpu_node.types", "gpu.spec",
+                       # equivocation evidence is checked by the consensus checker itself
+                       "consensus.errors", "consensus.evidence", "consensus.proposer"}),
     # LtHash adds 1024 16-bit lanes per record; numpy does that arithmetic, nothing else.
     exceptions={"commitment.py": frozenset({"numpy"})})
 
