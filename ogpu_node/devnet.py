@@ -1,4 +1,4 @@
-"""The local devnet: N validator processes on 127.0.0.1 from a generated genesis.
+"""The local devnet: N validator processes from a generated genesis, on 127.0.0.1 by default.
 
     up [--nodes N] [--detach]   create (first run), start, wait until every node is healthy
     status                      height, peers and health of each node
@@ -9,7 +9,8 @@
 
 State lives in the devnet folder (default ./devnet) and survives restarts until `reset`. Node i
 listens on p2p port BASE_P2P+i and RPC port BASE_RPC+i (`--base-p2p`, `--base-rpc` move them);
-every node bootstraps from all others.
+every node bootstraps from all others. Tests may place each node on an address of its own
+(`NodePlace`) and start it inside a network namespace (`start(..., netns=...)`).
 Process ids are kept in `<devnet>/pids`, logs in `<devnet>/nodeI/node.log`.
 """
 
@@ -25,6 +26,8 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +35,7 @@ import httpx
 
 from gpu.device import BLAS_THREAD_VARIABLES
 from ogpu_node.address import address_to_text
-from ogpu_node.config import CONFIG_FILE, load_config
+from ogpu_node.config import CONFIG_FILE, ConfigError, load_config
 from ogpu_node.genesis import dev_account_key
 from ogpu_node.keys import read_key_file
 from ogpu_node.ledger import Transfer
@@ -47,6 +50,29 @@ BASE_RPC = 8545
 DEV_ACCOUNTS = 10
 PROVIDERS = 2
 STARTUP_TIMEOUT_S = 60.0
+LOCALHOST = "127.0.0.1"
+
+
+@dataclass(frozen=True)
+class NodePlace:
+    """Where one node listens: its p2p address (IPv4; the others dial it there) and its RPC
+    address. A devnet on one machine puts every node on 127.0.0.1; a test network gives each
+    node an address of its own, as separate hosts would have."""
+
+    p2p_host: str
+    p2p_port: int
+    rpc_host: str
+    rpc_port: int
+
+    @property
+    def p2p_multiaddr(self) -> str:
+        return f"/ip4/{self.p2p_host}/tcp/{self.p2p_port}"
+
+
+def local_places(nodes: int, base_p2p: int = BASE_P2P, base_rpc: int = BASE_RPC
+                 ) -> list[NodePlace]:
+    """Node i on 127.0.0.1, p2p port `base_p2p` + i and RPC port `base_rpc` + i."""
+    return [NodePlace(LOCALHOST, base_p2p + i, LOCALHOST, base_rpc + i) for i in range(nodes)]
 
 
 def rpc_url(home: Path) -> str:
@@ -62,40 +88,47 @@ def node_homes(root: Path) -> list[Path]:
 def create(root: Path, nodes: int, base_p2p: int = BASE_P2P, base_rpc: int = BASE_RPC,
            dev_accounts: int = DEV_ACCOUNTS, dev_balance: str = "1000000",
            providers: int = PROVIDERS, node_settings: dict[int, dict[str, object]] | None = None,
-           template: Path | None = None) -> None:
-    """Make the homes and genesis, then give each node its ports and bootstrap peers.
+           template: Path | None = None, places: Sequence[NodePlace] | None = None) -> None:
+    """Make the homes and genesis, then give each node its addresses and bootstrap peers.
 
     Nodes 1..`providers` also act as GPU providers; `node_settings` adds settings per node
-    (used by tests for fault injection)."""
+    (used by tests for fault injection). `places` puts node i at `places[i]` (default
+    `local_places`), where the others dial it."""
     subprocess.run([sys.executable, "-m", "ogpu_node.cli.node_cli", "genesis", "new",
                     "--validators", str(nodes), "--homes", str(root), "--chain-id", "ogpu-devnet",
                     "--dev-accounts", str(dev_accounts), "--dev-balance", dev_balance, "--json",
                     *(["--template", str(template)] if template else [])],
                    check=True, stdout=subprocess.DEVNULL)
     homes = node_homes(root)
-    addrs = []
-    for i, home in enumerate(homes):
-        config = load_config(home, environ={})
-        seed = read_key_file(config.path(config.node_key_file)).secret_bytes()
-        addrs.append(f"/ip4/127.0.0.1/tcp/{base_p2p + i}/p2p/{peer_id_from_seed(seed)}")
+    places = list(places) if places is not None else local_places(nodes, base_p2p, base_rpc)
+    if len(places) != len(homes):
+        raise ConfigError(f"{len(places)} places given for {len(homes)} nodes")
+    ids = [peer_id(home) for home in homes]
     for i, home in enumerate(homes):
         extra: dict[str, object] = {"provider": 1 <= i <= providers}
         extra.update((node_settings or {}).get(i, {}))
-        write_node_config(home, base_p2p + i, base_rpc + i,
-                          [a for j, a in enumerate(addrs) if j != i], extra)
+        bootstrap = [f"{places[j].p2p_multiaddr}/p2p/{ids[j]}"
+                     for j in range(len(homes)) if j != i]
+        write_node_config(home, places[i], bootstrap, extra)
 
 
-def write_node_config(home: Path, p2p_port: int, rpc_port: int, bootstrap: list[str],
+def peer_id(home: Path) -> str:
+    """The libp2p peer id of the node at `home`, from its node key."""
+    config = load_config(home, environ={})
+    return peer_id_from_seed(read_key_file(config.path(config.node_key_file)).secret_bytes())
+
+
+def write_node_config(home: Path, place: NodePlace, bootstrap: list[str],
                       extra: dict[str, object] | None = None) -> None:
-    """Point the node at `home` to its ports on 127.0.0.1 and its bootstrap peers; `extra`
-    overrides other settings."""
+    """Point the node at `home` to its addresses and its bootstrap peers; `extra` overrides
+    other settings."""
     config = load_config(home, environ={})
     skip = ("p2p_listen", "rpc_listen", "bootstrap_peers", "rpc_rate_limit_per_s", "rpc_uploads",
             *(f"{name} " for name in extra or {}))
     lines = [line for line in config.to_toml().splitlines() if not line.startswith(skip)]
     lines += [f"{name} = {json.dumps(value)}" for name, value in (extra or {}).items()]
-    lines += [f'p2p_listen = "/ip4/127.0.0.1/tcp/{p2p_port}"',
-              f'rpc_listen = "127.0.0.1:{rpc_port}"',
+    lines += [f"p2p_listen = {json.dumps(place.p2p_multiaddr)}",
+              f'rpc_listen = "{place.rpc_host}:{place.rpc_port}"',
               "bootstrap_peers = " + json.dumps(bootstrap),
               # A local devnet serves its own scripts and benchmarks: no RPC rate limit; and
               # uploads on even if their default changes (the demo and `--inputs` use them).
@@ -131,7 +164,7 @@ def add_follower(root: Path, name: str, p2p_port: int, rpc_port: int) -> Path:
     subprocess.run([sys.executable, "-m", "ogpu_node.cli.node_cli", "init", "--home", str(home),
                     "--moniker", name, "--json"], check=True, stdout=subprocess.DEVNULL)
     shutil.copyfile(root / "genesis.json", home / "genesis.json")
-    write_node_config(home, p2p_port, rpc_port, sorted(peers))
+    write_node_config(home, NodePlace(LOCALHOST, p2p_port, LOCALHOST, rpc_port), sorted(peers))
     return home
 
 
@@ -162,15 +195,21 @@ def node_environment() -> dict[str, str]:
     return {**dict.fromkeys(BLAS_THREAD_VARIABLES, "1"), **os.environ}
 
 
-def start(root: Path, only: list[str] | None = None) -> dict[str, int]:
-    """Start every node (or those named in `only`) not already running; returns name -> pid."""
+def start(root: Path, only: list[str] | None = None,
+          netns: Mapping[str, str] | None = None) -> dict[str, int]:
+    """Start every node (or those named in `only`) not already running; returns name -> pid.
+
+    A node named in `netns` runs inside that network namespace (`ip netns exec`, which needs
+    root and keeps the process id: signals sent to the pid reach the node itself)."""
     pids = {name: pid for name, pid in _pids(root).items() if _alive(pid)}
     for home in node_homes(root):
         if home.name in pids or (only is not None and home.name not in only):
             continue
+        namespace = (netns or {}).get(home.name)
+        prefix = ["ip", "netns", "exec", namespace] if namespace else []
         with (home / "node.log").open("ab") as log:
-            process = subprocess.Popen([sys.executable, "-m", "ogpu_node.cli.node_cli", "run",
-                                        "--home", str(home)], stdout=log, stderr=log,
+            process = subprocess.Popen([*prefix, sys.executable, "-m", "ogpu_node.cli.node_cli",
+                                        "run", "--home", str(home)], stdout=log, stderr=log,
                                        stdin=subprocess.DEVNULL, start_new_session=True,
                                        env=node_environment())
         _children[process.pid] = process
