@@ -8,7 +8,7 @@ import pytest
 
 from ogpu_node.blobs import BlobStore
 from ogpu_node.config import CONFIG_FILE, Config, ConfigError, load_config
-from ogpu_node.devnet import write_node_config
+from ogpu_node.devnet import LOCALHOST, NodePlace, write_node_config
 from ogpu_node.rpc import RpcConfig
 
 
@@ -84,7 +84,7 @@ def test_upload_settings_parse_and_start_where_the_rpc_server_does(tmp_path: Pat
 
 def test_a_devnet_node_serves_uploads_whatever_its_home_said(tmp_path: Path) -> None:
     (tmp_path / CONFIG_FILE).write_text("rpc_uploads = false\nrpc_upload_quota_bytes = 0\n")
-    write_node_config(tmp_path, 26656, 8545, [])
+    write_node_config(tmp_path, NodePlace(LOCALHOST, 26656, LOCALHOST, 8545), [])
     config = load_config(tmp_path, environ={})
     assert config.rpc_uploads and config.rpc_rate_limit_per_s == 0
     assert config.rpc_upload_quota_bytes == 0  # other settings are kept
