@@ -33,9 +33,13 @@ from ogpu_node.encoding import decode, encode
 from ogpu_node.errors import OgpuError
 from ogpu_node.hashing import digest
 from ogpu_node.ledger import Block, State, Validator, apply_block
+from ogpu_node.ledger.equivocation import ReportEquivocation
 from ogpu_node.ledger.errors import InvalidBlock
+from ogpu_node.ledger.header import BlockHeader
 from ogpu_node.node import messages as m
 from ogpu_node.node.broadcast import Notifier
+from ogpu_node.node.containment import contained
+from ogpu_node.node.equivocation import EquivocationWatch
 from ogpu_node.node.peers import PeerTable
 from ogpu_node.node.settings import NodeSettings
 from p2p.errors import P2PError
@@ -57,7 +61,8 @@ class ConsensusDriver:
     def __init__(self, chain: Chain, network: Network, *, node_id: bytes, settings: NodeSettings,
                  wall_ms: Callable[[], int], peers: PeerTable, changed: Notifier,
                  is_syncing: Callable[[], bool],
-                 on_commit: Callable[[Block, State, tuple[Validator, ...]], None]) -> None:
+                 on_commit: Callable[[Block, State, tuple[Validator, ...]], None],
+                 on_equivocation: Callable[[ReportEquivocation], None]) -> None:
         self.chain = chain
         self.network = network
         self.node_id = node_id
@@ -74,6 +79,11 @@ class ConsensusDriver:
         """Blocks handed to consensus and not yet decided, each with the state after it."""
         self._validator_sets: dict[tuple[Validator, ...], ValidatorSet] = {}
         self._fetched: OrderedDict[bytes, float] = OrderedDict()
+        self._fetches: dict[str, int] = {}
+        """Our block fetches open, by peer."""
+        self.watch = EquivocationWatch()
+        self.on_equivocation = on_equivocation
+        """Called with a report of a validator that signed two blocks for one slot."""
         self._nursery: trio.Nursery | None = None
         self.engine = self._new_engine()
 
@@ -120,7 +130,7 @@ class ConsensusDriver:
         for fetch in output.fetches:
             peer = self.peers.peer_of(fetch.to)
             if peer is not None and self._should_fetch(fetch.block_id):
-                self._nursery.start_soon(self._fetch_block, peer, fetch.block_id)
+                self._start_fetch(peer, fetch.block_id)
         if output.decisions:
             self.changed.notify()
 
@@ -144,6 +154,7 @@ class ConsensusDriver:
     def committed(self, block: Block, state: State, old_validators: tuple[Validator, ...]
                   ) -> None:
         """`block` was committed (by consensus or by sync): drop what it decided."""
+        self.watch.prune(block.height, state)
         # Blocks at or below the new height can no longer be accepted.
         for other_id, (other, _) in list(self.processing.items()):
             if other.height <= block.height:
@@ -153,17 +164,52 @@ class ConsensusDriver:
 
     # --- blocks ----------------------------------------------------------------------------------
 
+    def _header_at(self, block_hash: bytes, height: int) -> BlockHeader | None:
+        """The header of a processing or finalised block (None for genesis, which has none)."""
+        entry = self.processing.get(block_hash)
+        if entry is not None:
+            return entry[0].header
+        block = self.chain.block_at(height)
+        return block.header if block is not None and block.hash == block_hash else None
+
+    def _watch(self, block: Block, parent: State) -> None:
+        """Every header we see goes through the equivocation watch (signature checked there);
+        a second block for one proposer slot is reported."""
+        parent_header = self._header_at(block.header.parent_hash, block.height - 1)
+        if parent_header is None:
+            return
+        report = self.watch.observe(block, parent_header, parent)
+        if report is not None:
+            log.warning("validator %s signed two blocks for height %d: reporting it",
+                        address_to_text(block.header.proposer), block.height)
+            self.on_equivocation(report)
+
+    def _watch_late(self, block: Block) -> None:
+        """A block at a height we finalised: if its proposer also signed the block we
+        finalised there, for the same slot, that is a double signature too."""
+        final = self.chain.block_at(block.height)
+        if final is None or final.hash == block.hash or final.header.proposer != \
+                block.header.proposer:
+            return
+        state = self.chain.state
+        parent_header = self._header_at(final.header.parent_hash, block.height - 1)
+        if parent_header is not None:
+            self.watch.observe(final, parent_header, state)
+            self._watch(block, state)
+
     def _parent_state(self, parent_hash: bytes) -> State | None:
         if parent_hash == self.chain.state.block_hash:
             return self.chain.state
         entry = self.processing.get(parent_hash)
         return entry[1] if entry else None
 
-    def _check_schedule(self, parent: State, block: Block) -> None:
+    def check_schedule(self, parent: State, block: Block) -> None:
+        """A live block's time and proposer: not too far ahead of our clock, and its proposer
+        holds the slot of its timestamp (range sync checks synced blocks the same way)."""
         h = block.header
         if h.timestamp > self.wall_ms() + self.settings.max_future_drift_ms:
             raise InvalidBlock("timestamp too far in the future")
-        slot = slot_at(parent.timestamp, h.timestamp, self.settings.slot_ms)
+        slot = slot_at(parent.timestamp, h.timestamp, parent.params.slot_ms)
         expected = proposer_for(parent.chain_id.encode(), h.height, slot,
                                 self.validator_set(parent))
         if expected != bytes(h.proposer):
@@ -176,14 +222,18 @@ class ConsensusDriver:
         """
         block = decode(Block, raw)
         block_id = block.hash
-        if block_id in self.processing or block.height <= self.chain.state.height:
+        if block_id in self.processing:
+            return None
+        if block.height <= self.chain.state.height:
+            self._watch_late(block)
             return None
         if len(self.processing) >= self.settings.max_processing_blocks:
             raise InvalidBlock("too many processing blocks")
         parent = self._parent_state(block.header.parent_hash)
         if parent is None:
             return None  # unknown parent: the status loop's sync catches up if we are behind
-        self._check_schedule(parent, block)
+        self._watch(block, parent)
+        self.check_schedule(parent, block)
         self.add_processing(block, apply_block(parent, block))
         return block
 
@@ -232,9 +282,14 @@ class ConsensusDriver:
                 await self.changed.wait()
             if scope.cancelled_caught:
                 # Woken by the deadline itself: ms rounding must not make it look early.
-                self._handle(self.engine.on_timeout(max(self._now(), deadline)))
+                with contained("poll timer"):
+                    self._handle(self.engine.on_timeout(max(self._now(), deadline)))
 
     async def _send_query(self, validator: bytes, poll_id: int, block_id: bytes) -> None:
+        with contained("consensus query"):
+            await self._query(validator, poll_id, block_id)
+
+    async def _query(self, validator: bytes, poll_id: int, block_id: bytes) -> None:
         engine = self.engine  # the poll id is this engine's: drop the answer if it was replaced
         peer = self.peers.peer_of(validator)
         entry = self.processing.get(block_id)
@@ -253,16 +308,36 @@ class ConsensusDriver:
         if engine is self.engine:
             self._handle(engine.on_chits(validator, poll_id, chits.preferred_id, self._now()))
 
+    def _start_fetch(self, peer: str, block_id: bytes) -> bool:
+        """Fetch `block_id` from `peer` in the background, unless that peer already has
+        `max_fetches_per_peer` of our fetches open or we have `max_fetches` in all: a peer
+        that names random blocks (in queries, announcements or votes) costs a bounded number
+        of requests, each bounded in time and size. Returns whether it started."""
+        limits = self.settings
+        if (self._fetches.get(peer, 0) >= limits.max_fetches_per_peer
+                or sum(self._fetches.values()) >= limits.max_fetches or self._nursery is None):
+            return False
+        self._fetches[peer] = self._fetches.get(peer, 0) + 1
+        self._nursery.start_soon(self._fetch_block, peer, block_id)
+        return True
+
     async def _fetch_block(self, peer: str, block_id: bytes) -> None:
         try:
-            with trio.fail_after(self.settings.request_timeout_s):
-                raw = await self.network.request(peer, m.PROTO_BLOCK,
-                                                 encode(m.BlockRequest(block_id)))
-            response = decode(m.BlockResponse, raw)
-            if response.block:
-                self.receive_block(response.block)
-        except (P2PError, OgpuError, trio.TooSlowError) as exc:
-            log.debug("fetching block %s from %s failed: %s", block_id.hex()[:12], peer, exc)
+            with contained("block fetch"):
+                try:
+                    with trio.fail_after(self.settings.request_timeout_s):
+                        raw = await self.network.request(peer, m.PROTO_BLOCK,
+                                                         encode(m.BlockRequest(block_id)))
+                    response = decode(m.BlockResponse, raw)
+                    if response.block:
+                        self.receive_block(response.block)
+                except (P2PError, OgpuError, trio.TooSlowError) as exc:
+                    log.debug("fetching block %s from %s failed: %s", block_id.hex()[:12], peer,
+                              exc)
+        finally:
+            self._fetches[peer] -= 1
+            if not self._fetches[peer]:
+                del self._fetches[peer]
 
     def on_block_gossip(self, peer: str, data: bytes) -> None:
         """A proposal announced on `ogpu/blocks/1`: fetch it from the announcer if it is new and
@@ -272,16 +347,17 @@ class ConsensusDriver:
                 or announcement.height != self.chain.state.height + 1
                 or not self._should_fetch(announcement.block_id)):
             return  # known, or not buildable on our last finalised block (sync handles it)
-        assert self._nursery is not None
-        self._nursery.start_soon(self._fetch_block, peer, announcement.block_id)
+        self._start_fetch(peer, announcement.block_id)
 
     async def on_query(self, peer: str, data: bytes) -> bytes:
-        """`/ogpu/query/1`: our preference; a block the asker names that we do not know is
-        fetched from it first (pull query), unless we are syncing."""
+        """`/ogpu/query/1`: our preference, at once; a block the asker names that we do not know
+        is fetched from it in the background (pull query), unless we are syncing, so that our
+        next answers can count for it. Holding the answer until the fetch ended let a peer
+        naming random blocks keep handler slots for a request timeout each."""
         query = decode(m.Query, data)
         known = query.block_id in self.processing or query.height <= self.chain.state.height
         if not known and not self.is_syncing() and self._should_fetch(query.block_id):
-            await self._fetch_block(peer, query.block_id)
+            self._start_fetch(peer, query.block_id)
         return encode(m.Chits(self.engine.preference))
 
     async def on_block_request(self, peer: str, data: bytes) -> bytes:

@@ -10,10 +10,12 @@ Gossip topics:
                   (not consensus data: every node keeps the latest one per task for its clients)
 
 Request/response protocols (one request, one response, both length-capped by the p2p layer):
-    PROTO_STATUS     `StatusRequest` -> `Status`            chain id check, height, validator
+    PROTO_STATUS     `StatusRequest` -> `Status`            chain id check, height, validator claim
     PROTO_QUERY      `Query` -> `Chits`                     a consensus poll
     PROTO_BLOCK      `BlockRequest` -> `BlockResponse`      one block by id (processing or final)
     PROTO_RANGE      `RangeRequest` -> `RangeResponse`      finalised blocks by height, for sync
+    PROTO_HASH       `HashRequest` -> `HashResponse`        the finalised block hash at a height,
+                                                            asked of validators before a sync
 """
 
 from __future__ import annotations
@@ -22,16 +24,19 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Self
 
 from ogpu_node.encoding import read_array, read_bytes, read_list, read_str, read_uint
+from ogpu_node.errors import DecodeError
+from ogpu_node.node.identity import ValidatorClaim
 from ogpu_node.types import ADDRESS_LEN, HASH_LEN
 
 TOPIC_TXS = "ogpu/txs/1"
 TOPIC_BLOCKS = "ogpu/blocks/1"
 TOPIC_PROGRESS = "ogpu/progress/1"
 SIGN_KIND_PROGRESS = "progress"
-PROTO_STATUS = "/ogpu/status/1"
+PROTO_STATUS = "/ogpu/status/2"
 PROTO_QUERY = "/ogpu/query/1"
 PROTO_BLOCK = "/ogpu/block/1"
 PROTO_RANGE = "/ogpu/range/1"
+PROTO_HASH = "/ogpu/hash/1"
 
 MAX_TX_BATCH = 100
 """Transactions per gossip message (about 26 KB), to keep gossip messages small (see above)."""
@@ -110,6 +115,43 @@ class TaskProgress:
 
 
 @dataclass(frozen=True)
+class HashRequest:
+    """Which block did you finalise at `height`?"""
+
+    height: int
+
+    MAX_BYTES: ClassVar[int] = 16
+
+    def to_fields(self) -> list[Any]:
+        return [self.height]
+
+    @classmethod
+    def from_fields(cls, value: Any) -> Self:
+        (height,) = read_array(value, 1, "hash_request")
+        return cls(read_uint(height, "hash_request.height"))
+
+
+@dataclass(frozen=True)
+class HashResponse:
+    """The block hash finalised at the height asked, empty if the node has not got there."""
+
+    block_hash: bytes
+
+    MAX_BYTES: ClassVar[int] = 48
+
+    def to_fields(self) -> list[Any]:
+        return [self.block_hash]
+
+    @classmethod
+    def from_fields(cls, value: Any) -> Self:
+        (block_hash,) = read_array(value, 1, "hash_response")
+        block_hash = read_bytes(block_hash, "hash_response.block_hash", max_len=HASH_LEN)
+        if len(block_hash) not in (0, HASH_LEN):
+            raise DecodeError(f"hash_response.block_hash: {len(block_hash)} bytes")
+        return cls(block_hash)
+
+
+@dataclass(frozen=True)
 class StatusRequest:
     MAX_BYTES: ClassVar[int] = 8
 
@@ -124,29 +166,29 @@ class StatusRequest:
 
 @dataclass(frozen=True)
 class Status:
-    """A node's view: which chain, how far it has finalised, and which validator it runs."""
+    """A node's view: which chain, how far it has finalised, and, when it validates, its
+    validator's claim to run as this peer (`node.identity`: only a verified claim counts)."""
 
     chain_id: str
     genesis_hash: bytes
     height: int
     head_hash: bytes
-    validator: bytes  # empty when the node does not validate
+    claim: ValidatorClaim | None
 
-    MAX_BYTES: ClassVar[int] = 256
+    MAX_BYTES: ClassVar[int] = 320
 
     def to_fields(self) -> list[Any]:
-        return [self.chain_id, self.genesis_hash, self.height, self.head_hash, self.validator]
+        return [self.chain_id, self.genesis_hash, self.height, self.head_hash,
+                self.claim.to_fields() if self.claim else []]
 
     @classmethod
     def from_fields(cls, value: Any) -> Self:
-        chain_id, genesis, height, head, validator = read_array(value, 5, "status")
-        validator = read_bytes(validator, "status.validator", max_len=ADDRESS_LEN)
-        if validator and len(validator) != ADDRESS_LEN:
-            validator = b""
+        chain_id, genesis, height, head, claim = read_array(value, 5, "status")
         return cls(read_str(chain_id, "status.chain_id", max_len=64),
                    read_bytes(genesis, "status.genesis_hash", size=HASH_LEN),
                    read_uint(height, "status.height"),
-                   read_bytes(head, "status.head_hash", size=HASH_LEN), validator)
+                   read_bytes(head, "status.head_hash", size=HASH_LEN),
+                   ValidatorClaim.from_fields(claim) if claim != [] else None)
 
 
 @dataclass(frozen=True)

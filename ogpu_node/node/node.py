@@ -37,10 +37,13 @@ from ogpu_node.chain import Chain
 from ogpu_node.encoding import decode, encode
 from ogpu_node.errors import OgpuError
 from ogpu_node.keys import PrivateKey
-from ogpu_node.ledger import Block, State, Transaction, Validator
+from ogpu_node.ledger import Block, State, Transaction, Validator, sign_transaction
+from ogpu_node.ledger.equivocation import ReportEquivocation
+from ogpu_node.ledger.errors import InvalidTransaction
 from ogpu_node.node import messages as m
 from ogpu_node.node.broadcast import Broadcast, Notifier
 from ogpu_node.node.consensus_driver import FOLLOWER_ENGINE_ID, ConsensusDriver
+from ogpu_node.node.containment import contained
 from ogpu_node.node.files import Files
 from ogpu_node.node.mempool import Mempool
 from ogpu_node.node.peers import PeerTable, StatusExchange
@@ -92,17 +95,21 @@ class Node:
         validator = bytes(validator_key.address) if validator_key else b""
         self.peer_table = PeerTable()
         self.status_exchange = StatusExchange(
-            chain, network, genesis_hash, validator, self.peer_table,
-            self.settings.request_timeout_s)
-        self.sync = Sync(chain, network, self.peer_table, self.status_exchange,
-                         status_interval_s=self.settings.status_interval_s,
-                         request_timeout_s=self.settings.request_timeout_s,
-                         on_commit=self._after_commit, on_done=self._after_sync)
+            chain, network, genesis_hash, validator_key, self.peer_table,
+            self.settings.request_timeout_s, self.settings.status_interval_s)
         self.consensus = ConsensusDriver(
             chain, network,
             node_id=validator or FOLLOWER_ENGINE_ID,
             settings=self.settings, wall_ms=wall_ms, peers=self.peer_table, changed=self.changed,
-            is_syncing=lambda: self.sync.syncing, on_commit=self._after_commit)
+            is_syncing=lambda: self.sync.syncing, on_commit=self._after_commit,
+            on_equivocation=self._report_equivocation)
+        self.sync = Sync(chain, network, self.peer_table, self.status_exchange,
+                         status_interval_s=self.settings.status_interval_s,
+                         request_timeout_s=self.settings.request_timeout_s,
+                         params=self.settings.consensus,
+                         validator_set=self.consensus.validator_set,
+                         check_schedule=self.consensus.check_schedule,
+                         on_commit=self._after_commit, on_done=self._after_sync)
         self.pending_txs = PendingTxs(
             chain, network, self.mempool, self.receipts,
             proposer=Address(validator or bytes(ADDRESS_LEN)),
@@ -142,6 +149,21 @@ class Node:
         self.consensus.restart()
         self.changed.notify()
 
+    def _report_equivocation(self, report: ReportEquivocation) -> None:
+        """Send evidence of a double signature, signed by our validator key (a follower only
+        logs it). Every validator that saw it reports; the first report in a block slashes, the
+        others are refused there (`evidence_already_applied`) and cost nothing."""
+        if self.key is None:
+            return
+        state = self.chain.state
+        tx = sign_transaction(self.key, chain_id=state.chain_id,
+                              nonce=self.mempool.next_nonce(self.key.address, state),
+                              fee=state.params.min_fee, payload=report)
+        try:
+            self.pending_txs.submit(tx)
+        except InvalidTransaction as exc:
+            log.warning("could not send the equivocation report: %s", exc)
+
     # --- services --------------------------------------------------------------------------------
 
     async def serve(self, *, task_status: TaskStatus = trio.TASK_STATUS_IGNORED) -> None:
@@ -155,6 +177,7 @@ class Node:
             net.set_handler(m.PROTO_QUERY, self.consensus.on_query)
             net.set_handler(m.PROTO_BLOCK, self.consensus.on_block_request)
             net.set_handler(m.PROTO_RANGE, self.sync.on_range_request)
+            net.set_handler(m.PROTO_HASH, self.sync.on_hash_request)
             if self.blobs is not None:
                 net.set_handler(PROTO_BLOB, self.files.on_blob_request)
             nursery.start_soon(self._gossip_loop, m.TOPIC_TXS, self.pending_txs.on_tx_gossip)
@@ -170,10 +193,12 @@ class Node:
         channel = await self.network.subscribe(topic)
         async with channel:
             async for message in channel:
-                try:
-                    handler(message.from_peer, message.data)
-                except OgpuError as exc:
-                    log.debug("rejected %s gossip from %s: %s", topic, message.from_peer, exc)
+                with contained(f"gossip {topic}"):
+                    try:
+                        handler(message.from_peer, message.data)
+                    except OgpuError as exc:
+                        log.debug("rejected %s gossip from %s: %s", topic, message.from_peer,
+                                  exc)
 
     def _on_progress_gossip(self, peer: str, data: bytes) -> None:
         self.tasks.accept_progress(decode(m.TaskProgress, data), self.chain.state)

@@ -11,6 +11,7 @@ import logging
 import math
 import re
 import signal
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,6 +26,7 @@ from ogpu_node.config import Config, ConfigError
 from ogpu_node.genesis import load_genesis
 from ogpu_node.keys import read_key_file
 from ogpu_node.ledger import Block
+from ogpu_node.node.containment import CONTAINED, contained
 from ogpu_node.node.messages import FRAME_LIMITS
 from ogpu_node.node.node import Node
 from ogpu_node.node.settings import NodeSettings
@@ -124,12 +126,26 @@ def start_agents(nursery: trio.Nursery, node: Node, config: Config) -> None:
             benchmark_refresh_s=config.provider_benchmark_refresh_s,
             fault=config.provider_fault, process=config.provider_process,
             cpus=config.provider_cpu_set)
-        nursery.start_soon(ProviderAgent(node, policy).serve)
+        nursery.start_soon(supervised, "provider agent", ProviderAgent(node, policy).serve)
     if config.verifier:
-        nursery.start_soon(VerifierAgent(node, VerifierPolicy(
+        nursery.start_soon(supervised, "verifier agent", VerifierAgent(node, VerifierPolicy(
             intervals=config.verifier_intervals, freivalds_rounds=config.verifier_freivalds_rounds,
             samples=config.verifier_samples, device=config.provider_device,
             process=config.verifier_process)).serve)
+
+
+AGENT_RESTART_S = 5.0
+"""Pause before an agent that failed unexpectedly is started again."""
+
+
+async def supervised(name: str, serve: Callable[[], Awaitable[None]]) -> None:
+    """Run an agent; an unexpected exception is contained (logged, counted) and the agent is
+    started again after `AGENT_RESTART_S`, so a task no agent foresaw cannot end the node."""
+    while True:
+        with contained(name):
+            await serve()
+            return
+        await trio.sleep(AGENT_RESTART_S)
 
 
 async def _update_gauges(node: Node, metrics: NodeMetrics) -> None:
@@ -143,6 +159,7 @@ async def _update_gauges(node: Node, metrics: NodeMetrics) -> None:
         metrics.set_mempool_size(len(node.mempool))
         metrics.set_network_stats(node.network.stats())
         metrics.set_outstanding_polls(node.consensus.engine.outstanding_polls)
+        metrics.set_contained_errors(CONTAINED)
         await trio.sleep(1)
 
 

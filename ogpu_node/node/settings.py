@@ -1,4 +1,4 @@
-"""`NodeSettings`: the timings and limits every part of a node reads (consensus parameters, slots,
+"""`NodeSettings`: the timings and limits every part of a node reads (consensus parameters,
 block interval, request timeouts, gossip pacing, mempool limits, health threshold)."""
 
 from __future__ import annotations
@@ -14,8 +14,6 @@ class NodeSettings:
     """Timing and limits of a node. Times in milliseconds unless named otherwise."""
 
     consensus: Parameters = field(default_factory=lambda: Parameters(poll_timeout=1_000))
-    slot_ms: int = 1_000
-    """Proposer slot window: if a slot's proposer is silent, the next slot's takes over."""
     max_block_interval_ms: int = 5_000
     """Propose (possibly empty) blocks at least this often, so that time-based rules advance.
     Market deadlines get a block when due anyway (`State.next_market_deadline`); an empty block
@@ -27,6 +25,11 @@ class NodeSettings:
     tx_gossip_interval_s: float = 0.01
     mempool: MempoolLimits = field(default_factory=MempoolLimits)
     max_processing_blocks: int = 64
+    max_fetches_per_peer: int = 4
+    """Block fetches open at once to one peer (a query, an announcement or a vote naming an
+    unknown block starts one in the background; more are dropped)."""
+    max_fetches: int = 32
+    """Block fetches open at once in all (each response can be up to 17 MiB)."""
     fetch_retry_s: float = 5.0
     """A block named by votes is fetched again from a voter at most this often."""
     healthy_finality_s: float = 10.0

@@ -9,7 +9,7 @@ number of series.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import fields, replace
 
 from prometheus_client import (
@@ -84,6 +84,10 @@ class NodeMetrics:
         self.p2p = {field: Counter(name, text, registry=r)
                     for field, (name, text) in P2P_COUNTERS.items()}
         self._p2p_seen = NetworkStats()
+        self.contained = Counter("ogpu_node_contained_errors",
+                                 "Unexpected exceptions a node service contained, by service.",
+                                 ["service"], registry=r)
+        self._contained_seen: dict[str, int] = {}
         for outcome in POLL_OUTCOMES:
             self.polls.labels(outcome)
         for reason in REJECTIONS:
@@ -119,6 +123,14 @@ class NodeMetrics:
             if now > seen:
                 self.p2p[field.name].inc(now - seen)
         self._p2p_seen = replace(stats)  # a copy: the network keeps counting in its own
+
+    def set_contained_errors(self, counts: Mapping[str, int]) -> None:
+        """Advance `ogpu_node_contained_errors_total` to the node's running counts."""
+        for service, count in counts.items():
+            seen = self._contained_seen.get(service, 0)
+            if count > seen:
+                self.contained.labels(service).inc(count - seen)
+                self._contained_seen[service] = count
 
     # --- updated by the RPC server --------------------------------------------------------------
 

@@ -47,13 +47,13 @@ SPEC = TrainSpec(seed=5, n_features=8, hidden=(16,), n_classes=4, n_samples=128,
                  steps=20, lr_micros=50_000, checkpoint_every=5)
 LONG = replace(SPEC, n_features=64, hidden=(256, 256), n_samples=1_024, batch=256, steps=50_000,
                checkpoint_every=200)
-SETTINGS = NodeSettings(max_block_interval_ms=250, slot_ms=500)
+SETTINGS = NodeSettings(max_block_interval_ms=250)
 
 
 def market_genesis() -> Genesis:
     template = load_template()
     template["params"] = {**template["params"], "bid_window_ms": 3_000, "reveal_window_ms": 3_000,
-                          "verdict_window_ms": 8_000, "epoch_length": 100_000}
+                          "verdict_window_ms": 8_000, "epoch_length": 100_000, "slot_ms": 500}
     return build_genesis(template, [(f"v{i}", k.public_key.raw) for i, k in enumerate(VALIDATORS)],
                          genesis_time_ms=1_000, dev_accounts=2, validator_balance=ogpu(10_000))
 
