@@ -11,6 +11,7 @@ BENCHMARKS = {
     "devnet": "bench.devnet_bench",
     "p2p": "bench.p2p_bench",
     "market": "bench.market_bench",
+    "rates": "bench.request_rates_bench",
 }
 
 

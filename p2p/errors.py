@@ -53,6 +53,10 @@ class RequestFailed(P2PError):
     """The stream broke during a request (reset by the peer, connection lost, early EOF)."""
 
 
+class RateLimited(RequestFailed):
+    """The peer refused the request at once: this node sent it more than its rate limit."""
+
+
 class RemoteHandlerError(P2PError):
     """The peer's handler raised; `message` is the text the peer sent back (bounded in size)."""
 

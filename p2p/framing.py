@@ -6,6 +6,7 @@ request bytes as they are; a response frame carries one status byte and then the
     OK             the handler's answer
     HANDLER_ERROR  UTF-8 text of the handler's error, at most `MAX_ERROR_TEXT_BYTES`
     TOO_LARGE      8 bytes: the refused size and the limit (two big-endian uint32)
+    RATE_LIMITED   empty: the asker is over its request rate limit, the handler did not run
 
 Every protocol has a named frame limit (`DEFAULT_FRAME_LIMIT` unless configured). A length above
 the limit is refused from the 4-byte header alone, before any of the body is read, so an oversize
@@ -48,6 +49,7 @@ class Status(IntEnum):
     OK = 0
     HANDLER_ERROR = 1
     TOO_LARGE = 2
+    RATE_LIMITED = 3
 
 
 def check_limit(limit: int) -> int:
@@ -161,6 +163,10 @@ def encode_too_large(size: int, limit: int) -> bytes:
     return encode_response(Status.TOO_LARGE, _TOO_LARGE.pack(min(size, 2**32 - 1), limit))
 
 
+def encode_rate_limited() -> bytes:
+    return encode_response(Status.RATE_LIMITED, b"")
+
+
 def decode_response(body: bytes) -> tuple[Status, bytes]:
     """Split a response body into its status and payload; `MalformedFrame` if it is invalid."""
     if not body:
@@ -172,6 +178,8 @@ def decode_response(body: bytes) -> tuple[Status, bytes]:
     payload = body[1:]
     if status is Status.TOO_LARGE and len(payload) != _TOO_LARGE.size:
         raise MalformedFrame("TOO_LARGE response with a malformed size field")
+    if status is Status.RATE_LIMITED and payload:
+        raise MalformedFrame("RATE_LIMITED response with a payload")
     if status is Status.HANDLER_ERROR and len(payload) > MAX_ERROR_TEXT_BYTES:
         raise MalformedFrame("handler error text longer than the limit")
     return status, payload

@@ -69,7 +69,14 @@ from p2p.errors import (
     ProtocolNotSupported,
     RequestFailed,
 )
-from p2p.framing import BufferedReads, ReadSome, encode_frame, encode_too_large, read_frame
+from p2p.framing import (
+    BufferedReads,
+    ReadSome,
+    encode_frame,
+    encode_rate_limited,
+    encode_too_large,
+    read_frame,
+)
 from p2p.network import (
     GossipMessage,
     Handler,
@@ -82,6 +89,7 @@ from p2p.network import (
     check_gossip_size,
     result_of_response,
 )
+from p2p.peer_guard import PeerGuard
 
 log = logging.getLogger(__name__)
 
@@ -347,6 +355,7 @@ class Libp2pNetwork:
         self._run: _Running | None = None
         self._rng = random.Random()
         self._recent: OrderedDict[bytes, None] = OrderedDict()
+        self._guard = PeerGuard(self._limits, self._stats)
 
     @classmethod
     def from_seed(cls, seed: bytes, config: Libp2pConfig | None = None) -> Libp2pNetwork:
@@ -630,6 +639,9 @@ class Libp2pNetwork:
                     request = await read_frame(read_some, limit)
                     if request is None:
                         break
+                    if not self._guard.admit_request(peer, protocol):
+                        await stream.write(encode_frame(encode_rate_limited(), limit + 1))
+                        continue
                     async with self._handler_slots:
                         response = await answer_request(
                             self._handlers[protocol], peer, request, limit, self._stats

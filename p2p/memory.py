@@ -28,7 +28,7 @@ from p2p.errors import (
     ProtocolNotSupported,
     RequestFailed,
 )
-from p2p.framing import encode_too_large
+from p2p.framing import encode_rate_limited, encode_too_large
 from p2p.network import (
     GossipMessage,
     Handler,
@@ -41,6 +41,7 @@ from p2p.network import (
     check_gossip_size,
     result_of_response,
 )
+from p2p.peer_guard import PeerGuard
 
 
 class MemoryHub:
@@ -135,6 +136,7 @@ class MemoryNetwork:
         self._handlers: dict[str, Handler] = {}
         self._nursery: trio.Nursery | None = None
         self._handler_slots = trio.Semaphore(limits.max_concurrent_handlers)
+        self._guard = PeerGuard(limits, self._stats)
 
     # --- lifecycle ---
 
@@ -294,6 +296,8 @@ class MemoryNetwork:
         if len(data) > limit:
             self._stats.frames_refused += 1
             return encode_too_large(len(data), limit)
+        if not self._guard.admit_request(from_peer, protocol):
+            return encode_rate_limited()
         done = trio.Event()
         result: list[bytes] = []
 

@@ -17,9 +17,11 @@ Semantics:
   sends one request and returns the handler's answer. Both sides enforce the protocol's frame
   limit (`Limits.frame_limit`). Failures are typed (`p2p.errors`): `FrameTooLarge` (either side),
   `ProtocolNotSupported`, `RemoteHandlerError` (the handler raised; the serving node keeps
-  running), `PeerUnavailable`, `RequestFailed`, `NetworkClosed`. There is no built-in timeout:
-  callers bound requests with `trio.fail_after` / `trio.move_on_after`; a cancelled request
-  leaves nothing behind.
+  running), `PeerUnavailable`, `RequestFailed` (`RateLimited`: the peer refused it at once,
+  over its rate limit), `NetworkClosed`. There is no built-in timeout: callers bound requests
+  with `trio.fail_after` / `trio.move_on_after`; a cancelled request leaves nothing behind.
+- **Rate limits** (`p2p.peer_guard`). Inbound requests are rate limited per peer and protocol
+  (`Limits.request_rate`), before any handler runs.
 - **Lifecycle.** Each implementation has `async def serve(*, task_status)` to be started with
   `await nursery.start(net.serve)`: it returns once the node listens, and runs until cancelled,
   then disconnects and releases everything it holds.
@@ -34,7 +36,7 @@ from typing import Any, Protocol
 
 import trio
 
-from p2p.errors import FrameTooLarge, MalformedFrame, RemoteHandlerError
+from p2p.errors import FrameTooLarge, MalformedFrame, RateLimited, RemoteHandlerError
 from p2p.framing import (
     DEFAULT_FRAME_LIMIT,
     Status,
@@ -45,6 +47,7 @@ from p2p.framing import (
     encode_ok,
     encode_too_large,
 )
+from p2p.peer_guard import RequestRate
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +69,16 @@ SUBSCRIPTION_BUFFER = 1024
 MAX_CONCURRENT_HANDLERS = 64
 """Inbound requests handled at once per node; further requests wait their turn."""
 
+REQUEST_RATE = RequestRate(per_s=100.0, burst=200)
+"""Requests one peer may send on one protocol: 200 at once, refilled at 100 a second. Measured
+honest peaks (`scripts/bench rates`, 4 validators on libp2p, idle, 100 transfers/s offered, a
+follower syncing, a 32 MiB file fetched): consensus queries to one peer at most 44 in a second
+and 21 in 100 ms (the burst a 50/s bucket needs: 17), status 1/s, a file's chunks 25/s (33 in
+1.3 s); block and range requests one at a time. So an honest peer stays at least 4x under."""
+
+MAX_TRACKED_PEERS = 4096
+"""(Peer, protocol) pairs whose request buckets are remembered."""
+
 MAX_IDLE_STREAMS = 16
 """Idle request streams kept for reuse per (peer, protocol). Consensus keeps up to 4 polls open
 but a poll can close before all its queries are answered, so more are in flight to one peer at
@@ -84,6 +97,11 @@ class Limits:
     subscription_buffer: int = SUBSCRIPTION_BUFFER
     max_concurrent_handlers: int = MAX_CONCURRENT_HANDLERS
     max_idle_streams: int = MAX_IDLE_STREAMS
+    request_rate: RequestRate = REQUEST_RATE
+    """Token bucket of each (peer, protocol) for inbound requests."""
+    request_rates: Mapping[str, RequestRate] = field(default_factory=dict)
+    """Per-protocol buckets; protocols not listed get `request_rate`."""
+    max_tracked_peers: int = MAX_TRACKED_PEERS
 
     def __post_init__(self) -> None:
         check_limit(self.default_frame_limit)
@@ -96,10 +114,19 @@ class Limits:
             raise ValueError(f"max_gossip_bytes above {MAX_GOSSIP_BYTES} would be dropped")
         if self.max_idle_streams < 0:
             raise ValueError("max_idle_streams must not be negative")
+        for rate in (self.request_rate, *self.request_rates.values()):
+            if not isinstance(rate, RequestRate):
+                raise TypeError(f"request rates are RequestRate, got {type(rate).__name__}")
+        if self.max_tracked_peers <= 0:
+            raise ValueError("max_tracked_peers must be positive")
 
     def frame_limit(self, protocol: str) -> int:
         """The frame limit of `protocol` (request and response payloads alike)."""
         return self.frame_limits.get(protocol, self.default_frame_limit)
+
+    def request_rate_for(self, protocol: str) -> RequestRate:
+        """The token bucket of each peer's requests on `protocol`."""
+        return self.request_rates.get(protocol, self.request_rate)
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,6 +160,8 @@ class NetworkStats:
     streams_opened: int = 0
     """Outbound request streams opened (0 where the network has no streams): against
     `requests_sent`, how well idle streams are reused."""
+    requests_rate_limited: int = 0
+    """Inbound requests refused by the per-peer rate limit (`Limits.request_rate`)."""
 
 
 class Network(Protocol):
@@ -223,6 +252,8 @@ def result_of_response(body: bytes, limit: int) -> bytes:
                 limit=limit,
             )
         return payload
+    if status is Status.RATE_LIMITED:
+        raise RateLimited("the peer refused the request: rate limited")
     if status is Status.HANDLER_ERROR:
         raise RemoteHandlerError(payload.decode("utf-8", "replace"))
     if status is Status.TOO_LARGE:

@@ -41,6 +41,8 @@ P2P_COUNTERS = {
     "frames_refused": ("ogpu_p2p_frames_refused", "Frames refused as oversize or malformed."),
     "streams_opened": ("ogpu_p2p_streams_opened",
                        "Request streams opened (against requests sent: how well they are reused)."),
+    "requests_rate_limited": ("ogpu_p2p_requests_rate_limited",
+                              "Requests from peers refused by the per-peer rate limit."),
 }
 """`NetworkStats` field -> (counter name without `_total`, help)."""
 REJECTIONS = ("body_too_large", "batch_too_large", "too_many_connections", "rate_limited",

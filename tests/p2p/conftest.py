@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import pytest
 import trio
+from trio.testing import MockClock
 
 from p2p.libp2p_host import Libp2pConfig, Libp2pNetwork
 from p2p.memory import MemoryHub, MemoryNetwork
@@ -32,6 +33,13 @@ def _make(kind: str, hub: MemoryHub, index: int, limits: Limits) -> Network:
         node: MemoryNetwork = hub.node(f"n{index}", limits=limits)
         return node
     return Libp2pNetwork.from_seed(bytes([index + 1]) * 32, Libp2pConfig(limits=limits))
+
+
+@pytest.fixture
+def clock() -> MockClock:
+    """Trio's clock for a test that uses it: real speed (libp2p needs time to pass), but
+    `clock.jump(s)` moves it on at once, for refills, decay and ban expiry."""
+    return MockClock(rate=1.0)
 
 
 @pytest.fixture(params=KINDS)

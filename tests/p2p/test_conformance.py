@@ -11,6 +11,7 @@ import threading
 
 import pytest
 import trio
+from trio.testing import MockClock
 
 from p2p.errors import (
     FrameTooLarge,
@@ -18,9 +19,12 @@ from p2p.errors import (
     NetworkClosed,
     PeerUnavailable,
     ProtocolNotSupported,
+    RateLimited,
     RemoteHandlerError,
+    RequestFailed,
 )
 from p2p.network import GossipMessage, Limits, Network
+from p2p.peer_guard import RequestRate
 from tests.p2p.conftest import ClusterFactory
 
 BOUND = 10.0
@@ -207,3 +211,39 @@ def test_every_implementation_is_a_network() -> None:
 
     nets: list[Network] = [MemoryHub().node(), Libp2pNetwork.from_seed(b"\x07" * 32)]
     assert all(net.listen_addrs == [] for net in nets)
+
+
+# --- hostile peers: rate limits ------------------------------------------------------------
+
+
+async def test_requests_over_the_rate_limit_are_refused_before_the_handler(
+    open_cluster: ClusterFactory, clock: MockClock
+) -> None:
+    slow = RequestRate(per_s=0.02, burst=3)  # a token every 50 s: none comes back by itself
+    limits = Limits(request_rate=slow, request_rates={"/test/free/1": RequestRate(1000.0, 1000)})
+    async with open_cluster(limits={1: limits}) as cluster:
+        a, b, c = cluster.nodes
+        served: list[str] = []
+
+        async def counted(from_peer: str, data: bytes) -> bytes:
+            served.append(from_peer)
+            return data
+
+        b.set_handler("/test/echo/1", counted)
+        b.set_handler("/test/free/1", counted)
+        with trio.fail_after(BOUND):
+            for i in range(3):
+                assert await a.request(b.peer_id, "/test/echo/1", b"%d" % i) == b"%d" % i
+            with pytest.raises(RateLimited):
+                await a.request(b.peer_id, "/test/echo/1", b"one too many")
+            assert served == [a.peer_id] * 3
+            # other peers and other protocols have buckets of their own
+            assert await c.request(b.peer_id, "/test/echo/1", b"c") == b"c"
+            for _ in range(5):
+                assert await a.request(b.peer_id, "/test/free/1", b"f") == b"f"
+        clock.jump(50)  # one token back (outside `fail_after`, whose deadline it would pass)
+        with trio.fail_after(BOUND):
+            assert await a.request(b.peer_id, "/test/echo/1", b"again") == b"again"
+            with pytest.raises(RequestFailed, match="rate limited"):
+                await a.request(b.peer_id, "/test/echo/1", b"and again")
+        assert b.stats().requests_rate_limited == 2

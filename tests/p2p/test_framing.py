@@ -7,7 +7,14 @@ import trio
 from hypothesis import given
 from hypothesis import strategies as st
 
-from p2p.errors import FrameTooLarge, MalformedFrame, P2PError, RemoteHandlerError
+from p2p.errors import (
+    FrameTooLarge,
+    MalformedFrame,
+    P2PError,
+    RateLimited,
+    RemoteHandlerError,
+    RequestFailed,
+)
 from p2p.framing import (
     READ_AHEAD_BYTES,
     BufferedReads,
@@ -16,6 +23,7 @@ from p2p.framing import (
     encode_frame,
     encode_handler_error,
     encode_ok,
+    encode_rate_limited,
     encode_too_large,
     read_frame,
 )
@@ -123,3 +131,8 @@ def test_responses_map_to_results_and_typed_errors() -> None:
     assert len(decode_response(encode_handler_error("é" * 5000))[1]) <= 1024
     with pytest.raises(MalformedFrame):
         decode_response(b"\x09")
+    with pytest.raises(RateLimited) as limited:
+        result_of_response(encode_rate_limited(), 10)
+    assert isinstance(limited.value, RequestFailed)  # callers catching RequestFailed see it
+    with pytest.raises(MalformedFrame):
+        decode_response(encode_rate_limited() + b"x")
