@@ -37,8 +37,17 @@ class MalformedFrame(FrameError):
     """Bytes that are not a valid frame: truncated, or an unknown response status."""
 
 
+class TruncatedFrame(MalformedFrame):
+    """The stream ended inside a frame: a peer or connection that went away mid-frame, which is
+    not held against the peer (unlike the other malformed frames)."""
+
+
 class PeerUnavailable(P2PError):
     """The peer cannot be reached: not connected and not dialable, or the dial failed."""
+
+
+class PeerBanned(PeerUnavailable):
+    """This node banned the peer (`Network.report`): no connection or request until it ends."""
 
 
 class InvalidPeerAddress(P2PError):

@@ -23,7 +23,7 @@ import struct
 from collections.abc import Awaitable, Callable
 from enum import IntEnum
 
-from p2p.errors import FrameTooLarge, MalformedFrame
+from p2p.errors import FrameTooLarge, MalformedFrame, TruncatedFrame
 
 FRAME_HEADER_BYTES = 4
 DEFAULT_FRAME_LIMIT = 4 * 1024 * 1024
@@ -85,7 +85,7 @@ def decode_frame_length(header: bytes, limit: int) -> int:
 
 
 async def read_exactly(read_some: ReadSome, n: int) -> bytes:
-    """Exactly `n` bytes; b"" if the stream ends before the first byte, `MalformedFrame` if
+    """Exactly `n` bytes; b"" if the stream ends before the first byte, `TruncatedFrame` if
     it ends after it."""
     chunks: list[bytes] = []
     got = 0
@@ -94,7 +94,7 @@ async def read_exactly(read_some: ReadSome, n: int) -> bytes:
         if not chunk:
             if got == 0:
                 return b""
-            raise MalformedFrame(f"stream ended after {got} of {n} bytes")
+            raise TruncatedFrame(f"stream ended after {got} of {n} bytes")
         chunks.append(chunk)
         got += len(chunk)
     return b"".join(chunks)
@@ -103,7 +103,7 @@ async def read_exactly(read_some: ReadSome, n: int) -> bytes:
 async def read_frame(read_some: ReadSome, limit: int) -> bytes | None:
     """The body of the next frame, or None if the stream ended cleanly between frames.
 
-    Raises `FrameTooLarge` (before reading the body) or `MalformedFrame` (truncated frame).
+    Raises `FrameTooLarge` (before reading the body) or `TruncatedFrame`.
     """
     header = await read_exactly(read_some, FRAME_HEADER_BYTES)
     if not header:
@@ -113,7 +113,7 @@ async def read_frame(read_some: ReadSome, limit: int) -> bytes | None:
         return b""
     body = await read_exactly(read_some, length)
     if not body:
-        raise MalformedFrame(f"stream ended after the header of a {length}-byte frame")
+        raise TruncatedFrame(f"stream ended after the header of a {length}-byte frame")
     return body
 
 

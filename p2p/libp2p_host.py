@@ -34,7 +34,15 @@ from typing import Any
 import multiaddr as ma  # type: ignore[import-untyped]
 import trio
 from libp2p import new_host
-from libp2p.abc import IHost, INetConn, INetStream, INetwork, INotifee, IRawConnection
+from libp2p.abc import (
+    IHost,
+    INetConn,
+    INetStream,
+    INetwork,
+    INotifee,
+    IRawConnection,
+    ISecureConn,
+)
 from libp2p.crypto.ed25519 import create_new_key_pair
 from libp2p.crypto.keys import KeyPair
 from libp2p.crypto.x25519 import create_new_key_pair as create_new_x25519_key_pair
@@ -42,6 +50,7 @@ from libp2p.custom_types import THandler, TProtocol
 from libp2p.exceptions import BaseLibp2pError
 from libp2p.io.abc import ReadWriteCloser
 from libp2p.network.config import ConnectionConfig
+from libp2p.network.swarm import Swarm
 from libp2p.peer.id import ID
 from libp2p.peer.peerinfo import info_from_p2p_addr
 from libp2p.protocol_muxer.exceptions import ProtocolNotSupportedError
@@ -57,6 +66,7 @@ from libp2p.security.noise.transport import Transport as NoiseTransport
 from libp2p.stream_muxer.yamux.yamux import PROTOCOL_ID as YAMUX_PROTOCOL_ID
 from libp2p.stream_muxer.yamux.yamux import Yamux
 from libp2p.tools.anyio_service import background_trio_service
+from libp2p.transport.exceptions import SecurityUpgradeFailure
 from libp2p.transport.tcp.tcp import TCP, TCPListener
 
 from p2p.errors import (
@@ -65,9 +75,11 @@ from p2p.errors import (
     MalformedFrame,
     NetworkClosed,
     P2PError,
+    PeerBanned,
     PeerUnavailable,
     ProtocolNotSupported,
     RequestFailed,
+    TruncatedFrame,
 )
 from p2p.framing import (
     BufferedReads,
@@ -89,7 +101,7 @@ from p2p.network import (
     check_gossip_size,
     result_of_response,
 )
-from p2p.peer_guard import PeerGuard
+from p2p.peer_guard import Ban, Offence, PeerGuard
 
 log = logging.getLogger(__name__)
 
@@ -355,7 +367,9 @@ class Libp2pNetwork:
         self._run: _Running | None = None
         self._rng = random.Random()
         self._recent: OrderedDict[bytes, None] = OrderedDict()
-        self._guard = PeerGuard(self._limits, self._stats)
+        self._guard = PeerGuard(
+            self._limits, self._stats, on_ban=self._on_ban, on_unban=self._on_unban
+        )
 
     @classmethod
     def from_seed(cls, seed: bytes, config: Libp2pConfig | None = None) -> Libp2pNetwork:
@@ -373,6 +387,7 @@ class Libp2pNetwork:
         listen = ma.Multiaddr(f"/ip4/{self._config.listen_host}/tcp/{self._config.listen_port}")
         host = self._make_host(tcp, listen)
         _disable_auto_connector(host)
+        _refuse_banned_peers(host, self._guard, self._stats)
         gossipsub = self._make_gossipsub()
         pubsub = self._make_pubsub(host, gossipsub)
         watch = _ConnectionWatch()
@@ -389,6 +404,9 @@ class Libp2pNetwork:
                 try:
                     async with trio.open_nursery() as nursery:
                         self._run = _Running(host, pubsub, gossipsub, nursery, watch)
+                        for ban in self._guard.banned():  # bans from an earlier run
+                            pubsub.add_to_blacklist(parse_peer_id(ban.peer_id))
+                        nursery.start_soon(self._guard.lift_bans_when_due)
                         for addr in self._config.bootstrap:
                             nursery.start_soon(self._keep_connected, addr)
                         task_status.started()
@@ -517,6 +535,8 @@ class Libp2pNetwork:
         host = self._run.host
         result = []
         for peer in host.get_connected_peers():
+            if self._guard.is_banned(peer.to_base58()):
+                continue  # being disconnected
             try:
                 addrs = tuple(str(a) for a in host.get_peerstore().addrs(peer))
             except (BaseLibp2pError, KeyError):  # PeerStoreError is a KeyError: peer just left
@@ -527,6 +547,38 @@ class Libp2pNetwork:
     def stats(self) -> NetworkStats:
         return self._stats
 
+    # --- hostile peers ---
+
+    def report(self, peer_id: str, offence: Offence) -> bool:
+        if parse_peer_id(peer_id) == self._id:
+            raise InvalidPeerAddress("a node cannot report itself")
+        return self._guard.report(peer_id, offence)
+
+    def banned(self) -> list[Ban]:
+        return self._guard.banned()
+
+    def _on_ban(self, peer_id: str) -> None:
+        """Drop a banned peer: its gossip at once (pubsub's blacklist), its connection soon."""
+        run = self._run
+        if run is None:
+            return
+        peer = parse_peer_id(peer_id)
+        run.pubsub.add_to_blacklist(peer)
+        run.nursery.start_soon(self._disconnect, run, peer)
+
+    def _on_unban(self, peer_id: str) -> None:
+        if self._run is not None:
+            self._run.pubsub.remove_from_blacklist(parse_peer_id(peer_id))
+
+    async def _disconnect(self, run: _Running, peer: ID) -> None:
+        for key in [key for key in self._idle if key[0] == peer]:
+            for _, stream in self._idle.pop(key):
+                await _reset_quietly(stream)
+        try:
+            await run.host.disconnect(peer)
+        except _TRANSPORT_ERRORS as exc:
+            log.debug("disconnecting banned peer %s: %r", peer, exc)
+
     async def connect(self, multiaddr: str) -> str:
         run = self._require_running()
         try:
@@ -535,6 +587,13 @@ class Libp2pNetwork:
             raise InvalidPeerAddress(f"not a multiaddr with /p2p/<id>: {multiaddr!r}") from exc
         if info.peer_id == self._id:
             raise InvalidPeerAddress("a node cannot connect to itself")
+        if self._guard.is_banned(info.peer_id.to_base58()):
+            raise PeerBanned(f"peer {info.peer_id} is banned")
+        network = run.host.get_network()
+        if isinstance(network, Swarm):
+            # The swarm refuses for 60 s to dial a peer whose last dial failed (a restart, a
+            # ban that has ended); a connect is meant, and the keepers back off themselves.
+            network.unblock_peer(info.peer_id)
         try:
             await run.host.connect(info)
         except _TRANSPORT_ERRORS as exc:
@@ -613,6 +672,10 @@ class Libp2pNetwork:
             if self._subs.is_subscribed(topic):
                 await run.gossipsub.wait_for_mesh(peer, topic, timeout=math.inf)
 
+    async def wait_disconnected(self, peer_id: str) -> None:
+        run = self._require_running()
+        await run.watch.wait_disconnected(run.host.get_network(), parse_peer_id(peer_id))
+
     # --- requests: serving side ---
 
     def set_handler(self, protocol: str, handler: Handler) -> None:
@@ -631,13 +694,17 @@ class Libp2pNetwork:
     async def _serve_stream(self, protocol: str, stream: INetStream) -> None:
         """Answer requests on one inbound stream until the peer closes it or it idles out."""
         peer = stream.muxed_conn.peer_id.to_base58()
+        if self._guard.is_banned(peer):
+            self._stats.banned_refused += 1
+            await _reset_quietly(stream)
+            return
         limit = self._limits.frame_limit(protocol)
         read_some = BufferedReads(_reader(stream)).read_some
         try:
             while True:
                 with trio.move_on_after(self._config.stream_idle_timeout_s):
                     request = await read_frame(read_some, limit)
-                    if request is None:
+                    if request is None or self._guard.is_banned(peer):
                         break
                     if not self._guard.admit_request(peer, protocol):
                         await stream.write(encode_frame(encode_rate_limited(), limit + 1))
@@ -653,6 +720,7 @@ class Libp2pNetwork:
         except FrameTooLarge as exc:
             self._stats.frames_refused += 1
             log.warning("%s frame of %d bytes from %s (limit %d)", protocol, exc.size, peer, limit)
+            self._guard.report(peer, Offence.INVALID_FRAME)
             # Answer, then half-close rather than reset: a reset can overtake the answer. The
             # unread body stays bounded by the muxer's receive window until the caller resets.
             try:
@@ -663,6 +731,8 @@ class Libp2pNetwork:
         except MalformedFrame as exc:
             self._stats.frames_refused += 1
             log.warning("malformed %s frame from %s: %s", protocol, peer, exc)
+            if not isinstance(exc, TruncatedFrame):
+                self._guard.report(peer, Offence.INVALID_FRAME)
             await _reset_quietly(stream)
         except _TRANSPORT_ERRORS as exc:
             log.debug("%s stream from %s broke: %r", protocol, peer, exc)
@@ -679,19 +749,40 @@ class Libp2pNetwork:
         except FrameTooLarge:
             self._stats.frames_refused += 1
             raise
+        if self._guard.is_banned(peer_id):
+            raise PeerBanned(f"peer {peer_id} is banned")
         self._stats.requests_sent += 1
+        try:
+            return await self._request(run, peer, protocol, frame, limit)
+        except _BadResponse as exc:
+            self._stats.frames_refused += 1
+            self._guard.report(peer_id, Offence.INVALID_FRAME)
+            raise exc.error from exc.error.__cause__
+
+    async def _request(
+        self, run: _Running, peer: ID, protocol: str, frame: bytes, limit: int
+    ) -> bytes:
+        peer_id = peer.to_base58()
         for attempt in range(2):
             async with self._stream(run, peer, protocol) as (stream, reused, keep):
                 try:
                     body = await self._exchange(stream, frame, limit)
+                except TruncatedFrame as exc:
+                    raise RequestFailed(f"request to {peer_id} failed: {exc}") from exc
+                except (FrameTooLarge, MalformedFrame) as exc:
+                    raise _BadResponse(exc) from exc
                 except _StaleStream as exc:
                     if reused and attempt == 0:
                         continue  # an idle stream the peer had closed: retry on a fresh one
                     raise RequestFailed(f"request to {peer_id} failed: {exc}") from exc.__cause__
                 try:
                     result = result_of_response(body, limit)
-                except FrameTooLarge:
+                except FrameTooLarge as exc:
+                    if not exc.remote:  # an answer over our limit: the peer's fault
+                        raise _BadResponse(exc) from exc
                     raise  # the peer resets the stream after TOO_LARGE: do not keep it
+                except MalformedFrame as exc:
+                    raise _BadResponse(exc) from exc
                 except P2PError:
                     keep.append(True)
                     raise
@@ -720,7 +811,7 @@ class Libp2pNetwork:
         if body is None:
             raise _StaleStream("stream closed by the peer")
         if reads.pending:
-            raise RequestFailed(f"{reads.pending} bytes arrived after the response")
+            raise _BadResponse(RequestFailed(f"{reads.pending} bytes arrived after the response"))
         return body
 
     @asynccontextmanager
@@ -803,6 +894,38 @@ def _disable_auto_connector(host: IHost) -> None:
             return None
 
         connector.maybe_connect = no_auto_dial
+
+
+class _BadResponse(Exception):
+    """A response that breaks the framing rules: `error` is raised, the peer is reported."""
+
+    def __init__(self, error: P2PError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+def _refuse_banned_peers(host: IHost, guard: PeerGuard, stats: NetworkStats) -> None:
+    """Refuse connections of banned peers right after the security handshake, the first point
+    where the peer id is known: py-libp2p's connection gate filters by IP only, and every
+    devnet peer shares 127.0.0.1."""
+    swarm = host.get_network()
+    if not isinstance(swarm, Swarm):
+        raise TypeError(f"expected py-libp2p's Swarm, got {type(swarm).__name__}")
+    upgrader = swarm.upgrader
+    upgrade = upgrader.upgrade_security
+
+    async def gated(
+        raw_conn: IRawConnection, is_initiator: bool, peer_id: ID | None = None
+    ) -> ISecureConn:
+        secured: ISecureConn = await upgrade(raw_conn, is_initiator, peer_id)
+        remote = secured.get_remote_peer()
+        if guard.is_banned(remote.to_base58()):
+            stats.banned_refused += 1
+            await secured.close()
+            raise SecurityUpgradeFailure(f"peer {remote} is banned")
+        return secured
+
+    upgrader.upgrade_security = gated  # type: ignore[method-assign]
 
 
 class _StaleStream(Exception):

@@ -11,6 +11,9 @@ Optional imperfection, drawn from one seeded `random.Random` so that a run is re
 (seconds, on trio's clock: use `trio.testing.MockClock` for virtual time); `loss` drops each gossip
 delivery with that probability (requests are not lost: a lost request would only surface as the
 caller's timeout).
+
+Rate limits, penalties and bans are the same `p2p.peer_guard.PeerGuard` as libp2p's; a ban
+unlinks the two nodes and refuses the peer's links, requests and gossip.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from p2p.errors import (
     FrameTooLarge,
     InvalidPeerAddress,
     NetworkClosed,
+    PeerBanned,
     PeerUnavailable,
     ProtocolNotSupported,
     RequestFailed,
@@ -41,7 +45,7 @@ from p2p.network import (
     check_gossip_size,
     result_of_response,
 )
-from p2p.peer_guard import PeerGuard
+from p2p.peer_guard import Ban, Offence, PeerGuard
 
 
 class MemoryHub:
@@ -89,6 +93,11 @@ class MemoryHub:
         self._links.setdefault(b, set()).add(a)
         self.changed()
 
+    def unlink(self, a: str, b: str) -> None:
+        self._links.get(a, set()).discard(b)
+        self._links.get(b, set()).discard(a)
+        self.changed()
+
     def unlink_all(self, a: str) -> None:
         for b in self._links.pop(a, set()):
             self._links.get(b, set()).discard(a)
@@ -104,22 +113,24 @@ class MemoryHub:
     def lost(self) -> bool:
         return self.loss > 0.0 and self.rng.random() < self.loss
 
-    def flood(self, origin: str, topic: str) -> list[str]:
-        """The nodes a message from `origin` on `topic` reaches: subscribed nodes connected to
-        the origin through subscribed nodes (the mesh), in breadth-first order."""
+    def flood(self, message: GossipMessage) -> list[str]:
+        """The nodes `message` reaches: subscribed nodes connected to its origin through
+        subscribed nodes (the mesh) that accept it, in breadth-first order. Like GossipSub, a
+        node that refuses a message (`MemoryNetwork.accepts_gossip`) does not pass it on."""
         reached: list[str] = []
-        seen = {origin}
-        frontier = [origin]
+        seen = {message.from_peer}
+        frontier = [message.from_peer]
         while frontier:
             following: list[str] = []
             for name in frontier:
                 for other in self.neighbours(name):
                     node = self.running(other)
-                    if other in seen or node is None or not node.subscribed(topic):
+                    if other in seen or node is None or not node.subscribed(message.topic):
                         continue
                     seen.add(other)
-                    reached.append(other)
-                    following.append(other)
+                    if node.accepts_gossip(message, via=name):
+                        reached.append(other)
+                        following.append(other)
             frontier = following
         return reached
 
@@ -136,7 +147,7 @@ class MemoryNetwork:
         self._handlers: dict[str, Handler] = {}
         self._nursery: trio.Nursery | None = None
         self._handler_slots = trio.Semaphore(limits.max_concurrent_handlers)
-        self._guard = PeerGuard(limits, self._stats)
+        self._guard = PeerGuard(limits, self._stats, on_ban=self._disconnect)
 
     # --- lifecycle ---
 
@@ -152,6 +163,7 @@ class MemoryNetwork:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
                 self._hub.changed()
+                nursery.start_soon(self._guard.lift_bans_when_due)
                 task_status.started()
                 await trio.sleep_forever()
         finally:
@@ -189,14 +201,39 @@ class MemoryNetwork:
         name = parts[4]
         if name == self._name:
             raise InvalidPeerAddress("a node cannot connect to itself")
-        if self._hub.running(name) is None:
+        if self._guard.is_banned(name):
+            raise PeerBanned(f"peer {name} is banned")
+        target = self._hub.running(name)
+        if target is None:
             raise PeerUnavailable(f"peer {name} is not reachable")
+        if target.refuses(self._name):
+            raise PeerUnavailable(f"peer {name} refused the connection")
         self._hub.link(self._name, name)
         await trio.lowlevel.checkpoint()
         return name
 
     def stats(self) -> NetworkStats:
         return self._stats
+
+    # --- hostile peers ---
+
+    def report(self, peer_id: str, offence: Offence) -> bool:
+        if peer_id == self._name or "/" in peer_id or not peer_id:
+            raise InvalidPeerAddress(f"cannot report {peer_id!r}")
+        return self._guard.report(peer_id, offence)
+
+    def banned(self) -> list[Ban]:
+        return self._guard.banned()
+
+    def refuses(self, peer_id: str) -> bool:
+        """Whether this node refuses `peer_id` (banned); counted."""
+        if self._guard.is_banned(peer_id):
+            self._stats.banned_refused += 1
+            return True
+        return False
+
+    def _disconnect(self, peer_id: str) -> None:
+        self._hub.unlink(self._name, peer_id)
 
     # --- gossip ---
 
@@ -215,7 +252,7 @@ class MemoryNetwork:
         check_gossip_size(data, self._limits)
         self._stats.gossip_published += 1
         message = GossipMessage(self._name, topic, bytes(data))
-        for name in self._hub.flood(self._name, topic):
+        for name in self._hub.flood(message):
             if self._hub.lost():
                 continue
             delay = self._hub.delay()
@@ -237,6 +274,10 @@ class MemoryNetwork:
     def receive_gossip(self, message: GossipMessage) -> None:
         self._subs.deliver(message)
 
+    def accepts_gossip(self, message: GossipMessage, via: str) -> bool:
+        """Whether this node takes `message`, forwarded by `via` (and passes it on)."""
+        return not self._guard.is_banned(message.from_peer)
+
     async def wait_for_topic_peers(self, topic: str, peer_ids: Iterable[str]) -> None:
         wanted = set(peer_ids)
         while True:
@@ -249,6 +290,10 @@ class MemoryNetwork:
             }
             if not missing:
                 return
+            await self._hub.wait_changed()
+
+    async def wait_disconnected(self, peer_id: str) -> None:
+        while peer_id in self._hub.neighbours(self._name):
             await self._hub.wait_changed()
 
     # --- requests ---
@@ -266,6 +311,8 @@ class MemoryNetwork:
                 size=len(data),
                 limit=limit,
             )
+        if self._guard.is_banned(peer_id):
+            raise PeerBanned(f"peer {peer_id} is banned")
         if peer_id not in self._hub.neighbours(self._name):
             raise PeerUnavailable(f"not connected to peer {peer_id}")
         target = self._hub.running(peer_id)
@@ -277,7 +324,13 @@ class MemoryNetwork:
         await self._travel()
         if not self.is_running:
             raise NetworkClosed(f"node {self._name} stopped during the request")
-        return result_of_response(body, limit)
+        try:
+            return result_of_response(body, limit)
+        except FrameTooLarge as exc:
+            if not exc.remote:  # an answer over our limit: the peer's fault
+                self._stats.frames_refused += 1
+                self._guard.report(peer_id, Offence.INVALID_FRAME)
+            raise
 
     async def _travel(self) -> None:
         delay = self._hub.delay()
@@ -289,12 +342,15 @@ class MemoryNetwork:
         nursery = self._nursery
         if nursery is None:
             raise PeerUnavailable(f"peer {self._name} is not running")
+        if self.refuses(from_peer):
+            raise RequestFailed(f"peer {self._name} refused the request: banned")
         handler = self._handlers.get(protocol)
         if handler is None:
             raise ProtocolNotSupported(f"peer {self._name} does not serve {protocol}")
         limit = self._limits.frame_limit(protocol)
         if len(data) > limit:
             self._stats.frames_refused += 1
+            self._guard.report(from_peer, Offence.INVALID_FRAME)
             return encode_too_large(len(data), limit)
         if not self._guard.admit_request(from_peer, protocol):
             return encode_rate_limited()

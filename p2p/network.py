@@ -17,11 +17,16 @@ Semantics:
   sends one request and returns the handler's answer. Both sides enforce the protocol's frame
   limit (`Limits.frame_limit`). Failures are typed (`p2p.errors`): `FrameTooLarge` (either side),
   `ProtocolNotSupported`, `RemoteHandlerError` (the handler raised; the serving node keeps
-  running), `PeerUnavailable`, `RequestFailed` (`RateLimited`: the peer refused it at once,
-  over its rate limit), `NetworkClosed`. There is no built-in timeout: callers bound requests
-  with `trio.fail_after` / `trio.move_on_after`; a cancelled request leaves nothing behind.
-- **Rate limits** (`p2p.peer_guard`). Inbound requests are rate limited per peer and protocol
-  (`Limits.request_rate`), before any handler runs.
+  running), `PeerUnavailable` (`PeerBanned`: this node banned the peer), `RequestFailed`
+  (`RateLimited`: the peer refused it at once, over its rate limit), `NetworkClosed`. There is
+  no built-in timeout: callers bound requests with `trio.fail_after` / `trio.move_on_after`; a
+  cancelled request leaves nothing behind.
+- **Hostile peers** (`p2p.peer_guard`). Inbound requests are rate limited per peer and protocol
+  (`Limits.request_rate`); `report(peer, offence)` adds to a peer's decaying penalty, and one
+  that reaches `Limits.ban_threshold` is disconnected and banned for `Limits.ban_s`: its
+  connections, streams and gossip are refused and it is not dialled (`connect` and `request`
+  raise `PeerBanned`). The network itself reports refused frames and rate-limited requests.
+  `banned()` lists the bans in force.
 - **Lifecycle.** Each implementation has `async def serve(*, task_status)` to be started with
   `await nursery.start(net.serve)`: it returns once the node listens, and runs until cancelled,
   then disconnects and releases everything it holds.
@@ -30,6 +35,7 @@ Semantics:
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -47,7 +53,7 @@ from p2p.framing import (
     encode_ok,
     encode_too_large,
 )
-from p2p.peer_guard import RequestRate
+from p2p.peer_guard import Ban, Offence, RequestRate
 
 log = logging.getLogger(__name__)
 
@@ -76,8 +82,23 @@ follower syncing, a 32 MiB file fetched): consensus queries to one peer at most 
 and 21 in 100 ms (the burst a 50/s bucket needs: 17), status 1/s, a file's chunks 25/s (33 in
 1.3 s); block and range requests one at a time. So an honest peer stays at least 4x under."""
 
+PENALTY_HALF_LIFE_S = 300.0
+"""A peer's penalty halves every 5 minutes."""
+BAN_THRESHOLD = 100.0
+"""A penalty reaching this bans the peer."""
+BAN_S = 600.0
+"""How long a ban lasts (10 minutes); then the peer may connect again, its penalty at zero."""
+INVALID_BLOCK_PENALTY = 60.0
+"""Two invalid blocks within 3 minutes ban a peer (60 + 60 x 0.5^(175/300) = 100)."""
+INVALID_TX_BATCH_PENALTY = 30.0
+INVALID_MESSAGE_PENALTY = 30.0
+INVALID_FRAME_PENALTY = 30.0
+"""Four invalid batches, messages or frames within about 3 minutes ban a peer."""
+RATE_LIMITED_PENALTY = 1.0
+"""Some 100 refused requests in a burst ban a peer, or more than ~14 a minute kept up (the
+steady penalty of r refusals a second is r x 433)."""
 MAX_TRACKED_PEERS = 4096
-"""(Peer, protocol) pairs whose request buckets are remembered."""
+"""Peers (or peer and protocol pairs) whose buckets, penalties or bans are remembered."""
 
 MAX_IDLE_STREAMS = 16
 """Idle request streams kept for reuse per (peer, protocol). Consensus keeps up to 4 polls open
@@ -101,6 +122,14 @@ class Limits:
     """Token bucket of each (peer, protocol) for inbound requests."""
     request_rates: Mapping[str, RequestRate] = field(default_factory=dict)
     """Per-protocol buckets; protocols not listed get `request_rate`."""
+    penalty_half_life_s: float = PENALTY_HALF_LIFE_S
+    ban_threshold: float = BAN_THRESHOLD
+    ban_s: float = BAN_S
+    invalid_block_penalty: float = INVALID_BLOCK_PENALTY
+    invalid_tx_batch_penalty: float = INVALID_TX_BATCH_PENALTY
+    invalid_message_penalty: float = INVALID_MESSAGE_PENALTY
+    invalid_frame_penalty: float = INVALID_FRAME_PENALTY
+    rate_limited_penalty: float = RATE_LIMITED_PENALTY
     max_tracked_peers: int = MAX_TRACKED_PEERS
 
     def __post_init__(self) -> None:
@@ -117,8 +146,14 @@ class Limits:
         for rate in (self.request_rate, *self.request_rates.values()):
             if not isinstance(rate, RequestRate):
                 raise TypeError(f"request rates are RequestRate, got {type(rate).__name__}")
-        if self.max_tracked_peers <= 0:
-            raise ValueError("max_tracked_peers must be positive")
+        for name in ("penalty_half_life_s", "ban_threshold", "ban_s", "max_tracked_peers"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value > 0):
+                raise ValueError(f"{name} must be a positive finite number")
+        for offence in Offence:
+            penalty = self.penalty_for(offence)
+            if not (math.isfinite(penalty) and penalty >= 0):
+                raise ValueError(f"the penalty of {offence.value} must be finite and >= 0")
 
     def frame_limit(self, protocol: str) -> int:
         """The frame limit of `protocol` (request and response payloads alike)."""
@@ -127,6 +162,10 @@ class Limits:
     def request_rate_for(self, protocol: str) -> RequestRate:
         """The token bucket of each peer's requests on `protocol`."""
         return self.request_rates.get(protocol, self.request_rate)
+
+    def penalty_for(self, offence: Offence) -> float:
+        """The weight `offence` adds to a peer's penalty."""
+        return float(getattr(self, f"{offence.value}_penalty"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,6 +201,12 @@ class NetworkStats:
     `requests_sent`, how well idle streams are reused."""
     requests_rate_limited: int = 0
     """Inbound requests refused by the per-peer rate limit (`Limits.request_rate`)."""
+    offences_reported: int = 0
+    """Offences counted against peers (by `report`, or by the network itself)."""
+    peers_banned: int = 0
+    """Bans imposed."""
+    banned_refused: int = 0
+    """Connections, streams and requests of banned peers refused."""
 
 
 class Network(Protocol):
@@ -191,6 +236,10 @@ class Network(Protocol):
         `trio.fail_after`."""
         ...
 
+    async def wait_disconnected(self, peer_id: str) -> None:
+        """Return once no connection to `peer_id` is left. Bound it with `trio.fail_after`."""
+        ...
+
     def set_handler(self, protocol: str, handler: Handler) -> None:
         """Serve `protocol` with `handler` (replacing any previous one)."""
         ...
@@ -209,6 +258,17 @@ class Network(Protocol):
 
     def stats(self) -> NetworkStats:
         """Counters since start."""
+        ...
+
+    def report(self, peer_id: str, offence: Offence) -> bool:
+        """Count one `offence` of `peer_id` (weights, decay and threshold in `Limits`); a peer
+        whose penalty reaches `Limits.ban_threshold` is disconnected and banned for
+        `Limits.ban_s`. Returns whether the peer is banned now. `InvalidPeerAddress` for an id
+        that does not parse or is this node's own."""
+        ...
+
+    def banned(self) -> list[Ban]:
+        """The bans in force, sorted by peer id."""
         ...
 
 

@@ -43,6 +43,10 @@ P2P_COUNTERS = {
                        "Request streams opened (against requests sent: how well they are reused)."),
     "requests_rate_limited": ("ogpu_p2p_requests_rate_limited",
                               "Requests from peers refused by the per-peer rate limit."),
+    "offences_reported": ("ogpu_p2p_offences_reported", "Offences counted against peers."),
+    "peers_banned": ("ogpu_p2p_peers_banned", "Peers banned for misbehaviour."),
+    "banned_refused": ("ogpu_p2p_banned_refused",
+                       "Connections, streams and requests of banned peers refused."),
 }
 """`NetworkStats` field -> (counter name without `_total`, help)."""
 REJECTIONS = ("body_too_large", "batch_too_large", "too_many_connections", "rate_limited",

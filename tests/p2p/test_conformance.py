@@ -17,6 +17,8 @@ from p2p.errors import (
     FrameTooLarge,
     InvalidPeerAddress,
     NetworkClosed,
+    P2PError,
+    PeerBanned,
     PeerUnavailable,
     ProtocolNotSupported,
     RateLimited,
@@ -24,7 +26,7 @@ from p2p.errors import (
     RequestFailed,
 )
 from p2p.network import GossipMessage, Limits, Network
-from p2p.peer_guard import RequestRate
+from p2p.peer_guard import Offence, RequestRate
 from tests.p2p.conftest import ClusterFactory
 
 BOUND = 10.0
@@ -213,7 +215,7 @@ def test_every_implementation_is_a_network() -> None:
     assert all(net.listen_addrs == [] for net in nets)
 
 
-# --- hostile peers: rate limits ------------------------------------------------------------
+# --- hostile peers: rate limits, reports, bans -----------------------------------------------
 
 
 async def test_requests_over_the_rate_limit_are_refused_before_the_handler(
@@ -247,3 +249,83 @@ async def test_requests_over_the_rate_limit_are_refused_before_the_handler(
             with pytest.raises(RequestFailed, match="rate limited"):
                 await a.request(b.peer_id, "/test/echo/1", b"and again")
         assert b.stats().requests_rate_limited == 2
+        assert b.stats().offences_reported == 2  # each refusal counts against the peer
+        assert b.banned() == []  # but two are far from a ban
+
+
+async def test_refusals_add_up_to_a_ban(open_cluster: ClusterFactory) -> None:
+    limits = Limits(request_rate=RequestRate(per_s=0.01, burst=1), rate_limited_penalty=60.0)
+    async with open_cluster(n=2, limits={1: limits}) as cluster:
+        a, b = cluster.nodes
+        b.set_handler("/test/echo/1", echo)
+        with trio.fail_after(BOUND):
+            await a.request(b.peer_id, "/test/echo/1", b"ok")
+            with pytest.raises(RateLimited):
+                await a.request(b.peer_id, "/test/echo/1", b"flood")
+            with pytest.raises(P2PError):  # RateLimited, or the disconnect overtook the answer
+                await a.request(b.peer_id, "/test/echo/1", b"flood")
+            assert [(ban.peer_id, ban.offence) for ban in b.banned()] == [
+                (a.peer_id, Offence.RATE_LIMITED)
+            ]
+            await a.wait_disconnected(b.peer_id)
+
+
+async def test_oversize_frames_count_against_the_sender(open_cluster: ClusterFactory) -> None:
+    limits = Limits(frame_limits={"/test/small/1": 1024}, invalid_frame_penalty=60.0)
+    async with open_cluster(n=2, limits={1: limits}) as cluster:
+        a, b = cluster.nodes
+        b.set_handler("/test/small/1", echo)
+        with trio.fail_after(BOUND):
+            with pytest.raises(FrameTooLarge):
+                await a.request(b.peer_id, "/test/small/1", b"x" * 2048)
+            assert b.banned() == []
+            with pytest.raises(P2PError):  # FrameTooLarge, or the disconnect overtook it
+                await a.request(b.peer_id, "/test/small/1", b"x" * 2048)
+            assert [(ban.peer_id, ban.offence) for ban in b.banned()] == [
+                (a.peer_id, Offence.INVALID_FRAME)
+            ]
+        assert b.stats().frames_refused == 2
+
+
+async def test_report_bans_disconnects_refuses_and_expires(
+    open_cluster: ClusterFactory, clock: MockClock
+) -> None:
+    async with open_cluster(limits={1: Limits(ban_s=30.0)}) as cluster:
+        a, b, c = cluster.nodes
+        for node in cluster.nodes:
+            node.set_handler("/test/echo/1", echo)
+        with trio.fail_after(BOUND):
+            await a.request(b.peer_id, "/test/echo/1", b"warm")  # an idle stream to reuse
+            assert not b.report(a.peer_id, Offence.INVALID_BLOCK)  # 60 of 100
+            assert b.banned() == []
+            assert b.report(a.peer_id, Offence.INVALID_BLOCK)
+            [ban] = b.banned()
+            assert (ban.peer_id, ban.offence) == (a.peer_id, Offence.INVALID_BLOCK)
+            assert 25.0 < ban.remaining_s <= 30.0
+            assert a.peer_id not in {p.peer_id for p in b.peers()}
+            await a.wait_disconnected(b.peer_id)
+            await b.wait_disconnected(a.peer_id)
+            # b neither dials nor asks a; a's connections and requests are refused
+            with pytest.raises(PeerBanned):
+                await b.request(a.peer_id, "/test/echo/1", b"?")
+            with pytest.raises(PeerBanned):
+                await b.connect(a.listen_addrs[0])
+            with pytest.raises(PeerUnavailable):
+                await a.connect(b.listen_addrs[0])
+            with pytest.raises(P2PError):
+                await a.request(b.peer_id, "/test/echo/1", b"?")
+            assert await c.request(b.peer_id, "/test/echo/1", b"c") == c.peer_id.encode() + b"|c"
+            assert b.report(a.peer_id, Offence.INVALID_FRAME)  # still banned, nothing new
+        clock.jump(30)
+        with trio.fail_after(BOUND):
+            assert b.banned() == []
+            assert await a.connect(b.listen_addrs[0]) == b.peer_id
+            assert await a.request(b.peer_id, "/test/echo/1", b"back") == (
+                a.peer_id.encode() + b"|back"
+            )
+            assert not b.report(a.peer_id, Offence.INVALID_BLOCK)  # the penalty starts over
+        stats = b.stats()
+        assert (stats.peers_banned, stats.offences_reported) == (1, 3)
+        assert stats.banned_refused >= 1
+        with pytest.raises(InvalidPeerAddress):
+            b.report(b.peer_id, Offence.INVALID_BLOCK)

@@ -14,6 +14,7 @@ from p2p.errors import (
     RateLimited,
     RemoteHandlerError,
     RequestFailed,
+    TruncatedFrame,
 )
 from p2p.framing import (
     READ_AHEAD_BYTES,
@@ -102,7 +103,7 @@ def test_limits_are_enforced_from_the_header() -> None:
         with pytest.raises(FrameTooLarge) as exc:
             await read_frame(reader(encode_frame(b"x" * 11, 100)), 10)
         assert exc.value.size == 11 and exc.value.limit == 10
-        with pytest.raises(MalformedFrame):
+        with pytest.raises(TruncatedFrame):  # a MalformedFrame not held against the peer
             await read_frame(reader(encode_frame(b"abc", 10)[:-1]), 10)
 
     trio.run(main)

@@ -79,6 +79,8 @@ async def test_bytes_after_a_response_fail_the_request_and_the_stream_is_not_reu
                 with pytest.raises(RequestFailed, match="after the response"):
                     await b.request(a.peer_id, "/test/chatty/1", b"ask")
                 assert len(opened) == attempt  # a fresh stream each time
+        # each broken response counts against the peer: 2 x 30 of the 100 that ban
+        assert b.stats().offences_reported == 2 and b.banned() == []
         nursery.cancel_scope.cancel()
 
 
