@@ -405,7 +405,7 @@ class Libp2pNetwork:
                     async with trio.open_nursery() as nursery:
                         self._run = _Running(host, pubsub, gossipsub, nursery, watch)
                         for ban in self._guard.banned():  # bans from an earlier run
-                            pubsub.add_to_blacklist(parse_peer_id(ban.peer_id))
+                            pubsub.blacklisted_peers.add(parse_peer_id(ban.peer_id))
                         nursery.start_soon(self._guard.lift_bans_when_due)
                         for addr in self._config.bootstrap:
                             nursery.start_soon(self._keep_connected, addr)
@@ -563,7 +563,10 @@ class Libp2pNetwork:
         if run is None:
             return
         peer = parse_peer_id(peer_id)
-        run.pubsub.add_to_blacklist(peer)
+        # Not `add_to_blacklist`: its teardown task races our disconnect and, when the peer is
+        # gone first, dies of a KeyError that stops pubsub (py-libp2p 0.8.1). The set alone
+        # drops the peer's messages; the disconnect removes it from pubsub.
+        run.pubsub.blacklisted_peers.add(peer)
         run.nursery.start_soon(self._disconnect, run, peer)
 
     def _on_unban(self, peer_id: str) -> None:
