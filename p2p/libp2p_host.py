@@ -26,7 +26,7 @@ import logging
 import math
 import random
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -47,7 +47,7 @@ from libp2p.crypto.ed25519 import create_new_key_pair
 from libp2p.crypto.keys import KeyPair
 from libp2p.crypto.x25519 import create_new_key_pair as create_new_x25519_key_pair
 from libp2p.custom_types import THandler, TProtocol
-from libp2p.exceptions import BaseLibp2pError
+from libp2p.exceptions import BaseLibp2pError, ValidationError
 from libp2p.io.abc import ReadWriteCloser
 from libp2p.network.config import ConnectionConfig
 from libp2p.network.swarm import Swarm
@@ -97,8 +97,10 @@ from p2p.network import (
     PeerInfo,
     SubscriptionHub,
     TaskStatus,
+    TopicValidator,
     answer_request,
     check_gossip_size,
+    gossip_is_valid,
     result_of_response,
 )
 from p2p.peer_guard import Ban, Offence, PeerGuard
@@ -146,10 +148,29 @@ class GossipConfig:
       silently. Rates are limited where messages are made (batched transactions, one block per
       slot) and misbehaviour is the node's to punish (invalid transactions, slashing).
     - Eclipse protection **off**: it reasons about peer IP diversity, and every devnet peer
-      shares 127.0.0.1.
-    - Peer scoring **neutral**: every weight is 0, so every score is 0, and the thresholds
-      (finite, below 0) never gate a peer. The library's scorer is minimal and would punish
-      loopback peers for IP colocation; validation happens above this layer.
+      shares 127.0.0.1 (and py-libp2p 0.8.1 never learns peer IPs, below).
+    - Peer scoring **on** for misbehaviour only, so an honest peer's score stays 0:
+      - P4 invalid messages: a message a topic validator rejects costs its forwarder
+        `invalid_message_weight` (10) per message, up to `invalid_message_cap` (100) messages,
+        decaying x`invalid_message_decay` (0.99) per heartbeat (a half-life of 69 s).
+      - P5 behaviour: the library's own penalties (IHAVE/IWANT floods +5, GRAFT during
+        backoff +10, equivocation +100) count beyond `behaviour_penalty_threshold` (10) at
+        `behaviour_penalty_weight` (1), decaying x0.99 per heartbeat.
+      - P6 application score: minus our penalty of the peer (`p2p.peer_guard`), weight
+        `app_specific_weight` (1): what the node reports costs gossip and mesh places too.
+      - P1-P3 **off**: positive credit would let a busy peer buy invalid messages back, the
+        library's P1 counts mesh joins rather than time, and nothing feeds its P3.
+      - P7 IP colocation **off** (`ip_colocation_weight` 0: the devnet relaxation). In 0.8.1
+        it does nothing anyway: the router records a peer's IP before the peer's stream is
+        registered and reads `muxed_conn.conn.remote_addr`, which yamux lacks, so no IP is
+        ever recorded (checked). Were it fixed, the loopback devnet would penalise every peer
+        once more than `ip_colocation_threshold` (10) share 127.0.0.1; nodes with addresses
+        of their own (network namespaces) can turn it on.
+      - Thresholds: below `gossip_threshold` (-10) no IHAVE gossip to or from the peer, below
+        `publish_threshold` (-50) its messages are dropped unvalidated and ours not sent to it,
+        below `graylist_threshold` (-80) its GRAFTs are refused and it leaves our mesh. The
+        library never disconnects on score; the disconnect is our ban
+        (`Limits.ban_threshold`), fed by the same rejections (`Network.report`).
     - Peer exchange off (peers come from the bootstrap list), no direct peers.
     - Seen-message cache 120 s (duplicates inside it are dropped: the exactly-once guarantee);
       message ids are (origin, sequence number); messages are signed and checked (strict).
@@ -186,6 +207,15 @@ class GossipConfig:
     max_iwant_requests_per_second: float = 10.0
     max_ihave_messages_per_second: float = 10.0
     graft_flood_threshold_s: float = 10.0
+    invalid_message_weight: float = 10.0
+    invalid_message_cap: float = 100.0
+    invalid_message_decay: float = 0.99
+    behaviour_penalty_weight: float = 1.0
+    behaviour_penalty_threshold: float = 10.0
+    behaviour_penalty_decay: float = 0.99
+    app_specific_weight: float = 1.0
+    ip_colocation_weight: float = 0.0
+    ip_colocation_threshold: int = 10
     gossip_threshold: float = -10.0
     publish_threshold: float = -50.0
     graylist_threshold: float = -80.0
@@ -204,26 +234,49 @@ class GossipConfig:
     queue_high_water: int = OutBoundQueueSize * 3 // 4
     publish_wait_s: float = 2.0
 
-    def score_params(self) -> ScoreParams:
-        """Neutral scoring: all weights zero, thresholds explicit (see the class docstring)."""
+    def __post_init__(self) -> None:
+        if not 0 < self.degree_low <= self.degree <= self.degree_high:
+            raise ValueError("mesh degrees must satisfy 0 < degree_low <= degree <= degree_high")
+        for name in ("invalid_message_weight", "invalid_message_cap", "behaviour_penalty_weight",
+                     "behaviour_penalty_threshold", "app_specific_weight",
+                     "ip_colocation_weight"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value >= 0):
+                raise ValueError(f"{name} must be finite and >= 0 (penalties are subtracted)")
+        for name in ("invalid_message_decay", "behaviour_penalty_decay"):
+            if not 0 < getattr(self, name) <= 1:
+                raise ValueError(f"{name} must be in (0, 1]")
+        if self.ip_colocation_threshold < 1:
+            raise ValueError("ip_colocation_threshold must be at least 1")
+        if not (self.graylist_threshold < self.publish_threshold <= self.gossip_threshold <= 0):
+            raise ValueError("thresholds must satisfy graylist < publish <= gossip <= 0")
+        if self.accept_px_threshold < 0:
+            raise ValueError("accept_px_threshold must be >= 0")
+
+    def score_params(self, app_score: Callable[[ID], float] | None = None) -> ScoreParams:
+        """The library's score parameters (see the class docstring); `app_score(peer)` is P6."""
         off = TopicScoreParams(weight=0.0, cap=0.0, decay=1.0)
         return ScoreParams(
             p1_time_in_mesh=off,
             p2_first_message_deliveries=off,
             p3_mesh_message_deliveries=off,
-            p4_invalid_messages=off,
-            p5_behavior_penalty_weight=0.0,
-            p5_behavior_penalty_decay=1.0,
-            p5_behavior_penalty_threshold=0.0,
-            p6_appl_slack_weight=0.0,
-            p6_appl_slack_decay=1.0,
-            p7_ip_colocation_weight=0.0,
-            p7_ip_colocation_threshold=10,
+            p4_invalid_messages=TopicScoreParams(
+                weight=self.invalid_message_weight,
+                cap=self.invalid_message_cap,
+                decay=self.invalid_message_decay,
+            ),
+            p5_behavior_penalty_weight=self.behaviour_penalty_weight,
+            p5_behavior_penalty_decay=self.behaviour_penalty_decay,
+            p5_behavior_penalty_threshold=self.behaviour_penalty_threshold,
+            p6_appl_slack_weight=self.app_specific_weight if app_score else 0.0,
+            p6_appl_slack_decay=1.0,  # P6 is recomputed at every use: nothing to decay
+            p7_ip_colocation_weight=self.ip_colocation_weight,
+            p7_ip_colocation_threshold=self.ip_colocation_threshold,
             publish_threshold=self.publish_threshold,
             gossip_threshold=self.gossip_threshold,
             graylist_threshold=self.graylist_threshold,
             accept_px_threshold=self.accept_px_threshold,
-            app_specific_score_fn=None,
+            app_specific_score_fn=app_score,
         )
 
 
@@ -262,13 +315,23 @@ class Libp2pConfig:
 
 class _Pubsub(Pubsub):
     """Pubsub whose deliveries go to our subscription hub, not to the library's 32-slot
-    channels (which drop silently when full)."""
+    channels (which drop silently when full), and which tells us of every message a topic
+    validator rejects, cached verdicts included (the library only scores those down)."""
 
     on_message: Any = None
+    on_invalid: Any = None
 
     def notify_subscriptions(self, publish_message: rpc_pb2.Message) -> None:
         if self.on_message is not None:
             self.on_message(publish_message)
+
+    async def validate_msg(self, msg_forwarder: ID, msg: rpc_pb2.Message) -> None:
+        try:
+            await super().validate_msg(msg_forwarder, msg)
+        except ValidationError:
+            if self.on_invalid is not None:
+                self.on_invalid(msg_forwarder)
+            raise
 
 
 class _TrackedTCP(TCP):
@@ -370,6 +433,7 @@ class Libp2pNetwork:
         self._guard = PeerGuard(
             self._limits, self._stats, on_ban=self._on_ban, on_unban=self._on_unban
         )
+        self._validators: dict[str, TopicValidator] = {}
 
     @classmethod
     def from_seed(cls, seed: bytes, config: Libp2pConfig | None = None) -> Libp2pNetwork:
@@ -394,6 +458,8 @@ class Libp2pNetwork:
         host.get_network().register_notifee(watch)
         for protocol in self._handlers:
             self._register(host, protocol)
+        for topic in self._validators:
+            self._register_validator(pubsub, topic)
         try:
             async with (
                 host.run([listen]),
@@ -481,7 +547,7 @@ class Libp2pNetwork:
             px_peers_count=g.px_peers_count,
             prune_back_off=g.prune_back_off_s,
             unsubscribe_back_off=g.unsubscribe_back_off_s,
-            score_params=g.score_params(),
+            score_params=g.score_params(self._app_score),
             max_idontwant_messages=g.max_idontwant_messages,
             adaptive_gossip_enabled=g.adaptive_gossip_enabled,
             spam_protection_enabled=g.spam_protection_enabled,
@@ -515,7 +581,13 @@ class Libp2pNetwork:
             allowed_topics=g.allowed_topics,
         )
         pubsub.on_message = self._on_gossip
+        pubsub.on_invalid = self._on_invalid_gossip
         return pubsub
+
+    def _app_score(self, peer: ID) -> float:
+        """GossipSub's application score (P6) of `peer`: minus its penalty here, so peers
+        reported for anything lose gossip and mesh places before they are banned."""
+        return -self._guard.penalty(peer.to_base58())
 
     # --- identity and peers ---
 
@@ -643,6 +715,35 @@ class Libp2pNetwork:
             self._recent.popitem(last=False)
         for topic in message.topicIDs:
             self._subs.deliver(GossipMessage(origin.to_base58(), topic, bytes(message.data)))
+
+    def set_topic_validator(self, topic: str, validator: TopicValidator | None) -> None:
+        if validator is None:
+            self._validators.pop(topic, None)
+        else:
+            self._validators[topic] = validator
+        if self._run is not None:
+            self._register_validator(self._run.pubsub, topic)
+
+    def _register_validator(self, pubsub: Pubsub, topic: str) -> None:
+        validator = self._validators.get(topic)
+        if validator is None:
+            pubsub.remove_topic_validator(topic)
+            return
+
+        def check(forwarder: ID, message: rpc_pb2.Message) -> bool:
+            origin = ID(message.from_id)
+            if origin == self._id:
+                return True  # our own publish: not judged, as no node judges its own
+            return gossip_is_valid(
+                validator, GossipMessage(origin.to_base58(), topic, bytes(message.data))
+            )
+
+        pubsub.set_topic_validator(topic, check, False)
+
+    def _on_invalid_gossip(self, forwarder: ID) -> None:
+        self._stats.gossip_rejected += 1
+        if forwarder != self._id:
+            self._guard.report(forwarder.to_base58(), Offence.INVALID_MESSAGE)
 
     async def subscribe(self, topic: str) -> trio.MemoryReceiveChannel[GossipMessage]:
         run = self._require_running()

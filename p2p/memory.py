@@ -13,7 +13,8 @@ delivery with that probability (requests are not lost: a lost request would only
 caller's timeout).
 
 Rate limits, penalties and bans are the same `p2p.peer_guard.PeerGuard` as libp2p's; a ban
-unlinks the two nodes and refuses the peer's links, requests and gossip.
+unlinks the two nodes and refuses the peer's links, requests and gossip. Topic validators run
+when a message is published, hop by hop along the flood (latency delays the delivery only).
 """
 
 from __future__ import annotations
@@ -41,8 +42,10 @@ from p2p.network import (
     PeerInfo,
     SubscriptionHub,
     TaskStatus,
+    TopicValidator,
     answer_request,
     check_gossip_size,
+    gossip_is_valid,
     result_of_response,
 )
 from p2p.peer_guard import Ban, Offence, PeerGuard
@@ -148,6 +151,7 @@ class MemoryNetwork:
         self._nursery: trio.Nursery | None = None
         self._handler_slots = trio.Semaphore(limits.max_concurrent_handlers)
         self._guard = PeerGuard(limits, self._stats, on_ban=self._disconnect)
+        self._validators: dict[str, TopicValidator] = {}
 
     # --- lifecycle ---
 
@@ -275,8 +279,22 @@ class MemoryNetwork:
         self._subs.deliver(message)
 
     def accepts_gossip(self, message: GossipMessage, via: str) -> bool:
-        """Whether this node takes `message`, forwarded by `via` (and passes it on)."""
-        return not self._guard.is_banned(message.from_peer)
+        """Whether this node takes `message`, forwarded by `via` (and passes it on). A message
+        its validator rejects counts against `via`, as GossipSub holds forwarders to account."""
+        if self._guard.is_banned(message.from_peer):
+            return False
+        validator = self._validators.get(message.topic)
+        if validator is None or gossip_is_valid(validator, message):
+            return True
+        self._stats.gossip_rejected += 1
+        self._guard.report(via, Offence.INVALID_MESSAGE)
+        return False
+
+    def set_topic_validator(self, topic: str, validator: TopicValidator | None) -> None:
+        if validator is None:
+            self._validators.pop(topic, None)
+        else:
+            self._validators[topic] = validator
 
     async def wait_for_topic_peers(self, topic: str, peer_ids: Iterable[str]) -> None:
         wanted = set(peer_ids)

@@ -12,7 +12,9 @@ Semantics:
   `subscribe(topic)` returns a fresh channel; a topic may have several. Each channel buffers
   `Limits.subscription_buffer` messages; a message that finds the buffer full is dropped, logged
   and counted in `stats().gossip_dropped` (a consumer must keep up; nothing is dropped silently).
-  Close the channel to stop receiving.
+  Close the channel to stop receiving. `set_topic_validator(topic, fn)` judges each message
+  before it is delivered or passed on: a rejected one goes no further, and the peer that
+  forwarded it is reported (`INVALID_MESSAGE`) and, on libp2p, also scored down by GossipSub.
 - **Requests.** `set_handler(protocol, handler)` serves `protocol`; `request(peer, protocol, data)`
   sends one request and returns the handler's answer. Both sides enforce the protocol's frame
   limit (`Limits.frame_limit`). Failures are typed (`p2p.errors`): `FrameTooLarge` (either side),
@@ -63,6 +65,10 @@ of `trio-typing` no longer shadow trio's own annotations in the environment.)"""
 
 Handler = Callable[[str, bytes], Awaitable[bytes]]
 """`handler(from_peer_id, request) -> response` serving one request/response protocol."""
+
+TopicValidator = Callable[[str, bytes], bool]
+"""`validator(origin_peer_id, data) -> valid` judging one gossip message of a topic (see
+`Network.set_topic_validator`)."""
 
 MAX_GOSSIP_BYTES = 1024 * 1024 - 64 * 1024
 """Largest gossip payload (960 KiB): GossipSub drops RPCs over 1 MiB, and the envelope (topic,
@@ -192,6 +198,8 @@ class NetworkStats:
     gossip_published: int = 0
     gossip_delivered: int = 0
     gossip_dropped: int = 0
+    gossip_rejected: int = 0
+    """Gossip messages a topic validator rejected (their forwarders are reported)."""
     requests_sent: int = 0
     requests_served: int = 0
     handler_errors: int = 0
@@ -228,6 +236,17 @@ class Network(Protocol):
 
     async def subscribe(self, topic: str) -> trio.MemoryReceiveChannel[GossipMessage]:
         """Join `topic` and return a channel of the messages other nodes publish on it."""
+        ...
+
+    def set_topic_validator(self, topic: str, validator: TopicValidator | None) -> None:
+        """Judge every gossip message of `topic` from other nodes before it is delivered or
+        passed on (None removes the validator). `validator(origin, data)` returns True to
+        accept; False, or an exception (logged), rejects: the message is dropped and the peer
+        that forwarded it is reported as `INVALID_MESSAGE`. It runs in the network's task, so
+        it must be quick and must not block. Reject only what is invalid on its own
+        (undecodable, a bad signature), never what is merely stale or unwanted here: an honest
+        peer that judged otherwise would be punished for passing it on. Every node should run
+        the same validators for the same reason."""
         ...
 
     async def wait_for_topic_peers(self, topic: str, peer_ids: Iterable[str]) -> None:
@@ -325,6 +344,16 @@ def result_of_response(body: bytes, limit: int) -> bytes:
             remote=True,
         )
     raise MalformedFrame(f"unhandled response status {status}")  # pragma: no cover
+
+
+def gossip_is_valid(validator: TopicValidator, message: GossipMessage) -> bool:
+    """`validator`'s verdict on `message`; an exception of the validator is a rejection."""
+    try:
+        return validator(message.from_peer, message.data) is True
+    except Exception as exc:
+        log.warning("validator of %s raised on a message of %s: %r", message.topic,
+                    message.from_peer, exc)
+        return False
 
 
 def check_gossip_size(data: bytes, limits: Limits) -> None:

@@ -34,6 +34,8 @@ P2P_COUNTERS = {
     "gossip_delivered": ("ogpu_p2p_gossip_delivered", "Gossip messages delivered to the node."),
     "gossip_dropped": ("ogpu_p2p_gossip_dropped",
                        "Gossip messages dropped because a subscription's buffer was full."),
+    "gossip_rejected": ("ogpu_p2p_gossip_rejected",
+                        "Gossip messages a topic validator rejected (their forwarders reported)."),
     "requests_sent": ("ogpu_p2p_requests_sent", "Requests this node sent to peers."),
     "requests_served": ("ogpu_p2p_requests_served", "Requests from peers this node answered."),
     "handler_errors": ("ogpu_p2p_handler_errors",

@@ -25,7 +25,7 @@ from p2p.errors import (
     RemoteHandlerError,
     RequestFailed,
 )
-from p2p.network import GossipMessage, Limits, Network
+from p2p.network import GossipMessage, Limits, Network, TopicValidator
 from p2p.peer_guard import Offence, RequestRate
 from tests.p2p.conftest import ClusterFactory
 
@@ -329,3 +329,73 @@ async def test_report_bans_disconnects_refuses_and_expires(
         assert stats.banned_refused >= 1
         with pytest.raises(InvalidPeerAddress):
             b.report(b.peer_id, Offence.INVALID_BLOCK)
+
+
+async def test_topic_validators_drop_invalid_gossip_and_report_its_forwarder(
+    open_cluster: ClusterFactory,
+) -> None:
+    judged: dict[tuple[str, bytes], trio.Event] = {}
+
+    def validator_of(node: Network) -> TopicValidator:
+        def validate(origin: str, data: bytes) -> bool:
+            judged.setdefault((node.peer_id, data), trio.Event()).set()
+            if data == b"raise":
+                raise ValueError("cannot parse")  # an exception rejects too
+            return not data.startswith(b"bad")
+
+        return validate
+
+    async def judged_by(node: Network, data: bytes) -> None:
+        await judged.setdefault((node.peer_id, data), trio.Event()).wait()
+
+    limits = Limits(invalid_message_penalty=60.0)
+    async with open_cluster(limits={1: limits, 2: limits}) as cluster:
+        a, b, c = cluster.nodes
+        for node in cluster.nodes:  # every node runs the same validators
+            node.set_topic_validator("blocks", validator_of(node))
+        channels = [await node.subscribe("blocks") for node in cluster.nodes]
+        with trio.fail_after(BOUND):
+            for node in cluster.nodes:
+                await node.wait_for_topic_peers(
+                    "blocks", [n.peer_id for n in cluster.nodes if n is not node]
+                )
+            await a.publish("blocks", b"bad 1")  # a does not judge its own messages
+            for node in (b, c):
+                await judged_by(node, b"bad 1")
+                assert node.banned() == []
+            assert b.stats().gossip_rejected >= 1
+            await a.publish("blocks", b"good")
+            for channel in channels[1:]:
+                assert (await channel.receive()).data == b"good"  # "bad 1" never arrived
+            await a.publish("blocks", b"raise")
+            for node in (b, c):
+                await judged_by(node, b"raise")
+                assert [(ban.peer_id, ban.offence) for ban in node.banned()] == [
+                    (a.peer_id, Offence.INVALID_MESSAGE)
+                ]
+            await c.publish("blocks", b"from c")
+            assert (await channels[1].receive()).data == b"from c"
+            b.set_topic_validator("blocks", None)
+            await c.publish("blocks", b"bad but unjudged")
+            assert (await channels[1].receive()).data == b"bad but unjudged"
+
+
+async def test_gossip_of_a_banned_peer_is_dropped_even_when_forwarded(
+    open_cluster: ClusterFactory,
+) -> None:
+    async with open_cluster() as cluster:
+        a, b, c = cluster.nodes
+        channels = [await node.subscribe("blocks") for node in cluster.nodes]
+        with trio.fail_after(BOUND):
+            for node in cluster.nodes:
+                await node.wait_for_topic_peers(
+                    "blocks", [n.peer_id for n in cluster.nodes if n is not node]
+                )
+            b.report(a.peer_id, Offence.INVALID_BLOCK)
+            assert b.report(a.peer_id, Offence.INVALID_BLOCK)
+            await b.wait_disconnected(a.peer_id)
+            await a.publish("blocks", b"from a")
+            assert (await channels[2].receive()).data == b"from a"  # c takes it, passes it on
+            for data in (b"from c", b"again from c"):  # what c passed on would be ahead
+                await c.publish("blocks", data)
+                assert (await channels[1].receive()).data == data

@@ -1,5 +1,5 @@
 """libp2p-specific behaviour: hostile bytes on the TCP port, a peer that answers more than it
-was asked, identity from the node key, bootstrap reconnection."""
+was asked, identity from the node key, bootstrap reconnection, GossipSub scoring."""
 
 from __future__ import annotations
 
@@ -15,8 +15,15 @@ from libp2p.network.stream.exceptions import StreamError
 from ogpu_node.keys import PrivateKey
 from p2p.errors import RequestFailed
 from p2p.framing import encode_frame, encode_ok
-from p2p.libp2p_host import Libp2pConfig, Libp2pNetwork, key_pair_from_seed, peer_id_from_seed
-from p2p.network import MAX_IDLE_STREAMS
+from p2p.libp2p_host import (
+    GossipConfig,
+    Libp2pConfig,
+    Libp2pNetwork,
+    key_pair_from_seed,
+    parse_peer_id,
+    peer_id_from_seed,
+)
+from p2p.network import INVALID_MESSAGE_PENALTY, MAX_IDLE_STREAMS
 
 BOUND = 10.0
 
@@ -143,3 +150,47 @@ async def test_bootstrap_peer_is_redialled_until_it_comes_back() -> None:
             await a.wait_for_topic_peers("t", [b.peer_id])
         assert [p.peer_id for p in b.peers()] == [a.peer_id]
         nursery.cancel_scope.cancel()
+
+
+async def test_rejected_gossip_scores_its_forwarder_down_in_gossipsub() -> None:
+    """P4 (invalid messages) counts the rejection, P6 (application score) carries our
+    penalty of the peer; an honest peer scores 0."""
+    a, b, c = (Libp2pNetwork.from_seed(bytes([i]) * 32) for i in (1, 2, 3))
+    judged = trio.Event()
+
+    def validate(origin: str, data: bytes) -> bool:
+        judged.set()
+        return data != b"bad"
+
+    async with trio.open_nursery() as nursery:
+        for net in (a, b, c):
+            await nursery.start(net.serve)
+        b.set_topic_validator("t", validate)
+        with trio.fail_after(BOUND):
+            await a.connect(b.listen_addrs[0])
+            await c.connect(b.listen_addrs[0])
+            for net in (a, b, c):
+                await net.subscribe("t")
+            await b.wait_for_topic_peers("t", [a.peer_id, c.peer_id])
+            await a.publish("t", b"bad")
+            await judged.wait()
+        scorer = b._require_running().gossipsub.scorer
+        assert scorer is not None
+        peer = parse_peer_id(a.peer_id)
+        g = GossipConfig()
+        assert scorer.topic_score(peer, "t") == pytest.approx(-g.invalid_message_weight, rel=0.05)
+        expected = -g.invalid_message_weight - INVALID_MESSAGE_PENALTY * g.app_specific_weight
+        assert scorer.score(peer, ["t"]) == pytest.approx(expected, rel=0.05)
+        assert scorer.score(parse_peer_id(c.peer_id), ["t"]) == 0.0
+        assert b.stats().gossip_rejected == 1
+        nursery.cancel_scope.cancel()
+
+
+@pytest.mark.parametrize("change", [
+    {"graylist_threshold": -5.0}, {"gossip_threshold": 1.0}, {"invalid_message_weight": -1.0},
+    {"behaviour_penalty_decay": 0.0}, {"ip_colocation_weight": float("nan")},
+    {"degree_low": 7}, {"accept_px_threshold": -1.0},
+])
+def test_gossip_config_refuses_bad_settings(change: dict[str, float]) -> None:
+    with pytest.raises(ValueError):
+        GossipConfig(**change)  # type: ignore[arg-type]
