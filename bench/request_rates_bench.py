@@ -6,7 +6,8 @@ recorded by (serving node, asking peer, protocol). Phases: idle (empty blocks on
 load, a follower syncing the chain, a file fetch. Per protocol the table gives, over every
 (server, asker) pair, the mean and the highest rate in any 1 s and any 100 ms window, and the
 smallest token-bucket burst that would have refused nothing at each of a few refill rates
-(`p2p.network.Limits.request_rate`).
+(`p2p.network.Limits.request_rate`), and what the default limits refused or banned (nothing, if
+they fit honest traffic).
 """
 
 from __future__ import annotations
@@ -92,8 +93,12 @@ def peak(times: list[float], window: float) -> int:
     return best
 
 
-async def run(idle_s: float, load_s: float, tps: int, file_mib: int,
-              blob_dir: Path) -> tuple[Served, dict[str, tuple[float, float]]]:
+GUARD_COUNTERS = ("requests_rate_limited", "offences_reported", "peers_banned", "gossip_rejected")
+"""What the default limits did to these honest nodes (all should stay 0)."""
+
+
+async def run(idle_s: float, load_s: float, tps: int, file_mib: int, blob_dir: Path
+              ) -> tuple[Served, dict[str, tuple[float, float]], dict[str, int]]:
     genesis = build_genesis(load_template(), [(f"v{i}", k.public_key.raw)
                                               for i, k in enumerate(VALIDATORS)],
                             genesis_time_ms=wall_ms(), dev_accounts=4)
@@ -141,8 +146,10 @@ async def run(idle_s: float, load_s: float, tps: int, file_mib: int,
         file_id = nodes[0].blobs.put_file(random.Random(1).randbytes(file_mib * MAX_CHUNK_BYTES))
         await nodes[1].fetch_file(file_id)
         phases["fetch"] = (start, trio.current_time())
+        guard = {name: sum(getattr(node.network.stats(), name) for node in [*nodes, follower])
+                 for name in GUARD_COUNTERS}
         nursery.cancel_scope.cancel()
-    return served, phases
+    return served, phases, guard
 
 
 def main(argv: list[str]) -> int:
@@ -154,7 +161,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
-        served, phases = trio.run(run, args.idle, args.load, args.tps, args.file_mib, Path(tmp))
+        served, phases, guard = trio.run(run, args.idle, args.load, args.tps, args.file_mib,
+                                         Path(tmp))
     by_protocol: dict[str, list[list[float]]] = defaultdict(list)
     for (_, _, protocol), times in served.items():
         by_protocol[protocol].append(sorted(times))
@@ -176,6 +184,8 @@ def main(argv: list[str]) -> int:
                  "peak 100 ms", *[f"burst @{r:g}/s" for r in BUCKET_RATES]], rows)
     print_table("Phases", ["phase", "seconds"],
                 [[name, end - start] for name, (start, end) in phases.items()])
-    write_json("request_rates", {"protocols": results, "phases": {
+    print_table("Default limits against these honest nodes (all nodes summed)",
+                ["counter", "count"], [[name, count] for name, count in guard.items()])
+    write_json("request_rates", {"protocols": results, "guard": guard, "phases": {
         name: end - start for name, (start, end) in phases.items()}}, args.out)
     return 0
