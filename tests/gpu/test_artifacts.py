@@ -2,8 +2,10 @@ from __future__ import annotations
 
 import contextlib
 import struct
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -56,9 +58,11 @@ def test_big_endian_input_encodes_the_same() -> None:
     [("a", np.zeros((1, 1, 1, 1, 1), dtype=np.float32))],
     [(f"a{i}", np.zeros(1, dtype=np.float32)) for i in range(MAX_ARRAYS + 1)],
 ])
-def test_encode_refuses_what_it_cannot_represent(arrays: list[tuple[str, object]]) -> None:
+def test_encode_refuses_what_it_cannot_represent(
+    arrays: list[tuple[str, npt.NDArray[Any]]],
+) -> None:
     with pytest.raises(ArtifactError):
-        encode_arrays(arrays)  # type: ignore[arg-type]
+        encode_arrays(arrays)
 
 
 def test_decode_rejects_each_malformation() -> None:
