@@ -15,8 +15,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import plyvel
-
 from bench.report import pass_fail, print_table, write_json
 from ogpu_node.chain import Chain
 from ogpu_node.encoding import decode, encode
@@ -25,6 +23,7 @@ from ogpu_node.keys import verify
 from ogpu_node.ledger import Block, State, Transfer, apply_block, build_block, sign_transaction
 from ogpu_node.ledger.tx import SIGN_KIND_TX, Transaction, decode_transaction
 from ogpu_node.storage import ChainStore, LevelDBKV
+from ogpu_node.storage.leveldb_binding import plyvel
 from ogpu_node.types import Amount, ogpu
 
 GOAL_TPS = 5_000

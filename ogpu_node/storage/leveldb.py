@@ -11,8 +11,6 @@ import os
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-import plyvel
-
 from ogpu_node.storage.errors import (
     CorruptStore,
     StorageError,
@@ -29,6 +27,7 @@ from ogpu_node.storage.kv import (
     check_batch,
     check_key,
 )
+from ogpu_node.storage.leveldb_binding import plyvel
 
 WRITE_BUFFER_BYTES = 16 * 1024 * 1024
 MAX_OPEN_FILES = 512
