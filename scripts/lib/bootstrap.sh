@@ -1,5 +1,19 @@
-# Sourced by the scripts: make .venv with the project installed, from nothing, when it is missing or
-# older than pyproject.toml. Needs only python3 (>= 3.11) with venv and pip.
+# Sourced by the scripts: make .venv from nothing, with the project installed at the versions pinned
+# in scripts/constraints.txt, whenever it is missing or was made from another pyproject.toml,
+# constraints file or Python. Needs only python3 (>= 3.11) with venv and pip, and a C compiler with
+# GMP's headers for the one dependency that ships no wheel (README: Installs).
+
+CONSTRAINTS=scripts/constraints.txt
+
+# What .venv was made from: the Python's version and a digest of the files that decide the install.
+venv_stamp() {
+  "$1" -c 'import hashlib, sys
+digest = hashlib.sha256()
+for path in sys.argv[1:]:
+    with open(path, "rb") as f:
+        digest.update(f.read())
+print(sys.version.split()[0], digest.hexdigest())' pyproject.toml "$CONSTRAINTS"
+}
 
 ensure_venv() {
   local py="${OGPU_PYTHON:-python3}"
@@ -7,16 +21,43 @@ ensure_venv() {
     echo "ogpu-node needs Python >= 3.11 (set OGPU_PYTHON to one)" >&2
     exit 1
   fi
-  if [ ! -x .venv/bin/python ] || [ pyproject.toml -nt .venv/.installed ]; then
-    echo "== setting up .venv (pip install -e '.[dev]')"
-    [ -x .venv/bin/python ] || "$py" -m venv .venv
-    local log=.venv/install.log
-    if ! { .venv/bin/python -m pip install --upgrade pip \
-           && .venv/bin/python -m pip install -e '.[dev]'; } >"$log" 2>&1; then
-      tail -40 "$log" >&2
-      echo "installing the environment failed; the full log is $log" >&2
-      exit 1
+  local stamp
+  stamp="$(venv_stamp "$py")"
+  if [ -x .venv/bin/python ] && [ "$(cat .venv/.installed 2>/dev/null)" = "$stamp" ]; then
+    return
+  fi
+  local version checked
+  version="$("$py" -c 'import sys; print("%d.%d" % sys.version_info[:2])')"
+  checked="$(sed -n 's/^# checked on: //p' "$CONSTRAINTS")"
+  if [[ " $checked " != *" $version "* ]]; then
+    echo "note: $CONSTRAINTS was checked on Python $checked, not $version" >&2
+  fi
+  # A fresh venv each time, so that nothing the old pins installed stays behind.
+  echo "== setting up .venv (Python $version, pip install -c $CONSTRAINTS -e '.[dev]')"
+  rm -rf .venv
+  "$py" -m venv .venv
+  local log=.venv/install.log
+  if ! { .venv/bin/python -m pip install -c "$CONSTRAINTS" --upgrade pip \
+         && .venv/bin/python -m pip install -c "$CONSTRAINTS" -e '.[dev]'; } >"$log" 2>&1; then
+    tail -40 "$log" >&2
+    if grep -q "gmp.h: No such file" "$log"; then
+      echo "fastecdsa (needed by libp2p) compiles against GMP: install its headers" \
+           "(Debian/Ubuntu: apt-get install libgmp-dev; macOS: brew install gmp)" >&2
     fi
-    touch .venv/.installed
+    echo "installing the environment failed; the full log is $log" >&2
+    exit 1
+  fi
+  warn_unpinned
+  echo "$stamp" > .venv/.installed
+}
+
+# A package that pyproject.toml now asks for but scripts/lock has not pinned installs at whatever
+# version is newest today: say so (the install goes on).
+warn_unpinned() {
+  local unpinned
+  unpinned="$(.venv/bin/python -m pip freeze --exclude-editable \
+    | .venv/bin/python scripts/lib/pins.py unpinned "$CONSTRAINTS")"
+  if [ -n "$unpinned" ]; then
+    echo "warning: $CONSTRAINTS pins no version of: $unpinned (run scripts/lock)" >&2
   fi
 }
