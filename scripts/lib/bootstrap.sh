@@ -1,11 +1,13 @@
-# Sourced by the scripts: make .venv from nothing, with the project installed at the versions pinned
-# in scripts/constraints.txt, whenever it is missing or was made from another pyproject.toml,
-# constraints file or Python. Needs only python3 (>= 3.11) with venv and pip, and a C compiler with
-# GMP's headers for the one dependency that ships no wheel (README: Installs).
+# Sourced by the scripts: make the venv ($VENV: OGPU_VENV, default .venv) from nothing, with the
+# project installed at the versions pinned in scripts/constraints.txt, whenever it is missing or was
+# made from another pyproject.toml, constraints file or Python (OGPU_PYTHON, default python3).
+# Needs only python3 (>= 3.11) with venv and pip, and a C compiler with GMP's headers for the one
+# dependency that ships no wheel (README: Installs).
 
 CONSTRAINTS=scripts/constraints.txt
+VENV="${OGPU_VENV:-.venv}"
 
-# What .venv was made from: the Python's version and a digest of the files that decide the install.
+# What the venv was made from: the Python's version and a digest of the files that decide the install.
 venv_stamp() {
   "$1" -c 'import hashlib, sys
 digest = hashlib.sha256()
@@ -23,7 +25,7 @@ ensure_venv() {
   fi
   local stamp
   stamp="$(venv_stamp "$py")"
-  if [ -x .venv/bin/python ] && [ "$(cat .venv/.installed 2>/dev/null)" = "$stamp" ]; then
+  if [ -x "$VENV"/bin/python ] && [ "$(cat "$VENV"/.installed 2>/dev/null)" = "$stamp" ]; then
     return
   fi
   local version checked
@@ -33,12 +35,16 @@ ensure_venv() {
     echo "note: $CONSTRAINTS was checked on Python $checked, not $version" >&2
   fi
   # A fresh venv each time, so that nothing the old pins installed stays behind.
-  echo "== setting up .venv (Python $version, pip install -c $CONSTRAINTS -e '.[dev]')"
-  rm -rf .venv
-  "$py" -m venv .venv
-  local log=.venv/install.log
-  if ! { .venv/bin/python -m pip install -c "$CONSTRAINTS" --upgrade pip \
-         && .venv/bin/python -m pip install -c "$CONSTRAINTS" -e '.[dev]'; } >"$log" 2>&1; then
+  if [ -e "$VENV" ] && [ ! -f "$VENV/pyvenv.cfg" ]; then
+    echo "$VENV exists and is not a venv: not replacing it (set OGPU_VENV to a new folder)" >&2
+    exit 1
+  fi
+  echo "== setting up $VENV (Python $version, pip install -c $CONSTRAINTS -e '.[dev]')"
+  rm -rf "$VENV"
+  "$py" -m venv "$VENV"
+  local log="$VENV/install.log"
+  if ! { "$VENV"/bin/python -m pip install -c "$CONSTRAINTS" --upgrade pip \
+         && "$VENV"/bin/python -m pip install -c "$CONSTRAINTS" -e '.[dev]'; } >"$log" 2>&1; then
     tail -40 "$log" >&2
     if grep -q "gmp.h: No such file" "$log"; then
       echo "fastecdsa (needed by libp2p) compiles against GMP: install its headers" \
@@ -48,15 +54,15 @@ ensure_venv() {
     exit 1
   fi
   warn_unpinned
-  echo "$stamp" > .venv/.installed
+  echo "$stamp" > "$VENV"/.installed
 }
 
 # A package that pyproject.toml now asks for but scripts/lock has not pinned installs at whatever
 # version is newest today: say so (the install goes on).
 warn_unpinned() {
   local unpinned
-  unpinned="$(.venv/bin/python -m pip freeze --exclude-editable \
-    | .venv/bin/python scripts/lib/pins.py unpinned "$CONSTRAINTS")"
+  unpinned="$("$VENV"/bin/python -m pip freeze --exclude-editable \
+    | "$VENV"/bin/python scripts/lib/pins.py unpinned "$CONSTRAINTS")"
   if [ -n "$unpinned" ]; then
     echo "warning: $CONSTRAINTS pins no version of: $unpinned (run scripts/lock)" >&2
   fi
