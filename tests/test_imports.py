@@ -20,8 +20,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 
 FORBIDDEN_EVERYWHERE = frozenset({"trio", "libp2p", "plyvel", "plyvel_next", "socket", "asyncio",
-                                  "threading",
-                                  "subprocess", "select", "selectors", "p2p"})
+                                  "threading", "subprocess", "select", "selectors", "p2p"})
 """Networks, databases, concurrency: no pure core touches them."""
 FORBIDDEN_IN_CORE = frozenset({"time", "random", "datetime", "os", "io", "pathlib", "secrets",
                                "json", "argparse", "sys"})
