@@ -138,13 +138,13 @@ async def run(idle_s: float, load_s: float, tps: int, file_mib: int, blob_dir: P
         await nursery.start(follower.serve)
         target = nodes[0].chain.state.height
         while follower.chain.state.height < target:
-            await follower._finalized.wait()
+            await follower.receipts.finalized.wait()
         phases["sync"] = (start, trio.current_time())
 
         assert nodes[0].blobs is not None
         start = trio.current_time()
         file_id = nodes[0].blobs.put_file(random.Random(1).randbytes(file_mib * MAX_CHUNK_BYTES))
-        await nodes[1].fetch_file(file_id)
+        await nodes[1].files.fetch_file(file_id)
         phases["fetch"] = (start, trio.current_time())
         guard = {name: sum(getattr(node.network.stats(), name) for node in [*nodes, follower])
                  for name in GUARD_COUNTERS}

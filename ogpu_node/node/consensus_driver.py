@@ -38,12 +38,13 @@ from ogpu_node.ledger.errors import InvalidBlock
 from ogpu_node.ledger.header import BlockHeader
 from ogpu_node.node import messages as m
 from ogpu_node.node.broadcast import Notifier
-from ogpu_node.node.containment import contained
+from ogpu_node.node.containment import contained, report
 from ogpu_node.node.equivocation import EquivocationWatch
 from ogpu_node.node.peers import PeerTable
 from ogpu_node.node.settings import NodeSettings
 from p2p.errors import P2PError
 from p2p.network import Network, TaskStatus
+from p2p.peer_guard import Offence
 
 log = logging.getLogger("ogpu.node")
 
@@ -53,6 +54,10 @@ MAX_FETCH_TIMES = 4096
 """Blocks whose last fetch time is remembered (for `NodeSettings.fetch_retry_s`)."""
 MAX_CACHED_VALIDATOR_SETS = 4
 """Consensus views of validator sets kept (the set changes only at epochs)."""
+
+
+class TooFarAhead(InvalidBlock):
+    """A block timestamped beyond our clock's allowed drift (it may be valid a moment later)."""
 
 
 class ConsensusDriver:
@@ -208,19 +213,26 @@ class ConsensusDriver:
         holds the slot of its timestamp (range sync checks synced blocks the same way)."""
         h = block.header
         if h.timestamp > self.wall_ms() + self.settings.max_future_drift_ms:
-            raise InvalidBlock("timestamp too far in the future")
+            raise TooFarAhead("timestamp too far in the future")
         slot = slot_at(parent.timestamp, h.timestamp, parent.params.slot_ms)
         expected = proposer_for(parent.chain_id.encode(), h.height, slot,
                                 self.validator_set(parent))
         if expected != bytes(h.proposer):
             raise InvalidBlock(f"proposer {address_to_text(h.proposer)} does not hold slot {slot}")
 
-    def receive_block(self, raw: bytes) -> Block | None:
+    def receive_block(self, raw: bytes, sender: str | None = None) -> Block | None:
         """Validate a proposal and hand it to consensus; returns it if it is new and valid.
 
-        Raises `OgpuError` subclasses for bad blocks (the caller logs and counts them).
+        Raises `OgpuError` subclasses for bad blocks (the caller logs and counts them); the
+        `sender` of a block invalid on its own (it does not decode, or its signature, its
+        transactions or its roots fail) is reported to the network.
         """
-        block = decode(Block, raw)
+        try:
+            block = decode(Block, raw)
+        except OgpuError:
+            if sender is not None:
+                report(self.network, sender, Offence.INVALID_BLOCK)
+            raise
         block_id = block.hash
         if block_id in self.processing:
             return None
@@ -233,8 +245,16 @@ class ConsensusDriver:
         if parent is None:
             return None  # unknown parent: the status loop's sync catches up if we are behind
         self._watch(block, parent)
-        self.check_schedule(parent, block)
-        self.add_processing(block, apply_block(parent, block))
+        try:
+            self.check_schedule(parent, block)
+            state = apply_block(parent, block)
+        except TooFarAhead:
+            raise  # our clock may be the one behind: not held against the sender
+        except InvalidBlock:
+            if sender is not None:
+                report(self.network, sender, Offence.INVALID_BLOCK)
+            raise
+        self.add_processing(block, state)
         return block
 
     def add_processing(self, block: Block, state: State) -> None:
@@ -330,7 +350,7 @@ class ConsensusDriver:
                                                          encode(m.BlockRequest(block_id)))
                     response = decode(m.BlockResponse, raw)
                     if response.block:
-                        self.receive_block(response.block)
+                        self.receive_block(response.block, peer)
                 except (P2PError, OgpuError, trio.TooSlowError) as exc:
                     log.debug("fetching block %s from %s failed: %s", block_id.hex()[:12], peer,
                               exc)

@@ -34,7 +34,7 @@ import trio
 from ogpu_node.address import address_to_text
 from ogpu_node.blobs import PROTO_BLOB, BlobStore
 from ogpu_node.chain import Chain
-from ogpu_node.encoding import decode, encode
+from ogpu_node.encoding import Codable, decode, encode
 from ogpu_node.errors import OgpuError
 from ogpu_node.keys import PrivateKey
 from ogpu_node.ledger import Block, State, Transaction, Validator, sign_transaction
@@ -59,6 +59,23 @@ from p2p.errors import P2PError
 from p2p.network import Network, TaskStatus
 
 log = logging.getLogger("ogpu.node")
+
+
+GOSSIP_TYPES: dict[str, type[Codable]] = {
+    m.TOPIC_TXS: m.TxBatch, m.TOPIC_BLOCKS: m.BlockAnnouncement, m.TOPIC_PROGRESS: m.TaskProgress}
+"""What each gossip topic carries: a message that does not decode is neither delivered nor
+passed on, and the peer that forwarded it is reported (`p2p` topic validators)."""
+
+
+def _decodes(message_type: type[Codable]) -> Callable[[str, bytes], bool]:
+    def valid(origin: str, data: bytes) -> bool:
+        try:
+            decode(message_type, data)
+        except OgpuError:
+            return False
+        return True
+
+    return valid
 
 
 class Node:
@@ -180,6 +197,8 @@ class Node:
             net.set_handler(m.PROTO_HASH, self.sync.on_hash_request)
             if self.blobs is not None:
                 net.set_handler(PROTO_BLOB, self.files.on_blob_request)
+            for topic, message_type in GOSSIP_TYPES.items():
+                net.set_topic_validator(topic, _decodes(message_type))
             nursery.start_soon(self._gossip_loop, m.TOPIC_TXS, self.pending_txs.on_tx_gossip)
             nursery.start_soon(self._gossip_loop, m.TOPIC_BLOCKS, self.consensus.on_block_gossip)
             nursery.start_soon(self._gossip_loop, m.TOPIC_PROGRESS, self._on_progress_gossip)

@@ -22,10 +22,16 @@ from ogpu_node.chain import Chain
 from ogpu_node.encoding import decode, encode
 from ogpu_node.ledger import State, Transaction
 from ogpu_node.ledger.builder import select_transactions
-from ogpu_node.ledger.errors import InvalidTransaction
+from ogpu_node.ledger.errors import (
+    BadSignature,
+    InvalidTransaction,
+    MalformedTransaction,
+    WrongChain,
+)
 from ogpu_node.ledger.tx import decode_transaction
 from ogpu_node.node import messages as m
 from ogpu_node.node.broadcast import Notifier
+from ogpu_node.node.containment import report
 from ogpu_node.node.mempool import EarlierNonceRejected, Mempool
 from ogpu_node.node.proposing import next_timestamp
 from ogpu_node.node.receipts import Receipts
@@ -33,6 +39,7 @@ from ogpu_node.node_api import TxReceipt, TxState
 from ogpu_node.types import Address, Hash32
 from p2p.errors import P2PError
 from p2p.network import Network
+from p2p.peer_guard import Offence
 
 log = logging.getLogger("ogpu.node")
 
@@ -72,14 +79,20 @@ class PendingTxs:
         return TxReceipt(tx.hash, TxState.PENDING)
 
     def on_tx_gossip(self, peer: str, data: bytes) -> None:
-        """A batch from `ogpu/txs/1`: admit each transaction the mempool takes, skip the rest."""
+        """A batch from `ogpu/txs/1`: admit each transaction the mempool takes, skip the rest;
+        the peer is reported when the batch holds a transaction invalid on its own."""
         batch = decode(m.TxBatch, data)
         state = self.chain.state
+        forged = False
         for raw in batch.txs:
             try:
                 self.mempool.add(decode_transaction(raw), state)
+            except (MalformedTransaction, BadSignature, WrongChain):
+                forged = True  # invalid whatever the state: the sender made it so
             except InvalidTransaction:
-                continue
+                continue  # stale, a nonce race, a full pool: an honest peer can send these
+        if forged:
+            report(self.network, peer, Offence.INVALID_TX_BATCH)
         self.changed.notify()
 
     async def serve(self) -> None:

@@ -11,7 +11,7 @@ import trio
 from trio.testing import MockClock
 
 from ogpu_node.chain import Chain
-from ogpu_node.encoding import encode
+from ogpu_node.encoding import decode, encode
 from ogpu_node.genesis import Genesis, build_genesis, dev_account_key, load_template
 from ogpu_node.keys import PrivateKey
 from ogpu_node.ledger import Transfer, build_block, sign_transaction
@@ -170,17 +170,45 @@ async def test_bad_blocks_and_transactions_from_a_peer_are_refused_and_the_node_
         # The attacker announces a block by a non-validator, serves it when asked, and sends
         # garbage announcements.
         attacker.set_handler(m.PROTO_BLOCK, _serve(encode(m.BlockResponse(encode(bad_block)))))
+        with pytest.raises(RemoteHandlerError, match="DecodeError"):
+            await attacker.request(nodes[0].network.peer_id, m.PROTO_RANGE, b"\xc1")
         for payload in (b"\xff" * 100, encode(m.BlockAnnouncement(bad_block.hash, 1)), b""):
             await attacker.publish(m.TOPIC_BLOCKS, payload)
         await attacker.publish(m.TOPIC_TXS, b"\x00garbage")
         await attacker.publish(m.TOPIC_TXS, encode(m.TxBatch((b"junk", transfer(0).encoded))))
-        with pytest.raises(RemoteHandlerError, match="DecodeError"):
-            await attacker.request(nodes[0].network.peer_id, m.PROTO_RANGE, b"\xc1")
-        # The valid transfer inside the junk batch still made it, and the chain keeps going.
+        # The valid transfer inside the junk batch still made it, and the chain keeps going;
+        # so much junk got the attacker banned.
         with trio.fail_after(60):
             receipt = await nodes[0].wait_for_tx(transfer(0).hash)
         assert receipt.state is TxState.FINALIZED
         assert all(n.chain.state.height >= 1 for n in nodes[:3])
+        assert attacker.peer_id in {b.peer_id for b in nodes[0].network.banned()}
+
+
+async def test_a_peer_that_keeps_serving_invalid_blocks_is_banned(autojump_clock: MockClock
+                                                                    ) -> None:
+    """Blocks by a key that holds no slot are invalid on their own: each one the attacker
+    announces and serves counts against it, two ban it (disconnected, refused), and the three
+    others go on finalising."""
+    async with network([0, 1, 2, 3]) as nodes:
+        attacker = nodes[3].network
+        state = nodes[0].chain.state
+        forger = PrivateKey.from_seed(b"\x99" * 32)  # not a validator
+        bad = [build_block(state, [], forger, wall_ms() + i)[0] for i in range(2)]
+        served = {bytes(block.hash): encode(m.BlockResponse(block.encoded)) for block in bad}
+
+        async def serve_bad(peer: str, data: bytes) -> bytes:
+            return served[decode(m.BlockRequest, data).block_id]
+
+        attacker.set_handler(m.PROTO_BLOCK, serve_bad)
+        for block in bad:
+            await attacker.publish(m.TOPIC_BLOCKS, encode(m.BlockAnnouncement(block.hash, 1)))
+        with trio.fail_after(60):
+            await nodes[0].network.wait_disconnected(attacker.peer_id)
+            assert attacker.peer_id in {b.peer_id for b in nodes[0].network.banned()}
+            await nodes[0].submit_tx(transfer(0))
+            receipt = await nodes[0].wait_for_tx(transfer(0).hash)
+        assert receipt.state is TxState.FINALIZED
 
 
 async def test_a_flooding_peer_does_not_stop_finality(autojump_clock: MockClock) -> None:
