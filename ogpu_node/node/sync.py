@@ -21,7 +21,6 @@ reports itself unhealthy. `on_range_request` and `on_hash_request` serve other n
 from __future__ import annotations
 
 import logging
-import random
 from collections.abc import Callable
 
 import trio
@@ -109,10 +108,11 @@ class Sync:
         peer served one that the majority's hash confirms."""
         start = self.chain.state.height + 1
         count = min(m.MAX_RANGE_BLOCKS, target - start + 1)
-        vouchers = [peer for v, peer in self.peers.validators.items()
-                    if self.peers.validator_heights().get(v, 0) >= start]
-        random.shuffle(vouchers)
-        for peer in vouchers:
+        heights = self.peers.validator_heights()
+        # the most advanced first (it has the most to give); a liar among them costs one range
+        vouchers = sorted(((heights[v], peer) for v, peer in self.peers.validators.items()
+                           if heights.get(v, 0) >= start), reverse=True)
+        for _, peer in vouchers:
             blocks = await self._fetch_range(peer, start, count)
             if not blocks:
                 continue

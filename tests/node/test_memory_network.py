@@ -10,11 +10,13 @@ import pytest
 import trio
 from trio.testing import MockClock
 
+from consensus.proposer import proposer_for, slot_at
+from consensus.validators import ValidatorSet
 from ogpu_node.chain import Chain
 from ogpu_node.encoding import decode, encode
 from ogpu_node.genesis import Genesis, build_genesis, dev_account_key, load_template
 from ogpu_node.keys import PrivateKey
-from ogpu_node.ledger import Transfer, build_block, sign_transaction
+from ogpu_node.ledger import Block, Transfer, build_block, sign_transaction
 from ogpu_node.ledger.tx import Payload, Transaction, Unstake
 from ogpu_node.node import messages as m
 from ogpu_node.node.node import Node
@@ -95,6 +97,74 @@ async def test_a_node_that_joins_late_catches_up_by_range_sync(autojump_clock: M
         assert all(late.chain.store.block_hash_at(h) == nodes[0].chain.store.block_hash_at(h)
                    for h in range(1, target + 1))
         assert late.tx_receipt(transfer(2).hash).state is TxState.FINALIZED
+        nursery.cancel_scope.cancel()
+
+
+def private_fork(key: PrivateKey, length: int) -> list[Block]:
+    """`length` blocks on genesis, each validly signed by `key` in a slot `key` holds (a
+    Byzantine validator picks the timestamps)."""
+    state, blocks = GENESIS.state(), []
+    vset = ValidatorSet((bytes(v.address), v.stake) for v in state.validators)
+    for _ in range(length):
+        timestamp = state.timestamp + 1
+        while proposer_for(state.chain_id.encode(), state.height + 1,
+                           slot_at(state.timestamp, timestamp, state.params.slot_ms),
+                           vset) != bytes(key.address):
+            timestamp += state.params.slot_ms
+        block, state = build_block(state, [], key, timestamp)
+        blocks.append(block)
+    return blocks
+
+
+@pytest.mark.parametrize("lie", ["a height it does not have", "a private fork"])
+async def test_a_byzantine_validator_cannot_steer_or_stall_a_syncing_node(
+        lie: str, autojump_clock: MockClock) -> None:
+    """Validator n3 finalises with the others but lies to syncing nodes: it claims (with its own
+    valid claim) a height of 10^9 and serves its own fork, every block validly signed in its
+    own slots. A follower joining late syncs only what validators holding 3/4 of the stake
+    vouch for: it commits the honest chain, none of the fork, and is not stalled."""
+    hub = MemoryHub()
+    async with network([0, 1, 2, 3], hub) as nodes, trio.open_nursery() as nursery:
+        with trio.fail_after(60):
+            for nonce in range(3):
+                await nodes[0].submit_tx(transfer(nonce))
+                await nodes[0].wait_for_tx(transfer(nonce).hash)
+        liar = nodes[3]
+        fork = private_fork(VALIDATORS[3], 20)
+        claim = liar.status_exchange.claim
+
+        async def lying_status(peer: str, data: bytes) -> bytes:
+            height = 10**9 if lie == "a height it does not have" else len(fork)
+            return encode(m.Status(GENESIS.chain_id, GENESIS.hash, height, fork[-1].hash, claim))
+
+        async def fork_range(peer: str, data: bytes) -> bytes:
+            request = decode(m.RangeRequest, data)
+            start = request.start_height - 1
+            return encode(m.RangeResponse(tuple(
+                b.encoded for b in fork[start:start + request.count])))
+
+        async def fork_hash(peer: str, data: bytes) -> bytes:
+            height = decode(m.HashRequest, data).height
+            return encode(m.HashResponse(fork[height - 1].hash if height <= len(fork) else b""))
+
+        liar.network.set_handler(m.PROTO_STATUS, lying_status)
+        liar.network.set_handler(m.PROTO_RANGE, fork_range)
+        liar.network.set_handler(m.PROTO_HASH, fork_hash)
+        target = min(n.chain.state.height for n in nodes[:3])
+        net = hub.node("late")
+        await nursery.start(net.serve)
+        for other in nodes:
+            await net.connect(other.network.listen_addrs[0])
+        late = Node(chain=Chain.open(ChainStore(MemoryKV()), GENESIS), network=net,
+                    genesis_hash=GENESIS.hash, validator_key=None, wall_ms=wall_ms)
+        await nursery.start(late.serve)
+        with trio.fail_after(60):
+            await wait_height([late], target)
+        honest = nodes[0].chain.store
+        assert all(late.chain.store.block_hash_at(h) == honest.block_hash_at(h)
+                   for h in range(1, late.chain.state.height + 1))
+        assert not {b.hash for b in fork} & {late.chain.store.block_hash_at(h)
+                                              for h in range(1, late.chain.state.height + 1)}
         nursery.cancel_scope.cancel()
 
 
