@@ -196,11 +196,14 @@ def node_environment() -> dict[str, str]:
 
 
 def start(root: Path, only: list[str] | None = None,
-          netns: Mapping[str, str] | None = None) -> dict[str, int]:
+          netns: Mapping[str, str] | None = None,
+          modules: Mapping[str, str] | None = None) -> dict[str, int]:
     """Start every node (or those named in `only`) not already running; returns name -> pid.
 
     A node named in `netns` runs inside that network namespace (`ip netns exec`, which needs
-    root and keeps the process id: signals sent to the pid reach the node itself)."""
+    root and keeps the process id: signals sent to the pid reach the node itself). A node named
+    in `modules` runs that module's command line instead of `ogpu_node.cli.node_cli` (tests
+    start a misbehaving node this way, from a test-only module)."""
     pids = {name: pid for name, pid in _pids(root).items() if _alive(pid)}
     for home in node_homes(root):
         if home.name in pids or (only is not None and home.name not in only):
@@ -208,7 +211,8 @@ def start(root: Path, only: list[str] | None = None,
         namespace = (netns or {}).get(home.name)
         prefix = ["ip", "netns", "exec", namespace] if namespace else []
         with (home / "node.log").open("ab") as log:
-            process = subprocess.Popen([*prefix, sys.executable, "-m", "ogpu_node.cli.node_cli",
+            module = (modules or {}).get(home.name, "ogpu_node.cli.node_cli")
+            process = subprocess.Popen([*prefix, sys.executable, "-m", module,
                                         "run", "--home", str(home)], stdout=log, stderr=log,
                                        stdin=subprocess.DEVNULL, start_new_session=True,
                                        env=node_environment())

@@ -14,6 +14,7 @@ from typing import Any
 
 from ogpu_node.address import address_to_text
 from ogpu_node.ledger import Block, InvalidTransaction, State, Transaction, TxKind
+from ogpu_node.ledger.state import Tombstone
 from ogpu_node.ledger.tx import Stake, Transfer, Unstake
 from ogpu_node.node_api import Health, NodeStatus, PeerInfo, TxReceipt
 from ogpu_node.types import Address, format_amount
@@ -125,7 +126,16 @@ def account_view(state: State, address: Address) -> JsonObject:
         **amount_fields("unbondingTotal", sum(amount for _, amount in entries)),
         "publicKey": acct.public_key.hex() or None,
         "validator": address in state.validator_by_address,
+        "tombstone": tombstone_view(state.tombstones.get(address)),
     }
+
+
+def tombstone_view(tombstone: Tombstone | None) -> JsonObject | None:
+    """Where an account was punished for signing two blocks for one slot, and what it lost."""
+    if tombstone is None:
+        return None
+    return {"height": tombstone.height, "slot": tombstone.slot,
+            **amount_fields("slashed", tombstone.slashed)}
 
 
 def validators_view(state: State) -> JsonObject:
