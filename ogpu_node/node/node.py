@@ -11,14 +11,22 @@ locks are needed. The parts, by file:
     proposing.py         Proposer (validators only): proposals on our slots; service: its loop
     pending_txs.py       PendingTxs: mempool admission, transaction gossip in and out, recheck
                          after blocks; service: the gossip batcher
-    peers.py             PeerTable, StatusExchange: who each peer is; serves /ogpu/status/1
-    sync.py              Sync: range sync; serves /ogpu/range/1; service: the status loop
+    peers.py             PeerTable, StatusExchange: who each peer is, validators bound only on
+                         a signed claim (identity.py); serves /ogpu/status/2
+    sync.py              Sync: range sync toward what a stake majority vouches for
+                         (vouching.py); serves /ogpu/range/1, /ogpu/hash/1; service: the
+                         status loop
+    equivocation.py      SigningGuard (never sign two blocks for a slot), EquivocationWatch
+                         (report validators that do)
+    containment.py       contained (an unexpected exception ends one input, not the node),
+                         report (hostile peers to the network)
     receipts.py          Receipts: transaction receipts and waiting for them
     files.py             Files: blobs stored, served on /ogpu/blob/1, fetched from peers
     task_feed.py         TaskFeed: task progress reports and task change subscriptions
 
-The node itself runs the gossip loops (transactions, block announcements, task progress) and
-keeps the block subscribers and the time of the last finalised block (for health).
+The node itself runs the gossip loops (transactions, block announcements, task progress; each
+topic's messages must decode, `GOSSIP_TYPES`), sends equivocation reports, and keeps the block
+subscribers and the time of the last finalised block (for health).
 """
 
 from __future__ import annotations
