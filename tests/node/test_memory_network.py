@@ -73,6 +73,18 @@ async def wait_height(nodes: list[Node], height: int) -> None:
             await node.receipts.finalized.wait()
 
 
+async def join_late(hub: MemoryHub, nodes: list[Node], nursery: trio.Nursery) -> Node:
+    """A follower on a fresh store, connected to every node, started in `nursery`."""
+    net = hub.node("late")
+    await nursery.start(net.serve)
+    for other in nodes:
+        await net.connect(other.network.listen_addrs[0])
+    late = Node(chain=Chain.open(ChainStore(MemoryKV()), GENESIS), network=net,
+                genesis_hash=GENESIS.hash, validator_key=None, wall_ms=wall_ms)
+    await nursery.start(late.serve)
+    return late
+
+
 async def test_a_node_that_joins_late_catches_up_by_range_sync(autojump_clock: MockClock) -> None:
     # Consensus takes a block only on the last finalised one (or on one still processing): the
     # blocks finalised before a node joined reach it only by range sync, from the peer that is
@@ -85,13 +97,7 @@ async def test_a_node_that_joins_late_catches_up_by_range_sync(autojump_clock: M
                 await nodes[0].wait_for_tx(transfer(nonce).hash)
         target = max(n.chain.state.height for n in nodes)
         assert target >= 3
-        net = hub.node("late")
-        await nursery.start(net.serve)
-        for other in nodes:
-            await net.connect(other.network.listen_addrs[0])
-        late = Node(chain=Chain.open(ChainStore(MemoryKV()), GENESIS), network=net,
-                    genesis_hash=GENESIS.hash, validator_key=None, wall_ms=wall_ms)
-        await nursery.start(late.serve)
+        late = await join_late(hub, nodes, nursery)
         with trio.fail_after(60):
             await wait_height([late], target)
         assert all(late.chain.store.block_hash_at(h) == nodes[0].chain.store.block_hash_at(h)
@@ -151,13 +157,7 @@ async def test_a_byzantine_validator_cannot_steer_or_stall_a_syncing_node(
         liar.network.set_handler(m.PROTO_RANGE, fork_range)
         liar.network.set_handler(m.PROTO_HASH, fork_hash)
         target = min(n.chain.state.height for n in nodes[:3])
-        net = hub.node("late")
-        await nursery.start(net.serve)
-        for other in nodes:
-            await net.connect(other.network.listen_addrs[0])
-        late = Node(chain=Chain.open(ChainStore(MemoryKV()), GENESIS), network=net,
-                    genesis_hash=GENESIS.hash, validator_key=None, wall_ms=wall_ms)
-        await nursery.start(late.serve)
+        late = await join_late(hub, nodes, nursery)
         with trio.fail_after(60):
             await wait_height([late], target)
         honest = nodes[0].chain.store
