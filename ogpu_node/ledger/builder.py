@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from ogpu_node.ledger.errors import InvalidTransaction
+from ogpu_node.ledger.errors import InvalidTransaction, UnexpectedFailure
 from ogpu_node.ledger.state import State
 from ogpu_node.ledger.transition import process_block_start, process_tx
 from ogpu_node.ledger.tx import Transaction
@@ -20,8 +20,10 @@ def select_transactions(
     would, keeping those that apply, until the block's transaction count or byte limit (or
     `max_bytes`, if lower) is reached.
 
-    Returns (selected, rejected with their errors). `process_tx` writes nothing when it raises,
-    so a rejected candidate leaves the working state as it was; `state` itself is never touched.
+    Returns (selected, rejected with their errors). `process_tx` writes nothing when it raises a
+    rule's rejection, so a rejected candidate leaves the working state as it was; after a
+    contained bug (`UnexpectedFailure`) the selected ones are applied again on a fresh working
+    state. `state` itself is never touched.
     """
     w = Working(state, timestamp)
     process_block_start(w, proposer)
@@ -38,6 +40,14 @@ def select_transactions(
             continue
         try:
             process_tx(w, tx, proposer)
+        except UnexpectedFailure as exc:
+            # a contained bug may have left writes behind: start over from the selected ones
+            rejected.append((tx, exc))
+            w = Working(state, timestamp)
+            process_block_start(w, proposer)
+            for kept in selected:
+                process_tx(w, kept, proposer)
+            continue
         except InvalidTransaction as exc:
             rejected.append((tx, exc))
             continue

@@ -51,7 +51,7 @@ log = logging.getLogger("ogpu.node")
 FOLLOWER_ENGINE_ID = digest(b"follower", b"")[:20]
 """The engine's own id on a node without a validator key (no validator has it)."""
 MAX_FETCH_TIMES = 4096
-"""Blocks whose last fetch time is remembered (for `NodeSettings.fetch_retry_s`)."""
+"""(block, peer) pairs whose last fetch time is remembered (for `NodeSettings.fetch_retry_s`)."""
 MAX_CACHED_VALIDATOR_SETS = 4
 """Consensus views of validator sets kept (the set changes only at epochs)."""
 
@@ -83,7 +83,8 @@ class ConsensusDriver:
         self.processing: dict[bytes, tuple[Block, State]] = {}
         """Blocks handed to consensus and not yet decided, each with the state after it."""
         self._validator_sets: dict[tuple[Validator, ...], ValidatorSet] = {}
-        self._fetched: OrderedDict[bytes, float] = OrderedDict()
+        self._fetched: OrderedDict[tuple[bytes, str], float] = OrderedDict()
+        """When each block was last asked of each peer."""
         self._fetches: dict[str, int] = {}
         """Our block fetches open, by peer."""
         self.watch = EquivocationWatch()
@@ -134,8 +135,8 @@ class ConsensusDriver:
                                          query.preferred_id)
         for fetch in output.fetches:
             peer = self.peers.peer_of(fetch.to)
-            if peer is not None and self._should_fetch(fetch.block_id):
-                self._start_fetch(peer, fetch.block_id)
+            if peer is not None:
+                self._fetch_block_from(peer, fetch.block_id)
         if output.decisions:
             self.changed.notify()
 
@@ -244,9 +245,11 @@ class ConsensusDriver:
         parent = self._parent_state(block.header.parent_hash)
         if parent is None:
             return None  # unknown parent: the status loop's sync catches up if we are behind
-        self._watch(block, parent)
         try:
             self.check_schedule(parent, block)
+            # only a block in a slot its proposer holds is recorded: one far ahead of our clock
+            # (not held against its sender) must not fill the watch
+            self._watch(block, parent)
             state = apply_block(parent, block)
         except TooFarAhead:
             raise  # our clock may be the one behind: not held against the sender
@@ -269,17 +272,28 @@ class ConsensusDriver:
         self._handle(output)
         self.changed.notify()
 
-    def _should_fetch(self, block_id: bytes) -> bool:
-        """Fetch a block named by a vote at most once per `fetch_retry_s`: a peer that lags
-        keeps voting for a block we decided long ago, and refetching it each poll would spin."""
+    def _fetch_block_from(self, peer: str, block_id: bytes) -> bool:
+        """Fetch `block_id` from `peer` in the background, unless it was asked of that peer
+        within `fetch_retry_s` (a peer that lags keeps voting for a block we decided long ago,
+        and refetching it each poll would spin), or that peer already has `max_fetches_per_peer`
+        of our fetches open, or we have `max_fetches` in all: a peer naming blocks (in queries,
+        announcements or votes) costs a bounded number of requests, each bounded in time and
+        size. Only validators' peers are asked (`on_query`, `on_block_gossip`, votes), so
+        peers without stake cannot fill the slots. Returns whether it started."""
         now = trio.current_time()
-        last = self._fetched.get(block_id)
-        if last is not None and now - last < self.settings.fetch_retry_s:
+        key = (block_id, peer)
+        last = self._fetched.get(key)
+        limits = self.settings
+        if ((last is not None and now - last < limits.fetch_retry_s)
+                or self._fetches.get(peer, 0) >= limits.max_fetches_per_peer
+                or sum(self._fetches.values()) >= limits.max_fetches or self._nursery is None):
             return False
-        self._fetched[block_id] = now
-        self._fetched.move_to_end(block_id)
+        self._fetched[key] = now
+        self._fetched.move_to_end(key)
         while len(self._fetched) > MAX_FETCH_TIMES:
             self._fetched.popitem(last=False)
+        self._fetches[peer] = self._fetches.get(peer, 0) + 1
+        self._nursery.start_soon(self._fetch_block, peer, block_id)
         return True
 
     # --- service and requests --------------------------------------------------------------------
@@ -328,19 +342,6 @@ class ConsensusDriver:
         if engine is self.engine:
             self._handle(engine.on_chits(validator, poll_id, chits.preferred_id, self._now()))
 
-    def _start_fetch(self, peer: str, block_id: bytes) -> bool:
-        """Fetch `block_id` from `peer` in the background, unless that peer already has
-        `max_fetches_per_peer` of our fetches open or we have `max_fetches` in all: a peer
-        that names random blocks (in queries, announcements or votes) costs a bounded number
-        of requests, each bounded in time and size. Returns whether it started."""
-        limits = self.settings
-        if (self._fetches.get(peer, 0) >= limits.max_fetches_per_peer
-                or sum(self._fetches.values()) >= limits.max_fetches or self._nursery is None):
-            return False
-        self._fetches[peer] = self._fetches.get(peer, 0) + 1
-        self._nursery.start_soon(self._fetch_block, peer, block_id)
-        return True
-
     async def _fetch_block(self, peer: str, block_id: bytes) -> None:
         try:
             with contained("block fetch"):
@@ -360,25 +361,33 @@ class ConsensusDriver:
                 del self._fetches[peer]
 
     def on_block_gossip(self, peer: str, data: bytes) -> None:
-        """A proposal announced on `ogpu/blocks/1`: fetch it from the announcer if it is new and
-        builds on our last finalised block."""
+        """A proposal announced on `ogpu/blocks/1` by a validator (the message's signed origin
+        must be a peer proven to run one): fetch it from the announcer if it is new and builds
+        on our last finalised block."""
         announcement = decode(m.BlockAnnouncement, data)
         if (announcement.block_id in self.processing
                 or announcement.height != self.chain.state.height + 1
-                or not self._should_fetch(announcement.block_id)):
-            return  # known, or not buildable on our last finalised block (sync handles it)
-        self._start_fetch(peer, announcement.block_id)
+                or not self._is_validator_peer(peer)):
+            return  # known, not buildable on our last finalised block (sync handles it), or
+            # announced by a peer with no stake, which must not take our fetch slots
+        self._fetch_block_from(peer, announcement.block_id)
 
     async def on_query(self, peer: str, data: bytes) -> bytes:
-        """`/ogpu/query/1`: our preference, at once; a block the asker names that we do not know
-        is fetched from it in the background (pull query), unless we are syncing, so that our
-        next answers can count for it. Holding the answer until the fetch ended let a peer
-        naming random blocks keep handler slots for a request timeout each."""
+        """`/ogpu/query/1`: our preference, at once; a block a validator's query names that we
+        do not know is fetched from it in the background (pull query), unless we are syncing,
+        so that our next answers can count for it. Holding the answer until the fetch ended let
+        a peer naming random blocks keep handler slots for a request timeout each."""
         query = decode(m.Query, data)
         known = query.block_id in self.processing or query.height <= self.chain.state.height
-        if not known and not self.is_syncing() and self._should_fetch(query.block_id):
-            self._start_fetch(peer, query.block_id)
+        if not known and not self.is_syncing() and self._is_validator_peer(peer):
+            self._fetch_block_from(peer, query.block_id)
         return encode(m.Chits(self.engine.preference))
+
+    def _is_validator_peer(self, peer: str) -> bool:
+        """Whether `peer` proved it runs a validator of the current set."""
+        validator = self.peers.validator_of(peer)
+        return validator is not None and self.validator_set(self.chain.state).stake_of(
+            validator) > 0
 
     async def on_block_request(self, peer: str, data: bytes) -> bytes:
         """`/ogpu/block/1`: a processing or finalised block by id, empty when unknown."""

@@ -14,6 +14,7 @@ disconnects, or that has not answered for `STALE_AFTER_ROUNDS` rounds, leaves th
 from __future__ import annotations
 
 import logging
+from collections.abc import Container
 
 import trio
 
@@ -58,11 +59,14 @@ class PeerTable:
         self.heard_at[peer] = now
 
     def prove(self, peer: str, claim: ValidatorClaim | None, chain_id: str,
-              genesis_hash: bytes, connected: set[str]) -> bytes | None:
+              genesis_hash: bytes, connected: set[str], validators: Container[bytes]
+              ) -> bytes | None:
         """Bind `peer` to the validator its claim proves, if the claim is signed for this peer
-        by that validator's key; returns the validator, or None. A peer that stops claiming, or
-        claims falsely, loses its binding. Raises nothing: a false claim is logged."""
-        if claim is None:
+        by that validator's key and that key is in `validators` (the current set: a throwaway
+        key proves nothing worth binding); returns the validator, or None. A peer that stops
+        claiming, or claims falsely, loses its binding. Raises nothing: a false claim is
+        logged."""
+        if claim is None or bytes(claim.validator) not in validators:
             self._verified.pop(peer, None)
             self.validators.forget_peer(peer)
             return None
@@ -100,6 +104,10 @@ class PeerTable:
     def peer_of(self, validator: bytes) -> str | None:
         """The peer proven to run `validator`."""
         return self.validators.peer_of(validator)
+
+    def validator_of(self, peer: str) -> bytes | None:
+        """The validator `peer` proved it runs."""
+        return self.validators.validator_of(peer)
 
     def validator_by_peer(self) -> dict[str, bytes]:
         """Proven validator addresses by peer id."""
@@ -155,4 +163,5 @@ class StatusExchange:
             return
         self.table.record(peer, status, trio.current_time())
         self.table.prove(peer, status.claim, status.chain_id, self.genesis_hash,
-                         {p.peer_id for p in self.network.peers()})
+                         {p.peer_id for p in self.network.peers()},
+                         self.chain.state.validator_by_address)

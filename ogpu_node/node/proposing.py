@@ -27,7 +27,7 @@ from ogpu_node.encoding import encode
 from ogpu_node.keys import PrivateKey
 from ogpu_node.ledger import Block, State, Transaction, apply_block, build_block
 from ogpu_node.ledger.builder import select_transactions
-from ogpu_node.ledger.errors import InvalidTransaction
+from ogpu_node.ledger.errors import InvalidBlock, InvalidTransaction
 from ogpu_node.node import messages as m
 from ogpu_node.node.broadcast import Notifier
 from ogpu_node.node.consensus_driver import ConsensusDriver
@@ -80,20 +80,25 @@ class Proposer:
             wake_at: float | None = None
             if not self.is_syncing() and not self.consensus.processing:
                 now = self.wall_ms()
-                slot = slot_at(state.timestamp, now, state.params.slot_ms)
+                # one reading of the clock decides the slot, and the block's time in it: read
+                # twice, a slot boundary between the reads made us sign in a slot not ours
+                timestamp = next_timestamp(state, now)
+                slot = slot_at(state.timestamp, timestamp, state.params.slot_ms)
                 holder = proposer_for(state.chain_id.encode(), state.height + 1, slot,
                                       self.consensus.validator_set(state))
                 due_at = state.timestamp + settings.max_block_interval_ms
                 deadline = state.next_market_deadline  # a market phase ends: pass it on time
                 if deadline is not None:
                     due_at = min(due_at, deadline)
+                failed = False
                 if holder == me and (now >= due_at or any(True for _ in
                                                           self.mempool.candidates(state))):
                     with contained("proposer"):
-                        await self._propose()
+                        await self._propose(timestamp, slot)
                         continue
+                    failed = True  # contained: try again in our next slot, not at once
                 next_slot = slot_start(state.timestamp, slot + 1, state.params.slot_ms)
-                wake_ms = next_slot if holder != me else min(next_slot, due_at)
+                wake_ms = next_slot if holder != me or failed else min(next_slot, due_at)
                 wake_at = trio.current_time() + max(0, wake_ms - now) / 1000
             if wake_at is None:
                 await changed.wait()
@@ -101,10 +106,9 @@ class Proposer:
                 with trio.move_on_at(wake_at):
                     await changed.wait()
 
-    async def _propose(self) -> None:
+    async def _propose(self, timestamp: int, slot: int) -> None:
+        """Propose at `timestamp`, in `slot`, which we hold, on the last finalised block."""
         state = self.chain.state
-        timestamp = next_timestamp(state, self.wall_ms())
-        slot = slot_at(state.timestamp, timestamp, state.params.slot_ms)
         built: list[State] = []
 
         def build() -> Block:
@@ -123,6 +127,8 @@ class Proposer:
         else:
             log.info("sending the block signed before for height %d, slot %d", block.height,
                      slot)
+            if block.header.parent_hash != state.block_hash:
+                raise InvalidBlock("the block recorded for this slot is on another parent")
             self.consensus.add_processing(block, apply_block(state, block))
         try:
             await self.network.publish(m.TOPIC_BLOCKS,

@@ -88,9 +88,10 @@ class Sync:
             return
         self.syncing = True
         started, start_height = trio.current_time(), self.chain.state.height
+        failed: set[str] = set()
         try:
             while self.chain.state.height < target:
-                if not await self._sync_range(target):
+                if not await self._sync_range(target, failed):
                     break
                 await trio.lowlevel.checkpoint()
         except (P2PError, OgpuError, trio.TooSlowError) as exc:
@@ -103,24 +104,30 @@ class Sync:
             if synced:
                 self.on_done()
 
-    async def _sync_range(self, target: int) -> bool:
+    async def _sync_range(self, target: int, failed: set[str]) -> bool:
         """Fetch, check and commit the next range toward `target`; False when no vouching
-        peer served one that the majority's hash confirms."""
+        peer served one that the majority's hash confirms. A peer that failed once in this
+        sync (no answer, or blocks the majority did not finalise) is not asked again in it."""
         start = self.chain.state.height + 1
         count = min(m.MAX_RANGE_BLOCKS, target - start + 1)
         heights = self.peers.validator_heights()
-        # the most advanced first (it has the most to give); a liar among them costs one range
-        vouchers = sorted(((heights[v], peer) for v, peer in self.peers.validators.items()
-                           if heights.get(v, 0) >= start), reverse=True)
-        for _, peer in vouchers:
+        vset = self.validator_set(self.chain.state)
+        # the largest stake first (a liar costs one request, and can be one only once per
+        # sync); bindings exist only for validators of the set (`PeerTable.prove`)
+        vouchers = sorted(((vset.stake_of(v), heights[v], peer)
+                           for v, peer in self.peers.validators.items()
+                           if heights.get(v, 0) >= start and peer not in failed), reverse=True)
+        for _, _, peer in vouchers:
             blocks = await self._fetch_range(peer, start, count)
             if not blocks:
+                failed.add(peer)
                 continue
             want = await self._vouched_hash(blocks[-1].height)
             problem = _chain_problem(blocks, self.chain.state.block_hash, start, want)
             if problem is not None:
                 log.warning("peer %s served blocks %d..%d that %s", peer, start,
                             blocks[-1].height, problem)
+                failed.add(peer)
                 continue
             for block in blocks:
                 parent = self.chain.state

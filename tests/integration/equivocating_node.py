@@ -15,16 +15,15 @@ from ogpu_node.encoding import decode, encode
 from ogpu_node.ledger import build_block
 from ogpu_node.node import messages as m
 from ogpu_node.node.consensus_driver import ConsensusDriver
-from ogpu_node.node.proposing import Proposer, next_timestamp
+from ogpu_node.node.proposing import Proposer
 
 _second_blocks: dict[bytes, bytes] = {}
 """The second block of each equivocation, by id, served on request."""
 _serve_block = ConsensusDriver.on_block_request
 
 
-async def _propose_twice(self: Proposer) -> None:
-    state = self.chain.state
-    first_time = next_timestamp(state, self.wall_ms())
+async def _propose_twice(self: Proposer, timestamp: int, slot: int) -> None:
+    state, first_time = self.chain.state, timestamp
     second_time = first_time + 1
     slot_ms = state.params.slot_ms
     if slot_at(state.timestamp, second_time, slot_ms) != slot_at(state.timestamp, first_time,

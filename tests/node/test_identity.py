@@ -14,6 +14,7 @@ from ogpu_node.node.identity import (
     make_claim,
     verify_claim,
 )
+from ogpu_node.node.peers import PeerTable
 from tests.ledger.helpers import KEYS
 
 CHAIN = "ogpu-test"
@@ -74,3 +75,17 @@ def test_a_peer_that_proves_another_validator_moves_to_it() -> None:
     assert table.peer_of(first) is None and table.peer_of(second) == PEER
     table.forget_peer(PEER)
     assert table.items() == []
+
+
+def test_a_claim_by_a_key_outside_the_validator_set_binds_nothing() -> None:
+    """Found in review: any fresh key could prove itself and be asked first by sync (it
+    reported the greatest height) and stall it for a timeout per range. Only a key of the
+    current set is bound."""
+    table = PeerTable()
+    outsider = make_claim(OTHER, CHAIN, GENESIS, IMPOSTOR)
+    current_set = {bytes(VALIDATOR.address)}
+    assert table.prove(IMPOSTOR, outsider, CHAIN, GENESIS, {IMPOSTOR}, current_set) is None
+    assert table.validators.items() == []
+    member = make_claim(VALIDATOR, CHAIN, GENESIS, PEER)
+    assert table.prove(PEER, member, CHAIN, GENESIS, {PEER}, current_set) == VALIDATOR.address
+    assert table.validator_of(PEER) == VALIDATOR.address

@@ -257,11 +257,14 @@ async def test_bad_blocks_and_transactions_from_a_peer_are_refused_and_the_node_
 
 async def test_a_peer_that_keeps_serving_invalid_blocks_is_banned(autojump_clock: MockClock
                                                                     ) -> None:
-    """Blocks by a key that holds no slot are invalid on their own: each one the attacker
+    """Blocks by a key that holds no slot are invalid on their own: each one validator n3
     announces and serves counts against it, two ban it (disconnected, refused), and the three
     others go on finalising."""
     async with network([0, 1, 2, 3]) as nodes:
         attacker = nodes[3].network
+        with trio.fail_after(60):  # announcements count once n0 knows n3 runs a validator
+            while nodes[0].peer_table.validator_of(attacker.peer_id) is None:
+                await nodes[0].receipts.finalized.wait()
         state = nodes[0].chain.state
         forger = PrivateKey.from_seed(b"\x99" * 32)  # not a validator
         bad = [build_block(state, [], forger, wall_ms() + i)[0] for i in range(2)]
@@ -272,13 +275,52 @@ async def test_a_peer_that_keeps_serving_invalid_blocks_is_banned(autojump_clock
 
         attacker.set_handler(m.PROTO_BLOCK, serve_bad)
         for block in bad:
-            await attacker.publish(m.TOPIC_BLOCKS, encode(m.BlockAnnouncement(block.hash, 1)))
+            await attacker.publish(m.TOPIC_BLOCKS,
+                                   encode(m.BlockAnnouncement(block.hash, block.height)))
         with trio.fail_after(60):
             await nodes[0].network.wait_disconnected(attacker.peer_id)
             assert attacker.peer_id in {b.peer_id for b in nodes[0].network.banned()}
             await nodes[0].submit_tx(transfer(0))
             receipt = await nodes[0].wait_for_tx(transfer(0).hash)
         assert receipt.state is TxState.FINALIZED
+
+
+async def test_peers_without_stake_cannot_take_the_block_fetch_slots(autojump_clock: MockClock
+                                                                     ) -> None:
+    """Eight peers with no stake announce random blocks at the next height without end and never
+    answer a fetch (found in review: each announcement held one of the 32 fetch slots for a
+    request timeout, and the chain stopped). Only validators' announcements and queries start
+    fetches now: none is open to them, and blocks go on being finalised."""
+    hub = MemoryHub()
+    async with network([0, 1, 2, 3], hub) as nodes, trio.open_nursery() as nursery:
+        start = max(n.chain.state.height for n in nodes)
+
+        async def never(peer: str, data: bytes) -> bytes:
+            await trio.sleep_forever()
+            raise AssertionError("unreachable")
+
+        async def flood(index: int) -> None:
+            net = hub.node(f"flooder{index}")
+            await nursery.start(net.serve)
+            for node in nodes:
+                await net.connect(node.network.listen_addrs[0])
+            net.set_handler(m.PROTO_BLOCK, never)
+            for n in range(10_000):
+                block_id = (index.to_bytes(2, "big") + n.to_bytes(8, "big")).ljust(32, b"\x07")
+                height = nodes[0].chain.state.height + 1
+                await net.publish(m.TOPIC_BLOCKS, encode(m.BlockAnnouncement(block_id, height)))
+                await trio.sleep(0.01)
+
+        for index in range(8):
+            nursery.start_soon(flood, index)
+        with trio.fail_after(60):
+            await nodes[0].submit_tx(transfer(0))
+            assert (await nodes[0].wait_for_tx(transfer(0).hash)).state is TxState.FINALIZED
+            await wait_height(nodes, start + 5)
+        flooders = {f"flooder{i}" for i in range(8)}
+        for node in nodes:
+            assert not flooders & set(node.consensus._fetches)
+        nursery.cancel_scope.cancel()
 
 
 async def test_a_flooding_peer_does_not_stop_finality(autojump_clock: MockClock) -> None:
