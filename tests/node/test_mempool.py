@@ -75,6 +75,41 @@ def test_when_full_only_a_better_fee_gets_in_by_evicting_the_cheapest() -> None:
     assert len(pool) == 2
 
 
+def test_a_replacement_that_does_not_fit_keeps_the_one_it_would_replace() -> None:
+    """Found in review: the replaced transaction was dropped before room was made, so a
+    replacement refused for room lost it (a nonce gap, no receipt)."""
+    small = transfer(0, fee=1_000)
+    bigger = transfer(0, fee=1_000_000, amount=10**9)  # longer integers: more bytes
+    assert len(bigger.encoded) > len(small.encoded)
+    pool = Mempool(MempoolLimits(max_bytes=len(small.encoded)))
+    pool.add(small, STATE)
+    with pytest.raises(MempoolFull):
+        pool.add(bigger, STATE)
+    assert list(pool.candidates(STATE)) == [small]
+    assert pool.size_bytes == len(small.encoded)
+
+
+def test_eviction_skips_what_was_replaced_or_dropped() -> None:
+    """The cheapest is kept in a heap whose entries of replaced or dropped transactions are
+    skipped: after a replacement, the next eviction takes the cheapest that is still there."""
+    pool = Mempool(MempoolLimits(max_txs=3))
+    five, three, four = (transfer(0, fee=f, key=KEYS[k]) for f, k in
+                         ((5_000, 1), (3_000, 2), (4_000, 3)))
+    for tx in (five, three, four):
+        pool.add(tx, STATE)
+    six = transfer(0, fee=6_000, key=KEYS[2])  # replaces `three`
+    pool.add(six, STATE)
+    rich = transfer(0, fee=10_000, key=KEYS[4])
+    pool.add(rich, STATE)
+    assert four.hash not in pool  # not the stale entry of `three`
+    assert {five.hash, six.hash, rich.hash} <= {tx.hash for tx in pool.candidates(STATE)}
+    for _ in range(200):  # many stale entries: the heap is rebuilt, the answer is the same
+        pool.remove([six.hash])
+        pool.add(six, STATE)
+    pool.add(transfer(0, fee=20_000, key=KEYS[5]), STATE)
+    assert five.hash not in pool and six.hash in pool and rich.hash in pool
+
+
 def test_prune_drops_what_the_chain_has_passed() -> None:
     pool = Mempool()
     txs = [transfer(n) for n in range(3)]
