@@ -73,6 +73,14 @@ async def wait_height(nodes: list[Node], height: int) -> None:
             await node.receipts.finalized.wait()
 
 
+async def finalise_transfers(node: Node, count: int) -> None:
+    """Send `count` transfers through `node`, each once the one before is final."""
+    with trio.fail_after(60):
+        for nonce in range(count):
+            await node.submit_tx(transfer(nonce))
+            await node.wait_for_tx(transfer(nonce).hash)
+
+
 async def join_late(hub: MemoryHub, nodes: list[Node], nursery: trio.Nursery) -> Node:
     """A follower on a fresh store, connected to every node, started in `nursery`."""
     net = hub.node("late")
@@ -87,14 +95,11 @@ async def join_late(hub: MemoryHub, nodes: list[Node], nursery: trio.Nursery) ->
 
 async def test_a_node_that_joins_late_catches_up_by_range_sync(autojump_clock: MockClock) -> None:
     # Consensus takes a block only on the last finalised one (or on one still processing): the
-    # blocks finalised before a node joined reach it only by range sync, from the peer that is
-    # furthest ahead.
+    # blocks finalised before a node joined reach it only by range sync, toward what the
+    # validators vouch for.
     hub = MemoryHub()
     async with network([0, 1, 2, 3], hub) as nodes, trio.open_nursery() as nursery:
-        with trio.fail_after(60):
-            for nonce in range(3):
-                await nodes[0].submit_tx(transfer(nonce))
-                await nodes[0].wait_for_tx(transfer(nonce).hash)
+        await finalise_transfers(nodes[0], 3)
         target = max(n.chain.state.height for n in nodes)
         assert target >= 3
         late = await join_late(hub, nodes, nursery)
@@ -131,10 +136,7 @@ async def test_a_byzantine_validator_cannot_steer_or_stall_a_syncing_node(
     vouch for: it commits the honest chain, none of the fork, and is not stalled."""
     hub = MemoryHub()
     async with network([0, 1, 2, 3], hub) as nodes, trio.open_nursery() as nursery:
-        with trio.fail_after(60):
-            for nonce in range(3):
-                await nodes[0].submit_tx(transfer(nonce))
-                await nodes[0].wait_for_tx(transfer(nonce).hash)
+        await finalise_transfers(nodes[0], 3)
         liar = nodes[3]
         fork = private_fork(VALIDATORS[3], 20)
         claim = liar.status_exchange.claim
