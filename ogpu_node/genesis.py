@@ -103,7 +103,8 @@ class Genesis:
         path.write_text(self.to_json())
 
 
-_AMOUNT_PARAMS = {"min_fee", "initial_block_reward", "min_validator_stake", "provider_min_stake"}
+_AMOUNT_PARAMS = {"min_fee", "initial_block_reward", "min_validator_stake", "provider_min_stake",
+                  "verifier_silence_penalty", "verifier_wrong_accept_penalty"}
 
 
 def _amount_or_int(name: str, value: int) -> str | int:

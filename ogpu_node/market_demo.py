@@ -13,6 +13,7 @@ from typing import Any
 
 from gpu.spec import TrainSpec
 from ogpu_node.address import address_to_text
+from ogpu_node.cli.market_cli import check_progress
 from ogpu_node.encoding import encode
 from ogpu_node.genesis import dev_account_key
 from ogpu_node.keys import PrivateKey
@@ -80,8 +81,7 @@ def watch_task(url: str, task_id: str, names: dict[str, str], timeout: float = 3
                     f"(attempt {task['attempt']}, {task.get('priceOgpu')} OGPU/unit) "
                     f"[{bar}] {pct:5.1f}%")
         elif status == "verifying":
-            line = (f"  verifying: {len(task['verdicts'])} of {len(task['committee'])} "
-                    f"verdicts ({', '.join(v['reason'] for v in task['verdicts']) or '...'})")
+            line = f"  verifying: {check_progress(task)}"
         else:
             line = f"  closed: {task['closeReason']}" + (f" ({task['why']})" if task["why"]
                                                            else "")
@@ -143,7 +143,7 @@ def run_pool(url: str, client: Client, names: dict[str, str], requests: int = 6)
     def finished() -> dict[str, Any] | None:
         view: dict[str, Any] = rpc_call(url, "pool_get", {"poolId": pool_id})
         done = {r["id"] for r in view["requests"] if r["status"] in ("paid", "rejected",
-                                                                      "expired")}
+                                                                      "expired", "unchecked")}
         return view if set(sent) <= done else None
 
     pool = wait_until(finished, "the requests to be served", 120)

@@ -160,7 +160,7 @@ async def test_task_submit_watch_result_and_provider_commands(tmp_path: Path) ->
         assert code == 0, out
         for line in ("attempt 1: bidding, 0 sealed bid(s)", "revealing, 0/1 bid(s) revealed",
                      f"running on {address_to_text(market.provider_a.address)} at",
-                     "no progress report yet", "50%", "verifying, verdicts 0/1 (0 accept)",
+                     "no progress report yet", "50%", "verifying, committee drawn at height",
                      "closed: completed", "money trail of task", "provider_collateral_locked",
                      "payment", "verifier_fee", "refund"):
             assert line in out, (line, out)

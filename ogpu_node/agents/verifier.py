@@ -29,8 +29,12 @@ them) when it cannot get valid inputs within FETCH_ATTEMPTS tries, *reject* when
 from __future__ import annotations
 
 import copy
+import functools
 import logging
+import os
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 import trio
@@ -45,28 +49,77 @@ from gpu.worker_process import Workers, workers_for
 from ogpu_node.agents.closing import Closing
 from ogpu_node.agents.wallet import NodeWallet
 from ogpu_node.blobs import BlobError, FileTooLarge
-from ogpu_node.encoding import pack
+from ogpu_node.encoding import pack, unpack
 from ogpu_node.hashing import digest
 from ogpu_node.ledger.errors import InvalidTransaction
-from ogpu_node.ledger.market.payloads import PoolVerdict, SubmitVerdict
+from ogpu_node.ledger.market.payloads import RevealVerdict, SealVerdict
 from ogpu_node.ledger.market.records import (
-    LIVE_REQUESTS,
+    Check,
+    CheckPhase,
     PoolRequest,
     RequestStatus,
     Task,
     TaskStatus,
     device_model,
 )
+from ogpu_node.ledger.market.verification import verdict_seal
 from ogpu_node.node.node import Node
-from ogpu_node.types import Hash32
+from ogpu_node.types import Address, Hash32
 from p2p.network import TaskStatus as StartedStatus
 
 log = logging.getLogger("ogpu.verifier")
 
+SECRET_KIND = "verdict"
+"""Our sealed votes in the node's store, keyed by claim: kept across restarts until revealed."""
+SALT_BYTES = 16
 SEED_KIND = "verifier-seed"
 """The signing domain of the verifier's seeds (no transaction or block is signed under it)."""
 FETCH_ATTEMPTS = 4
 FETCH_RETRY_S = 1.5
+
+
+ClaimKey = tuple[bytes, bytes, int, int]
+
+
+class Secrets(Protocol):
+    def put(self, kind: str, key: bytes, value: bytes) -> None: ...
+    def get(self, kind: str, key: bytes) -> bytes | None: ...
+    def forget(self, kind: str, key: bytes) -> None: ...
+
+
+class MemorySecrets:
+    def __init__(self) -> None:
+        self._items: dict[tuple[str, bytes], bytes] = {}
+
+    def put(self, kind: str, key: bytes, value: bytes) -> None:
+        self._items[kind, key] = value
+
+    def get(self, kind: str, key: bytes) -> bytes | None:
+        return self._items.get((kind, key))
+
+    def forget(self, kind: str, key: bytes) -> None:
+        self._items.pop((kind, key), None)
+
+
+@dataclass(frozen=True)
+class Claim:
+    """What a committee checks: a task's result or report (`request_id` empty) or a pool
+    request's answer (`target` the pool), at one attempt and check round."""
+
+    target: Hash32
+    request_id: bytes
+    attempt: int
+    check: Check
+
+    @property
+    def key(self) -> ClaimKey:
+        return (bytes(self.target), self.request_id, self.attempt, self.check.round)
+
+    def __str__(self) -> str:
+        if self.request_id:
+            return f"pool request {self.request_id.hex()[:12]} (round {self.check.round})"
+        return (f"task {self.target.hex()[:12]} attempt {self.attempt} "
+                f"(round {self.check.round})")
 
 
 @dataclass(frozen=True)
@@ -82,13 +135,16 @@ class VerifierPolicy:
 class VerifierAgent:
     """Checks the results this validator is drawn to check, and votes."""
 
-    def __init__(self, node: Node, policy: VerifierPolicy, device: Device | None = None) -> None:
+    def __init__(self, node: Node, policy: VerifierPolicy, device: Device | None = None,
+                 secrets: Secrets | None = None) -> None:
         self.node = node
         self.wallet = NodeWallet(node)
         self.policy = policy
         self.device = device
-        self.checking: set[tuple[bytes, int]] = set()
-        self.verdicts: dict[tuple[bytes, int], Verdict] = {}
+        self.checking: set[ClaimKey] = set()
+        self.votes: dict[ClaimKey, tuple[bool, str, bytes]] = {}
+        """Our vote on each claim we check, and its salt (also kept in the node's store)."""
+        self.secrets = secrets if secrets is not None else MemorySecrets()
         self.workers: Workers | None = None
         self.closing = Closing()
 
@@ -106,77 +162,104 @@ class VerifierAgent:
 
     def step(self, nursery: trio.Nursery) -> None:
         state = self.node.chain.state
-        me = self.wallet.address
-        live = set(state.open_tasks) | {r.request_id for p in state.pools.values()
-                                        for r in p.requests if r.status in LIVE_REQUESTS}
-        self.verdicts = {k: v for k, v in self.verdicts.items() if k[0] in live}
+        me = Address(self.wallet.address)
+        claims: list[tuple[Claim, Callable[[Claim], Awaitable[Verdict]]]] = []
         for task_id in sorted(state.open_tasks):
             task = state.tasks[task_id]
-            key = (bytes(task_id), task.attempt)
             if (task.status in (TaskStatus.VERIFYING, TaskStatus.CHECKING_INPUTS)
-                    and me in task.committee
-                    and not any(v.verifier == me for v in task.verdicts)
-                    and key not in self.checking and key not in self.verdicts):
-                self.checking.add(key)
-                nursery.start_soon(self._check_and_vote, Hash32(task_id), task)
+                    and task.check is not None and me in task.check.committee):
+                claims.append((Claim(Hash32(task_id), b"", task.attempt, task.check),
+                               functools.partial(self._check_task, task)))
         for pool_id, pool in sorted(state.pools.items()):
             for request in pool.requests:
-                key = (bytes(request.request_id), 0)
-                if (request.status == RequestStatus.VERIFYING and me in request.committee
-                        and not any(v.verifier == me for v in request.verdicts)
-                        and key not in self.checking and key not in self.verdicts):
-                    self.checking.add(key)
-                    nursery.start_soon(self._check_pool_request, Hash32(pool_id), pool.model,
-                                       request)
+                if (request.status == RequestStatus.VERIFYING and request.check is not None
+                        and me in request.check.committee):
+                    claims.append((Claim(Hash32(pool_id), bytes(request.request_id), 0,
+                                         request.check),
+                                   functools.partial(self._check_request, pool.model, request)))
+        live = {claim.key for claim, _ in claims}
+        for key in [k for k in self.votes if k not in live]:
+            del self.votes[key]
+            self.secrets.forget(SECRET_KIND, pack(list(key)))
+        for claim, check in claims:
+            self._act(nursery, claim, check, me)
 
-    async def _check_and_vote(self, task_id: Hash32, task: Task) -> None:
-        key = (bytes(task_id), task.attempt)
+    def _act(self, nursery: trio.Nursery, claim: Claim,
+             check: Callable[[Claim], Awaitable[Verdict]], me: Address) -> None:
+        """Check and seal while the committee seals; reveal once it reveals."""
+        vote = claim.check.vote_of(me)
+        if claim.check.phase == CheckPhase.SEALING and vote is None:
+            if claim.key not in self.checking:
+                self.checking.add(claim.key)
+                nursery.start_soon(self._check_and_seal, claim, check)
+        elif claim.check.phase == CheckPhase.REVEALING and vote is not None and not vote.revealed:
+            sealed = self._sealed(claim)
+            if sealed is None:
+                log.error("%s: our sealed vote is lost; it cannot be revealed", claim)
+                return
+            accept, reason, salt = sealed
+            nursery.start_soon(self._send, ("reveal", claim.key), RevealVerdict(
+                claim.target, claim.request_id, claim.attempt, claim.check.round, accept,
+                reason, salt))
+
+    async def _check_and_seal(self, claim: Claim,
+                              check: Callable[[Claim], Awaitable[Verdict]]) -> None:
+        """Check the claim (once: a verdict kept from before a restart is sealed again), keep
+        the vote and its salt in the node's store, then send the seal."""
         try:
-            start = trio.current_time()
-            verdict = await self.check(task_id, task)
-            self.verdicts[key] = verdict
-            log.info("task %s attempt %d: %s (%s, %.2f s; %.2f s with fetching files)",
-                     task_id.hex()[:12], task.attempt, verdict.reason, verdict.checked,
-                     verdict.seconds, trio.current_time() - start)
-            await self.wallet.send_once(("verdict", key), SubmitVerdict(
-                task_id, task.attempt, verdict.ok, verdict.code))
+            sealed = self._sealed(claim)
+            if sealed is None:
+                start = trio.current_time()
+                verdict = await check(claim)
+                log.info("%s: %s (%s, %.2f s; %.2f s with fetching files)", claim,
+                         verdict.reason, verdict.checked, verdict.seconds,
+                         trio.current_time() - start)
+                sealed = (verdict.ok, verdict.code, os.urandom(SALT_BYTES))
+                self.votes[claim.key] = sealed
+                self.secrets.put(SECRET_KIND, pack(list(claim.key)), pack(list(sealed)))
+            accept, reason, salt = sealed
+            seal = verdict_seal(claim.target, claim.request_id, claim.attempt, claim.check.round,
+                                Address(self.wallet.address), accept, reason, salt)
+            await self._send(("seal", claim.key), SealVerdict(
+                claim.target, claim.request_id, claim.attempt, claim.check.round, seal))
         except WorkloadCancelled:
-            log.info("task %s attempt %d moved on: check stopped", task_id.hex()[:12],
-                     task.attempt)
+            log.info("%s moved on: check stopped", claim)
         except GpuError as exc:  # no vote on a check that broke here; tried again next block
-            log.error("task %s attempt %d: the check failed here: %s", task_id.hex()[:12],
-                      task.attempt, exc)
+            log.error("%s: the check failed here: %s", claim, exc)
+        finally:
+            self.checking.discard(claim.key)
+
+    def _sealed(self, claim: Claim) -> tuple[bool, str, bytes] | None:
+        """Our vote on `claim` and its salt, from memory or the node's store."""
+        sealed = self.votes.get(claim.key)
+        if sealed is None:
+            raw = self.secrets.get(SECRET_KIND, pack(list(claim.key)))
+            if raw is None:
+                return None
+            accept, reason, salt = unpack(raw)
+            sealed = self.votes[claim.key] = (bool(accept), str(reason), bytes(salt))
+        return sealed
+
+    async def _send(self, action: object, payload: SealVerdict | RevealVerdict) -> None:
+        try:
+            await self.wallet.send_once(action, payload)
         except InvalidTransaction as exc:
             log.info("verdict refused: %s: %s", exc.code, exc)
-        finally:
-            self.checking.discard(key)
 
-    async def _check_pool_request(self, pool_id: Hash32, model: str,
-                                  request: PoolRequest) -> None:
-        key = (bytes(request.request_id), 0)
+    async def _check_task(self, task: Task, claim: Claim) -> Verdict:
+        return await self.check(claim.target, task)
+
+    async def _check_request(self, model: str, request: PoolRequest, claim: Claim) -> Verdict:
+        """Re-run sampled rows of a pool request's answer."""
         assert self.device is not None and request.output_id is not None
+        spec = InferSpec(model, request.seed, request.batch)
+        rng = self._rng(request.request_id, 0)
         try:
-            spec = InferSpec(model, request.seed, request.batch)
-            rng = self._rng(request.request_id, 0)
-            try:
-                output = await self._fetch(request.output_id)
-                verdict = await self._run_check("verify_inference", dict(
-                    spec=spec, output_bytes=output, samples=self.policy.samples, rng=rng))
-            except BlobError as exc:
-                verdict = Verdict(False, f"output_unavailable: {exc}", "fetch", 0.0)
-            self.verdicts[key] = verdict
-            log.info("pool request %s: %s", request.request_id.hex()[:12], verdict.reason)
-            await self.wallet.send_once(("pool_verdict", key), PoolVerdict(
-                pool_id, request.request_id, verdict.ok, verdict.code))
-        except WorkloadCancelled:
-            log.info("pool request %s: check stopped", request.request_id.hex()[:12])
-        except GpuError as exc:  # no vote on a check that broke here; tried again next block
-            log.error("pool request %s: the check failed here: %s",
-                      request.request_id.hex()[:12], exc)
-        except InvalidTransaction as exc:
-            log.info("verdict refused: %s: %s", exc.code, exc)
-        finally:
-            self.checking.discard(key)
+            output = await self._fetch(request.output_id)
+        except BlobError as exc:
+            return Verdict(False, f"output_unavailable: {exc}", "fetch", 0.0)
+        return await self._run_check("verify_inference", dict(
+            spec=spec, output_bytes=output, samples=self.policy.samples, rng=rng))
 
     async def check(self, task_id: Hash32, task: Task) -> Verdict:
         """Fetch what the check needs, then run it (`_run_check`)."""

@@ -204,17 +204,26 @@ def phase_line(view: dict[str, Any]) -> str:
         return (f"{attempt}: running on {view['provider']} at {view['priceOgpu']} OGPU/unit, "
                 f"{progress}")
     if status == "verifying":
-        verdicts = view["verdicts"]
-        accepts = sum(v["accept"] for v in verdicts)
-        return (f"{attempt}: verifying, verdicts {len(verdicts)}/{len(view['committee'])} "
-                f"({accepts} accept)")
+        return f"{attempt}: verifying, {check_progress(view)}"
     if status == "checking_inputs":
-        verdicts = view["verdicts"]
-        upheld = sum(v["accept"] for v in verdicts)
         return (f"{attempt}: the provider reports the inputs {view['why'] or 'missing'}; "
-                f"committee {len(verdicts)}/{len(view['committee'])} voted ({upheld} uphold)")
+                f"{check_progress(view)}")
     why = f" ({view['why']})" if view.get("why") else ""
     return f"closed: {view['closeReason']}{why}"
+
+
+def check_progress(view: dict[str, Any]) -> str:
+    """Where the committee's check of a task's result (or report) is, in a few words."""
+    check = view.get("check") or {}
+    phase, sealed = check.get("phase"), len(check.get("sealed", []))
+    round_ = f"round {check['round']}: " if check.get("round", 1) > 1 else ""
+    if phase == "drawing":
+        return f"{round_}committee drawn at height {check['drawHeight']}"
+    if phase == "sealing":
+        return f"{round_}{sealed}/{len(check['committee'])} verdicts sealed"
+    accepts = sum(v["accept"] for v in view["verdicts"])
+    return (f"{round_}{len(check.get('revealed', []))}/{sealed} verdicts revealed "
+            f"({accepts} accept)")
 
 
 def phase_percent(view: dict[str, Any]) -> float:

@@ -20,6 +20,9 @@ MAX_SLOT_MS = 600_000
 MAX_CHAIN_ID_LEN = 64
 """Protocol limit on a chain id, in transactions and block headers."""
 
+MAX_COMMITTEE_DELAY = 64
+"""Upper bound of `Params.committee_delay_blocks`."""
+
 MAX_EVIDENCE_AGE = 100_000
 """Upper bound of `Params.evidence_max_age`: applying evidence looks up the offender's unbonding
 entries once per block of the window."""
@@ -57,8 +60,23 @@ class Params:
     bid_window_ms: int = 3_000
     reveal_window_ms: int = 3_000
     verdict_window_ms: int = 30_000
+    """Time a drawn committee has to seal its verdicts (`market/verification.py`)."""
     max_task_attempts: int = 3
     max_bids_per_task: int = 64
+    # --- committees (see market/verification.py) ---
+    committee_delay_blocks: int = 2
+    """A claim recorded in block h has its committee drawn in block h + this, from the hash of
+    that block's parent; at least 2, so that the seed is a block made after the claim's."""
+    committee_min_size: int = 3
+    """A committee smaller than this (too few eligible validators) checks nothing."""
+    verdict_reveal_window_ms: int = 10_000
+    """Time members have to open their sealed verdicts once sealing ends."""
+    max_check_rounds: int = 3
+    """Committees drawn for one claim: a silent round is followed by a fresh one up to this."""
+    verifier_silence_penalty: int = 10 * UNITS_PER_OGPU
+    """Taken from the validator stake of a member that never sealed or never revealed."""
+    verifier_wrong_accept_penalty: int = 200 * UNITS_PER_OGPU
+    """Taken from the validator stake of a member that revealed *accept* on a rejected claim."""
     # --- consensus ---
     slot_ms: int = 1_000
     """Length of a proposer slot: slot s of a height opens s * slot_ms after the parent's
@@ -99,17 +117,27 @@ class Params:
                 problems.append(f"{name} must be within 0..{BPS}")
         for name in ("halving_interval", "epoch_length", "max_block_txs", "unbonding_period",
                      "committee_size", "bid_window_ms", "reveal_window_ms", "verdict_window_ms",
+                     "verdict_reveal_window_ms",
                      "max_task_attempts", "max_bids_per_task"):
             if getattr(self, name) < 1:
                 problems.append(f"{name} must be at least 1")
         if self.max_block_bytes < MAX_TX_BYTES:
             problems.append(f"max_block_bytes must hold at least one {MAX_TX_BYTES}-byte tx")
         for name in ("min_fee", "initial_block_reward", "min_validator_stake",
-                     "provider_min_stake"):
+                     "provider_min_stake", "verifier_silence_penalty",
+                     "verifier_wrong_accept_penalty"):
             if not 0 <= getattr(self, name) <= MAX_AMOUNT:
                 problems.append(f"{name} must be within 0..{MAX_AMOUNT}")
         if not 1 <= self.committee_size <= 16:
             problems.append("committee_size must be within 1..16")
+        if not 1 <= self.committee_min_size <= self.committee_size:
+            problems.append("committee_min_size must be within 1..committee_size")
+        if not 2 <= self.committee_delay_blocks <= MAX_COMMITTEE_DELAY:
+            # 1 would seed the draw with the hash of the block holding the claim, which its
+            # proposer (perhaps the provider) makes knowing the claim.
+            problems.append(f"committee_delay_blocks must be within 2..{MAX_COMMITTEE_DELAY}")
+        if not 1 <= self.max_check_rounds <= 5:
+            problems.append("max_check_rounds must be within 1..5")
         if not 1 <= self.max_task_attempts <= 5:
             problems.append("max_task_attempts must be within 1..5")
         if not 1 <= self.max_bids_per_task <= 1024:

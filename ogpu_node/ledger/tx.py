@@ -47,13 +47,13 @@ from ogpu_node.ledger.market.payloads import (
     MarketPayload,
     OpenPool,
     PoolResult,
-    PoolVerdict,
     RegisterProvider,
     ReportMissingInputs,
     RevealBid,
+    RevealVerdict,
+    SealVerdict,
     SendRequest,
     SubmitTask,
-    SubmitVerdict,
     WithdrawProvider,
 )
 from ogpu_node.ledger.params import MAX_CHAIN_ID_LEN, MAX_TX_BYTES, Params
@@ -82,17 +82,19 @@ class TxKind(IntEnum):
     COMMIT_BID = 7
     REVEAL_BID = 8
     COMMIT_RESULT = 9
-    SUBMIT_VERDICT = 10
+    # 10 was SUBMIT_VERDICT, an open vote: replaced by SEAL_VERDICT and REVEAL_VERDICT
     CANCEL_TASK = 11
     OPEN_POOL = 12
     JOIN_POOL = 13
     LEAVE_POOL = 14
     SEND_REQUEST = 15
     POOL_RESULT = 16
-    POOL_VERDICT = 17
+    # 17 was POOL_VERDICT: pool checks use SEAL_VERDICT and REVEAL_VERDICT too
     CLOSE_POOL = 18
     REPORT_MISSING_INPUTS = 19
     REPORT_EQUIVOCATION = 20
+    SEAL_VERDICT = 22
+    REVEAL_VERDICT = 23
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,14 +171,14 @@ PAYLOAD_TYPES: dict[int, type[Codable]] = {
     TxKind.COMMIT_BID: CommitBid,
     TxKind.REVEAL_BID: RevealBid,
     TxKind.COMMIT_RESULT: CommitResult,
-    TxKind.SUBMIT_VERDICT: SubmitVerdict,
     TxKind.CANCEL_TASK: CancelTask,
     TxKind.OPEN_POOL: OpenPool,
     TxKind.JOIN_POOL: JoinPool,
     TxKind.LEAVE_POOL: LeavePool,
     TxKind.SEND_REQUEST: SendRequest,
     TxKind.POOL_RESULT: PoolResult,
-    TxKind.POOL_VERDICT: PoolVerdict,
+    TxKind.SEAL_VERDICT: SealVerdict,
+    TxKind.REVEAL_VERDICT: RevealVerdict,
     TxKind.CLOSE_POOL: ClosePool,
     TxKind.REPORT_MISSING_INPUTS: ReportMissingInputs,
     TxKind.REPORT_EQUIVOCATION: ReportEquivocation,

@@ -11,7 +11,7 @@ from dataclasses import replace
 from typing import TypeVar
 
 from ogpu_node.ledger.commitment import lthash_update
-from ogpu_node.ledger.market.records import Pool, Provider, Task, TaskStatus
+from ogpu_node.ledger.market.records import MAX_TRAIL, Pool, Provider, Task, TaskStatus
 from ogpu_node.ledger.state import (
     Account,
     State,
@@ -96,6 +96,11 @@ class Working:
         return found if found is not None else self.base.tasks.get(task_id)
 
     def set_task(self, task_id: Hash32, task: Task) -> None:
+        """Record `task`; a money trail longer than a record holds keeps its latest lines (the
+        first, the escrow, is always kept), so no sequence of rounds and penalties can make a
+        task record that does not decode."""
+        if len(task.trail) > MAX_TRAIL:
+            task = replace(task, trail=(task.trail[0], *task.trail[-(MAX_TRAIL - 1):]))
         self.tasks[task_id] = task
 
     def pool(self, pool_id: Hash32) -> Pool | None:

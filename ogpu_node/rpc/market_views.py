@@ -14,12 +14,12 @@ from gpu.spec import InvalidSpec, WorkloadKind, decode_spec
 from ogpu_node.address import address_to_text
 from ogpu_node.ledger import State
 from ogpu_node.ledger.market.records import (
+    Check,
     Movement,
     Pool,
     Provider,
     Task,
     TaskStatus,
-    Verdict,
 )
 from ogpu_node.ledger.market.reputation import anomaly_flags, delivered_gflops, reputation_bps
 from ogpu_node.ledger.market.rules import (
@@ -74,9 +74,25 @@ def _trail(lines: Iterable[Movement]) -> list[JsonObject]:
              **amount_fields("amount", m.amount)} for m in lines]
 
 
-def _verdicts(verdicts: Iterable[Verdict]) -> list[JsonObject]:
-    return [{"verifier": address_to_text(v.verifier), "accept": v.accept, "reason": v.reason}
-            for v in verdicts]
+def _verdicts(check: Check | None) -> list[JsonObject]:
+    """The votes revealed so far in the check's current round."""
+    votes = check.votes if check else ()
+    return [{"verifier": address_to_text(v.member), "accept": v.accept, "reason": v.reason}
+            for v in votes if v.revealed]
+
+
+def _check(check: Check | None) -> JsonObject | None:
+    """A committee's check: its phase (`drawing`, `sealing`, `revealing`), round, the height
+    its committee is drawn at, when its window ends, and who sealed and revealed."""
+    if check is None:
+        return None
+    return {
+        "phase": check.phase.name.lower(), "round": check.round,
+        "drawHeight": check.draw_height, "endsMs": check.ends_ms or None,
+        "committee": [address_to_text(a) for a in check.committee],
+        "sealed": [address_to_text(v.member) for v in check.votes],
+        "revealed": [address_to_text(v.member) for v in check.votes if v.revealed],
+    }
 
 
 def task_view(state: State, task_id: Hash32, task: Task, progress_bps: int | None
@@ -106,8 +122,8 @@ def task_view(state: State, task_id: Hash32, task: Task, progress_bps: int | Non
             "checkpointIds": [c.hex() for c in result.checkpoint_ids],
             "metrics": dict(result.metrics)},
         "resultMs": _time(task.result_ms),
-        "committee": [address_to_text(a) for a in task.committee],
-        "verdicts": _verdicts(task.verdicts),
+        "committee": [address_to_text(a) for a in task.check.committee] if task.check else [],
+        "verdicts": _verdicts(task.check), "check": _check(task.check),
         "closeReason": task.close_reason.name.lower() if task.close_reason else None,
         "why": task.why or None,
         "trail": _trail(task.trail),
@@ -236,8 +252,8 @@ def pool_view(state: State, pool_id: Hash32, pool: Pool) -> JsonObject:
             "deadlineMs": r.deadline_ms, "racers": [address_to_text(a) for a in r.racers],
             "winner": _address(r.winner),
             "outputId": r.output_id.hex() if r.output_id else None,
-            "committee": [address_to_text(a) for a in r.committee],
-            "verdicts": _verdicts(r.verdicts),
+            "committee": [address_to_text(a) for a in r.check.committee] if r.check else [],
+            "verdicts": _verdicts(r.check), "check": _check(r.check),
             **amount_fields("escrow", r.escrow)} for r in pool.requests],
         "served": pool.served, "rejected": pool.rejected, "expired": pool.expired,
         **amount_fields("paid", pool.paid),

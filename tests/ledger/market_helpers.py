@@ -16,17 +16,22 @@ from ogpu_node.ledger.market.payloads import (
     CommitResult,
     RegisterProvider,
     RevealBid,
+    RevealVerdict,
+    SealVerdict,
     SubmitTask,
-    SubmitVerdict,
 )
-from ogpu_node.ledger.market.records import Device, Task, TaskResult, TaskStatus
+from ogpu_node.ledger.market.records import CheckPhase, Device, Task, TaskResult, TaskStatus
+from ogpu_node.ledger.market.verification import verdict_seal
 from ogpu_node.ledger.tx import Payload
 from ogpu_node.types import Hash32, ogpu
 from tests.ledger.helpers import CHAIN_ID, FEE, KEYS, next_block, signed
 
 MARKET_PARAMS = Params(epoch_length=1_000, unbonding_period=3, evidence_max_age=2, min_fee=1_000,
                        min_validator_stake=ogpu(10), provider_min_stake=ogpu(100),
-                       bid_window_ms=3_000, reveal_window_ms=3_000, verdict_window_ms=10_000)
+                       bid_window_ms=3_000, reveal_window_ms=3_000, verdict_window_ms=10_000,
+                       verdict_reveal_window_ms=5_000, verifier_silence_penalty=ogpu(1),
+                       verifier_wrong_accept_penalty=ogpu(3))
+SILENCE, WRONG_ACCEPT = ogpu(1), ogpu(3)
 VALIDATORS = KEYS[:4]
 PROVIDER_A, PROVIDER_B = KEYS[1], KEYS[2]
 CLIENT = KEYS[5]
@@ -125,14 +130,50 @@ class MarketChain:
         key = next(k for k in KEYS if k.address == task.provider)
         self.send(key, CommitResult(task_id, result_for(task, spec=spec)))
 
-    def vote(self, task_id: Hash32, accept: bool, voters: int | None = None) -> None:
+    def draw(self, task_id: Hash32) -> None:
+        """Empty blocks until the committee checking the task's claim is drawn."""
+        while ((check := self.task(task_id).check) and check.phase == CheckPhase.DRAWING
+               and self.task(task_id).status != TaskStatus.CLOSED):
+            self.block()
+
+    def committee(self, task_id: Hash32) -> list[PrivateKey]:
+        """The keys of the members drawn to check the task's claim (drawing it first)."""
+        self.draw(task_id)
+        check = self.task(task_id).check
+        assert check is not None
+        return [k for k in KEYS if k.address in check.committee]
+
+    def seal(self, key: PrivateKey, task_id: Hash32, accept: bool, reason: str = "",
+             salt: bytes = b"vote-salt") -> None:
         task = self.task(task_id)
-        members = [k for k in KEYS if k.address in task.committee]
-        for key in members[:voters]:
-            if self.task(task_id).status.name not in ("VERIFYING", "CHECKING_INPUTS"):
+        assert task.check is not None
+        reason = reason or ("ok" if accept else "matmul_mismatch")
+        seal = verdict_seal(task_id, b"", task.attempt, task.check.round, key.address, accept,
+                            reason, salt)
+        self.send(key, SealVerdict(task_id, b"", task.attempt, task.check.round, seal))
+
+    def reveal_vote(self, key: PrivateKey, task_id: Hash32, accept: bool, reason: str = "",
+                    salt: bytes = b"vote-salt") -> None:
+        task = self.task(task_id)
+        assert task.check is not None
+        reason = reason or ("ok" if accept else "matmul_mismatch")
+        self.send(key, RevealVerdict(task_id, b"", task.attempt, task.check.round, accept,
+                                     reason, salt))
+
+    def vote(self, task_id: Hash32, accept: bool, voters: int | None = None) -> None:
+        """`voters` members (all by default) seal `accept`; sealing ends (at once when all
+        sealed, else at its window's end); each of them reveals."""
+        members = self.committee(task_id)[:voters]
+        for key in members:
+            self.seal(key, task_id, accept)
+        check = self.task(task_id).check
+        if check is not None and check.phase == CheckPhase.SEALING:
+            self.pass_phase(task_id)
+        for key in members:
+            check = self.task(task_id).check
+            if check is None or check.phase != CheckPhase.REVEALING:
                 break
-            self.send(key, SubmitVerdict(task_id, task.attempt, accept,
-                                         "ok" if accept else "matmul_mismatch"))
+            self.reveal_vote(key, task_id, accept)
 
 
 def fee_total(txs: int) -> int:

@@ -59,8 +59,9 @@ def test_a_report_the_committee_upholds_pays_the_client_collateral_to_the_provid
     chain.send(PROVIDER_A, ReportMissingInputs(task_id, "inputs_missing"))
     task = chain.task(task_id)
     assert task.status == TaskStatus.CHECKING_INPUTS and task.why == "inputs_missing"
-    assert PROVIDER_A.address not in task.committee and CLIENT.address not in task.committee
-    assert len(task.committee) == 3
+    committee = {k.address for k in chain.committee(task_id)}
+    assert PROVIDER_A.address not in committee and CLIENT.address not in committee
+    assert len(committee) == 3
     with pytest.raises(WrongPhase):  # the client cannot cancel its way out of the check
         chain.check(CLIENT, CancelTask(task_id))
 
@@ -72,7 +73,8 @@ def test_a_report_the_committee_upholds_pays_the_client_collateral_to_the_provid
     assert balance(chain, 1) == provider_before - FEE + CLIENT_COLLATERAL
     provider = chain.state.providers[PROVIDER_A.address]
     assert provider.locked == 0 and provider.failed == 0  # not the provider's fault
-    voters = [v.verifier for v in task.verdicts]
+    assert task.check is not None
+    voters = [v.member for v in task.check.votes]
     assert [m.address for m in task.trail if m.event == "verifier_fee"] == voters
     refund = ESCROW - CLIENT_COLLATERAL - 2 * fee
     assert [(m.event, m.amount) for m in task.trail[-5:]] == [
@@ -105,13 +107,20 @@ def test_a_report_the_committee_rejects_is_slashed_and_the_task_reoffered(
     conserved(chain.state)
 
 
-def test_a_check_window_without_votes_lets_the_report_stand(chain: MarketChain) -> None:
+def test_a_report_nobody_checks_never_pays_the_client_collateral(chain: MarketChain) -> None:
+    client_before = chain.state.account(CLIENT.address).balance
     task_id = awarded(chain)
+    provider_before = balance(chain, 1)
     chain.send(PROVIDER_A, ReportMissingInputs(task_id, "inputs_malformed"))
-    chain.pass_phase(task_id)
+    chain.draw(task_id)
+    chain.pass_phase(task_id)  # nobody seals: no quorum
+    chain.draw(task_id)  # and no validator left to draw a fresh committee from
     task = chain.task(task_id)
-    assert task.close_reason == CloseReason.INPUTS_WITHHELD
-    assert not any(m.event == "verifier_fee" for m in task.trail)
+    assert task.close_reason == CloseReason.UNCHECKED
+    assert not any(m.event in ("verifier_fee", "client_collateral_to_provider")
+                   for m in task.trail)
+    assert balance(chain, 1) == provider_before - FEE
+    assert chain.state.account(CLIENT.address).balance == client_before - FEE
     conserved(chain.state)
 
 

@@ -23,11 +23,13 @@ from ogpu_node.ledger.market.payloads import (
     LeavePool,
     OpenPool,
     PoolResult,
-    PoolVerdict,
+    RevealVerdict,
+    SealVerdict,
     SendRequest,
 )
 from ogpu_node.ledger.market.pools import choose_racers, is_sampled
-from ogpu_node.ledger.market.records import Pool, PoolRequest, RequestStatus
+from ogpu_node.ledger.market.records import CheckPhase, Pool, PoolRequest, RequestStatus
+from ogpu_node.ledger.market.verification import verdict_seal
 from ogpu_node.ledger.params import BPS
 from ogpu_node.ledger.tx import Payload
 from ogpu_node.types import Hash32, ogpu
@@ -128,6 +130,28 @@ def _sampled_request(chain: MarketChain, pool_id: Hash32) -> Hash32:
     raise AssertionError("no sampled request in 40 seeds")
 
 
+def vote_on_request(chain: MarketChain, pool_id: Hash32, request_id: Hash32, accept: bool,
+                    voters: int = 2) -> list[PrivateKey]:
+    """Draw the request's committee; `voters` members seal `accept`, then reveal it once
+    sealing ends. Returns the voters."""
+    while (check := request_of(chain, pool_id, request_id).check) and (
+            check.phase == CheckPhase.DRAWING):
+        chain.block()
+    assert check is not None
+    members = [key_of(a) for a in check.committee][:voters]
+    for key in members:
+        seal = verdict_seal(pool_id, request_id, 0, check.round, key.address, accept, "x",
+                            b"salt")
+        chain.send(key, SealVerdict(pool_id, request_id, 0, check.round, seal))
+    check = request_of(chain, pool_id, request_id).check
+    if check is not None and check.phase == CheckPhase.SEALING:
+        chain.block(after_ms=check.ends_ms - chain.state.timestamp)
+    for key in members:
+        chain.send(key, RevealVerdict(pool_id, request_id, 0, check.round if check else 1,
+                                      accept, "x", b"salt"))
+    return members
+
+
 @pytest.mark.parametrize("accept", [True, False])
 def test_a_sampled_result_is_checked_before_payment(chain: MarketChain, accept: bool) -> None:
     pool_id = joined(chain, sample_bps=5_000)
@@ -138,10 +162,10 @@ def test_a_sampled_result_is_checked_before_payment(chain: MarketChain, accept: 
     chain.send(winner, PoolResult(pool_id, request_id, Hash32(b"\3" * 32)))
     request = request_of(chain, pool_id, request_id)
     assert request.status == RequestStatus.VERIFYING
-    assert winner.address not in request.committee and request.committee
-    for member in request.committee[:2]:
-        chain.send(key_of(member), PoolVerdict(pool_id, request_id, accept, "x"))
+    vote_on_request(chain, pool_id, request_id, accept)
     request = request_of(chain, pool_id, request_id)
+    assert request.check is not None
+    assert winner.address not in request.check.committee and request.check.committee
     pool = pool_of(chain, pool_id)
     provider = chain.state.providers[winner.address]
     if accept:
@@ -151,7 +175,7 @@ def test_a_sampled_result_is_checked_before_payment(chain: MarketChain, accept: 
         assert request.status == RequestStatus.REJECTED and pool.rejected == 1
         assert provider.stake == winner_stake - BOND and provider.failed == 1
         assert winner.address not in {a for a, _ in pool.subscribers}
-        share = FEE_RESERVE // len(request.committee)
+        share = FEE_RESERVE // len(request.check.committee)
         to_owner = (BOND - 2 * share) * 5_000 // BPS
         assert chain.state.account(CLIENT.address).balance == owner_before + to_owner
         assert pool.escrow == BUDGET  # the request's escrow went back to the pool

@@ -33,16 +33,23 @@ from ogpu_node.ledger.market.payloads import (
     LeavePool,
     OpenPool,
     PoolResult,
-    PoolVerdict,
     RegisterProvider,
     ReportMissingInputs,
     RevealBid,
+    RevealVerdict,
+    SealVerdict,
     SendRequest,
     SubmitTask,
-    SubmitVerdict,
     WithdrawProvider,
 )
-from ogpu_node.ledger.market.records import LIVE_REQUESTS, RequestStatus, TaskStatus
+from ogpu_node.ledger.market.records import (
+    LIVE_REQUESTS,
+    Check,
+    CheckPhase,
+    RequestStatus,
+    TaskStatus,
+)
+from ogpu_node.ledger.market.verification import verdict_seal
 from ogpu_node.ledger.state import State, compute_records_hash, open_task_ids
 from ogpu_node.ledger.tx import Payload, Transaction
 from ogpu_node.types import Hash32, ogpu
@@ -116,6 +123,7 @@ def run_history(steps: list[tuple[str, int]]) -> None:
     chain.register(KEYS[1])
     chain.register(KEYS[2], benchmark=3_000)
     salts: dict[tuple[bytes, int, bytes], tuple[int, bytes]] = {}
+    votes: dict[tuple[bytes, bytes, int, int, bytes], bool] = {}
     pending: list[Transaction] = []
     nonces: dict[bytes, int] = defaultdict(int)
 
@@ -146,6 +154,24 @@ def run_history(steps: list[tuple[str, int]]) -> None:
         pending.clear()
         nonces.clear()
         check_market_invariants(chain.state)
+
+    def vote(target: Hash32, request_id: bytes, attempt: int, check: Check, r: int) -> None:
+        """A member seals a vote while the committee seals, and reveals it (now and then a
+        wrong one) while it reveals."""
+        if not check.committee:
+            return
+        member = check.committee[r % len(check.committee)]
+        index = next(i for i, k in enumerate(KEYS) if k.address == member)
+        accept = bool(r % 3)
+        if check.phase == CheckPhase.SEALING:
+            seal = verdict_seal(target, request_id, attempt, check.round, member, accept, "x",
+                                b"s")
+            votes[(target, request_id, attempt, check.round, member)] = accept
+            tx(index, SealVerdict(target, request_id, attempt, check.round, seal))
+        elif check.phase == CheckPhase.REVEALING:
+            sealed = votes.get((target, request_id, attempt, check.round, member), accept)
+            tx(index, RevealVerdict(target, request_id, attempt, check.round,
+                                    sealed if r % 11 else not sealed, "x", b"s"))
 
     def pool_action(action: str, r: int) -> None:
         pool_ids = sorted(chain.state.pools)
@@ -179,10 +205,8 @@ def run_history(steps: list[tuple[str, int]]) -> None:
             racer = request.racers[r % len(request.racers)]
             index = next(i for i, k in enumerate(KEYS) if k.address == racer)
             tx(index, PoolResult(pool_id, request.request_id, digest(b"o", bytes([r % 256]))))
-        elif action == "pool_vote" and request is not None and request.committee:
-            member = request.committee[r % len(request.committee)]
-            index = next(i for i, k in enumerate(KEYS) if k.address == member)
-            tx(index, PoolVerdict(pool_id, request.request_id, bool(r % 3), "x"))
+        elif action == "pool_vote" and request is not None and request.check is not None:
+            vote(pool_id, request.request_id, 0, request.check, r)
         elif action == "close_pool":
             tx(5, ClosePool(pool_id))
 
@@ -226,10 +250,8 @@ def run_history(steps: list[tuple[str, int]]) -> None:
         elif action == "report" and task is not None and task.provider is not None:
             index = next(i for i, k in enumerate(KEYS) if k.address == task.provider)
             tx(index, ReportMissingInputs(task_id, "inputs_missing"))
-        elif action == "vote" and task is not None and task.committee:
-            member = task.committee[r % len(task.committee)]
-            index = next(i for i, k in enumerate(KEYS) if k.address == member)
-            tx(index, SubmitVerdict(task_id, task.attempt, bool(r % 3), "x"))
+        elif action == "vote" and task is not None and task.check is not None:
+            vote(task_id, b"", task.attempt, task.check, r)
         elif action == "cancel":
             tx(5, CancelTask(task_id))
         elif action == "register":
@@ -250,7 +272,7 @@ def run_history(steps: list[tuple[str, int]]) -> None:
             flush(after_ms=1 + (r >> 2) % (40_000 if r % 4 == 0 else 1_500))
     flush(after_ms=1_000)
     # let every deadline pass: every task ends closed, every lock released
-    for _ in range(12):
+    for _ in range(40):
         flush(after_ms=100_000)
     assert all(t.status == TaskStatus.CLOSED for t in chain.state.tasks.values())
     for t in chain.state.tasks.values():

@@ -32,8 +32,8 @@ from ogpu_node.ledger.market.payloads import (
     CommitResult,
     RegisterProvider,
     RevealBid,
+    SealVerdict,
     SubmitTask,
-    SubmitVerdict,
     WithdrawProvider,
 )
 from ogpu_node.ledger.market.records import (
@@ -56,6 +56,7 @@ from tests.ledger.market_helpers import (
     OUTSIDER,
     PROVIDER_A,
     PROVIDER_B,
+    SILENCE,
     TRAIN,
     MarketChain,
     result_for,
@@ -122,9 +123,11 @@ def test_honest_task_pays_second_price_fees_and_refunds_the_rest(chain: MarketCh
     task = chain.task(task_id)
     assert task.status == TaskStatus.VERIFYING
     # the provider and the client are never on the committee
-    assert set(task.committee) == {KEYS[0].address, KEYS[2].address, KEYS[3].address}
-    voters = [k for k in KEYS if k.address in task.committee][:2]
+    committee = chain.committee(task_id)
+    assert {k.address for k in committee} == {KEYS[0].address, KEYS[2].address, KEYS[3].address}
+    voters, silent = committee[:2], committee[2]
     voter_before = {k.address: chain.state.account(k.address).balance for k in voters}
+    silent_stake = chain.state.account(silent.address).stake
     chain.vote(task_id, accept=True, voters=2)
 
     task = chain.task(task_id)
@@ -136,13 +139,17 @@ def test_honest_task_pays_second_price_fees_and_refunds_the_rest(chain: MarketCh
     for key in voters:
         # KEYS[0] also proposes every block: it collects tx fees, so compare the fee lines only
         if key is not KEYS[0]:
-            assert chain.state.account(key.address).balance == voter_before[key.address] + fee - FEE
+            assert (chain.state.account(key.address).balance
+                    == voter_before[key.address] + fee - 2 * FEE)  # seal and reveal
     refund = ESCROW - payment - 2 * fee
     assert chain.state.account(CLIENT.address).balance == client_before - FEE - ESCROW + refund
     events = [(m.event, m.amount) for m in task.trail]
     assert events == [("escrow", ESCROW), ("provider_collateral_locked", collateral),
-                      ("payment", payment), ("verifier_fee", fee), ("verifier_fee", fee),
+                      ("silence_penalty", SILENCE), ("payment", payment),
+                      ("verifier_fee", fee), ("verifier_fee", fee),
                       ("provider_collateral_returned", collateral), ("refund", refund)]
+    # the member that never voted paid the silence penalty from its validator stake
+    assert chain.state.account(silent.address).stake == silent_stake - SILENCE
     provider = chain.state.providers[PROVIDER_A.address]
     assert provider.locked == 0 and provider.completed == 1 and provider.work_done == UNITS
     assert provider.compute_ms == task.result_ms - task.awarded_ms > 0
@@ -328,17 +335,26 @@ def test_a_result_under_verification_cannot_be_cancelled(chain: MarketChain) -> 
         chain.check(CLIENT, CancelTask(task_id))
 
 
-def test_verdict_window_without_quorum_goes_by_the_votes_cast(chain: MarketChain) -> None:
+@pytest.mark.parametrize("voters", [0, 1])
+def test_a_result_without_a_quorum_is_never_paid(chain: MarketChain, voters: int) -> None:
+    """One vote of three (or none) settles nothing; with no validator left to draw a fresh
+    committee from, the result is unchecked: not paid, the provider's collateral returned."""
+    client_before = balance(chain, 5)
     task_id = chain.submit()
     chain.auction(task_id, {1: 10})
+    provider_before = balance(chain, 1)
     chain.commit_result(task_id)
-    chain.vote(task_id, accept=False, voters=1)
-    chain.pass_phase(task_id)
-    assert chain.task(task_id).status == TaskStatus.BIDDING  # 1 reject, 0 accept: rejected
-    chain.auction(task_id, {2: 10})
-    chain.commit_result(task_id)
-    chain.pass_phase(task_id)  # nobody voted: the result stands
-    assert chain.task(task_id).close_reason == CloseReason.COMPLETED
+    chain.vote(task_id, accept=True, voters=voters)
+    if voters == 0:
+        chain.pass_phase(task_id)  # the sealing window ends with no seal
+    chain.draw(task_id)  # a fresh round finds no validator that was not drawn already
+    task = chain.task(task_id)
+    assert task.close_reason == CloseReason.UNCHECKED
+    assert not any(m.event == "payment" for m in task.trail)
+    assert [m.event for m in task.trail].count("silence_penalty") == 3 - voters
+    assert balance(chain, 1) == provider_before - FEE  # paid nothing, lost nothing
+    assert chain.state.providers[PROVIDER_A.address].locked == 0
+    assert balance(chain, 5) == client_before - FEE  # the client got everything back
     conserved(chain.state)
 
 
@@ -432,7 +448,8 @@ def _rejections(chain: MarketChain) -> list[tuple[str, object, object, type[Exce
         ("reveal without a bid", PROVIDER_B, RevealBid(running, 5, b"s"), WrongPhase),
         ("result by another provider", PROVIDER_B, CommitResult(running, result),
          NotPermitted),
-        ("verdict by a non-member", OUTSIDER, SubmitVerdict(running, 1, True, "ok"), WrongPhase),
+        ("verdict on a task not being checked", OUTSIDER,
+         SealVerdict(running, b"", 1, 1, ZERO), WrongPhase),
         ("cancel by someone else", OUTSIDER, CancelTask(running), NotPermitted),
         ("spec too large", CLIENT, SubmitTask(1, encode(MatmulSpec(10**6, 1)), 1, 0, 10, 10**6),
          InvalidTaskSpec),
@@ -476,13 +493,17 @@ def test_result_for_a_closed_task_and_double_votes_are_refused(chain: MarketChai
     task_id = chain.submit()
     chain.auction(task_id, {1: 10})
     chain.commit_result(task_id)
-    task = chain.task(task_id)
-    member = next(k for k in KEYS if k.address == task.committee[0])
-    chain.send(member, SubmitVerdict(task_id, 1, True, "ok"))
+    member = chain.committee(task_id)[0]
+    chain.seal(member, task_id, True)
     with pytest.raises(NotPermitted):
-        chain.check(member, SubmitVerdict(task_id, 1, True, "ok"))
+        chain.check(member, SealVerdict(task_id, b"", 1, 1, ZERO))
     with pytest.raises(WrongPhase):
-        chain.check(member, SubmitVerdict(task_id, 2, True, "ok"))
-    chain.vote(task_id, accept=True)
+        chain.check(member, SealVerdict(task_id, b"", 2, 1, ZERO))
+    with pytest.raises(NotPermitted):
+        chain.check(OUTSIDER, SealVerdict(task_id, b"", 1, 1, ZERO))
+    for key in chain.committee(task_id)[1:]:
+        chain.seal(key, task_id, True)
+    for key in chain.committee(task_id):
+        chain.reveal_vote(key, task_id, True)
     with pytest.raises(WrongPhase):
         chain.check(PROVIDER_A, CommitResult(task_id, TaskResult(ZERO, ZERO, (), ())))

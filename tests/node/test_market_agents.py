@@ -53,9 +53,19 @@ SETTINGS = NodeSettings(max_block_interval_ms=250)
 def market_genesis() -> Genesis:
     template = load_template()
     template["params"] = {**template["params"], "bid_window_ms": 3_000, "reveal_window_ms": 3_000,
-                          "verdict_window_ms": 8_000, "epoch_length": 100_000, "slot_ms": 500}
+                          "verdict_window_ms": 8_000, "verdict_reveal_window_ms": 8_000,
+                          "epoch_length": 100_000, "slot_ms": 500}
     return build_genesis(template, [(f"v{i}", k.public_key.raw) for i, k in enumerate(VALIDATORS)],
                          genesis_time_ms=1_000, dev_accounts=2, validator_balance=ogpu(10_000))
+
+
+def voters(task: Task) -> list[bytes]:
+    """The members who revealed a vote on the task's claim."""
+    return [v.member for v in task.check.votes if v.revealed] if task.check else []
+
+
+def accepts(task: Task) -> int:
+    return sum(v.accept for v in task.check.votes if v.revealed) if task.check else 0
 
 
 @asynccontextmanager
@@ -164,7 +174,7 @@ async def test_honest_training_task_settles_and_pays(tmp_path: object) -> None:
         assert task.close_reason == CloseReason.COMPLETED
         assert task.provider == VALIDATORS[1].address  # the lower floor wins ...
         assert task.price == 2_000  # ... at the second price
-        assert sum(v.accept for v in task.verdicts) >= 2
+        assert accepts(task) >= 2
         events = [m.event for m in task.trail]
         assert events[0] == "escrow" and "payment" in events and events[-1] == "refund"
         provider = nodes[0].chain.state.providers[VALIDATORS[1].address]
@@ -220,7 +230,7 @@ async def test_members_fetch_an_intervals_end_only_when_its_replay_is_not_bit_ex
         ids = task.result.checkpoint_ids
         left_out: list[int] = []
         for i, node in enumerate(nodes):
-            if i == 1 or all(v.verifier != VALIDATORS[i].address for v in task.verdicts):
+            if i == 1 or VALIDATORS[i].address not in voters(task):
                 continue  # the provider, or a member that did not vote
             rng = VerifierAgent(node, VerifierPolicy(intervals=1))._rng(task_id, task.attempt)
             read = checkpoints_to_check(SPEC, 1, rng, ends=False)
@@ -333,7 +343,7 @@ async def test_uploaded_inputs_are_fetched_trained_on_and_verified(tmp_path: obj
             await wait_for(nodes[0], closed(nodes[0], task_id))
         task = task_of(nodes[0], task_id)
         assert task.close_reason == CloseReason.COMPLETED
-        assert sum(v.accept for v in task.verdicts) >= 2
+        assert accepts(task) >= 2
         assert nodes[1].blobs is not None and nodes[1].blobs.get_file(spec.inputs) == raw
         # the committed weights are those of training on the uploaded data, not the seed's
         assert task.result is not None
@@ -362,7 +372,7 @@ async def test_a_report_of_missing_inputs_is_checked_by_the_committee(tmp_path: 
         if fault == "none":
             assert task.close_reason == CloseReason.INPUTS_WITHHELD and task.attempt == 1
             assert task.why == "inputs_missing"
-            assert sum(v.accept for v in task.verdicts) >= 2  # the committee upheld it
+            assert accepts(task) >= 2  # the committee upheld it
             assert events["client_collateral_to_provider"].address == VALIDATORS[1].address
             assert reporter.failed == 0 and reporter.locked == 0
         else:

@@ -19,10 +19,12 @@ from ogpu_node.ledger.market.payloads import (
     CommitResult,
     RegisterProvider,
     RevealBid,
+    RevealVerdict,
+    SealVerdict,
     SubmitTask,
-    SubmitVerdict,
 )
-from ogpu_node.ledger.market.records import Device, Task, TaskResult, TaskStatus
+from ogpu_node.ledger.market.records import CheckPhase, Device, Task, TaskResult, TaskStatus
+from ogpu_node.ledger.market.verification import verdict_seal
 from ogpu_node.ledger.tx import Payload
 from ogpu_node.types import Amount, Hash32, ogpu
 from tests.rpc.local_node import VALIDATOR, LocalNode
@@ -106,9 +108,22 @@ class Market:
         result = TaskResult(file_id(output), digest(b"root", b""), (), (("loss_micros", 1234),))
         await self.send(key, CommitResult(task_id, result))
 
+    def draw(self, task_id: Hash32) -> None:
+        """Empty blocks until the committee checking the task's claim is drawn."""
+        while (check := self.task(task_id).check) and check.phase == CheckPhase.DRAWING:
+            self.node.produce_block(1_000)
+
     async def vote(self, task_id: Hash32, accept: bool) -> None:
-        await self.send(VALIDATOR, SubmitVerdict(task_id, self.task(task_id).attempt, accept,
-                                                 "ok" if accept else "matmul_mismatch"))
+        """The validator, the whole committee, seals its vote and reveals it."""
+        self.draw(task_id)
+        task = self.task(task_id)
+        assert task.check is not None
+        reason, salt, round_ = "ok" if accept else "matmul_mismatch", b"salt", task.check.round
+        seal = verdict_seal(task_id, b"", task.attempt, round_, VALIDATOR.address, accept,
+                            reason, salt)
+        await self.send(VALIDATOR, SealVerdict(task_id, b"", task.attempt, round_, seal))
+        await self.send(VALIDATOR, RevealVerdict(task_id, b"", task.attempt, round_, accept,
+                                                 reason, salt))
 
     async def cancel(self, task_id: Hash32) -> None:
         await self.send(self.client, CancelTask(task_id))

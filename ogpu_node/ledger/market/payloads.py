@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Self
 
 from ogpu_node.encoding import read_array, read_bytes, read_str, read_uint
+from ogpu_node.errors import DecodeError
 from ogpu_node.ledger.market.records import (
     MAX_REASON,
     Device,
@@ -175,28 +176,74 @@ class CommitResult:
 
 
 @dataclass(frozen=True, slots=True)
-class SubmitVerdict:
-    """A committee member's vote on the result of attempt `attempt` of a task."""
+class SealVerdict:
+    """A committee member's sealed vote on a claim: a task's result or report of missing
+    inputs (`target` the task id, `request_id` empty), or a pool request's sampled answer
+    (`target` the pool id). `seal` is `verification.verdict_seal(...)` of the vote and a salt
+    the member keeps until it reveals."""
 
-    task_id: Hash32
+    target: Hash32
+    request_id: bytes
     attempt: int
-    accept: bool
-    reason: str
+    round: int
+    seal: Hash32
 
-    MAX_BYTES: ClassVar[int] = 128
+    MAX_BYTES: ClassVar[int] = 160
 
     def amounts(self) -> tuple[int, ...]:
         return ()
 
     def to_fields(self) -> list[Any]:
-        return [self.task_id, self.attempt, int(self.accept), self.reason]
+        return [self.target, self.request_id, self.attempt, self.round, self.seal]
 
     @classmethod
     def from_fields(cls, value: Any) -> Self:
-        task, attempt, accept, reason = read_array(value, 4, "verdict")
-        return cls(_task_id(task, "verdict.task_id"), read_uint(attempt, "verdict.attempt"),
-                   bool(read_uint(accept, "verdict.accept", max_value=1)),
-                   read_str(reason, "verdict.reason", max_len=MAX_REASON))
+        target, request, attempt, round_, seal = read_array(value, 5, "seal_verdict")
+        return cls(_task_id(target, "seal_verdict.target"), _request_id(request),
+                   read_uint(attempt, "seal_verdict.attempt"),
+                   read_uint(round_, "seal_verdict.round"),
+                   Hash32(read_bytes(seal, "seal_verdict.seal", size=HASH_LEN)))
+
+
+@dataclass(frozen=True, slots=True)
+class RevealVerdict:
+    """Opens a member's sealed vote (see `SealVerdict`): the vote, its reason and the salt."""
+
+    target: Hash32
+    request_id: bytes
+    attempt: int
+    round: int
+    accept: bool
+    reason: str
+    salt: bytes
+
+    MAX_BYTES: ClassVar[int] = 256
+
+    def amounts(self) -> tuple[int, ...]:
+        return ()
+
+    def to_fields(self) -> list[Any]:
+        return [self.target, self.request_id, self.attempt, self.round, int(self.accept),
+                self.reason, self.salt]
+
+    @classmethod
+    def from_fields(cls, value: Any) -> Self:
+        target, request, attempt, round_, accept, reason, salt = read_array(
+            value, 7, "reveal_verdict")
+        return cls(_task_id(target, "reveal_verdict.target"), _request_id(request),
+                   read_uint(attempt, "reveal_verdict.attempt"),
+                   read_uint(round_, "reveal_verdict.round"),
+                   bool(read_uint(accept, "reveal_verdict.accept", max_value=1)),
+                   read_str(reason, "reveal_verdict.reason", max_len=MAX_REASON),
+                   read_bytes(salt, "reveal_verdict.salt", max_len=MAX_SALT))
+
+
+def _request_id(value: Any) -> bytes:
+    """A pool request's id, or empty for a task's claim."""
+    request = read_bytes(value, "verdict.request_id", max_len=HASH_LEN)
+    if request and len(request) != HASH_LEN:
+        raise DecodeError(f"verdict.request_id: expected {HASH_LEN} bytes or none")
+    return request
 
 
 @dataclass(frozen=True, slots=True)
@@ -368,32 +415,6 @@ class PoolResult:
 
 
 @dataclass(frozen=True, slots=True)
-class PoolVerdict:
-    """A committee member's vote on a sampled pool result."""
-
-    pool_id: Hash32
-    request_id: Hash32
-    accept: bool
-    reason: str
-
-    MAX_BYTES: ClassVar[int] = 160
-
-    def amounts(self) -> tuple[int, ...]:
-        return ()
-
-    def to_fields(self) -> list[Any]:
-        return [self.pool_id, self.request_id, int(self.accept), self.reason]
-
-    @classmethod
-    def from_fields(cls, value: Any) -> Self:
-        pool, request, accept, reason = read_array(value, 4, "pool_verdict")
-        return cls(_task_id(pool, "pool_verdict.pool_id"),
-                   _task_id(request, "pool_verdict.request_id"),
-                   bool(read_uint(accept, "pool_verdict.accept", max_value=1)),
-                   read_str(reason, "pool_verdict.reason", max_len=MAX_REASON))
-
-
-@dataclass(frozen=True, slots=True)
 class ClosePool:
     """The owner closes its pool: open requests expire, bonds are released, the rest refunded."""
 
@@ -414,5 +435,5 @@ class ClosePool:
 
 
 MarketPayload = (RegisterProvider | WithdrawProvider | SubmitTask | CommitBid | RevealBid
-                 | CommitResult | SubmitVerdict | CancelTask | OpenPool | JoinPool | LeavePool
-                 | SendRequest | PoolResult | PoolVerdict | ClosePool | ReportMissingInputs)
+                 | CommitResult | SealVerdict | RevealVerdict | CancelTask | OpenPool | JoinPool
+                 | LeavePool | SendRequest | PoolResult | ClosePool | ReportMissingInputs)

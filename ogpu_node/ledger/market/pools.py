@@ -5,20 +5,24 @@ A client opens a pool for a registered model with a budget and a price per reque
 join it with a bond. Each request the owner sends is raced by at most `max_racers` subscribers,
 drawn from the request id and the parent block's hash; the first racer whose result lands on
 chain wins it. A share `sample_bps` of the requests (drawn from the request id) is checked by a
-committee before payment, the rest is paid at once.
+committee before payment, the rest is paid at once. A check is the same as a task's
+(`verification.py`): a committee drawn from a later block, sealed votes, a quorum to settle; a
+check no committee settles (UNCHECKED) is not paid and costs the winner nothing.
 
 Money:
 
 * opening escrows the budget; each request moves price + verification fee (`verifier_fee_bps`
   of the price) from the pool into the request;
 * a paid request pays the price to the winner and, if it was checked, the fee to the members who
-  accepted; the unused fee goes back to the pool;
-* a rejected result costs the winner its whole bond: members who rejected get their fee from it,
+  revealed *accept*; the unused fee goes back to the pool;
+* a rejected result costs the winner its whole bond: members who revealed *reject* get their fee
+  from it,
   `slash_to_client_bps` of the rest goes to the owner, the remainder is burned; the winner leaves
   the pool and the request's escrow goes back to the pool;
 * a request nobody answers in `request_ms` expires and its escrow goes back to the pool;
-* closing (by the owner, or when the pool expires) settles checked requests by the votes cast,
-  expires the open ones, releases every bond and refunds the pool's escrow.
+* closing (by the owner, or when the pool expires) settles checked requests by a quorum of the
+  votes revealed so far (else UNCHECKED), expires the open ones, releases every bond and refunds
+  the pool's escrow.
 """
 
 from __future__ import annotations
@@ -38,18 +42,14 @@ from ogpu_node.ledger.errors import (
     WrongPhase,
 )
 from ogpu_node.ledger.market.checks import check_open_pool
-from ogpu_node.ledger.market.committee import (
-    draw_committee,
-    outcome_of_votes_cast,
-    quorum_outcome,
-)
 from ogpu_node.ledger.market.payloads import (
     ClosePool,
     JoinPool,
     LeavePool,
     OpenPool,
     PoolResult,
-    PoolVerdict,
+    RevealVerdict,
+    SealVerdict,
     SendRequest,
 )
 from ogpu_node.ledger.market.records import (
@@ -61,9 +61,18 @@ from ogpu_node.ledger.market.records import (
     Pool,
     PoolRequest,
     RequestStatus,
-    Verdict,
 )
 from ogpu_node.ledger.market.slashing import share_slashed, slash_provider
+from ogpu_node.ledger.market.verification import (
+    Outcome,
+    Step,
+    advance,
+    end_now,
+    reveal_vote,
+    seal_vote,
+    start_check,
+    verdict_seal,
+)
 from ogpu_node.ledger.params import BPS
 from ogpu_node.ledger.working import Working
 from ogpu_node.types import Address, Hash32
@@ -189,38 +198,62 @@ def process_pool_result(w: Working, sender: Address, p: PoolResult) -> None:
     if sender not in request.racers or not pool.stake_of(sender):
         raise NotPermitted("only a member drawn to race this request may answer it")
     request = replace(request, winner=sender, output_id=p.output_id)
-    committee: tuple[Address, ...] = ()
     if is_sampled(p.request_id, pool.sample_bps):
-        committee = draw_committee(
-            w.validators, w.base.params.committee_size, task_id=p.request_id, attempt=1,
-            block_hash=w.base.block_hash, exclude=(sender, pool.owner))
-    if committee:
-        request = replace(request, status=RequestStatus.VERIFYING, committee=committee,
-                          deadline_ms=w.timestamp + w.base.params.verdict_window_ms)
+        request = replace(request, status=RequestStatus.VERIFYING, check=start_check(w))
         w.set_pool(p.pool_id, _with_request(pool, request))
     else:
-        _pay(w, p.pool_id, pool, request)
+        _pay(w, p.pool_id, pool, request, ())
 
 
-def process_pool_verdict(w: Working, sender: Address, p: PoolVerdict) -> None:
-    pool = w.pool(p.pool_id)
-    request = pool.request(p.request_id) if pool is not None else None
+def _checked_request(w: Working, pool_id: Hash32, request_id: bytes,
+                     attempt: int) -> tuple[Pool, PoolRequest]:
+    pool = w.pool(pool_id)
+    request = pool.request(request_id) if pool is not None else None
     if pool is None or request is None:
         raise UnknownTask("no such pool request")
-    if request.status != RequestStatus.VERIFYING or w.timestamp >= request.deadline_ms:
+    if request.status != RequestStatus.VERIFYING or request.check is None:
         raise WrongPhase("the request is not under verification")
-    if sender not in request.committee:
-        raise NotPermitted("the sender is not on this request's committee")
-    if any(v.verifier == sender for v in request.verdicts):
-        raise NotPermitted("this member has voted")
-    request = replace(request, verdicts=(*request.verdicts, Verdict(sender, p.accept, p.reason)))
-    outcome = quorum_outcome(request.committee, request.verdicts)
-    if outcome is True:
-        _pay(w, p.pool_id, pool, request)
-    elif outcome is False:
-        _reject(w, p.pool_id, pool, request)
-    else:
-        w.set_pool(p.pool_id, _with_request(pool, request))
+    if attempt != 0:
+        raise WrongPhase("a pool request has no attempts: send attempt 0")
+    return pool, request
+
+
+def process_pool_seal(w: Working, sender: Address, p: SealVerdict) -> None:
+    """A committee member seals its vote on a sampled answer."""
+    pool, request = _checked_request(w, p.target, p.request_id, p.attempt)
+    assert request.check is not None
+    check = seal_vote(w, request.check, sender, p.round, p.seal)
+    _advance_check(w, p.target, pool, replace(request, check=check))
+
+
+def process_pool_reveal(w: Working, sender: Address, p: RevealVerdict) -> None:
+    """A committee member opens its sealed vote on a sampled answer."""
+    pool, request = _checked_request(w, p.target, p.request_id, p.attempt)
+    assert request.check is not None
+    seal = verdict_seal(p.target, p.request_id, 0, p.round, sender, p.accept, p.reason, p.salt)
+    check = reveal_vote(w, request.check, sender, p.round, p.accept, p.reason, seal)
+    _advance_check(w, p.target, pool, replace(request, check=check))
+
+
+def _advance_check(w: Working, pool_id: Hash32, pool: Pool, request: PoolRequest) -> None:
+    """Move a sampled answer's check on and act on its outcome."""
+    assert request.check is not None and request.winner is not None
+    step = advance(w, request.request_id, 0, request.check,
+                   exclude=(request.winner, pool.owner), last_ms=pool.expires_ms)
+    _settle(w, pool_id, _trail(pool, *step.trail), replace(request, check=step.check), step)
+
+
+def _settle(w: Working, pool_id: Hash32, pool: Pool, request: PoolRequest, step: Step) -> None:
+    if step.outcome is None:
+        w.set_pool(pool_id, _with_request(pool, request))
+    elif step.outcome == Outcome.ACCEPT:
+        _pay(w, pool_id, pool, request, step.paid)
+    elif step.outcome == Outcome.REJECT:
+        _reject(w, pool_id, pool, request, step.paid)
+    else:  # nobody settled it: not paid, and the winner loses nothing
+        w.set_pool(pool_id, _with_request(
+            replace(pool, escrow=pool.escrow + request.escrow),
+            replace(request, status=RequestStatus.UNCHECKED, escrow=0)))
 
 
 def process_close_pool(w: Working, sender: Address, p: ClosePool) -> None:
@@ -238,42 +271,39 @@ def process_close_pool(w: Working, sender: Address, p: ClosePool) -> None:
 
 
 def process_pool_deadlines(w: Working) -> None:
-    """Expire unanswered requests, settle checked ones whose window ended, close expired pools."""
+    """Expire unanswered requests, move checks on, close expired pools."""
     for pool_id in w.open_pool_ids():
         pool = w.pool(pool_id)
         assert pool is not None
         for request in pool.requests:
-            if request.status in LIVE_REQUESTS and w.timestamp >= request.deadline_ms:
-                _settle_by_votes(w, pool_id, request)
+            pool = w.pool(pool_id)
+            assert pool is not None
+            if request.status == RequestStatus.VERIFYING:
+                _advance_check(w, pool_id, pool, request)
+            elif request.status == RequestStatus.OPEN and w.timestamp >= request.deadline_ms:
+                _expire(w, pool_id, pool, request)
         pool = w.pool(pool_id)
         if pool is not None and w.timestamp >= pool.expires_ms:
             _close(w, pool_id, pool)
 
 
-def _settle_by_votes(w: Working, pool_id: Hash32, request: PoolRequest) -> None:
-    pool = w.pool(pool_id)
-    assert pool is not None
-    if request.status == RequestStatus.OPEN:
-        w.set_pool(pool_id, _with_request(
-            replace(pool, escrow=pool.escrow + request.escrow, expired=pool.expired + 1),
-            replace(request, status=RequestStatus.EXPIRED, escrow=0)))
-        return
-    if outcome_of_votes_cast(request.verdicts):
-        _pay(w, pool_id, pool, request)
-    else:
-        _reject(w, pool_id, pool, request)
+def _expire(w: Working, pool_id: Hash32, pool: Pool, request: PoolRequest) -> None:
+    w.set_pool(pool_id, _with_request(
+        replace(pool, escrow=pool.escrow + request.escrow, expired=pool.expired + 1),
+        replace(request, status=RequestStatus.EXPIRED, escrow=0)))
 
 
-def _pay(w: Working, pool_id: Hash32, pool: Pool, request: PoolRequest) -> None:
+def _pay(w: Working, pool_id: Hash32, pool: Pool, request: PoolRequest,
+         accepters: tuple[Address, ...]) -> None:
     winner = request.winner
     assert winner is not None
     price, fee = request_cost(w, pool)
     w.credit(winner, price)
     left = request.escrow - price
-    share = fee // max(1, len(request.committee))
-    for verdict in request.verdicts:
-        if verdict.accept and share and left >= share:
-            w.credit(verdict.verifier, share)
+    share = fee // w.base.params.committee_size
+    for member in accepters:
+        if share and left >= share:
+            w.credit(member, share)
             left -= share
     provider = w.provider(winner)
     if provider is not None:
@@ -286,7 +316,8 @@ def _pay(w: Working, pool_id: Hash32, pool: Pool, request: PoolRequest) -> None:
                                                     escrow=0)))
 
 
-def _reject(w: Working, pool_id: Hash32, pool: Pool, request: PoolRequest) -> None:
+def _reject(w: Working, pool_id: Hash32, pool: Pool, request: PoolRequest,
+            rejecters: tuple[Address, ...]) -> None:
     """The winner's result was wrong: it loses its bond and leaves; the request's escrow, less
     the fees of the members who rejected, goes back to the pool."""
     winner = request.winner
@@ -294,8 +325,8 @@ def _reject(w: Working, pool_id: Hash32, pool: Pool, request: PoolRequest) -> No
     bond = pool.stake_of(winner)
     slashed = slash_provider(w, winner, bond)
     _, fee = request_cost(w, pool)
-    pool = _trail(pool, *share_slashed(w, slashed, winner, pool.owner, request.verdicts,
-                                       fee // max(1, len(request.committee))))
+    pool = _trail(pool, *share_slashed(w, slashed, winner, pool.owner, rejecters,
+                                       fee // w.base.params.committee_size))
     pool = replace(pool, escrow=pool.escrow + request.escrow, rejected=pool.rejected + 1,
                    subscribers=tuple(s for s in pool.subscribers if s[0] != winner))
     w.set_pool(pool_id, _with_request(pool, replace(request, status=RequestStatus.REJECTED,
@@ -311,8 +342,11 @@ def _release_bond(w: Working, pool: Pool, member: Address) -> None:
 
 def _close(w: Working, pool_id: Hash32, pool: Pool) -> None:
     for request in pool.requests:
-        if request.status in LIVE_REQUESTS:  # open ones expire, checked ones go by the votes cast
-            _settle_by_votes(w, pool_id, request)
+        current = w.pool(pool_id) or pool
+        if request.status == RequestStatus.OPEN:
+            _expire(w, pool_id, current, request)
+        elif request.status == RequestStatus.VERIFYING and request.check is not None:
+            _settle(w, pool_id, current, request, end_now(request.check))
     pool = w.pool(pool_id) or pool
     for member, _ in pool.subscribers:
         _release_bond(w, pool, member)

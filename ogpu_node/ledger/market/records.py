@@ -21,6 +21,10 @@ MAX_METRIC_NAME = 24
 MAX_CHECKPOINTS = 256
 MAX_TRAIL = 256
 MAX_REASON = 64
+MAX_COMMITTEE = 16
+"""Protocol bound of `Params.committee_size`."""
+MAX_CHECK_ROUNDS = 5
+"""Protocol bound of `Params.max_check_rounds`."""
 
 
 class TaskStatus(IntEnum):
@@ -52,6 +56,10 @@ class CloseReason(IntEnum):
     INPUTS_WITHHELD = 7
     """The committee confirmed that the client's inputs could not be fetched (or were not what
     the spec asks for): its collateral went to the provider."""
+    UNCHECKED = 8
+    """No committee settled the provider's result (or report): too few eligible validators, or
+    every round silent. Nothing is paid on an unchecked claim: the client is refunded and the
+    provider's collateral returned."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,23 +187,79 @@ class TaskResult:
                    tuple(pairs))
 
 
-@dataclass(frozen=True, slots=True)
-class Verdict:
-    """One committee member's vote on a result."""
+class CheckPhase(IntEnum):
+    """Where a check is. Numbers are part of the protocol."""
 
-    verifier: Address
-    accept: bool
-    reason: str
+    DRAWING = 1
+    SEALING = 2
+    REVEALING = 3
+
+
+
+@dataclass(frozen=True, slots=True)
+class Vote:
+    """A member's sealed vote and, once revealed, what it says."""
+
+    member: Address
+    seal: Hash32
+    revealed: bool = False
+    accept: bool = False
+    reason: str = ""
 
     def to_fields(self) -> list[Any]:
-        return [self.verifier, int(self.accept), self.reason]
+        return [self.member, self.seal, int(self.revealed), int(self.accept), self.reason]
 
     @classmethod
     def from_fields(cls, value: Any) -> Self:
-        verifier, accept, reason = read_array(value, 3, "verdict")
-        return cls(Address(read_bytes(verifier, "verdict.verifier", size=ADDRESS_LEN)),
-                   bool(read_uint(accept, "verdict.accept", max_value=1)),
-                   read_str(reason, "verdict.reason", max_len=MAX_REASON))
+        member, seal, revealed, accept, reason = read_array(value, 5, "vote")
+        return cls(Address(read_bytes(member, "vote.member", size=ADDRESS_LEN)),
+                   Hash32(read_bytes(seal, "vote.seal", size=HASH_LEN)),
+                   bool(read_uint(revealed, "vote.revealed", max_value=1)),
+                   bool(read_uint(accept, "vote.accept", max_value=1)),
+                   read_str(reason, "vote.reason", max_len=MAX_REASON))
+
+
+def _addresses(value: Any, what: str, limit: int) -> tuple[Address, ...]:
+    return tuple(Address(read_bytes(a, what, size=ADDRESS_LEN))
+                 for a in read_list(value, limit, what))
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    """One claim's check: its phase, the current round's committee and votes, and the members
+    of earlier rounds (never drawn again for this claim)."""
+
+    phase: CheckPhase
+    draw_height: int
+    """The committee is drawn in the first block at this height or above."""
+    ends_ms: int = 0
+    """End of the sealing or revealing window (0 while drawing)."""
+    round: int = 1
+    committee: tuple[Address, ...] = ()
+    votes: tuple[Vote, ...] = ()
+    earlier: tuple[Address, ...] = ()
+
+    def to_fields(self) -> list[Any]:
+        return [int(self.phase), self.draw_height, self.ends_ms, self.round,
+                list(self.committee), [v.to_fields() for v in self.votes], list(self.earlier)]
+
+    @classmethod
+    def from_fields(cls, value: Any) -> Self:
+        phase, draw, ends, round_, committee, votes, earlier = read_array(value, 7, "check")
+        return cls(
+            CheckPhase(read_uint(phase, "check.phase", min_value=1, max_value=max(CheckPhase))),
+            read_uint(draw, "check.draw_height"), read_uint(ends, "check.ends_ms"),
+            read_uint(round_, "check.round", min_value=1, max_value=MAX_CHECK_ROUNDS),
+            _addresses(committee, "check.committee", MAX_COMMITTEE),
+            tuple(Vote.from_fields(v) for v in read_list(votes, MAX_COMMITTEE, "check.votes")),
+            _addresses(earlier, "check.earlier", MAX_COMMITTEE * MAX_CHECK_ROUNDS))
+
+    @property
+    def quorum(self) -> int:
+        return len(self.committee) // 2 + 1
+
+    def vote_of(self, member: Address) -> Vote | None:
+        return next((v for v in self.votes if v.member == member), None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -251,8 +315,9 @@ class Task:
     awarded_ms: int = 0
     result: TaskResult | None = None
     result_ms: int = 0
-    committee: tuple[Address, ...] = ()
-    verdicts: tuple[Verdict, ...] = ()
+    check: Check | None = None
+    """The committee's check of the result or of a report of missing inputs (VERIFYING,
+    CHECKING_INPUTS; kept once the task closes)."""
     close_reason: CloseReason | None = None
     why: str = ""
     """For NO_BIDS (and re-offers): a stable code saying why no bid was usable."""
@@ -275,17 +340,17 @@ class Task:
             int(self.status), self.phase_end_ms, self.attempt, [b.to_fields() for b in self.bids],
             list(self.excluded), self.provider or b"", self.price, self.collateral,
             self.awarded_ms, self.result.to_fields() if self.result else [], self.result_ms,
-            list(self.committee), [v.to_fields() for v in self.verdicts],
+            self.check.to_fields() if self.check else [],
             int(self.close_reason or 0), self.why, [m.to_fields() for m in self.trail],
         ]
 
     @classmethod
     def from_fields(cls, value: Any) -> Self:
-        f = read_array(value, 26, "task")
+        f = read_array(value, 25, "task")
         provider = read_bytes(f[15], "task.provider", max_len=ADDRESS_LEN)
         if provider and len(provider) != ADDRESS_LEN:
             raise DecodeError(f"task.provider: expected {ADDRESS_LEN} bytes or none")
-        reason = read_uint(f[23], "task.close_reason", max_value=max(CloseReason))
+        reason = read_uint(f[22], "task.close_reason", max_value=max(CloseReason))
         status = read_uint(f[10], "task.status", min_value=1, max_value=max(TaskStatus))
 
         def addresses(v: Any, what: str, limit: int) -> tuple[Address, ...]:
@@ -314,11 +379,10 @@ class Task:
             awarded_ms=read_uint(f[18], "task.awarded_ms"),
             result=TaskResult.from_fields(f[19]) if f[19] != [] else None,
             result_ms=read_uint(f[20], "task.result_ms"),
-            committee=addresses(f[21], "task.committee", 64),
-            verdicts=tuple(Verdict.from_fields(v) for v in read_list(f[22], 64, "verdicts")),
+            check=Check.from_fields(f[21]) if f[21] != [] else None,
             close_reason=CloseReason(reason) if reason else None,
-            why=read_str(f[24], "task.why", max_len=MAX_REASON),
-            trail=tuple(Movement.from_fields(m) for m in read_list(f[25], MAX_TRAIL, "trail")),
+            why=read_str(f[23], "task.why", max_len=MAX_REASON),
+            trail=tuple(Movement.from_fields(m) for m in read_list(f[24], MAX_TRAIL, "trail")),
         )
 
 
@@ -338,6 +402,8 @@ class RequestStatus(IntEnum):
     PAID = 3
     REJECTED = 4
     EXPIRED = 5
+    UNCHECKED = 6
+    """No committee settled the sampled answer: not paid, the winner not slashed."""
 
 
 LIVE_REQUESTS = (RequestStatus.OPEN, RequestStatus.VERIFYING)
@@ -362,18 +428,17 @@ class PoolRequest:
     status: RequestStatus = RequestStatus.OPEN
     winner: Address | None = None
     output_id: Hash32 | None = None
-    committee: tuple[Address, ...] = ()
-    verdicts: tuple[Verdict, ...] = ()
+    check: Check | None = None
+    """The committee's check of a sampled answer."""
 
     def to_fields(self) -> list[Any]:
         return [self.request_id, self.seed, self.batch, self.created_ms, self.deadline_ms,
                 list(self.racers), self.escrow, int(self.status), self.winner or b"",
-                self.output_id or b"", list(self.committee),
-                [v.to_fields() for v in self.verdicts]]
+                self.output_id or b"", self.check.to_fields() if self.check else []]
 
     @classmethod
     def from_fields(cls, value: Any) -> Self:
-        f = read_array(value, 12, "request")
+        f = read_array(value, 11, "request")
         winner = read_bytes(f[8], "request.winner", max_len=ADDRESS_LEN)
         output = read_bytes(f[9], "request.output_id", max_len=HASH_LEN)
         if (winner and len(winner) != ADDRESS_LEN) or (output and len(output) != HASH_LEN):
@@ -390,9 +455,7 @@ class PoolRequest:
                                            max_value=max(RequestStatus))),
             winner=Address(winner) if winner else None,
             output_id=Hash32(output) if output else None,
-            committee=tuple(Address(read_bytes(a, "request.member", size=ADDRESS_LEN))
-                            for a in read_list(f[10], 64, "request.committee")),
-            verdicts=tuple(Verdict.from_fields(v) for v in read_list(f[11], 64, "verdicts")),
+            check=Check.from_fields(f[10]) if f[10] != [] else None,
         )
 
 

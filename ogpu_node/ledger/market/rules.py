@@ -5,24 +5,32 @@ A task's life (`TaskStatus`):
 
     BIDDING --bid window ends, or no other provider can bid--> REVEALING --reveal window ends,
         or the last sealed bid is revealed--> RUNNING (awarded)
-    RUNNING --result committed--> VERIFYING --quorum of verdicts or window ends--> CLOSED
+    RUNNING --result committed--> VERIFYING --committee's check settles--> CLOSED, or re-offer
     RUNNING --deadline missed--> provider slashed --> BIDDING again (re-offer) or CLOSED
     RUNNING --provider reports the inputs missing--> CHECKING_INPUTS --committee confirms-->
         CLOSED (INPUTS_WITHHELD); --committee finds them--> provider slashed --> re-offer or CLOSED
     VERIFYING --result rejected--> provider slashed --> BIDDING again (re-offer) or CLOSED
+    VERIFYING / CHECKING_INPUTS --no committee settles it--> CLOSED (UNCHECKED)
     BIDDING / REVEALING --no usable bid--> CLOSED (NO_BIDS, with `why`)
     any open phase but VERIFYING --client cancels--> CLOSED
+
+A committee's check (`verification.py`) is drawn from a block made after the claim, votes
+sealed then revealed, and settles only on a quorum of the drawn committee: nothing is paid on a
+claim nobody checked.
 
 Money (all integers, every path conserves value; the property tests check it):
 
 * submission escrows budget (max price x work units) + verification reserve (`verifier_fee_bps`
   of the budget) + client collateral (`client_collateral_bps` of the budget);
 * the award locks `provider_collateral_bps` of the payment from the winner's provider stake;
-* acceptance pays the provider price x work units, each committee member who voted *accept*
+* acceptance pays the provider price x work units, each committee member who revealed *accept*
   reserve / committee size, returns the provider's collateral and refunds the client the rest;
-* a rejected result or a missed deadline slashes the provider's collateral: members who voted
+* a rejected result or a missed deadline slashes the provider's collateral: members who revealed
   *reject* get their fee from it, `slash_to_client_bps` of the rest goes to the client and the
   remainder is burned; the escrow stays for the re-offer, or is refunded when the task closes;
+* an unchecked claim (UNCHECKED) returns the provider's collateral and refunds the client;
+* committee members' penalties (silence, an accept of a rejected claim) come from their
+  validator stake (`verification.py`);
 * cancelling before the award refunds everything; after the award the client's collateral goes
   to the provider and the rest is refunded;
 * inputs withheld (the committee upholds the provider's report that the client's uploaded inputs
@@ -53,11 +61,6 @@ from ogpu_node.ledger.errors import (
 from ogpu_node.ledger.market import pools
 from ogpu_node.ledger.market.auction import bid_commitment, score_bids, second_price
 from ogpu_node.ledger.market.checks import check_register_provider, task_escrow, task_terms
-from ogpu_node.ledger.market.committee import (
-    draw_committee,
-    outcome_of_votes_cast,
-    quorum_outcome,
-)
 from ogpu_node.ledger.market.payloads import (
     CancelTask,
     ClosePool,
@@ -68,13 +71,13 @@ from ogpu_node.ledger.market.payloads import (
     MarketPayload,
     OpenPool,
     PoolResult,
-    PoolVerdict,
     RegisterProvider,
     ReportMissingInputs,
     RevealBid,
+    RevealVerdict,
+    SealVerdict,
     SendRequest,
     SubmitTask,
-    SubmitVerdict,
     WithdrawProvider,
 )
 from ogpu_node.ledger.market.records import (
@@ -84,9 +87,17 @@ from ogpu_node.ledger.market.records import (
     Provider,
     Task,
     TaskStatus,
-    Verdict,
 )
 from ogpu_node.ledger.market.slashing import share_slashed, slash_provider
+from ogpu_node.ledger.market.verification import (
+    Outcome,
+    Step,
+    advance,
+    reveal_vote,
+    seal_vote,
+    start_check,
+    verdict_seal,
+)
 from ogpu_node.ledger.params import BPS, Params
 from ogpu_node.ledger.working import Working
 from ogpu_node.types import Address, Hash32
@@ -109,8 +120,16 @@ def process_market_tx(w: Working, task_id: Hash32, sender: Address,
             process_reveal_bid(w, sender, payload)
         case CommitResult():
             process_commit_result(w, sender, payload)
-        case SubmitVerdict():
-            process_verdict(w, sender, payload)
+        case SealVerdict():
+            if payload.request_id:
+                pools.process_pool_seal(w, sender, payload)
+            else:
+                process_seal_verdict(w, sender, payload)
+        case RevealVerdict():
+            if payload.request_id:
+                pools.process_pool_reveal(w, sender, payload)
+            else:
+                process_reveal_verdict(w, sender, payload)
         case CancelTask():
             process_cancel(w, sender, payload)
         case ReportMissingInputs():
@@ -125,8 +144,6 @@ def process_market_tx(w: Working, task_id: Hash32, sender: Address,
             pools.process_send_request(w, task_id, sender, payload)
         case PoolResult():
             pools.process_pool_result(w, sender, payload)
-        case PoolVerdict():
-            pools.process_pool_verdict(w, sender, payload)
         case ClosePool():
             pools.process_close_pool(w, sender, payload)
 
@@ -281,8 +298,8 @@ def process_reveal_bid(w: Working, sender: Address, p: RevealBid) -> None:
 
 
 def process_commit_result(w: Working, sender: Address, p: CommitResult) -> None:
-    """The awarded provider commits its result; a committee is drawn to check it."""
-    params = w.base.params
+    """The awarded provider commits its result; a committee will be drawn to check it
+    (`verification.py`: drawn from a later block, so the provider cannot choose it)."""
     task = _open_task(w, p.task_id, TaskStatus.RUNNING)
     if sender != task.provider:
         raise NotPermitted("only the awarded provider may commit a result")
@@ -291,63 +308,69 @@ def process_commit_result(w: Working, sender: Address, p: CommitResult) -> None:
     if len(p.result.checkpoint_ids) != wanted:
         raise MarketRuleError(f"the result must list {wanted} checkpoints, "
                               f"it lists {len(p.result.checkpoint_ids)}")
-    committee = draw_committee(
-        w.validators, params.committee_size, task_id=p.task_id, attempt=task.attempt,
-        block_hash=w.base.block_hash, exclude=(sender, task.client))
-    task = replace(task, status=TaskStatus.VERIFYING, result=p.result, result_ms=w.timestamp,
-                   committee=committee, verdicts=(),
-                   phase_end_ms=w.timestamp + params.verdict_window_ms)
-    w.set_task(p.task_id, task)
-    if not committee:  # nobody could check it: settled on the provider's word, and recorded so
-        _accept(w, p.task_id, task)
+    w.set_task(p.task_id, replace(task, status=TaskStatus.VERIFYING, result=p.result,
+                                  result_ms=w.timestamp, check=start_check(w), phase_end_ms=0))
 
 
 def process_report_missing_inputs(w: Working, sender: Address, p: ReportMissingInputs) -> None:
     """The awarded provider reports the client's uploaded inputs missing or malformed; a
-    committee is drawn to check the claim (members vote *accept* when they cannot fetch valid
-    inputs either)."""
-    params = w.base.params
+    committee will be drawn to check the claim (members vote *accept* when they cannot fetch
+    valid inputs either)."""
     task = _open_task(w, p.task_id, TaskStatus.RUNNING)
     if sender != task.provider:
         raise NotPermitted("only the awarded provider may report missing inputs")
     if not decode_spec(task.kind, task.spec).inputs:
         raise NotPermitted("this task's inputs come from its seed: there is nothing to withhold")
-    committee = draw_committee(
-        w.validators, params.committee_size, task_id=p.task_id, attempt=task.attempt,
-        block_hash=w.base.block_hash, exclude=(sender, task.client))
-    task = replace(task, status=TaskStatus.CHECKING_INPUTS, committee=committee, verdicts=(),
-                   phase_end_ms=w.timestamp + params.verdict_window_ms, why=p.reason)
-    w.set_task(p.task_id, task)
-    if not committee:  # nobody could check it: the report stands, as an unchecked result does
-        _inputs_withheld(w, p.task_id, task)
+    w.set_task(p.task_id, replace(task, status=TaskStatus.CHECKING_INPUTS, check=start_check(w),
+                                  phase_end_ms=0, why=p.reason))
 
 
-def process_verdict(w: Working, sender: Address, p: SubmitVerdict) -> None:
-    """A committee member's vote on a result, or on a report of missing inputs; a majority of
-    the committee settles it at once."""
-    task = _open_task(w, p.task_id, TaskStatus.VERIFYING, TaskStatus.CHECKING_INPUTS)
-    if p.attempt != task.attempt:
-        raise WrongPhase(f"verdict for attempt {p.attempt}, the task is at {task.attempt}")
-    if sender not in task.committee:
-        raise NotPermitted("the sender is not on this task's committee")
-    if any(v.verifier == sender for v in task.verdicts):
-        raise NotPermitted("this member has voted")
-    task = replace(task, verdicts=(*task.verdicts, Verdict(sender, p.accept, p.reason)))
-    w.set_task(p.task_id, task)
-    outcome = quorum_outcome(task.committee, task.verdicts)
-    if outcome is not None:
-        _settle_check(w, p.task_id, task, outcome)
+def _checked_task(w: Working, task_id: Hash32, attempt: int) -> Task:
+    """The task whose claim a verdict is about: under a committee's check, at `attempt`."""
+    task = w.task(task_id)
+    if task is None:
+        raise UnknownTask(f"no task {task_id.hex()}")
+    if task.status not in (TaskStatus.VERIFYING, TaskStatus.CHECKING_INPUTS) or not task.check:
+        raise WrongPhase(f"task is {task.status.name.lower()}, not under a committee's check")
+    if attempt != task.attempt:
+        raise WrongPhase(f"verdict for attempt {attempt}, the task is at {task.attempt}")
+    return task
 
 
-def _settle_check(w: Working, task_id: Hash32, task: Task, upheld: bool) -> None:
-    """End a committee's check of a result (VERIFYING) or of a report of missing inputs
-    (CHECKING_INPUTS): `upheld` is the committee's outcome."""
-    if task.status == TaskStatus.CHECKING_INPUTS and upheld:
-        _inputs_withheld(w, task_id, task)
-    elif upheld:
-        _accept(w, task_id, task)
+def process_seal_verdict(w: Working, sender: Address, p: SealVerdict) -> None:
+    """A committee member seals its vote on a task's claim; the last seal opens the reveals."""
+    task = _checked_task(w, p.target, p.attempt)
+    assert task.check is not None  # _checked_task refuses a task without one
+    check = seal_vote(w, task.check, sender, p.round, p.seal)
+    _advance_check(w, p.target, replace(task, check=check))
+
+
+def process_reveal_verdict(w: Working, sender: Address, p: RevealVerdict) -> None:
+    """A committee member opens its sealed vote; the last one settles the check."""
+    task = _checked_task(w, p.target, p.attempt)
+    assert task.check is not None
+    seal = verdict_seal(p.target, b"", p.attempt, p.round, sender, p.accept, p.reason, p.salt)
+    check = reveal_vote(w, task.check, sender, p.round, p.accept, p.reason, seal)
+    _advance_check(w, p.target, replace(task, check=check))
+
+
+def _advance_check(w: Working, task_id: Hash32, task: Task) -> None:
+    """Move the task's check on (draw, end of sealing, settlement) and act on its outcome."""
+    assert task.check is not None and task.provider is not None
+    step = advance(w, task_id, task.attempt, task.check, exclude=(task.provider, task.client),
+                   last_ms=task.expires_ms)
+    task = replace(task, check=step.check, phase_end_ms=step.check.ends_ms,
+                   trail=(*task.trail, *step.trail))
+    if step.outcome is None:
+        w.set_task(task_id, task)
+    elif step.outcome == Outcome.UNCHECKED:
+        _unchecked(w, task_id, task)
+    elif task.status == TaskStatus.CHECKING_INPUTS and step.outcome == Outcome.ACCEPT:
+        _inputs_withheld(w, task_id, task, step)
+    elif step.outcome == Outcome.ACCEPT:
+        _accept(w, task_id, task, step)
     else:
-        _slash_and_reoffer(w, task_id, task, CloseReason.REJECTED)
+        _slash_and_reoffer(w, task_id, task, CloseReason.REJECTED, step.paid)
 
 
 def process_cancel(w: Working, sender: Address, p: CancelTask) -> None:
@@ -374,7 +397,12 @@ def process_deadlines(w: Working) -> None:
     the pools' requests (`pools.process_pool_deadlines`)."""
     for task_id in w.open_task_ids():
         task = w.task(task_id)
-        if task is None or w.timestamp < task.phase_end_ms:
+        if task is None:
+            continue
+        if task.status in (TaskStatus.VERIFYING, TaskStatus.CHECKING_INPUTS):
+            _advance_check(w, task_id, task)  # draws go by height, windows by time
+            continue
+        if w.timestamp < task.phase_end_ms:
             continue
         if task.status == TaskStatus.BIDDING:
             _end_bidding(w, task_id, task)
@@ -382,8 +410,6 @@ def process_deadlines(w: Working) -> None:
             _award(w, task_id, task)
         elif task.status == TaskStatus.RUNNING:
             _slash_and_reoffer(w, task_id, task, CloseReason.TIMED_OUT)
-        elif task.status in (TaskStatus.VERIFYING, TaskStatus.CHECKING_INPUTS):
-            _settle_check(w, task_id, task, outcome_of_votes_cast(task.verdicts))
     pools.process_pool_deadlines(w)
 
 
@@ -487,15 +513,16 @@ def _release_collateral(w: Working, task: Task) -> None:
         w.set_provider(task.provider, replace(provider, locked=provider.locked - task.collateral))
 
 
-def _accept(w: Working, task_id: Hash32, task: Task) -> None:
-    """Pay the provider and the accepting verifiers, return collateral, refund the rest."""
+def _accept(w: Working, task_id: Hash32, task: Task, step: Step) -> None:
+    """Pay the provider and the members who revealed *accept*, return collateral, refund the
+    rest."""
     provider_address = task.provider
     if provider_address is None:
         raise MarketRuleError("accepting a task without a provider")
     trail = list(task.trail)
     w.credit(provider_address, task.payment)
     trail.append(Movement("payment", provider_address, task.payment))
-    paid = task.payment + _pay_upholding_members(w, task, trail)
+    paid = task.payment + _pay_members(w, task, step.paid, trail)
     _release_collateral(w, task)
     trail.append(Movement("provider_collateral_returned", provider_address, task.collateral))
     provider = w.provider(provider_address)
@@ -508,19 +535,21 @@ def _accept(w: Working, task_id: Hash32, task: Task) -> None:
     _close(w, task_id, task, CloseReason.COMPLETED)
 
 
-def _pay_upholding_members(w: Working, task: Task, trail: list[Movement]) -> int:
-    """Pay each member who voted *accept* its fee from the verification reserve; returns the
-    total (the caller takes it from the escrow)."""
+def _pay_members(w: Working, task: Task, members: tuple[Address, ...],
+                 trail: list[Movement]) -> int:
+    """Pay each of `members` (who revealed a vote matching the outcome) its fee from the
+    verification reserve; returns the total (the caller takes it from the escrow)."""
+    fee = _member_fee(w, task)
+    for member in members:
+        w.credit(member, fee)
+        trail.append(Movement("verifier_fee", member, fee))
+    return fee * len(members)
+
+
+def _member_fee(w: Working, task: Task) -> int:
     params = w.base.params
     _, reserve, _ = task_escrow(params, task.max_price, task.work_units)
-    fee = reserve // params.committee_size
-    paid = 0
-    for verdict in task.verdicts:
-        if verdict.accept and fee:
-            w.credit(verdict.verifier, fee)
-            trail.append(Movement("verifier_fee", verdict.verifier, fee))
-            paid += fee
-    return paid
+    return reserve // params.committee_size
 
 
 def _client_collateral_to_provider(w: Working, task: Task) -> Task:
@@ -537,33 +566,44 @@ def _client_collateral_to_provider(w: Working, task: Task) -> Task:
         Movement("client_collateral_to_provider", provider_address, client_collateral)))
 
 
-def _inputs_withheld(w: Working, task_id: Hash32, task: Task) -> None:
+def _inputs_withheld(w: Working, task_id: Hash32, task: Task, step: Step) -> None:
     """The report of missing inputs stands: members who upheld it are paid, the client's
     collateral goes to the provider, the rest is refunded."""
     trail = list(task.trail)
-    paid = _pay_upholding_members(w, task, trail)
+    paid = _pay_members(w, task, step.paid, trail)
     task = replace(task, escrow=task.escrow - paid, trail=tuple(trail))
     _close(w, task_id, _client_collateral_to_provider(w, task), CloseReason.INPUTS_WITHHELD)
 
 
-def _slash_and_reoffer(w: Working, task_id: Hash32, task: Task, reason: CloseReason) -> None:
-    """Slash the provider's collateral (rejected result or missed deadline), then offer the task
-    again if a full round still fits before it expires, else close it with `reason`."""
+def _unchecked(w: Working, task_id: Hash32, task: Task) -> None:
+    """No committee settled the claim: nothing is paid on it. The provider's collateral is
+    returned and the client refunded (it cannot have been harmed by a claim nobody checked)."""
+    _release_collateral(w, task)
+    assert task.provider is not None
+    task = replace(task, trail=(*task.trail, Movement("provider_collateral_returned",
+                                                      task.provider, task.collateral)))
+    _close(w, task_id, task, CloseReason.UNCHECKED)
+
+
+def _slash_and_reoffer(w: Working, task_id: Hash32, task: Task, reason: CloseReason,
+                       rejecters: tuple[Address, ...] = ()) -> None:
+    """Slash the provider's collateral (rejected result or missed deadline; `rejecters`, the
+    members who revealed *reject*, are paid their fee from it), then offer the task again if a
+    full round still fits before it expires, else close it with `reason`."""
     params = w.base.params
     provider_address = task.provider
     if provider_address is None:
         raise MarketRuleError("slashing a task without a provider")
     slashed = slash_provider(w, provider_address, task.collateral)
-    _, reserve, _ = task_escrow(params, task.max_price, task.work_units)
     trail = [*task.trail, *share_slashed(w, slashed, provider_address, task.client,
-                                         task.verdicts, reserve // params.committee_size)]
+                                         rejecters, _member_fee(w, task))]
     task = replace(task, trail=tuple(trail), excluded=(*task.excluded, provider_address))
     one_round = params.bid_window_ms + params.reveal_window_ms + task.exec_ms
     if task.attempt < params.max_task_attempts and w.timestamp + one_round <= task.expires_ms:
         w.set_task(task_id, replace(
             task, status=TaskStatus.BIDDING, attempt=task.attempt + 1, bids=(), provider=None,
-            price=0, collateral=0, awarded_ms=0, result=None, result_ms=0, committee=(),
-            verdicts=(), phase_end_ms=w.timestamp + params.bid_window_ms,
+            price=0, collateral=0, awarded_ms=0, result=None, result_ms=0, check=None,
+            phase_end_ms=w.timestamp + params.bid_window_ms,
             why=reason.name.lower()))
     else:
         _close(w, task_id, task, reason)

@@ -1,6 +1,6 @@
 """Slashing a provider, shared by tasks and pools: who gets the slashed collateral.
 
-Members who voted to reject get their verification fee from it (they caught the fault), the client
+Members who revealed *reject* get their verification fee from it (they caught the fault), the client
 gets `slash_to_client_bps` of the rest as compensation, and the remainder is burned.
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import replace
 
-from ogpu_node.ledger.market.records import Movement, Verdict
+from ogpu_node.ledger.market.records import Movement
 from ogpu_node.ledger.params import BPS
 from ogpu_node.ledger.working import Working
 from ogpu_node.types import Address
@@ -29,15 +29,15 @@ def slash_provider(w: Working, provider_address: Address, held: int) -> int:
 
 
 def share_slashed(w: Working, slashed: int, provider_address: Address, client: Address,
-                  verdicts: Iterable[Verdict], fee: int) -> list[Movement]:
+                  rejecters: Iterable[Address], fee: int) -> list[Movement]:
     """Pay out `slashed` (see the module docstring); returns the money trail lines."""
     lines = [Movement("provider_slashed", provider_address, slashed)]
     left = slashed
-    for verdict in verdicts:
-        if not verdict.accept and fee and left:
+    for member in rejecters:
+        if fee and left:
             pay = min(fee, left)
-            w.credit(verdict.verifier, pay)
-            lines.append(Movement("verifier_fee", verdict.verifier, pay))
+            w.credit(member, pay)
+            lines.append(Movement("verifier_fee", member, pay))
             left -= pay
     to_client = left * w.base.params.slash_to_client_bps // BPS
     w.credit(client, to_client)
