@@ -23,7 +23,7 @@ import math
 import re
 import struct
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -31,6 +31,17 @@ import numpy.typing as npt
 from gpu.errors import ArtifactError
 from ogpu_node.hashing import digest
 from ogpu_node.types import Hash32
+
+
+class Sealer(Protocol):
+    """Encrypts and opens the files of one result (`ogpu_node.result_crypto.ResultKey`): file
+    `number` is checkpoint `number` of a training run, or the output (0) of a workload without
+    checkpoints. Sealing the same bytes gives the same ciphertext."""
+
+    def seal(self, number: int, data: bytes) -> bytes: ...
+
+    def open(self, number: int, data: bytes) -> bytes: ...
+
 
 MAGIC = b"OGPA"
 VERSION = 1

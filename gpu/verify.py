@@ -52,7 +52,13 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from gpu.artifacts import checkpoint_chain, decode_arrays, encode_arrays, expect_shapes
+from gpu.artifacts import (
+    Sealer,
+    checkpoint_chain,
+    decode_arrays,
+    encode_arrays,
+    expect_shapes,
+)
 from gpu.cpu_kernels import kernels_for
 from gpu.data import dataset, infer_inputs_host, init_weights, matmul_inputs
 from gpu.device import Array, Device
@@ -62,6 +68,7 @@ from gpu.mlp import evaluate, named_layers, param_shapes, params_from_arrays
 from gpu.spec import MAX_CHECKPOINT_INTERVAL, InferSpec, MatmulSpec, TrainSpec
 from gpu.workloads import infer_logits, replay
 from ogpu_node.blobs import file_id
+from ogpu_node.errors import OgpuError
 
 F32_EPS = float(np.finfo(np.float32).eps)
 FREIVALDS_KAPPA = 16.0
@@ -170,10 +177,12 @@ def verify_matmul(spec: MatmulSpec, c_bytes: bytes, rounds: int, rng: np.random.
 def verify_training(spec: TrainSpec, checkpoints: CheckpointSource,
                     checkpoint_ids: Sequence[bytes], checkpoint_root: bytes,
                     metrics: Mapping[str, int], intervals: int, rng: np.random.Generator,
-                    device: Device, uploaded: bytes | None = None) -> Verdict:
+                    device: Device, uploaded: bytes | None = None,
+                    sealer: Sealer | None = None) -> Verdict:
     """Check the committed chain, replay `intervals` randomly chosen checkpoint intervals
     (interval 0 starts from the seed's initial weights) and recompute the final metrics.
-    `uploaded` is the task's inputs file when its spec names one."""
+    `uploaded` is the task's inputs file when its spec names one; `sealer` opens checkpoints
+    that were sealed (their ids are those of the ciphertexts) and seals replays to compare."""
 
     def check(checked: list[str]) -> None:
         marks = spec.checkpoint_steps
@@ -195,12 +204,13 @@ def verify_training(spec: TrainSpec, checkpoints: CheckpointSource,
                                 f"checkpoint {i}")
                 if file_id(raw) != ids[i]:
                     raise _Reject("chain_mismatch", f"checkpoint {i} does not match its id")
-                fetched[i] = raw
+                fetched[i] = _open(sealer, i, raw)
             return fetched[i]
 
         data = dataset(spec, device, uploaded)
         chosen = _choose_intervals(len(marks), intervals, rng)
-        exact = sum(_check_interval(spec, k, ids[k], fetch, data, device) for k in chosen)
+        exact = sum(_check_interval(spec, k, ids[k], fetch, data, device, sealer)
+                    for k in chosen)
         if chosen:
             checked.append(f"intervals {','.join(map(str, chosen))} of {len(marks)} "
                            f"({exact} bit-exact)")
@@ -227,15 +237,28 @@ def checkpoints_to_check(spec: TrainSpec, intervals: int, rng: np.random.Generat
     return sorted({i for i in reads if i >= 0} | {len(marks) - 1})
 
 
+def _open(sealer: Sealer | None, number: int, raw: bytes) -> bytes:
+    if sealer is None:
+        return raw
+    try:
+        return sealer.open(number, raw)
+    except OgpuError as exc:
+        raise _Reject("output_unreadable", f"file {number}: {exc}") from exc
+
+
 def _check_interval(spec: TrainSpec, k: int, committed_id: bytes, fetch: Callable[[int], bytes],
-                    data: tuple[Array, Array], device: Device) -> bool:
+                    data: tuple[Array, Array], device: Device,
+                    sealer: Sealer | None = None) -> bool:
     """Replay interval `k`; True when the replay is the committed checkpoint bit for bit (its
     bytes are then not needed), False when it is within tolerance of it."""
     marks = spec.checkpoint_steps
     start_bytes = None if k == 0 else fetch(k - 1)
     from_step = 0 if k == 0 else marks[k - 1]
     replayed = replay(spec, start_bytes, from_step, marks[k], device, data)
-    if file_id(encode_arrays(replayed)) == committed_id:
+    replayed_bytes = encode_arrays(replayed)
+    if sealer is not None:
+        replayed_bytes = sealer.seal(k, replayed_bytes)
+    if file_id(replayed_bytes) == committed_id:
         return True
     committed = decode_arrays(fetch(k))
     expect_shapes(committed, param_shapes(spec.widths), f"checkpoint {k}")

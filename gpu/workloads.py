@@ -10,6 +10,10 @@ gets results equal within the tolerances stated in `gpu.verify`.
 Long runs call `progress(fraction)` now and then and stop with `WorkloadCancelled` as soon as
 `should_stop()` returns true; both are called from the thread running the workload.
 
+With a `sealer` (`gpu.artifacts.Sealer`), every file of the result is encrypted as it is made,
+and ids, chain root and the files handed out are those of the ciphertexts (metrics are computed
+on the plaintext): what a provider publishes is readable only with the result's key.
+
 With a `sink`, each file of the result is handed to it as soon as it is made (a training run's
 checkpoints one by one while training goes on, then the output) and the result keeps only ids:
 its `checkpoints` is empty and its `output` is b"". A provider stores them meanwhile, instead of
@@ -25,7 +29,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from gpu.artifacts import NamedArray, checkpoint_chain, decode_arrays, encode_arrays
+from gpu.artifacts import NamedArray, Sealer, checkpoint_chain, decode_arrays, encode_arrays
 from gpu.cpu_kernels import Kernels, kernels_for
 from gpu.data import (
     batch_indices,
@@ -101,15 +105,18 @@ class _Pacer:
 
 def run_workload(spec: WorkloadSpec, device: Device, progress: Progress | None = None,
                  should_stop: ShouldStop | None = None, inputs: bytes | None = None,
-                 sink: Sink | None = None) -> WorkloadResult:
-    """Run `spec` on `device` (`sink`: see the module docstring). Raises `InvalidSpec`,
-    `InputsError`, `WorkloadError` or `WorkloadCancelled`."""
+                 sink: Sink | None = None, sealer: Sealer | None = None) -> WorkloadResult:
+    """Run `spec` on `device` (`sink`, `sealer`: see the module docstring). Raises
+    `InvalidSpec`, `InputsError`, `WorkloadError` or `WorkloadCancelled`."""
     if isinstance(spec, TrainSpec):
-        return train(spec, device, progress, should_stop, inputs, sink)
+        return train(spec, device, progress, should_stop, inputs, sink, sealer)
     if isinstance(spec, MatmulSpec):
         result = run_matmul(spec, device, progress, should_stop, inputs)
     else:
         result = infer(spec, device, progress, should_stop, inputs)
+    if sealer is not None:
+        sealed = sealer.seal(0, result.output)
+        result = replace(result, output=sealed, output_id=file_id(sealed))
     if sink is None:
         return result
     sink(result.output)
@@ -183,9 +190,10 @@ def run_steps(spec: TrainSpec, params: Params, x: Array, y: Array, from_step: in
 
 def train(spec: TrainSpec, device: Device, progress: Progress | None = None,
           should_stop: ShouldStop | None = None, inputs: bytes | None = None,
-          sink: Sink | None = None) -> WorkloadResult:
+          sink: Sink | None = None, sealer: Sealer | None = None) -> WorkloadResult:
     """Train the spec's MLP; checkpoint all weights after each of `spec.checkpoint_steps`
-    (handed to `sink` as they are made when there is one, else kept in the result).
+    (sealed by `sealer` when there is one; handed to `sink` as they are made when there is one,
+    else kept in the result).
 
     The output is the last checkpoint (the final weights); metrics are the final mean loss in
     millionths (`loss_micros`) and accuracy in basis points (`accuracy_bps`) on the full dataset.
@@ -207,6 +215,8 @@ def train(spec: TrainSpec, device: Device, progress: Progress | None = None,
         device.synchronize()
         t1 = time.perf_counter()
         raw = encode_arrays(params_to_host(params, device))
+        if sealer is not None:
+            raw = sealer.seal(len(ids), raw)
         ids.append(file_id(raw))
         phases["compute"] += t1 - t0
         phases["encode"] += time.perf_counter() - t1

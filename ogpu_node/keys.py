@@ -102,7 +102,8 @@ class PrivateKey:
         return self.public_key.address
 
     def secret_bytes(self) -> bytes:
-        """The 32-byte seed. Only for writing key files and printing devnet keys."""
+        """The 32-byte seed. Only for writing key files, printing devnet keys and deriving
+        the X25519 key that reads results (`result_crypto`)."""
         return self._key.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())
 
     def sign(self, chain_id: str, kind: str, payload: bytes) -> bytes:

@@ -82,6 +82,8 @@ def watch_task(url: str, task_id: str, names: dict[str, str], timeout: float = 3
                     f"[{bar}] {pct:5.1f}%")
         elif status == "verifying":
             line = f"  verifying: {check_progress(task)}"
+        elif status == "releasing":
+            line = "  accepted: the provider releases the key that opens the result for you"
         else:
             line = f"  closed: {task['closeReason']}" + (f" ({task['why']})" if task["why"]
                                                            else "")
@@ -119,7 +121,8 @@ def run_training(url: str, client: Client, names: dict[str, str]) -> bool:
         metrics = task["result"]["metrics"]
         print(f"  result: final loss {metrics.get('loss_micros', 0) / 1e6:.4f}, accuracy "
               f"{metrics.get('accuracy_bps', 0) / 100:.2f}%, output file "
-              f"{task['result']['outputId'][:16]}... (ogpu task result {task_id.hex()[:12]}...)")
+              f"{task['result']['outputId'][:16]}... (sealed for the client: "
+              f"ogpu task result {task_id.hex()} -o out.bin --dev-account {CLIENT})")
     print("  money trail:")
     _print_trail(task["trail"], names)
     return bool(task["closeReason"] == "completed")

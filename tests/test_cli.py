@@ -166,10 +166,14 @@ async def test_task_submit_watch_result_and_provider_commands(tmp_path: Path) ->
             assert line in out, (line, out)
 
         code, out = await ogpu(url, "task", "result", task_id.hex(), "-o",
-                               str(tmp_path / "out.bin"), "--json")
+                               str(tmp_path / "out.bin"), "--json", "--dev-account", "0")
         assert code == 0, out
-        assert (tmp_path / "out.bin").read_bytes() == OUTPUT
-        assert json.loads(out)["fileId"] == file_id(OUTPUT).hex()
+        assert (tmp_path / "out.bin").read_bytes() == OUTPUT  # opened with the client's key
+        result = market.task(task_id).result
+        assert result is not None and json.loads(out)["fileId"] == result.output_id.hex()
+        code, out = await ogpu(url, "task", "result", task_id.hex(), "-o",
+                               str(tmp_path / "other.bin"), "--dev-account", "1")
+        assert code != 0 and "only the task's client" in out, out
 
         code, out = await ogpu(url, "task", "why", task_id.hex())
         assert code == 0 and "did not end for lack of bids" in out, out

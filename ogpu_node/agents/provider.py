@@ -26,7 +26,11 @@ After every finalised block it looks at the open tasks:
   publishes progress about once a second, stores each checkpoint (and the output) as a blob as
   soon as the worker makes it (served to verifiers and the client over `/ogpu/blob/1`) and
   commits the result before the deadline. A
-  task that leaves the running state (cancelled, timed out) stops its worker.
+  task that leaves the running state (cancelled, timed out) stops its worker. Every file of the
+  result is sealed for the client under a fresh ephemeral key of the attempt
+  (`ogpu_node.result_crypto`), which the agent gives to the committee's members when they ask
+  (`result_keys.py`) and releases on chain (`ReleaseResult`) once the result is accepted: that
+  release is what pays it.
 
 `fault` is test-only fault injection for the devnet and end-to-end tests: `corrupt` perturbs
 every checkpoint (one element of a matrix product, every row of an inference) before committing,
@@ -43,7 +47,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 import trio
 
-from gpu.artifacts import checkpoint_chain, decode_arrays, encode_arrays
+from gpu.artifacts import Sealer, checkpoint_chain, decode_arrays, encode_arrays
 from gpu.cpus import on_cpus
 from gpu.device import Device, detect
 from gpu.device_bench import benchmark_score
@@ -53,6 +57,7 @@ from gpu.spec import InferSpec, InvalidSpec, TrainSpec, WorkloadSpec, decode_spe
 from gpu.worker_process import Workers, workers_for
 from gpu.workloads import WorkloadResult, run_workload
 from ogpu_node.agents.closing import Closing
+from ogpu_node.agents.result_keys import serve_result_keys
 from ogpu_node.agents.wallet import NodeWallet
 from ogpu_node.blobs import BlobError, FileTooLarge, file_id
 from ogpu_node.errors import OgpuError
@@ -65,6 +70,7 @@ from ogpu_node.ledger.market.payloads import (
     JoinPool,
     PoolResult,
     RegisterProvider,
+    ReleaseResult,
     ReportMissingInputs,
     RevealBid,
 )
@@ -77,21 +83,36 @@ from ogpu_node.ledger.market.records import (
     TaskResult,
     TaskStatus,
     device_model,
+    key_commitment,
 )
 from ogpu_node.ledger.market.rules import unmet_requirement
 from ogpu_node.node.node import Node
+from ogpu_node.result_crypto import ResultKey, ephemeral_public, new_ephemeral, provider_key
 from ogpu_node.types import Address, Hash32
 from p2p.network import TaskStatus as StartedStatus
 
 log = logging.getLogger("ogpu.provider")
 
 FAULTS = ("none", "corrupt", "vanish", "false_report")
+
 BENCHMARK_CHANGE = 5
 """A measured benchmark is registered again when it moved by more than 1/BENCHMARK_CHANGE."""
 INPUTS_FETCH_ATTEMPTS = 5
 INPUTS_RETRY_S = 1.5
 TIME_MARGIN = 0.5
 """Bid only when the work fits in this share of the task's execution time at our benchmark."""
+
+class _Plain:
+    """The sealer of files that are not sealed (pool answers)."""
+
+    def seal(self, number: int, data: bytes) -> bytes:
+        return data
+
+    def open(self, number: int, data: bytes) -> bytes:
+        return data
+
+
+PLAIN = _Plain()
 
 
 @dataclass(frozen=True)
@@ -149,6 +170,9 @@ class ProviderAgent:
         """(task, attempt) -> progress fraction of the workloads running here."""
         self.started: set[tuple[bytes, int]] = set()
         """(task, attempt) whose workload was started here: each runs once."""
+        self.result_keys: dict[tuple[bytes, int], bytes] = {}
+        """(task, attempt) -> our ephemeral key sealing that attempt's result
+        (`ogpu_node.result_crypto`): given to its committee, released once it is accepted."""
         self.skipped: dict[bytes, str] = {}
         """Why we did not bid on a task (for operators and `ogpu provider status`)."""
         self.closing = Closing()
@@ -166,6 +190,7 @@ class ProviderAgent:
             self.benchmark = await self._measure()
         log.info("provider on %s (%s), benchmark %d GFLOP/s, floor %d per unit",
                  self.device.name, self.device.kind, self.benchmark, self.policy.price_floor)
+        serve_result_keys(self.node, self._key_for_committee)
         task_status.started()
         with workers_for(self.device, self.policy.process, self.policy.cpus) as self.workers:
             async with trio.open_nursery() as nursery, self.node.subscribe_blocks() as blocks:
@@ -229,6 +254,8 @@ class ProviderAgent:
         self.sealed = {k: v for k, v in self.sealed.items() if k[0] in state.open_tasks}
         self.started = {k for k in self.started if k[0] in state.open_tasks}
         self.skipped = {k: v for k, v in self.skipped.items() if k in state.open_tasks}
+        self.result_keys = {k: v for k, v in self.result_keys.items()
+                            if k[0] in state.open_tasks}
 
     async def _register(self, state: State) -> None:
         assert self.device is not None
@@ -266,6 +293,11 @@ class ProviderAgent:
             if mine is not None and not mine.revealed:
                 price, salt = self.sealed[key]
                 await self.wallet.send_once(("reveal", key), RevealBid(task_id, price, salt))
+        elif (task.status == TaskStatus.RELEASING and task.provider == self.me
+              and key in self.result_keys):
+            if await self.wallet.send_once(("release", key), ReleaseResult(
+                    task_id, task.attempt, ephemeral_public(self.result_keys[key]))):
+                log.info("task %s accepted: releasing its key to the client", task_id.hex()[:12])
         elif (task.status == TaskStatus.RUNNING and task.provider == self.me
               and key not in self.started):
             self.started.add(key)
@@ -334,6 +366,7 @@ class ProviderAgent:
             if spec.inputs and inputs is None:
                 return
             log.info("running task %s: %s", task_id.hex()[:12], spec)
+            sealer = self._sealer(task_id, task)
 
             def on_progress(fraction: float) -> None:
                 self.jobs[key] = fraction
@@ -356,7 +389,8 @@ class ProviderAgent:
                 reporters.start_soon(self._report_progress, task_id, task.attempt)
                 try:
                     result = await trio.to_thread.run_sync(
-                        workers.call, "run_workload", {"spec": spec, "inputs": inputs},
+                        workers.call, "run_workload",
+                        {"spec": spec, "inputs": inputs, "sealer": sealer},
                         on_progress, should_stop, store)
                 except WorkloadCancelled:
                     log.info("task %s is no longer ours: stopped", task_id.hex()[:12])
@@ -373,7 +407,7 @@ class ProviderAgent:
                             task_id.hex()[:12])
                 return
             if self.policy.fault == "corrupt":
-                result = await trio.to_thread.run_sync(corrupt_result, result, spec)
+                result = await trio.to_thread.run_sync(corrupt_result, result, spec, sealer)
                 log.warning("fault injection: committing a corrupted result of %s",
                             task_id.hex()[:12])
                 await trio.to_thread.run_sync(self._store, result)
@@ -381,7 +415,9 @@ class ProviderAgent:
                 return
             committed = TaskResult(result.output_id, result.checkpoint_root,
                                    tuple(result.checkpoint_ids),
-                                   tuple(sorted(result.metrics.items())))
+                                   tuple(sorted(result.metrics.items())),
+                                   key_commitment(ephemeral_public(
+                                       self.result_keys[(bytes(task_id), task.attempt)])))
             await self.wallet.send_once(("result", key), CommitResult(task_id, committed))
             log.info("committed the result of task %s after %.1f s of compute",
                      task_id.hex()[:12], result.compute_seconds)
@@ -390,6 +426,21 @@ class ProviderAgent:
         finally:
             self.jobs.pop(key, None)
             self.sealed.pop(key, None)
+
+    def _sealer(self, task_id: Hash32, task: Task) -> ResultKey:
+        """The key sealing this attempt's result: derived from a fresh ephemeral key of ours
+        (kept until the task closes) and the client's key (`ogpu_node.result_crypto`)."""
+        client = self.node.chain.state.account(task.client).public_key
+        ephemeral = self.result_keys.setdefault((bytes(task_id), task.attempt), new_ephemeral())
+        return provider_key(ephemeral, client, task_id, task.attempt)
+
+    def _key_for_committee(self, task_id: Hash32, attempt: int) -> bytes | None:
+        """Our ephemeral key of a result we committed (`result_keys.serve_result_keys` gives
+        it only to the members of its committee)."""
+        task = self.node.chain.state.tasks.get(task_id)
+        if task is None or task.provider != self.me:
+            return None
+        return self.result_keys.get((bytes(task_id), attempt))
 
     async def _inputs(self, task_id: Hash32, task: Task, spec: WorkloadSpec) -> bytes | None:
         """The task's uploaded inputs, checked against the spec; None after reporting them
@@ -437,23 +488,25 @@ class ProviderAgent:
         self._store_file(result.output)
 
 
-def corrupt_result(result: WorkloadResult, spec: object) -> WorkloadResult:
-    """Fault injection: the same result with wrong numbers (see the module docstring)."""
+def corrupt_result(result: WorkloadResult, spec: object,
+                   sealer: Sealer = PLAIN) -> WorkloadResult:
+    """Fault injection: the same result with wrong numbers (see the module docstring); `sealer`
+    opens and seals its files again (pool answers are not sealed)."""
     if isinstance(spec, TrainSpec):
         rng = np.random.default_rng(0)
         checkpoints = []
-        for raw in result.checkpoints:
+        for number, raw in enumerate(result.checkpoints):
             arrays = [(name, (a + rng.normal(0, 1e-2, a.shape)).astype(np.float32))
-                      for name, a in decode_arrays(raw)]
-            checkpoints.append(encode_arrays(arrays))
+                      for name, a in decode_arrays(sealer.open(number, raw))]
+            checkpoints.append(sealer.seal(number, encode_arrays(arrays)))
         ids = [file_id(c) for c in checkpoints]
         return replace(result, output=checkpoints[-1], output_id=ids[-1],
                        checkpoints=checkpoints, checkpoint_ids=ids,
                        checkpoint_root=checkpoint_chain(ids))
-    arrays = [(name, a.copy()) for name, a in decode_arrays(result.output)]
+    arrays = [(name, a.copy()) for name, a in decode_arrays(sealer.open(0, result.output))]
     if isinstance(spec, InferSpec):  # wrong logits on every row (say, the wrong weights)
         arrays[0][1][:] += np.float32(1.0)
     else:  # one wrong element of C: Freivalds catches it with certainty
         arrays[0][1].flat[0] += 1.0
-    output = encode_arrays(arrays)
+    output = sealer.seal(0, encode_arrays(arrays))
     return replace(result, output=output, output_id=file_id(output))

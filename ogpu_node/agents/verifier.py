@@ -8,7 +8,11 @@ inference. Each verifier draws its own random choices, so a committee covers mor
 than one member, from a seed nobody else can compute (its key's deterministic signature of the
 task and attempt): a provider that could predict which intervals, rows or Freivalds vectors will
 be checked could compute only those honestly (or, for a matrix product, hide an error in the
-null space of the known vectors). The output and checkpoints come from
+null space of the known vectors). A task's output and checkpoints are sealed
+(`ogpu_node.result_crypto`): the member first gets the provider's key of the attempt over
+`/ogpu/result-key/1` (`result_keys.py`), checked against the result's commitment; a result
+whose key nobody gives is rejected as `key_unavailable`, one that does not open under it as
+`output_unreadable`. The output and checkpoints come from
 peers over `/ogpu/blob/1`, each chunk checked against its id; a result whose files nobody serves
 within the verdict window is rejected as `output_unavailable` (a provider cannot withhold its
 output and still be paid). A task's uploaded inputs come the same way (the provider, which
@@ -47,6 +51,7 @@ from gpu.spec import InferSpec, MatmulSpec, TrainSpec, WorkloadSpec, decode_spec
 from gpu.verify import Verdict, checkpoints_to_check
 from gpu.worker_process import Workers, workers_for
 from ogpu_node.agents.closing import Closing
+from ogpu_node.agents.result_keys import ResultKeyUnavailable, fetch_result_key
 from ogpu_node.agents.wallet import NodeWallet
 from ogpu_node.blobs import BlobError, FileTooLarge
 from ogpu_node.encoding import pack, unpack
@@ -64,6 +69,7 @@ from ogpu_node.ledger.market.records import (
 )
 from ogpu_node.ledger.market.verification import verdict_seal
 from ogpu_node.node.node import Node
+from ogpu_node.result_crypto import ResultKey, ResultKeyError
 from ogpu_node.types import Address, Hash32
 from p2p.network import TaskStatus as StartedStatus
 
@@ -274,10 +280,19 @@ class VerifierAgent:
                         else None)
         except BlobError as exc:
             return Verdict(False, f"inputs_unavailable: {exc}", "fetch", 0.0)
+        client = self.node.chain.state.account(task.client).public_key
+        try:
+            key = await fetch_result_key(self.node, task_id, task.attempt, result.key_commitment,
+                                         client, attempts=FETCH_ATTEMPTS, retry_s=FETCH_RETRY_S)
+        except ResultKeyUnavailable as exc:
+            return Verdict(False, f"key_unavailable: {exc}", "fetch key", 0.0)
         try:
             if isinstance(spec, TrainSpec):
-                return await self._check_training(task_id, task, spec, rng, uploaded)
-            output = await self._fetch(result.output_id)
+                return await self._check_training(task_id, task, spec, rng, uploaded, key)
+            try:
+                output = key.open(0, await self._fetch(result.output_id))
+            except ResultKeyError as exc:
+                return Verdict(False, f"output_unreadable: {exc}", "fetch", 0.0)
             if isinstance(spec, MatmulSpec):
                 return await self._run_check("verify_matmul", dict(
                     spec=spec, c_bytes=output, rounds=policy.freivalds_rounds, rng=rng,
@@ -290,7 +305,8 @@ class VerifierAgent:
             return Verdict(False, f"output_unavailable: {exc}", "fetch", 0.0)
 
     async def _check_training(self, task_id: Hash32, task: Task, spec: TrainSpec,
-                              rng: np.random.Generator, uploaded: bytes | None) -> Verdict:
+                              rng: np.random.Generator, uploaded: bytes | None,
+                              key: ResultKey) -> Verdict:
         """Replay intervals and recompute the metrics. On the provider's kind of device (the
         same device model) a replay is bit-exact, so the intervals' ends are fetched only if a
         replay does not hash to its committed id (`CheckpointsNeeded`): a third less to fetch
@@ -316,7 +332,8 @@ class VerifierAgent:
                 return await self._run_check("verify_training", dict(
                     spec=spec, checkpoints=fetched, checkpoint_ids=ids,
                     checkpoint_root=result.checkpoint_root, metrics=dict(result.metrics),
-                    intervals=intervals, rng=copy.deepcopy(rng), uploaded=uploaded),
+                    intervals=intervals, rng=copy.deepcopy(rng), uploaded=uploaded,
+                    sealer=key),
                     task_id, task)
             except CheckpointsNeeded as exc:
                 log.info("task %s: %s; fetching the intervals' ends", task_id.hex()[:12], exc)

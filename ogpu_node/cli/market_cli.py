@@ -43,6 +43,7 @@ from ogpu_node.cli.sending import (
 from ogpu_node.encoding import encode
 from ogpu_node.ledger.market.payloads import CancelTask, RegisterProvider, SubmitTask
 from ogpu_node.ledger.market.records import MAX_DEVICE_NAME, MAX_DEVICES, Device, TaskStatus
+from ogpu_node.result_crypto import open_output
 from ogpu_node.rpc_client import (
     RpcCallError,
     Subscription,
@@ -205,6 +206,9 @@ def phase_line(view: dict[str, Any]) -> str:
                 f"{progress}")
     if status == "verifying":
         return f"{attempt}: verifying, {check_progress(view)}"
+    if status == "releasing":
+        return (f"{attempt}: accepted; {view['provider']} is to release the key that opens "
+                "the result")
     if status == "checking_inputs":
         return (f"{attempt}: the provider reports the inputs {view['why'] or 'missing'}; "
                 f"{check_progress(view)}")
@@ -413,19 +417,23 @@ def task_watch(rpc: str, task_id: str, timeout: float | None, as_json: bool) -> 
 @click.argument("task_id")
 @click.option("-o", "--output", type=click.Path(path_type=Path, dir_okay=False),
               required=True, help="Where to write the output file.")
+@KEY_OPTION
+@DEV_OPTION
 @JSON_OPTION
 @click.pass_obj
 @handle_errors
-def task_result(rpc: str, task_id: str, output: Path, as_json: bool) -> None:
-    """Download the output file of TASK_ID's result, checked against its file id."""
+def task_result(rpc: str, task_id: str, output: Path, key_path: Path | None,
+                dev_account: int | None, as_json: bool) -> None:
+    """Download the output of TASK_ID's result, checked against its file id, and open it with
+    the client's key (--key or --dev-account): results are sealed until they are paid."""
     view = rpc_call(rpc, "task_get", {"taskId": _check_task_id(task_id)})
     result = view.get("result")
     if result is None:
         raise RpcCallError(f"task {view['id']} has no result (it is {view['status']})")
-    if view["closeReason"] != "completed":
-        click.echo(f"warning: the task is {view['status']} ({view['closeReason'] or 'open'}): "
-                   "this result is not accepted (yet)", err=True)
-    data = download_file(rpc, result["outputId"])
+    key = signer(key_path, dev_account)
+    if address_to_text(key.address) != view["client"]:
+        raise click.UsageError(f"only the task's client ({view['client']}) can open its result")
+    data = open_output(key, view, download_file(rpc, result["outputId"]))
     tmp = output.with_name(output.name + ".part")
     tmp.write_bytes(data)
     tmp.replace(output)

@@ -48,6 +48,7 @@ from ogpu_node.ledger.market.payloads import (
     OpenPool,
     PoolResult,
     RegisterProvider,
+    ReleaseResult,
     ReportMissingInputs,
     RevealBid,
     RevealVerdict,
@@ -95,6 +96,7 @@ class TxKind(IntEnum):
     REPORT_EQUIVOCATION = 20
     SEAL_VERDICT = 22
     REVEAL_VERDICT = 23
+    RELEASE_RESULT = 24
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,6 +181,7 @@ PAYLOAD_TYPES: dict[int, type[Codable]] = {
     TxKind.POOL_RESULT: PoolResult,
     TxKind.SEAL_VERDICT: SealVerdict,
     TxKind.REVEAL_VERDICT: RevealVerdict,
+    TxKind.RELEASE_RESULT: ReleaseResult,
     TxKind.CLOSE_POOL: ClosePool,
     TxKind.REPORT_MISSING_INPUTS: ReportMissingInputs,
     TxKind.REPORT_EQUIVOCATION: ReportEquivocation,

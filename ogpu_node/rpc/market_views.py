@@ -120,7 +120,8 @@ def task_view(state: State, task_id: Hash32, task: Task, progress_bps: int | Non
         "result": None if result is None else {
             "outputId": result.output_id.hex(), "checkpointRoot": result.checkpoint_root.hex(),
             "checkpointIds": [c.hex() for c in result.checkpoint_ids],
-            "metrics": dict(result.metrics)},
+            "metrics": dict(result.metrics), "keyCommitment": result.key_commitment.hex()},
+        "releasedKey": task.released_key.hex() or None,
         "resultMs": _time(task.result_ms),
         "committee": [address_to_text(a) for a in task.check.committee] if task.check else [],
         "verdicts": _verdicts(task.check), "check": _check(task.check),

@@ -35,6 +35,7 @@ from ogpu_node.keys import PrivateKey, read_key_file
 from ogpu_node.ledger.market.payloads import CancelTask, SubmitTask
 from ogpu_node.ledger.tx import Payload
 from ogpu_node.polling import wait_until
+from ogpu_node.result_crypto import open_output
 from ogpu_node.rpc_client import download_file, rpc_call, send_transaction, upload_file
 from tests.integration.conftest import CALL_FAILED
 from tests.integration.node_logs import assert_no_traceback_through_our_code, timeline
@@ -179,7 +180,8 @@ def test_a_task_on_uploaded_inputs_is_computed_from_them_and_settles(market: Mar
     assert task["closeReason"] == "completed" and task["provider"] == market.providers[3]
     assert task["spec"]["inputs"] == spec.inputs.hex()
     arrays = dict(decode_arrays(raw))
-    out = download_file(market.url, task["result"]["outputId"])
+    out = open_output(dev_account_key(6), task, download_file(market.url,
+                                                              task["result"]["outputId"]))
     np.testing.assert_allclose(decode_arrays(out)[0][1], arrays["A"] @ arrays["B"], rtol=1e-3,
                                atol=1e-2)
 

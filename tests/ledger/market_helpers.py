@@ -15,12 +15,20 @@ from ogpu_node.ledger.market.payloads import (
     CommitBid,
     CommitResult,
     RegisterProvider,
+    ReleaseResult,
     RevealBid,
     RevealVerdict,
     SealVerdict,
     SubmitTask,
 )
-from ogpu_node.ledger.market.records import CheckPhase, Device, Task, TaskResult, TaskStatus
+from ogpu_node.ledger.market.records import (
+    CheckPhase,
+    Device,
+    Task,
+    TaskResult,
+    TaskStatus,
+    key_commitment,
+)
 from ogpu_node.ledger.market.verification import verdict_seal
 from ogpu_node.ledger.tx import Payload
 from ogpu_node.types import Hash32, ogpu
@@ -41,6 +49,8 @@ MATMUL = MatmulSpec(n=1024, seed=1)  # 3 work units
 TRAIN = TrainSpec(seed=3, n_features=16, hidden=(32,), n_classes=4, n_samples=256, batch=32,
                   steps=40, lr_micros=50_000, checkpoint_every=10)
 GPU = (Device("test-gpu", 16_000),)
+RELEASED_KEY = b"\x09" * 32
+"""The public key the providers of these tests release once their result is accepted."""
 
 
 def market_genesis(params: Params = MARKET_PARAMS) -> State:
@@ -55,7 +65,7 @@ def result_for(task: Task, *, spec: MatmulSpec | TrainSpec = MATMUL) -> TaskResu
     checkpoints = spec.checkpoint_count if isinstance(spec, TrainSpec) else 0
     ids = tuple(digest(b"ckpt", bytes([i])) for i in range(checkpoints))
     return TaskResult(digest(b"out", task.spec), digest(b"root", b"".join(ids)), ids,
-                      (("loss_micros", 1234),))
+                      (("loss_micros", 1234),), key_commitment(RELEASED_KEY))
 
 
 @dataclass
@@ -160,9 +170,17 @@ class MarketChain:
         self.send(key, RevealVerdict(task_id, b"", task.attempt, task.check.round, accept,
                                      reason, salt))
 
-    def vote(self, task_id: Hash32, accept: bool, voters: int | None = None) -> None:
+    def release(self, task_id: Hash32) -> None:
+        """The provider of an accepted result releases its key (and is paid)."""
+        task = self.task(task_id)
+        key = next(k for k in KEYS if k.address == task.provider)
+        self.send(key, ReleaseResult(task_id, task.attempt, RELEASED_KEY))
+
+    def vote(self, task_id: Hash32, accept: bool, voters: int | None = None, *,
+             release: bool = True) -> None:
         """`voters` members (all by default) seal `accept`; sealing ends (at once when all
-        sealed, else at its window's end); each of them reveals."""
+        sealed, else at its window's end); each of them reveals. An accepted result's key is
+        then released, unless `release` is false."""
         members = self.committee(task_id)[:voters]
         for key in members:
             self.seal(key, task_id, accept)
@@ -174,6 +192,8 @@ class MarketChain:
             if check is None or check.phase != CheckPhase.REVEALING:
                 break
             self.reveal_vote(key, task_id, accept)
+        if release and self.task(task_id).status == TaskStatus.RELEASING:
+            self.release(task_id)
 
 
 def fee_total(txs: int) -> int:

@@ -129,7 +129,7 @@ def field_strategy(payload_type: type[Any], field: dataclasses.Field[Any]) -> An
         ids = capped_lists(hashes(), MAX_CHECKPOINTS).map(tuple)
         metrics = capped_lists(st.tuples(texts(40), uints()), 16).map(tuple)
         return st.builds(TaskResult, output_id=hashes(), checkpoint_root=hashes(),
-                         checkpoint_ids=ids, metrics=metrics)
+                         checkpoint_ids=ids, metrics=metrics, key_commitment=hashes())
     raise AssertionError(f"no strategy for {payload_type.__name__}.{field.name}: {annotation}")
 
 

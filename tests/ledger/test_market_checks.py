@@ -11,7 +11,7 @@ import pytest
 from ogpu_node.encoding import decode, encode
 from ogpu_node.ledger.errors import BadReveal, NotPermitted, WrongPhase
 from ogpu_node.ledger.market.committee import draw_committee
-from ogpu_node.ledger.market.payloads import RevealVerdict, SealVerdict
+from ogpu_node.ledger.market.payloads import ReleaseResult, RevealVerdict, SealVerdict
 from ogpu_node.ledger.market.records import MAX_TRAIL, CheckPhase, CloseReason, Task, TaskStatus
 from ogpu_node.ledger.market.verification import verdict_seal
 from ogpu_node.ledger.working import Working
@@ -21,6 +21,7 @@ from tests.ledger.market_helpers import (
     MARKET_PARAMS,
     PROVIDER_A,
     PROVIDER_B,
+    RELEASED_KEY,
     SILENCE,
     WRONG_ACCEPT,
     MarketChain,
@@ -155,6 +156,8 @@ def test_a_member_that_seals_and_never_reveals_pays_the_silence_penalty(
     chain.reveal_vote(second, task_id, True)
     assert chain.task(task_id).status == TaskStatus.VERIFYING  # waits for the last seal
     chain.pass_phase(task_id)
+    assert chain.task(task_id).status == TaskStatus.RELEASING
+    chain.release(task_id)
     task = chain.task(task_id)
     assert task.close_reason == CloseReason.COMPLETED
     assert chain.state.account(hider.address).stake == hider_stake - SILENCE
@@ -183,3 +186,43 @@ def test_a_task_record_keeps_a_trail_it_can_decode(chain: MarketChain) -> None:
     kept = w.tasks[task_id]
     assert len(kept.trail) == MAX_TRAIL and kept.trail[0] == task.trail[0]
     assert decode(Task, encode(kept)) == kept
+
+
+def test_an_accepted_result_is_paid_only_when_its_key_is_released(chain: MarketChain) -> None:
+    task_id = running_task(chain)
+    chain.commit_result(task_id)
+    chain.vote(task_id, accept=True, release=False)
+    task = chain.task(task_id)
+    assert task.status == TaskStatus.RELEASING and not task.released_key
+    assert not any(m.event == "payment" for m in task.trail)
+    with pytest.raises(NotPermitted):  # only the provider releases
+        chain.check(PROVIDER_B, ReleaseResult(task_id, 1, RELEASED_KEY))
+    with pytest.raises(BadReveal):  # and only the key its result committed to
+        chain.check(PROVIDER_A, ReleaseResult(task_id, 1, b"\x01" * 32))
+    with pytest.raises(WrongPhase):
+        chain.check(PROVIDER_A, ReleaseResult(task_id, 2, RELEASED_KEY))
+    chain.release(task_id)
+    task = chain.task(task_id)
+    assert task.close_reason == CloseReason.COMPLETED and task.released_key == RELEASED_KEY
+    assert [m.event for m in task.trail].count("payment") == 1
+    conserved(chain.state)
+
+
+def test_a_key_never_released_is_slashed_and_the_task_offered_again(
+        chain: MarketChain) -> None:
+    task_id = running_task(chain)
+    stake = chain.state.providers[PROVIDER_A.address].stake
+    chain.commit_result(task_id)
+    accepters = chain.committee(task_id)
+    chain.vote(task_id, accept=True, release=False)
+    collateral = chain.task(task_id).collateral
+    chain.pass_phase(task_id)  # the release window ends
+    task = chain.task(task_id)
+    assert task.status == TaskStatus.BIDDING and task.attempt == 2 and task.why == "timed_out"
+    assert PROVIDER_A.address in task.excluded
+    assert chain.state.providers[PROVIDER_A.address].stake == stake - collateral
+    # the members who checked are paid from the slash, not from the client's reserve
+    paid = [m.address for m in task.trail if m.event == "verifier_fee"]
+    assert sorted(paid) == sorted(k.address for k in accepters)
+    assert task.escrow == chain.task(task_id).escrow
+    conserved(chain.state)

@@ -44,6 +44,7 @@ from ogpu_node.ledger.market.payloads import (
     OpenPool,
     PoolResult,
     RegisterProvider,
+    ReleaseResult,
     ReportMissingInputs,
     RevealBid,
     RevealVerdict,
@@ -138,7 +139,8 @@ TX_CASES: dict[str, Payload] = {
     "commit_result": CommitResult(TASK, TaskResult(
         stand_in_id("output"), stand_in_id("checkpoint-root"),
         (stand_in_id("checkpoint-0"), stand_in_id("checkpoint-1")),
-        (("loss_micros", 123_456), ("accuracy_bps", 9_100)))),
+        (("loss_micros", 123_456), ("accuracy_bps", 9_100)), stand_in_id("result-key"))),
+    "release_result": ReleaseResult(TASK, 2, b"\x52" * 32),
     "seal_verdict": SealVerdict(TASK, b"", 2, 1, Hash32(b"\x5e" * 32)),
     "reveal_verdict": RevealVerdict(TASK, b"", 2, 1, accept=False, reason="checkpoint_mismatch",
                                     salt=b"\x5a" * 16),

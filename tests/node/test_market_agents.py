@@ -17,7 +17,9 @@ import pytest
 import trio
 import trio.testing
 
+from gpu.artifacts import decode_arrays
 from gpu.device import cpu_device
+from gpu.errors import ArtifactError
 from gpu.inputs import encode_inputs
 from gpu.spec import TrainSpec
 from gpu.verify import checkpoints_to_check
@@ -37,6 +39,7 @@ from ogpu_node.ledger.market.records import CloseReason, RequestStatus, Task, Ta
 from ogpu_node.node.node import Node
 from ogpu_node.node.settings import NodeSettings
 from ogpu_node.node_api import TxState
+from ogpu_node.result_crypto import ResultKeyError, client_key, output_file_number
 from ogpu_node.storage import ChainStore, MemoryKV
 from ogpu_node.types import Hash32, ogpu
 from p2p.memory import MemoryHub
@@ -333,6 +336,8 @@ def uploaded_spec() -> tuple[TrainSpec, bytes]:
 
 
 async def test_uploaded_inputs_are_fetched_trained_on_and_verified(tmp_path: object) -> None:
+    """... and the result stays sealed to everyone but the committee until it is paid; then
+    only the client opens it."""
     spec, raw = uploaded_spec()
     async with market_network(tmp_path, {1: policy()}) as nodes:
         assert nodes[0].blobs is not None
@@ -340,15 +345,28 @@ async def test_uploaded_inputs_are_fetched_trained_on_and_verified(tmp_path: obj
         with trio.fail_after(90):
             await registered(nodes, 1)
             task_id = await submit(nodes[0], 0, spec=spec)
+            await wait_for(nodes[0], lambda: status_of(nodes[0], task_id) == TaskStatus.VERIFYING)
+            early = task_of(nodes[0], task_id)
+            assert early.result is not None and not early.released_key
+            # the client's node (or any peer) fetches the committed output: ciphertext
+            sealed = await nodes[0].files.fetch_file(early.result.output_id, attempts=3)
+            with pytest.raises(ArtifactError):
+                decode_arrays(sealed)
             await wait_for(nodes[0], closed(nodes[0], task_id))
         task = task_of(nodes[0], task_id)
         assert task.close_reason == CloseReason.COMPLETED
         assert accepts(task) >= 2
         assert nodes[1].blobs is not None and nodes[1].blobs.get_file(spec.inputs) == raw
         # the committed weights are those of training on the uploaded data, not the seed's
-        assert task.result is not None
+        assert task.result is not None and task.released_key
         expected = run_workload(spec, cpu_device(), inputs=raw)
-        assert task.result.output_id == expected.output_id
+        number = output_file_number(len(task.result.checkpoint_ids))
+        opened = client_key(CLIENT, task.released_key, task.result.key_commitment, task_id,
+                            task.attempt).open(number, sealed)
+        assert opened == expected.output
+        with pytest.raises(ResultKeyError):  # anyone else, holding the released key too
+            client_key(VALIDATORS[2], task.released_key, task.result.key_commitment, task_id,
+                       task.attempt).open(number, sealed)
 
 
 @pytest.mark.parametrize("fault", ["none", "false_report"])

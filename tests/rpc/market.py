@@ -18,14 +18,23 @@ from ogpu_node.ledger.market.payloads import (
     CommitBid,
     CommitResult,
     RegisterProvider,
+    ReleaseResult,
     RevealBid,
     RevealVerdict,
     SealVerdict,
     SubmitTask,
 )
-from ogpu_node.ledger.market.records import CheckPhase, Device, Task, TaskResult, TaskStatus
+from ogpu_node.ledger.market.records import (
+    CheckPhase,
+    Device,
+    Task,
+    TaskResult,
+    TaskStatus,
+    key_commitment,
+)
 from ogpu_node.ledger.market.verification import verdict_seal
 from ogpu_node.ledger.tx import Payload
+from ogpu_node.result_crypto import ephemeral_public, provider_key
 from ogpu_node.types import Amount, Hash32, ogpu
 from tests.rpc.local_node import VALIDATOR, LocalNode
 
@@ -35,7 +44,10 @@ TRAIN = TrainSpec(seed=3, n_features=16, hidden=(32,), n_classes=4, n_samples=25
                   steps=40, lr_micros=50_000, checkpoint_every=10)
 GPU = (Device("test-gpu", 16_000),)
 OUTPUT = b"the output of the task " * 1000
-"""The bytes a provider's result names (stored in the node's blob store by `commit_result`)."""
+"""The bytes of a provider's result (stored sealed in the node's blob store by
+`commit_result`)."""
+EPHEMERAL = b"\x07" * 32
+"""The providers' ephemeral key of every result here."""
 
 
 def submit_payload(spec: MatmulSpec | TrainSpec = MATMUL, *, max_price: int = ogpu(1),
@@ -101,12 +113,22 @@ class Market:
             await self.reveal(keys[index], task_id, price)
 
     async def commit_result(self, task_id: Hash32, output: bytes = OUTPUT) -> None:
+        """The provider commits `output`, sealed for the client (`result_crypto`)."""
         task = self.task(task_id)
         key = next(k for k in self.node.users() if k.address == task.provider)
+        client = self.node.state.account(task.client).public_key
+        sealed = provider_key(EPHEMERAL, client, task_id, task.attempt).seal(0, output)
         if self.node.blobs is not None:
-            self.node.blobs.put_file(output)
-        result = TaskResult(file_id(output), digest(b"root", b""), (), (("loss_micros", 1234),))
+            self.node.blobs.put_file(sealed)
+        result = TaskResult(file_id(sealed), digest(b"root", b""), (), (("loss_micros", 1234),),
+                            key_commitment(ephemeral_public(EPHEMERAL)))
         await self.send(key, CommitResult(task_id, result))
+
+    async def release(self, task_id: Hash32) -> None:
+        """The provider of an accepted result releases its key."""
+        task = self.task(task_id)
+        key = next(k for k in self.node.users() if k.address == task.provider)
+        await self.send(key, ReleaseResult(task_id, task.attempt, ephemeral_public(EPHEMERAL)))
 
     def draw(self, task_id: Hash32) -> None:
         """Empty blocks until the committee checking the task's claim is drawn."""
@@ -124,6 +146,8 @@ class Market:
         await self.send(VALIDATOR, SealVerdict(task_id, b"", task.attempt, round_, seal))
         await self.send(VALIDATOR, RevealVerdict(task_id, b"", task.attempt, round_, accept,
                                                  reason, salt))
+        if self.task(task_id).status == TaskStatus.RELEASING:
+            await self.release(task_id)
 
     async def cancel(self, task_id: Hash32) -> None:
         await self.send(self.client, CancelTask(task_id))

@@ -12,11 +12,12 @@ import pytest
 from ogpu_node.address import address_to_text
 from ogpu_node.blobs import MAX_CHUNK_BYTES, blob_id, file_id
 from ogpu_node.ledger.market.payloads import JoinPool, OpenPool, SendRequest
+from ogpu_node.result_crypto import ephemeral_public
 from ogpu_node.rpc import METHODS, RpcConfig
 from ogpu_node.types import format_amount, ogpu
 from tests.rpc.conftest import Rpc, open_ws, serving
 from tests.rpc.local_node import VALIDATOR, LocalNode
-from tests.rpc.market import MATMUL, OUTPUT, TRAIN, Market, submit_payload
+from tests.rpc.market import EPHEMERAL, MATMUL, TRAIN, Market, submit_payload
 from tests.rpc.test_websocket import WsClient
 
 MISSING = "ab" * 32
@@ -69,10 +70,12 @@ async def test_task_get_shows_a_completed_task_and_its_money_trail(rpc: Rpc,
     assert view["price"] == str(task.price) and view["payment"] == str(task.payment)
     assert view["collateral"] == str(task.collateral)
     assert view["awardedMs"] == task.awarded_ms and view["resultMs"] == task.result_ms
-    assert view["result"] == {"outputId": file_id(OUTPUT).hex(),
-                              "checkpointRoot": task.result.checkpoint_root.hex()
-                              if task.result else None,
-                              "checkpointIds": [], "metrics": {"loss_micros": 1234}}
+    assert task.result is not None
+    assert view["result"] == {"outputId": task.result.output_id.hex(),
+                              "checkpointRoot": task.result.checkpoint_root.hex(),
+                              "checkpointIds": [], "metrics": {"loss_micros": 1234},
+                              "keyCommitment": task.result.key_commitment.hex()}
+    assert view["releasedKey"] == ephemeral_public(EPHEMERAL).hex()
     assert view["committee"] == [address_to_text(VALIDATOR.address)]
     assert view["verdicts"] == [{"verifier": address_to_text(VALIDATOR.address),
                                  "accept": True, "reason": "ok"}]

@@ -13,6 +13,7 @@ from ogpu_node.encoding import read_array, read_bytes, read_str, read_uint
 from ogpu_node.errors import DecodeError
 from ogpu_node.ledger.market.records import (
     MAX_REASON,
+    RELEASED_KEY_BYTES,
     Device,
     TaskResult,
     read_devices,
@@ -247,6 +248,31 @@ def _request_id(value: Any) -> bytes:
 
 
 @dataclass(frozen=True, slots=True)
+class ReleaseResult:
+    """The provider of an accepted result releases its attempt's public key (whose hash the
+    result committed to): the client can then read the result, and the provider is paid."""
+
+    task_id: Hash32
+    attempt: int
+    key: bytes
+
+    MAX_BYTES: ClassVar[int] = 96
+
+    def amounts(self) -> tuple[int, ...]:
+        return ()
+
+    def to_fields(self) -> list[Any]:
+        return [self.task_id, self.attempt, self.key]
+
+    @classmethod
+    def from_fields(cls, value: Any) -> Self:
+        task, attempt, key = read_array(value, 3, "release_result")
+        return cls(_task_id(task, "release_result.task_id"),
+                   read_uint(attempt, "release_result.attempt"),
+                   read_bytes(key, "release_result.key", size=RELEASED_KEY_BYTES))
+
+
+@dataclass(frozen=True, slots=True)
 class ReportMissingInputs:
     """The awarded provider says the task's uploaded inputs cannot be fetched, or are not what
     the spec asks for; `reason` is a short code ("inputs_missing", "inputs_malformed")."""
@@ -436,4 +462,5 @@ class ClosePool:
 
 MarketPayload = (RegisterProvider | WithdrawProvider | SubmitTask | CommitBid | RevealBid
                  | CommitResult | SealVerdict | RevealVerdict | CancelTask | OpenPool | JoinPool
-                 | LeavePool | SendRequest | PoolResult | ClosePool | ReportMissingInputs)
+                 | LeavePool | SendRequest | PoolResult | ClosePool | ReportMissingInputs
+                 | ReleaseResult)

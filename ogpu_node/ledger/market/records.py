@@ -12,6 +12,7 @@ from typing import Any, ClassVar, Self
 
 from ogpu_node.encoding import read_array, read_bytes, read_list, read_str, read_uint
 from ogpu_node.errors import DecodeError
+from ogpu_node.hashing import digest
 from ogpu_node.types import ADDRESS_LEN, HASH_LEN, Address, Hash32
 
 MAX_DEVICES = 16
@@ -21,6 +22,8 @@ MAX_METRIC_NAME = 24
 MAX_CHECKPOINTS = 256
 MAX_TRAIL = 256
 MAX_REASON = 64
+RELEASED_KEY_BYTES = 32
+"""An X25519 public key: what a provider releases so that its client can read its result."""
 MAX_COMMITTEE = 16
 """Protocol bound of `Params.committee_size`."""
 MAX_CHECK_ROUNDS = 5
@@ -37,6 +40,9 @@ class TaskStatus(IntEnum):
     CLOSED = 5
     CHECKING_INPUTS = 6
     """The provider reported the client's inputs missing; the committee checks the claim."""
+    RELEASING = 7
+    """The committee accepted the result; the provider is paid when it releases the key that
+    lets the client (and only the client) read it (`RELEASE_RESULT`, `result_crypto.py`)."""
 
 
 class CloseReason(IntEnum):
@@ -156,25 +162,33 @@ class Bid:
                    bool(read_uint(revealed, "bid.revealed", max_value=1)))
 
 
+def key_commitment(public_key: bytes) -> Hash32:
+    """What a result commits to: the hash of the public key released once it is accepted."""
+    return digest(b"result-key", public_key)
+
+
 @dataclass(frozen=True, slots=True)
 class TaskResult:
-    """What a provider commits to: the output's file id, checkpoint ids and their chain root,
-    and integer metrics (e.g. loss in millionths)."""
+    """What a provider commits to: the output's file id, checkpoint ids and their chain root
+    (all of encrypted files), integer metrics (e.g. loss in millionths), and the hash of the
+    public key that, released once the result is accepted, lets the client read the files
+    (`result_crypto.py`)."""
 
     output_id: Hash32
     checkpoint_root: Hash32
     checkpoint_ids: tuple[Hash32, ...]
     metrics: tuple[tuple[str, int], ...]
+    key_commitment: Hash32
 
-    MAX_BYTES: ClassVar[int] = 512 + MAX_CHECKPOINTS * (HASH_LEN + 2)
+    MAX_BYTES: ClassVar[int] = 560 + MAX_CHECKPOINTS * (HASH_LEN + 2)
 
     def to_fields(self) -> list[Any]:
         return [self.output_id, self.checkpoint_root, list(self.checkpoint_ids),
-                [[k, v] for k, v in self.metrics]]
+                [[k, v] for k, v in self.metrics], self.key_commitment]
 
     @classmethod
     def from_fields(cls, value: Any) -> Self:
-        output, root, ids, metrics = read_array(value, 4, "result")
+        output, root, ids, metrics, commitment = read_array(value, 5, "result")
         pairs = []
         for item in read_list(metrics, MAX_METRICS, "result.metrics"):
             name, number = read_array(item, 2, "result.metric")
@@ -184,7 +198,8 @@ class TaskResult:
                    Hash32(read_bytes(root, "result.checkpoint_root", size=HASH_LEN)),
                    tuple(Hash32(read_bytes(i, "result.checkpoint_id", size=HASH_LEN))
                          for i in read_list(ids, MAX_CHECKPOINTS, "result.checkpoint_ids")),
-                   tuple(pairs))
+                   tuple(pairs),
+                   Hash32(read_bytes(commitment, "result.key_commitment", size=HASH_LEN)))
 
 
 class CheckPhase(IntEnum):
@@ -318,6 +333,9 @@ class Task:
     check: Check | None = None
     """The committee's check of the result or of a report of missing inputs (VERIFYING,
     CHECKING_INPUTS; kept once the task closes)."""
+    released_key: bytes = b""
+    """The provider's released public key (RELEASING -> closed): with it the client reads the
+    result."""
     close_reason: CloseReason | None = None
     why: str = ""
     """For NO_BIDS (and re-offers): a stable code saying why no bid was usable."""
@@ -340,17 +358,20 @@ class Task:
             int(self.status), self.phase_end_ms, self.attempt, [b.to_fields() for b in self.bids],
             list(self.excluded), self.provider or b"", self.price, self.collateral,
             self.awarded_ms, self.result.to_fields() if self.result else [], self.result_ms,
-            self.check.to_fields() if self.check else [],
+            self.check.to_fields() if self.check else [], self.released_key,
             int(self.close_reason or 0), self.why, [m.to_fields() for m in self.trail],
         ]
 
     @classmethod
     def from_fields(cls, value: Any) -> Self:
-        f = read_array(value, 25, "task")
+        f = read_array(value, 26, "task")
         provider = read_bytes(f[15], "task.provider", max_len=ADDRESS_LEN)
         if provider and len(provider) != ADDRESS_LEN:
             raise DecodeError(f"task.provider: expected {ADDRESS_LEN} bytes or none")
-        reason = read_uint(f[22], "task.close_reason", max_value=max(CloseReason))
+        reason = read_uint(f[23], "task.close_reason", max_value=max(CloseReason))
+        released = read_bytes(f[22], "task.released_key", max_len=RELEASED_KEY_BYTES)
+        if released and len(released) != RELEASED_KEY_BYTES:
+            raise DecodeError(f"task.released_key: expected {RELEASED_KEY_BYTES} bytes or none")
         status = read_uint(f[10], "task.status", min_value=1, max_value=max(TaskStatus))
 
         def addresses(v: Any, what: str, limit: int) -> tuple[Address, ...]:
@@ -380,9 +401,10 @@ class Task:
             result=TaskResult.from_fields(f[19]) if f[19] != [] else None,
             result_ms=read_uint(f[20], "task.result_ms"),
             check=Check.from_fields(f[21]) if f[21] != [] else None,
+            released_key=released,
             close_reason=CloseReason(reason) if reason else None,
-            why=read_str(f[23], "task.why", max_len=MAX_REASON),
-            trail=tuple(Movement.from_fields(m) for m in read_list(f[24], MAX_TRAIL, "trail")),
+            why=read_str(f[24], "task.why", max_len=MAX_REASON),
+            trail=tuple(Movement.from_fields(m) for m in read_list(f[25], MAX_TRAIL, "trail")),
         )
 
 

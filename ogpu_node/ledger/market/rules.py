@@ -5,7 +5,9 @@ A task's life (`TaskStatus`):
 
     BIDDING --bid window ends, or no other provider can bid--> REVEALING --reveal window ends,
         or the last sealed bid is revealed--> RUNNING (awarded)
-    RUNNING --result committed--> VERIFYING --committee's check settles--> CLOSED, or re-offer
+    RUNNING --result committed--> VERIFYING --committee accepts--> RELEASING --provider releases
+        its key--> CLOSED (COMPLETED); --release window ends--> provider slashed --> re-offer
+    VERIFYING --committee rejects--> provider slashed --> re-offer or CLOSED
     RUNNING --deadline missed--> provider slashed --> BIDDING again (re-offer) or CLOSED
     RUNNING --provider reports the inputs missing--> CHECKING_INPUTS --committee confirms-->
         CLOSED (INPUTS_WITHHELD); --committee finds them--> provider slashed --> re-offer or CLOSED
@@ -23,8 +25,10 @@ Money (all integers, every path conserves value; the property tests check it):
 * submission escrows budget (max price x work units) + verification reserve (`verifier_fee_bps`
   of the budget) + client collateral (`client_collateral_bps` of the budget);
 * the award locks `provider_collateral_bps` of the payment from the winner's provider stake;
-* acceptance pays the provider price x work units, each committee member who revealed *accept*
-  reserve / committee size, returns the provider's collateral and refunds the client the rest;
+* the release of an accepted result's key pays the provider price x work units, each committee
+  member who revealed *accept* reserve / committee size, returns the provider's collateral and
+  refunds the client the rest; a key not released in `release_window_ms` is slashed as a missed
+  deadline, the accepting members paid their fee from the slash;
 * a rejected result or a missed deadline slashes the provider's collateral: members who revealed
   *reject* get their fee from it, `slash_to_client_bps` of the rest goes to the client and the
   remainder is burned; the escrow stays for the re-offer, or is refunded when the task closes;
@@ -72,6 +76,7 @@ from ogpu_node.ledger.market.payloads import (
     OpenPool,
     PoolResult,
     RegisterProvider,
+    ReleaseResult,
     ReportMissingInputs,
     RevealBid,
     RevealVerdict,
@@ -87,11 +92,13 @@ from ogpu_node.ledger.market.records import (
     Provider,
     Task,
     TaskStatus,
+    key_commitment,
 )
 from ogpu_node.ledger.market.slashing import share_slashed, slash_provider
 from ogpu_node.ledger.market.verification import (
     Outcome,
     Step,
+    accepters,
     advance,
     reveal_vote,
     seal_vote,
@@ -134,6 +141,8 @@ def process_market_tx(w: Working, task_id: Hash32, sender: Address,
             process_cancel(w, sender, payload)
         case ReportMissingInputs():
             process_report_missing_inputs(w, sender, payload)
+        case ReleaseResult():
+            process_release_result(w, sender, payload)
         case OpenPool():
             pools.process_open_pool(w, task_id, sender, payload)
         case JoinPool():
@@ -368,7 +377,8 @@ def _advance_check(w: Working, task_id: Hash32, task: Task) -> None:
     elif task.status == TaskStatus.CHECKING_INPUTS and step.outcome == Outcome.ACCEPT:
         _inputs_withheld(w, task_id, task, step)
     elif step.outcome == Outcome.ACCEPT:
-        _accept(w, task_id, task, step)
+        w.set_task(task_id, replace(task, status=TaskStatus.RELEASING,
+                                    phase_end_ms=w.timestamp + w.base.params.release_window_ms))
     else:
         _slash_and_reoffer(w, task_id, task, CloseReason.REJECTED, step.paid)
 
@@ -410,6 +420,8 @@ def process_deadlines(w: Working) -> None:
             _award(w, task_id, task)
         elif task.status == TaskStatus.RUNNING:
             _slash_and_reoffer(w, task_id, task, CloseReason.TIMED_OUT)
+        elif task.status == TaskStatus.RELEASING:  # accepted, but the client cannot read it
+            _slash_and_reoffer(w, task_id, task, CloseReason.TIMED_OUT, accepters(task.check))
     pools.process_pool_deadlines(w)
 
 
@@ -513,7 +525,20 @@ def _release_collateral(w: Working, task: Task) -> None:
         w.set_provider(task.provider, replace(provider, locked=provider.locked - task.collateral))
 
 
-def _accept(w: Working, task_id: Hash32, task: Task, step: Step) -> None:
+def process_release_result(w: Working, sender: Address, p: ReleaseResult) -> None:
+    """The provider of an accepted result releases its key: it is paid, the task completes."""
+    task = _open_task(w, p.task_id, TaskStatus.RELEASING)
+    if sender != task.provider:
+        raise NotPermitted("only the awarded provider releases its result")
+    if p.attempt != task.attempt:
+        raise WrongPhase(f"release for attempt {p.attempt}, the task is at {task.attempt}")
+    assert task.result is not None  # RELEASING follows an accepted result
+    if key_commitment(p.key) != task.result.key_commitment:
+        raise BadReveal("the key does not match the result's commitment")
+    _accept(w, p.task_id, replace(task, released_key=p.key))
+
+
+def _accept(w: Working, task_id: Hash32, task: Task) -> None:
     """Pay the provider and the members who revealed *accept*, return collateral, refund the
     rest."""
     provider_address = task.provider
@@ -522,7 +547,7 @@ def _accept(w: Working, task_id: Hash32, task: Task, step: Step) -> None:
     trail = list(task.trail)
     w.credit(provider_address, task.payment)
     trail.append(Movement("payment", provider_address, task.payment))
-    paid = task.payment + _pay_members(w, task, step.paid, trail)
+    paid = task.payment + _pay_members(w, task, accepters(task.check), trail)
     _release_collateral(w, task)
     trail.append(Movement("provider_collateral_returned", provider_address, task.collateral))
     provider = w.provider(provider_address)
@@ -603,6 +628,7 @@ def _slash_and_reoffer(w: Working, task_id: Hash32, task: Task, reason: CloseRea
         w.set_task(task_id, replace(
             task, status=TaskStatus.BIDDING, attempt=task.attempt + 1, bids=(), provider=None,
             price=0, collateral=0, awarded_ms=0, result=None, result_ms=0, check=None,
+            released_key=b"",
             phase_end_ms=w.timestamp + params.bid_window_ms,
             why=reason.name.lower()))
     else:

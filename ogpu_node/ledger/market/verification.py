@@ -162,6 +162,11 @@ def settle(w: Working, check: Check, *, exclude: Iterable[Address], last_ms: int
     return Step(check, outcome, rejects, trail)
 
 
+def accepters(check: Check | None) -> tuple[Address, ...]:
+    """The members who revealed *accept* in the check's round."""
+    return tuple(v.member for v in check.votes if v.revealed and v.accept) if check else ()
+
+
 def end_now(check: Check) -> Step:
     """End a check early (its pool closed): the outcome by a quorum of the votes revealed so
     far, else UNCHECKED; nobody is penalised, since the windows were cut short."""

@@ -1,0 +1,113 @@
+"""`/ogpu/result-key/1`: how a committee member gets the key that opens the result it checks.
+
+A result's files are sealed (`ogpu_node.result_crypto`). A member asks the peers it is connected
+to for the provider's ephemeral key of (task, attempt); the provider's node answers only a peer
+proven (by a signed validator claim, `node/identity.py`) to run a validator on that task's
+current committee, while the committee checks, and only over the Noise-encrypted stream libp2p
+gives every request. Anyone else gets an empty answer. The member checks what it gets against
+the result's commitment, so a wrong answer from any peer costs it nothing but a retry.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, ClassVar, Self
+
+import trio
+
+from ogpu_node.encoding import decode, encode, read_array, read_bytes, read_uint
+from ogpu_node.errors import OgpuError
+from ogpu_node.ledger import State
+from ogpu_node.ledger.market.records import TaskStatus
+from ogpu_node.node.node import Node
+from ogpu_node.result_crypto import KEY_BYTES, ResultKey, ResultKeyError, member_key
+from ogpu_node.types import HASH_LEN, Hash32
+
+log = logging.getLogger("ogpu.result_keys")
+
+PROTO_RESULT_KEY = "/ogpu/result-key/1"
+
+
+class ResultKeyUnavailable(OgpuError):
+    """No connected peer gave the key of the result (its provider is gone or withholds it)."""
+
+
+@dataclass(frozen=True)
+class ResultKeyRequest:
+    task_id: Hash32
+    attempt: int
+
+    MAX_BYTES: ClassVar[int] = 64
+
+    def to_fields(self) -> list[Any]:
+        return [self.task_id, self.attempt]
+
+    @classmethod
+    def from_fields(cls, value: Any) -> Self:
+        task_id, attempt = read_array(value, 2, "result_key_request")
+        return cls(Hash32(read_bytes(task_id, "result_key_request.task_id", size=HASH_LEN)),
+                   read_uint(attempt, "result_key_request.attempt"))
+
+
+@dataclass(frozen=True)
+class ResultKeyResponse:
+    key: bytes
+    """The provider's ephemeral private key of the attempt; empty when not given."""
+
+    MAX_BYTES: ClassVar[int] = 48
+
+    def to_fields(self) -> list[Any]:
+        return [self.key]
+
+    @classmethod
+    def from_fields(cls, value: Any) -> Self:
+        (key,) = read_array(value, 1, "result_key_response")
+        return cls(read_bytes(key, "result_key_response.key", max_len=KEY_BYTES))
+
+
+def may_have_key(state: State, task_id: Hash32, attempt: int, validator: bytes | None) -> bool:
+    """Whether `validator` is on the committee checking attempt `attempt` of the task now."""
+    task = state.tasks.get(task_id)
+    return (validator is not None and task is not None and task.attempt == attempt
+            and task.status == TaskStatus.VERIFYING and task.check is not None
+            and validator in task.check.committee)
+
+
+def serve_result_keys(node: Node, key_of: Callable[[Hash32, int], bytes | None]) -> None:
+    """Answer `/ogpu/result-key/1` with `key_of(task, attempt)` for the members of its
+    committee (see the module docstring)."""
+
+    async def on_request(peer: str, data: bytes) -> bytes:
+        request = decode(ResultKeyRequest, data)
+        validator = node.peer_table.validator_of(peer)
+        key = None
+        if may_have_key(node.chain.state, request.task_id, request.attempt, validator):
+            key = key_of(request.task_id, request.attempt)
+        return encode(ResultKeyResponse(key or b""))
+
+    node.network.set_handler(PROTO_RESULT_KEY, on_request)
+
+
+async def fetch_result_key(node: Node, task_id: Hash32, attempt: int, commitment: bytes,
+                           client_ed25519: bytes, *, attempts: int, retry_s: float
+                           ) -> ResultKey:
+    """The key of the result of attempt `attempt`, from whichever connected peer gives the
+    ephemeral key its commitment names; `ResultKeyUnavailable` after `attempts` rounds."""
+    request = encode(ResultKeyRequest(task_id, attempt))
+    for round_ in range(attempts):
+        if round_:
+            await trio.sleep(retry_s)
+        for peer in node.network.peers():
+            try:
+                answer = decode(ResultKeyResponse,
+                                await node.network.request(peer.peer_id, PROTO_RESULT_KEY,
+                                                           request))
+                if answer.key:
+                    return member_key(answer.key, commitment, client_ed25519, task_id, attempt)
+            except OgpuError as exc:  # a network or decoding error, or a wrong key: ask on
+                if isinstance(exc, ResultKeyError):
+                    log.warning("peer %s gave a key that does not match the result of task %s",
+                                peer.peer_id, task_id.hex()[:12])
+    raise ResultKeyUnavailable(f"no peer gave the key of task {task_id.hex()[:12]}'s result")
