@@ -63,6 +63,8 @@ class Params:
     """Time a drawn committee has to seal its verdicts (`market/verification.py`)."""
     max_task_attempts: int = 3
     max_bids_per_task: int = 64
+    pool_dispute_window_ms: int = 5_000
+    """Time a pool's owner has to dispute an unsampled answer before it is paid."""
     release_window_ms: int = 10_000
     """Time a provider whose result was accepted has to release its key (and be paid)."""
     # --- committees (see market/verification.py) ---
@@ -119,7 +121,7 @@ class Params:
                 problems.append(f"{name} must be within 0..{BPS}")
         for name in ("halving_interval", "epoch_length", "max_block_txs", "unbonding_period",
                      "committee_size", "bid_window_ms", "reveal_window_ms", "verdict_window_ms",
-                     "verdict_reveal_window_ms", "release_window_ms",
+                     "verdict_reveal_window_ms", "release_window_ms", "pool_dispute_window_ms",
                      "max_task_attempts", "max_bids_per_task"):
             if getattr(self, name) < 1:
                 problems.append(f"{name} must be at least 1")

@@ -16,7 +16,15 @@ from typing import Any, ClassVar, Self
 from ogpu_node.encoding import pack, read_array, read_bytes, read_uint
 from ogpu_node.hashing import digest
 from ogpu_node.ledger.commitment import EMPTY_LTHASH, lthash_update
-from ogpu_node.ledger.market.records import LIVE_REQUESTS, Pool, Provider, Task, TaskStatus
+from ogpu_node.ledger.market.records import (
+    LIVE_REQUESTS,
+    Check,
+    CheckPhase,
+    Pool,
+    Provider,
+    Task,
+    TaskStatus,
+)
 from ogpu_node.ledger.params import Params
 from ogpu_node.types import ADDRESS_LEN, PUBKEY_LEN, Address, Hash32
 
@@ -173,11 +181,14 @@ class State:
     def next_market_deadline(self) -> int | None:
         """The earliest block time after this state's at which a task or pool changes phase
         (None: nothing pending); the node proposes a block then, so deadlines pass when due."""
-        times = [self.tasks[t].phase_end_ms for t in self.open_tasks]
+        drawing = self.timestamp + 1  # a committee is drawn by height: the next block
+        times = [drawing if _drawing(self.tasks[t].check) else self.tasks[t].phase_end_ms
+                 for t in self.open_tasks]
         for pool in self.pools.values():
             if not pool.closed:
                 times.append(pool.expires_ms)
-                times += [r.deadline_ms for r in pool.requests if r.status in LIVE_REQUESTS]
+                times += [drawing if _drawing(r.check) else r.deadline_ms
+                          for r in pool.requests if r.status in LIVE_REQUESTS]
         future = [t for t in times if t > self.timestamp]
         return min(future) if future else None
 
@@ -189,6 +200,10 @@ class State:
         held += sum(t.escrow for t in self.tasks.values())
         held += sum(p.escrow + sum(r.escrow for r in p.requests) for p in self.pools.values())
         return held + sum(self.unbonding.values()) + self.reward_pool
+
+
+def _drawing(check: Check | None) -> bool:
+    return check is not None and check.phase == CheckPhase.DRAWING
 
 
 _EMPTY = Account()

@@ -42,6 +42,7 @@ from ogpu_node.ledger.market.payloads import (
     ClosePool,
     CommitBid,
     CommitResult,
+    DisputeAnswer,
     JoinPool,
     LeavePool,
     MarketPayload,
@@ -97,6 +98,7 @@ class TxKind(IntEnum):
     SEAL_VERDICT = 22
     REVEAL_VERDICT = 23
     RELEASE_RESULT = 24
+    DISPUTE_ANSWER = 25
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,6 +184,7 @@ PAYLOAD_TYPES: dict[int, type[Codable]] = {
     TxKind.SEAL_VERDICT: SealVerdict,
     TxKind.REVEAL_VERDICT: RevealVerdict,
     TxKind.RELEASE_RESULT: ReleaseResult,
+    TxKind.DISPUTE_ANSWER: DisputeAnswer,
     TxKind.CLOSE_POOL: ClosePool,
     TxKind.REPORT_MISSING_INPUTS: ReportMissingInputs,
     TxKind.REPORT_EQUIVOCATION: ReportEquivocation,

@@ -54,6 +54,8 @@ def test_the_committee_is_drawn_from_a_block_made_after_the_result(chain: Market
     check = chain.task(task_id).check
     assert check is not None and check.phase == CheckPhase.DRAWING and not check.committee
     assert check.draw_height == commit_height + MARKET_PARAMS.committee_delay_blocks
+    # the draw goes by height: nodes propose the next blocks without waiting for an idle one
+    assert chain.state.next_market_deadline == chain.state.timestamp + 1
     chain.block()
     seed_block = chain.state.block_hash  # block commit_height + 1: made after the result
     chain.block()

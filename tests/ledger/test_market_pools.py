@@ -19,6 +19,7 @@ from ogpu_node.ledger.errors import (
 )
 from ogpu_node.ledger.market.payloads import (
     ClosePool,
+    DisputeAnswer,
     JoinPool,
     LeavePool,
     OpenPool,
@@ -100,7 +101,12 @@ def test_open_join_request_and_pay_the_first_result(chain: MarketChain) -> None:
     before = chain.state.account(first.address).balance
     chain.send(first, PoolResult(pool_id, request_id, Hash32(b"\1" * 32)))
     request = request_of(chain, pool_id, request_id)
-    assert request.status == RequestStatus.PAID and request.winner == first.address
+    # not sampled: paid once the owner's dispute window passes without a dispute
+    assert request.status == RequestStatus.ANSWERED and request.winner == first.address
+    assert chain.state.account(first.address).balance == before - FEE
+    chain.block(after_ms=request.deadline_ms - chain.state.timestamp)
+    request = request_of(chain, pool_id, request_id)
+    assert request.status == RequestStatus.PAID
     assert chain.state.account(first.address).balance == before - FEE + PRICE
     # the unchecked request's fee reserve went back to the pool
     assert pool_of(chain, pool_id).escrow == BUDGET - PRICE
@@ -244,3 +250,51 @@ def test_pool_rejections_are_typed(chain: MarketChain) -> None:
     request_id = send_request(chain, pool_id)
     with pytest.raises(NotPermitted):  # not drawn to race it
         chain.check(PROVIDER_B, PoolResult(pool_id, request_id, Hash32(b"\1" * 32)))
+
+
+def _unsampled_request(chain: MarketChain, pool_id: Hash32) -> Hash32:
+    for seed in range(40):
+        tx = chain.tx(CLIENT, SendRequest(pool_id, seed, 32))
+        if not is_sampled(tx.hash, 5_000):
+            chain.block(tx)
+            return tx.hash
+    raise AssertionError("no unsampled request in 40 seeds")
+
+
+@pytest.mark.parametrize("served", [True, False])
+def test_a_disputed_answer_is_paid_only_if_a_committee_passes_it(chain: MarketChain,
+                                                                 served: bool) -> None:
+    """The owner cannot fetch an answer (or doubts it) and disputes it in its window: a
+    committee checks it; an answer nobody can fetch is rejected and its winner slashed."""
+    pool_id = joined(chain, sample_bps=5_000)
+    request_id = _unsampled_request(chain, pool_id)
+    winner = key_of(request_of(chain, pool_id, request_id).racers[0])
+    winner_before = chain.state.account(winner.address).balance
+    chain.send(winner, PoolResult(pool_id, request_id, Hash32(b"\3" * 32)))
+    with pytest.raises(NotPermitted):  # only the owner disputes
+        chain.check(winner, DisputeAnswer(pool_id, request_id))
+    chain.send(CLIENT, DisputeAnswer(pool_id, request_id))
+    request = request_of(chain, pool_id, request_id)
+    assert request.status == RequestStatus.VERIFYING and request.check is not None
+    vote_on_request(chain, pool_id, request_id, accept=served)
+    request = request_of(chain, pool_id, request_id)
+    if served:
+        assert request.status == RequestStatus.PAID
+        assert chain.state.account(winner.address).balance == winner_before - FEE + PRICE
+    else:
+        assert request.status == RequestStatus.REJECTED
+        assert chain.state.account(winner.address).balance == winner_before - FEE
+        assert chain.state.providers[winner.address].failed == 1
+    conserved(chain.state)
+
+
+def test_an_answer_cannot_be_disputed_after_its_window(chain: MarketChain) -> None:
+    pool_id = joined(chain)
+    request_id = send_request(chain, pool_id)
+    winner = key_of(request_of(chain, pool_id, request_id).racers[0])
+    chain.send(winner, PoolResult(pool_id, request_id, Hash32(b"\3" * 32)))
+    request = request_of(chain, pool_id, request_id)
+    chain.block(after_ms=request.deadline_ms - chain.state.timestamp)
+    with pytest.raises(WrongPhase):
+        chain.check(CLIENT, DisputeAnswer(pool_id, request_id))
+    assert request_of(chain, pool_id, request_id).status == RequestStatus.PAID

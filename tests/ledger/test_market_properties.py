@@ -29,6 +29,7 @@ from ogpu_node.ledger.market.payloads import (
     ClosePool,
     CommitBid,
     CommitResult,
+    DisputeAnswer,
     JoinPool,
     LeavePool,
     OpenPool,
@@ -58,13 +59,14 @@ from tests.ledger.market_helpers import GPU, MarketChain, result_for
 from tests.ledger.profiles import examples
 
 POOL_ACTIONS = ("pool", "join", "leave", "request", "answer", "pool_vote", "close_pool",
-                "pool_step")
+                "pool_step", "dispute")
 TASK_ACTIONS = ["submit", "step", "step", "step", "step", "bid", "reveal", "result", "vote",
                 "report", "cancel", "register", "withdraw", "wait", "deadline", "deadline"]
 ACTIONS = ["submit", "step", "step", "step", "step", "bid", "reveal", "result", "vote", "report",
            "cancel", "register", "withdraw", "wait", "deadline", "deadline", "pool", "join", "join",
            "leave", "request", "request", "request", "answer", "answer", "answer", "pool_vote",
-           "pool_vote", "close_pool", "pool_step", "pool_step", "pool_step", "pool_step"]
+           "pool_vote", "close_pool", "pool_step", "pool_step", "pool_step", "pool_step",
+           "dispute"]
 """`step` moves a random open task the natural way for its phase (a bid, a reveal, the result or
 a report of missing inputs, a vote); `deadline` makes a block exactly when a random open task's
 phase ends; `wait` makes one after a random time; the others send their transaction to a random
@@ -190,7 +192,8 @@ def run_history(steps: list[tuple[str, int]]) -> None:
             elif request is None:
                 action = "request"
             else:
-                action = "answer" if request.status == RequestStatus.OPEN else "pool_vote"
+                action = {RequestStatus.OPEN: "answer", RequestStatus.ANSWERED: "dispute"}.get(
+                    request.status, "pool_vote")
         if action == "pool":
             tx(5, OpenPool("mlp-small", 64, 1 + r % ogpu(1), ogpu(1 + r % 20), 1 + r % 3,
                            (r >> 4) % 10_001, ogpu(1 + r % 60), 500 + r % 8_000,
@@ -207,6 +210,8 @@ def run_history(steps: list[tuple[str, int]]) -> None:
             tx(index, PoolResult(pool_id, request.request_id, digest(b"o", bytes([r % 256]))))
         elif action == "pool_vote" and request is not None and request.check is not None:
             vote(pool_id, request.request_id, 0, request.check, r)
+        elif action == "dispute" and request is not None:
+            tx(5, DisputeAnswer(pool_id, request.request_id))
         elif action == "close_pool":
             tx(5, ClosePool(pool_id))
 

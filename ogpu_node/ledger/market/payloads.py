@@ -417,6 +417,29 @@ class SendRequest:
 
 
 @dataclass(frozen=True, slots=True)
+class DisputeAnswer:
+    """The owner of a pool disputes an answered, unsampled request within its dispute window
+    (it cannot fetch the answer, or doubts it): a committee checks it before any payment."""
+
+    pool_id: Hash32
+    request_id: Hash32
+
+    MAX_BYTES: ClassVar[int] = 80
+
+    def amounts(self) -> tuple[int, ...]:
+        return ()
+
+    def to_fields(self) -> list[Any]:
+        return [self.pool_id, self.request_id]
+
+    @classmethod
+    def from_fields(cls, value: Any) -> Self:
+        pool, request = read_array(value, 2, "dispute_answer")
+        return cls(_task_id(pool, "dispute_answer.pool_id"),
+                   _task_id(request, "dispute_answer.request_id"))
+
+
+@dataclass(frozen=True, slots=True)
 class PoolResult:
     """A racer's result for a request: the file id of its output (the logits)."""
 
@@ -463,4 +486,4 @@ class ClosePool:
 MarketPayload = (RegisterProvider | WithdrawProvider | SubmitTask | CommitBid | RevealBid
                  | CommitResult | SealVerdict | RevealVerdict | CancelTask | OpenPool | JoinPool
                  | LeavePool | SendRequest | PoolResult | ClosePool | ReportMissingInputs
-                 | ReleaseResult)
+                 | ReleaseResult | DisputeAnswer)

@@ -5,24 +5,29 @@ A client opens a pool for a registered model with a budget and a price per reque
 join it with a bond. Each request the owner sends is raced by at most `max_racers` subscribers,
 drawn from the request id and the parent block's hash; the first racer whose result lands on
 chain wins it. A share `sample_bps` of the requests (drawn from the request id) is checked by a
-committee before payment, the rest is paid at once. A check is the same as a task's
-(`verification.py`): a committee drawn from a later block, sealed votes, a quorum to settle; a
-check no committee settles (UNCHECKED) is not paid and costs the winner nothing.
+committee before payment; the rest is paid when the owner's dispute window
+(`pool_dispute_window_ms`) passes, unless the owner disputes the answer (`DISPUTE_ANSWER`: it
+cannot fetch it, or doubts it), which sends it to a committee as a sampled one: an answer is
+paid only if a check passed or the owner, who could fetch it, let the window pass. A check is
+the same as a task's (`verification.py`): a committee drawn from a later block, sealed votes, a
+quorum to settle; a check no committee settles (UNCHECKED) is not paid and costs the winner
+nothing.
 
 Money:
 
 * opening escrows the budget; each request moves price + verification fee (`verifier_fee_bps`
   of the price) from the pool into the request;
 * a paid request pays the price to the winner and, if it was checked, the fee to the members who
-  revealed *accept*; the unused fee goes back to the pool;
+  revealed *accept*; the unused fee goes back to the pool (a dispute uses it: the committee that
+  settles a dispute is paid as for a sampled answer);
 * a rejected result costs the winner its whole bond: members who revealed *reject* get their fee
   from it,
   `slash_to_client_bps` of the rest goes to the owner, the remainder is burned; the winner leaves
   the pool and the request's escrow goes back to the pool;
 * a request nobody answers in `request_ms` expires and its escrow goes back to the pool;
-* closing (by the owner, or when the pool expires) settles checked requests by a quorum of the
-  votes revealed so far (else UNCHECKED), expires the open ones, releases every bond and refunds
-  the pool's escrow.
+* closing (by the owner, or when the pool expires) pays answered ones, settles checked requests by
+  a quorum of the votes revealed so far (else UNCHECKED), expires the open ones, releases every
+  bond and refunds the pool's escrow.
 """
 
 from __future__ import annotations
@@ -44,6 +49,7 @@ from ogpu_node.ledger.errors import (
 from ogpu_node.ledger.market.checks import check_open_pool
 from ogpu_node.ledger.market.payloads import (
     ClosePool,
+    DisputeAnswer,
     JoinPool,
     LeavePool,
     OpenPool,
@@ -200,9 +206,24 @@ def process_pool_result(w: Working, sender: Address, p: PoolResult) -> None:
     request = replace(request, winner=sender, output_id=p.output_id)
     if is_sampled(p.request_id, pool.sample_bps):
         request = replace(request, status=RequestStatus.VERIFYING, check=start_check(w))
-        w.set_pool(p.pool_id, _with_request(pool, request))
     else:
-        _pay(w, p.pool_id, pool, request, ())
+        request = replace(request, status=RequestStatus.ANSWERED,
+                          deadline_ms=w.timestamp + w.base.params.pool_dispute_window_ms)
+    w.set_pool(p.pool_id, _with_request(pool, request))
+
+
+def process_dispute_answer(w: Working, sender: Address, p: DisputeAnswer) -> None:
+    """The owner disputes an unsampled answer in its window: a committee checks it."""
+    pool = _live_pool(w, p.pool_id)
+    if sender != pool.owner:
+        raise NotPermitted("only the pool's owner disputes its answers")
+    request = pool.request(p.request_id)
+    if request is None:
+        raise UnknownTask(f"no request {p.request_id.hex()} in this pool")
+    if request.status != RequestStatus.ANSWERED or w.timestamp >= request.deadline_ms:
+        raise WrongPhase("only an answer in its dispute window can be disputed")
+    w.set_pool(p.pool_id, _with_request(pool, replace(
+        request, status=RequestStatus.VERIFYING, check=start_check(w))))
 
 
 def _checked_request(w: Working, pool_id: Hash32, request_id: bytes,
@@ -282,6 +303,8 @@ def process_pool_deadlines(w: Working) -> None:
                 _advance_check(w, pool_id, pool, request)
             elif request.status == RequestStatus.OPEN and w.timestamp >= request.deadline_ms:
                 _expire(w, pool_id, pool, request)
+            elif request.status == RequestStatus.ANSWERED and w.timestamp >= request.deadline_ms:
+                _pay(w, pool_id, pool, request, ())  # undisputed
         pool = w.pool(pool_id)
         if pool is not None and w.timestamp >= pool.expires_ms:
             _close(w, pool_id, pool)
@@ -345,6 +368,8 @@ def _close(w: Working, pool_id: Hash32, pool: Pool) -> None:
         current = w.pool(pool_id) or pool
         if request.status == RequestStatus.OPEN:
             _expire(w, pool_id, current, request)
+        elif request.status == RequestStatus.ANSWERED:  # closing does not dodge a payment
+            _pay(w, pool_id, current, request, ())
         elif request.status == RequestStatus.VERIFYING and request.check is not None:
             _settle(w, pool_id, current, request, end_now(request.check))
     pool = w.pool(pool_id) or pool

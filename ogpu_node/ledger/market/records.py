@@ -426,9 +426,13 @@ class RequestStatus(IntEnum):
     EXPIRED = 5
     UNCHECKED = 6
     """No committee settled the sampled answer: not paid, the winner not slashed."""
+    ANSWERED = 7
+    """Answered and not sampled: paid when `deadline_ms` (the owner's dispute window) passes,
+    unless the owner disputes it (it cannot fetch the answer, or doubts it): then a committee
+    checks it as a sampled one."""
 
 
-LIVE_REQUESTS = (RequestStatus.OPEN, RequestStatus.VERIFYING)
+LIVE_REQUESTS = (RequestStatus.OPEN, RequestStatus.VERIFYING, RequestStatus.ANSWERED)
 """Requests whose escrow is still held (answered or not)."""
 
 

@@ -70,6 +70,7 @@ from ogpu_node.ledger.market.payloads import (
     ClosePool,
     CommitBid,
     CommitResult,
+    DisputeAnswer,
     JoinPool,
     LeavePool,
     MarketPayload,
@@ -155,6 +156,8 @@ def process_market_tx(w: Working, task_id: Hash32, sender: Address,
             pools.process_pool_result(w, sender, payload)
         case ClosePool():
             pools.process_close_pool(w, sender, payload)
+        case DisputeAnswer():
+            pools.process_dispute_answer(w, sender, payload)
 
 
 # --- providers ----------------------------------------------------------------------------------
