@@ -24,6 +24,7 @@ import numpy as np
 import pytest
 
 from gpu.artifacts import decode_arrays
+from gpu.errors import ArtifactError
 from gpu.inputs import encode_inputs
 from gpu.spec import MatmulSpec, TrainSpec
 from ogpu_node import devnet
@@ -35,7 +36,7 @@ from ogpu_node.keys import PrivateKey, read_key_file
 from ogpu_node.ledger.market.payloads import CancelTask, SubmitTask
 from ogpu_node.ledger.tx import Payload
 from ogpu_node.polling import wait_until
-from ogpu_node.result_crypto import open_output
+from ogpu_node.result_crypto import ResultKeyError, open_output
 from ogpu_node.rpc_client import download_file, rpc_call, send_transaction, upload_file
 from tests.integration.conftest import CALL_FAILED
 from tests.integration.node_logs import assert_no_traceback_through_our_code, timeline
@@ -133,10 +134,23 @@ def events(task: dict[str, Any]) -> list[tuple[str, str]]:
 
 
 def test_an_honest_training_task_settles(market: Market) -> None:
+    """... and its output is sealed until it is paid: the client fetching it while the
+    committee checks reads nothing; after the release the client reads it, nobody else."""
     client = dev_account_key(1)
     task_id = market.submit(client, SMALL, min_benchmark=300)  # only node3 qualifies
+    verifying = wait_until(lambda: (t := market.task(task_id))["status"] == "verifying" and t,
+                           "the result", timeout=90)
+    early = download_file(market.url, verifying["result"]["outputId"])
+    with pytest.raises(ResultKeyError):
+        open_output(client, verifying, early)
+    with pytest.raises(ArtifactError):
+        decode_arrays(early)
     task = market.closed(task_id)
     assert task["closeReason"] == "completed"
+    weights = decode_arrays(open_output(client, task, early))
+    assert [name for name, _ in weights][:1] == ["w0"]
+    with pytest.raises(ResultKeyError):  # another account, with the released key in view
+        open_output(dev_account_key(2), task, early)
     assert task["provider"] == market.providers[3]
     trail = events(task)
     assert ("payment", market.providers[3]) in trail
