@@ -77,11 +77,13 @@ def ephemeral_public(ephemeral: bytes) -> bytes:
 
 @dataclass(frozen=True)
 class ResultKey:
-    """The files' key of one attempt of one task."""
+    """The files' key of one attempt of one task (and, on the provider's side, the ephemeral
+    key it derives from)."""
 
     key: bytes
     task_id: bytes
     attempt: int
+    ephemeral: bytes = b""
 
     def seal(self, number: int, data: bytes) -> bytes:
         """File `number` of the result (checkpoint i is file i; the output of a workload
@@ -130,7 +132,7 @@ def provider_key(ephemeral: bytes, client_ed25519: bytes, task_id: bytes,
     """The key a provider (or a member given `e`) derives."""
     client = X25519PublicKey.from_public_bytes(x25519_public_of(client_ed25519))
     shared = X25519PrivateKey.from_private_bytes(ephemeral).exchange(client)
-    return ResultKey(_derive(shared, task_id, attempt), task_id, attempt)
+    return ResultKey(_derive(shared, task_id, attempt), task_id, attempt, ephemeral)
 
 
 def member_key(ephemeral: bytes, commitment: bytes, client_ed25519: bytes, task_id: bytes,

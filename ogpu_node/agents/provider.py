@@ -6,7 +6,8 @@ After every finalised block it looks at the open tasks:
   floor is within the task's maximum, it can finish within the task's execution time at its
   benchmark, it runs fewer than `max_concurrent` tasks, its free stake covers the collateral).
   It bids its floor: the auction pays the second price, so asking one's true cost is the best
-  strategy. The sealed bid's salt stays in memory until the reveal.
+  strategy. The sealed bid's price and salt are kept in the node's store (`secrets.py`) before
+  the bid is sent, so a restart does not lose the reveal.
 * **revealing**: reveals its sealed bids.
 * **benchmark**: a measured one (no declared `benchmark`) is measured on the provider's `cpus`
   at start, again once start-up is over and then every `benchmark_refresh_s` while idle, and
@@ -58,6 +59,7 @@ from gpu.worker_process import Workers, workers_for
 from gpu.workloads import WorkloadResult, run_workload
 from ogpu_node.agents.closing import Closing
 from ogpu_node.agents.result_keys import serve_result_keys
+from ogpu_node.agents.secrets import AgentSecrets
 from ogpu_node.agents.wallet import NodeWallet
 from ogpu_node.blobs import BlobError, FileTooLarge, file_id
 from ogpu_node.errors import OgpuError
@@ -165,14 +167,16 @@ class ProviderAgent:
         self.policy = policy
         self.device = device
         self.benchmark = policy.benchmark
-        self.sealed: dict[tuple[bytes, int], tuple[int, bytes]] = {}
+        self.bids = AgentSecrets(node.chain.store, "bid")
+        """(task, attempt) -> [price, salt] of our sealed bid, kept across restarts."""
         self.jobs: dict[tuple[bytes, int], float] = {}
         """(task, attempt) -> progress fraction of the workloads running here."""
         self.started: set[tuple[bytes, int]] = set()
         """(task, attempt) whose workload was started here: each runs once."""
-        self.result_keys: dict[tuple[bytes, int], bytes] = {}
-        """(task, attempt) -> our ephemeral key sealing that attempt's result
-        (`ogpu_node.result_crypto`): given to its committee, released once it is accepted."""
+        self.result_keys = AgentSecrets(node.chain.store, "result-key")
+        """(task, attempt) -> [our ephemeral key sealing that attempt's result]
+        (`ogpu_node.result_crypto`): given to its committee, released once it is accepted;
+        kept across restarts."""
         self.skipped: dict[bytes, str] = {}
         """Why we did not bid on a task (for operators and `ogpu provider status`)."""
         self.closing = Closing()
@@ -251,11 +255,12 @@ class ProviderAgent:
 
     def _forget_closed(self, state: State) -> None:
         """Drop what we remember of tasks that closed (a long-running node must not grow)."""
-        self.sealed = {k: v for k, v in self.sealed.items() if k[0] in state.open_tasks}
+        for secrets in (self.bids, self.result_keys):
+            for key in secrets.recorded():
+                if key[0] not in state.open_tasks:
+                    secrets.forget(key)
         self.started = {k for k in self.started if k[0] in state.open_tasks}
         self.skipped = {k: v for k, v in self.skipped.items() if k in state.open_tasks}
-        self.result_keys = {k: v for k, v in self.result_keys.items()
-                            if k[0] in state.open_tasks}
 
     async def _register(self, state: State) -> None:
         assert self.device is not None
@@ -282,21 +287,23 @@ class ProviderAgent:
                 return
             # a bid sent again (the first was dropped) seals the same price and salt: should
             # the first reach the chain after all, our reveal still matches it
-            price, salt = self.sealed.get(key) or (self.policy.price_floor, os.urandom(16))
+            kept = self.bids.get(key)
+            price, salt = kept or (self.policy.price_floor, os.urandom(16))
+            if kept is None:  # recorded before the commitment leaves the node
+                self.bids.put(key, (price, salt))
             commitment = bid_commitment(task_id, task.attempt, self.me, price, salt)
             if await self.wallet.send_once(("bid", key), CommitBid(task_id, commitment)):
-                self.sealed[key] = (price, salt)
                 log.info("bid on task %s (attempt %d) at %d per unit", task_id.hex()[:12],
                          task.attempt, price)
-        elif task.status == TaskStatus.REVEALING and key in self.sealed:
+        elif task.status == TaskStatus.REVEALING and (kept := self.bids.get(key)):
             mine = next((b for b in task.bids if b.bidder == self.me), None)
             if mine is not None and not mine.revealed:
-                price, salt = self.sealed[key]
+                price, salt = kept
                 await self.wallet.send_once(("reveal", key), RevealBid(task_id, price, salt))
         elif (task.status == TaskStatus.RELEASING and task.provider == self.me
-              and key in self.result_keys):
+              and (ephemeral := self.result_keys.get(key))):
             if await self.wallet.send_once(("release", key), ReleaseResult(
-                    task_id, task.attempt, ephemeral_public(self.result_keys[key]))):
+                    task_id, task.attempt, ephemeral_public(ephemeral[0]))):
                 log.info("task %s accepted: releasing its key to the client", task_id.hex()[:12])
         elif (task.status == TaskStatus.RUNNING and task.provider == self.me
               and key not in self.started):
@@ -416,8 +423,7 @@ class ProviderAgent:
             committed = TaskResult(result.output_id, result.checkpoint_root,
                                    tuple(result.checkpoint_ids),
                                    tuple(sorted(result.metrics.items())),
-                                   key_commitment(ephemeral_public(
-                                       self.result_keys[(bytes(task_id), task.attempt)])))
+                                   key_commitment(ephemeral_public(sealer.ephemeral)))
             await self.wallet.send_once(("result", key), CommitResult(task_id, committed))
             log.info("committed the result of task %s after %.1f s of compute",
                      task_id.hex()[:12], result.compute_seconds)
@@ -425,13 +431,17 @@ class ProviderAgent:
             log.error("task %s failed here: %s", task_id.hex()[:12], exc)
         finally:
             self.jobs.pop(key, None)
-            self.sealed.pop(key, None)
+            self.bids.forget(key)
 
     def _sealer(self, task_id: Hash32, task: Task) -> ResultKey:
         """The key sealing this attempt's result: derived from a fresh ephemeral key of ours
         (kept until the task closes) and the client's key (`ogpu_node.result_crypto`)."""
         client = self.node.chain.state.account(task.client).public_key
-        ephemeral = self.result_keys.setdefault((bytes(task_id), task.attempt), new_ephemeral())
+        key = (bytes(task_id), task.attempt)
+        kept = self.result_keys.get(key)
+        ephemeral = kept[0] if kept else new_ephemeral()
+        if kept is None:  # recorded before anything sealed with it leaves the node
+            self.result_keys.put(key, [ephemeral])
         return provider_key(ephemeral, client, task_id, task.attempt)
 
     def _key_for_committee(self, task_id: Hash32, attempt: int) -> bytes | None:
@@ -440,7 +450,8 @@ class ProviderAgent:
         task = self.node.chain.state.tasks.get(task_id)
         if task is None or task.provider != self.me:
             return None
-        return self.result_keys.get((bytes(task_id), attempt))
+        kept = self.result_keys.get((bytes(task_id), attempt))
+        return bytes(kept[0]) if kept else None
 
     async def _inputs(self, task_id: Hash32, task: Task, spec: WorkloadSpec) -> bytes | None:
         """The task's uploaded inputs, checked against the spec; None after reporting them

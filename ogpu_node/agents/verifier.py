@@ -38,7 +38,6 @@ import logging
 import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Protocol
 
 import numpy as np
 import trio
@@ -52,9 +51,10 @@ from gpu.verify import Verdict, checkpoints_to_check
 from gpu.worker_process import Workers, workers_for
 from ogpu_node.agents.closing import Closing
 from ogpu_node.agents.result_keys import ResultKeyUnavailable, fetch_result_key
+from ogpu_node.agents.secrets import AgentSecrets
 from ogpu_node.agents.wallet import NodeWallet
 from ogpu_node.blobs import BlobError, FileTooLarge
-from ogpu_node.encoding import pack, unpack
+from ogpu_node.encoding import pack
 from ogpu_node.hashing import digest
 from ogpu_node.ledger.errors import InvalidTransaction
 from ogpu_node.ledger.market.payloads import RevealVerdict, SealVerdict
@@ -85,26 +85,6 @@ FETCH_RETRY_S = 1.5
 
 
 ClaimKey = tuple[bytes, bytes, int, int]
-
-
-class Secrets(Protocol):
-    def put(self, kind: str, key: bytes, value: bytes) -> None: ...
-    def get(self, kind: str, key: bytes) -> bytes | None: ...
-    def forget(self, kind: str, key: bytes) -> None: ...
-
-
-class MemorySecrets:
-    def __init__(self) -> None:
-        self._items: dict[tuple[str, bytes], bytes] = {}
-
-    def put(self, kind: str, key: bytes, value: bytes) -> None:
-        self._items[kind, key] = value
-
-    def get(self, kind: str, key: bytes) -> bytes | None:
-        return self._items.get((kind, key))
-
-    def forget(self, kind: str, key: bytes) -> None:
-        self._items.pop((kind, key), None)
 
 
 @dataclass(frozen=True)
@@ -141,8 +121,8 @@ class VerifierPolicy:
 class VerifierAgent:
     """Checks the results this validator is drawn to check, and votes."""
 
-    def __init__(self, node: Node, policy: VerifierPolicy, device: Device | None = None,
-                 secrets: Secrets | None = None) -> None:
+    def __init__(self, node: Node, policy: VerifierPolicy, device: Device | None = None
+                 ) -> None:
         self.node = node
         self.wallet = NodeWallet(node)
         self.policy = policy
@@ -150,7 +130,7 @@ class VerifierAgent:
         self.checking: set[ClaimKey] = set()
         self.votes: dict[ClaimKey, tuple[bool, str, bytes]] = {}
         """Our vote on each claim we check, and its salt (also kept in the node's store)."""
-        self.secrets = secrets if secrets is not None else MemorySecrets()
+        self.secrets = AgentSecrets(node.chain.store, SECRET_KIND)
         self.workers: Workers | None = None
         self.closing = Closing()
 
@@ -184,9 +164,10 @@ class VerifierAgent:
                                          request.check),
                                    functools.partial(self._check_request, pool.model, request)))
         live = {claim.key for claim, _ in claims}
-        for key in [k for k in self.votes if k not in live]:
-            del self.votes[key]
-            self.secrets.forget(SECRET_KIND, pack(list(key)))
+        self.votes = {k: v for k, v in self.votes.items() if k in live}
+        for key in self.secrets.recorded():  # also those kept from before a restart
+            if tuple(key) not in live:
+                self.secrets.forget(key)
         for claim, check in claims:
             self._act(nursery, claim, check, me)
 
@@ -222,7 +203,7 @@ class VerifierAgent:
                          trio.current_time() - start)
                 sealed = (verdict.ok, verdict.code, os.urandom(SALT_BYTES))
                 self.votes[claim.key] = sealed
-                self.secrets.put(SECRET_KIND, pack(list(claim.key)), pack(list(sealed)))
+                self.secrets.put(claim.key, (int(verdict.ok), verdict.code, sealed[2]))
             accept, reason, salt = sealed
             seal = verdict_seal(claim.target, claim.request_id, claim.attempt, claim.check.round,
                                 Address(self.wallet.address), accept, reason, salt)
@@ -239,10 +220,10 @@ class VerifierAgent:
         """Our vote on `claim` and its salt, from memory or the node's store."""
         sealed = self.votes.get(claim.key)
         if sealed is None:
-            raw = self.secrets.get(SECRET_KIND, pack(list(claim.key)))
-            if raw is None:
+            kept = self.secrets.get(claim.key)
+            if kept is None:
                 return None
-            accept, reason, salt = unpack(raw)
+            accept, reason, salt = kept
             sealed = self.votes[claim.key] = (bool(accept), str(reason), bytes(salt))
         return sealed
 

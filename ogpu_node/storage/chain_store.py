@@ -16,6 +16,9 @@ Key layout (one-byte prefixes; heights are unsigned 64-bit big-endian, so keys s
                             that proposer slot; written (synced) before the block is sent, so
                             that the node never signs another block there, across restarts;
                             deleted when a block at that height is committed
+    b"a" + kind + 0x00 + key -> an agent's secret (a sealed bid's price and salt, a sealed
+                            verdict and its salt, a result's ephemeral key), written before the
+                            commitment it opens is sent, deleted when no longer needed
 
 Records that the store creates itself are msgpack arrays, decoded strictly: any record that does
 not decode to exactly the expected fields, or does not re-encode to the same bytes, raises
@@ -51,6 +54,7 @@ _HEIGHT = b"h"
 _TX = b"t"
 _STATE = b"s"
 _SIGNED = b"v"
+_SECRET = b"a"
 SCHEMA_KEY = _META + b"schema"
 HEAD_KEY = _META + b"head"
 
@@ -129,6 +133,23 @@ class ChainStore:
         if recorded is not None and recorded != block_bytes:
             raise InvalidCommit(f"another block is signed for height {height}, slot {slot}")
         self._kv.write_batch([(key, block_bytes)])
+
+    def agent_secret(self, kind: bytes, key: bytes) -> bytes | None:
+        """An agent's secret recorded under (`kind`, `key`), if any."""
+        return self._kv.get(_secret_key(kind, key))
+
+    def record_agent_secret(self, kind: bytes, key: bytes, value: bytes) -> None:
+        """Durably record an agent's secret (before the commitment it opens leaves the node)."""
+        _check_bytes(value, "agent secret")
+        self._kv.write_batch([(_secret_key(kind, key), value)])
+
+    def forget_agent_secret(self, kind: bytes, key: bytes) -> None:
+        self._kv.write_batch([], [_secret_key(kind, key)])
+
+    def agent_secret_keys(self, kind: bytes) -> list[bytes]:
+        """The keys of every secret recorded under `kind`."""
+        prefix = _secret_key(kind, b"")
+        return [k[len(prefix):] for k, _ in self._kv.iterate(prefix)]
 
     def _signed_up_to(self, height: int) -> list[bytes]:
         """Keys of signing records at `height` or below (no longer needed once it is final)."""
@@ -333,3 +354,9 @@ def _decoded_hash(value: object, what: str) -> bytes:
     if not block_hash:
         raise CorruptStore(f"{what} is empty")
     return block_hash
+
+
+def _secret_key(kind: bytes, key: bytes) -> bytes:
+    if not kind or b"\x00" in kind:
+        raise ValueError("a secret's kind is a non-empty name without NUL")
+    return _SECRET + kind + b"\x00" + key

@@ -34,7 +34,14 @@ from ogpu_node.encoding import encode
 from ogpu_node.genesis import Genesis, build_genesis, dev_account_key, load_template
 from ogpu_node.keys import PrivateKey
 from ogpu_node.ledger import sign_transaction
-from ogpu_node.ledger.market.payloads import CancelTask, OpenPool, SendRequest, SubmitTask
+from ogpu_node.ledger.market.payloads import (
+    CancelTask,
+    OpenPool,
+    RevealVerdict,
+    SealVerdict,
+    SendRequest,
+    SubmitTask,
+)
 from ogpu_node.ledger.market.records import CloseReason, RequestStatus, Task, TaskStatus
 from ogpu_node.node.node import Node
 from ogpu_node.node.settings import NodeSettings
@@ -73,10 +80,11 @@ def accepts(task: Task) -> int:
 
 @asynccontextmanager
 async def market_network(tmp_path: object, providers: dict[int, ProviderPolicy],
-                         store_bytes: dict[int, int] | None = None, intervals: int = 4
+                         store_bytes: dict[int, int] | None = None, intervals: int = 4,
+                         verifiers: frozenset[int] = frozenset(range(4))
                          ) -> AsyncIterator[list[Node]]:
     """`store_bytes` caps some nodes' blob stores (default: the store's own cap); each verifier
-    replays `intervals` training intervals."""
+    (on the nodes in `verifiers`) replays `intervals` training intervals."""
     genesis = market_genesis()
     hub = MemoryHub()
     async with trio.open_nursery() as nursery:
@@ -96,9 +104,9 @@ async def market_network(tmp_path: object, providers: dict[int, ProviderPolicy],
             await nursery.start(node.serve)
             nodes.append(node)
         for i, node in enumerate(nodes):
-            await nursery.start(VerifierAgent(node, VerifierPolicy(intervals=intervals,
-                                                                   process=False),
-                                              cpu_device()).serve)
+            if i in verifiers:
+                await nursery.start(VerifierAgent(node, VerifierPolicy(
+                    intervals=intervals, process=False), cpu_device()).serve)
             if i in providers:
                 await nursery.start(ProviderAgent(node, providers[i], cpu_device()).serve)
         try:
@@ -485,3 +493,41 @@ async def test_an_agent_being_cancelled_tells_its_worker_threads_at_once() -> No
         await trio.testing.wait_all_tasks_blocked()
         nursery.cancel_scope.cancel()
     assert saw == [True]
+
+
+class _NeverReveals(VerifierAgent):
+    """Test-only: a verifier that stops (as a node going down) before it reveals."""
+
+    async def _send(self, action: object, payload: SealVerdict | RevealVerdict) -> None:
+        if not isinstance(payload, RevealVerdict):
+            await super()._send(action, payload)
+
+
+async def test_a_verifier_restarted_between_seal_and_reveal_still_reveals(
+        tmp_path: object) -> None:
+    """node3's verifier seals its vote and goes down before revealing; a new one on the same
+    store (as after a restart) reveals the vote it kept there."""
+    async with market_network(tmp_path, {1: policy()}, verifiers=frozenset({0, 2})) as nodes:
+        node, me = nodes[3], VALIDATORS[3].address
+
+        def sealed_by_me() -> bool:
+            task = node.chain.state.tasks.get(task_id)
+            return bool(task and task.check and task.check.vote_of(me))
+
+        with trio.fail_after(90):
+            await registered(nodes, 1)
+            task_id = await submit(nodes[0], 0)
+            async with trio.open_nursery() as first:
+                await first.start(_NeverReveals(node, VerifierPolicy(process=False),
+                                                cpu_device()).serve)
+                await wait_for(node, sealed_by_me)
+                first.cancel_scope.cancel()  # down before its reveal
+            async with trio.open_nursery() as second:
+                await second.start(VerifierAgent(node, VerifierPolicy(process=False),
+                                                 cpu_device()).serve)
+                await wait_for(node, closed(node, task_id))
+                second.cancel_scope.cancel()
+        task = task_of(node, task_id)
+        assert task.close_reason == CloseReason.COMPLETED
+        assert me in voters(task)  # revealed by the second agent, from the store
+        assert not any(m.event == "silence_penalty" for m in task.trail)
