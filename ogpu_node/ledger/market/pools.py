@@ -73,6 +73,7 @@ from ogpu_node.ledger.market.verification import (
     Outcome,
     Step,
     advance,
+    dissenters,
     end_now,
     reveal_vote,
     seal_vote,
@@ -318,6 +319,9 @@ def _expire(w: Working, pool_id: Hash32, pool: Pool, request: PoolRequest) -> No
 
 def _pay(w: Working, pool_id: Hash32, pool: Pool, request: PoolRequest,
          accepters: tuple[Address, ...]) -> None:
+    """Pay the winner, and the members who revealed *accept*; the fee of each member who
+    revealed *reject* is burned (back in the pool, it would pay an owner for an ally's
+    dissent); the rest goes back to the pool."""
     winner = request.winner
     assert winner is not None
     price, fee = request_cost(w, pool)
@@ -328,6 +332,10 @@ def _pay(w: Working, pool_id: Hash32, pool: Pool, request: PoolRequest,
         if share and left >= share:
             w.credit(member, share)
             left -= share
+    for _ in dissenters(request.check):
+        burn = min(share, left)
+        w.burned += burn
+        left -= burn
     provider = w.provider(winner)
     if provider is not None:
         units = InferSpec(pool.model, request.seed, request.batch).work_units()

@@ -26,9 +26,11 @@ Money (all integers, every path conserves value; the property tests check it):
   of the budget) + client collateral (`client_collateral_bps` of the budget);
 * the award locks `provider_collateral_bps` of the payment from the winner's provider stake;
 * the release of an accepted result's key pays the provider price x work units, each committee
-  member who revealed *accept* reserve / committee size, returns the provider's collateral and
-  refunds the client the rest; a key not released in `release_window_ms` is slashed as a missed
-  deadline, the accepting members paid their fee from the slash;
+  member who revealed *accept* reserve / committee size, burns the fee of each member who
+  revealed *reject* (refunded, it would pay a client for an ally's dissent), returns the
+  provider's collateral and refunds the client the rest; a key not released in
+  `release_window_ms` is slashed as a missed deadline, the accepting members paid their fee
+  from the slash;
 * a rejected result or a missed deadline slashes the provider's collateral: members who revealed
   *reject* get their fee from it, `slash_to_client_bps` of the rest goes to the client and the
   remainder is burned; the escrow stays for the re-offer, or is refunded when the task closes;
@@ -101,6 +103,7 @@ from ogpu_node.ledger.market.verification import (
     Step,
     accepters,
     advance,
+    dissenters,
     reveal_vote,
     seal_vote,
     start_check,
@@ -551,6 +554,7 @@ def _accept(w: Working, task_id: Hash32, task: Task) -> None:
     w.credit(provider_address, task.payment)
     trail.append(Movement("payment", provider_address, task.payment))
     paid = task.payment + _pay_members(w, task, accepters(task.check), trail)
+    paid += _forfeit_fees(w, task, dissenters(task.check), trail)
     _release_collateral(w, task)
     trail.append(Movement("provider_collateral_returned", provider_address, task.collateral))
     provider = w.provider(provider_address)
@@ -561,6 +565,17 @@ def _accept(w: Working, task_id: Hash32, task: Task) -> None:
             compute_ms=provider.compute_ms + max(0, task.result_ms - task.awarded_ms)))
     task = replace(task, escrow=task.escrow - paid, trail=tuple(trail))
     _close(w, task_id, task, CloseReason.COMPLETED)
+
+
+def _forfeit_fees(w: Working, task: Task, members: tuple[Address, ...],
+                  trail: list[Movement]) -> int:
+    """Burn the fee of each of `members` (who revealed a vote against the outcome): refunded,
+    it would pay a client for an ally's dissent. Returns the total taken from the escrow."""
+    fee = _member_fee(w, task)
+    for member in members:
+        trail.append(Movement("verifier_fee_forfeited", member, fee))
+    w.burned += fee * len(members)
+    return fee * len(members)
 
 
 def _pay_members(w: Working, task: Task, members: tuple[Address, ...],
@@ -599,6 +614,7 @@ def _inputs_withheld(w: Working, task_id: Hash32, task: Task, step: Step) -> Non
     collateral goes to the provider, the rest is refunded."""
     trail = list(task.trail)
     paid = _pay_members(w, task, step.paid, trail)
+    paid += _forfeit_fees(w, task, dissenters(task.check), trail)
     task = replace(task, escrow=task.escrow - paid, trail=tuple(trail))
     _close(w, task_id, _client_collateral_to_provider(w, task), CloseReason.INPUTS_WITHHELD)
 

@@ -167,6 +167,11 @@ def accepters(check: Check | None) -> tuple[Address, ...]:
     return tuple(v.member for v in check.votes if v.revealed and v.accept) if check else ()
 
 
+def dissenters(check: Check | None) -> tuple[Address, ...]:
+    """The members who revealed *reject* in the check's round (against an accepted claim)."""
+    return tuple(v.member for v in check.votes if v.revealed and not v.accept) if check else ()
+
+
 def end_now(check: Check) -> Step:
     """End a check early (its pool closed): the outcome by a quorum of the votes revealed so
     far, else UNCHECKED; nobody is penalised, since the windows were cut short."""
