@@ -208,7 +208,7 @@ async def test_task_submit_from_flags_cancel_why_and_failures(tmp_path: Path) ->
         assert (task.max_price, task.min_benchmark, task.exec_ms) == (250_000, 99_999, 60_000)
 
         code, out = await ogpu(url, "task", "why", task_id, "--json")
-        assert json.loads(out)["code"] == "no_providers"
+        assert json.loads(out)["code"] == "not_a_provider"
         code, out = await ogpu(url, "task", "result", task_id, "-o", str(tmp_path / "x"))
         assert code == 1 and "has no result" in out
 

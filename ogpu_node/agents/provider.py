@@ -2,9 +2,9 @@
 
 After every finalised block it looks at the open tasks:
 
-* **bidding**: bids on a task it can serve (its benchmark meets the task's minimum, its price
-  floor is within the task's maximum, it can finish within the task's execution time at its
-  benchmark, it runs fewer than `max_concurrent` tasks, its free stake covers the collateral).
+* **bidding**: bids on a task the chain lets it bid on (`why_not_bid`: the chain's own rule,
+  `rules.bid_eligibility`, then its price floor is within the task's maximum, it can finish
+  within the task's execution time at its benchmark, it runs fewer than `max_concurrent` tasks).
   It bids its floor: the auction pays the second price, so asking one's true cost is the best
   strategy. The sealed bid's price and salt are kept in the node's store (`secrets.py`) before
   the bid is sent, so a restart does not lose the reveal.
@@ -87,7 +87,7 @@ from ogpu_node.ledger.market.records import (
     device_model,
     key_commitment,
 )
-from ogpu_node.ledger.market.rules import unmet_requirement
+from ogpu_node.ledger.market.rules import bid_eligibility
 from ogpu_node.node.node import Node
 from ogpu_node.result_crypto import ResultKey, ephemeral_public, new_ephemeral, provider_key
 from ogpu_node.types import Address, Hash32
@@ -139,15 +139,15 @@ class ProviderPolicy:
 
 def why_not_bid(task: Task, state: State, me: Address, policy: ProviderPolicy, benchmark: int,
                 busy: int) -> str | None:
-    """Why this provider does not bid on `task` (None: it bids)."""
-    provider = state.providers.get(me)
-    if provider is None:
-        return "not registered"
-    unmet = unmet_requirement(me, provider, task, state.params)
-    if unmet is not None:
-        return unmet
-    if any(b.bidder == me for b in task.bids):
-        return "already bid"
+    """Why this provider does not bid on `task` (None: it bids): first the chain's own code
+    (`rules.bid_eligibility`, so that no bid sent here is refused), then the agent's: it bids
+    its floor, which the reveal would refuse above the task's maximum; the work must fit in the
+    execution time at its benchmark; it must have a free place under `max_concurrent`."""
+    code = bid_eligibility(state.params, me, state.providers.get(me), task)
+    if code is not None:
+        return code
+    if policy.price_floor > task.max_price:
+        return "price_floor_above_max_price"
     if task.work_units / max(1, benchmark) > task.exec_ms / 1000 * TIME_MARGIN:
         return "cannot finish within the task's execution time"
     if busy >= policy.max_concurrent:

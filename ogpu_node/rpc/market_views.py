@@ -24,9 +24,9 @@ from ogpu_node.ledger.market.records import (
 from ogpu_node.ledger.market.reputation import anomaly_flags, delivered_gflops, reputation_bps
 from ogpu_node.ledger.market.rules import (
     NO_BID_REASONS,
+    bid_eligibility,
     is_active,
     no_bid_reason,
-    unmet_requirement,
 )
 from ogpu_node.rpc.views import JsonObject, amount_fields
 from ogpu_node.types import Address, Hash32, format_amount
@@ -149,9 +149,10 @@ def task_summary(task_id: Hash32, task: Task) -> JsonObject:
 
 
 def eligible_providers(state: State, task: Task) -> list[Address]:
-    """Providers that meet every requirement of `task` (see `rules.unmet_requirement`)."""
+    """Providers that could bid on `task` now, their declared price floor included (see
+    `rules.bid_eligibility`)."""
     return [a for a, p in state.providers.items()
-            if unmet_requirement(a, p, task, state.params) is None]
+            if bid_eligibility(state.params, a, p, task, advisory=True) is None]
 
 
 def why_view(state: State, task_id: Hash32, task: Task) -> JsonObject:

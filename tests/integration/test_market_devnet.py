@@ -163,9 +163,9 @@ def test_a_task_nobody_can_serve_ends_with_no_bids_and_the_reason(market: Market
     task_id = market.submit(dev_account_key(2), SMALL, min_benchmark=10_000)
     task = market.closed(task_id)
     assert task["closeReason"] == "no_bids"
-    assert task["why"] == "no_provider_meets_min_benchmark"
+    assert task["why"] == "below_min_benchmark"
     why = rpc_call(market.url, "task_why", {"taskId": task_id})
-    assert why["code"] == "no_provider_meets_min_benchmark" and why["explanation"]
+    assert why["code"] == "below_min_benchmark" and why["explanation"]
 
 
 def test_a_client_cancelling_after_award_loses_its_collateral(market: Market) -> None:

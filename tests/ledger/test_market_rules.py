@@ -360,9 +360,9 @@ def test_a_result_without_a_quorum_is_never_paid(chain: MarketChain, voters: int
 
 
 @pytest.mark.parametrize("setup,why", [
-    ("none", "no_providers"),
-    ("slow", "no_provider_meets_min_benchmark"),
-    ("floor", "budget_below_every_price_floor"),
+    ("none", "not_a_provider"),
+    ("slow", "below_min_benchmark"),
+    ("floor", "price_floor_above_max_price"),
     ("silent", "no_bids_received"),
 ])
 def test_no_bids_closes_with_the_reason(setup: str, why: str) -> None:

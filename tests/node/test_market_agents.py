@@ -286,7 +286,7 @@ async def test_a_task_nobody_can_serve_ends_with_the_reason(tmp_path: object) ->
             await wait_for(nodes[0], closed(nodes[0], task_id))
         task = task_of(nodes[0], task_id)
         assert task.close_reason == CloseReason.NO_BIDS
-        assert task.why == "no_provider_meets_min_benchmark"
+        assert task.why == "below_min_benchmark"
 
 
 async def test_a_measured_benchmark_is_measured_again_and_registered_when_it_moved(

@@ -161,18 +161,18 @@ async def test_task_why_explains_a_task_nobody_can_serve(rpc: Rpc, market: Marke
     task_id = await market.submit(min_benchmark=5_000)
     why = await rpc.result("task_why", [task_id.hex()])
     assert (why["code"], why["final"], why["registered"], why["eligible"]) == (
-        "no_providers", False, 0, 0)
+        "not_a_provider", False, 0, 0)
     await market.register(market.provider_a, benchmark=1_000)
     why = await rpc.result("task_why", {"taskId": task_id.hex()})
-    assert why["code"] == "no_provider_meets_min_benchmark"
-    assert why["explanation"] == "no provider's benchmark meets the task's minimum"
+    assert why["code"] == "below_min_benchmark"
+    assert why["explanation"] == "benchmark below the task's minimum"
     assert (why["registered"], why["eligible"], why["status"]) == (1, 0, "bidding")
     market.pass_phase(task_id)  # the bid window ends with no bid: closed NO_BIDS
     why = await rpc.result("task_why", [task_id.hex()])
     assert (why["status"], why["closeReason"], why["code"], why["final"]) == (
-        "closed", "no_bids", "no_provider_meets_min_benchmark", True)
+        "closed", "no_bids", "below_min_benchmark", True)
     assert (await rpc.result("task_get", [task_id.hex()]))["why"] == \
-        "no_provider_meets_min_benchmark"
+        "below_min_benchmark"
 
 
 async def test_task_why_of_a_task_that_did_not_lack_bids(rpc: Rpc, market: Market) -> None:

@@ -249,43 +249,94 @@ def _open_task(w: Working, task_id: Hash32, *phases: TaskStatus) -> Task:
 
 
 def process_commit_bid(w: Working, sender: Address, p: CommitBid) -> None:
-    """Record a sealed bid from an eligible provider. When no other provider could bid any more
-    (every eligible one has, or the task has all the bids it takes), the bid window ends at
-    once: waiting could not add a bid."""
+    """Record a sealed bid from a provider that `bid_eligibility` lets bid. When no other
+    provider could bid any more (every eligible one has, or the task has all the bids it takes),
+    the bid window ends at once: waiting could not add a bid."""
     params = w.base.params
     task = _open_task(w, p.task_id, TaskStatus.BIDDING)
     provider = w.provider(sender)
-    refusal = bid_refusal(params, sender, provider, task)
-    if refusal is not None:
-        raise refusal
-    assert provider is not None  # bid_refusal refuses a sender that is no provider
+    code = bid_eligibility(params, sender, provider, task)
+    if code is not None:
+        raise BID_REFUSAL_ERRORS[code](f"{NO_BID_REASONS[code]} ({code})")
+    assert provider is not None  # bid_eligibility gives a code for a sender that is no provider
     task = replace(task, bids=(*task.bids, Bid(sender, p.commitment)))
     w.set_task(p.task_id, task)
     w.set_provider(sender, replace(provider, bids=provider.bids + 1))
-    if all(bid_refusal(params, a, other, task) is not None for a, other in all_providers(w)):
+    if all(bid_eligibility(params, a, other, task) is not None for a, other in all_providers(w)):
         _end_bidding(w, p.task_id, task)
 
 
-def bid_refusal(params: Params, sender: Address, provider: Provider | None,
-                task: Task) -> MarketRuleError | None:
-    """Why `sender` may not commit a bid on `task` now (its bidding window being open), or None
-    when it may."""
+NO_BID_REASONS = {
+    # what keeps one provider from bidding, in the order `bid_eligibility` checks it: a NO_BIDS
+    # `why` is the code of the provider that got furthest down this list
+    "not_a_provider": "not a registered provider with at least the minimum stake",
+    "excluded": "the task's own client, or a provider whose result or deadline failed on it",
+    "below_min_benchmark": "benchmark below the task's minimum",
+    "already_bid": "holds a sealed bid on this round of the task already",
+    "task_full": "the task holds all the bids it takes (max_bids_per_task)",
+    "insufficient_free_stake": "free stake below the collateral an award at the maximum price "
+                               "would lock",
+    # advisory: the chain cannot check it (a sealed price is hidden until the reveal)
+    "price_floor_above_max_price": "price floor above the task's maximum price",
+    # about the task's bids as a whole
+    "no_bids_received": "some provider could bid but none did (busy, offline, or the work "
+                        "would not fit in the execution time)",
+    "no_bid_revealed": "sealed bids came in but none was revealed",
+    "bidders_lack_collateral": "the best bidders could no longer lock their collateral",
+}
+"""Every code `bid_eligibility` gives and every `why` of a NO_BIDS close, with its explanation
+(shown by `task_why` and the provider agent)."""
+
+BID_REFUSAL_ERRORS: dict[str, type[MarketRuleError]] = {
+    "not_a_provider": NotAProvider,
+    "excluded": NotPermitted,
+    "below_min_benchmark": NotPermitted,
+    "already_bid": NotPermitted,
+    "task_full": NotPermitted,
+    "insufficient_free_stake": InsufficientStake,
+}
+"""The error a refused `CommitBid` raises, by the code `bid_eligibility` gave."""
+
+_CHECK_ORDER = tuple(NO_BID_REASONS)
+
+
+def bid_eligibility(params: Params, address: Address, provider: Provider | None, task: Task,
+                    *, advisory: bool = False) -> str | None:
+    """Why `address` (whose provider record is `provider`) may not commit a sealed bid on `task`
+    while its bid window is open, as a `NO_BID_REASONS` code; None when it may.
+
+    The one bid rule: `process_commit_bid` refuses a bid exactly when this gives a code, and
+    the provider agent asks it before bidding, so it sends no bid the chain refuses. With
+    `advisory`, a provider that passes is also held to its declared price floor, which the
+    chain cannot check (the price is sealed until the reveal): for explanations only.
+    """
     if provider is None or not is_active(provider, params):
-        return NotAProvider("only a provider with at least the minimum stake may bid")
-    if sender == task.client or sender in task.excluded:
-        return NotPermitted("this provider may not bid on this task")
+        return "not_a_provider"
+    if address == task.client or address in task.excluded:
+        return "excluded"
     if provider.benchmark < task.min_benchmark:
-        return NotPermitted(f"benchmark {provider.benchmark} below the task's "
-                            f"{task.min_benchmark}")
-    if any(b.bidder == sender for b in task.bids):
-        return NotPermitted("one bid per provider and round")
+        return "below_min_benchmark"
+    if any(b.bidder == address for b in task.bids):
+        return "already_bid"
     if len(task.bids) >= params.max_bids_per_task:
-        return NotPermitted("the task has all the bids it takes")
-    needed = provider_collateral(params, task.budget)
-    if provider.free_stake < needed:
-        return InsufficientStake(f"free stake {provider.free_stake} below the {needed} "
-                                 "collateral an award at the maximum price would lock")
+        return "task_full"
+    if provider.free_stake < provider_collateral(params, task.budget):
+        return "insufficient_free_stake"
+    if advisory and provider.price_floor > task.max_price:
+        return "price_floor_above_max_price"
     return None
+
+
+def no_bid_reason(providers: Iterable[tuple[Address, Provider]], task: Task,
+                  params: Params) -> str:
+    """Why `task` gets no (further) bid: the `bid_eligibility` code, advisory floor included,
+    of the provider that got furthest; `no_bids_received` when some provider could bid, and
+    `not_a_provider` when there is none."""
+    codes = [bid_eligibility(params, a, p, task, advisory=True) for a, p in providers]
+    if any(code is None for code in codes):
+        return "no_bids_received"
+    return max((c for c in codes if c is not None), key=_CHECK_ORDER.index,
+               default="not_a_provider")
 
 
 def process_reveal_bid(w: Working, sender: Address, p: RevealBid) -> None:
@@ -473,51 +524,8 @@ def _award(w: Working, task_id: Hash32, task: Task) -> None:
 
 
 def explain_no_bids(w: Working, task: Task) -> str:
-    """Why no provider bid: the first requirement that nobody meets, as a stable code."""
+    """Why no provider bid on `task` (see `no_bid_reason`), as a stable code."""
     return no_bid_reason(all_providers(w), task, w.base.params)
-
-
-NO_BID_REASONS = {
-    "no_providers": "no provider with the minimum stake is registered (or all are excluded)",
-    "no_provider_meets_min_benchmark": "no provider's benchmark meets the task's minimum",
-    "no_provider_with_free_collateral": "no provider has the free stake the collateral needs",
-    "budget_below_every_price_floor": "the maximum price is below every provider's price floor",
-    "no_bids_received": "eligible providers exist but none bid (busy, offline, or the work "
-                        "would not fit in the execution time)",
-    "no_bid_revealed": "sealed bids came in but none was revealed",
-    "bidders_lack_collateral": "the best bidders could no longer lock their collateral",
-}
-"""Every `why` code of a NO_BIDS close, with its explanation."""
-
-
-def unmet_requirement(address: Address, provider: Provider, task: Task,
-                      params: Params) -> str | None:
-    """The first of `task`'s requirements this provider does not meet, as the `NO_BID_REASONS`
-    code it would give if every provider stopped there; None when it may bid."""
-    if not is_active(provider, params) or address == task.client or address in task.excluded:
-        return "no_providers"
-    if provider.benchmark < task.min_benchmark:
-        return "no_provider_meets_min_benchmark"
-    if provider.free_stake < provider_collateral(params, task.budget):
-        return "no_provider_with_free_collateral"
-    if provider.price_floor > task.max_price:
-        return "budget_below_every_price_floor"
-    return None
-
-
-_REQUIREMENT_ORDER = ("no_providers", "no_provider_meets_min_benchmark",
-                      "no_provider_with_free_collateral", "budget_below_every_price_floor")
-
-
-def no_bid_reason(providers: Iterable[tuple[Address, Provider]], task: Task,
-                  params: Params) -> str:
-    """The requirement that stopped the provider who got furthest, or `no_bids_received` when
-    some provider meets them all."""
-    unmet = [unmet_requirement(a, p, task, params) for a, p in providers]
-    if any(code is None for code in unmet):
-        return "no_bids_received"
-    return max((c for c in unmet if c is not None), key=_REQUIREMENT_ORDER.index,
-               default="no_providers")
 
 
 # --- settlement --------------------------------------------------------------------------------
