@@ -136,21 +136,21 @@ def advance(w: Working, item_id: bytes, attempt: int, check: Check, *,
         if len(check.votes) < len(check.committee) and w.timestamp < check.ends_ms:
             return Step(check)
         if not check.votes:
-            return _silent_round(w, check, exclude=exclude, last_ms=last_ms)
+            return _silent_round(w, check, last_ms)
         check = replace(check, phase=CheckPhase.REVEALING,
                         ends_ms=w.timestamp + params.verdict_reveal_window_ms)
         return Step(check)
     if any(not v.revealed for v in check.votes) and w.timestamp < check.ends_ms:
         return Step(check)
-    return settle(w, check, exclude=exclude, last_ms=last_ms)
+    return settle(w, check, last_ms)
 
 
-def settle(w: Working, check: Check, *, exclude: Iterable[Address], last_ms: int) -> Step:
+def settle(w: Working, check: Check, last_ms: int) -> Step:
     """The outcome by the votes revealed: a quorum either way (penalising who was silent or
     accepted a rejected claim), else a silent round (`_silent_round`)."""
     outcome, accepts, rejects = _tally(check)
     if outcome is None:
-        return _silent_round(w, check, exclude=exclude, last_ms=last_ms)
+        return _silent_round(w, check, last_ms)
     trail = _penalise_silent(w, check)
     if outcome == Outcome.ACCEPT:
         return Step(check, outcome, accepts, trail)
@@ -194,8 +194,7 @@ def _tally(check: Check) -> tuple[Outcome | None, tuple[Address, ...], tuple[Add
     return None, accepts, rejects
 
 
-def _silent_round(w: Working, check: Check, *, exclude: Iterable[Address],
-                  last_ms: int) -> Step:
+def _silent_round(w: Working, check: Check, last_ms: int) -> Step:
     """No quorum: penalise the silent members, pay this round's revealers from their
     penalties, and draw a fresh committee if another round fits (else UNCHECKED)."""
     params = w.base.params
