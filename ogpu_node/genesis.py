@@ -104,7 +104,7 @@ class Genesis:
 
 
 _AMOUNT_PARAMS = {"min_fee", "initial_block_reward", "min_validator_stake", "provider_min_stake",
-                  "verifier_silence_penalty", "verifier_wrong_accept_penalty"}
+                  "verifier_silence_penalty", "verifier_wrong_accept_penalty", "bid_deposit_min"}
 
 
 def _amount_or_int(name: str, value: int) -> str | int:

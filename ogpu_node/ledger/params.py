@@ -22,6 +22,9 @@ MAX_CHAIN_ID_LEN = 64
 
 MAX_COMMITTEE_DELAY = 64
 """Upper bound of `Params.committee_delay_blocks`."""
+MAX_BIDS_PER_TASK = 256
+"""Upper bound of `Params.max_bids_per_task`: a task record holding this many bids, a full money
+trail and the largest result stays well within `Task.MAX_BYTES` (1,024 bids did not fit)."""
 
 MAX_EVIDENCE_AGE = 100_000
 """Upper bound of `Params.evidence_max_age`: applying evidence looks up the offender's unbonding
@@ -63,6 +66,13 @@ class Params:
     """Time a drawn committee has to seal its verdicts (`market/verification.py`)."""
     max_task_attempts: int = 3
     max_bids_per_task: int = 64
+    bid_deposit_bps: int = 100
+    """A sealed bid locks this share of the task's budget (but at least `bid_deposit_min`) from
+    the bidder's free provider stake: returned when the bid is revealed (or the client cancels
+    before the award), paid to the client when the reveal window ends with it sealed. What
+    makes a bid that is never revealed cost its bidder."""
+    bid_deposit_min: int = UNITS_PER_OGPU // 10
+    """The least deposit a sealed bid locks, whatever the budget (base units)."""
     pool_dispute_window_ms: int = 5_000
     """Time a pool's owner has to dispute an unsampled answer before it is paid."""
     release_window_ms: int = 10_000
@@ -115,7 +125,7 @@ class Params:
         if not 0 <= self.proposer_reward_bps <= BPS:
             problems.append(f"proposer_reward_bps must be within 0..{BPS}")
         for name in ("client_collateral_bps", "provider_collateral_bps", "verifier_fee_bps",
-                     "slash_to_client_bps", "equivocation_slash_bps",
+                     "slash_to_client_bps", "bid_deposit_bps", "equivocation_slash_bps",
                      "equivocation_reporter_bps"):
             if not 0 <= getattr(self, name) <= BPS:
                 problems.append(f"{name} must be within 0..{BPS}")
@@ -144,8 +154,12 @@ class Params:
             problems.append("max_check_rounds must be within 1..5")
         if not 1 <= self.max_task_attempts <= 5:
             problems.append("max_task_attempts must be within 1..5")
-        if not 1 <= self.max_bids_per_task <= 1024:
-            problems.append("max_bids_per_task must be within 1..1024")
+        if not 1 <= self.max_bids_per_task <= MAX_BIDS_PER_TASK:
+            problems.append(f"max_bids_per_task must be within 1..{MAX_BIDS_PER_TASK}")
+        if not 1 <= self.bid_deposit_min <= self.provider_min_stake:
+            # zero would make abandoned bids free again; above the minimum stake, a provider
+            # that holds just the minimum could never bid
+            problems.append("bid_deposit_min must be within 1..provider_min_stake")
         if self.min_validator_stake < 1:
             problems.append("min_validator_stake must be positive")
         if not 1 <= self.slot_ms <= MAX_SLOT_MS:

@@ -110,6 +110,7 @@ def task_view(state: State, task_id: Hash32, task: Task, progress_bps: int | Non
         "status": task.status.name.lower(), "phaseEndMs": task.phase_end_ms,
         "attempt": task.attempt,
         "bids": [{"bidder": address_to_text(b.bidder), "revealed": b.revealed,
+                  **amount_fields("deposit", b.deposit),
                   "price": str(b.price) if b.revealed else None,
                   "priceOgpu": format_amount(b.price) if b.revealed else None}
                  for b in task.bids],

@@ -63,7 +63,7 @@ def situations(draw: st.DrawFn) -> tuple[State, Address, Provider | None, Task]:
                 min_benchmark=draw(st.sampled_from([0, 0, 0, 2_000])), exec_ms=10_000,
                 expires_ms=base.timestamp + 100_000, created_ms=base.timestamp, escrow=0,
                 status=TaskStatus.BIDDING, phase_end_ms=base.timestamp + 1_000,
-                bids=tuple(Bid(a, Hash32(bytes(32))) for a in earlier),
+                bids=tuple(Bid(a, Hash32(bytes(32)), deposit=1) for a in earlier),
                 excluded=tuple(excluded))
     provider = draw(providers(provider_collateral(params, task.budget)))
     state = replace(base, tasks={TASK_ID: task},

@@ -3,7 +3,8 @@ purpose, with time jumping across every kind of deadline. After every block:
 
 * value is conserved (balances + stakes + provider bonds + task escrow + ... = issued - burned);
 * no balance, stake, escrow or lock is negative, and a provider's lock never exceeds its stake;
-* each provider's lock equals the collateral of the tasks it runs or has under verification;
+* each provider's lock equals the collateral of the tasks it runs or has under verification,
+  plus the deposits of its sealed bids on tasks still bidding or revealing, plus its pool bonds;
 * a closed task holds no escrow and has a close reason; an open one has none;
 * the incremental commitment equals the one computed from scratch, and the open-task index
   matches the tasks;
@@ -13,6 +14,7 @@ purpose, with time jumping across every kind of deadline. After every block:
 from __future__ import annotations
 
 from collections import defaultdict
+from dataclasses import replace
 
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
@@ -20,7 +22,7 @@ from hypothesis import strategies as st
 from gpu.spec import MatmulSpec
 from ogpu_node.encoding import encode
 from ogpu_node.hashing import digest
-from ogpu_node.ledger import apply_tx
+from ogpu_node.ledger import Params, apply_tx
 from ogpu_node.ledger.builder import select_transactions
 from ogpu_node.ledger.errors import InvalidTransaction
 from ogpu_node.ledger.market.auction import bid_commitment
@@ -47,6 +49,7 @@ from ogpu_node.ledger.market.records import (
     LIVE_REQUESTS,
     Check,
     CheckPhase,
+    CloseReason,
     RequestStatus,
     TaskStatus,
 )
@@ -55,7 +58,7 @@ from ogpu_node.ledger.state import State, compute_records_hash, open_task_ids
 from ogpu_node.ledger.tx import Payload, Transaction
 from ogpu_node.types import Hash32, ogpu
 from tests.ledger.helpers import KEYS, snapshot
-from tests.ledger.market_helpers import GPU, MarketChain, result_for
+from tests.ledger.market_helpers import GPU, MARKET_PARAMS, MarketChain, result_for
 from tests.ledger.profiles import examples
 
 POOL_ACTIONS = ("pool", "join", "leave", "request", "answer", "pool_vote", "close_pool",
@@ -91,6 +94,10 @@ def check_market_invariants(state: State) -> None:
                            TaskStatus.CHECKING_INPUTS):
             assert task.provider is not None
             locks[task.provider] += task.collateral
+        if task.status in (TaskStatus.BIDDING, TaskStatus.REVEALING):
+            for bid in task.bids:
+                if not bid.revealed:
+                    locks[bid.bidder] += bid.deposit
     for pool in state.pools.values():
         assert pool.escrow >= 0 and all(r.escrow >= 0 for r in pool.requests)
         if pool.closed:
@@ -102,28 +109,34 @@ def check_market_invariants(state: State) -> None:
         assert provider.locked == locks.get(address, 0)
 
 
+DEAR_BIDS = replace(MARKET_PARAMS, bid_deposit_min=ogpu(100), bid_deposit_bps=5_000)
+"""Deposits so large that the providers' free stake (150 OGPU) covers one sealed bid at a time."""
+
+
 def histories(actions: list[str]) -> st.SearchStrategy[list[tuple[str, int]]]:
     return st.lists(st.tuples(st.sampled_from(actions), st.integers(0, 2**32)), min_size=10,
                     max_size=80)
 
 
 @settings(max_examples=examples(100, 2000))
-@given(histories(TASK_ACTIONS))
-def test_random_task_histories_keep_every_invariant(steps: list[tuple[str, int]]) -> None:
-    run_history(steps)
+@given(histories(TASK_ACTIONS), st.booleans())
+def test_random_task_histories_keep_every_invariant(steps: list[tuple[str, int]],
+                                                    dear_bids: bool) -> None:
+    run_history(steps, DEAR_BIDS if dear_bids else MARKET_PARAMS)
 
 
 @settings(max_examples=examples(100, 2000))
-@given(histories(ACTIONS))
+@given(histories(ACTIONS), st.booleans())
 def test_random_task_and_pool_histories_keep_every_invariant(
-        steps: list[tuple[str, int]]) -> None:
-    run_history(steps)
+        steps: list[tuple[str, int]], dear_bids: bool) -> None:
+    run_history(steps, DEAR_BIDS if dear_bids else MARKET_PARAMS)
 
 
-def run_history(steps: list[tuple[str, int]]) -> None:
-    chain = MarketChain.start()
-    chain.register(KEYS[1])
-    chain.register(KEYS[2], benchmark=3_000)
+def run_history(steps: list[tuple[str, int]], params: Params) -> None:
+    chain = MarketChain.start(params)
+    stake = ogpu(500) if params == MARKET_PARAMS else ogpu(150)
+    chain.register(KEYS[1], stake=stake)
+    chain.register(KEYS[2], benchmark=3_000, stake=stake)
     salts: dict[tuple[bytes, int, bytes], tuple[int, bytes]] = {}
     votes: dict[tuple[bytes, bytes, int, int, bytes], bool] = {}
     pending: list[Transaction] = []
@@ -283,6 +296,10 @@ def run_history(steps: list[tuple[str, int]]) -> None:
     for t in chain.state.tasks.values():
         assert t.close_reason is not None
         event(f"closed {t.close_reason.name.lower()} after {t.attempt} attempt(s)")
+        if any(m.event == "bid_deposits_forfeited" for m in t.trail):
+            event("sealed bids forfeited their deposits")
+        if t.close_reason == CloseReason.CANCELLED and any(not b.revealed for b in t.bids):
+            event("a cancel returned sealed bids' deposits")
     assert all(p.locked == 0 for p in chain.state.providers.values())
     assert all(p.closed for p in chain.state.pools.values())
     for pool in chain.state.pools.values():

@@ -11,7 +11,7 @@ from dataclasses import replace
 import pytest
 
 from gpu.spec import MatmulSpec
-from ogpu_node.encoding import encode
+from ogpu_node.encoding import decode, encode
 from ogpu_node.ledger import InvalidBlock, apply_tx
 from ogpu_node.ledger.errors import (
     BadReveal,
@@ -37,14 +37,23 @@ from ogpu_node.ledger.market.payloads import (
     WithdrawProvider,
 )
 from ogpu_node.ledger.market.records import (
+    MAX_CHECK_ROUNDS,
+    MAX_CHECKPOINTS,
+    MAX_COMMITTEE,
+    MAX_TRAIL,
+    Bid,
+    Check,
+    CheckPhase,
     CloseReason,
     Movement,
     Provider,
+    Task,
     TaskResult,
     TaskStatus,
+    Vote,
 )
 from ogpu_node.ledger.market.reputation import anomaly_flags, reputation_bps
-from ogpu_node.ledger.params import BPS
+from ogpu_node.ledger.params import BPS, MAX_BIDS_PER_TASK, Params
 from ogpu_node.ledger.state import State, compute_records_hash
 from ogpu_node.types import Address, Hash32, ogpu
 from tests.ledger.helpers import FEE, KEYS, snapshot
@@ -68,6 +77,7 @@ BUDGET = MAX_PRICE * UNITS
 RESERVE = BUDGET * 200 // BPS
 CLIENT_COLLATERAL = BUDGET * 1_000 // BPS
 ESCROW = BUDGET + RESERVE + CLIENT_COLLATERAL
+DEPOSIT = max(MARKET_PARAMS.bid_deposit_min, BUDGET * MARKET_PARAMS.bid_deposit_bps // BPS)
 ZERO = Hash32(bytes(32))
 
 
@@ -301,14 +311,26 @@ def test_late_result_is_refused(chain: MarketChain) -> None:
     assert type(info.value.__cause__) is WrongPhase
 
 
-def test_cancel_before_award_refunds_everything(chain: MarketChain) -> None:
+@pytest.mark.parametrize("phase", [TaskStatus.BIDDING, TaskStatus.REVEALING])
+def test_cancel_before_award_refunds_everything_and_returns_every_deposit(
+        chain: MarketChain, phase: TaskStatus) -> None:
     before = chain.state.account(CLIENT.address).balance
+    stakes = {k.address: chain.state.providers[k.address].stake for k in (PROVIDER_A, PROVIDER_B)}
     task_id = chain.submit()
     chain.bid(PROVIDER_A, task_id, 10)
+    if phase == TaskStatus.REVEALING:
+        chain.bid(PROVIDER_B, task_id, 20)
+        chain.end_bidding(task_id)
+        chain.reveal(PROVIDER_B, task_id, 20)
+    assert chain.task(task_id).status == phase
+    assert chain.state.providers[PROVIDER_A.address].locked == DEPOSIT
     chain.send(CLIENT, CancelTask(task_id))
     task = chain.task(task_id)
     assert task.close_reason == CloseReason.CANCELLED and task.escrow == 0
     assert chain.state.account(CLIENT.address).balance == before - 2 * FEE
+    for address, stake in stakes.items():  # the bidders did nothing wrong: nothing taken
+        assert chain.state.providers[address].stake == stake
+        assert chain.state.providers[address].locked == 0
     conserved(chain.state)
 
 
@@ -380,13 +402,84 @@ def test_no_bids_closes_with_the_reason(setup: str, why: str) -> None:
 
 
 def test_unrevealed_bid_counts_against_the_bidder_and_nobody_wins(chain: MarketChain) -> None:
+    client_before = balance(chain, 5)
+    stake = chain.state.providers[PROVIDER_A.address].stake
     task_id = chain.submit()
     chain.bid(PROVIDER_A, task_id, 10)
     chain.pass_phase(task_id)
     chain.pass_phase(task_id)
     task = chain.task(task_id)
     assert task.close_reason == CloseReason.NO_BIDS and task.why == "no_bid_revealed"
-    assert chain.state.providers[PROVIDER_A.address].unrevealed == 1
+    provider = chain.state.providers[PROVIDER_A.address]
+    assert provider.unrevealed == 1
+    # the escrow is refunded and the sealed bid's deposit paid to the client
+    assert (provider.stake, provider.locked) == (stake - DEPOSIT, 0)
+    assert balance(chain, 5) == client_before - FEE + DEPOSIT
+    assert task.trail[-2:] == (Movement("bid_deposits_forfeited", CLIENT.address, DEPOSIT),
+                               Movement("refund", CLIENT.address, ESCROW))
+    conserved(chain.state)
+
+
+def test_a_sealed_bid_locks_a_deposit_that_its_reveal_returns(chain: MarketChain) -> None:
+    assert MARKET_PARAMS.bid_deposit_min == DEPOSIT  # a budget of 3 OGPU: 1 % is below it
+    stake = chain.state.providers[PROVIDER_A.address].stake
+    task_id = chain.submit(max_price=MAX_PRICE)
+    chain.bid(PROVIDER_A, task_id, ogpu(1) // 5)
+    assert chain.task(task_id).bids[0].deposit == DEPOSIT
+    assert chain.state.providers[PROVIDER_A.address].free_stake == stake - DEPOSIT
+    chain.bid(PROVIDER_B, task_id, ogpu(3) // 10)
+    chain.reveal(PROVIDER_A, task_id, ogpu(1) // 5)
+    assert chain.state.providers[PROVIDER_A.address].locked == 0
+    chain.reveal(PROVIDER_B, task_id, ogpu(3) // 10)
+    task = chain.task(task_id)
+    # the award comes after every reveal: only the winner's collateral is locked now
+    assert task.status == TaskStatus.RUNNING and task.provider == PROVIDER_A.address
+    assert chain.state.providers[PROVIDER_A.address].locked == task.collateral
+    assert chain.state.providers[PROVIDER_B.address].locked == 0
+    assert chain.state.providers[PROVIDER_A.address].stake == stake
+    assert "bid_deposits_forfeited" not in [m.event for m in task.trail]
+    conserved(chain.state)
+
+
+def test_a_bid_never_revealed_forfeits_its_deposit_to_the_client(chain: MarketChain) -> None:
+    """What a bid spammer pays: each sealed bid it never reveals costs its deposit, paid to the
+    client whose task it held up."""
+    client_before = balance(chain, 5)
+    a_stake = chain.state.providers[PROVIDER_A.address].stake
+    task_id = chain.submit(max_price=MAX_PRICE)
+    chain.bid(PROVIDER_A, task_id, 10)
+    chain.bid(PROVIDER_B, task_id, 20)
+    chain.reveal(PROVIDER_B, task_id, 20)
+    chain.pass_phase(task_id)  # the reveal window ends with A's bid sealed
+    task = chain.task(task_id)
+    assert task.status == TaskStatus.RUNNING and task.provider == PROVIDER_B.address
+    a = chain.state.providers[PROVIDER_A.address]
+    assert (a.stake, a.locked, a.unrevealed) == (a_stake - DEPOSIT, 0, 1)
+    assert Movement("bid_deposits_forfeited", CLIENT.address, DEPOSIT) in task.trail
+    assert balance(chain, 5) == client_before - ESCROW - FEE + DEPOSIT
+    conserved(chain.state)
+
+
+def test_free_stake_must_cover_the_deposit_and_the_collateral_of_an_award() -> None:
+    chain = MarketChain.start()
+    max_price = ogpu(200)  # a budget of 600 OGPU: deposit 6, collateral at most 120
+    budget = max_price * UNITS
+    deposit = budget * MARKET_PARAMS.bid_deposit_bps // BPS
+    needed = deposit + budget * MARKET_PARAMS.provider_collateral_bps // BPS
+    assert deposit > MARKET_PARAMS.bid_deposit_min
+    chain.register(PROVIDER_A, stake=needed - 1)
+    task_id = chain.submit(max_price=max_price)
+    with pytest.raises(InsufficientStake):
+        chain.check(PROVIDER_A, CommitBid(task_id, ZERO))
+    chain.send(PROVIDER_A, RegisterProvider(GPU, 1_000, 1, 1))  # one unit more
+    chain.bid(PROVIDER_A, task_id, max_price)
+    provider = chain.state.providers[PROVIDER_A.address]
+    assert provider.free_stake == needed - deposit  # what an award at the maximum locks
+    with pytest.raises(InsufficientStake):  # the deposit cannot leave either
+        chain.check(PROVIDER_A, WithdrawProvider(provider.stake))
+    chain.reveal(PROVIDER_A, task_id, max_price)
+    assert chain.task(task_id).collateral == needed - deposit
+    conserved(chain.state)
 
 
 def test_training_result_must_list_every_checkpoint(chain: MarketChain) -> None:
@@ -508,3 +601,39 @@ def test_result_for_a_closed_task_and_double_votes_are_refused(chain: MarketChai
         chain.reveal_vote(key, task_id, True)
     with pytest.raises(WrongPhase):
         chain.check(PROVIDER_A, CommitResult(task_id, TaskResult(ZERO, ZERO, (), (), ZERO)))
+
+
+@pytest.mark.parametrize("changes,problem", [
+    ({"bid_deposit_min": 0}, "bid_deposit_min must be within 1..provider_min_stake"),
+    ({"bid_deposit_min": ogpu(100) + 1}, "bid_deposit_min must be within 1..provider_min_stake"),
+    ({"bid_deposit_bps": BPS + 1}, f"bid_deposit_bps must be within 0..{BPS}"),
+    ({"max_bids_per_task": MAX_BIDS_PER_TASK + 1},
+     f"max_bids_per_task must be within 1..{MAX_BIDS_PER_TASK}"),
+])
+def test_bid_parameters_are_bounded(changes: dict[str, int], problem: str) -> None:
+    assert MARKET_PARAMS.check() == [] and Params().check() == []
+    assert replace(MARKET_PARAMS, bid_deposit_min=ogpu(100), bid_deposit_bps=0).check() == []
+    assert problem in replace(MARKET_PARAMS, **changes).check()
+
+
+def test_a_task_with_the_most_bids_and_the_longest_trail_fits_its_record() -> None:
+    """`max_bids_per_task` is bounded so that the largest task record still encodes: with 1,024
+    bids (the bound before) a task took 69.7 KB, over `Task.MAX_BYTES`."""
+    who = PROVIDER_A.address
+    ids = tuple(Hash32(bytes([i % 256]) * 32) for i in range(MAX_CHECKPOINTS))
+    task = Task(
+        client=who, kind=1, spec=b"s" * 1024, work_units=2**64 - 1, max_price=2**64 - 1,
+        min_benchmark=2**64 - 1, exec_ms=2**64 - 1, expires_ms=2**64 - 1,
+        created_ms=2**64 - 1, escrow=2**64 - 1,
+        bids=tuple(Bid(who, ZERO, 2**64 - 1, 2**64 - 1, True)
+                   for _ in range(MAX_BIDS_PER_TASK)),
+        excluded=(who,) * 5, provider=who, price=2**64 - 1, collateral=2**64 - 1,
+        result=TaskResult(ZERO, ZERO, ids, tuple((f"m{i}" * 8, 2**64 - 1) for i in range(8)),
+                          ZERO),
+        check=Check(CheckPhase.REVEALING, 2**64 - 1, 2**64 - 1, MAX_CHECK_ROUNDS,
+                    (who,) * MAX_COMMITTEE,
+                    tuple(Vote(who, ZERO, True, True, "r" * 64) for _ in range(MAX_COMMITTEE)),
+                    (who,) * (MAX_COMMITTEE * MAX_CHECK_ROUNDS)),
+        released_key=b"k" * 32,
+        why="w" * 64, trail=tuple(Movement("e" * 32, who, 2**64 - 1) for _ in range(MAX_TRAIL)))
+    assert decode(Task, encode(task)) == task

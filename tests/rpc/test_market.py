@@ -61,11 +61,12 @@ async def test_task_get_shows_a_completed_task_and_its_money_trail(rpc: Rpc,
     assert (view["maxPrice"], view["maxPriceOgpu"]) == (str(ogpu(1)), "1")
     assert view["budget"] == str(3 * ogpu(1)) and view["escrow"] == "0"
     assert (view["status"], view["closeReason"], view["why"]) == ("closed", "completed", None)
+    deposit = {"deposit": str(ogpu(1) // 10), "depositOgpu": "0.1"}  # returned by the reveal
     assert view["bids"] == [
-        {"bidder": text(market.provider_a), "revealed": True, "price": str(ogpu(1) // 4),
-         "priceOgpu": "0.25"},
-        {"bidder": text(market.provider_b), "revealed": True, "price": str(ogpu(1) // 2),
-         "priceOgpu": "0.5"}]
+        {"bidder": text(market.provider_a), "revealed": True, **deposit,
+         "price": str(ogpu(1) // 4), "priceOgpu": "0.25"},
+        {"bidder": text(market.provider_b), "revealed": True, **deposit,
+         "price": str(ogpu(1) // 2), "priceOgpu": "0.5"}]
     assert view["provider"] == text(market.provider_a)
     assert view["price"] == str(task.price) and view["payment"] == str(task.payment)
     assert view["collateral"] == str(task.collateral)

@@ -13,6 +13,7 @@ from typing import Any, ClassVar, Self
 from ogpu_node.encoding import read_array, read_bytes, read_list, read_str, read_uint
 from ogpu_node.errors import DecodeError
 from ogpu_node.hashing import digest
+from ogpu_node.ledger.params import MAX_BIDS_PER_TASK
 from ogpu_node.types import ADDRESS_LEN, HASH_LEN, Address, Hash32
 
 MAX_DEVICES = 16
@@ -143,22 +144,25 @@ class Provider:
 
 @dataclass(frozen=True, slots=True)
 class Bid:
-    """A sealed bid (its commitment) and, once revealed, its price per work unit."""
+    """A sealed bid (its commitment and the deposit it locked from the bidder's provider stake)
+    and, once revealed, its price per work unit. The deposit is held (as part of
+    `Provider.locked`) while the bid is sealed and the task bidding or revealing."""
 
     bidder: Address
     commitment: Hash32
+    deposit: int
     price: int = 0
     revealed: bool = False
 
     def to_fields(self) -> list[Any]:
-        return [self.bidder, self.commitment, self.price, int(self.revealed)]
+        return [self.bidder, self.commitment, self.deposit, self.price, int(self.revealed)]
 
     @classmethod
     def from_fields(cls, value: Any) -> Self:
-        bidder, commitment, price, revealed = read_array(value, 4, "bid")
+        bidder, commitment, deposit, price, revealed = read_array(value, 5, "bid")
         return cls(Address(read_bytes(bidder, "bid.bidder", size=ADDRESS_LEN)),
                    Hash32(read_bytes(commitment, "bid.commitment", size=HASH_LEN)),
-                   read_uint(price, "bid.price"),
+                   read_uint(deposit, "bid.deposit"), read_uint(price, "bid.price"),
                    bool(read_uint(revealed, "bid.revealed", max_value=1)))
 
 
@@ -392,7 +396,8 @@ class Task:
             status=TaskStatus(status),
             phase_end_ms=read_uint(f[11], "task.phase_end_ms"),
             attempt=read_uint(f[12], "task.attempt"),
-            bids=tuple(Bid.from_fields(b) for b in read_list(f[13], 1024, "task.bids")),
+            bids=tuple(Bid.from_fields(b)
+                       for b in read_list(f[13], MAX_BIDS_PER_TASK, "task.bids")),
             excluded=addresses(f[14], "task.excluded", 1024),
             provider=Address(provider) if provider else None,
             price=read_uint(f[16], "task.price"),

@@ -24,6 +24,14 @@ Money (all integers, every path conserves value; the property tests check it):
 
 * submission escrows budget (max price x work units) + verification reserve (`verifier_fee_bps`
   of the budget) + client collateral (`client_collateral_bps` of the budget);
+* a sealed bid locks a deposit (`bid_deposit_bps` of the budget, at least `bid_deposit_min`)
+  from the bidder's free provider stake, recorded in its `Bid`; the reveal returns it. When the
+  reveal window ends (the award), every deposit still sealed goes to the client (one trail line,
+  `bid_deposits_forfeited`: a line per bid could outgrow `MAX_TRAIL`); a cancel by the client
+  while bidding or revealing returns them all (the bidders did nothing wrong). So a deposit is
+  never locked beside the collateral of the same bid: the award comes after its reveal. A
+  provider may bid only when its free stake covers the deposit plus the collateral an award at
+  the maximum price would lock, so that the bid can be honoured the moment it is placed;
 * the award locks `provider_collateral_bps` of the payment from the winner's provider stake;
 * the release of an accepted result's key pays the provider price x work units, each committee
   member who revealed *accept* reserve / committee size, burns the fee of each member who
@@ -217,6 +225,18 @@ def provider_collateral(params: Params, payment: int) -> int:
     return max(1, payment * params.provider_collateral_bps // BPS)
 
 
+def bid_deposit(params: Params, task: Task) -> int:
+    """What a sealed bid on `task` locks until it is revealed (see the module docstring)."""
+    return max(params.bid_deposit_min, task.budget * params.bid_deposit_bps // BPS)
+
+
+def _unlock(w: Working, address: Address, amount: int) -> None:
+    """Release `amount` of a provider's locked stake (a deposit returned)."""
+    provider = w.provider(address)
+    if provider is not None and amount:
+        w.set_provider(address, replace(provider, locked=provider.locked - amount))
+
+
 def process_submit_task(w: Working, task_id: Hash32, sender: Address, p: SubmitTask) -> None:
     """Open a task for bidding and escrow what it may cost."""
     params = w.base.params
@@ -259,9 +279,11 @@ def process_commit_bid(w: Working, sender: Address, p: CommitBid) -> None:
     if code is not None:
         raise BID_REFUSAL_ERRORS[code](f"{NO_BID_REASONS[code]} ({code})")
     assert provider is not None  # bid_eligibility gives a code for a sender that is no provider
-    task = replace(task, bids=(*task.bids, Bid(sender, p.commitment)))
+    deposit = bid_deposit(params, task)
+    task = replace(task, bids=(*task.bids, Bid(sender, p.commitment, deposit)))
     w.set_task(p.task_id, task)
-    w.set_provider(sender, replace(provider, bids=provider.bids + 1))
+    w.set_provider(sender, replace(provider, bids=provider.bids + 1,
+                                   locked=provider.locked + deposit))
     if all(bid_eligibility(params, a, other, task) is not None for a, other in all_providers(w)):
         _end_bidding(w, p.task_id, task)
 
@@ -274,14 +296,15 @@ NO_BID_REASONS = {
     "below_min_benchmark": "benchmark below the task's minimum",
     "already_bid": "holds a sealed bid on this round of the task already",
     "task_full": "the task holds all the bids it takes (max_bids_per_task)",
-    "insufficient_free_stake": "free stake below the collateral an award at the maximum price "
-                               "would lock",
+    "insufficient_free_stake": "free stake below the bid deposit plus the collateral an award "
+                               "at the maximum price would lock",
     # advisory: the chain cannot check it (a sealed price is hidden until the reveal)
     "price_floor_above_max_price": "price floor above the task's maximum price",
     # about the task's bids as a whole
     "no_bids_received": "some provider could bid but none did (busy, offline, or the work "
                         "would not fit in the execution time)",
-    "no_bid_revealed": "sealed bids came in but none was revealed",
+    "no_bid_revealed": "sealed bids came in but none was revealed (their deposits went to the "
+                       "client)",
     "bidders_lack_collateral": "the best bidders could no longer lock their collateral",
 }
 """Every code `bid_eligibility` gives and every `why` of a NO_BIDS close, with its explanation
@@ -320,7 +343,7 @@ def bid_eligibility(params: Params, address: Address, provider: Provider | None,
         return "already_bid"
     if len(task.bids) >= params.max_bids_per_task:
         return "task_full"
-    if provider.free_stake < provider_collateral(params, task.budget):
+    if provider.free_stake < bid_deposit(params, task) + provider_collateral(params, task.budget):
         return "insufficient_free_stake"
     if advisory and provider.price_floor > task.max_price:
         return "price_floor_above_max_price"
@@ -356,6 +379,7 @@ def process_reveal_bid(w: Working, sender: Address, p: RevealBid) -> None:
     bids[index] = replace(bids[index], price=p.price, revealed=True)
     task = replace(task, bids=tuple(bids))
     w.set_task(p.task_id, task)
+    _unlock(w, sender, bids[index].deposit)
     if all(b.revealed for b in task.bids):  # nothing left that could change the outcome
         _award(w, p.task_id, task)
 
@@ -448,6 +472,9 @@ def process_cancel(w: Working, sender: Address, p: CancelTask) -> None:
     if sender != task.client:
         raise NotPermitted("only the task's client may cancel it")
     if task.status in (TaskStatus.BIDDING, TaskStatus.REVEALING):
+        for bid in task.bids:  # the bidders did nothing wrong: their deposits come back
+            if not bid.revealed:
+                _unlock(w, bid.bidder, bid.deposit)
         _close(w, p.task_id, task, CloseReason.CANCELLED)
     elif task.status == TaskStatus.RUNNING:
         _close(w, p.task_id, _client_collateral_to_provider(w, task),
@@ -494,10 +521,7 @@ def _award(w: Working, task_id: Hash32, task: Task) -> None:
     """Score the revealed bids, award the best one that can lock its collateral, at the second
     price."""
     params = w.base.params
-    for bid in task.bids:
-        bidder = w.provider(bid.bidder)
-        if not bid.revealed and bidder is not None:
-            w.set_provider(bid.bidder, replace(bidder, unrevealed=bidder.unrevealed + 1))
+    task = _forfeit_sealed_deposits(w, task)
     candidates = []
     for bid in task.bids:
         bidder = w.provider(bid.bidder)
@@ -521,6 +545,26 @@ def _award(w: Working, task_id: Hash32, task: Task) -> None:
         return
     why = "bidders_lack_collateral" if candidates else "no_bid_revealed"
     _close(w, task_id, replace(task, why=why), CloseReason.NO_BIDS)
+
+
+def _forfeit_sealed_deposits(w: Working, task: Task) -> Task:
+    """The reveal window has ended: every bid still sealed counts against its bidder and its
+    deposit goes to the client; returns the task with the trail line."""
+    forfeited = 0
+    for bid in task.bids:
+        bidder = w.provider(bid.bidder)
+        if bid.revealed or bidder is None:
+            continue
+        taken = min(bid.deposit, bidder.stake)  # all of it: a lock never exceeds the stake
+        w.set_provider(bid.bidder, replace(bidder, stake=bidder.stake - taken,
+                                           locked=bidder.locked - bid.deposit,
+                                           unrevealed=bidder.unrevealed + 1))
+        forfeited += taken
+    if not forfeited:
+        return task
+    w.credit(task.client, forfeited)
+    return replace(task, trail=(*task.trail,
+                                Movement("bid_deposits_forfeited", task.client, forfeited)))
 
 
 def explain_no_bids(w: Working, task: Task) -> str:
