@@ -198,6 +198,22 @@ def cancelling_client(chain: MarketChain) -> None:
     chain.send(CLIENT, CancelTask(task_id))
 
 
+def spamming_bidder(chain: MarketChain) -> None:
+    """B seals a bid and never reveals it; A reveals and wins."""
+    task_id = chain.submit(MATMUL, max_price=MAX_PRICE)
+    chain.bid(PROVIDER_A, task_id, ogpu(5))
+    chain.bid(PROVIDER_B, task_id, ogpu(8))
+    chain.end_bidding(task_id)
+    chain.reveal(PROVIDER_A, task_id, ogpu(5))
+    chain.pass_phase(task_id)  # the reveal window ends with B's bid sealed
+    assert chain.task(task_id).provider == PROVIDER_A.address
+
+
+def honest_losing_bidder(chain: MarketChain) -> None:
+    task_id = chain.submit(MATMUL, max_price=MAX_PRICE)
+    chain.auction(task_id, {1: ogpu(5), 2: ogpu(8)})
+
+
 def table() -> list[Row]:
     member = KEYS[3]
     rows = [
@@ -212,6 +228,9 @@ def table() -> list[Row]:
             played(member, honest_member), "test_copying_and_silence_cost_the_member"),
         Row("silent verifier", "member", played(member, silent_member),
             played(member, honest_member), "test_copying_and_silence_cost_the_member"),
+        Row("bid spammer (seals, never reveals)", "provider",
+            played(PROVIDER_B, spamming_bidder), played(PROVIDER_B, honest_losing_bidder),
+            "test_a_bid_never_revealed_costs_its_deposit"),
         Row("client withholds its inputs", "client", played(CLIENT, withholding_client),
             played(CLIENT, cancelling_client), "test_withholding_inputs_costs_the_client"),
         Row("client colludes with a minority to reject", "client + ally",
@@ -242,6 +261,12 @@ def test_copying_and_silence_cost_the_member() -> None:
     assert honest > 0
     for strategy in (copying_member, silent_member):
         assert played(KEYS[3], strategy) <= -PARAMS.verifier_silence_penalty
+
+
+def test_a_bid_never_revealed_costs_its_deposit() -> None:
+    deposit = max(PARAMS.bid_deposit_min, MAX_PRICE * UNITS * PARAMS.bid_deposit_bps // 10_000)
+    assert played(PROVIDER_B, spamming_bidder) <= -deposit
+    assert played(PROVIDER_B, honest_losing_bidder) > -deposit
 
 
 def test_withholding_inputs_costs_the_client() -> None:
