@@ -139,8 +139,12 @@ class ChainStore:
         return self._kv.get(_secret_key(kind, key))
 
     def record_agent_secret(self, kind: bytes, key: bytes, value: bytes) -> None:
-        """Durably record an agent's secret (before the commitment it opens leaves the node)."""
+        """Durably record an agent's secret (before the commitment it opens leaves the node).
+        Refused before the genesis is committed: a store holding data but no schema does not
+        open again."""
         _check_bytes(value, "agent secret")
+        if self.head() is None:
+            raise InvalidCommit("no agent secret before the genesis is committed")
         self._kv.write_batch([(_secret_key(kind, key), value)])
 
     def forget_agent_secret(self, kind: bytes, key: bytes) -> None:

@@ -27,6 +27,7 @@ from gpu.workloads import run_workload
 from ogpu_node.agents import provider as provider_module
 from ogpu_node.agents.closing import Closing
 from ogpu_node.agents.provider import ProviderAgent, ProviderPolicy
+from ogpu_node.agents.secrets import AgentSecrets
 from ogpu_node.agents.verifier import VerifierAgent, VerifierPolicy
 from ogpu_node.blobs import DEFAULT_MAX_STORE_BYTES, BlobStore, file_id
 from ogpu_node.chain import Chain
@@ -47,7 +48,7 @@ from ogpu_node.node.node import Node
 from ogpu_node.node.settings import NodeSettings
 from ogpu_node.node_api import TxState
 from ogpu_node.result_crypto import ResultKeyError, client_key, output_file_number
-from ogpu_node.storage import ChainStore, MemoryKV
+from ogpu_node.storage import ChainStore, LevelDBKV, MemoryKV
 from ogpu_node.types import Hash32, ogpu
 from p2p.memory import MemoryHub
 
@@ -81,12 +82,15 @@ def accepts(task: Task) -> int:
 @asynccontextmanager
 async def market_network(tmp_path: object, providers: dict[int, ProviderPolicy],
                          store_bytes: dict[int, int] | None = None, intervals: int = 4,
-                         verifiers: frozenset[int] = frozenset(range(4))
-                         ) -> AsyncIterator[list[Node]]:
+                         verifiers: frozenset[int] = frozenset(range(4)),
+                         leveldb: frozenset[int] = frozenset()) -> AsyncIterator[list[Node]]:
     """`store_bytes` caps some nodes' blob stores (default: the store's own cap); each verifier
-    (on the nodes in `verifiers`) replays `intervals` training intervals."""
+    (on the nodes in `verifiers`) replays `intervals` training intervals; the nodes in
+    `leveldb` keep their chain in LevelDB (the others in memory)."""
     genesis = market_genesis()
     hub = MemoryHub()
+    stores = [ChainStore(LevelDBKV(str(tmp_path / f"chain{i}"))  # type: ignore[operator]
+                         if i in leveldb else MemoryKV()) for i in range(4)]
     async with trio.open_nursery() as nursery:
         nets = [hub.node(f"n{i}") for i in range(4)]
         for net in nets:
@@ -96,7 +100,7 @@ async def market_network(tmp_path: object, providers: dict[int, ProviderPolicy],
                 await nets[a].connect(nets[b].listen_addrs[0])
         nodes = []
         for i, net in enumerate(nets):
-            node = Node(chain=Chain.open(ChainStore(MemoryKV()), genesis), network=net,
+            node = Node(chain=Chain.open(stores[i], genesis), network=net,
                         genesis_hash=genesis.hash, validator_key=VALIDATORS[i], moniker=f"n{i}",
                         settings=SETTINGS,
                         blobs=BlobStore(tmp_path / f"blobs{i}",  # type: ignore[operator]
@@ -115,6 +119,8 @@ async def market_network(tmp_path: object, providers: dict[int, ProviderPolicy],
             print(describe_nodes(nodes))  # shown by pytest with the failure
             raise
         nursery.cancel_scope.cancel()
+    for store in stores:
+        store.close()
 
 
 def describe_nodes(nodes: list[Node]) -> str:
@@ -531,3 +537,36 @@ async def test_a_verifier_restarted_between_seal_and_reveal_still_reveals(
         assert task.close_reason == CloseReason.COMPLETED
         assert me in voters(task)  # revealed by the second agent, from the store
         assert not any(m.event == "silence_penalty" for m in task.trail)
+
+
+async def test_a_provider_restarted_between_its_bid_and_the_reveal_still_reveals(
+        tmp_path: object) -> None:
+    """The sealed price and salt are in the node's LevelDB before the bid is sent: an agent
+    started afresh on the same store (as after a restart) reveals the bid its predecessor
+    sealed and wins the task; the secret is forgotten once the task is over. (Written by a
+    helper for an equivalent store, ported here.)"""
+    async with market_network(tmp_path, {}, leveldb=frozenset({1})) as nodes:
+        node = nodes[1]
+        me = VALIDATORS[1].address
+        with trio.fail_after(60):
+            async with trio.open_nursery() as jobs:  # (no job starts: nothing is awarded yet)
+                first = ProviderAgent(node, policy(), cpu_device())
+                await first.step(jobs)  # registers
+                await wait_for(node, lambda: me in node.chain.state.providers)
+                task_id = await submit(nodes[0], 0)
+                await wait_for(node, lambda: status_of(node, task_id) == TaskStatus.BIDDING)
+                await first.step(jobs)  # seals its bid: the only provider, so bidding ends
+                await wait_for(node, lambda: status_of(node, task_id) == TaskStatus.REVEALING)
+                del first
+                again = ProviderAgent(node, policy(), cpu_device())
+                assert again.bids.recorded() == [[bytes(task_id), 1]]
+                await again.step(jobs)  # reveals what the first one sealed
+                await wait_for(node, lambda: status_of(node, task_id) != TaskStatus.REVEALING)
+                task = task_of(node, task_id)
+                assert task.status == TaskStatus.RUNNING and task.provider == me
+                assert task.bids[0].revealed
+                await send_pool_tx(nodes[0], CancelTask(task_id))  # (the client's next nonce)
+                await wait_for(node, closed(node, task_id))
+                await again.step(jobs)
+        assert AgentSecrets(node.chain.store, "bid").recorded() == []
+        assert node.chain.state.providers[me].unrevealed == 0

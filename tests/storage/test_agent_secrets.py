@@ -6,9 +6,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from ogpu_node.agents.secrets import AgentSecrets
 from ogpu_node.chain import Chain
-from ogpu_node.storage import ChainStore, LevelDBKV
+from ogpu_node.storage import ChainStore, InvalidCommit, LevelDBKV, MemoryKV
 from tests.rpc.local_node import make_genesis
 
 
@@ -34,3 +36,11 @@ def test_secrets_outlive_a_restart_and_are_forgotten_on_request(tmp_path: Path) 
     assert bids.get((task, 1)) is None and votes.get((task, b"", 1, 2)) is not None
     assert chain.state.root == make_genesis().state().root  # not chain state
     chain.store.close()
+
+
+def test_no_secret_is_written_before_the_genesis() -> None:
+    """A store holding a secret but no schema would not open again."""
+    store = ChainStore(MemoryKV())
+    with pytest.raises(InvalidCommit):
+        AgentSecrets(store, "bid").put((b"t", 1), (1, b"s"))
+    assert AgentSecrets(store, "bid").recorded() == []
