@@ -30,9 +30,9 @@ def task_files(task: Task) -> list[Hash32]:
         inputs = b""
     if inputs:
         files.append(Hash32(inputs))
-    if task.result is not None:
-        files.append(task.result.output_id)
-        files.extend(task.result.checkpoint_ids)
+    if task.attempt.result is not None:
+        files.append(task.attempt.result.output_id)
+        files.extend(task.attempt.result.checkpoint_ids)
     return files
 
 

@@ -10,6 +10,7 @@ from ogpu_node.encoding import encode
 from ogpu_node.hashing import digest
 from ogpu_node.ledger import State
 from ogpu_node.ledger.market.records import (
+    Attempt,
     Pool,
     PoolRequest,
     RequestStatus,
@@ -36,7 +37,7 @@ def task(status: TaskStatus, *, inputs: bytes = b"", closed_ms: int = 0,
     result = None if output is None else TaskResult(
         fid(output), fid("root"), tuple(fid(c) for c in checkpoints), (), fid("key"))
     return Task(OWNER, int(MatmulSpec.KIND), encode(MatmulSpec(64, 1, inputs)), 1, 1, 0, 1,
-                NOW, 0, 0, status=status, phase_end_ms=closed_ms, result=result)
+                NOW, 0, 0, status=status, phase_end_ms=closed_ms, attempt=Attempt(result=result))
 
 
 def request(name: str, output: str | None, deadline_ms: int,
@@ -96,7 +97,7 @@ def test_a_task_through_the_real_rules_keeps_its_files_for_the_retention_after_c
     assert referenced_file_ids(chain.state, RETENTION_MS) == {fid("uploaded")}
     chain.auction(task_id, {KEYS.index(PROVIDER_A): 10})
     chain.commit_result(task_id, spec)
-    result = chain.task(task_id).result
+    result = chain.task(task_id).attempt.result
     assert result is not None
     files = {fid("uploaded"), result.output_id, *result.checkpoint_ids}
     assert referenced_file_ids(chain.state, RETENTION_MS) == files

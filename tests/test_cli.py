@@ -169,7 +169,7 @@ async def test_task_submit_watch_result_and_provider_commands(tmp_path: Path) ->
                                str(tmp_path / "out.bin"), "--json", "--dev-account", "0")
         assert code == 0, out
         assert (tmp_path / "out.bin").read_bytes() == OUTPUT  # opened with the client's key
-        result = market.task(task_id).result
+        result = market.task(task_id).attempt.result
         assert result is not None and json.loads(out)["fileId"] == result.output_id.hex()
         code, out = await ogpu(url, "task", "result", task_id.hex(), "-o",
                                str(tmp_path / "other.bin"), "--dev-account", "1")

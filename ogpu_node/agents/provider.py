@@ -278,7 +278,7 @@ class ProviderAgent:
 
     async def _act_on(self, nursery: trio.Nursery, state: State, task_id: Hash32,
                       task: Task) -> None:
-        key = (bytes(task_id), task.attempt)
+        key = (bytes(task_id), task.attempt.number)
         if task.status == TaskStatus.BIDDING:
             reason = why_not_bid(task, state, self.me, self.policy, self.benchmark,
                                  self._busy(state))
@@ -291,21 +291,21 @@ class ProviderAgent:
             price, salt = kept or (self.policy.price_floor, os.urandom(16))
             if kept is None:  # recorded before the commitment leaves the node
                 self.bids.put(key, (price, salt))
-            commitment = bid_commitment(task_id, task.attempt, self.me, price, salt)
+            commitment = bid_commitment(task_id, task.attempt.number, self.me, price, salt)
             if await self.wallet.send_once(("bid", key), CommitBid(task_id, commitment)):
                 log.info("bid on task %s (attempt %d) at %d per unit", task_id.hex()[:12],
-                         task.attempt, price)
+                         task.attempt.number, price)
         elif task.status == TaskStatus.REVEALING and (kept := self.bids.get(key)):
-            mine = next((b for b in task.bids if b.bidder == self.me), None)
+            mine = next((b for b in task.attempt.bids if b.bidder == self.me), None)
             if mine is not None and not mine.revealed:
                 price, salt = kept
                 await self.wallet.send_once(("reveal", key), RevealBid(task_id, price, salt))
-        elif (task.status == TaskStatus.RELEASING and task.provider == self.me
+        elif (task.status == TaskStatus.RELEASING and task.attempt.provider == self.me
               and (ephemeral := self.result_keys.get(key))):
             if await self.wallet.send_once(("release", key), ReleaseResult(
-                    task_id, task.attempt, ephemeral_public(ephemeral[0]))):
+                    task_id, task.attempt.number, ephemeral_public(ephemeral[0]))):
                 log.info("task %s accepted: releasing its key to the client", task_id.hex()[:12])
-        elif (task.status == TaskStatus.RUNNING and task.provider == self.me
+        elif (task.status == TaskStatus.RUNNING and task.attempt.provider == self.me
               and key not in self.started):
             self.started.add(key)
             self.jobs[key] = 0.0
@@ -361,10 +361,10 @@ class ProviderAgent:
     def _still_ours(self, task_id: bytes, attempt: int, state: State | None = None) -> bool:
         task = (state or self.node.chain.state).tasks.get(Hash32(task_id))
         return (task is not None and task.status == TaskStatus.RUNNING
-                and task.provider == self.me and task.attempt == attempt)
+                and task.attempt.provider == self.me and task.attempt.number == attempt)
 
     async def _run_job(self, task_id: Hash32, task: Task) -> None:
-        key = (bytes(task_id), task.attempt)
+        key = (bytes(task_id), task.attempt.number)
         workers = self.workers
         assert workers is not None  # set while `serve` runs, which starts this
         try:
@@ -380,7 +380,7 @@ class ProviderAgent:
 
             def should_stop() -> bool:
                 # called from the worker thread; the finalised state is replaced, never mutated
-                return self.closing.set or not self._still_ours(task_id, task.attempt)
+                return self.closing.set or not self._still_ours(task_id, task.attempt.number)
 
             # each file of the result is stored as soon as it is made (a fault injection
             # that corrupts the result needs them all first); held from eviction until the
@@ -393,7 +393,7 @@ class ProviderAgent:
             store = store_file if self.policy.fault != "corrupt" else None
             result: WorkloadResult | None = None
             async with trio.open_nursery() as reporters:
-                reporters.start_soon(self._report_progress, task_id, task.attempt)
+                reporters.start_soon(self._report_progress, task_id, task.attempt.number)
                 try:
                     result = await trio.to_thread.run_sync(
                         workers.call, "run_workload",
@@ -408,7 +408,7 @@ class ProviderAgent:
                     reporters.cancel_scope.cancel()
             if result is None:
                 return
-            await self.node.publish_progress(task_id, task.attempt, 10_000)
+            await self.node.publish_progress(task_id, task.attempt.number, 10_000)
             if self.policy.fault == "vanish":
                 log.warning("fault injection: not committing the result of %s",
                             task_id.hex()[:12])
@@ -418,7 +418,7 @@ class ProviderAgent:
                 log.warning("fault injection: committing a corrupted result of %s",
                             task_id.hex()[:12])
                 await trio.to_thread.run_sync(self._store, result)
-            if not self._still_ours(task_id, task.attempt):
+            if not self._still_ours(task_id, task.attempt.number):
                 return
             committed = TaskResult(result.output_id, result.checkpoint_root,
                                    tuple(result.checkpoint_ids),
@@ -437,18 +437,18 @@ class ProviderAgent:
         """The key sealing this attempt's result: derived from a fresh ephemeral key of ours
         (kept until the task closes) and the client's key (`ogpu_node.result_crypto`)."""
         client = self.node.chain.state.account(task.client).public_key
-        key = (bytes(task_id), task.attempt)
+        key = (bytes(task_id), task.attempt.number)
         kept = self.result_keys.get(key)
         ephemeral = kept[0] if kept else new_ephemeral()
         if kept is None:  # recorded before anything sealed with it leaves the node
             self.result_keys.put(key, [ephemeral])
-        return provider_key(ephemeral, client, task_id, task.attempt)
+        return provider_key(ephemeral, client, task_id, task.attempt.number)
 
     def _key_for_committee(self, task_id: Hash32, attempt: int) -> bytes | None:
         """Our ephemeral key of a result we committed (`result_keys.serve_result_keys` gives
         it only to the members of its committee)."""
         task = self.node.chain.state.tasks.get(task_id)
-        if task is None or task.provider != self.me:
+        if task is None or task.attempt.provider != self.me:
             return None
         kept = self.result_keys.get((bytes(task_id), attempt))
         return bytes(kept[0]) if kept else None
@@ -475,8 +475,8 @@ class ProviderAgent:
         else:
             log.warning("fault injection: reporting the inputs of %s missing",
                         task_id.hex()[:12])
-        if self._still_ours(task_id, task.attempt):
-            await self.wallet.send_once(("inputs", (bytes(task_id), task.attempt)),
+        if self._still_ours(task_id, task.attempt.number):
+            await self.wallet.send_once(("inputs", (bytes(task_id), task.attempt.number)),
                                         ReportMissingInputs(task_id, reason))
         return None
 

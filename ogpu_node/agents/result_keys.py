@@ -70,9 +70,9 @@ class ResultKeyResponse:
 def may_have_key(state: State, task_id: Hash32, attempt: int, validator: bytes | None) -> bool:
     """Whether `validator` is on the committee checking attempt `attempt` of the task now."""
     task = state.tasks.get(task_id)
-    return (validator is not None and task is not None and task.attempt == attempt
-            and task.status == TaskStatus.VERIFYING and task.check is not None
-            and validator in task.check.committee)
+    return (validator is not None and task is not None and task.attempt.number == attempt
+            and task.status == TaskStatus.VERIFYING and task.attempt.check is not None
+            and validator in task.attempt.check.committee)
 
 
 def serve_result_keys(node: Node, key_of: Callable[[Hash32, int], bytes | None]) -> None:

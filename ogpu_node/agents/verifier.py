@@ -153,8 +153,8 @@ class VerifierAgent:
         for task_id in sorted(state.open_tasks):
             task = state.tasks[task_id]
             if (task.status in (TaskStatus.VERIFYING, TaskStatus.CHECKING_INPUTS)
-                    and task.check is not None and me in task.check.committee):
-                claims.append((Claim(Hash32(task_id), b"", task.attempt, task.check),
+                    and task.attempt.check is not None and me in task.attempt.check.committee):
+                claims.append((Claim(Hash32(task_id), b"", task.attempt.number, task.attempt.check),
                                functools.partial(self._check_task, task)))
         for pool_id, pool in sorted(state.pools.items()):
             for request in pool.requests:
@@ -253,9 +253,9 @@ class VerifierAgent:
         spec = decode_spec(task.kind, task.spec)
         if task.status == TaskStatus.CHECKING_INPUTS:
             return await self.check_inputs_report(spec)
-        assert self.device is not None and task.result is not None
-        result, policy = task.result, self.policy
-        rng = self._rng(task_id, task.attempt)
+        assert self.device is not None and task.attempt.result is not None
+        result, policy = task.attempt.result, self.policy
+        rng = self._rng(task_id, task.attempt.number)
         try:
             uploaded = (await self._fetch(spec.inputs, inputs_max_bytes(spec)) if spec.inputs
                         else None)
@@ -263,8 +263,9 @@ class VerifierAgent:
             return Verdict(False, f"inputs_unavailable: {exc}", "fetch", 0.0)
         client = self.node.chain.state.account(task.client).public_key
         try:
-            key = await fetch_result_key(self.node, task_id, task.attempt, result.key_commitment,
-                                         client, attempts=FETCH_ATTEMPTS, retry_s=FETCH_RETRY_S)
+            key = await fetch_result_key(self.node, task_id, task.attempt.number,
+                                         result.key_commitment, client,
+                                         attempts=FETCH_ATTEMPTS, retry_s=FETCH_RETRY_S)
         except ResultKeyUnavailable as exc:
             return Verdict(False, f"key_unavailable: {exc}", "fetch key", 0.0)
         try:
@@ -292,10 +293,11 @@ class VerifierAgent:
         same device model) a replay is bit-exact, so the intervals' ends are fetched only if a
         replay does not hash to its committed id (`CheckpointsNeeded`): a third less to fetch
         with one interval."""
-        assert self.device is not None and task.result is not None
-        result, intervals = task.result, self.policy.intervals
+        assert self.device is not None and task.attempt.result is not None
+        result, intervals = task.attempt.result, self.policy.intervals
         ids = result.checkpoint_ids
-        provider = self.node.chain.state.providers.get(task.provider) if task.provider else None
+        awarded = task.attempt.provider
+        provider = self.node.chain.state.providers.get(awarded) if awarded else None
         same_device = provider is not None and any(
             d.model == device_model(self.device.name) for d in provider.devices)
         broken = checkpoint_chain(ids) != result.checkpoint_root
@@ -352,7 +354,8 @@ class VerifierAgent:
             if task_id is None or task is None:
                 return False
             now = self.node.chain.state.tasks.get(task_id)
-            return now is None or now.status != task.status or now.attempt != task.attempt
+            return (now is None or now.status != task.status
+                    or now.attempt.number != task.attempt.number)
 
         verdict: Verdict = await trio.to_thread.run_sync(
             self.workers.call, job, kwargs, None, should_stop)

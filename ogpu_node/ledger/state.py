@@ -182,7 +182,7 @@ class State:
         """The earliest block time after this state's at which a task or pool changes phase
         (None: nothing pending); the node proposes a block then, so deadlines pass when due."""
         drawing = self.timestamp + 1  # a committee is drawn by height: the next block
-        times = [drawing if _drawing(self.tasks[t].check) else self.tasks[t].phase_end_ms
+        times = [drawing if _drawing(self.tasks[t].attempt.check) else self.tasks[t].phase_end_ms
                  for t in self.open_tasks]
         for pool in self.pools.values():
             if not pool.closed:

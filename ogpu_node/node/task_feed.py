@@ -46,11 +46,13 @@ class TaskFeed:
         """Store `report` if it is the current provider's, signed, and newer; returns whether it
         was stored. Raises `BadProgress` for a forged or misdirected report."""
         task = state.tasks.get(Hash32(report.task_id))
-        if task is None or task.provider != report.provider or task.attempt != report.attempt:
+        provider = task.attempt.provider if task is not None else None
+        if task is None or provider is None or (provider, task.attempt.number) != (
+                report.provider, report.attempt):
             raise BadProgress("progress from someone who is not the task's provider")
         if task.status != TaskStatus.RUNNING:
             return False
-        public_key = state.account(task.provider).public_key
+        public_key = state.account(provider).public_key
         try:
             verify(public_key, state.chain_id, SIGN_KIND_PROGRESS, pack(report.body_fields()),
                    report.signature)

@@ -49,7 +49,7 @@ def find_task(state: State, task_id: bytes) -> Task:
 
 
 def current_task_view(ctx: CallContext, state: State, task_id: Hash32, task: Task) -> Json:
-    return mv.task_view(state, task_id, task, ctx.api.task_progress(task_id, task.attempt))
+    return mv.task_view(state, task_id, task, ctx.api.task_progress(task_id, task.attempt.number))
 
 
 # --- tasks --------------------------------------------------------------------------------------
@@ -69,7 +69,7 @@ async def task_list(ctx: CallContext, args: dict[str, Any]) -> Json:
         task = state.tasks[task_id]
         if ((args["status"] is None or task.status.name.lower() == args["status"])
                 and (args["client"] is None or task.client == args["client"])
-                and (args["provider"] is None or task.provider == args["provider"])):
+                and (args["provider"] is None or task.attempt.provider == args["provider"])):
             matched.append((task.created_ms, task_id, task))
     # A scan and sort of the matching tasks: fine while they number in the thousands; an index
     # by client and provider belongs in the ledger state once they do not.

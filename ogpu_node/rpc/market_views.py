@@ -99,7 +99,8 @@ def task_view(state: State, task_id: Hash32, task: Task, progress_bps: int | Non
               ) -> JsonObject:
     """Everything the chain records of `task` at `state`, with the current attempt's progress
     (shown only while the task runs)."""
-    result = task.result
+    attempt = task.attempt
+    result = attempt.result
     return {
         "id": task_id.hex(), "height": state.height, "client": address_to_text(task.client),
         "kind": kind_name(task.kind), "kindId": task.kind, "spec": spec_fields(task.kind,
@@ -108,24 +109,25 @@ def task_view(state: State, task_id: Hash32, task: Task, progress_bps: int | Non
         **amount_fields("budget", task.budget), **amount_fields("escrow", task.escrow),
         "minBenchmark": task.min_benchmark, "execMs": task.exec_ms,
         "status": task.status.name.lower(), "phaseEndMs": task.phase_end_ms,
-        "attempt": task.attempt,
+        "attempt": task.attempt.number,
         "bids": [{"bidder": address_to_text(b.bidder), "revealed": b.revealed,
                   **amount_fields("deposit", b.deposit),
                   "price": str(b.price) if b.revealed else None,
                   "priceOgpu": format_amount(b.price) if b.revealed else None}
-                 for b in task.bids],
+                 for b in task.attempt.bids],
         "excluded": [address_to_text(a) for a in task.excluded],
-        "provider": _address(task.provider), **amount_fields("price", task.price),
-        **amount_fields("payment", task.payment), **amount_fields("collateral", task.collateral),
-        "awardedMs": _time(task.awarded_ms),
+        "provider": _address(attempt.provider), **amount_fields("price", attempt.price),
+        **amount_fields("payment", task.payment),
+        **amount_fields("collateral", attempt.collateral),
+        "awardedMs": _time(attempt.awarded_ms),
         "result": None if result is None else {
             "outputId": result.output_id.hex(), "checkpointRoot": result.checkpoint_root.hex(),
             "checkpointIds": [c.hex() for c in result.checkpoint_ids],
             "metrics": dict(result.metrics), "keyCommitment": result.key_commitment.hex()},
-        "releasedKey": task.released_key.hex() or None,
-        "resultMs": _time(task.result_ms),
-        "committee": [address_to_text(a) for a in task.check.committee] if task.check else [],
-        "verdicts": _verdicts(task.check), "check": _check(task.check),
+        "releasedKey": attempt.released_key.hex() or None,
+        "resultMs": _time(attempt.result_ms),
+        "committee": [address_to_text(a) for a in attempt.check.committee] if attempt.check else [],
+        "verdicts": _verdicts(attempt.check), "check": _check(attempt.check),
         "closeReason": task.close_reason.name.lower() if task.close_reason else None,
         "why": task.why or None,
         "trail": _trail(task.trail),
@@ -140,7 +142,7 @@ def task_summary(task_id: Hash32, task: Task) -> JsonObject:
         "id": task_id.hex(), "client": address_to_text(task.client),
         "kind": kind_name(task.kind), "status": task.status.name.lower(),
         "closeReason": task.close_reason.name.lower() if task.close_reason else None,
-        "attempt": task.attempt, "provider": _address(task.provider),
+        "attempt": task.attempt.number, "provider": _address(task.attempt.provider),
         "workUnits": task.work_units, **amount_fields("maxPrice", task.max_price),
         "createdMs": task.created_ms,
     }
@@ -176,7 +178,7 @@ def why_view(state: State, task_id: Hash32, task: Task) -> JsonObject:
         "closeReason": reason, "code": code, "explanation": explanation, "final": closed,
         "registered": sum(1 for p in state.providers.values() if is_active(p, state.params)),
         "eligible": len(eligible_providers(state, task)),
-        "bids": len(task.bids),
+        "bids": len(task.attempt.bids),
     }
 
 

@@ -157,7 +157,8 @@ class WsSession:
         task = state.tasks.get(task_id)
         if task is None:
             return None
-        return task_view(state, task_id, task, self._api.task_progress(task_id, task.attempt))
+        progress = self._api.task_progress(task_id, task.attempt.number)
+        return task_view(state, task_id, task, progress)
 
     def _send(self, method: str, params: dict[str, Any]) -> None:
         message = dumps({"jsonrpc": "2.0", "method": method, "params": params})

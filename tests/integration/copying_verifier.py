@@ -29,7 +29,7 @@ def _check_now(state: State, claim: Claim) -> Check | None:
         request = pool.request(claim.request_id) if pool else None
         return request.check if request else None
     task = state.tasks.get(claim.target)
-    return task.check if task and task.attempt == claim.attempt else None
+    return task.attempt.check if task and task.attempt.number == claim.attempt else None
 
 
 async def _copy_a_seal(self: VerifierAgent, claim: Claim,

@@ -110,7 +110,7 @@ class MarketChain:
 
     def bid(self, key: PrivateKey, task_id: Hash32, price: int, salt: bytes = b"salt") -> None:
         task = self.task(task_id)
-        commitment = bid_commitment(task_id, task.attempt, key.address, price, salt)
+        commitment = bid_commitment(task_id, task.attempt.number, key.address, price, salt)
         self.send(key, CommitBid(task_id, commitment))
 
     def reveal(self, key: PrivateKey, task_id: Hash32, price: int, salt: bytes = b"salt") -> None:
@@ -136,45 +136,45 @@ class MarketChain:
 
     def commit_result(self, task_id: Hash32, spec: MatmulSpec | TrainSpec = MATMUL) -> None:
         task = self.task(task_id)
-        assert task.provider is not None
-        key = next(k for k in KEYS if k.address == task.provider)
+        assert task.attempt.provider is not None
+        key = next(k for k in KEYS if k.address == task.attempt.provider)
         self.send(key, CommitResult(task_id, result_for(task, spec=spec)))
 
     def draw(self, task_id: Hash32) -> None:
         """Empty blocks until the committee checking the task's claim is drawn."""
-        while ((check := self.task(task_id).check) and check.phase == CheckPhase.DRAWING
+        while ((check := self.task(task_id).attempt.check) and check.phase == CheckPhase.DRAWING
                and self.task(task_id).status != TaskStatus.CLOSED):
             self.block()
 
     def committee(self, task_id: Hash32) -> list[PrivateKey]:
         """The keys of the members drawn to check the task's claim (drawing it first)."""
         self.draw(task_id)
-        check = self.task(task_id).check
+        check = self.task(task_id).attempt.check
         assert check is not None
         return [k for k in KEYS if k.address in check.committee]
 
     def seal(self, key: PrivateKey, task_id: Hash32, accept: bool, reason: str = "",
              salt: bytes = b"vote-salt") -> None:
         task = self.task(task_id)
-        assert task.check is not None
+        assert task.attempt.check is not None
         reason = reason or ("ok" if accept else "matmul_mismatch")
-        seal = verdict_seal(task_id, b"", task.attempt, task.check.round, key.address, accept,
-                            reason, salt)
-        self.send(key, SealVerdict(task_id, b"", task.attempt, task.check.round, seal))
+        number, round_ = task.attempt.number, task.attempt.check.round
+        seal = verdict_seal(task_id, b"", number, round_, key.address, accept, reason, salt)
+        self.send(key, SealVerdict(task_id, b"", number, round_, seal))
 
     def reveal_vote(self, key: PrivateKey, task_id: Hash32, accept: bool, reason: str = "",
                     salt: bytes = b"vote-salt") -> None:
         task = self.task(task_id)
-        assert task.check is not None
+        assert task.attempt.check is not None
         reason = reason or ("ok" if accept else "matmul_mismatch")
-        self.send(key, RevealVerdict(task_id, b"", task.attempt, task.check.round, accept,
-                                     reason, salt))
+        self.send(key, RevealVerdict(task_id, b"", task.attempt.number, task.attempt.check.round,
+                                     accept, reason, salt))
 
     def release(self, task_id: Hash32) -> None:
         """The provider of an accepted result releases its key (and is paid)."""
         task = self.task(task_id)
-        key = next(k for k in KEYS if k.address == task.provider)
-        self.send(key, ReleaseResult(task_id, task.attempt, RELEASED_KEY))
+        key = next(k for k in KEYS if k.address == task.attempt.provider)
+        self.send(key, ReleaseResult(task_id, task.attempt.number, RELEASED_KEY))
 
     def vote(self, task_id: Hash32, accept: bool, voters: int | None = None, *,
              release: bool = True) -> None:
@@ -184,11 +184,11 @@ class MarketChain:
         members = self.committee(task_id)[:voters]
         for key in members:
             self.seal(key, task_id, accept)
-        check = self.task(task_id).check
+        check = self.task(task_id).attempt.check
         if check is not None and check.phase == CheckPhase.SEALING:
             self.pass_phase(task_id)
         for key in members:
-            check = self.task(task_id).check
+            check = self.task(task_id).attempt.check
             if check is None or check.phase != CheckPhase.REVEALING:
                 break
             self.reveal_vote(key, task_id, accept)

@@ -68,7 +68,7 @@ def wealth(state: State, key: PrivateKey) -> int:
 def awarded_to_a(chain: MarketChain, spec: MatmulSpec = MATMUL) -> Hash32:
     task_id = chain.submit(spec, max_price=MAX_PRICE)
     chain.auction(task_id, {1: ogpu(5), 2: ogpu(8)})
-    assert chain.task(task_id).provider == PROVIDER_A.address
+    assert chain.task(task_id).attempt.provider == PROVIDER_A.address
     return task_id
 
 
@@ -85,7 +85,7 @@ def votes(chain: MarketChain, task_id: Hash32, ballot: dict[int, bool | None]) -
     assert set(ballot) == {i for i, k in enumerate(KEYS) if k.address in members}
     for i, vote in voting.items():
         chain.seal(KEYS[i], task_id, vote)
-    if (check := chain.task(task_id).check) and check.phase == CheckPhase.SEALING:
+    if (check := chain.task(task_id).attempt.check) and check.phase == CheckPhase.SEALING:
         chain.pass_phase(task_id)
     for i, vote in voting.items():
         chain.reveal_vote(KEYS[i], task_id, vote)
@@ -154,7 +154,7 @@ def copying_member(chain: MarketChain) -> None:
     chain.commit_result(task_id)
     chain.committee(task_id)
     chain.seal(KEYS[2], task_id, True)
-    check = chain.task(task_id).check
+    check = chain.task(task_id).attempt.check
     assert check is not None
     copied = next(v.seal for v in check.votes if v.member == KEYS[2].address)
     chain.send(KEYS[3], SealVerdict(task_id, b"", 1, check.round, copied))
@@ -206,7 +206,7 @@ def spamming_bidder(chain: MarketChain) -> None:
     chain.end_bidding(task_id)
     chain.reveal(PROVIDER_A, task_id, ogpu(5))
     chain.pass_phase(task_id)  # the reveal window ends with B's bid sealed
-    assert chain.task(task_id).provider == PROVIDER_A.address
+    assert chain.task(task_id).attempt.provider == PROVIDER_A.address
 
 
 def honest_losing_bidder(chain: MarketChain) -> None:

@@ -34,7 +34,7 @@ def running_task(chain: MarketChain) -> Hash32:
     chain.register(PROVIDER_B)
     task_id = chain.submit()
     chain.auction(task_id, {1: 10})
-    assert chain.task(task_id).provider == PROVIDER_A.address
+    assert chain.task(task_id).attempt.provider == PROVIDER_A.address
     return task_id
 
 
@@ -51,7 +51,7 @@ def test_the_committee_is_drawn_from_a_block_made_after_the_result(chain: Market
     task_id = running_task(chain)
     chain.commit_result(task_id)
     commit_height = chain.state.height
-    check = chain.task(task_id).check
+    check = chain.task(task_id).attempt.check
     assert check is not None and check.phase == CheckPhase.DRAWING and not check.committee
     assert check.draw_height == commit_height + MARKET_PARAMS.committee_delay_blocks
     # the draw goes by height: nodes propose the next blocks without waiting for an idle one
@@ -59,7 +59,7 @@ def test_the_committee_is_drawn_from_a_block_made_after_the_result(chain: Market
     chain.block()
     seed_block = chain.state.block_hash  # block commit_height + 1: made after the result
     chain.block()
-    check = chain.task(task_id).check
+    check = chain.task(task_id).attempt.check
     assert check is not None and check.phase == CheckPhase.SEALING
     expected = draw_committee(chain.state.validators, MARKET_PARAMS.committee_size,
                               item_id=task_id, attempt=1, round_=1, block_hash=seed_block,
@@ -92,8 +92,8 @@ def test_a_seal_cannot_be_copied_or_opened_to_another_vote(chain: MarketChain) -
     honest, copier, _ = chain.committee(task_id)
     chain.seal(honest, task_id, False, salt=b"secret")
     task = chain.task(task_id)
-    assert task.check is not None
-    copied = task.check.votes[0].seal  # public once in a block
+    assert task.attempt.check is not None
+    copied = task.attempt.check.votes[0].seal  # public once in a block
     chain.send(copier, SealVerdict(task_id, b"", 1, 1, copied))
     with pytest.raises(WrongPhase):  # nothing opens while members are still sealing
         chain.check(honest, RevealVerdict(task_id, b"", 1, 1, False, "matmul_mismatch",
@@ -116,7 +116,7 @@ def test_a_silent_member_is_replaced_by_a_fresh_draw_and_pays() -> None:
     (silent,) = chain.committee(task_id)
     silent_stake = chain.state.account(silent.address).stake
     chain.pass_phase(task_id)  # no seal: a silent round
-    check = chain.task(task_id).check
+    check = chain.task(task_id).attempt.check
     assert check is not None and check.round == 2 and check.earlier == (silent.address,)
     (fresh,) = chain.committee(task_id)
     assert fresh != silent
@@ -195,7 +195,7 @@ def test_an_accepted_result_is_paid_only_when_its_key_is_released(chain: MarketC
     chain.commit_result(task_id)
     chain.vote(task_id, accept=True, release=False)
     task = chain.task(task_id)
-    assert task.status == TaskStatus.RELEASING and not task.released_key
+    assert task.status == TaskStatus.RELEASING and not task.attempt.released_key
     assert not any(m.event == "payment" for m in task.trail)
     with pytest.raises(NotPermitted):  # only the provider releases
         chain.check(PROVIDER_B, ReleaseResult(task_id, 1, RELEASED_KEY))
@@ -205,7 +205,7 @@ def test_an_accepted_result_is_paid_only_when_its_key_is_released(chain: MarketC
         chain.check(PROVIDER_A, ReleaseResult(task_id, 2, RELEASED_KEY))
     chain.release(task_id)
     task = chain.task(task_id)
-    assert task.close_reason == CloseReason.COMPLETED and task.released_key == RELEASED_KEY
+    assert task.close_reason == CloseReason.COMPLETED and task.attempt.released_key == RELEASED_KEY
     assert [m.event for m in task.trail].count("payment") == 1
     conserved(chain.state)
 
@@ -217,10 +217,11 @@ def test_a_key_never_released_is_slashed_and_the_task_offered_again(
     chain.commit_result(task_id)
     accepters = chain.committee(task_id)
     chain.vote(task_id, accept=True, release=False)
-    collateral = chain.task(task_id).collateral
+    collateral = chain.task(task_id).attempt.collateral
     chain.pass_phase(task_id)  # the release window ends
     task = chain.task(task_id)
-    assert task.status == TaskStatus.BIDDING and task.attempt == 2 and task.why == "timed_out"
+    assert task.status == TaskStatus.BIDDING and task.why == "timed_out"
+    assert task.attempt.number == 2
     assert PROVIDER_A.address in task.excluded
     assert chain.state.providers[PROVIDER_A.address].stake == stake - collateral
     # the members who checked are paid from the slash, not from the client's reserve

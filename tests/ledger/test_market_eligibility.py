@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from ogpu_node.agents.provider import ProviderPolicy, why_not_bid
 from ogpu_node.ledger.errors import MarketRuleError
 from ogpu_node.ledger.market.payloads import CommitBid
-from ogpu_node.ledger.market.records import Bid, Provider, Task, TaskStatus
+from ogpu_node.ledger.market.records import Attempt, Bid, Provider, Task, TaskStatus
 from ogpu_node.ledger.market.rules import (
     BID_REFUSAL_ERRORS,
     NO_BID_REASONS,
@@ -63,7 +63,8 @@ def situations(draw: st.DrawFn) -> tuple[State, Address, Provider | None, Task]:
                 min_benchmark=draw(st.sampled_from([0, 0, 0, 2_000])), exec_ms=10_000,
                 expires_ms=base.timestamp + 100_000, created_ms=base.timestamp, escrow=0,
                 status=TaskStatus.BIDDING, phase_end_ms=base.timestamp + 1_000,
-                bids=tuple(Bid(a, Hash32(bytes(32)), deposit=1) for a in earlier),
+                attempt=Attempt(bids=tuple(Bid(a, Hash32(bytes(32)), deposit=1)
+                                           for a in earlier)),
                 excluded=tuple(excluded))
     provider = draw(providers(provider_collateral(params, task.budget)))
     state = replace(base, tasks={TASK_ID: task},

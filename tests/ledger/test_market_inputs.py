@@ -43,7 +43,7 @@ def chain() -> MarketChain:
 def awarded(chain: MarketChain) -> Hash32:
     task_id = chain.submit(UPLOADED, max_price=MAX_PRICE)
     chain.auction(task_id, {1: 10})
-    assert chain.task(task_id).provider == PROVIDER_A.address
+    assert chain.task(task_id).attempt.provider == PROVIDER_A.address
     return task_id
 
 
@@ -73,13 +73,13 @@ def test_a_report_the_committee_upholds_pays_the_client_collateral_to_the_provid
     assert balance(chain, 1) == provider_before - FEE + CLIENT_COLLATERAL
     provider = chain.state.providers[PROVIDER_A.address]
     assert provider.locked == 0 and provider.failed == 0  # not the provider's fault
-    assert task.check is not None
-    voters = [v.member for v in task.check.votes]
+    assert task.attempt.check is not None
+    voters = [v.member for v in task.attempt.check.votes]
     assert [m.address for m in task.trail if m.event == "verifier_fee"] == voters
     refund = ESCROW - CLIENT_COLLATERAL - 2 * fee
     assert [(m.event, m.amount) for m in task.trail[-5:]] == [
         ("verifier_fee", fee), ("verifier_fee", fee),
-        ("provider_collateral_returned", task.collateral),
+        ("provider_collateral_returned", task.attempt.collateral),
         ("client_collateral_to_provider", CLIENT_COLLATERAL), ("refund", refund)]
     assert chain.state.account(CLIENT.address).balance == client_before - FEE - ESCROW + refund
     conserved(chain.state)
@@ -88,12 +88,12 @@ def test_a_report_the_committee_upholds_pays_the_client_collateral_to_the_provid
 def test_a_report_the_committee_rejects_is_slashed_and_the_task_reoffered(
         chain: MarketChain) -> None:
     task_id = awarded(chain)
-    collateral = chain.task(task_id).collateral
+    collateral = chain.task(task_id).attempt.collateral
     stake = chain.state.providers[PROVIDER_A.address].stake
     chain.send(PROVIDER_A, ReportMissingInputs(task_id, "inputs_missing"))
     chain.vote(task_id, accept=False, voters=2)  # the members fetched the inputs fine
     task = chain.task(task_id)
-    assert task.status == TaskStatus.BIDDING and task.attempt == 2 and task.why == "rejected"
+    assert task.status == TaskStatus.BIDDING and task.attempt.number == 2 and task.why == "rejected"
     assert task.excluded == (PROVIDER_A.address,) and task.escrow == ESCROW
     provider = chain.state.providers[PROVIDER_A.address]
     assert provider.stake == stake - collateral and provider.failed == 1

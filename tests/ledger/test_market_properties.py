@@ -92,10 +92,10 @@ def check_market_invariants(state: State) -> None:
             assert task.close_reason is None
         if task.status in (TaskStatus.RUNNING, TaskStatus.VERIFYING,
                            TaskStatus.CHECKING_INPUTS):
-            assert task.provider is not None
-            locks[task.provider] += task.collateral
+            assert task.attempt.provider is not None
+            locks[task.attempt.provider] += task.attempt.collateral
         if task.status in (TaskStatus.BIDDING, TaskStatus.REVEALING):
-            for bid in task.bids:
+            for bid in task.attempt.bids:
                 if not bid.revealed:
                     locks[bid.bidder] += bid.deposit
     for pool in state.pools.values():
@@ -246,7 +246,7 @@ def run_history(steps: list[tuple[str, int]], params: Params) -> None:
         task = chain.state.tasks.get(task_id)
         who = 1 + (r >> 5) % 3  # providers 1 and 2, and validator 3 who is not one
         if natural and task is not None and task.status == TaskStatus.REVEALING:
-            sealed = [b.bidder for b in task.bids if not b.revealed]
+            sealed = [b.bidder for b in task.attempt.bids if not b.revealed]
             if sealed:
                 who = next(i for i, k in enumerate(KEYS) if k.address == sealed[r % len(sealed)])
         if action == "submit":
@@ -256,20 +256,20 @@ def run_history(steps: list[tuple[str, int]], params: Params) -> None:
                              1_000 + r % 20_000, 10_000 + r % 80_000))
         if action == "bid" and task is not None:
             price, salt = 1 + (r >> 4) % task.max_price, r.to_bytes(8, "big")
-            salts[(task_id, task.attempt, KEYS[who].address)] = (price, salt)
-            tx(who, CommitBid(task_id, bid_commitment(task_id, task.attempt, KEYS[who].address,
-                                                      price, salt)))
+            salts[(task_id, task.attempt.number, KEYS[who].address)] = (price, salt)
+            tx(who, CommitBid(task_id, bid_commitment(task_id, task.attempt.number,
+                                                      KEYS[who].address, price, salt)))
         elif action == "reveal" and task is not None:
-            price, salt = salts.get((task_id, task.attempt, KEYS[who].address), (1, b"x"))
+            price, salt = salts.get((task_id, task.attempt.number, KEYS[who].address), (1, b"x"))
             tx(who, RevealBid(task_id, price if r % 11 else price + 1, salt))
-        elif action == "result" and task is not None and task.provider is not None:
-            index = next(i for i, k in enumerate(KEYS) if k.address == task.provider)
+        elif action == "result" and task is not None and task.attempt.provider is not None:
+            index = next(i for i, k in enumerate(KEYS) if k.address == task.attempt.provider)
             tx(index, CommitResult(task_id, result_for(task)))
-        elif action == "report" and task is not None and task.provider is not None:
-            index = next(i for i, k in enumerate(KEYS) if k.address == task.provider)
+        elif action == "report" and task is not None and task.attempt.provider is not None:
+            index = next(i for i, k in enumerate(KEYS) if k.address == task.attempt.provider)
             tx(index, ReportMissingInputs(task_id, "inputs_missing"))
-        elif action == "vote" and task is not None and task.check is not None:
-            vote(task_id, b"", task.attempt, task.check, r)
+        elif action == "vote" and task is not None and task.attempt.check is not None:
+            vote(task_id, b"", task.attempt.number, task.attempt.check, r)
         elif action == "cancel":
             tx(5, CancelTask(task_id))
         elif action == "register":
@@ -295,10 +295,10 @@ def run_history(steps: list[tuple[str, int]], params: Params) -> None:
     assert all(t.status == TaskStatus.CLOSED for t in chain.state.tasks.values())
     for t in chain.state.tasks.values():
         assert t.close_reason is not None
-        event(f"closed {t.close_reason.name.lower()} after {t.attempt} attempt(s)")
+        event(f"closed {t.close_reason.name.lower()} after {t.attempt.number} attempt(s)")
         if any(m.event == "bid_deposits_forfeited" for m in t.trail):
             event("sealed bids forfeited their deposits")
-        if t.close_reason == CloseReason.CANCELLED and any(not b.revealed for b in t.bids):
+        if t.close_reason == CloseReason.CANCELLED and any(not b.revealed for b in t.attempt.bids):
             event("a cancel returned sealed bids' deposits")
     assert all(p.locked == 0 for p in chain.state.providers.values())
     assert all(p.closed for p in chain.state.pools.values())

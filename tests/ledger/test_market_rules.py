@@ -41,6 +41,7 @@ from ogpu_node.ledger.market.records import (
     MAX_CHECKPOINTS,
     MAX_COMMITTEE,
     MAX_TRAIL,
+    Attempt,
     Bid,
     Check,
     CheckPhase,
@@ -121,11 +122,11 @@ def test_honest_task_pays_second_price_fees_and_refunds_the_rest(chain: MarketCh
     task_id = chain.submit(max_price=MAX_PRICE)
     chain.auction(task_id, {1: ogpu(1) // 5, 2: ogpu(3) // 10})
     task = chain.task(task_id)
-    assert task.status == TaskStatus.RUNNING and task.provider == PROVIDER_A.address
+    assert task.status == TaskStatus.RUNNING and task.attempt.provider == PROVIDER_A.address
     price = ogpu(3) // 10  # equal quality: the winner is paid the runner-up's price
-    assert task.price == price
+    assert task.attempt.price == price
     collateral = price * UNITS * 2_000 // BPS
-    assert task.collateral == collateral
+    assert task.attempt.collateral == collateral
     assert chain.state.providers[PROVIDER_A.address].locked == collateral
 
     a_before = chain.state.account(PROVIDER_A.address).balance
@@ -163,7 +164,7 @@ def test_honest_task_pays_second_price_fees_and_refunds_the_rest(chain: MarketCh
     assert chain.state.account(silent.address).stake == silent_stake - SILENCE
     provider = chain.state.providers[PROVIDER_A.address]
     assert provider.locked == 0 and provider.completed == 1 and provider.work_done == UNITS
-    assert provider.compute_ms == task.result_ms - task.awarded_ms > 0
+    assert provider.compute_ms == task.attempt.result_ms - task.attempt.awarded_ms > 0
     conserved(chain.state)
 
 
@@ -205,9 +206,10 @@ def test_the_last_reveal_awards_at_once_and_a_sealed_bid_keeps_the_window_open(
     assert chain.task(task_id).status == TaskStatus.REVEALING  # B's bid is still sealed
     chain.reveal(PROVIDER_B, task_id, ogpu(3) // 10)
     task = chain.task(task_id)
-    assert task.status == TaskStatus.RUNNING and task.provider == PROVIDER_A.address
-    assert task.awarded_ms == chain.state.timestamp < window_end
-    assert task.price == ogpu(3) // 10 and task.phase_end_ms == task.awarded_ms + task.exec_ms
+    assert task.status == TaskStatus.RUNNING and task.attempt.provider == PROVIDER_A.address
+    assert task.attempt.awarded_ms == chain.state.timestamp < window_end
+    assert task.attempt.price == ogpu(3) // 10
+    assert task.phase_end_ms == task.attempt.awarded_ms + task.exec_ms
     conserved(chain.state)
 
 
@@ -249,13 +251,13 @@ def test_rejected_result_is_slashed_and_the_task_reoffered(chain: MarketChain) -
     client_before = chain.state.account(CLIENT.address).balance
     task_id = chain.submit(max_price=MAX_PRICE)
     chain.auction(task_id, {1: ogpu(1) // 5, 2: ogpu(3) // 10})
-    collateral = chain.task(task_id).collateral
+    collateral = chain.task(task_id).attempt.collateral
     a_stake = chain.state.providers[PROVIDER_A.address].stake
     chain.commit_result(task_id)
     chain.vote(task_id, accept=False, voters=2)
 
     task = chain.task(task_id)
-    assert task.status == TaskStatus.BIDDING and task.attempt == 2
+    assert task.status == TaskStatus.BIDDING and task.attempt.number == 2
     assert task.excluded == (PROVIDER_A.address,) and task.why == "rejected"
     assert task.escrow == ESCROW  # the client's money stays for the next round
     a = chain.state.providers[PROVIDER_A.address]
@@ -273,8 +275,8 @@ def test_rejected_result_is_slashed_and_the_task_reoffered(chain: MarketChain) -
     with pytest.raises(NotPermitted):
         chain.check(PROVIDER_A, CommitBid(task_id, ZERO))
     chain.auction(task_id, {2: ogpu(1) // 2})
-    assert chain.task(task_id).provider == PROVIDER_B.address
-    assert chain.task(task_id).price == MAX_PRICE  # sole bidder: the client's maximum
+    assert chain.task(task_id).attempt.provider == PROVIDER_B.address
+    assert chain.task(task_id).attempt.price == MAX_PRICE  # sole bidder: the client's maximum
     chain.commit_result(task_id)
     chain.vote(task_id, accept=True, voters=2)
     assert chain.task(task_id).close_reason == CloseReason.COMPLETED
@@ -286,7 +288,7 @@ def test_missed_deadline_slashes_and_reoffers_then_times_out(chain: MarketChain)
     task_id = chain.submit(max_price=MAX_PRICE, exec_ms=10_000, ttl_ms=40_000)
     chain.auction(task_id, {1: ogpu(1) // 5})
     a_stake = chain.state.providers[PROVIDER_A.address].stake
-    collateral = chain.task(task_id).collateral
+    collateral = chain.task(task_id).attempt.collateral
     chain.pass_phase(task_id)  # the provider vanished
     task = chain.task(task_id)
     assert task.status == TaskStatus.BIDDING and task.why == "timed_out"
@@ -425,7 +427,7 @@ def test_a_sealed_bid_locks_a_deposit_that_its_reveal_returns(chain: MarketChain
     stake = chain.state.providers[PROVIDER_A.address].stake
     task_id = chain.submit(max_price=MAX_PRICE)
     chain.bid(PROVIDER_A, task_id, ogpu(1) // 5)
-    assert chain.task(task_id).bids[0].deposit == DEPOSIT
+    assert chain.task(task_id).attempt.bids[0].deposit == DEPOSIT
     assert chain.state.providers[PROVIDER_A.address].free_stake == stake - DEPOSIT
     chain.bid(PROVIDER_B, task_id, ogpu(3) // 10)
     chain.reveal(PROVIDER_A, task_id, ogpu(1) // 5)
@@ -433,8 +435,8 @@ def test_a_sealed_bid_locks_a_deposit_that_its_reveal_returns(chain: MarketChain
     chain.reveal(PROVIDER_B, task_id, ogpu(3) // 10)
     task = chain.task(task_id)
     # the award comes after every reveal: only the winner's collateral is locked now
-    assert task.status == TaskStatus.RUNNING and task.provider == PROVIDER_A.address
-    assert chain.state.providers[PROVIDER_A.address].locked == task.collateral
+    assert task.status == TaskStatus.RUNNING and task.attempt.provider == PROVIDER_A.address
+    assert chain.state.providers[PROVIDER_A.address].locked == task.attempt.collateral
     assert chain.state.providers[PROVIDER_B.address].locked == 0
     assert chain.state.providers[PROVIDER_A.address].stake == stake
     assert "bid_deposits_forfeited" not in [m.event for m in task.trail]
@@ -452,7 +454,7 @@ def test_a_bid_never_revealed_forfeits_its_deposit_to_the_client(chain: MarketCh
     chain.reveal(PROVIDER_B, task_id, 20)
     chain.pass_phase(task_id)  # the reveal window ends with A's bid sealed
     task = chain.task(task_id)
-    assert task.status == TaskStatus.RUNNING and task.provider == PROVIDER_B.address
+    assert task.status == TaskStatus.RUNNING and task.attempt.provider == PROVIDER_B.address
     a = chain.state.providers[PROVIDER_A.address]
     assert (a.stake, a.locked, a.unrevealed) == (a_stake - DEPOSIT, 0, 1)
     assert Movement("bid_deposits_forfeited", CLIENT.address, DEPOSIT) in task.trail
@@ -478,7 +480,7 @@ def test_free_stake_must_cover_the_deposit_and_the_collateral_of_an_award() -> N
     with pytest.raises(InsufficientStake):  # the deposit cannot leave either
         chain.check(PROVIDER_A, WithdrawProvider(provider.stake))
     chain.reveal(PROVIDER_A, task_id, max_price)
-    assert chain.task(task_id).collateral == needed - deposit
+    assert chain.task(task_id).attempt.collateral == needed - deposit
     conserved(chain.state)
 
 
@@ -625,15 +627,19 @@ def test_a_task_with_the_most_bids_and_the_longest_trail_fits_its_record() -> No
         client=who, kind=1, spec=b"s" * 1024, work_units=2**64 - 1, max_price=2**64 - 1,
         min_benchmark=2**64 - 1, exec_ms=2**64 - 1, expires_ms=2**64 - 1,
         created_ms=2**64 - 1, escrow=2**64 - 1,
-        bids=tuple(Bid(who, ZERO, 2**64 - 1, 2**64 - 1, True)
-                   for _ in range(MAX_BIDS_PER_TASK)),
-        excluded=(who,) * 5, provider=who, price=2**64 - 1, collateral=2**64 - 1,
-        result=TaskResult(ZERO, ZERO, ids, tuple((f"m{i}" * 8, 2**64 - 1) for i in range(8)),
-                          ZERO),
-        check=Check(CheckPhase.REVEALING, 2**64 - 1, 2**64 - 1, MAX_CHECK_ROUNDS,
-                    (who,) * MAX_COMMITTEE,
-                    tuple(Vote(who, ZERO, True, True, "r" * 64) for _ in range(MAX_COMMITTEE)),
-                    (who,) * (MAX_COMMITTEE * MAX_CHECK_ROUNDS)),
-        released_key=b"k" * 32,
-        why="w" * 64, trail=tuple(Movement("e" * 32, who, 2**64 - 1) for _ in range(MAX_TRAIL)))
+        attempt=Attempt(
+            number=2**64 - 1,
+            bids=tuple(Bid(who, ZERO, 2**64 - 1, 2**64 - 1, True)
+                       for _ in range(MAX_BIDS_PER_TASK)),
+            provider=who, price=2**64 - 1, collateral=2**64 - 1,
+            result=TaskResult(ZERO, ZERO, ids,
+                              tuple((f"m{i}" * 8, 2**64 - 1) for i in range(8)), ZERO),
+            check=Check(CheckPhase.REVEALING, 2**64 - 1, 2**64 - 1, MAX_CHECK_ROUNDS,
+                        (who,) * MAX_COMMITTEE,
+                        tuple(Vote(who, ZERO, True, True, "r" * 64)
+                              for _ in range(MAX_COMMITTEE)),
+                        (who,) * (MAX_COMMITTEE * MAX_CHECK_ROUNDS)),
+            released_key=b"k" * 32),
+        excluded=(who,) * 5, why="w" * 64,
+        trail=tuple(Movement("e" * 32, who, 2**64 - 1) for _ in range(MAX_TRAIL)))
     assert decode(Task, encode(task)) == task

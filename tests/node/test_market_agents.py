@@ -72,11 +72,12 @@ def market_genesis() -> Genesis:
 
 def voters(task: Task) -> list[bytes]:
     """The members who revealed a vote on the task's claim."""
-    return [v.member for v in task.check.votes if v.revealed] if task.check else []
+    return [v.member for v in task.attempt.check.votes if v.revealed] if task.attempt.check else []
 
 
 def accepts(task: Task) -> int:
-    return sum(v.accept for v in task.check.votes if v.revealed) if task.check else 0
+    check = task.attempt.check
+    return sum(v.accept for v in check.votes if v.revealed) if check else 0
 
 
 @asynccontextmanager
@@ -189,8 +190,8 @@ async def test_honest_training_task_settles_and_pays(tmp_path: object) -> None:
             await wait_for(nodes[0], closed(nodes[0], task_id))
         task = task_of(nodes[0], task_id)
         assert task.close_reason == CloseReason.COMPLETED
-        assert task.provider == VALIDATORS[1].address  # the lower floor wins ...
-        assert task.price == 2_000  # ... at the second price
+        assert task.attempt.provider == VALIDATORS[1].address  # the lower floor wins ...
+        assert task.attempt.price == 2_000  # ... at the second price
         assert accepts(task) >= 2
         events = [m.event for m in task.trail]
         assert events[0] == "escrow" and "payment" in events and events[-1] == "refund"
@@ -212,9 +213,9 @@ async def test_a_faulty_provider_is_slashed_and_another_completes(tmp_path: obje
             task_id = await submit(nodes[0], 0, exec_ms=3_000)
             await wait_for(nodes[0], closed(nodes[0], task_id))
         task = task_of(nodes[0], task_id)
-        assert task.close_reason == CloseReason.COMPLETED and task.attempt == 2
+        assert task.close_reason == CloseReason.COMPLETED and task.attempt.number == 2
         assert task.excluded == (VALIDATORS[1].address,)
-        assert task.provider == VALIDATORS[2].address
+        assert task.attempt.provider == VALIDATORS[2].address
         faulty = nodes[0].chain.state.providers[VALIDATORS[1].address]
         assert faulty.failed == 1 and faulty.stake < stake
         events = [m.event for m in task.trail]
@@ -243,13 +244,14 @@ async def test_members_fetch_an_intervals_end_only_when_its_replay_is_not_bit_ex
             assert refetched
             return
         assert task.close_reason == CloseReason.COMPLETED and not refetched, refetched
-        assert task.result is not None
-        ids = task.result.checkpoint_ids
+        assert task.attempt.result is not None
+        ids = task.attempt.result.checkpoint_ids
         left_out: list[int] = []
         for i, node in enumerate(nodes):
             if i == 1 or VALIDATORS[i].address not in voters(task):
                 continue  # the provider, or a member that did not vote
-            rng = VerifierAgent(node, VerifierPolicy(intervals=1))._rng(task_id, task.attempt)
+            rng = VerifierAgent(node, VerifierPolicy(intervals=1))._rng(task_id,
+                                                                        task.attempt.number)
             read = checkpoints_to_check(SPEC, 1, rng, ends=False)
             ends = set(checkpoints_to_check(SPEC, 1, rng)) - set(read)
             assert node.blobs is not None
@@ -276,7 +278,7 @@ async def test_client_cancelling_after_award_pays_its_collateral_and_frees_the_p
             next_id = await submit(nodes[0], 2)
             await wait_for(nodes[0], closed(nodes[0], next_id))
         assert task_of(nodes[0], next_id).close_reason == CloseReason.COMPLETED
-        assert task_of(nodes[0], next_id).provider == VALIDATORS[1].address
+        assert task_of(nodes[0], next_id).attempt.provider == VALIDATORS[1].address
         task = task_of(nodes[0], task_id)
         assert task.close_reason == CloseReason.CANCELLED_AFTER_AWARD
         collateral = next(m for m in task.trail if m.event == "client_collateral_to_provider")
@@ -335,7 +337,7 @@ async def test_a_provider_whose_store_is_full_fails_the_task_and_the_node_goes_o
         with trio.fail_after(60):
             await registered(nodes, 1)
             task_id = await submit(nodes[0], 0, exec_ms=3_000)
-            await wait_for(nodes[0], lambda: task_of(nodes[0], task_id).attempt >= 2)
+            await wait_for(nodes[0], lambda: task_of(nodes[0], task_id).attempt.number >= 2)
             height = nodes[1].chain.state.height
             await wait_for(nodes[1], lambda: nodes[1].chain.state.height > height)
         assert nodes[0].chain.state.providers[me].failed >= 1
@@ -361,9 +363,9 @@ async def test_uploaded_inputs_are_fetched_trained_on_and_verified(tmp_path: obj
             task_id = await submit(nodes[0], 0, spec=spec)
             await wait_for(nodes[0], lambda: status_of(nodes[0], task_id) == TaskStatus.VERIFYING)
             early = task_of(nodes[0], task_id)
-            assert early.result is not None and not early.released_key
+            assert early.attempt.result is not None and not early.attempt.released_key
             # the client's node (or any peer) fetches the committed output: ciphertext
-            sealed = await nodes[0].files.fetch_file(early.result.output_id, attempts=3)
+            sealed = await nodes[0].files.fetch_file(early.attempt.result.output_id, attempts=3)
             with pytest.raises(ArtifactError):
                 decode_arrays(sealed)
             await wait_for(nodes[0], closed(nodes[0], task_id))
@@ -372,15 +374,16 @@ async def test_uploaded_inputs_are_fetched_trained_on_and_verified(tmp_path: obj
         assert accepts(task) >= 2
         assert nodes[1].blobs is not None and nodes[1].blobs.get_file(spec.inputs) == raw
         # the committed weights are those of training on the uploaded data, not the seed's
-        assert task.result is not None and task.released_key
+        assert task.attempt.result is not None and task.attempt.released_key
         expected = run_workload(spec, cpu_device(), inputs=raw)
-        number = output_file_number(len(task.result.checkpoint_ids))
-        opened = client_key(CLIENT, task.released_key, task.result.key_commitment, task_id,
-                            task.attempt).open(number, sealed)
+        number = output_file_number(len(task.attempt.result.checkpoint_ids))
+        released, commitment = task.attempt.released_key, task.attempt.result.key_commitment
+        opened = client_key(CLIENT, released, commitment, task_id,
+                            task.attempt.number).open(number, sealed)
         assert opened == expected.output
         with pytest.raises(ResultKeyError):  # anyone else, holding the released key too
-            client_key(VALIDATORS[2], task.released_key, task.result.key_commitment, task_id,
-                       task.attempt).open(number, sealed)
+            client_key(VALIDATORS[2], released, commitment, task_id,
+                       task.attempt.number).open(number, sealed)
 
 
 @pytest.mark.parametrize("fault", ["none", "false_report"])
@@ -402,15 +405,15 @@ async def test_a_report_of_missing_inputs_is_checked_by_the_committee(tmp_path: 
         reporter = nodes[0].chain.state.providers[VALIDATORS[1].address]
         events = {m.event: m for m in task.trail}
         if fault == "none":
-            assert task.close_reason == CloseReason.INPUTS_WITHHELD and task.attempt == 1
+            assert task.close_reason == CloseReason.INPUTS_WITHHELD and task.attempt.number == 1
             assert task.why == "inputs_missing"
             assert accepts(task) >= 2  # the committee upheld it
             assert events["client_collateral_to_provider"].address == VALIDATORS[1].address
             assert reporter.failed == 0 and reporter.locked == 0
         else:
-            assert task.close_reason == CloseReason.COMPLETED and task.attempt == 2
+            assert task.close_reason == CloseReason.COMPLETED and task.attempt.number == 2
             assert task.excluded == (VALIDATORS[1].address,)
-            assert task.provider == VALIDATORS[2].address
+            assert task.attempt.provider == VALIDATORS[2].address
             assert reporter.failed == 1 and "provider_slashed" in events
 
 
@@ -518,7 +521,7 @@ async def test_a_verifier_restarted_between_seal_and_reveal_still_reveals(
 
         def sealed_by_me() -> bool:
             task = node.chain.state.tasks.get(task_id)
-            return bool(task and task.check and task.check.vote_of(me))
+            return bool(task and task.attempt.check and task.attempt.check.vote_of(me))
 
         with trio.fail_after(90):
             await registered(nodes, 1)
@@ -563,8 +566,8 @@ async def test_a_provider_restarted_between_its_bid_and_the_reveal_still_reveals
                 await again.step(jobs)  # reveals what the first one sealed
                 await wait_for(node, lambda: status_of(node, task_id) != TaskStatus.REVEALING)
                 task = task_of(node, task_id)
-                assert task.status == TaskStatus.RUNNING and task.provider == me
-                assert task.bids[0].revealed
+                assert task.status == TaskStatus.RUNNING and task.attempt.provider == me
+                assert task.attempt.bids[0].revealed
                 await send_pool_tx(nodes[0], CancelTask(task_id))  # (the client's next nonce)
                 await wait_for(node, closed(node, task_id))
                 await again.step(jobs)

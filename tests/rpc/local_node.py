@@ -212,7 +212,7 @@ class LocalNode:
         """`provider` reports progress on its current attempt, as gossip would bring it."""
         task = self.chain.state.tasks[Hash32(task_id)]
         report = sign_progress(provider, self.chain.state.chain_id, TaskProgress(
-            task_id, task.attempt, provider.address, done_bps, self.chain.state.timestamp))
+            task_id, task.attempt.number, provider.address, done_bps, self.chain.state.timestamp))
         return self.tasks.accept_progress(report, self.chain.state)
 
     def produce_block(self, after_ms: int = 1_000) -> Block:

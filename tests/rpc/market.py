@@ -89,7 +89,7 @@ class Market:
         return self.node.state.tasks[task_id]
 
     async def bid(self, key: PrivateKey, task_id: Hash32, price: int) -> None:
-        commitment = bid_commitment(task_id, self.task(task_id).attempt, key.address, price,
+        commitment = bid_commitment(task_id, self.task(task_id).attempt.number, key.address, price,
                                     b"salt")
         await self.send(key, CommitBid(task_id, commitment))
 
@@ -115,9 +115,9 @@ class Market:
     async def commit_result(self, task_id: Hash32, output: bytes = OUTPUT) -> None:
         """The provider commits `output`, sealed for the client (`result_crypto`)."""
         task = self.task(task_id)
-        key = next(k for k in self.node.users() if k.address == task.provider)
+        key = next(k for k in self.node.users() if k.address == task.attempt.provider)
         client = self.node.state.account(task.client).public_key
-        sealed = provider_key(EPHEMERAL, client, task_id, task.attempt).seal(0, output)
+        sealed = provider_key(EPHEMERAL, client, task_id, task.attempt.number).seal(0, output)
         if self.node.blobs is not None:
             self.node.blobs.put_file(sealed)
         result = TaskResult(file_id(sealed), digest(b"root", b""), (), (("loss_micros", 1234),),
@@ -127,24 +127,26 @@ class Market:
     async def release(self, task_id: Hash32) -> None:
         """The provider of an accepted result releases its key."""
         task = self.task(task_id)
-        key = next(k for k in self.node.users() if k.address == task.provider)
-        await self.send(key, ReleaseResult(task_id, task.attempt, ephemeral_public(EPHEMERAL)))
+        key = next(k for k in self.node.users() if k.address == task.attempt.provider)
+        await self.send(key, ReleaseResult(task_id, task.attempt.number,
+                                           ephemeral_public(EPHEMERAL)))
 
     def draw(self, task_id: Hash32) -> None:
         """Empty blocks until the committee checking the task's claim is drawn."""
-        while (check := self.task(task_id).check) and check.phase == CheckPhase.DRAWING:
+        while (check := self.task(task_id).attempt.check) and check.phase == CheckPhase.DRAWING:
             self.node.produce_block(1_000)
 
     async def vote(self, task_id: Hash32, accept: bool) -> None:
         """The validator, the whole committee, seals its vote and reveals it."""
         self.draw(task_id)
         task = self.task(task_id)
-        assert task.check is not None
-        reason, salt, round_ = "ok" if accept else "matmul_mismatch", b"salt", task.check.round
-        seal = verdict_seal(task_id, b"", task.attempt, round_, VALIDATOR.address, accept,
+        assert task.attempt.check is not None
+        reason, salt = "ok" if accept else "matmul_mismatch", b"salt"
+        round_ = task.attempt.check.round
+        seal = verdict_seal(task_id, b"", task.attempt.number, round_, VALIDATOR.address, accept,
                             reason, salt)
-        await self.send(VALIDATOR, SealVerdict(task_id, b"", task.attempt, round_, seal))
-        await self.send(VALIDATOR, RevealVerdict(task_id, b"", task.attempt, round_, accept,
+        await self.send(VALIDATOR, SealVerdict(task_id, b"", task.attempt.number, round_, seal))
+        await self.send(VALIDATOR, RevealVerdict(task_id, b"", task.attempt.number, round_, accept,
                                                  reason, salt))
         if self.task(task_id).status == TaskStatus.RELEASING:
             await self.release(task_id)

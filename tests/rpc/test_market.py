@@ -68,14 +68,15 @@ async def test_task_get_shows_a_completed_task_and_its_money_trail(rpc: Rpc,
         {"bidder": text(market.provider_b), "revealed": True, **deposit,
          "price": str(ogpu(1) // 2), "priceOgpu": "0.5"}]
     assert view["provider"] == text(market.provider_a)
-    assert view["price"] == str(task.price) and view["payment"] == str(task.payment)
-    assert view["collateral"] == str(task.collateral)
-    assert view["awardedMs"] == task.awarded_ms and view["resultMs"] == task.result_ms
-    assert task.result is not None
-    assert view["result"] == {"outputId": task.result.output_id.hex(),
-                              "checkpointRoot": task.result.checkpoint_root.hex(),
+    assert view["price"] == str(task.attempt.price) and view["payment"] == str(task.payment)
+    assert view["collateral"] == str(task.attempt.collateral)
+    assert view["awardedMs"] == task.attempt.awarded_ms
+    assert view["resultMs"] == task.attempt.result_ms
+    assert task.attempt.result is not None
+    assert view["result"] == {"outputId": task.attempt.result.output_id.hex(),
+                              "checkpointRoot": task.attempt.result.checkpoint_root.hex(),
                               "checkpointIds": [], "metrics": {"loss_micros": 1234},
-                              "keyCommitment": task.result.key_commitment.hex()}
+                              "keyCommitment": task.attempt.result.key_commitment.hex()}
     assert view["releasedKey"] == ephemeral_public(EPHEMERAL).hex()
     assert view["committee"] == [address_to_text(VALIDATOR.address)]
     assert view["verdicts"] == [{"verifier": address_to_text(VALIDATOR.address),

@@ -1,20 +1,36 @@
-"""The market's state records: providers and tasks, with their status and close-reason codes.
+"""The market's state records: providers, tasks (their fixed terms and their current attempt),
+committees' checks and pools, with their status and close-reason codes.
 
 Records are immutable; the rules in `rules.py` replace them. Every record has a canonical
-encoding, because it is part of the state commitment and of the store.
+encoding, because it is part of the state commitment and of the store: it is derived from the
+fields as declared here (`ogpu_node.ledger.codec`), in their order, with their bounds.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import IntEnum
-from typing import Any, ClassVar, Self
+from typing import Annotated, Any, ClassVar
 
-from ogpu_node.encoding import read_array, read_bytes, read_list, read_str, read_uint
-from ogpu_node.errors import DecodeError
 from ogpu_node.hashing import digest
+from ogpu_node.ledger.codec import (
+    ADDRESS,
+    FLAG,
+    HASH,
+    MAYBE_ADDRESS,
+    UINT,
+    Enum,
+    Maybe,
+    Nested,
+    Pair,
+    Raw,
+    Record,
+    Seq,
+    Text,
+    Uint,
+)
 from ogpu_node.ledger.params import MAX_BIDS_PER_TASK
-from ogpu_node.types import ADDRESS_LEN, HASH_LEN, Address, Hash32
+from ogpu_node.types import HASH_LEN, Address, Hash32
 
 MAX_DEVICES = 16
 MAX_DEVICE_NAME = 64
@@ -70,20 +86,11 @@ class CloseReason(IntEnum):
 
 
 @dataclass(frozen=True, slots=True)
-class Device:
+class Device(Record):
     """A device a provider declares: its model name and memory."""
 
-    model: str
-    memory_mb: int
-
-    def to_fields(self) -> list[Any]:
-        return [self.model, self.memory_mb]
-
-    @classmethod
-    def from_fields(cls, value: Any) -> Self:
-        model, memory = read_array(value, 2, "device")
-        return cls(read_str(model, "device.model", max_len=MAX_DEVICE_NAME),
-                   read_uint(memory, "device.memory_mb"))
+    model: Annotated[str, Text(MAX_DEVICE_NAME)]
+    memory_mb: Annotated[int, UINT]
 
 
 def device_model(name: str) -> str:
@@ -92,34 +99,39 @@ def device_model(name: str) -> str:
     return name[:MAX_DEVICE_NAME]
 
 
+DEVICES = Seq(Nested(Device), MAX_DEVICES)
+"""The codec of a provider's declared devices (also in `RegisterProvider`)."""
+
+
 def read_devices(value: Any) -> tuple[Device, ...]:
-    return tuple(Device.from_fields(d) for d in read_list(value, MAX_DEVICES, "devices"))
+    devices: tuple[Device, ...] = DEVICES.decode(value, "devices")
+    return devices
 
 
 @dataclass(frozen=True, slots=True)
-class Provider:
+class Provider(Record):
     """A registered provider: what it declared, its bonded stake and its track record.
 
     `locked` is the part of `stake` held as collateral by running tasks. The counters feed the
     reputation and the anomaly flags (`reputation.py`).
     """
 
-    devices: tuple[Device, ...]
-    benchmark: int
+    devices: Annotated[tuple[Device, ...], DEVICES]
+    benchmark: Annotated[int, UINT]
     """Declared device benchmark, GFLOP/s (float32 matrix product), measured by `gpu`."""
-    price_floor: int
+    price_floor: Annotated[int, UINT]
     """Lowest price per work unit the provider says it takes: advisory, used to explain no-bids."""
-    stake: int
-    locked: int = 0
-    completed: int = 0
-    failed: int = 0
+    stake: Annotated[int, UINT]
+    locked: Annotated[int, UINT] = 0
+    completed: Annotated[int, UINT] = 0
+    failed: Annotated[int, UINT] = 0
     """Results rejected or deadlines missed (each one slashed)."""
-    fail_streak: int = 0
-    bids: int = 0
-    unrevealed: int = 0
-    work_done: int = 0
+    fail_streak: Annotated[int, UINT] = 0
+    bids: Annotated[int, UINT] = 0
+    unrevealed: Annotated[int, UINT] = 0
+    work_done: Annotated[int, UINT] = 0
     """Work units of accepted results."""
-    compute_ms: int = 0
+    compute_ms: Annotated[int, UINT] = 0
     """Block time from award to result commitment, summed over accepted results."""
 
     MAX_BYTES: ClassVar[int] = 2048
@@ -128,42 +140,18 @@ class Provider:
     def free_stake(self) -> int:
         return self.stake - self.locked
 
-    def to_fields(self) -> list[Any]:
-        return [[d.to_fields() for d in self.devices], self.benchmark, self.price_floor,
-                self.stake, self.locked, self.completed, self.failed, self.fail_streak,
-                self.bids, self.unrevealed, self.work_done, self.compute_ms]
-
-    @classmethod
-    def from_fields(cls, value: Any) -> Self:
-        devices, *numbers = read_array(value, 12, "provider")
-        names = ("benchmark", "price_floor", "stake", "locked", "completed", "failed",
-                 "fail_streak", "bids", "unrevealed", "work_done", "compute_ms")
-        ints = [read_uint(v, f"provider.{n}") for n, v in zip(names, numbers, strict=True)]
-        return cls(read_devices(devices), *ints)
-
 
 @dataclass(frozen=True, slots=True)
-class Bid:
+class Bid(Record):
     """A sealed bid (its commitment and the deposit it locked from the bidder's provider stake)
     and, once revealed, its price per work unit. The deposit is held (as part of
     `Provider.locked`) while the bid is sealed and the task bidding or revealing."""
 
-    bidder: Address
-    commitment: Hash32
-    deposit: int
-    price: int = 0
-    revealed: bool = False
-
-    def to_fields(self) -> list[Any]:
-        return [self.bidder, self.commitment, self.deposit, self.price, int(self.revealed)]
-
-    @classmethod
-    def from_fields(cls, value: Any) -> Self:
-        bidder, commitment, deposit, price, revealed = read_array(value, 5, "bid")
-        return cls(Address(read_bytes(bidder, "bid.bidder", size=ADDRESS_LEN)),
-                   Hash32(read_bytes(commitment, "bid.commitment", size=HASH_LEN)),
-                   read_uint(deposit, "bid.deposit"), read_uint(price, "bid.price"),
-                   bool(read_uint(revealed, "bid.revealed", max_value=1)))
+    bidder: Annotated[Address, ADDRESS]
+    commitment: Annotated[Hash32, HASH]
+    deposit: Annotated[int, UINT]
+    price: Annotated[int, UINT] = 0
+    revealed: Annotated[bool, FLAG] = False
 
 
 def key_commitment(public_key: bytes) -> Hash32:
@@ -172,38 +160,22 @@ def key_commitment(public_key: bytes) -> Hash32:
 
 
 @dataclass(frozen=True, slots=True)
-class TaskResult:
+class TaskResult(Record):
     """What a provider commits to: the output's file id, checkpoint ids and their chain root
     (all of encrypted files), integer metrics (e.g. loss in millionths), and the hash of the
     public key that, released once the result is accepted, lets the client read the files
     (`result_crypto.py`)."""
 
-    output_id: Hash32
-    checkpoint_root: Hash32
-    checkpoint_ids: tuple[Hash32, ...]
-    metrics: tuple[tuple[str, int], ...]
-    key_commitment: Hash32
+    NAME = "result"
+
+    output_id: Annotated[Hash32, HASH]
+    checkpoint_root: Annotated[Hash32, HASH]
+    checkpoint_ids: Annotated[tuple[Hash32, ...], Seq(HASH, MAX_CHECKPOINTS)]
+    metrics: Annotated[tuple[tuple[str, int], ...],
+                       Seq(Pair(Text(MAX_METRIC_NAME), UINT), MAX_METRICS)]
+    key_commitment: Annotated[Hash32, HASH]
 
     MAX_BYTES: ClassVar[int] = 560 + MAX_CHECKPOINTS * (HASH_LEN + 2)
-
-    def to_fields(self) -> list[Any]:
-        return [self.output_id, self.checkpoint_root, list(self.checkpoint_ids),
-                [[k, v] for k, v in self.metrics], self.key_commitment]
-
-    @classmethod
-    def from_fields(cls, value: Any) -> Self:
-        output, root, ids, metrics, commitment = read_array(value, 5, "result")
-        pairs = []
-        for item in read_list(metrics, MAX_METRICS, "result.metrics"):
-            name, number = read_array(item, 2, "result.metric")
-            pairs.append((read_str(name, "metric.name", max_len=MAX_METRIC_NAME),
-                          read_uint(number, "metric.value")))
-        return cls(Hash32(read_bytes(output, "result.output_id", size=HASH_LEN)),
-                   Hash32(read_bytes(root, "result.checkpoint_root", size=HASH_LEN)),
-                   tuple(Hash32(read_bytes(i, "result.checkpoint_id", size=HASH_LEN))
-                         for i in read_list(ids, MAX_CHECKPOINTS, "result.checkpoint_ids")),
-                   tuple(pairs),
-                   Hash32(read_bytes(commitment, "result.key_commitment", size=HASH_LEN)))
 
 
 class CheckPhase(IntEnum):
@@ -214,64 +186,31 @@ class CheckPhase(IntEnum):
     REVEALING = 3
 
 
-
 @dataclass(frozen=True, slots=True)
-class Vote:
+class Vote(Record):
     """A member's sealed vote and, once revealed, what it says."""
 
-    member: Address
-    seal: Hash32
-    revealed: bool = False
-    accept: bool = False
-    reason: str = ""
-
-    def to_fields(self) -> list[Any]:
-        return [self.member, self.seal, int(self.revealed), int(self.accept), self.reason]
-
-    @classmethod
-    def from_fields(cls, value: Any) -> Self:
-        member, seal, revealed, accept, reason = read_array(value, 5, "vote")
-        return cls(Address(read_bytes(member, "vote.member", size=ADDRESS_LEN)),
-                   Hash32(read_bytes(seal, "vote.seal", size=HASH_LEN)),
-                   bool(read_uint(revealed, "vote.revealed", max_value=1)),
-                   bool(read_uint(accept, "vote.accept", max_value=1)),
-                   read_str(reason, "vote.reason", max_len=MAX_REASON))
-
-
-def _addresses(value: Any, what: str, limit: int) -> tuple[Address, ...]:
-    return tuple(Address(read_bytes(a, what, size=ADDRESS_LEN))
-                 for a in read_list(value, limit, what))
+    member: Annotated[Address, ADDRESS]
+    seal: Annotated[Hash32, HASH]
+    revealed: Annotated[bool, FLAG] = False
+    accept: Annotated[bool, FLAG] = False
+    reason: Annotated[str, Text(MAX_REASON)] = ""
 
 
 @dataclass(frozen=True, slots=True)
-class Check:
+class Check(Record):
     """One claim's check: its phase, the current round's committee and votes, and the members
     of earlier rounds (never drawn again for this claim)."""
 
-    phase: CheckPhase
-    draw_height: int
+    phase: Annotated[CheckPhase, Enum(CheckPhase)]
+    draw_height: Annotated[int, UINT]
     """The committee is drawn in the first block at this height or above."""
-    ends_ms: int = 0
+    ends_ms: Annotated[int, UINT] = 0
     """End of the sealing or revealing window (0 while drawing)."""
-    round: int = 1
-    committee: tuple[Address, ...] = ()
-    votes: tuple[Vote, ...] = ()
-    earlier: tuple[Address, ...] = ()
-
-    def to_fields(self) -> list[Any]:
-        return [int(self.phase), self.draw_height, self.ends_ms, self.round,
-                list(self.committee), [v.to_fields() for v in self.votes], list(self.earlier)]
-
-    @classmethod
-    def from_fields(cls, value: Any) -> Self:
-        phase, draw, ends, round_, committee, votes, earlier = read_array(value, 7, "check")
-        return cls(
-            CheckPhase(read_uint(phase, "check.phase", min_value=1, max_value=max(CheckPhase))),
-            read_uint(draw, "check.draw_height"), read_uint(ends, "check.ends_ms"),
-            read_uint(round_, "check.round", min_value=1, max_value=MAX_CHECK_ROUNDS),
-            _addresses(committee, "check.committee", MAX_COMMITTEE),
-            tuple(Vote.from_fields(v) for v in read_list(votes, MAX_COMMITTEE, "check.votes")),
-            _addresses(earlier, "check.earlier", MAX_COMMITTEE * MAX_CHECK_ROUNDS))
+    round: Annotated[int, Uint(max_value=MAX_CHECK_ROUNDS, min_value=1)] = 1
+    committee: Annotated[tuple[Address, ...], Seq(ADDRESS, MAX_COMMITTEE)] = ()
+    votes: Annotated[tuple[Vote, ...], Seq(Nested(Vote), MAX_COMMITTEE)] = ()
+    earlier: Annotated[tuple[Address, ...], Seq(ADDRESS, MAX_COMMITTEE * MAX_CHECK_ROUNDS)] = ()
 
     @property
     def quorum(self) -> int:
@@ -282,68 +221,71 @@ class Check:
 
 
 @dataclass(frozen=True, slots=True)
-class Movement:
+class Movement(Record):
     """One line of a task's money trail: what happened, to or from whom, how much."""
 
-    event: str
-    address: Address
-    amount: int
+    event: Annotated[str, Text(32)]
+    address: Annotated[Address, ADDRESS]
+    amount: Annotated[int, UINT]
 
-    def to_fields(self) -> list[Any]:
-        return [self.event, self.address, self.amount]
 
-    @classmethod
-    def from_fields(cls, value: Any) -> Self:
-        event, address, amount = read_array(value, 3, "movement")
-        return cls(read_str(event, "movement.event", max_len=32),
-                   Address(read_bytes(address, "movement.address", size=ADDRESS_LEN)),
-                   read_uint(amount, "movement.amount"))
+TRAIL = Seq(Nested(Movement), MAX_TRAIL)
 
 
 @dataclass(frozen=True, slots=True)
-class Task:
-    """A task from submission to close.
+class Attempt(Record):
+    """One offer of a task: its sealed bids, the award, the result, the committee's check and
+    the released key. A re-offer starts a new attempt (`number` + 1) with nothing of the last."""
+
+    number: Annotated[int, Uint(min_value=1)] = 1
+    bids: Annotated[tuple[Bid, ...], Seq(Nested(Bid), MAX_BIDS_PER_TASK)] = ()
+    provider: Annotated[Address | None, MAYBE_ADDRESS] = None
+    price: Annotated[int, UINT] = 0
+    """Price per work unit the provider is paid (the second price)."""
+    collateral: Annotated[int, UINT] = 0
+    awarded_ms: Annotated[int, UINT] = 0
+    result: Annotated[TaskResult | None, Maybe(Nested(TaskResult), [])] = None
+    result_ms: Annotated[int, UINT] = 0
+    check: Annotated[Check | None, Maybe(Nested(Check), [])] = None
+    """The committee's check of the result or of a report of missing inputs (VERIFYING,
+    CHECKING_INPUTS; kept once the task closes)."""
+    released_key: Annotated[bytes, Raw(max_len=RELEASED_KEY_BYTES)] = b""
+    """The provider's released public key (RELEASING -> closed): with it the client reads the
+    result."""
+
+
+@dataclass(frozen=True, slots=True)
+class Task(Record):
+    """A task from submission to close: its fixed terms, where it is, its money, and its current
+    `attempt`.
 
     `escrow` is what the chain holds for the client right now (budget, verification reserve and
     client collateral, less what has been paid out); the provider's collateral is held as
     `Provider.locked`. Both are zero once the task is closed.
     """
 
-    client: Address
-    kind: int
-    spec: bytes
-    work_units: int
-    max_price: int
+    client: Annotated[Address, ADDRESS]
+    kind: Annotated[int, Uint(max_value=0xFFFF)]
+    spec: Annotated[bytes, Raw(max_len=1024)]
+    work_units: Annotated[int, UINT]
+    max_price: Annotated[int, UINT]
     """Highest price per work unit the client pays."""
-    min_benchmark: int
-    exec_ms: int
+    min_benchmark: Annotated[int, UINT]
+    exec_ms: Annotated[int, UINT]
     """Time a provider has from its award to commit a result."""
-    expires_ms: int
+    expires_ms: Annotated[int, UINT]
     """Block time after which the task is not offered again."""
-    created_ms: int
-    escrow: int
-    status: TaskStatus = TaskStatus.BIDDING
-    phase_end_ms: int = 0
-    attempt: int = 1
-    bids: tuple[Bid, ...] = ()
-    excluded: tuple[Address, ...] = ()
-    provider: Address | None = None
-    price: int = 0
-    """Price per work unit the provider is paid (the second price)."""
-    collateral: int = 0
-    awarded_ms: int = 0
-    result: TaskResult | None = None
-    result_ms: int = 0
-    check: Check | None = None
-    """The committee's check of the result or of a report of missing inputs (VERIFYING,
-    CHECKING_INPUTS; kept once the task closes)."""
-    released_key: bytes = b""
-    """The provider's released public key (RELEASING -> closed): with it the client reads the
-    result."""
-    close_reason: CloseReason | None = None
-    why: str = ""
+    created_ms: Annotated[int, UINT]
+    escrow: Annotated[int, UINT]
+    status: Annotated[TaskStatus, Enum(TaskStatus)] = TaskStatus.BIDDING
+    phase_end_ms: Annotated[int, UINT] = 0
+    attempt: Annotated[Attempt, Nested(Attempt)] = Attempt()
+    excluded: Annotated[tuple[Address, ...], Seq(ADDRESS, 1024)] = ()
+    """Providers slashed on this task (they may not bid on it again)."""
+    close_reason: Annotated[CloseReason | None, Maybe(Enum(CloseReason), 0)] = None
+    why: Annotated[str, Text(MAX_REASON)] = ""
     """For NO_BIDS (and re-offers): a stable code saying why no bid was usable."""
-    trail: tuple[Movement, ...] = field(default=())
+    trail: Annotated[tuple[Movement, ...], TRAIL] = ()
 
     MAX_BYTES: ClassVar[int] = 64 * 1024
 
@@ -353,64 +295,7 @@ class Task:
 
     @property
     def payment(self) -> int:
-        return self.price * self.work_units
-
-    def to_fields(self) -> list[Any]:
-        return [
-            self.client, self.kind, self.spec, self.work_units, self.max_price,
-            self.min_benchmark, self.exec_ms, self.expires_ms, self.created_ms, self.escrow,
-            int(self.status), self.phase_end_ms, self.attempt, [b.to_fields() for b in self.bids],
-            list(self.excluded), self.provider or b"", self.price, self.collateral,
-            self.awarded_ms, self.result.to_fields() if self.result else [], self.result_ms,
-            self.check.to_fields() if self.check else [], self.released_key,
-            int(self.close_reason or 0), self.why, [m.to_fields() for m in self.trail],
-        ]
-
-    @classmethod
-    def from_fields(cls, value: Any) -> Self:
-        f = read_array(value, 26, "task")
-        provider = read_bytes(f[15], "task.provider", max_len=ADDRESS_LEN)
-        if provider and len(provider) != ADDRESS_LEN:
-            raise DecodeError(f"task.provider: expected {ADDRESS_LEN} bytes or none")
-        reason = read_uint(f[23], "task.close_reason", max_value=max(CloseReason))
-        released = read_bytes(f[22], "task.released_key", max_len=RELEASED_KEY_BYTES)
-        if released and len(released) != RELEASED_KEY_BYTES:
-            raise DecodeError(f"task.released_key: expected {RELEASED_KEY_BYTES} bytes or none")
-        status = read_uint(f[10], "task.status", min_value=1, max_value=max(TaskStatus))
-
-        def addresses(v: Any, what: str, limit: int) -> tuple[Address, ...]:
-            return tuple(Address(read_bytes(a, what, size=ADDRESS_LEN))
-                         for a in read_list(v, limit, what))
-
-        return cls(
-            client=Address(read_bytes(f[0], "task.client", size=ADDRESS_LEN)),
-            kind=read_uint(f[1], "task.kind", max_value=0xFFFF),
-            spec=read_bytes(f[2], "task.spec", max_len=1024),
-            work_units=read_uint(f[3], "task.work_units"),
-            max_price=read_uint(f[4], "task.max_price"),
-            min_benchmark=read_uint(f[5], "task.min_benchmark"),
-            exec_ms=read_uint(f[6], "task.exec_ms"),
-            expires_ms=read_uint(f[7], "task.expires_ms"),
-            created_ms=read_uint(f[8], "task.created_ms"),
-            escrow=read_uint(f[9], "task.escrow"),
-            status=TaskStatus(status),
-            phase_end_ms=read_uint(f[11], "task.phase_end_ms"),
-            attempt=read_uint(f[12], "task.attempt"),
-            bids=tuple(Bid.from_fields(b)
-                       for b in read_list(f[13], MAX_BIDS_PER_TASK, "task.bids")),
-            excluded=addresses(f[14], "task.excluded", 1024),
-            provider=Address(provider) if provider else None,
-            price=read_uint(f[16], "task.price"),
-            collateral=read_uint(f[17], "task.collateral"),
-            awarded_ms=read_uint(f[18], "task.awarded_ms"),
-            result=TaskResult.from_fields(f[19]) if f[19] != [] else None,
-            result_ms=read_uint(f[20], "task.result_ms"),
-            check=Check.from_fields(f[21]) if f[21] != [] else None,
-            released_key=released,
-            close_reason=CloseReason(reason) if reason else None,
-            why=read_str(f[24], "task.why", max_len=MAX_REASON),
-            trail=tuple(Movement.from_fields(m) for m in read_list(f[25], MAX_TRAIL, "trail")),
-        )
+        return self.attempt.price * self.work_units
 
 
 # --- pools: continuous inference ------------------------------------------------------------
@@ -442,115 +327,62 @@ LIVE_REQUESTS = (RequestStatus.OPEN, RequestStatus.VERIFYING, RequestStatus.ANSW
 
 
 @dataclass(frozen=True, slots=True)
-class PoolRequest:
+class PoolRequest(Record):
     """One inference request of a pool, raced by at most `max_racers` subscribers.
 
     `escrow` holds the price and the verification fee while the request is open or under
     verification; it goes back to the pool (or to whom it is paid) when the request ends.
     """
 
-    request_id: Hash32
-    seed: int
-    batch: int
-    created_ms: int
-    deadline_ms: int
-    racers: tuple[Address, ...]
-    escrow: int
-    status: RequestStatus = RequestStatus.OPEN
-    winner: Address | None = None
-    output_id: Hash32 | None = None
-    check: Check | None = None
-    """The committee's check of a sampled answer."""
+    NAME = "request"
 
-    def to_fields(self) -> list[Any]:
-        return [self.request_id, self.seed, self.batch, self.created_ms, self.deadline_ms,
-                list(self.racers), self.escrow, int(self.status), self.winner or b"",
-                self.output_id or b"", self.check.to_fields() if self.check else []]
-
-    @classmethod
-    def from_fields(cls, value: Any) -> Self:
-        f = read_array(value, 11, "request")
-        winner = read_bytes(f[8], "request.winner", max_len=ADDRESS_LEN)
-        output = read_bytes(f[9], "request.output_id", max_len=HASH_LEN)
-        if (winner and len(winner) != ADDRESS_LEN) or (output and len(output) != HASH_LEN):
-            raise DecodeError("request: malformed winner or output id")
-        return cls(
-            request_id=Hash32(read_bytes(f[0], "request.id", size=HASH_LEN)),
-            seed=read_uint(f[1], "request.seed"), batch=read_uint(f[2], "request.batch"),
-            created_ms=read_uint(f[3], "request.created_ms"),
-            deadline_ms=read_uint(f[4], "request.deadline_ms"),
-            racers=tuple(Address(read_bytes(a, "request.racer", size=ADDRESS_LEN))
-                         for a in read_list(f[5], MAX_SUBSCRIBERS, "request.racers")),
-            escrow=read_uint(f[6], "request.escrow"),
-            status=RequestStatus(read_uint(f[7], "request.status", min_value=1,
-                                           max_value=max(RequestStatus))),
-            winner=Address(winner) if winner else None,
-            output_id=Hash32(output) if output else None,
-            check=Check.from_fields(f[10]) if f[10] != [] else None,
-        )
+    request_id: Annotated[Hash32, HASH]
+    seed: Annotated[int, UINT]
+    batch: Annotated[int, UINT]
+    created_ms: Annotated[int, UINT]
+    deadline_ms: Annotated[int, UINT]
+    racers: Annotated[tuple[Address, ...], Seq(ADDRESS, MAX_SUBSCRIBERS)]
+    escrow: Annotated[int, UINT]
+    status: Annotated[RequestStatus, Enum(RequestStatus)] = RequestStatus.OPEN
+    winner: Annotated[Address | None, MAYBE_ADDRESS] = None
+    output_id: Annotated[Hash32 | None, Maybe(HASH)] = None
+    check: Annotated[Check | None, Maybe(Nested(Check), [])] = None
+    """The committee's check of a sampled or disputed answer."""
 
 
 @dataclass(frozen=True, slots=True)
-class Pool:
+class Pool(Record):
     """A pool for continuous inference: a budget, a price per request, subscribed providers.
 
     `escrow` is the budget not yet committed to a request. Subscribers bond `stake` each (held
     as `Provider.locked`); a subscriber whose result is rejected loses its bond and leaves.
     """
 
-    owner: Address
-    model: str
-    max_batch: int
-    price: int
+    owner: Annotated[Address, ADDRESS]
+    model: Annotated[str, Text(32)]
+    max_batch: Annotated[int, UINT]
+    price: Annotated[int, UINT]
     """Paid per request to the first valid result."""
-    max_racers: int
-    sample_bps: int
+    max_racers: Annotated[int, UINT]
+    sample_bps: Annotated[int, UINT]
     """Share of requests whose result is verified by a committee before it is paid."""
-    min_stake: int
-    request_ms: int
-    expires_ms: int
-    created_ms: int
-    escrow: int
-    subscribers: tuple[tuple[Address, int], ...] = ()
-    requests: tuple[PoolRequest, ...] = ()
-    served: int = 0
-    rejected: int = 0
-    expired: int = 0
-    paid: int = 0
-    closed: bool = False
-    trail: tuple[Movement, ...] = ()
+    min_stake: Annotated[int, UINT]
+    request_ms: Annotated[int, UINT]
+    expires_ms: Annotated[int, UINT]
+    created_ms: Annotated[int, UINT]
+    escrow: Annotated[int, UINT]
+    subscribers: Annotated[tuple[tuple[Address, int], ...],
+                           Seq(Pair(ADDRESS, UINT), MAX_SUBSCRIBERS)] = ()
+    requests: Annotated[tuple[PoolRequest, ...],
+                        Seq(Nested(PoolRequest), MAX_POOL_REQUESTS)] = ()
+    served: Annotated[int, UINT] = 0
+    rejected: Annotated[int, UINT] = 0
+    expired: Annotated[int, UINT] = 0
+    paid: Annotated[int, UINT] = 0
+    closed: Annotated[bool, FLAG] = False
+    trail: Annotated[tuple[Movement, ...], TRAIL] = ()
 
     MAX_BYTES: ClassVar[int] = 96 * 1024
-
-    def to_fields(self) -> list[Any]:
-        return [self.owner, self.model, self.max_batch, self.price, self.max_racers,
-                self.sample_bps, self.min_stake, self.request_ms, self.expires_ms,
-                self.created_ms, self.escrow, [[a, s] for a, s in self.subscribers],
-                [r.to_fields() for r in self.requests], self.served, self.rejected,
-                self.expired, self.paid, int(self.closed), [m.to_fields() for m in self.trail]]
-
-    @classmethod
-    def from_fields(cls, value: Any) -> Self:
-        f = read_array(value, 19, "pool")
-        subscribers = []
-        for item in read_list(f[11], MAX_SUBSCRIBERS, "pool.subscribers"):
-            address, stake = read_array(item, 2, "pool.subscriber")
-            subscribers.append((Address(read_bytes(address, "subscriber", size=ADDRESS_LEN)),
-                                read_uint(stake, "subscriber.stake")))
-        names = ("max_batch", "price", "max_racers", "sample_bps", "min_stake", "request_ms",
-                 "expires_ms", "created_ms", "escrow")
-        ints = {n: read_uint(v, f"pool.{n}") for n, v in zip(names, f[2:11], strict=True)}
-        counters = [read_uint(v, "pool.counter") for v in f[13:17]]
-        return cls(
-            owner=Address(read_bytes(f[0], "pool.owner", size=ADDRESS_LEN)),
-            model=read_str(f[1], "pool.model", max_len=32), subscribers=tuple(subscribers),
-            **ints,
-            requests=tuple(PoolRequest.from_fields(r)
-                           for r in read_list(f[12], MAX_POOL_REQUESTS, "pool.requests")),
-            served=counters[0], rejected=counters[1], expired=counters[2], paid=counters[3],
-            closed=bool(read_uint(f[17], "pool.closed", max_value=1)),
-            trail=tuple(Movement.from_fields(m) for m in read_list(f[18], MAX_TRAIL, "trail")),
-        )
 
     def request(self, request_id: bytes) -> PoolRequest | None:
         return next((r for r in self.requests if r.request_id == request_id), None)

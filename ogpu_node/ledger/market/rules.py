@@ -60,6 +60,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from dataclasses import replace
+from typing import Any
 
 from gpu.spec import TrainSpec, decode_spec
 from ogpu_node.ledger.errors import (
@@ -97,6 +98,7 @@ from ogpu_node.ledger.market.payloads import (
     WithdrawProvider,
 )
 from ogpu_node.ledger.market.records import (
+    Attempt,
     Bid,
     CloseReason,
     Movement,
@@ -256,6 +258,11 @@ def process_submit_task(w: Working, task_id: Hash32, sender: Address, p: SubmitT
     ))
 
 
+def with_attempt(task: Task, **changes: Any) -> Task:
+    """`task` with its current attempt changed."""
+    return replace(task, attempt=replace(task.attempt, **changes))
+
+
 def _open_task(w: Working, task_id: Hash32, *phases: TaskStatus) -> Task:
     """The task, if it is in one of `phases` and that phase's window is still open."""
     task = w.task(task_id)
@@ -280,7 +287,7 @@ def process_commit_bid(w: Working, sender: Address, p: CommitBid) -> None:
         raise BID_REFUSAL_ERRORS[code](f"{NO_BID_REASONS[code]} ({code})")
     assert provider is not None  # bid_eligibility gives a code for a sender that is no provider
     deposit = bid_deposit(params, task)
-    task = replace(task, bids=(*task.bids, Bid(sender, p.commitment, deposit)))
+    task = with_attempt(task, bids=(*task.attempt.bids, Bid(sender, p.commitment, deposit)))
     w.set_task(p.task_id, task)
     w.set_provider(sender, replace(provider, bids=provider.bids + 1,
                                    locked=provider.locked + deposit))
@@ -339,9 +346,9 @@ def bid_eligibility(params: Params, address: Address, provider: Provider | None,
         return "excluded"
     if provider.benchmark < task.min_benchmark:
         return "below_min_benchmark"
-    if any(b.bidder == address for b in task.bids):
+    if any(b.bidder == address for b in task.attempt.bids):
         return "already_bid"
-    if len(task.bids) >= params.max_bids_per_task:
+    if len(task.attempt.bids) >= params.max_bids_per_task:
         return "task_full"
     if provider.free_stake < bid_deposit(params, task) + provider_collateral(params, task.budget):
         return "insufficient_free_stake"
@@ -367,20 +374,20 @@ def process_reveal_bid(w: Working, sender: Address, p: RevealBid) -> None:
     The last one to be opened ends the reveal window at once: the award is made in this block
     (no bid can be added or changed after the bid window, so waiting would change nothing)."""
     task = _open_task(w, p.task_id, TaskStatus.REVEALING)
-    index = next((i for i, b in enumerate(task.bids) if b.bidder == sender), None)
-    if index is None or task.bids[index].revealed:
+    index = next((i for i, b in enumerate(task.attempt.bids) if b.bidder == sender), None)
+    if index is None or task.attempt.bids[index].revealed:
         raise NotPermitted("no sealed bid of this sender to reveal")
-    expected = bid_commitment(p.task_id, task.attempt, sender, p.price, p.salt)
-    if expected != task.bids[index].commitment:
+    expected = bid_commitment(p.task_id, task.attempt.number, sender, p.price, p.salt)
+    if expected != task.attempt.bids[index].commitment:
         raise BadReveal("price and salt do not match the sealed bid")
     if p.price > task.max_price:
         raise NotPermitted(f"price {p.price} above the task's maximum {task.max_price}")
-    bids = list(task.bids)
+    bids = list(task.attempt.bids)
     bids[index] = replace(bids[index], price=p.price, revealed=True)
-    task = replace(task, bids=tuple(bids))
+    task = with_attempt(task, bids=tuple(bids))
     w.set_task(p.task_id, task)
     _unlock(w, sender, bids[index].deposit)
-    if all(b.revealed for b in task.bids):  # nothing left that could change the outcome
+    if all(b.revealed for b in task.attempt.bids):  # nothing left that could change the outcome
         _award(w, p.task_id, task)
 
 
@@ -391,15 +398,15 @@ def process_commit_result(w: Working, sender: Address, p: CommitResult) -> None:
     """The awarded provider commits its result; a committee will be drawn to check it
     (`verification.py`: drawn from a later block, so the provider cannot choose it)."""
     task = _open_task(w, p.task_id, TaskStatus.RUNNING)
-    if sender != task.provider:
+    if sender != task.attempt.provider:
         raise NotPermitted("only the awarded provider may commit a result")
     spec = decode_spec(task.kind, task.spec)
     wanted = spec.checkpoint_count if isinstance(spec, TrainSpec) else 0
     if len(p.result.checkpoint_ids) != wanted:
         raise MarketRuleError(f"the result must list {wanted} checkpoints, "
                               f"it lists {len(p.result.checkpoint_ids)}")
-    w.set_task(p.task_id, replace(task, status=TaskStatus.VERIFYING, result=p.result,
-                                  result_ms=w.timestamp, check=start_check(w), phase_end_ms=0))
+    task = with_attempt(task, result=p.result, result_ms=w.timestamp, check=start_check(w))
+    w.set_task(p.task_id, replace(task, status=TaskStatus.VERIFYING, phase_end_ms=0))
 
 
 def process_report_missing_inputs(w: Working, sender: Address, p: ReportMissingInputs) -> None:
@@ -407,12 +414,13 @@ def process_report_missing_inputs(w: Working, sender: Address, p: ReportMissingI
     committee will be drawn to check the claim (members vote *accept* when they cannot fetch
     valid inputs either)."""
     task = _open_task(w, p.task_id, TaskStatus.RUNNING)
-    if sender != task.provider:
+    if sender != task.attempt.provider:
         raise NotPermitted("only the awarded provider may report missing inputs")
     if not decode_spec(task.kind, task.spec).inputs:
         raise NotPermitted("this task's inputs come from its seed: there is nothing to withhold")
-    w.set_task(p.task_id, replace(task, status=TaskStatus.CHECKING_INPUTS, check=start_check(w),
-                                  phase_end_ms=0, why=p.reason))
+    task = with_attempt(task, check=start_check(w))
+    w.set_task(p.task_id, replace(task, status=TaskStatus.CHECKING_INPUTS, phase_end_ms=0,
+                                  why=p.reason))
 
 
 def _checked_task(w: Working, task_id: Hash32, attempt: int) -> Task:
@@ -420,36 +428,38 @@ def _checked_task(w: Working, task_id: Hash32, attempt: int) -> Task:
     task = w.task(task_id)
     if task is None:
         raise UnknownTask(f"no task {task_id.hex()}")
-    if task.status not in (TaskStatus.VERIFYING, TaskStatus.CHECKING_INPUTS) or not task.check:
+    checking = (TaskStatus.VERIFYING, TaskStatus.CHECKING_INPUTS)
+    if task.status not in checking or not task.attempt.check:
         raise WrongPhase(f"task is {task.status.name.lower()}, not under a committee's check")
-    if attempt != task.attempt:
-        raise WrongPhase(f"verdict for attempt {attempt}, the task is at {task.attempt}")
+    if attempt != task.attempt.number:
+        raise WrongPhase(f"verdict for attempt {attempt}, the task is at {task.attempt.number}")
     return task
 
 
 def process_seal_verdict(w: Working, sender: Address, p: SealVerdict) -> None:
     """A committee member seals its vote on a task's claim; the last seal opens the reveals."""
     task = _checked_task(w, p.target, p.attempt)
-    assert task.check is not None  # _checked_task refuses a task without one
-    check = seal_vote(w, task.check, sender, p.round, p.seal)
-    _advance_check(w, p.target, replace(task, check=check))
+    assert task.attempt.check is not None  # _checked_task refuses a task without one
+    check = seal_vote(w, task.attempt.check, sender, p.round, p.seal)
+    _advance_check(w, p.target, with_attempt(task, check=check))
 
 
 def process_reveal_verdict(w: Working, sender: Address, p: RevealVerdict) -> None:
     """A committee member opens its sealed vote; the last one settles the check."""
     task = _checked_task(w, p.target, p.attempt)
-    assert task.check is not None
+    assert task.attempt.check is not None
     seal = verdict_seal(p.target, b"", p.attempt, p.round, sender, p.accept, p.reason, p.salt)
-    check = reveal_vote(w, task.check, sender, p.round, p.accept, p.reason, seal)
-    _advance_check(w, p.target, replace(task, check=check))
+    check = reveal_vote(w, task.attempt.check, sender, p.round, p.accept, p.reason, seal)
+    _advance_check(w, p.target, with_attempt(task, check=check))
 
 
 def _advance_check(w: Working, task_id: Hash32, task: Task) -> None:
     """Move the task's check on (draw, end of sealing, settlement) and act on its outcome."""
-    assert task.check is not None and task.provider is not None
-    step = advance(w, task_id, task.attempt, task.check, exclude=(task.provider, task.client),
-                   last_ms=task.expires_ms)
-    task = replace(task, check=step.check, phase_end_ms=step.check.ends_ms,
+    attempt = task.attempt
+    assert attempt.check is not None and attempt.provider is not None
+    step = advance(w, task_id, attempt.number, attempt.check,
+                   exclude=(attempt.provider, task.client), last_ms=task.expires_ms)
+    task = replace(with_attempt(task, check=step.check), phase_end_ms=step.check.ends_ms,
                    trail=(*task.trail, *step.trail))
     if step.outcome is None:
         w.set_task(task_id, task)
@@ -472,7 +482,7 @@ def process_cancel(w: Working, sender: Address, p: CancelTask) -> None:
     if sender != task.client:
         raise NotPermitted("only the task's client may cancel it")
     if task.status in (TaskStatus.BIDDING, TaskStatus.REVEALING):
-        for bid in task.bids:  # the bidders did nothing wrong: their deposits come back
+        for bid in task.attempt.bids:  # the bidders did nothing wrong: their deposits come back
             if not bid.revealed:
                 _unlock(w, bid.bidder, bid.deposit)
         _close(w, p.task_id, task, CloseReason.CANCELLED)
@@ -505,12 +515,13 @@ def process_deadlines(w: Working) -> None:
         elif task.status == TaskStatus.RUNNING:
             _slash_and_reoffer(w, task_id, task, CloseReason.TIMED_OUT)
         elif task.status == TaskStatus.RELEASING:  # accepted, but the client cannot read it
-            _slash_and_reoffer(w, task_id, task, CloseReason.TIMED_OUT, accepters(task.check))
+            _slash_and_reoffer(w, task_id, task, CloseReason.TIMED_OUT,
+                               accepters(task.attempt.check))
     pools.process_pool_deadlines(w)
 
 
 def _end_bidding(w: Working, task_id: Hash32, task: Task) -> None:
-    if not task.bids:
+    if not task.attempt.bids:
         _close(w, task_id, replace(task, why=explain_no_bids(w, task)), CloseReason.NO_BIDS)
         return
     w.set_task(task_id, replace(task, status=TaskStatus.REVEALING,
@@ -523,7 +534,7 @@ def _award(w: Working, task_id: Hash32, task: Task) -> None:
     params = w.base.params
     task = _forfeit_sealed_deposits(w, task)
     candidates = []
-    for bid in task.bids:
+    for bid in task.attempt.bids:
         bidder = w.provider(bid.bidder)
         if bid.revealed and bidder is not None and is_active(bidder, params):
             candidates.append((bid.bidder, bid.price, bidder))
@@ -536,10 +547,10 @@ def _award(w: Working, task_id: Hash32, task: Task) -> None:
         if provider is None or provider.free_stake < collateral:
             continue
         w.set_provider(winner.bidder, replace(provider, locked=provider.locked + collateral))
+        awarded = with_attempt(task, provider=winner.bidder, price=price,
+                               collateral=collateral, awarded_ms=w.timestamp)
         w.set_task(task_id, replace(
-            task, status=TaskStatus.RUNNING, provider=winner.bidder, price=price,
-            collateral=collateral, awarded_ms=w.timestamp,
-            phase_end_ms=w.timestamp + task.exec_ms,
+            awarded, status=TaskStatus.RUNNING, phase_end_ms=w.timestamp + task.exec_ms,
             trail=(*task.trail, Movement("provider_collateral_locked", winner.bidder,
                                          collateral))))
         return
@@ -551,7 +562,7 @@ def _forfeit_sealed_deposits(w: Working, task: Task) -> Task:
     """The reveal window has ended: every bid still sealed counts against its bidder and its
     deposit goes to the client; returns the task with the trail line."""
     forfeited = 0
-    for bid in task.bids:
+    for bid in task.attempt.bids:
         bidder = w.provider(bid.bidder)
         if bid.revealed or bidder is None:
             continue
@@ -576,45 +587,48 @@ def explain_no_bids(w: Working, task: Task) -> str:
 
 
 def _release_collateral(w: Working, task: Task) -> None:
-    if task.provider is None:
+    if task.attempt.provider is None:
         return
-    provider = w.provider(task.provider)
+    provider = w.provider(task.attempt.provider)
     if provider is not None:
-        w.set_provider(task.provider, replace(provider, locked=provider.locked - task.collateral))
+        w.set_provider(task.attempt.provider,
+                       replace(provider, locked=provider.locked - task.attempt.collateral))
 
 
 def process_release_result(w: Working, sender: Address, p: ReleaseResult) -> None:
     """The provider of an accepted result releases its key: it is paid, the task completes."""
     task = _open_task(w, p.task_id, TaskStatus.RELEASING)
-    if sender != task.provider:
+    if sender != task.attempt.provider:
         raise NotPermitted("only the awarded provider releases its result")
-    if p.attempt != task.attempt:
-        raise WrongPhase(f"release for attempt {p.attempt}, the task is at {task.attempt}")
-    assert task.result is not None  # RELEASING follows an accepted result
-    if key_commitment(p.key) != task.result.key_commitment:
+    if p.attempt != task.attempt.number:
+        raise WrongPhase(f"release for attempt {p.attempt}, the task is at {task.attempt.number}")
+    assert task.attempt.result is not None  # RELEASING follows an accepted result
+    if key_commitment(p.key) != task.attempt.result.key_commitment:
         raise BadReveal("the key does not match the result's commitment")
-    _accept(w, p.task_id, replace(task, released_key=p.key))
+    _accept(w, p.task_id, with_attempt(task, released_key=p.key))
 
 
 def _accept(w: Working, task_id: Hash32, task: Task) -> None:
     """Pay the provider and the members who revealed *accept*, return collateral, refund the
     rest."""
-    provider_address = task.provider
+    provider_address = task.attempt.provider
     if provider_address is None:
         raise MarketRuleError("accepting a task without a provider")
     trail = list(task.trail)
     w.credit(provider_address, task.payment)
     trail.append(Movement("payment", provider_address, task.payment))
-    paid = task.payment + _pay_members(w, task, accepters(task.check), trail)
-    paid += _forfeit_fees(w, task, dissenters(task.check), trail)
+    paid = task.payment + _pay_members(w, task, accepters(task.attempt.check), trail)
+    paid += _forfeit_fees(w, task, dissenters(task.attempt.check), trail)
     _release_collateral(w, task)
-    trail.append(Movement("provider_collateral_returned", provider_address, task.collateral))
+    trail.append(Movement("provider_collateral_returned", provider_address,
+                          task.attempt.collateral))
     provider = w.provider(provider_address)
     if provider is not None:
         w.set_provider(provider_address, replace(
             provider, completed=provider.completed + 1, fail_streak=0,
             work_done=provider.work_done + task.work_units,
-            compute_ms=provider.compute_ms + max(0, task.result_ms - task.awarded_ms)))
+            compute_ms=provider.compute_ms + max(0, task.attempt.result_ms
+                                                 - task.attempt.awarded_ms)))
     task = replace(task, escrow=task.escrow - paid, trail=tuple(trail))
     _close(w, task_id, task, CloseReason.COMPLETED)
 
@@ -650,14 +664,15 @@ def _member_fee(w: Working, task: Task) -> int:
 def _client_collateral_to_provider(w: Working, task: Task) -> Task:
     """Release the provider's collateral and pay it the client's collateral from the escrow
     (a cancel after the award, or inputs withheld); returns the task with the escrow reduced."""
-    provider_address = task.provider
+    provider_address = task.attempt.provider
     if provider_address is None:
         raise MarketRuleError("an awarded task without a provider")
     _, _, client_collateral = task_escrow(w.base.params, task.max_price, task.work_units)
     _release_collateral(w, task)
     w.credit(provider_address, client_collateral)
     return replace(task, escrow=task.escrow - client_collateral, trail=(
-        *task.trail, Movement("provider_collateral_returned", provider_address, task.collateral),
+        *task.trail,
+        Movement("provider_collateral_returned", provider_address, task.attempt.collateral),
         Movement("client_collateral_to_provider", provider_address, client_collateral)))
 
 
@@ -666,7 +681,7 @@ def _inputs_withheld(w: Working, task_id: Hash32, task: Task, step: Step) -> Non
     collateral goes to the provider, the rest is refunded."""
     trail = list(task.trail)
     paid = _pay_members(w, task, step.paid, trail)
-    paid += _forfeit_fees(w, task, dissenters(task.check), trail)
+    paid += _forfeit_fees(w, task, dissenters(task.attempt.check), trail)
     task = replace(task, escrow=task.escrow - paid, trail=tuple(trail))
     _close(w, task_id, _client_collateral_to_provider(w, task), CloseReason.INPUTS_WITHHELD)
 
@@ -675,9 +690,10 @@ def _unchecked(w: Working, task_id: Hash32, task: Task) -> None:
     """No committee settled the claim: nothing is paid on it. The provider's collateral is
     returned and the client refunded (it cannot have been harmed by a claim nobody checked)."""
     _release_collateral(w, task)
-    assert task.provider is not None
-    task = replace(task, trail=(*task.trail, Movement("provider_collateral_returned",
-                                                      task.provider, task.collateral)))
+    assert task.attempt.provider is not None
+    returned = Movement("provider_collateral_returned", task.attempt.provider,
+                        task.attempt.collateral)
+    task = replace(task, trail=(*task.trail, returned))
     _close(w, task_id, task, CloseReason.UNCHECKED)
 
 
@@ -687,19 +703,18 @@ def _slash_and_reoffer(w: Working, task_id: Hash32, task: Task, reason: CloseRea
     members who revealed *reject*, are paid their fee from it), then offer the task again if a
     full round still fits before it expires, else close it with `reason`."""
     params = w.base.params
-    provider_address = task.provider
+    provider_address = task.attempt.provider
     if provider_address is None:
         raise MarketRuleError("slashing a task without a provider")
-    slashed = slash_provider(w, provider_address, task.collateral)
+    slashed = slash_provider(w, provider_address, task.attempt.collateral)
     trail = [*task.trail, *share_slashed(w, slashed, provider_address, task.client,
                                          rejecters, _member_fee(w, task))]
     task = replace(task, trail=tuple(trail), excluded=(*task.excluded, provider_address))
     one_round = params.bid_window_ms + params.reveal_window_ms + task.exec_ms
-    if task.attempt < params.max_task_attempts and w.timestamp + one_round <= task.expires_ms:
+    fits = w.timestamp + one_round <= task.expires_ms
+    if task.attempt.number < params.max_task_attempts and fits:
         w.set_task(task_id, replace(
-            task, status=TaskStatus.BIDDING, attempt=task.attempt + 1, bids=(), provider=None,
-            price=0, collateral=0, awarded_ms=0, result=None, result_ms=0, check=None,
-            released_key=b"",
+            task, status=TaskStatus.BIDDING, attempt=Attempt(task.attempt.number + 1),
             phase_end_ms=w.timestamp + params.bid_window_ms,
             why=reason.name.lower()))
     else:
