@@ -17,9 +17,9 @@ import numpy as np
 import numpy.typing as npt
 
 from gpu.device import Array, Device
-from gpu.errors import WorkloadError
 from gpu.inputs import uploaded_inputs
-from gpu.spec import InferSpec, MatmulSpec, ModelArch, TrainSpec
+from gpu.limits import LABEL_CHUNK_ROWS, check_limits
+from gpu.spec import TEACHER_HIDDEN, InferSpec, MatmulSpec, ModelArch, TrainSpec
 
 STREAM_MATMUL = 1
 STREAM_FEATURES = 2
@@ -28,11 +28,6 @@ STREAM_INIT = 4
 STREAM_BATCH = 5
 STREAM_MODEL = 6
 STREAM_INFER = 7
-
-TEACHER_HIDDEN = 32
-"""Width of the random teacher network whose argmax labels a training set."""
-MAX_DATASET_ELEMENTS = 2**28
-"""At most 1 GiB of float32 features per training set (the spec alone allows more)."""
 
 HostF32 = npt.NDArray[np.float32]
 Layer = tuple[HostF32, HostF32]
@@ -76,10 +71,9 @@ def dataset_host(spec: TrainSpec, uploaded: bytes | None = None
                  ) -> tuple[HostF32, npt.NDArray[np.int32]]:
     """Features (n_samples x n_features) and labels: uploaded, or generated (standard normal
     features, labelled by the argmax of a random one-hidden-layer tanh teacher, evaluated in
-    float64 so that near-ties resolve the same way on every machine)."""
-    if spec.n_samples * spec.n_features > MAX_DATASET_ELEMENTS:
-        raise WorkloadError(f"a dataset of {spec.n_samples} x {spec.n_features} exceeds "
-                            f"{MAX_DATASET_ELEMENTS} elements")
+    float64 so that near-ties resolve the same way on every machine). Raises `SpecOverLimit`
+    for a spec over a limit of `gpu.limits` (a verifier's replay comes here too)."""
+    check_limits(spec)
     arrays = uploaded_inputs(spec, uploaded)
     if arrays is not None:
         return arrays["x"], arrays["labels"].astype(np.int32)
@@ -89,7 +83,7 @@ def dataset_host(spec: TrainSpec, uploaded: bytes | None = None
     w1 = rng.standard_normal((spec.n_features, TEACHER_HIDDEN)) / np.sqrt(spec.n_features)
     w2 = rng.standard_normal((TEACHER_HIDDEN, spec.n_classes)) / np.sqrt(TEACHER_HIDDEN)
     labels = np.empty(spec.n_samples, dtype=np.int32)
-    chunk = 65_536
+    chunk = LABEL_CHUNK_ROWS
     for start in range(0, spec.n_samples, chunk):
         part = x[start:start + chunk].astype(np.float64)
         labels[start:start + chunk] = np.argmax(np.tanh(part @ w1) @ w2, axis=1)

@@ -15,7 +15,6 @@ runs the same check (`check_inputs`) before anyone is slashed.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 
 import numpy as np
@@ -23,10 +22,11 @@ import numpy.typing as npt
 
 from gpu.artifacts import decode_arrays, encode_arrays, expect_shapes
 from gpu.errors import ArtifactError, GpuError
-from gpu.spec import MatmulSpec, TrainSpec, WorkloadSpec
+from gpu.limits import ARTIFACT_HEADER_BYTES, artifact_bytes, dataset_elements, input_shapes
+from gpu.spec import TrainSpec, WorkloadSpec
 
 HostF32 = npt.NDArray[np.float32]
-HEADER_ALLOWANCE = 4096
+HEADER_ALLOWANCE = ARTIFACT_HEADER_BYTES
 
 
 class InputsError(GpuError):
@@ -36,19 +36,11 @@ class InputsError(GpuError):
     code = "inputs_malformed"
 
 
-def input_shapes(spec: WorkloadSpec) -> list[tuple[str, tuple[int, ...]]]:
-    """The named arrays, with their shapes, that `spec`'s uploaded inputs file must hold."""
-    if isinstance(spec, MatmulSpec):
-        return [("A", (spec.n, spec.n)), ("B", (spec.n, spec.n))]
-    if isinstance(spec, TrainSpec):
-        return [("x", (spec.n_samples, spec.n_features)), ("labels", (spec.n_samples,))]
-    return [("x", (spec.batch, spec.arch.n_features))]
-
-
 def inputs_max_bytes(spec: WorkloadSpec) -> int:
-    """The size of `spec`'s inputs file (its arrays plus a header that is far smaller than
-    HEADER_ALLOWANCE): fetch no more than this, a larger file cannot be the right one."""
-    return HEADER_ALLOWANCE + 4 * sum(math.prod(shape) for _, shape in input_shapes(spec))
+    """The size of `spec`'s inputs file (its arrays, `gpu.limits.input_shapes`, plus a header
+    that is far smaller than HEADER_ALLOWANCE): fetch no more than this, a larger file cannot be
+    the right one."""
+    return artifact_bytes(dataset_elements(spec))
 
 
 def check_inputs(spec: WorkloadSpec, raw: bytes) -> dict[str, HostF32]:

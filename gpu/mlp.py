@@ -14,11 +14,10 @@ from gpu.artifacts import NamedArray, expect_shapes
 from gpu.cpu_kernels import Kernels
 from gpu.data import layers_to_device
 from gpu.device import Array, Device
+from gpu.limits import EVAL_CHUNK_ROWS
 
 Params = list[tuple[Array, Array]]
 """Per layer: weights (fan_in x fan_out) and biases (fan_out), device arrays updated in place."""
-
-EVAL_CHUNK = 8192
 
 
 def param_shapes(widths: tuple[int, ...]) -> list[tuple[str, tuple[int, ...]]]:
@@ -94,9 +93,9 @@ def evaluate(params: Params, x: Array, labels: Array, kernels: Kernels,
     """Summed cross-entropy loss (accumulated in float64) and the number of correct argmaxes."""
     loss = 0.0
     correct = 0
-    for start in range(0, x.shape[0], EVAL_CHUNK):
-        z = forward(params, x[start:start + EVAL_CHUNK], kernels)
-        y = labels[start:start + EVAL_CHUNK]
+    for start in range(0, x.shape[0], EVAL_CHUNK_ROWS):
+        z = forward(params, x[start:start + EVAL_CHUNK_ROWS], kernels)
+        y = labels[start:start + EVAL_CHUNK_ROWS]
         top = z.max(axis=1)
         lse = top + xp.log(xp.exp(z - top[:, None]).sum(axis=1))
         picked = z[xp.arange(z.shape[0]), y]

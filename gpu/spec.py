@@ -31,6 +31,8 @@ MAX_CHECKPOINTS = 256
 MAX_CHECKPOINT_INTERVAL = 200
 """Longest interval between checkpoints: replays of longer ones drift apart across devices as
 much as a skipped step does, so they could not be verified (see `gpu/verify.py`)."""
+TEACHER_HIDDEN = 32
+"""Width of the random teacher network whose argmax labels a generated training set."""
 
 
 class InvalidSpec(OgpuError):

@@ -42,6 +42,7 @@ from gpu.data import (
 )
 from gpu.device import Array, Device
 from gpu.errors import WorkloadCancelled
+from gpu.limits import INFER_CHUNK_ROWS, check_runnable
 from gpu.mlp import (
     Params,
     evaluate,
@@ -63,7 +64,6 @@ MATMUL_MAX_PANELS = 8
 MATMUL_MIN_PANEL_ROWS = 1024
 """A matmul is computed in at most 8 row panels of at least 1,024 rows, for progress and
 cancelling; smaller panels cost BLAS efficiency (B is packed again for every panel)."""
-INFER_CHUNK = 4096
 REPORTS_PER_RUN = 200
 
 
@@ -107,7 +107,11 @@ def run_workload(spec: WorkloadSpec, device: Device, progress: Progress | None =
                  should_stop: ShouldStop | None = None, inputs: bytes | None = None,
                  sink: Sink | None = None, sealer: Sealer | None = None) -> WorkloadResult:
     """Run `spec` on `device` (`sink`, `sealer`: see the module docstring). Raises
-    `InvalidSpec`, `InputsError`, `WorkloadError` or `WorkloadCancelled`."""
+    `InvalidSpec`, `InputsError`, `WorkloadError` or `WorkloadCancelled`; before anything is
+    allocated, `SpecOverLimit` for a spec over a protocol limit and `DeviceMemoryTooSmall` for
+    one that needs more memory than `device` has (`gpu.limits.check_runnable`, the numbers the
+    ledger checked at submission)."""
+    check_runnable(spec, device)
     if isinstance(spec, TrainSpec):
         return train(spec, device, progress, should_stop, inputs, sink, sealer)
     if isinstance(spec, MatmulSpec):
@@ -266,14 +270,15 @@ def model_on_device(arch: ModelArch, device: Device) -> Params:
 
 def infer_logits(spec: InferSpec, rows: Array, device: Device,
                  pacer: _Pacer | None = None) -> Array:
-    """Logits of the spec's model for input `rows`, in chunks of INFER_CHUNK rows."""
+    """Logits of the spec's model for input `rows`, in chunks of INFER_CHUNK_ROWS rows."""
     params = model_on_device(spec.arch, device)
     kernels = kernels_for(device)
     out = device.xp.empty((rows.shape[0], spec.arch.n_classes), dtype=np.float32)
-    for begin in range(0, rows.shape[0], INFER_CHUNK):
-        out[begin:begin + INFER_CHUNK] = forward(params, rows[begin:begin + INFER_CHUNK], kernels)
+    for begin in range(0, rows.shape[0], INFER_CHUNK_ROWS):
+        end = begin + INFER_CHUNK_ROWS
+        out[begin:end] = forward(params, rows[begin:end], kernels)
         if pacer is not None:
-            pacer.tick(min(rows.shape[0], begin + INFER_CHUNK), force=True)
+            pacer.tick(min(rows.shape[0], end), force=True)
     return out
 
 

@@ -25,7 +25,8 @@ from rich.progress import BarColumn, Progress, SpinnerColumn, TaskProgressColumn
 from rich.table import Table
 
 from gpu.artifacts import MAGIC as ARTIFACT_MAGIC
-from gpu.inputs import InputsError, check_inputs, encode_inputs, input_shapes
+from gpu.inputs import InputsError, check_inputs, encode_inputs
+from gpu.limits import input_shapes
 from gpu.spec import SPEC_TYPES, WorkloadKind, WorkloadSpec, decode_spec
 from ogpu_node.address import address_from_text, address_to_text
 from ogpu_node.cli.common import emit, handle_errors

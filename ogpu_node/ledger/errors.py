@@ -122,6 +122,14 @@ class InvalidTaskSpec(MarketRuleError):
     code = "invalid_spec"
 
 
+class TaskOverLimit(InvalidTaskSpec):
+    """A spec within its own field limits that needs more than a protocol limit allows
+    (`gpu.limits`: data set, device memory, work, checkpoint or result size): no provider could
+    be required to run it. The message starts with the limit's code."""
+
+    code = "over_limit"
+
+
 class BadReveal(MarketRuleError):
     """A revealed bid that does not match its sealed commitment."""
 

@@ -13,7 +13,7 @@ from gpu.data import (
     matmul_inputs_host,
     model_weights,
 )
-from gpu.errors import WorkloadError
+from gpu.limits import DatasetTooLarge
 from gpu.spec import MODELS, InferSpec, MatmulSpec
 from tests.gpu.conftest import TRAIN
 
@@ -60,7 +60,7 @@ def test_weights_and_inference_inputs() -> None:
     np.testing.assert_array_equal(x[:3], infer_inputs_host(InferSpec("mlp-small", 1, 3)))
 
 
-def test_oversized_dataset_is_refused() -> None:
+def test_oversized_dataset_is_refused_before_it_is_made() -> None:
     huge = replace(TRAIN, n_samples=1_000_000, n_features=8192)
-    with pytest.raises(WorkloadError):
+    with pytest.raises(DatasetTooLarge):
         dataset_host(huge)

@@ -15,9 +15,9 @@ from gpu.inputs import (
     InputsError,
     check_inputs,
     encode_inputs,
-    input_shapes,
     inputs_max_bytes,
 )
+from gpu.limits import input_shapes
 from gpu.spec import InvalidSpec, WorkloadKind, decode_spec
 from gpu.verify import verify_inference, verify_matmul, verify_training
 from gpu.workloads import infer_logits, run_workload

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from gpu.limits import limit_refusal
 from gpu.spec import MAX_BATCH, MODELS, InvalidSpec, WorkloadSpec, decode_spec
-from ogpu_node.ledger.errors import InvalidTaskSpec, NotPermitted
+from ogpu_node.ledger.errors import InvalidTaskSpec, NotPermitted, TaskOverLimit
 from ogpu_node.ledger.market.payloads import MarketPayload, OpenPool, RegisterProvider, SubmitTask
 from ogpu_node.ledger.market.records import MAX_DEVICES
 from ogpu_node.ledger.params import BPS, Params
@@ -45,11 +46,16 @@ def task_escrow(params: Params, max_price: int, work_units: int) -> tuple[int, i
 
 
 def task_terms(params: Params, p: SubmitTask) -> TaskTerms:
-    """The terms of a task submission, or `InvalidTaskSpec` saying what is wrong with it."""
+    """The terms of a task submission, or `InvalidTaskSpec` saying what is wrong with it
+    (`TaskOverLimit` for a spec over a limit of `gpu.limits`, which the worker checks again
+    before it starts)."""
     try:
         spec = decode_spec(p.kind, p.spec)
     except InvalidSpec as exc:
         raise InvalidTaskSpec(str(exc)) from exc
+    refusal = limit_refusal(spec)
+    if refusal is not None:
+        raise TaskOverLimit(str(refusal)) from refusal
     if p.exec_ms < 1:
         raise InvalidTaskSpec("exec_ms must be positive")
     one_round = params.bid_window_ms + params.reveal_window_ms + p.exec_ms
