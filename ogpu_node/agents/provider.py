@@ -31,7 +31,11 @@ After every finalised block it looks at the open tasks:
   result is sealed for the client under a fresh ephemeral key of the attempt
   (`ogpu_node.result_crypto`), which the agent gives to the committee's members when they ask
   (`result_keys.py`) and releases on chain (`ReleaseResult`) once the result is accepted: that
-  release is what pays it.
+  release is what pays it. A task the worker refuses before it starts
+  (`gpu.limits.check_runnable`: more memory than our device has, or over a protocol limit) or
+  fails to run is given back at once (`ReturnTask`, with the `ReturnReason` the worker's error
+  names): that costs `return_penalty_bps` of the collateral, where letting the deadline pass
+  would cost all of it.
 
 `fault` is test-only fault injection for the devnet and end-to-end tests: `corrupt` perturbs
 every checkpoint (one element of a matrix product, every row of an inference) before committing,
@@ -54,6 +58,7 @@ from gpu.device import Device, detect
 from gpu.device_bench import benchmark_score
 from gpu.errors import GpuError, WorkloadCancelled
 from gpu.inputs import InputsError, check_inputs, inputs_max_bytes
+from gpu.limits import DeviceMemoryTooSmall, SpecOverLimit
 from gpu.spec import InferSpec, InvalidSpec, TrainSpec, WorkloadSpec, decode_spec
 from gpu.worker_process import Workers, workers_for
 from gpu.workloads import WorkloadResult, run_workload
@@ -74,6 +79,7 @@ from ogpu_node.ledger.market.payloads import (
     RegisterProvider,
     ReleaseResult,
     ReportMissingInputs,
+    ReturnTask,
     RevealBid,
 )
 from ogpu_node.ledger.market.records import Device as DeviceRecord
@@ -81,6 +87,7 @@ from ogpu_node.ledger.market.records import (
     Pool,
     PoolRequest,
     RequestStatus,
+    ReturnReason,
     Task,
     TaskResult,
     TaskStatus,
@@ -392,6 +399,7 @@ class ProviderAgent:
 
             store = store_file if self.policy.fault != "corrupt" else None
             result: WorkloadResult | None = None
+            failed: ReturnReason | None = None
             async with trio.open_nursery() as reporters:
                 reporters.start_soon(self._report_progress, task_id, task.attempt.number)
                 try:
@@ -402,11 +410,17 @@ class ProviderAgent:
                 except WorkloadCancelled:
                     log.info("task %s is no longer ours: stopped", task_id.hex()[:12])
                 except OgpuError as exc:  # caught here, not as a nursery's exception group:
-                    # the device or the spec failed, or storing a checkpoint did (store full)
+                    # the worker refused the task, the device or the spec failed, or storing
+                    # a checkpoint did (store full)
                     log.error("task %s failed here: %s", task_id.hex()[:12], exc)
+                    failed = return_reason(exc)
                 finally:
                     reporters.cancel_scope.cancel()
             if result is None:
+                if failed is not None and self._still_ours(task_id, task.attempt.number):
+                    await self.wallet.send_once(("return", key), ReturnTask(task_id, failed))
+                    log.warning("returning task %s: %s", task_id.hex()[:12],
+                                failed.name.lower())
                 return
             await self.node.publish_progress(task_id, task.attempt.number, 10_000)
             if self.policy.fault == "vanish":
@@ -497,6 +511,14 @@ class ProviderAgent:
         for checkpoint in result.checkpoints:
             self._store_file(checkpoint)
         self._store_file(result.output)
+
+
+def return_reason(error: OgpuError) -> ReturnReason:
+    """Why we give back a task whose run failed with `error`: the limit the worker refused it
+    for (`gpu.limits`: each error's `code` is a `ReturnReason` name), else WORKER_FAILED."""
+    if isinstance(error, SpecOverLimit | DeviceMemoryTooSmall):
+        return ReturnReason[error.code.upper()]
+    return ReturnReason.WORKER_FAILED
 
 
 def corrupt_result(result: WorkloadResult, spec: object,

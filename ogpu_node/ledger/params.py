@@ -59,6 +59,9 @@ class Params:
     """Escrowed on top of the budget; shared by the verifiers who voted with the outcome."""
     slash_to_client_bps: int = 5_000
     """Share of a slashed collateral paid to the client; the rest is burned."""
+    return_penalty_bps: int = 2_500
+    """Share of its collateral a provider pays to return a task it cannot run (`RETURN_TASK`),
+    shared out as a slash is; a wrong result or a missed deadline costs all of it."""
     committee_size: int = 3
     bid_window_ms: int = 3_000
     reveal_window_ms: int = 3_000
@@ -125,7 +128,8 @@ class Params:
         if not 0 <= self.proposer_reward_bps <= BPS:
             problems.append(f"proposer_reward_bps must be within 0..{BPS}")
         for name in ("client_collateral_bps", "provider_collateral_bps", "verifier_fee_bps",
-                     "slash_to_client_bps", "bid_deposit_bps", "equivocation_slash_bps",
+                     "slash_to_client_bps", "bid_deposit_bps", "return_penalty_bps",
+                     "equivocation_slash_bps",
                      "equivocation_reporter_bps"):
             if not 0 <= getattr(self, name) <= BPS:
                 problems.append(f"{name} must be within 0..{BPS}")

@@ -51,6 +51,7 @@ from ogpu_node.ledger.market.payloads import (
     RegisterProvider,
     ReleaseResult,
     ReportMissingInputs,
+    ReturnTask,
     RevealBid,
     RevealVerdict,
     SealVerdict,
@@ -95,6 +96,7 @@ class TxKind(IntEnum):
     CLOSE_POOL = 18
     REPORT_MISSING_INPUTS = 19
     REPORT_EQUIVOCATION = 20
+    RETURN_TASK = 21
     SEAL_VERDICT = 22
     REVEAL_VERDICT = 23
     RELEASE_RESULT = 24
@@ -188,6 +190,7 @@ PAYLOAD_TYPES: dict[int, type[Codable]] = {
     TxKind.CLOSE_POOL: ClosePool,
     TxKind.REPORT_MISSING_INPUTS: ReportMissingInputs,
     TxKind.REPORT_EQUIVOCATION: ReportEquivocation,
+    TxKind.RETURN_TASK: ReturnTask,
 }
 
 

@@ -34,7 +34,7 @@ from ogpu_node.ledger.builder import select_transactions
 from ogpu_node.ledger.equivocation import ReportEquivocation
 from ogpu_node.ledger.errors import InvalidBlock, InvalidTransaction, UnexpectedFailure
 from ogpu_node.ledger.market.payloads import MAX_SALT, OpenPool, SubmitTask
-from ogpu_node.ledger.market.records import MAX_DEVICES, Device, TaskResult
+from ogpu_node.ledger.market.records import MAX_DEVICES, Device, ReturnReason, TaskResult
 from ogpu_node.ledger.tx import PAYLOAD_TYPES, SIGN_KIND_TX, Transaction, TxKind
 from ogpu_node.node.mempool import Mempool
 from ogpu_node.types import HASH_LEN, Amount, Hash32, ogpu
@@ -90,15 +90,18 @@ def submit_tasks(draw: st.DrawFn) -> SubmitTask:
 
 @cache
 def market() -> tuple[State, dict[str, Hash32]]:
-    """A chain with two providers, a task in its bid window and an open pool: ids that hostile
-    payloads can name, so that they reach the rules behind the lookups."""
+    """A chain with two providers, a task in its bid window, one running at PROVIDER_A and an
+    open pool: ids that hostile payloads can name, so that they reach the rules behind the
+    lookups."""
     chain = MarketChain.start()
     chain.register(PROVIDER_A)
     chain.register(PROVIDER_B)
+    running = chain.submit(MATMUL, exec_ms=DAY_MS, ttl_ms=2 * DAY_MS)
+    chain.auction(running, {1: 10})
     task_id = chain.submit(MATMUL)
     pool_id = chain.send(CLIENT, OpenPool("mlp-small", 64, ogpu(1), ogpu(100), 2, 5_000, 1,
                                           10_000, DAY_MS)).hash
-    return chain.state, {"task": task_id, "pool": pool_id}
+    return chain.state, {"task": task_id, "running": running, "pool": pool_id}
 
 
 def hashes() -> st.SearchStrategy[Hash32]:
@@ -118,6 +121,8 @@ def field_strategy(payload_type: type[Any], field: dataclasses.Field[Any]) -> An
         return st.sampled_from([k.address for k in KEYS])
     if annotation == "bool":
         return st.booleans()
+    if annotation == "ReturnReason":  # in the table, or any integer (refused when decoded)
+        return st.one_of(st.sampled_from(list(ReturnReason)), uints())
     if annotation == "str":
         return texts(300)
     if annotation == "bytes":

@@ -37,7 +37,9 @@ from ogpu_node.ledger.market.payloads import (
     OpenPool,
     PoolResult,
     RegisterProvider,
+    ReleaseResult,
     ReportMissingInputs,
+    ReturnTask,
     RevealBid,
     RevealVerdict,
     SealVerdict,
@@ -51,6 +53,7 @@ from ogpu_node.ledger.market.records import (
     CheckPhase,
     CloseReason,
     RequestStatus,
+    ReturnReason,
     TaskStatus,
 )
 from ogpu_node.ledger.market.verification import verdict_seal
@@ -58,22 +61,23 @@ from ogpu_node.ledger.state import State, compute_records_hash, open_task_ids
 from ogpu_node.ledger.tx import Payload, Transaction
 from ogpu_node.types import Hash32, ogpu
 from tests.ledger.helpers import KEYS, snapshot
-from tests.ledger.market_helpers import GPU, MARKET_PARAMS, MarketChain, result_for
+from tests.ledger.market_helpers import GPU, MARKET_PARAMS, RELEASED_KEY, MarketChain, result_for
 from tests.ledger.profiles import examples
 
 POOL_ACTIONS = ("pool", "join", "leave", "request", "answer", "pool_vote", "close_pool",
                 "pool_step", "dispute")
 TASK_ACTIONS = ["submit", "step", "step", "step", "step", "bid", "reveal", "result", "vote",
-                "report", "cancel", "register", "withdraw", "wait", "deadline", "deadline"]
+                "report", "return", "cancel", "register", "withdraw", "wait", "deadline",
+                "deadline"]
 ACTIONS = ["submit", "step", "step", "step", "step", "bid", "reveal", "result", "vote", "report",
-           "cancel", "register", "withdraw", "wait", "deadline", "deadline", "pool", "join", "join",
-           "leave", "request", "request", "request", "answer", "answer", "answer", "pool_vote",
-           "pool_vote", "close_pool", "pool_step", "pool_step", "pool_step", "pool_step",
-           "dispute"]
-"""`step` moves a random open task the natural way for its phase (a bid, a reveal, the result or
-a report of missing inputs, a vote); `deadline` makes a block exactly when a random open task's
-phase ends; `wait` makes one after a random time; the others send their transaction to a random
-task, often out of phase on purpose."""
+           "return", "cancel", "register", "withdraw", "wait", "deadline", "deadline", "pool",
+           "join", "join", "leave", "request", "request", "request", "answer", "answer",
+           "answer", "pool_vote", "pool_vote", "close_pool", "pool_step", "pool_step",
+           "pool_step", "pool_step", "dispute"]
+"""`step` moves a random open task the natural way for its phase (a bid, a reveal, the result,
+a report of missing inputs or a return of the task, a vote); `deadline` makes a block exactly
+when a random open task's phase ends; `wait` makes one after a random time; the others send
+their transaction to a random task, often out of phase on purpose."""
 
 
 def check_market_invariants(state: State) -> None:
@@ -91,7 +95,7 @@ def check_market_invariants(state: State) -> None:
         else:
             assert task.close_reason is None
         if task.status in (TaskStatus.RUNNING, TaskStatus.VERIFYING,
-                           TaskStatus.CHECKING_INPUTS):
+                           TaskStatus.CHECKING_INPUTS, TaskStatus.RELEASING):
             assert task.attempt.provider is not None
             locks[task.attempt.provider] += task.attempt.collateral
         if task.status in (TaskStatus.BIDDING, TaskStatus.REVEALING):
@@ -130,6 +134,19 @@ def test_random_task_histories_keep_every_invariant(steps: list[tuple[str, int]]
 def test_random_task_and_pool_histories_keep_every_invariant(
         steps: list[tuple[str, int]], dear_bids: bool) -> None:
     run_history(steps, DEAR_BIDS if dear_bids else MARKET_PARAMS)
+
+
+RETURN_ACTIONS = ["submit", "step", "step", "step", "step", "step", "step", "return", "wait",
+                  "deadline"]
+"""Histories that mostly move tasks along, so that many reach RUNNING and some are returned
+(once, twice, or until no round is left), re-offered, completed or timed out."""
+
+
+@settings(max_examples=examples(100, 2000))
+@given(histories(RETURN_ACTIONS))
+def test_random_histories_with_returns_keep_every_invariant(
+        steps: list[tuple[str, int]]) -> None:
+    run_history(steps, MARKET_PARAMS)
 
 
 def run_history(steps: list[tuple[str, int]], params: Params) -> None:
@@ -235,8 +252,9 @@ def run_history(steps: list[tuple[str, int]], params: Params) -> None:
             if open_ids:
                 phase = chain.state.tasks[open_ids[r % len(open_ids)]].status
                 action = {TaskStatus.BIDDING: "bid", TaskStatus.REVEALING: "reveal",
-                          TaskStatus.RUNNING: "report" if r % 4 == 0 else "result",
-                          TaskStatus.VERIFYING: "vote", TaskStatus.CHECKING_INPUTS: "vote"}[phase]
+                          TaskStatus.RUNNING: ("report", "return", "result", "result")[r % 4],
+                          TaskStatus.VERIFYING: "vote", TaskStatus.CHECKING_INPUTS: "vote",
+                          TaskStatus.RELEASING: "release" if r % 4 else "wait"}[phase]
                 tasks = open_ids
             else:
                 action, tasks = "submit", []
@@ -265,9 +283,15 @@ def run_history(steps: list[tuple[str, int]], params: Params) -> None:
         elif action == "result" and task is not None and task.attempt.provider is not None:
             index = next(i for i, k in enumerate(KEYS) if k.address == task.attempt.provider)
             tx(index, CommitResult(task_id, result_for(task)))
+        elif action == "release" and task is not None and task.attempt.provider is not None:
+            index = next(i for i, k in enumerate(KEYS) if k.address == task.attempt.provider)
+            tx(index, ReleaseResult(task_id, task.attempt.number, RELEASED_KEY))
         elif action == "report" and task is not None and task.attempt.provider is not None:
             index = next(i for i, k in enumerate(KEYS) if k.address == task.attempt.provider)
             tx(index, ReportMissingInputs(task_id, "inputs_missing"))
+        elif action == "return" and task is not None and task.attempt.provider is not None:
+            index = next(i for i, k in enumerate(KEYS) if k.address == task.attempt.provider)
+            tx(index, ReturnTask(task_id, ReturnReason(1 + (r >> 2) % max(ReturnReason))))
         elif action == "vote" and task is not None and task.attempt.check is not None:
             vote(task_id, b"", task.attempt.number, task.attempt.check, r)
         elif action == "cancel":

@@ -47,6 +47,7 @@ from ogpu_node.ledger.market.payloads import (
     RegisterProvider,
     ReleaseResult,
     ReportMissingInputs,
+    ReturnTask,
     RevealBid,
     RevealVerdict,
     SealVerdict,
@@ -54,7 +55,7 @@ from ogpu_node.ledger.market.payloads import (
     SubmitTask,
     WithdrawProvider,
 )
-from ogpu_node.ledger.market.records import Device, TaskResult
+from ogpu_node.ledger.market.records import Device, ReturnReason, TaskResult
 from ogpu_node.ledger.tx import (
     PAYLOAD_TYPES,
     Payload,
@@ -160,6 +161,7 @@ TX_CASES: dict[str, Payload] = {
     "close_pool": ClosePool(POOL),
     "report_missing_inputs": ReportMissingInputs(TASK, "inputs_missing"),
     "report_equivocation": equivocation_report(),
+    "return_task": ReturnTask(TASK, ReturnReason.DEVICE_MEMORY),
 }
 """One entry per transaction kind (and per workload kind), with non-default field values."""
 

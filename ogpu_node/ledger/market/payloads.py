@@ -15,6 +15,7 @@ from ogpu_node.ledger.market.records import (
     MAX_REASON,
     RELEASED_KEY_BYTES,
     Device,
+    ReturnReason,
     TaskResult,
     read_devices,
 )
@@ -296,6 +297,31 @@ class ReportMissingInputs:
 
 
 @dataclass(frozen=True, slots=True)
+class ReturnTask:
+    """The awarded provider gives back a task it cannot run, saying why (`ReturnReason`), rather
+    than let its deadline pass: it pays `Params.return_penalty_bps` of its collateral, not all of
+    it, and the task is offered to the others again."""
+
+    task_id: Hash32
+    reason: ReturnReason
+
+    MAX_BYTES: ClassVar[int] = 48
+
+    def amounts(self) -> tuple[int, ...]:
+        return ()
+
+    def to_fields(self) -> list[Any]:
+        return [self.task_id, int(self.reason)]
+
+    @classmethod
+    def from_fields(cls, value: Any) -> Self:
+        task, reason = read_array(value, 2, "return_task")
+        return cls(_task_id(task, "return_task.task_id"),
+                   ReturnReason(read_uint(reason, "return_task.reason", min_value=1,
+                                          max_value=max(ReturnReason))))
+
+
+@dataclass(frozen=True, slots=True)
 class CancelTask:
     """The client withdraws its task (see `CloseReason.CANCELLED*` for what it costs)."""
 
@@ -486,4 +512,4 @@ class ClosePool:
 MarketPayload = (RegisterProvider | WithdrawProvider | SubmitTask | CommitBid | RevealBid
                  | CommitResult | SealVerdict | RevealVerdict | CancelTask | OpenPool | JoinPool
                  | LeavePool | SendRequest | PoolResult | ClosePool | ReportMissingInputs
-                 | ReleaseResult | DisputeAnswer)
+                 | ReleaseResult | DisputeAnswer | ReturnTask)

@@ -83,6 +83,30 @@ class CloseReason(IntEnum):
     """No committee settled the provider's result (or report): too few eligible validators, or
     every round silent. Nothing is paid on an unchecked claim: the client is refunded and the
     provider's collateral returned."""
+    RETURNED = 9
+    """The last provider returned the task (`RETURN_TASK`: it could not run it) and no time was
+    left to re-offer it."""
+
+
+class ReturnReason(IntEnum):
+    """Why a provider returns an awarded task (`RETURN_TASK`). Numbers are part of the protocol.
+
+    The names, lower-cased, are the `code`s of the errors the worker raises (`gpu.limits`); a
+    returned task's `why` is that name."""
+
+    WORKER_FAILED = 1
+    """The worker could not run it: it crashed, its device failed, the store filled up."""
+    DEVICE_MEMORY = 2
+    """The task needs more memory than the provider's device has (`gpu.limits.memory_needed_mb`;
+    the bid rule should keep such a provider from bidding)."""
+    DATASET_TOO_LARGE = 3
+    """Reasons 3-7: the spec is over a protocol limit of the provider's `gpu.limits`. The ledger
+    refuses such specs at submission, so these come only from a provider whose limits are
+    stricter than the chain's (another version)."""
+    MEMORY_TOO_LARGE = 4
+    WORK_TOO_LARGE = 5
+    CHECKPOINT_TOO_LARGE = 6
+    RESULT_TOO_LARGE = 7
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,7 +149,8 @@ class Provider(Record):
     locked: Annotated[int, UINT] = 0
     completed: Annotated[int, UINT] = 0
     failed: Annotated[int, UINT] = 0
-    """Results rejected or deadlines missed (each one slashed)."""
+    """Results rejected or deadlines missed (each one slashed), and tasks returned (each one
+    paying the smaller return penalty)."""
     fail_streak: Annotated[int, UINT] = 0
     bids: Annotated[int, UINT] = 0
     unrevealed: Annotated[int, UINT] = 0

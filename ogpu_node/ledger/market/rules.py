@@ -9,6 +9,7 @@ A task's life (`TaskStatus`):
         its key--> CLOSED (COMPLETED); --release window ends--> provider slashed --> re-offer
     VERIFYING --committee rejects--> provider slashed --> re-offer or CLOSED
     RUNNING --deadline missed--> provider slashed --> BIDDING again (re-offer) or CLOSED
+    RUNNING --provider returns it (cannot run it)--> return penalty --> re-offer or CLOSED
     RUNNING --provider reports the inputs missing--> CHECKING_INPUTS --committee confirms-->
         CLOSED (INPUTS_WITHHELD); --committee finds them--> provider slashed --> re-offer or CLOSED
     VERIFYING --result rejected--> provider slashed --> BIDDING again (re-offer) or CLOSED
@@ -45,6 +46,10 @@ Money (all integers, every path conserves value; the property tests check it):
 * an unchecked claim (UNCHECKED) returns the provider's collateral and refunds the client;
 * committee members' penalties (silence, an accept of a rejected claim) come from their
   validator stake (`verification.py`);
+* a returned task (`RETURN_TASK`, the provider cannot run it) costs the provider
+  `return_penalty_bps` of its collateral, shared as a slash is (`slash_to_client_bps` of it to
+  the client, the rest burned; no member has voted), and releases the rest; the escrow stays
+  for the re-offer, or is refunded when the task closes (RETURNED);
 * cancelling before the award refunds everything; after the award the client's collateral goes
   to the provider and the rest is refunded;
 * inputs withheld (the committee upholds the provider's report that the client's uploaded inputs
@@ -90,6 +95,7 @@ from ogpu_node.ledger.market.payloads import (
     RegisterProvider,
     ReleaseResult,
     ReportMissingInputs,
+    ReturnTask,
     RevealBid,
     RevealVerdict,
     SealVerdict,
@@ -107,7 +113,7 @@ from ogpu_node.ledger.market.records import (
     TaskStatus,
     key_commitment,
 )
-from ogpu_node.ledger.market.slashing import share_slashed, slash_provider
+from ogpu_node.ledger.market.slashing import penalise_provider, share_slashed, slash_provider
 from ogpu_node.ledger.market.verification import (
     Outcome,
     Step,
@@ -157,6 +163,8 @@ def process_market_tx(w: Working, task_id: Hash32, sender: Address,
             process_report_missing_inputs(w, sender, payload)
         case ReleaseResult():
             process_release_result(w, sender, payload)
+        case ReturnTask():
+            process_return_task(w, sender, payload)
         case OpenPool():
             pools.process_open_pool(w, task_id, sender, payload)
         case JoinPool():
@@ -474,6 +482,25 @@ def _advance_check(w: Working, task_id: Hash32, task: Task) -> None:
         _slash_and_reoffer(w, task_id, task, CloseReason.REJECTED, step.paid)
 
 
+def process_return_task(w: Working, sender: Address, p: ReturnTask) -> None:
+    """The awarded provider gives back a task it cannot run (`p.reason`): it pays
+    `return_penalty_bps` of its collateral (shared as a slash is) and gets the rest back, and the
+    task is offered again without it, or closed as RETURNED when no full round fits."""
+    params = w.base.params
+    task = _open_task(w, p.task_id, TaskStatus.RUNNING)
+    if sender != task.attempt.provider:
+        raise NotPermitted("only the awarded provider may return a task")
+    collateral = task.attempt.collateral
+    penalty = collateral * params.return_penalty_bps // BPS
+    taken = penalise_provider(w, sender, collateral, penalty)
+    trail = [*task.trail, *share_slashed(w, taken, sender, task.client, (), 0,
+                                         event="return_penalty"),
+             Movement("provider_collateral_returned", sender, collateral - taken)]
+    why = p.reason.name.lower()  # kept when the task closes, too: the client learns the reason
+    _reoffer_or_close(w, p.task_id, replace(task, trail=tuple(trail), why=why),
+                      CloseReason.RETURNED, why)
+
+
 def process_cancel(w: Working, sender: Address, p: CancelTask) -> None:
     """The client cancels: free before the award, its collateral after it."""
     task = w.task(p.task_id)
@@ -702,21 +729,31 @@ def _slash_and_reoffer(w: Working, task_id: Hash32, task: Task, reason: CloseRea
     """Slash the provider's collateral (rejected result or missed deadline; `rejecters`, the
     members who revealed *reject*, are paid their fee from it), then offer the task again if a
     full round still fits before it expires, else close it with `reason`."""
-    params = w.base.params
     provider_address = task.attempt.provider
     if provider_address is None:
         raise MarketRuleError("slashing a task without a provider")
     slashed = slash_provider(w, provider_address, task.attempt.collateral)
     trail = [*task.trail, *share_slashed(w, slashed, provider_address, task.client,
                                          rejecters, _member_fee(w, task))]
-    task = replace(task, trail=tuple(trail), excluded=(*task.excluded, provider_address))
+    _reoffer_or_close(w, task_id, replace(task, trail=tuple(trail)), reason, reason.name.lower())
+
+
+def _reoffer_or_close(w: Working, task_id: Hash32, task: Task, reason: CloseReason,
+                      why: str) -> None:
+    """After the provider failed the task (and paid for it): exclude it, then offer the task
+    again, saying `why`, if a full round still fits before it expires, else close it with
+    `reason`."""
+    params = w.base.params
+    provider_address = task.attempt.provider
+    if provider_address is None:
+        raise MarketRuleError("re-offering a task without a provider")
+    task = replace(task, excluded=(*task.excluded, provider_address))
     one_round = params.bid_window_ms + params.reveal_window_ms + task.exec_ms
     fits = w.timestamp + one_round <= task.expires_ms
     if task.attempt.number < params.max_task_attempts and fits:
         w.set_task(task_id, replace(
             task, status=TaskStatus.BIDDING, attempt=Attempt(task.attempt.number + 1),
-            phase_end_ms=w.timestamp + params.bid_window_ms,
-            why=reason.name.lower()))
+            phase_end_ms=w.timestamp + params.bid_window_ms, why=why))
     else:
         _close(w, task_id, task, reason)
 
