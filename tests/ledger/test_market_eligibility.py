@@ -9,10 +9,12 @@ from dataclasses import replace
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
+from gpu.spec import MatmulSpec
 from ogpu_node.agents.provider import ProviderPolicy, why_not_bid
+from ogpu_node.encoding import encode
 from ogpu_node.ledger.errors import MarketRuleError
 from ogpu_node.ledger.market.payloads import CommitBid
-from ogpu_node.ledger.market.records import Attempt, Bid, Provider, Task, TaskStatus
+from ogpu_node.ledger.market.records import Attempt, Bid, Device, Provider, Task, TaskStatus
 from ogpu_node.ledger.market.rules import (
     BID_REFUSAL_ERRORS,
     NO_BID_REASONS,
@@ -46,7 +48,8 @@ def providers(draw: st.DrawFn, needed: int) -> Provider | None:
         locked = draw(st.integers(0, stake))
     else:
         locked = min(stake, max(0, stake - needed + shortfall))
-    return Provider(GPU, benchmark=draw(st.sampled_from([0, 1_000, 3_000])),
+    devices = (Device("test-gpu", draw(st.sampled_from([16_000, 16_000, 16_000, 1]))),)
+    return Provider(devices, benchmark=draw(st.sampled_from([0, 1_000, 3_000])),
                     price_floor=draw(st.integers(0, ogpu(2))), stake=stake, locked=locked)
 
 
@@ -58,7 +61,8 @@ def situations(draw: st.DrawFn) -> tuple[State, Address, Provider | None, Task]:
     earlier = draw(st.lists(st.sampled_from([*OTHERS, sender]), max_size=3, unique=True))
     excluded = draw(st.lists(st.sampled_from([*OTHERS[:2], sender]), max_size=1))
     base = market_genesis(params)
-    task = Task(client=CLIENT.address, kind=1, spec=b"", work_units=draw(st.integers(1, 50)),
+    spec = encode(MatmulSpec(n=1024, seed=1))
+    task = Task(client=CLIENT.address, kind=1, spec=spec, work_units=draw(st.integers(1, 50)),
                 max_price=draw(st.integers(1, ogpu(10))),
                 min_benchmark=draw(st.sampled_from([0, 0, 0, 2_000])), exec_ms=10_000,
                 expires_ms=base.timestamp + 100_000, created_ms=base.timestamp, escrow=0,
@@ -99,12 +103,17 @@ def test_the_reason_table_lists_the_refusals_in_the_order_they_are_checked() -> 
 
 def test_a_no_bids_why_is_the_code_of_the_provider_that_got_furthest() -> None:
     params = MARKET_PARAMS
-    task = Task(client=CLIENT.address, kind=1, spec=b"", work_units=3, max_price=ogpu(1),
-                min_benchmark=500, exec_ms=10_000, expires_ms=10**6, created_ms=0, escrow=0)
+    task = Task(client=CLIENT.address, kind=1, spec=encode(MatmulSpec(n=1024, seed=1)),
+                work_units=3, max_price=ogpu(1), min_benchmark=500, exec_ms=10_000,
+                expires_ms=10**6, created_ms=0, escrow=0)
     slow = Provider(GPU, benchmark=100, price_floor=0, stake=ogpu(300))
+    small = replace(slow, benchmark=1_000, devices=(Device("tiny", 1),))
     dear = replace(slow, benchmark=1_000, price_floor=ogpu(2))
     assert no_bid_reason([], task, params) == "not_a_provider"
     assert no_bid_reason([(OTHERS[0], slow)], task, params) == "below_min_benchmark"
+    # a device too small for the task: it could only win it to return it
+    assert no_bid_reason([(OTHERS[0], slow), (OTHERS[1], small)], task,
+                         params) == "device_too_small"
     assert no_bid_reason([(OTHERS[0], slow), (OTHERS[1], dear)], task,
                          params) == "price_floor_above_max_price"
     assert no_bid_reason([(OTHERS[1], replace(dear, price_floor=1)), (OTHERS[0], slow)], task,

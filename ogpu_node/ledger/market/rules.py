@@ -67,6 +67,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import replace
 from typing import Any
 
+from gpu.limits import fits_devices
 from gpu.spec import TrainSpec, decode_spec
 from ogpu_node.ledger.errors import (
     BadReveal,
@@ -309,6 +310,8 @@ NO_BID_REASONS = {
     "not_a_provider": "not a registered provider with at least the minimum stake",
     "excluded": "the task's own client, or a provider whose result or deadline failed on it",
     "below_min_benchmark": "benchmark below the task's minimum",
+    "device_too_small": "no declared device has the memory the task needs "
+                        "(gpu.limits.memory_needed_mb)",
     "already_bid": "holds a sealed bid on this round of the task already",
     "task_full": "the task holds all the bids it takes (max_bids_per_task)",
     "insufficient_free_stake": "free stake below the bid deposit plus the collateral an award "
@@ -329,6 +332,7 @@ BID_REFUSAL_ERRORS: dict[str, type[MarketRuleError]] = {
     "not_a_provider": NotAProvider,
     "excluded": NotPermitted,
     "below_min_benchmark": NotPermitted,
+    "device_too_small": NotPermitted,
     "already_bid": NotPermitted,
     "task_full": NotPermitted,
     "insufficient_free_stake": InsufficientStake,
@@ -354,6 +358,8 @@ def bid_eligibility(params: Params, address: Address, provider: Provider | None,
         return "excluded"
     if provider.benchmark < task.min_benchmark:
         return "below_min_benchmark"
+    if not fits_devices(decode_spec(task.kind, task.spec), provider.devices):
+        return "device_too_small"  # it could only return the task it won
     if any(b.bidder == address for b in task.attempt.bids):
         return "already_bid"
     if len(task.attempt.bids) >= params.max_bids_per_task:
