@@ -1,11 +1,12 @@
-"""A committee that is silent and copies, on a devnet of real processes: a wrong result is not
-paid, and the members who did not check pay for it.
+"""A committee that is silent and copies, and a bidder that never reveals, on a devnet of real
+processes: a wrong result is not paid, and whoever did not do its part pays for it.
 
     node1  provider, fault injection `corrupt` (every result it commits is wrong)
     node0  validator with its verifier off: drawn, it never votes
     node2  validator running `tests.integration.copying_verifier`: it seals a copy of another
            member's seal instead of checking, and cannot open it
-    node3  honest validator and verifier
+    node3  honest validator and verifier; also a provider running
+           `tests.integration.silent_bidder`: it seals a bid on every task and never reveals it
 
 The provider's committee is {node0, node2, node3}: one honest reveal is no quorum, the round is
 silent, and no validator is left for a fresh one, so the task closes unchecked.
@@ -50,14 +51,17 @@ def root(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         0: {"verifier": False},
         1: {"provider": True, "provider_fault": "corrupt", "provider_benchmark": 100,
             "provider_price_floor": 1_000, "provider_device": "cpu"},
+        3: {"provider": True, "provider_benchmark": 100, "provider_price_floor": 1_000,
+            "provider_device": "cpu"},
     }
     devnet.create(root, 4, base_p2p=base, base_rpc=base + 6, providers=0,
                   node_settings=settings, template=template_path)
-    devnet.start(root, modules={"node2": "tests.integration.copying_verifier"})
+    devnet.start(root, modules={"node2": "tests.integration.copying_verifier",
+                                "node3": "tests.integration.silent_bidder"})
     try:
         devnet.wait_healthy(root)
         url = devnet.rpc_url(root / "node0")
-        wait_until(lambda: rpc_call(url, "provider_list")["count"] == 1, "the provider",
+        wait_until(lambda: rpc_call(url, "provider_list")["count"] == 2, "the providers",
                    timeout=90)
         yield root
     finally:
@@ -70,6 +74,7 @@ def validator(root: Path, index: int) -> str:
 
 
 def test_a_wrong_result_before_a_silent_and_a_copying_member_is_not_paid(root: Path) -> None:
+    """... and a bid sealed and never revealed pays its deposit to the client."""
     url = devnet.rpc_url(root / "node0")
 
     def stake(index: int) -> int:
@@ -88,6 +93,14 @@ def test_a_wrong_result_before_a_silent_and_a_copying_member_is_not_paid(root: P
 
     task = wait_until(closed, "the task to close", timeout=150)
     assert task["provider"] == validator(root, 1)
+    # node3 sealed a bid and never revealed it: its deposit went to the client
+    sealed = [b for b in task["bids"] if b["bidder"] == validator(root, 3)]
+    assert sealed and not sealed[0]["revealed"]
+    forfeited = [m for m in task["trail"] if m["event"] == "bid_deposits_forfeited"]
+    assert forfeited and forfeited[0]["address"] == address_to_text(dev_account_key(1).address)
+    assert int(forfeited[0]["amount"]) == int(sealed[0]["deposit"]) > 0
+    silent_bidder = rpc_call(url, "provider_get", {"address": validator(root, 3)})
+    assert int(silent_bidder["counters"]["unrevealed"]) == 1
     assert task["closeReason"] == "unchecked", task["closeReason"]
     trail = [(m["event"], m["address"]) for m in task["trail"]]
     assert not any(event == "payment" for event, _ in trail)  # the wrong result is not paid
