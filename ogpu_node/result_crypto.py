@@ -18,6 +18,10 @@ may fetch them without reading a byte.
 * Once the result is accepted the provider publishes E (`RELEASE_RESULT`), which the chain
   checks against the commitment before it pays; the client alone can then derive K (it needs
   the private half of `client` or of E).
+
+A pool's answer is sealed the same way for the pool's owner, bound to the request id (attempt
+0), with E in the answer itself (`POOL_RESULT`): the owner may read an answer at once (it pays
+for every answer a check does not reject), and nobody else can.
 """
 
 from __future__ import annotations
@@ -151,6 +155,12 @@ def client_key(client: PrivateKey, released: bytes, commitment: bytes, task_id: 
         raise ResultKeyError("the released key does not match the result's commitment")
     shared = x25519_private_of(client).exchange(X25519PublicKey.from_public_bytes(released))
     return ResultKey(_derive(shared, task_id, attempt), task_id, attempt)
+
+
+def open_answer(owner: PrivateKey, request_id: bytes, key: bytes, data: bytes) -> bytes:
+    """A pool's answer to `request_id`, opened with its owner's key; `key` is the public key
+    the answer was committed with (RPC `pool_get`: the request's `key`)."""
+    return client_key(owner, key, key_commitment(key), request_id, 0).open(0, data)
 
 
 def open_output(client: PrivateKey, task_view: Mapping[str, Any], data: bytes) -> bytes:

@@ -45,6 +45,7 @@ missing without trying to fetch them.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from dataclasses import dataclass, replace
@@ -82,8 +83,8 @@ from ogpu_node.ledger.market.payloads import (
     ReturnTask,
     RevealBid,
 )
-from ogpu_node.ledger.market.records import Device as DeviceRecord
 from ogpu_node.ledger.market.records import (
+    LIVE_REQUESTS,
     Pool,
     PoolRequest,
     RequestStatus,
@@ -94,6 +95,7 @@ from ogpu_node.ledger.market.records import (
     device_model,
     key_commitment,
 )
+from ogpu_node.ledger.market.records import Device as DeviceRecord
 from ogpu_node.ledger.market.rules import bid_eligibility
 from ogpu_node.node.node import Node
 from ogpu_node.result_crypto import ResultKey, ephemeral_public, new_ephemeral, provider_key
@@ -110,18 +112,6 @@ INPUTS_FETCH_ATTEMPTS = 5
 INPUTS_RETRY_S = 1.5
 TIME_MARGIN = 0.5
 """Bid only when the work fits in this share of the task's execution time at our benchmark."""
-
-class _Plain:
-    """The sealer of files that are not sealed (pool answers)."""
-
-    def seal(self, number: int, data: bytes) -> bytes:
-        return data
-
-    def open(self, number: int, data: bytes) -> bytes:
-        return data
-
-
-PLAIN = _Plain()
 
 
 @dataclass(frozen=True)
@@ -261,10 +251,13 @@ class ProviderAgent:
         return await trio.to_thread.run_sync(measure)
 
     def _forget_closed(self, state: State) -> None:
-        """Drop what we remember of tasks that closed (a long-running node must not grow)."""
+        """Drop what we remember of tasks and pool requests that are over (a long-running node
+        must not grow)."""
+        live = set(state.open_tasks) | {bytes(r.request_id) for p in state.pools.values()
+                                        for r in p.requests if r.status in LIVE_REQUESTS}
         for secrets in (self.bids, self.result_keys):
             for key in secrets.recorded():
-                if key[0] not in state.open_tasks:
+                if key[0] not in live:
                     secrets.forget(key)
         self.started = {k for k in self.started if k[0] in state.open_tasks}
         self.skipped = {k: v for k, v in self.skipped.items() if k in state.open_tasks}
@@ -345,14 +338,26 @@ class ProviderAgent:
         assert self.device is not None
         try:
             spec = InferSpec(model, request.seed, request.batch)
-            result = await trio.to_thread.run_sync(run_workload, spec, self.device)
+            pool = self.node.chain.state.pools.get(pool_id)
+            if pool is None:
+                return
+            # the answer is sealed for the pool's owner (as a task's result is for its client);
+            # a race run again (its answer still pending) keeps the key the first one committed
+            kept = self.result_keys.get(key)
+            ephemeral = bytes(kept[0]) if kept else new_ephemeral()
+            if kept is None:
+                self.result_keys.put(key, [ephemeral])
+            owner = self.node.chain.state.account(pool.owner).public_key
+            sealer = provider_key(ephemeral, owner, request.request_id, 0)
+            result = await trio.to_thread.run_sync(
+                functools.partial(run_workload, spec, self.device, sealer=sealer))
             if self.policy.fault == "vanish":
                 return
             if self.policy.fault == "corrupt":
-                result = corrupt_result(result, spec)
+                result = corrupt_result(result, spec, sealer)
             await trio.to_thread.run_sync(self._store, result)
             await self.wallet.send_once(("answer", key), PoolResult(
-                pool_id, request.request_id, result.output_id))
+                pool_id, request.request_id, result.output_id, ephemeral_public(ephemeral)))
         except (GpuError, InvalidSpec, OgpuError) as exc:
             log.error("pool request %s failed here: %s", request.request_id.hex()[:12], exc)
         finally:
@@ -458,13 +463,21 @@ class ProviderAgent:
             self.result_keys.put(key, [ephemeral])
         return provider_key(ephemeral, client, task_id, task.attempt.number)
 
-    def _key_for_committee(self, task_id: Hash32, attempt: int) -> bytes | None:
-        """Our ephemeral key of a result we committed (`result_keys.serve_result_keys` gives
-        it only to the members of its committee)."""
-        task = self.node.chain.state.tasks.get(task_id)
-        if task is None or task.attempt.provider != self.me:
-            return None
-        kept = self.result_keys.get((bytes(task_id), attempt))
+    def _key_for_committee(self, target: Hash32, request_id: bytes,
+                           attempt: int) -> bytes | None:
+        """Our ephemeral key of a result (or pool answer) we committed
+        (`result_keys.serve_result_keys` gives it only to the members of its committee)."""
+        state = self.node.chain.state
+        if request_id:
+            pool = state.pools.get(target)
+            request = pool.request(request_id) if pool else None
+            ours = request is not None and request.winner == self.me
+            item = bytes(request_id)
+        else:
+            task = state.tasks.get(target)
+            ours = task is not None and task.attempt.provider == self.me
+            item = bytes(target)
+        kept = self.result_keys.get((item, attempt)) if ours else None
         return bytes(kept[0]) if kept else None
 
     async def _inputs(self, task_id: Hash32, task: Task, spec: WorkloadSpec) -> bytes | None:
@@ -521,10 +534,9 @@ def return_reason(error: OgpuError) -> ReturnReason:
     return ReturnReason.WORKER_FAILED
 
 
-def corrupt_result(result: WorkloadResult, spec: object,
-                   sealer: Sealer = PLAIN) -> WorkloadResult:
+def corrupt_result(result: WorkloadResult, spec: object, sealer: Sealer) -> WorkloadResult:
     """Fault injection: the same result with wrong numbers (see the module docstring); `sealer`
-    opens and seals its files again (pool answers are not sealed)."""
+    opens and seals its files again."""
     if isinstance(spec, TrainSpec):
         rng = np.random.default_rng(0)
         checkpoints = []

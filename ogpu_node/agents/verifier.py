@@ -66,6 +66,7 @@ from ogpu_node.ledger.market.records import (
     Task,
     TaskStatus,
     device_model,
+    key_commitment,
 )
 from ogpu_node.ledger.market.verification import verdict_seal
 from ogpu_node.node.node import Node
@@ -162,7 +163,8 @@ class VerifierAgent:
                         and me in request.check.committee):
                     claims.append((Claim(Hash32(pool_id), bytes(request.request_id), 0,
                                          request.check),
-                                   functools.partial(self._check_request, pool.model, request)))
+                                   functools.partial(self._check_request, pool.model,
+                                                     pool.owner, request)))
         live = {claim.key for claim, _ in claims}
         self.votes = {k: v for k, v in self.votes.items() if k in live}
         for key in self.secrets.recorded():  # also those kept from before a restart
@@ -236,13 +238,24 @@ class VerifierAgent:
     async def _check_task(self, task: Task, claim: Claim) -> Verdict:
         return await self.check(claim.target, task)
 
-    async def _check_request(self, model: str, request: PoolRequest, claim: Claim) -> Verdict:
-        """Re-run sampled rows of a pool request's answer."""
+    async def _check_request(self, model: str, owner: Address, request: PoolRequest,
+                             claim: Claim) -> Verdict:
+        """Re-run sampled rows of a pool request's answer (sealed for the pool's owner: the
+        winner gives this member its key, as for a task's result)."""
         assert self.device is not None and request.output_id is not None
         spec = InferSpec(model, request.seed, request.batch)
         rng = self._rng(request.request_id, 0)
+        owner_key = self.node.chain.state.account(owner).public_key
         try:
-            output = await self._fetch(request.output_id)
+            key = await fetch_result_key(self.node, claim.target, claim.request_id, 0,
+                                         key_commitment(request.key), owner_key,
+                                         attempts=FETCH_ATTEMPTS, retry_s=FETCH_RETRY_S)
+        except ResultKeyUnavailable as exc:
+            return Verdict(False, f"key_unavailable: {exc}", "fetch key", 0.0)
+        try:
+            output = key.open(0, await self._fetch(request.output_id))
+        except ResultKeyError as exc:
+            return Verdict(False, f"output_unreadable: {exc}", "fetch", 0.0)
         except BlobError as exc:
             return Verdict(False, f"output_unavailable: {exc}", "fetch", 0.0)
         return await self._run_check("verify_inference", dict(
@@ -263,7 +276,7 @@ class VerifierAgent:
             return Verdict(False, f"inputs_unavailable: {exc}", "fetch", 0.0)
         client = self.node.chain.state.account(task.client).public_key
         try:
-            key = await fetch_result_key(self.node, task_id, task.attempt.number,
+            key = await fetch_result_key(self.node, task_id, b"", task.attempt.number,
                                          result.key_commitment, client,
                                          attempts=FETCH_ATTEMPTS, retry_s=FETCH_RETRY_S)
         except ResultKeyUnavailable as exc:

@@ -257,6 +257,7 @@ def pool_view(state: State, pool_id: Hash32, pool: Pool) -> JsonObject:
             "deadlineMs": r.deadline_ms, "racers": [address_to_text(a) for a in r.racers],
             "winner": _address(r.winner),
             "outputId": r.output_id.hex() if r.output_id else None,
+            "key": r.key.hex() or None,
             "committee": [address_to_text(a) for a in r.check.committee] if r.check else [],
             "verdicts": _verdicts(r.check), "check": _check(r.check),
             **amount_fields("escrow", r.escrow)} for r in pool.requests],

@@ -39,6 +39,8 @@ from tests.ledger.market_helpers import CLIENT, OUTSIDER, PROVIDER_A, PROVIDER_B
 from tests.ledger.test_market_rules import conserved
 
 PRICE = ogpu(1)
+ANSWER_KEY = b"\x0a" * 32
+"""The public key the answers of these tests are sealed with."""
 FEE_RESERVE = PRICE * 200 // BPS
 BUDGET = ogpu(20)
 BOND = ogpu(50)
@@ -99,7 +101,7 @@ def test_open_join_request_and_pay_the_first_result(chain: MarketChain) -> None:
     assert pool_of(chain, pool_id).escrow == BUDGET - PRICE - FEE_RESERVE
     first = key_of(request.racers[0])
     before = chain.state.account(first.address).balance
-    chain.send(first, PoolResult(pool_id, request_id, Hash32(b"\1" * 32)))
+    chain.send(first, PoolResult(pool_id, request_id, Hash32(b"\1" * 32), ANSWER_KEY))
     request = request_of(chain, pool_id, request_id)
     # not sampled: paid once the owner's dispute window passes without a dispute
     assert request.status == RequestStatus.ANSWERED and request.winner == first.address
@@ -113,7 +115,7 @@ def test_open_join_request_and_pay_the_first_result(chain: MarketChain) -> None:
     # the second racer is too late
     second = key_of(request.racers[1])
     with pytest.raises(WrongPhase):
-        chain.check(second, PoolResult(pool_id, request_id, Hash32(b"\2" * 32)))
+        chain.check(second, PoolResult(pool_id, request_id, Hash32(b"\2" * 32), ANSWER_KEY))
     assert chain.state.providers[first.address].completed == 1
     conserved(chain.state)
 
@@ -165,7 +167,7 @@ def test_a_sampled_result_is_checked_before_payment(chain: MarketChain, accept: 
     winner = key_of(request_of(chain, pool_id, request_id).racers[0])
     owner_before = chain.state.account(CLIENT.address).balance
     winner_stake = chain.state.providers[winner.address].stake
-    chain.send(winner, PoolResult(pool_id, request_id, Hash32(b"\3" * 32)))
+    chain.send(winner, PoolResult(pool_id, request_id, Hash32(b"\3" * 32), ANSWER_KEY))
     request = request_of(chain, pool_id, request_id)
     assert request.status == RequestStatus.VERIFYING
     vote_on_request(chain, pool_id, request_id, accept)
@@ -249,7 +251,7 @@ def test_pool_rejections_are_typed(chain: MarketChain) -> None:
         chain.check(CLIENT, SendRequest(pool_id, 1, 257))
     request_id = send_request(chain, pool_id)
     with pytest.raises(NotPermitted):  # not drawn to race it
-        chain.check(PROVIDER_B, PoolResult(pool_id, request_id, Hash32(b"\1" * 32)))
+        chain.check(PROVIDER_B, PoolResult(pool_id, request_id, Hash32(b"\1" * 32), ANSWER_KEY))
 
 
 def _unsampled_request(chain: MarketChain, pool_id: Hash32) -> Hash32:
@@ -270,7 +272,7 @@ def test_a_disputed_answer_is_paid_only_if_a_committee_passes_it(chain: MarketCh
     request_id = _unsampled_request(chain, pool_id)
     winner = key_of(request_of(chain, pool_id, request_id).racers[0])
     winner_before = chain.state.account(winner.address).balance
-    chain.send(winner, PoolResult(pool_id, request_id, Hash32(b"\3" * 32)))
+    chain.send(winner, PoolResult(pool_id, request_id, Hash32(b"\3" * 32), ANSWER_KEY))
     with pytest.raises(NotPermitted):  # only the owner disputes
         chain.check(winner, DisputeAnswer(pool_id, request_id))
     chain.send(CLIENT, DisputeAnswer(pool_id, request_id))
@@ -292,7 +294,7 @@ def test_an_answer_cannot_be_disputed_after_its_window(chain: MarketChain) -> No
     pool_id = joined(chain)
     request_id = send_request(chain, pool_id)
     winner = key_of(request_of(chain, pool_id, request_id).racers[0])
-    chain.send(winner, PoolResult(pool_id, request_id, Hash32(b"\3" * 32)))
+    chain.send(winner, PoolResult(pool_id, request_id, Hash32(b"\3" * 32), ANSWER_KEY))
     request = request_of(chain, pool_id, request_id)
     chain.block(after_ms=request.deadline_ms - chain.state.timestamp)
     with pytest.raises(WrongPhase):

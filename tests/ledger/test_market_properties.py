@@ -237,7 +237,8 @@ def run_history(steps: list[tuple[str, int]], params: Params) -> None:
         elif action == "answer" and request is not None:
             racer = request.racers[r % len(request.racers)]
             index = next(i for i, k in enumerate(KEYS) if k.address == racer)
-            tx(index, PoolResult(pool_id, request.request_id, digest(b"o", bytes([r % 256]))))
+            tx(index, PoolResult(pool_id, request.request_id, digest(b"o", bytes([r % 256])),
+                                 RELEASED_KEY))
         elif action == "pool_vote" and request is not None and request.check is not None:
             vote(pool_id, request.request_id, 0, request.check, r)
         elif action == "dispute" and request is not None:

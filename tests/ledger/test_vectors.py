@@ -154,7 +154,7 @@ TX_CASES: dict[str, Payload] = {
     "join_pool": JoinPool(POOL, ogpu(150)),
     "leave_pool": LeavePool(POOL),
     "send_request": SendRequest(POOL, seed=99, batch=32),
-    "pool_result": PoolResult(POOL, REQUEST, stand_in_id("logits")),
+    "pool_result": PoolResult(POOL, REQUEST, stand_in_id("logits"), b"\x53" * 32),
     "pool_seal_verdict": SealVerdict(POOL, REQUEST, 0, 2, Hash32(b"\x5f" * 32)),
     "pool_reveal_verdict": RevealVerdict(POOL, REQUEST, 0, 2, accept=True, reason="",
                                          salt=b""),

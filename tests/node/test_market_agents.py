@@ -48,7 +48,12 @@ from ogpu_node.ledger.market.records import CloseReason, RequestStatus, Task, Ta
 from ogpu_node.node.node import Node
 from ogpu_node.node.settings import NodeSettings
 from ogpu_node.node_api import TxState
-from ogpu_node.result_crypto import ResultKeyError, client_key, output_file_number
+from ogpu_node.result_crypto import (
+    ResultKeyError,
+    client_key,
+    open_answer,
+    output_file_number,
+)
 from ogpu_node.storage import ChainStore, LevelDBKV, MemoryKV
 from ogpu_node.types import Hash32, ogpu
 from p2p.memory import MemoryHub
@@ -489,6 +494,16 @@ async def test_pool_requests_are_raced_checked_and_paid(tmp_path: object, fault:
                 assert pool.stake_of(VALIDATORS[1].address) == 0
                 assert node.chain.state.providers[VALIDATORS[1].address].failed == pool.rejected
         assert by_winner.get(VALIDATORS[2].address) in (None, RequestStatus.PAID)
+        if fault == "none":  # answers are sealed for the pool's owner: it opens one, no other
+            paid = pool.requests[0]
+            assert paid.status == RequestStatus.PAID and paid.output_id and paid.key
+            sealed = await node.files.fetch_file(paid.output_id, attempts=3)
+            logits = decode_arrays(open_answer(CLIENT, paid.request_id, paid.key, sealed))
+            assert logits[0][1].shape[0] == 32  # the request's batch
+            with pytest.raises(ArtifactError):
+                decode_arrays(sealed)
+            with pytest.raises(ResultKeyError):
+                open_answer(VALIDATORS[3], paid.request_id, paid.key, sealed)
 
 
 def test_a_verifiers_random_choices_are_its_own_and_nobody_elses_to_predict() -> None:

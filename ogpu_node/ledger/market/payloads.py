@@ -467,26 +467,30 @@ class DisputeAnswer:
 
 @dataclass(frozen=True, slots=True)
 class PoolResult:
-    """A racer's result for a request: the file id of its output (the logits)."""
+    """A racer's result for a request: the file id of its output (the logits), sealed for the
+    pool's owner, and the public half of the ephemeral key that seals it
+    (`ogpu_node.result_crypto`): with it the owner, and nobody else, opens the answer."""
 
     pool_id: Hash32
     request_id: Hash32
     output_id: Hash32
+    key: bytes
 
-    MAX_BYTES: ClassVar[int] = 112
+    MAX_BYTES: ClassVar[int] = 160
 
     def amounts(self) -> tuple[int, ...]:
         return ()
 
     def to_fields(self) -> list[Any]:
-        return [self.pool_id, self.request_id, self.output_id]
+        return [self.pool_id, self.request_id, self.output_id, self.key]
 
     @classmethod
     def from_fields(cls, value: Any) -> Self:
-        pool, request, output = read_array(value, 3, "pool_result")
+        pool, request, output, key = read_array(value, 4, "pool_result")
         return cls(_task_id(pool, "pool_result.pool_id"),
                    _task_id(request, "pool_result.request_id"),
-                   _task_id(output, "pool_result.output_id"))
+                   _task_id(output, "pool_result.output_id"),
+                   read_bytes(key, "pool_result.key", size=RELEASED_KEY_BYTES))
 
 
 @dataclass(frozen=True, slots=True)

@@ -204,7 +204,7 @@ def process_pool_result(w: Working, sender: Address, p: PoolResult) -> None:
         raise WrongPhase("the request is not open (answered, or past its deadline)")
     if sender not in request.racers or not pool.stake_of(sender):
         raise NotPermitted("only a member drawn to race this request may answer it")
-    request = replace(request, winner=sender, output_id=p.output_id)
+    request = replace(request, winner=sender, output_id=p.output_id, key=p.key)
     if is_sampled(p.request_id, pool.sample_bps):
         request = replace(request, status=RequestStatus.VERIFYING, check=start_check(w))
     else:

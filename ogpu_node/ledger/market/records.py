@@ -371,6 +371,9 @@ class PoolRequest(Record):
     status: Annotated[RequestStatus, Enum(RequestStatus)] = RequestStatus.OPEN
     winner: Annotated[Address | None, MAYBE_ADDRESS] = None
     output_id: Annotated[Hash32 | None, Maybe(HASH)] = None
+    key: Annotated[bytes, Raw(max_len=RELEASED_KEY_BYTES)] = b""
+    """The public half of the ephemeral key that seals the answer for the owner (its commitment,
+    `key_commitment(key)`, is what a committee member checks the key it is given against)."""
     check: Annotated[Check | None, Maybe(Nested(Check), [])] = None
     """The committee's check of a sampled or disputed answer."""
 
