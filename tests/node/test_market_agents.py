@@ -207,9 +207,10 @@ async def test_honest_training_task_settles_and_pays(tmp_path: object) -> None:
         assert events[0] == "escrow" and "payment" in events and events[-1] == "refund"
         provider = nodes[0].chain.state.providers[VALIDATORS[1].address]
         assert provider.completed == 1 and provider.locked == 0
-        # every node holds the same state
-        await wait_for(nodes[3], lambda: nodes[3].chain.state.height >=
-                       nodes[0].chain.state.height)
+        # every node holds the same state (bounded: a stalled follower fails, never hangs)
+        with trio.fail_after(30):
+            await wait_for(nodes[3], lambda: nodes[3].chain.state.height >=
+                           nodes[0].chain.state.height)
 
 
 @pytest.mark.parametrize("fault,reason", [("corrupt", "rejected"), ("vanish", "timed_out")])
