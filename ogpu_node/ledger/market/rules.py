@@ -63,12 +63,13 @@ back if a rule raises, so a rejected transaction leaves no trace but its absence
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Iterator
 from dataclasses import replace
 from typing import Any
 
 from gpu.limits import fits_devices
-from gpu.spec import TrainSpec, decode_spec
+from gpu.spec import TrainSpec, WorkloadSpec, decode_spec
 from ogpu_node.ledger.errors import (
     BadReveal,
     InsufficientFunds,
@@ -358,7 +359,7 @@ def bid_eligibility(params: Params, address: Address, provider: Provider | None,
         return "excluded"
     if provider.benchmark < task.min_benchmark:
         return "below_min_benchmark"
-    if not fits_devices(decode_spec(task.kind, task.spec), provider.devices):
+    if not fits_devices(_decoded_spec(task.kind, task.spec), provider.devices):
         return "device_too_small"  # it could only return the task it won
     if any(b.bidder == address for b in task.attempt.bids):
         return "already_bid"
@@ -369,6 +370,13 @@ def bid_eligibility(params: Params, address: Address, provider: Provider | None,
     if advisory and provider.price_floor > task.max_price:
         return "price_floor_above_max_price"
     return None
+
+
+@functools.lru_cache(maxsize=256)
+def _decoded_spec(kind: int, spec: bytes) -> WorkloadSpec:
+    """A task's spec, decoded once: every bid checks it against each provider's devices, and
+    the chain checks every provider again after each bid (`process_commit_bid`)."""
+    return decode_spec(kind, spec)
 
 
 def no_bid_reason(providers: Iterable[tuple[Address, Provider]], task: Task,
