@@ -32,14 +32,6 @@ CLIENT_COLLATERAL = BUDGET * 1_000 // BPS
 ESCROW = BUDGET + RESERVE + CLIENT_COLLATERAL
 
 
-@pytest.fixture
-def chain() -> MarketChain:
-    c = MarketChain.start()
-    c.register(PROVIDER_A)
-    c.register(PROVIDER_B)
-    return c
-
-
 def awarded(chain: MarketChain) -> Hash32:
     task_id = chain.submit(UPLOADED, max_price=MAX_PRICE)
     chain.auction(task_id, {1: 10})

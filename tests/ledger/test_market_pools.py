@@ -52,14 +52,6 @@ def open_pool(chain: MarketChain, *, sample_bps: int = 0, racers: int = 2,
                                        BOND, request_ms, ttl_ms)).hash
 
 
-@pytest.fixture
-def chain() -> MarketChain:
-    c = MarketChain.start()
-    c.register(PROVIDER_A)
-    c.register(PROVIDER_B)
-    return c
-
-
 def pool_of(chain: MarketChain, pool_id: Hash32) -> Pool:
     return chain.state.pools[pool_id]
 

@@ -33,14 +33,6 @@ from tests.ledger.test_market_rules import conserved
 PRICE = ogpu(1) // 5
 
 
-@pytest.fixture
-def chain() -> MarketChain:
-    c = MarketChain.start()
-    c.register(PROVIDER_A)
-    c.register(PROVIDER_B)
-    return c
-
-
 def awarded(chain: MarketChain, *, ttl_ms: int = 200_000) -> Hash32:
     """A task running at PROVIDER_A."""
     task_id = chain.submit(exec_ms=10_000, ttl_ms=ttl_ms)

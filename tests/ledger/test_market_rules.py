@@ -93,14 +93,6 @@ def conserved(state: State) -> None:
         assert (task.status == TaskStatus.CLOSED) == (task.close_reason is not None)
 
 
-@pytest.fixture
-def chain() -> MarketChain:
-    c = MarketChain.start()
-    c.register(PROVIDER_A)
-    c.register(PROVIDER_B)
-    return c
-
-
 def balance(chain: MarketChain, key_index: int) -> int:
     return chain.state.account(KEYS[key_index].address).balance
 
