@@ -52,7 +52,6 @@ from gpu.cpus import format_cpu_list, on_cpus
 from gpu.data import dataset, init_weights, layers_to_device, matmul_inputs
 from gpu.device import BLAS_THREAD_VARIABLES, Array, Device, detect
 from gpu.device_bench import benchmark_score
-from gpu.spec import MAX_CHECKPOINT_INTERVAL, MatmulSpec, TrainSpec
 from gpu.verify import freivalds_vectors, verify_matmul, verify_training
 from gpu.workloads import WorkloadResult, matmul_product, run_workload
 from ogpu_node import devnet
@@ -62,6 +61,7 @@ from ogpu_node.ledger.market.payloads import SubmitTask
 from ogpu_node.market_demo import Client
 from ogpu_node.polling import wait_until
 from ogpu_node.rpc_client import RpcCallError, Subscription, rpc_call
+from ogpu_node.workloads.spec import MAX_CHECKPOINT_INTERVAL, MatmulSpec, TrainSpec
 
 GOAL_VERIFY_FRACTION = 0.02
 GOAL_SPEED_RATIO = 0.90

@@ -18,8 +18,8 @@ import numpy.typing as npt
 
 from gpu.device import Array, Device
 from gpu.inputs import uploaded_inputs
-from gpu.limits import LABEL_CHUNK_ROWS, check_limits
-from gpu.spec import TEACHER_HIDDEN, InferSpec, MatmulSpec, ModelArch, TrainSpec
+from ogpu_node.workloads.limits import LABEL_CHUNK_ROWS, check_limits
+from ogpu_node.workloads.spec import TEACHER_HIDDEN, InferSpec, MatmulSpec, ModelArch, TrainSpec
 
 STREAM_MATMUL = 1
 STREAM_FEATURES = 2
@@ -72,7 +72,7 @@ def dataset_host(spec: TrainSpec, uploaded: bytes | None = None
     """Features (n_samples x n_features) and labels: uploaded, or generated (standard normal
     features, labelled by the argmax of a random one-hidden-layer tanh teacher, evaluated in
     float64 so that near-ties resolve the same way on every machine). Raises `SpecOverLimit`
-    for a spec over a limit of `gpu.limits` (a verifier's replay comes here too)."""
+    for a spec over a limit of `ogpu_node.workloads.limits` (a verifier's replay comes here too)."""
     check_limits(spec)
     arrays = uploaded_inputs(spec, uploaded)
     if arrays is not None:

@@ -22,8 +22,13 @@ import numpy.typing as npt
 
 from gpu.artifacts import decode_arrays, encode_arrays, expect_shapes
 from gpu.errors import ArtifactError, GpuError
-from gpu.limits import ARTIFACT_HEADER_BYTES, artifact_bytes, dataset_elements, input_shapes
-from gpu.spec import TrainSpec, WorkloadSpec
+from ogpu_node.workloads.limits import (
+    ARTIFACT_HEADER_BYTES,
+    artifact_bytes,
+    dataset_elements,
+    input_shapes,
+)
+from ogpu_node.workloads.spec import TrainSpec, WorkloadSpec
 
 HostF32 = npt.NDArray[np.float32]
 HEADER_ALLOWANCE = ARTIFACT_HEADER_BYTES
@@ -37,7 +42,7 @@ class InputsError(GpuError):
 
 
 def inputs_max_bytes(spec: WorkloadSpec) -> int:
-    """The size of `spec`'s inputs file (its arrays, `gpu.limits.input_shapes`, plus a header
+    """The size of `spec`'s inputs file (its arrays, `workloads.limits.input_shapes`, plus a header
     that is far smaller than HEADER_ALLOWANCE): fetch no more than this, a larger file cannot be
     the right one."""
     return artifact_bytes(dataset_elements(spec))

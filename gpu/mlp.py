@@ -14,7 +14,7 @@ from gpu.artifacts import NamedArray, expect_shapes
 from gpu.cpu_kernels import Kernels
 from gpu.data import layers_to_device
 from gpu.device import Array, Device
-from gpu.limits import EVAL_CHUNK_ROWS
+from ogpu_node.workloads.limits import EVAL_CHUNK_ROWS
 
 Params = list[tuple[Array, Array]]
 """Per layer: weights (fan_in x fan_out) and biases (fan_out), device arrays updated in place."""

@@ -65,10 +65,10 @@ from gpu.device import Array, Device
 from gpu.errors import ArtifactError, CheckpointsNeeded
 from gpu.inputs import InputsError
 from gpu.mlp import evaluate, named_layers, param_shapes, params_from_arrays
-from gpu.spec import MAX_CHECKPOINT_INTERVAL, InferSpec, MatmulSpec, TrainSpec
 from gpu.workloads import infer_logits, replay
 from ogpu_node.blobs import file_id
 from ogpu_node.errors import OgpuError
+from ogpu_node.workloads.spec import MAX_CHECKPOINT_INTERVAL, InferSpec, MatmulSpec, TrainSpec
 
 F32_EPS = float(np.finfo(np.float32).eps)
 FREIVALDS_KAPPA = 16.0

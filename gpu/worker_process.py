@@ -46,9 +46,10 @@ from gpu.cpu_kernels import warm_up
 from gpu.cpus import format_cpu_list, parse_cpu_list, pin_to_cpus
 from gpu.device import Device, detect
 from gpu.errors import GpuError, WorkloadCancelled, WorkloadError
-from gpu.spec import InvalidSpec
 from gpu.verify import verify_inference, verify_matmul, verify_training
 from gpu.workloads import Progress, ShouldStop, Sink, run_workload
+from ogpu_node.workloads.limits import DeviceMemoryTooSmall
+from ogpu_node.workloads.spec import InvalidSpec
 
 POLL_S = 0.2
 """How often the parent checks `should_stop` while the child works."""
@@ -223,7 +224,7 @@ def _child_main(receive_fd: int, send_fd: int, device_kind: str, niceness: int,
             if stream_files:
                 kwargs["sink"] = lambda raw: send.send(("file", raw))
         send.send(("result", JOBS[job](**kwargs, device=device)))
-    except (GpuError, InvalidSpec) as exc:
+    except (GpuError, InvalidSpec, DeviceMemoryTooSmall) as exc:
         send.send(("error", (type(exc).__module__, type(exc).__name__, str(exc))))
     finally:
         send.close()
@@ -237,7 +238,7 @@ def _rebuild_error(value: Any) -> Exception:
         cls = getattr(importlib.import_module(module), name)
     except (ImportError, AttributeError):
         cls = None
-    if isinstance(cls, type) and issubclass(cls, GpuError | InvalidSpec):
+    if isinstance(cls, type) and issubclass(cls, GpuError | InvalidSpec | DeviceMemoryTooSmall):
         return cls(message)
     return WorkloadError(f"{name}: {message}")
 

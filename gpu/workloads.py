@@ -42,7 +42,6 @@ from gpu.data import (
 )
 from gpu.device import Array, Device
 from gpu.errors import WorkloadCancelled
-from gpu.limits import INFER_CHUNK_ROWS, check_runnable
 from gpu.mlp import (
     Params,
     evaluate,
@@ -52,9 +51,17 @@ from gpu.mlp import (
     params_to_host,
     sgd_step,
 )
-from gpu.spec import InferSpec, MatmulSpec, ModelArch, TrainSpec, WorkloadSpec, check_spec
 from ogpu_node.blobs import file_id
 from ogpu_node.types import Hash32
+from ogpu_node.workloads.limits import INFER_CHUNK_ROWS, check_runnable
+from ogpu_node.workloads.spec import (
+    InferSpec,
+    MatmulSpec,
+    ModelArch,
+    TrainSpec,
+    WorkloadSpec,
+    check_spec,
+)
 
 Progress = Callable[[float], None]
 ShouldStop = Callable[[], bool]
@@ -109,7 +116,7 @@ def run_workload(spec: WorkloadSpec, device: Device, progress: Progress | None =
     """Run `spec` on `device` (`sink`, `sealer`: see the module docstring). Raises
     `InvalidSpec`, `InputsError`, `WorkloadError` or `WorkloadCancelled`; before anything is
     allocated, `SpecOverLimit` for a spec over a protocol limit and `DeviceMemoryTooSmall` for
-    one that needs more memory than `device` has (`gpu.limits.check_runnable`, the numbers the
+    one that needs more memory than `device` has (`workloads.limits.check_runnable`, the numbers the
     ledger checked at submission)."""
     check_runnable(spec, device)
     if isinstance(spec, TrainSpec):

@@ -15,10 +15,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from gpu.spec import InvalidSpec, decode_spec
 from ogpu_node.ledger.market.records import Pool, Task, TaskStatus
 from ogpu_node.ledger.state import State
 from ogpu_node.types import Hash32
+from ogpu_node.workloads.spec import InvalidSpec, decode_spec
 
 
 def task_files(task: Task) -> list[Hash32]:

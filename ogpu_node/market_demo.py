@@ -11,7 +11,6 @@ import sys
 import time
 from typing import Any
 
-from gpu.spec import TrainSpec
 from ogpu_node.address import address_to_text
 from ogpu_node.cli.market_cli import check_progress
 from ogpu_node.encoding import encode
@@ -22,6 +21,7 @@ from ogpu_node.ledger.tx import Payload
 from ogpu_node.polling import WaitTimeout, wait_until
 from ogpu_node.rpc_client import RpcCallError, rpc_call, send_transaction
 from ogpu_node.types import Hash32, format_amount, parse_amount
+from ogpu_node.workloads.spec import TrainSpec
 
 DEMO_TRAINING = TrainSpec(seed=2026, n_features=64, hidden=(256, 256), n_classes=10,
                           n_samples=4_096, batch=256, steps=3_000, lr_micros=20_000,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from gpu.spec import MatmulSpec
 from ogpu_node.blob_retention import ReferencedFiles, referenced_file_ids
 from ogpu_node.encoding import encode
 from ogpu_node.hashing import digest
@@ -20,6 +19,7 @@ from ogpu_node.ledger.market.records import (
 )
 from ogpu_node.ledger.state import open_task_ids
 from ogpu_node.types import Address, Hash32
+from ogpu_node.workloads.spec import MatmulSpec
 from tests.ledger.helpers import KEYS, genesis
 from tests.ledger.market_helpers import MATMUL, PROVIDER_A, MarketChain
 

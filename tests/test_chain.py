@@ -6,7 +6,6 @@ from pathlib import Path
 
 import pytest
 
-from gpu.spec import MatmulSpec
 from ogpu_node.chain import Chain, ChainMismatch, load_state
 from ogpu_node.encoding import encode
 from ogpu_node.genesis import Genesis, build_genesis, dev_account_key, load_template
@@ -17,6 +16,7 @@ from ogpu_node.ledger.market.records import Device, TaskStatus
 from ogpu_node.ledger.tx import Payload
 from ogpu_node.storage import ChainStore, CorruptStore, LevelDBKV
 from ogpu_node.types import Amount, ogpu
+from ogpu_node.workloads.spec import MatmulSpec
 
 VALIDATOR = PrivateKey.from_seed(b"\x07" * 32)
 

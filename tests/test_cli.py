@@ -17,7 +17,6 @@ import trio.testing
 from click.testing import CliRunner
 
 from gpu.inputs import encode_inputs
-from gpu.spec import InferSpec, MatmulSpec, TrainSpec, decode_spec
 from ogpu_node.address import address_to_text
 from ogpu_node.blobs import MAX_CHUNK_BYTES, file_id
 from ogpu_node.cli.market_cli import build_submit, load_task_file
@@ -26,6 +25,7 @@ from ogpu_node.cli.user_cli import main as user_cli
 from ogpu_node.ledger.tx import Transfer, decode_transaction
 from ogpu_node.types import Hash32
 from ogpu_node.types import ogpu as ogpu_units
+from ogpu_node.workloads.spec import InferSpec, MatmulSpec, TrainSpec, decode_spec
 from tests.rpc.conftest import serving
 from tests.rpc.local_node import LocalNode
 from tests.rpc.market import OUTPUT, Market

@@ -32,7 +32,7 @@ After every finalised block it looks at the open tasks:
   (`ogpu_node.result_crypto`), which the agent gives to the committee's members when they ask
   (`result_keys.py`) and releases on chain (`ReleaseResult`) once the result is accepted: that
   release is what pays it. A task the worker refuses before it starts
-  (`gpu.limits.check_runnable`: more memory than our device has, or over a protocol limit) or
+  (`workloads.limits.check_runnable`: more memory than our device has, or over a protocol limit) or
   fails to run is given back at once (`ReturnTask`, with the `ReturnReason` the worker's error
   names): that costs `return_penalty_bps` of the collateral, where letting the deadline pass
   would cost all of it.
@@ -59,8 +59,6 @@ from gpu.device import Device, detect
 from gpu.device_bench import benchmark_score
 from gpu.errors import GpuError, WorkloadCancelled
 from gpu.inputs import InputsError, check_inputs, inputs_max_bytes
-from gpu.limits import DeviceMemoryTooSmall, SpecOverLimit
-from gpu.spec import InferSpec, InvalidSpec, TrainSpec, WorkloadSpec, decode_spec
 from gpu.worker_process import Workers, workers_for
 from gpu.workloads import WorkloadResult, run_workload
 from ogpu_node.agents.closing import Closing
@@ -100,6 +98,8 @@ from ogpu_node.ledger.market.rules import bid_eligibility
 from ogpu_node.node.node import Node
 from ogpu_node.result_crypto import ResultKey, ephemeral_public, new_ephemeral, provider_key
 from ogpu_node.types import Address, Hash32
+from ogpu_node.workloads.limits import DeviceMemoryTooSmall, SpecOverLimit
+from ogpu_node.workloads.spec import InferSpec, InvalidSpec, TrainSpec, WorkloadSpec, decode_spec
 from p2p.network import TaskStatus as StartedStatus
 
 log = logging.getLogger("ogpu.provider")
@@ -528,7 +528,7 @@ class ProviderAgent:
 
 def return_reason(error: OgpuError) -> ReturnReason:
     """Why we give back a task whose run failed with `error`: the limit the worker refused it
-    for (`gpu.limits`: each error's `code` is a `ReturnReason` name), else WORKER_FAILED."""
+    for (`workloads.limits`: each error's `code` is a `ReturnReason` name), else WORKER_FAILED."""
     if isinstance(error, SpecOverLimit | DeviceMemoryTooSmall):
         return ReturnReason[error.code.upper()]
     return ReturnReason.WORKER_FAILED

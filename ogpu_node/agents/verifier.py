@@ -46,7 +46,6 @@ from gpu.artifacts import MAX_ARTIFACT_BYTES, checkpoint_chain
 from gpu.device import Device, detect
 from gpu.errors import CheckpointsNeeded, GpuError, WorkloadCancelled
 from gpu.inputs import InputsError, check_inputs, inputs_max_bytes
-from gpu.spec import InferSpec, MatmulSpec, TrainSpec, WorkloadSpec, decode_spec
 from gpu.verify import Verdict, checkpoints_to_check
 from gpu.worker_process import Workers, workers_for
 from ogpu_node.agents.closing import Closing
@@ -72,6 +71,7 @@ from ogpu_node.ledger.market.verification import verdict_seal
 from ogpu_node.node.node import Node
 from ogpu_node.result_crypto import ResultKey, ResultKeyError
 from ogpu_node.types import Address, Hash32
+from ogpu_node.workloads.spec import InferSpec, MatmulSpec, TrainSpec, WorkloadSpec, decode_spec
 from p2p.network import TaskStatus as StartedStatus
 
 log = logging.getLogger("ogpu.verifier")

@@ -26,8 +26,6 @@ from rich.table import Table
 
 from gpu.artifacts import MAGIC as ARTIFACT_MAGIC
 from gpu.inputs import InputsError, check_inputs, encode_inputs
-from gpu.limits import input_shapes
-from gpu.spec import SPEC_TYPES, WorkloadKind, WorkloadSpec, decode_spec
 from ogpu_node.address import address_from_text, address_to_text
 from ogpu_node.cli.common import emit, handle_errors
 from ogpu_node.cli.sending import (
@@ -53,6 +51,8 @@ from ogpu_node.rpc_client import (
     upload_file,
 )
 from ogpu_node.types import Amount, Hash32, format_amount
+from ogpu_node.workloads.limits import input_shapes
+from ogpu_node.workloads.spec import SPEC_TYPES, WorkloadKind, WorkloadSpec, decode_spec
 
 EXIT_NOT_COMPLETED = 3
 """`ogpu task watch`: the task closed for another reason than `completed`."""

@@ -124,8 +124,8 @@ class InvalidTaskSpec(MarketRuleError):
 
 class TaskOverLimit(InvalidTaskSpec):
     """A spec within its own field limits that needs more than a protocol limit allows
-    (`gpu.limits`: data set, device memory, work, checkpoint or result size): no provider could
-    be required to run it. The message starts with the limit's code."""
+    (`workloads.limits`: data set, device memory, work, checkpoint or result size): no
+    provider could be required to run it. The message starts with the limit's code."""
 
     code = "over_limit"
 

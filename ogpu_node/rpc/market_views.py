@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterable
 
-from gpu.spec import InvalidSpec, WorkloadKind, decode_spec
 from ogpu_node.address import address_to_text
 from ogpu_node.ledger import State
 from ogpu_node.ledger.market.records import (
@@ -30,6 +29,7 @@ from ogpu_node.ledger.market.rules import (
 )
 from ogpu_node.rpc.views import JsonObject, amount_fields
 from ogpu_node.types import Address, Hash32, format_amount
+from ogpu_node.workloads.spec import InvalidSpec, WorkloadKind, decode_spec
 
 EARNING_EVENTS = ("payment", "client_collateral_to_provider")
 """Trail lines that pay a provider for its work (verifier fees are counted apart)."""

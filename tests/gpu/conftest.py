@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from gpu.device import Device, cpu_device
-from gpu.spec import InferSpec, MatmulSpec, TrainSpec
 from gpu.workloads import WorkloadResult, run_workload
+from ogpu_node.workloads.spec import InferSpec, MatmulSpec, TrainSpec
 
 TRAIN = TrainSpec(seed=11, n_features=8, hidden=(16, 16), n_classes=3, n_samples=256, batch=16,
                   steps=40, lr_micros=100_000, checkpoint_every=8)

@@ -13,8 +13,8 @@ from gpu.data import (
     matmul_inputs_host,
     model_weights,
 )
-from gpu.limits import DatasetTooLarge
-from gpu.spec import MODELS, InferSpec, MatmulSpec
+from ogpu_node.workloads.limits import DatasetTooLarge
+from ogpu_node.workloads.spec import MODELS, InferSpec, MatmulSpec
 from tests.gpu.conftest import TRAIN
 
 

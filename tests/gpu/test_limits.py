@@ -1,5 +1,5 @@
-"""The limits of `gpu.limits`: the memory count against what the workloads really allocate, and
-the worker's refusal before it allocates anything."""
+"""The limits of `workloads.limits`: the memory count against what the workloads really allocate,
+and the worker's refusal before it allocates anything."""
 
 from __future__ import annotations
 
@@ -13,7 +13,11 @@ import pytest
 from gpu.cpu_kernels import warm_up
 from gpu.device import Device, cpu_device
 from gpu.inputs import encode_inputs
-from gpu.limits import (
+from gpu.worker_process import _rebuild_error
+from gpu.workloads import model_on_device, run_workload
+from ogpu_node.blobs import file_id
+from ogpu_node.ledger.market.records import Device as DeviceRecord
+from ogpu_node.workloads.limits import (
     LIMITS,
     MEMORY_FIXED_MB,
     MIB,
@@ -26,11 +30,7 @@ from gpu.limits import (
     memory_needed_bytes,
     memory_needed_mb,
 )
-from gpu.spec import InferSpec, MatmulSpec, TrainSpec, WorkloadSpec
-from gpu.worker_process import _rebuild_error
-from gpu.workloads import model_on_device, run_workload
-from ogpu_node.blobs import file_id
-from ogpu_node.ledger.market.records import Device as DeviceRecord
+from ogpu_node.workloads.spec import InferSpec, MatmulSpec, TrainSpec, WorkloadSpec
 
 UNMODELLED_BYTES = MIB
 """Small objects the count leaves to the margin (generators, views, lists): well under 1 MiB."""

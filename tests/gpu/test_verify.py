@@ -9,7 +9,6 @@ from gpu.artifacts import checkpoint_chain, decode_arrays, encode_arrays
 from gpu.data import matmul_inputs_host
 from gpu.device import Device
 from gpu.errors import CheckpointsNeeded
-from gpu.spec import MatmulSpec
 from gpu.verify import (
     Verdict,
     checkpoints_to_check,
@@ -20,6 +19,7 @@ from gpu.verify import (
 from gpu.workloads import WorkloadResult, replay
 from ogpu_node.blobs import file_id
 from ogpu_node.types import Hash32
+from ogpu_node.workloads.spec import MatmulSpec
 from tests.gpu.conftest import INFER, MATMUL, TRAIN
 
 ALL = len(TRAIN.checkpoint_steps)

@@ -15,10 +15,10 @@ import pytest
 from gpu.device import Device
 from gpu.errors import DeviceError, WorkloadCancelled, WorkloadError
 from gpu.inputs import InputsError
-from gpu.spec import InvalidSpec, WorkloadSpec
 from gpu.verify import checkpoints_to_check, verify_training
 from gpu.worker_process import WORKER_NICENESS, Worker, WorkerPool
 from gpu.workloads import Progress, ShouldStop, WorkloadResult
+from ogpu_node.workloads.spec import InvalidSpec, WorkloadSpec
 from tests.gpu.conftest import MATMUL, TRAIN
 
 

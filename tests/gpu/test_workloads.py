@@ -11,9 +11,9 @@ from gpu.cpu_kernels import kernels_for, numba_kernels, warm_up, xp_kernels
 from gpu.data import dataset, matmul_inputs_host
 from gpu.device import Device
 from gpu.errors import WorkloadCancelled
-from gpu.spec import InvalidSpec, MatmulSpec, TrainSpec
 from gpu.workloads import WorkloadResult, replay, run_workload
 from ogpu_node.blobs import file_id
+from ogpu_node.workloads.spec import InvalidSpec, MatmulSpec, TrainSpec
 from tests.gpu.conftest import INFER, MATMUL, TRAIN
 
 

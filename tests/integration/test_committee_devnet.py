@@ -21,7 +21,6 @@ from typing import Any
 
 import pytest
 
-from gpu.spec import MatmulSpec
 from ogpu_node import devnet
 from ogpu_node.address import address_to_text
 from ogpu_node.encoding import encode
@@ -30,6 +29,7 @@ from ogpu_node.keys import read_key_file
 from ogpu_node.ledger.market.payloads import SubmitTask
 from ogpu_node.polling import wait_until
 from ogpu_node.rpc_client import rpc_call, send_transaction
+from ogpu_node.workloads.spec import MatmulSpec
 from tests.integration.node_logs import assert_no_traceback_through_our_code
 
 pytestmark = pytest.mark.integration

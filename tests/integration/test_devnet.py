@@ -18,7 +18,6 @@ import pytest
 import trio
 
 from gpu.device import BLAS_THREAD_VARIABLES
-from gpu.spec import InferSpec, MatmulSpec, TrainSpec
 from ogpu_node import devnet
 from ogpu_node.address import address_to_text
 from ogpu_node.config import load_config
@@ -31,6 +30,7 @@ from ogpu_node.ledger.tx import Payload
 from ogpu_node.polling import wait_until
 from ogpu_node.rpc_client import RpcCallError, rpc_call, send_transaction
 from ogpu_node.types import Amount
+from ogpu_node.workloads.spec import InferSpec, MatmulSpec, TrainSpec
 from tests.integration.impostor import Impostor, steal_status
 from tests.integration.node_logs import assert_no_traceback_through_our_code
 

@@ -26,7 +26,6 @@ import pytest
 from gpu.artifacts import decode_arrays
 from gpu.errors import ArtifactError
 from gpu.inputs import encode_inputs
-from gpu.spec import MatmulSpec, TrainSpec
 from ogpu_node import devnet
 from ogpu_node.address import address_to_text
 from ogpu_node.blobs import file_id
@@ -38,6 +37,7 @@ from ogpu_node.ledger.tx import Payload
 from ogpu_node.polling import wait_until
 from ogpu_node.result_crypto import ResultKeyError, open_output
 from ogpu_node.rpc_client import download_file, rpc_call, send_transaction, upload_file
+from ogpu_node.workloads.spec import MatmulSpec, TrainSpec
 from tests.integration.conftest import CALL_FAILED
 from tests.integration.node_logs import assert_no_traceback_through_our_code, timeline
 

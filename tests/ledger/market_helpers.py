@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from gpu.spec import MatmulSpec, TrainSpec
 from ogpu_node.encoding import encode
 from ogpu_node.hashing import digest
 from ogpu_node.keys import PrivateKey
@@ -32,6 +31,7 @@ from ogpu_node.ledger.market.records import (
 from ogpu_node.ledger.market.verification import verdict_seal
 from ogpu_node.ledger.tx import Payload
 from ogpu_node.types import Hash32, ogpu
+from ogpu_node.workloads.spec import MatmulSpec, TrainSpec
 from tests.ledger.helpers import CHAIN_ID, FEE, KEYS, next_block, signed
 
 MARKET_PARAMS = Params(epoch_length=1_000, unbonding_period=3, evidence_max_age=2, min_fee=1_000,

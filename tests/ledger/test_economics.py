@@ -22,7 +22,6 @@ from dataclasses import dataclass, replace
 
 import pytest
 
-from gpu.spec import MatmulSpec
 from ogpu_node.hashing import digest
 from ogpu_node.keys import PrivateKey
 from ogpu_node.ledger import Params, make_genesis_state
@@ -36,6 +35,7 @@ from ogpu_node.ledger.market.payloads import (
 from ogpu_node.ledger.market.records import CheckPhase, CloseReason, TaskStatus
 from ogpu_node.ledger.state import State
 from ogpu_node.types import Hash32, ogpu
+from ogpu_node.workloads.spec import MatmulSpec
 from tests.ledger.helpers import CHAIN_ID, KEYS
 from tests.ledger.market_helpers import CLIENT, PROVIDER_A, PROVIDER_B, MarketChain, result_for
 

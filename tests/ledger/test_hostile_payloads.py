@@ -18,14 +18,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gpu.spec import (
-    MAX_CHECKPOINTS,
-    MAX_LAYERS,
-    MODELS,
-    InferSpec,
-    MatmulSpec,
-    TrainSpec,
-)
 from ogpu_node.encoding import pack
 from ogpu_node.keys import PrivateKey
 from ogpu_node.ledger import Block, State, apply_block
@@ -38,6 +30,14 @@ from ogpu_node.ledger.market.records import MAX_DEVICES, Device, ReturnReason, T
 from ogpu_node.ledger.tx import PAYLOAD_TYPES, SIGN_KIND_TX, Transaction, TxKind
 from ogpu_node.node.mempool import Mempool
 from ogpu_node.types import HASH_LEN, Amount, Hash32, ogpu
+from ogpu_node.workloads.spec import (
+    MAX_CHECKPOINTS,
+    MAX_LAYERS,
+    MODELS,
+    InferSpec,
+    MatmulSpec,
+    TrainSpec,
+)
 from tests.ledger.helpers import CHAIN_ID, FEE, KEYS, next_block
 from tests.ledger.market_helpers import CLIENT, MATMUL, PROVIDER_A, PROVIDER_B, MarketChain
 from tests.ledger.profiles import examples

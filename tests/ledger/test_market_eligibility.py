@@ -9,7 +9,6 @@ from dataclasses import replace
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
-from gpu.spec import MatmulSpec
 from ogpu_node.agents.provider import ProviderPolicy, why_not_bid
 from ogpu_node.encoding import encode
 from ogpu_node.ledger.errors import MarketRuleError
@@ -26,6 +25,7 @@ from ogpu_node.ledger.market.rules import (
 from ogpu_node.ledger.state import State
 from ogpu_node.ledger.working import Working
 from ogpu_node.types import Address, Hash32, ogpu
+from ogpu_node.workloads.spec import MatmulSpec
 from tests.ledger.helpers import KEYS
 from tests.ledger.market_helpers import CLIENT, GPU, MARKET_PARAMS, market_genesis
 from tests.ledger.profiles import examples

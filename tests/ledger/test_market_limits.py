@@ -1,6 +1,6 @@
-"""Refusing at submission what nobody could run: every limit of `gpu.limits` at its edge, through
-the ledger's submission check and the worker's own check, and a property: whatever the ledger
-accepts, the worker accepts on a device of the protocol's largest memory."""
+"""Refusing at submission what nobody could run: every limit of `workloads.limits` at its edge,
+through the ledger's submission check and the worker's own check, and a property: whatever the
+ledger accepts, the worker accepts on a device of the protocol's largest memory."""
 
 from __future__ import annotations
 
@@ -11,7 +11,12 @@ import pytest
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
-from gpu.limits import (
+from ogpu_node.encoding import encode
+from ogpu_node.ledger.errors import InvalidTaskSpec, TaskOverLimit
+from ogpu_node.ledger.market.checks import task_terms
+from ogpu_node.ledger.market.payloads import SubmitTask
+from ogpu_node.ledger.market.records import Device, TaskStatus
+from ogpu_node.workloads.limits import (
     LIMITS,
     MAX_DATASET_ELEMENTS,
     MAX_MEMORY_MB,
@@ -25,12 +30,14 @@ from gpu.limits import (
     limit_refusal,
     needs,
 )
-from gpu.spec import MAX_MATMUL_N, MODELS, InferSpec, InvalidSpec, MatmulSpec, TrainSpec
-from ogpu_node.encoding import encode
-from ogpu_node.ledger.errors import InvalidTaskSpec, TaskOverLimit
-from ogpu_node.ledger.market.checks import task_terms
-from ogpu_node.ledger.market.payloads import SubmitTask
-from ogpu_node.ledger.market.records import Device, TaskStatus
+from ogpu_node.workloads.spec import (
+    MAX_MATMUL_N,
+    MODELS,
+    InferSpec,
+    InvalidSpec,
+    MatmulSpec,
+    TrainSpec,
+)
 from tests.ledger.market_helpers import CLIENT, MARKET_PARAMS, MarketChain
 from tests.ledger.profiles import examples
 

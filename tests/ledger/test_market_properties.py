@@ -19,7 +19,6 @@ from dataclasses import replace
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
-from gpu.spec import MatmulSpec
 from ogpu_node.encoding import encode
 from ogpu_node.hashing import digest
 from ogpu_node.ledger import Params, apply_tx
@@ -60,6 +59,7 @@ from ogpu_node.ledger.market.verification import verdict_seal
 from ogpu_node.ledger.state import State, compute_records_hash, open_task_ids
 from ogpu_node.ledger.tx import Payload, Transaction
 from ogpu_node.types import Hash32, ogpu
+from ogpu_node.workloads.spec import MatmulSpec
 from tests.ledger.helpers import KEYS, snapshot
 from tests.ledger.market_helpers import GPU, MARKET_PARAMS, RELEASED_KEY, MarketChain, result_for
 from tests.ledger.profiles import examples

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import pytest
 
-from gpu.limits import LIMITS, DeviceMemoryTooSmall
 from ogpu_node.errors import DecodeError
 from ogpu_node.ledger import apply_tx
 from ogpu_node.ledger.errors import (
@@ -18,6 +17,7 @@ from ogpu_node.ledger.market.payloads import CommitBid, CommitResult, ReturnTask
 from ogpu_node.ledger.market.records import CloseReason, ReturnReason, TaskStatus
 from ogpu_node.ledger.params import BPS, Params
 from ogpu_node.types import Hash32, ogpu
+from ogpu_node.workloads.limits import LIMITS, DeviceMemoryTooSmall
 from tests.ledger.helpers import FEE, KEYS, snapshot
 from tests.ledger.market_helpers import (
     CLIENT,

@@ -10,7 +10,6 @@ from dataclasses import replace
 
 import pytest
 
-from gpu.spec import MatmulSpec
 from ogpu_node.encoding import decode, encode
 from ogpu_node.ledger import InvalidBlock, apply_tx
 from ogpu_node.ledger.errors import (
@@ -57,6 +56,7 @@ from ogpu_node.ledger.market.reputation import anomaly_flags, reputation_bps
 from ogpu_node.ledger.params import BPS, MAX_BIDS_PER_TASK, Params
 from ogpu_node.ledger.state import State, compute_records_hash
 from ogpu_node.types import Address, Hash32, ogpu
+from ogpu_node.workloads.spec import MatmulSpec
 from tests.ledger.helpers import FEE, KEYS, snapshot
 from tests.ledger.market_helpers import (
     CLIENT,

@@ -24,7 +24,6 @@ from typing import Any
 
 import pytest
 
-from gpu.spec import SPEC_TYPES, InferSpec, MatmulSpec, TrainSpec, WorkloadSpec
 from ogpu_node.address import address_to_text
 from ogpu_node.encoding import decode, encode
 from ogpu_node.genesis import Genesis, GenesisValidator, build_genesis, load_template
@@ -68,6 +67,7 @@ from ogpu_node.ledger.tx import (
     sign_transaction,
 )
 from ogpu_node.types import Amount, Hash32, ogpu, parse_amount
+from ogpu_node.workloads.spec import SPEC_TYPES, InferSpec, MatmulSpec, TrainSpec, WorkloadSpec
 
 VECTORS_FILE = Path(__file__).with_name("vectors.json")
 REGENERATE = "python -m tests.ledger.test_vectors --write"

@@ -21,8 +21,6 @@ from gpu.artifacts import decode_arrays
 from gpu.device import Device, cpu_device
 from gpu.errors import ArtifactError
 from gpu.inputs import encode_inputs
-from gpu.limits import memory_needed_mb
-from gpu.spec import TrainSpec
 from gpu.verify import checkpoints_to_check
 from gpu.workloads import run_workload
 from ogpu_node.agents import provider as provider_module
@@ -56,6 +54,8 @@ from ogpu_node.result_crypto import (
 )
 from ogpu_node.storage import ChainStore, LevelDBKV, MemoryKV
 from ogpu_node.types import Hash32, ogpu
+from ogpu_node.workloads.limits import memory_needed_mb
+from ogpu_node.workloads.spec import TrainSpec
 from p2p.memory import MemoryHub
 
 VALIDATORS = [PrivateKey.from_seed(bytes([i + 31]) * 32) for i in range(4)]

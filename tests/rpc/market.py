@@ -6,7 +6,6 @@ verification committee (it is funded first, so that it can pay for its verdicts)
 
 from __future__ import annotations
 
-from gpu.spec import MatmulSpec, TrainSpec
 from ogpu_node.blobs import file_id
 from ogpu_node.encoding import encode
 from ogpu_node.hashing import digest
@@ -36,6 +35,7 @@ from ogpu_node.ledger.market.verification import verdict_seal
 from ogpu_node.ledger.tx import Payload
 from ogpu_node.result_crypto import ephemeral_public, provider_key
 from ogpu_node.types import Amount, Hash32, ogpu
+from ogpu_node.workloads.spec import MatmulSpec, TrainSpec
 from tests.rpc.local_node import VALIDATOR, LocalNode
 
 FEE = 1_000

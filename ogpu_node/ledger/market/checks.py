@@ -4,21 +4,21 @@ escrows from its sender's balance.
 Mempool admission (`ledger.tx.check_transaction`) and block processing (`rules.py`, `pools.py`)
 call the same functions, so a transaction that a block would refuse for its own content never
 enters a mempool or travels by gossip. Every check here is bounded: a spec's counts are computed
-arithmetically (`gpu.spec`), never by listing what they count, so a field at 2**64 - 1 costs what
-a field at 1 does.
+arithmetically (`workloads.spec`), never by listing what they count, so a field at 2**64 - 1
+costs what a field at 1 does.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from gpu.limits import limit_refusal
-from gpu.spec import MAX_BATCH, MODELS, InvalidSpec, WorkloadSpec, decode_spec
 from ogpu_node.ledger.errors import InvalidTaskSpec, NotPermitted, TaskOverLimit
 from ogpu_node.ledger.market.payloads import MarketPayload, OpenPool, RegisterProvider, SubmitTask
 from ogpu_node.ledger.market.records import MAX_DEVICES
 from ogpu_node.ledger.params import BPS, Params
 from ogpu_node.types import MAX_AMOUNT
+from ogpu_node.workloads.limits import limit_refusal
+from ogpu_node.workloads.spec import MAX_BATCH, MODELS, InvalidSpec, WorkloadSpec, decode_spec
 
 MAX_TTL_MS = 30 * 24 * 3600 * 1000
 """Longest a task may stay open from its submission."""
@@ -47,7 +47,7 @@ def task_escrow(params: Params, max_price: int, work_units: int) -> tuple[int, i
 
 def task_terms(params: Params, p: SubmitTask) -> TaskTerms:
     """The terms of a task submission, or `InvalidTaskSpec` saying what is wrong with it
-    (`TaskOverLimit` for a spec over a limit of `gpu.limits`, which the worker checks again
+    (`TaskOverLimit` for a spec over a limit of `workloads.limits`, which the worker checks again
     before it starts)."""
     try:
         spec = decode_spec(p.kind, p.spec)

@@ -34,7 +34,6 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from gpu.spec import InferSpec
 from ogpu_node.encoding import pack
 from ogpu_node.hashing import digest
 from ogpu_node.ledger.errors import (
@@ -83,6 +82,7 @@ from ogpu_node.ledger.market.verification import (
 from ogpu_node.ledger.params import BPS
 from ogpu_node.ledger.working import Working
 from ogpu_node.types import Address, Hash32
+from ogpu_node.workloads.spec import InferSpec
 
 MAX_OPEN_REQUESTS = MAX_POOL_REQUESTS // 2
 

@@ -91,17 +91,17 @@ class CloseReason(IntEnum):
 class ReturnReason(IntEnum):
     """Why a provider returns an awarded task (`RETURN_TASK`). Numbers are part of the protocol.
 
-    The names, lower-cased, are the `code`s of the errors the worker raises (`gpu.limits`); a
+    The names, lower-cased, are the `code`s of the errors the worker raises (`workloads.limits`); a
     returned task's `why` is that name."""
 
     WORKER_FAILED = 1
     """The worker could not run it: it crashed, its device failed, the store filled up."""
     DEVICE_MEMORY = 2
-    """The task needs more memory than the provider's device has (`gpu.limits.memory_needed_mb`;
-    the bid rule should keep such a provider from bidding)."""
+    """The task needs more memory than the provider's device has
+    (`workloads.limits.memory_needed_mb`; the bid rule should keep such a provider from bidding)."""
     DATASET_TOO_LARGE = 3
-    """Reasons 3-7: the spec is over a protocol limit of the provider's `gpu.limits`. The ledger
-    refuses such specs at submission, so these come only from a provider whose limits are
+    """Reasons 3-7: the spec is over a protocol limit of the provider's `workloads.limits`. The
+    ledger refuses such specs at submission, so these come only from a provider whose limits are
     stricter than the chain's (another version)."""
     MEMORY_TOO_LARGE = 4
     WORK_TOO_LARGE = 5

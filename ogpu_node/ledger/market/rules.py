@@ -68,8 +68,6 @@ from collections.abc import Iterable, Iterator
 from dataclasses import replace
 from typing import Any
 
-from gpu.limits import fits_devices
-from gpu.spec import TrainSpec, WorkloadSpec, decode_spec
 from ogpu_node.ledger.errors import (
     BadReveal,
     InsufficientFunds,
@@ -130,6 +128,8 @@ from ogpu_node.ledger.market.verification import (
 from ogpu_node.ledger.params import BPS, Params
 from ogpu_node.ledger.working import Working
 from ogpu_node.types import Address, Hash32
+from ogpu_node.workloads.limits import fits_devices
+from ogpu_node.workloads.spec import TrainSpec, WorkloadSpec, decode_spec
 
 
 def process_market_tx(w: Working, task_id: Hash32, sender: Address,
@@ -312,7 +312,7 @@ NO_BID_REASONS = {
     "excluded": "the task's own client, or a provider whose result or deadline failed on it",
     "below_min_benchmark": "benchmark below the task's minimum",
     "device_too_small": "no declared device has the memory the task needs "
-                        "(gpu.limits.memory_needed_mb)",
+                        "(ogpu_node.workloads.limits.memory_needed_mb)",
     "already_bid": "holds a sealed bid on this round of the task already",
     "task_full": "the task holds all the bids it takes (max_bids_per_task)",
     "insufficient_free_stake": "free stake below the bid deposit plus the collateral an award "

@@ -43,8 +43,8 @@ from dataclasses import dataclass
 from itertools import pairwise
 from typing import Protocol
 
-from gpu.errors import WorkloadError
-from gpu.spec import (
+from ogpu_node.errors import OgpuError
+from ogpu_node.workloads.spec import (
     TEACHER_HIDDEN,
     InferSpec,
     InvalidSpec,
@@ -121,8 +121,9 @@ class ResultTooLarge(SpecOverLimit):
     code = "result_too_large"
 
 
-class DeviceMemoryTooSmall(WorkloadError):
-    """A task within the protocol's limits that needs more memory than this device has."""
+class DeviceMemoryTooSmall(OgpuError):
+    """A task within the protocol's limits that needs more memory than this device has (a
+    refusal of this machine's, like `gpu.errors.WorkloadError`, raised before `gpu/` starts)."""
 
     code = "device_memory"
 
