@@ -22,13 +22,14 @@ import numpy.typing as npt
 
 from gpu.artifacts import decode_arrays, encode_arrays, expect_shapes
 from gpu.errors import ArtifactError, GpuError
+from ogpu_node.workloads.kinds import WorkloadSpec
 from ogpu_node.workloads.limits import (
     ARTIFACT_HEADER_BYTES,
     artifact_bytes,
     dataset_elements,
     input_shapes,
 )
-from ogpu_node.workloads.spec import TrainSpec, WorkloadSpec
+from ogpu_node.workloads.spec import TrainSpec
 
 HostF32 = npt.NDArray[np.float32]
 HEADER_ALLOWANCE = ARTIFACT_HEADER_BYTES

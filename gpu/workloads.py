@@ -41,7 +41,7 @@ from gpu.data import (
     model_weights,
 )
 from gpu.device import Array, Device
-from gpu.errors import WorkloadCancelled
+from gpu.errors import WorkloadCancelled, WorkloadError
 from gpu.mlp import (
     Params,
     evaluate,
@@ -53,15 +53,10 @@ from gpu.mlp import (
 )
 from ogpu_node.blobs import file_id
 from ogpu_node.types import Hash32
+from ogpu_node.workloads.kinds import WorkloadSpec
 from ogpu_node.workloads.limits import INFER_CHUNK_ROWS, check_runnable
-from ogpu_node.workloads.spec import (
-    InferSpec,
-    MatmulSpec,
-    ModelArch,
-    TrainSpec,
-    WorkloadSpec,
-    check_spec,
-)
+from ogpu_node.workloads.models import ModelInferSpec
+from ogpu_node.workloads.spec import InferSpec, MatmulSpec, ModelArch, TrainSpec, check_spec
 
 Progress = Callable[[float], None]
 ShouldStop = Callable[[], bool]
@@ -123,6 +118,8 @@ def run_workload(spec: WorkloadSpec, device: Device, progress: Progress | None =
         return train(spec, device, progress, should_stop, inputs, sink, sealer)
     if isinstance(spec, MatmulSpec):
         result = run_matmul(spec, device, progress, should_stop, inputs)
+    elif isinstance(spec, ModelInferSpec):
+        raise WorkloadError("registered models cannot run here yet")
     else:
         result = infer(spec, device, progress, should_stop, inputs)
     if sealer is not None:

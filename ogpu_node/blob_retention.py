@@ -18,7 +18,8 @@ from collections.abc import Callable
 from ogpu_node.ledger.market.records import Pool, Task, TaskStatus
 from ogpu_node.ledger.state import State
 from ogpu_node.types import Hash32
-from ogpu_node.workloads.spec import InvalidSpec, decode_spec
+from ogpu_node.workloads.kinds import decode_spec
+from ogpu_node.workloads.spec import InvalidSpec
 
 
 def task_files(task: Task) -> list[Hash32]:

@@ -11,6 +11,7 @@ State records (under the chain store's state prefix):
     b"p" + address                        -> Provider fields    (market)
     b"t" + task id                        -> Task fields        (market)
     b"o" + pool id                        -> Pool fields        (market)
+    b"m" + model id                       -> Model fields       (market)
     b"x" + address                        -> Tombstone fields   (equivocation)
     b"g"                                  -> globals: chain id, params, height, block hash,
                                              timestamp, issued, burned, reward pool,
@@ -37,7 +38,7 @@ from ogpu_node.encoding import (
 from ogpu_node.errors import DecodeError, OgpuError
 from ogpu_node.genesis import Genesis
 from ogpu_node.ledger import Block, Params, State, Validator, apply_block
-from ogpu_node.ledger.market.records import Pool, Provider, Task
+from ogpu_node.ledger.market.records import Model, Pool, Provider, Task
 from ogpu_node.ledger.state import (
     Account,
     Tombstone,
@@ -53,6 +54,7 @@ _UNBONDING = b"u"
 _PROVIDER = b"p"
 _TASK = b"t"
 _POOL = b"o"
+_MODEL = b"m"
 _TOMBSTONE = b"x"
 _GLOBALS = b"g"
 MAX_VALIDATORS = 100_000
@@ -89,6 +91,8 @@ def state_changes(state: State) -> dict[bytes, bytes | None]:
         changes[_TASK + task_id] = encode(state.tasks[task_id])
     for pool_id in state.changed_pools:
         changes[_POOL + pool_id] = encode(state.pools[pool_id])
+    for model_id in state.changed_models:
+        changes[_MODEL + model_id] = encode(state.models[model_id])
     for address in state.changed_tombstones:  # never removed
         changes[_TOMBSTONE + address] = encode(state.tombstones[address])
     changes[_GLOBALS] = _globals(state)
@@ -122,6 +126,7 @@ def load_state(store: ChainStore) -> State:
         providers = _records(store, _PROVIDER, Address, ADDRESS_LEN, Provider)
         tasks = _records(store, _TASK, Hash32, HASH_LEN, Task)
         pools = _records(store, _POOL, Hash32, HASH_LEN, Pool)
+        models = _records(store, _MODEL, Hash32, HASH_LEN, Model)
         tombstones = _records(store, _TOMBSTONE, Address, ADDRESS_LEN, Tombstone)
         state = State(
             chain_id=read_str(g[0], "chain_id", max_len=64), params=Params.from_fields(g[1]),
@@ -133,7 +138,7 @@ def load_state(store: ChainStore) -> State:
             issued=read_uint(g[5], "issued"), burned=read_uint(g[6], "burned"),
             reward_pool=read_uint(g[7], "reward_pool"),
             providers=providers, tasks=tasks, pools=pools, tombstones=tombstones,
-            records_hash=read_bytes(g[9], "records_hash", max_len=4096),
+            models=models, records_hash=read_bytes(g[9], "records_hash", max_len=4096),
             open_tasks=open_task_ids(tasks),
         )
     except DecodeError as exc:

@@ -25,7 +25,8 @@ from ogpu_node.cli.user_cli import main as user_cli
 from ogpu_node.ledger.tx import Transfer, decode_transaction
 from ogpu_node.types import Hash32
 from ogpu_node.types import ogpu as ogpu_units
-from ogpu_node.workloads.spec import InferSpec, MatmulSpec, TrainSpec, decode_spec
+from ogpu_node.workloads.kinds import decode_spec
+from ogpu_node.workloads.spec import InferSpec, MatmulSpec, TrainSpec
 from tests.rpc.conftest import serving
 from tests.rpc.local_node import LocalNode
 from tests.rpc.market import OUTPUT, Market

@@ -98,8 +98,9 @@ from ogpu_node.ledger.market.rules import bid_eligibility
 from ogpu_node.node.node import Node
 from ogpu_node.result_crypto import ResultKey, ephemeral_public, new_ephemeral, provider_key
 from ogpu_node.types import Address, Hash32
+from ogpu_node.workloads.kinds import WorkloadSpec, decode_spec
 from ogpu_node.workloads.limits import DeviceMemoryTooSmall, SpecOverLimit
-from ogpu_node.workloads.spec import InferSpec, InvalidSpec, TrainSpec, WorkloadSpec, decode_spec
+from ogpu_node.workloads.spec import InferSpec, InvalidSpec, TrainSpec
 from p2p.network import TaskStatus as StartedStatus
 
 log = logging.getLogger("ogpu.provider")

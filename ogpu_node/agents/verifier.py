@@ -71,7 +71,8 @@ from ogpu_node.ledger.market.verification import verdict_seal
 from ogpu_node.node.node import Node
 from ogpu_node.result_crypto import ResultKey, ResultKeyError
 from ogpu_node.types import Address, Hash32
-from ogpu_node.workloads.spec import InferSpec, MatmulSpec, TrainSpec, WorkloadSpec, decode_spec
+from ogpu_node.workloads.kinds import WorkloadSpec, decode_spec
+from ogpu_node.workloads.spec import InferSpec, MatmulSpec, TrainSpec
 from p2p.network import TaskStatus as StartedStatus
 
 log = logging.getLogger("ogpu.verifier")

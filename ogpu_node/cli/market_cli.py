@@ -51,8 +51,9 @@ from ogpu_node.rpc_client import (
     upload_file,
 )
 from ogpu_node.types import Amount, Hash32, format_amount
+from ogpu_node.workloads.kinds import SPEC_TYPES, WorkloadSpec, decode_spec
 from ogpu_node.workloads.limits import input_shapes
-from ogpu_node.workloads.spec import SPEC_TYPES, WorkloadKind, WorkloadSpec, decode_spec
+from ogpu_node.workloads.spec import WorkloadKind
 
 EXIT_NOT_COMPLETED = 3
 """`ogpu task watch`: the task closed for another reason than `completed`."""

@@ -20,6 +20,7 @@ from ogpu_node.ledger.market.records import (
     LIVE_REQUESTS,
     Check,
     CheckPhase,
+    Model,
     Pool,
     Provider,
     Task,
@@ -27,6 +28,7 @@ from ogpu_node.ledger.market.records import (
 )
 from ogpu_node.ledger.params import Params
 from ogpu_node.types import ADDRESS_LEN, PUBKEY_LEN, Address, Hash32
+from ogpu_node.workloads.models import ModelInfo
 
 UnbondingKey = tuple[int, Address]
 """(release height, owner): at most one entry per owner and height; amounts unstaked in the same
@@ -121,6 +123,11 @@ def pool_record(pool_id: Hash32, pool: Pool) -> bytes:
     return pack(["pool", pool_id, *pool.to_fields()])
 
 
+def model_record(model_id: Hash32, model: Model) -> bytes:
+    """The bytes a registered model contributes to the state commitment."""
+    return pack(["model", model_id, *model.to_fields()])
+
+
 def tombstone_record(address: Address, tombstone: Tombstone) -> bytes:
     """The bytes a tombstone contributes to the state commitment."""
     return pack(["tombstone", address, *tombstone.to_fields()])
@@ -149,6 +156,8 @@ class State:
     pools: Mapping[Hash32, Pool] = field(default_factory=dict)
     tombstones: Mapping[Address, Tombstone] = field(default_factory=dict)
     """Accounts punished for equivocation (never removed)."""
+    models: Mapping[Hash32, Model] = field(default_factory=dict)
+    """Registered models (never removed)."""
     records_hash: bytes = EMPTY_LTHASH
     open_tasks: frozenset[Hash32] = field(default=frozenset(), compare=False)
     """Ids of the tasks not yet closed: derived from `tasks`, so not committed separately."""
@@ -159,10 +168,16 @@ class State:
     changed_tasks: tuple[Hash32, ...] = field(default=(), compare=False)
     changed_pools: tuple[Hash32, ...] = field(default=(), compare=False)
     changed_tombstones: tuple[Address, ...] = field(default=(), compare=False)
+    changed_models: tuple[Hash32, ...] = field(default=(), compare=False)
 
     def account(self, address: Address) -> Account:
         """The account at `address` (an empty one if it never received anything)."""
         return self.accounts.get(address) or _EMPTY
+
+    def model_info(self, model_id: Hash32) -> ModelInfo | None:
+        """The info of registered model `model_id` (None: no such model)."""
+        model = self.models.get(model_id)
+        return None if model is None else model.info
 
     @cached_property
     def validator_by_address(self) -> Mapping[Address, Validator]:
@@ -215,6 +230,7 @@ def compute_records_hash(
     tasks: Mapping[Hash32, Task] | None = None,
     pools: Mapping[Hash32, Pool] | None = None,
     tombstones: Mapping[Address, Tombstone] | None = None,
+    models: Mapping[Hash32, Model] | None = None,
 ) -> bytes:
     """The commitment over all records, from scratch (genesis, and a check for tests)."""
     records = [account_record(a, acct) for a, acct in accounts.items()]
@@ -223,6 +239,7 @@ def compute_records_hash(
     records += [task_record(t, task) for t, task in (tasks or {}).items()]
     records += [pool_record(p, pool) for p, pool in (pools or {}).items()]
     records += [tombstone_record(a, t) for a, t in (tombstones or {}).items()]
+    records += [model_record(m, model) for m, model in (models or {}).items()]
     return lthash_update(EMPTY_LTHASH, records, ())
 
 

@@ -57,7 +57,7 @@ def process_tx(w: Working, tx: Transaction, proposer: Address) -> None:
 
 
 def _process_tx(w: Working, tx: Transaction, proposer: Address) -> None:
-    payload = check_transaction(tx, w.base.chain_id, w.base.params)
+    payload = check_transaction(tx, w.base.chain_id, w.base.params, w.model_info)
     sender = tx.sender
     acct = w.account(sender)
     if tx.nonce != acct.nonce:

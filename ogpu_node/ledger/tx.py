@@ -69,6 +69,7 @@ from ogpu_node.types import (
     Amount,
     Hash32,
 )
+from ogpu_node.workloads.models import ModelLookup, no_models
 
 SIGN_KIND_TX = "tx"
 
@@ -282,9 +283,11 @@ def sign_transaction(
                        unsigned.payload, signature)
 
 
-def check_transaction(tx: Transaction, chain_id: str, params: Params) -> Payload:
+def check_transaction(tx: Transaction, chain_id: str, params: Params,
+                      models: ModelLookup = no_models) -> Payload:
     """Every check that needs no state: size, chain, kind, payload, amounts, fee, signature,
-    then the payload's own rules (a market payload's spec and terms, `market/checks.py`).
+    then the payload's own rules (a market payload's spec and terms, `market/checks.py`; a task
+    on a registered model is priced by `models`, the state's registry).
 
     Returns the decoded payload. Raises a typed `InvalidTransaction`.
     """
@@ -305,11 +308,12 @@ def check_transaction(tx: Transaction, chain_id: str, params: Params) -> Payload
     except SignatureError as exc:
         raise BadSignature(str(exc)) from exc
     if not isinstance(payload, Transfer | Stake | Unstake | ReportEquivocation):
-        check_market_payload(params, payload)
+        check_market_payload(params, payload, models)
     return payload
 
 
-def balance_needed(tx: Transaction, payload: Payload, params: Params) -> int:
+def balance_needed(tx: Transaction, payload: Payload, params: Params,
+                   models: ModelLookup = no_models) -> int:
     """What the sender's balance must hold for `tx`: its fee, and what its kind moves out of the
     balance (a transfer's amount, a stake, a provider bond, a task's or a pool's escrow).
 
@@ -318,4 +322,4 @@ def balance_needed(tx: Transaction, payload: Payload, params: Params) -> int:
         return tx.fee + payload.amount
     if isinstance(payload, Unstake | ReportEquivocation):
         return tx.fee
-    return tx.fee + market_escrow(params, payload)
+    return tx.fee + market_escrow(params, payload, models)

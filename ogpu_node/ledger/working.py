@@ -11,13 +11,14 @@ from dataclasses import replace
 from typing import TypeVar
 
 from ogpu_node.ledger.commitment import lthash_update
-from ogpu_node.ledger.market.records import MAX_TRAIL, Pool, Provider, Task, TaskStatus
+from ogpu_node.ledger.market.records import MAX_TRAIL, Model, Pool, Provider, Task, TaskStatus
 from ogpu_node.ledger.state import (
     Account,
     State,
     Tombstone,
     UnbondingKey,
     account_record,
+    model_record,
     pool_record,
     provider_record,
     task_record,
@@ -25,6 +26,7 @@ from ogpu_node.ledger.state import (
     unbonding_record,
 )
 from ogpu_node.types import Address, Hash32
+from ogpu_node.workloads.models import ModelInfo
 
 K = TypeVar("K", bound=tuple[int, Address] | bytes)
 V = TypeVar("V")
@@ -44,6 +46,7 @@ class Working:
         self.tasks: dict[Hash32, Task] = {}
         self.pools: dict[Hash32, Pool] = {}
         self.tombstones: dict[Address, Tombstone] = {}
+        self.models: dict[Hash32, Model] = {}
         self.issued = base.issued
         self.burned = base.burned
         self.reward_pool = base.reward_pool
@@ -110,6 +113,18 @@ class Working:
     def set_pool(self, pool_id: Hash32, pool: Pool) -> None:
         self.pools[pool_id] = pool
 
+    def model(self, model_id: Hash32) -> Model | None:
+        found = self.models.get(model_id)
+        return found if found is not None else self.base.models.get(model_id)
+
+    def model_info(self, model_id: Hash32) -> ModelInfo | None:
+        """The info of registered model `model_id` (None: no such model)."""
+        model = self.model(model_id)
+        return None if model is None else model.info
+
+    def add_model(self, model_id: Hash32, model: Model) -> None:
+        self.models[model_id] = model
+
     def open_pool_ids(self) -> list[Hash32]:
         """Pools not closed, in id order (pools are few: scanned every block)."""
         ids = set(self.base.pools) | set(self.pools)
@@ -135,6 +150,7 @@ class Working:
         self.accounts, self.unbonding = dict(saved.accounts), dict(saved.unbonding)
         self.providers, self.tasks = dict(saved.providers), dict(saved.tasks)
         self.pools, self.tombstones = dict(saved.pools), dict(saved.tombstones)
+        self.models = dict(saved.models)
         self.issued, self.burned = saved.issued, saved.burned
         self.reward_pool, self.validators = saved.reward_pool, saved.validators
 
@@ -156,6 +172,7 @@ class Working:
         pools, changed_pools = _merge(base.pools, self.pools, pool_record, added, removed)
         tombstones, changed_tombstones = _merge(base.tombstones, self.tombstones,
                                                 tombstone_record, added, removed)
+        models, changed_models = _merge(base.models, self.models, model_record, added, removed)
         open_tasks = set(base.open_tasks)
         for t in changed_tasks:
             if tasks[t].status == TaskStatus.CLOSED:
@@ -167,12 +184,13 @@ class Working:
             block_hash=block_hash, timestamp=timestamp, accounts=accounts, unbonding=unbonding,
             validators=self.validators, issued=self.issued, burned=self.burned,
             reward_pool=self.reward_pool, providers=providers, tasks=tasks, pools=pools,
-            tombstones=tombstones,
+            tombstones=tombstones, models=models,
             records_hash=lthash_update(base.records_hash, added, removed),
             open_tasks=frozenset(open_tasks),
             changed_accounts=tuple(changed_accounts), changed_unbonding=tuple(changed_unbonding),
             changed_providers=tuple(changed_providers), changed_tasks=tuple(changed_tasks),
             changed_pools=tuple(changed_pools), changed_tombstones=tuple(changed_tombstones),
+            changed_models=tuple(changed_models),
         )
 
 

@@ -85,8 +85,8 @@ class Mempool:
         if tx.hash in self._by_hash:
             raise AlreadyKnown("transaction is already pending")
         with failures_contained():
-            payload = check_transaction(tx, state.chain_id, state.params)
-            needs = balance_needed(tx, payload, state.params)
+            payload = check_transaction(tx, state.chain_id, state.params, state.model_info)
+            needs = balance_needed(tx, payload, state.params, state.model_info)
         account = state.account(tx.sender)
         if tx.nonce < account.nonce:
             raise BadNonce(f"nonce {tx.nonce} already used (account is at {account.nonce})")

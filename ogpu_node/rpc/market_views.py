@@ -29,7 +29,8 @@ from ogpu_node.ledger.market.rules import (
 )
 from ogpu_node.rpc.views import JsonObject, amount_fields
 from ogpu_node.types import Address, Hash32, format_amount
-from ogpu_node.workloads.spec import InvalidSpec, WorkloadKind, decode_spec
+from ogpu_node.workloads.kinds import decode_spec
+from ogpu_node.workloads.spec import InvalidSpec, WorkloadKind
 
 EARNING_EVENTS = ("payment", "client_collateral_to_provider")
 """Trail lines that pay a provider for its work (verifier fees are counted apart)."""

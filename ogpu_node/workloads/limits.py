@@ -44,13 +44,14 @@ from itertools import pairwise
 from typing import Protocol
 
 from ogpu_node.errors import OgpuError
+from ogpu_node.workloads.kinds import WorkloadSpec
+from ogpu_node.workloads.models import ModelInferSpec
 from ogpu_node.workloads.spec import (
     TEACHER_HIDDEN,
     InferSpec,
     InvalidSpec,
     MatmulSpec,
     TrainSpec,
-    WorkloadSpec,
     check_spec,
     mlp_weight_count,
 )
@@ -93,6 +94,8 @@ EVAL_CHUNK_ROWS = 8_192
 """The final evaluation of a training run runs this many rows at a time."""
 INFER_CHUNK_ROWS = 4_096
 """An inference runs this many rows at a time."""
+MODEL_CHUNK_ROWS = 1_024
+"""A registered model's inference runs this many rows at a time."""
 
 
 class SpecOverLimit(InvalidSpec):
@@ -175,6 +178,8 @@ def input_shapes(spec: WorkloadSpec) -> list[tuple[str, tuple[int, ...]]]:
         return [("A", (spec.n, spec.n)), ("B", (spec.n, spec.n))]
     if isinstance(spec, TrainSpec):
         return [("x", (spec.n_samples, spec.n_features)), ("labels", (spec.n_samples,))]
+    if isinstance(spec, ModelInferSpec):
+        return [(t.name, (spec.batch, *t.shape)) for t in spec.model_info.inputs]
     return [("x", (spec.batch, spec.arch.n_features))]
 
 
@@ -263,9 +268,22 @@ def _infer_elements(spec: InferSpec) -> int:
     return b * arch.n_features + params + max(params, b * c + max(chunk, _output_elements(b * c)))
 
 
+def _model_infer_bytes(spec: ModelInferSpec) -> int:
+    """A registered model's run (`gpu.onnx_run`): the model file and the runtime's copy of its
+    weights, the inputs and outputs of the whole batch with the outputs' way out, and the
+    intermediate tensors of one chunk of rows."""
+    info = spec.model_info
+    b = spec.batch
+    return (info.file_bytes + 2 * info.weight_bytes + b * info.input_bytes_per_row()
+            + 3 * b * info.output_bytes_per_row()
+            + min(b, MODEL_CHUNK_ROWS) * info.activation_bytes_per_row)
+
+
 def memory_needed_bytes(spec: WorkloadSpec) -> int:
     """The peak bytes the workload's arrays take on its device, counted from the workload code
     (no margin; see the module docstring). Call on a spec without `problems()`."""
+    if isinstance(spec, ModelInferSpec):
+        return _model_infer_bytes(spec)
     if isinstance(spec, MatmulSpec):
         elements = _matmul_elements(spec)
     elif isinstance(spec, TrainSpec):
@@ -290,8 +308,11 @@ def needs(spec: WorkloadSpec) -> Needs:
         result = spec.checkpoint_count * checkpoint  # the output is the last checkpoint
     else:
         checkpoint = 0
-        out = spec.n**2 if isinstance(spec, MatmulSpec) else spec.batch * spec.arch.n_classes
-        result = artifact_bytes(out)
+        if isinstance(spec, ModelInferSpec):
+            result = ARTIFACT_HEADER_BYTES + spec.batch * spec.model_info.output_bytes_per_row()
+        else:
+            out = spec.n**2 if isinstance(spec, MatmulSpec) else spec.batch * spec.arch.n_classes
+            result = artifact_bytes(out)
     return Needs(dataset_elements=dataset_elements(spec), memory_mb=memory_needed_mb(spec),
                  work_units=spec.work_units(), checkpoint_bytes=checkpoint, result_bytes=result)
 

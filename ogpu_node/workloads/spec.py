@@ -13,10 +13,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import IntEnum
 from itertools import pairwise
-from typing import Any, ClassVar, Self
+from typing import Any, ClassVar, Protocol, Self
 
-from ogpu_node.encoding import decode, read_array, read_bytes, read_list, read_str, read_uint
-from ogpu_node.errors import DecodeError, OgpuError
+from ogpu_node.encoding import read_array, read_bytes, read_list, read_str, read_uint
+from ogpu_node.errors import OgpuError
 from ogpu_node.types import HASH_LEN
 
 FLOPS_PER_UNIT = 10**9
@@ -47,6 +47,7 @@ class WorkloadKind(IntEnum):
     MATMUL = 1
     TRAIN = 2
     INFER = 3
+    MODEL_INFER = 4
 
 
 def _with_inputs(fields: list[Any], inputs: bytes) -> list[Any]:
@@ -278,29 +279,11 @@ class InferSpec:
         return _units(2 * self.arch.weight_count() * self.batch)
 
 
-WorkloadSpec = MatmulSpec | TrainSpec | InferSpec
-
-SPEC_TYPES: dict[int, type[MatmulSpec] | type[TrainSpec] | type[InferSpec]] = {
-    WorkloadKind.MATMUL: MatmulSpec,
-    WorkloadKind.TRAIN: TrainSpec,
-    WorkloadKind.INFER: InferSpec,
-}
+class HasProblems(Protocol):
+    def problems(self) -> list[str]: ...
 
 
-def decode_spec(kind: int, data: bytes) -> WorkloadSpec:
-    """Decode and check a spec of `kind`; raises `InvalidSpec` with the reason."""
-    spec_type = SPEC_TYPES.get(kind)
-    if spec_type is None:
-        raise InvalidSpec(f"unknown workload kind {kind}")
-    try:
-        spec: WorkloadSpec = decode(spec_type, data)
-    except DecodeError as exc:
-        raise InvalidSpec(f"bad {WorkloadKind(kind).name.lower()} spec: {exc}") from exc
-    check_spec(spec)
-    return spec
-
-
-def check_spec(spec: WorkloadSpec) -> None:
+def check_spec(spec: HasProblems) -> None:
     """Raise `InvalidSpec` with the spec's problems, if it has any."""
     problems = spec.problems()
     if problems:

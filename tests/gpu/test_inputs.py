@@ -21,8 +21,9 @@ from gpu.verify import verify_inference, verify_matmul, verify_training
 from gpu.workloads import infer_logits, run_workload
 from ogpu_node.blobs import file_id
 from ogpu_node.encoding import encode, pack
+from ogpu_node.workloads.kinds import decode_spec
 from ogpu_node.workloads.limits import input_shapes
-from ogpu_node.workloads.spec import InvalidSpec, WorkloadKind, decode_spec
+from ogpu_node.workloads.spec import InvalidSpec, WorkloadKind
 from tests.gpu.conftest import INFER, MATMUL, TRAIN
 
 FILE_ID = bytes(range(32))

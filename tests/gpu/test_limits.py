@@ -17,6 +17,7 @@ from gpu.worker_process import _rebuild_error
 from gpu.workloads import model_on_device, run_workload
 from ogpu_node.blobs import file_id
 from ogpu_node.ledger.market.records import Device as DeviceRecord
+from ogpu_node.workloads.kinds import WorkloadSpec
 from ogpu_node.workloads.limits import (
     LIMITS,
     MEMORY_FIXED_MB,
@@ -30,7 +31,7 @@ from ogpu_node.workloads.limits import (
     memory_needed_bytes,
     memory_needed_mb,
 )
-from ogpu_node.workloads.spec import InferSpec, MatmulSpec, TrainSpec, WorkloadSpec
+from ogpu_node.workloads.spec import InferSpec, MatmulSpec, TrainSpec
 
 UNMODELLED_BYTES = MIB
 """Small objects the count leaves to the margin (generators, views, lists): well under 1 MiB."""

@@ -18,7 +18,8 @@ from gpu.inputs import InputsError
 from gpu.verify import checkpoints_to_check, verify_training
 from gpu.worker_process import WORKER_NICENESS, Worker, WorkerPool
 from gpu.workloads import Progress, ShouldStop, WorkloadResult
-from ogpu_node.workloads.spec import InvalidSpec, WorkloadSpec
+from ogpu_node.workloads.kinds import WorkloadSpec
+from ogpu_node.workloads.spec import InvalidSpec
 from tests.gpu.conftest import MATMUL, TRAIN
 
 

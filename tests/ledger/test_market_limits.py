@@ -30,6 +30,7 @@ from ogpu_node.workloads.limits import (
     limit_refusal,
     needs,
 )
+from ogpu_node.workloads.models import no_models
 from ogpu_node.workloads.spec import (
     MAX_MATMUL_N,
     MODELS,
@@ -111,14 +112,14 @@ def test_a_spec_at_a_limit_is_accepted_and_one_past_it_refused(name: str) -> Non
 def test_the_dataset_limit_lets_the_largest_matmul_through() -> None:
     largest = MatmulSpec(n=MAX_MATMUL_N, seed=1)
     assert needs(largest).dataset_elements == MAX_DATASET_ELEMENTS
-    task_terms(MARKET_PARAMS, submission(largest))
+    task_terms(MARKET_PARAMS, submission(largest), no_models)
     check_runnable(largest, LARGEST_DEVICE)
 
 
 def test_every_registered_model_serves_its_largest_batch() -> None:
     for model in MODELS:
         spec = InferSpec(model, seed=1, batch=65_536)
-        task_terms(MARKET_PARAMS, submission(spec))
+        task_terms(MARKET_PARAMS, submission(spec), no_models)
         check_runnable(spec, LARGEST_DEVICE)
 
 
@@ -156,7 +157,7 @@ SPECS = st.one_of(
 def test_whatever_the_ledger_accepts_the_worker_accepts(
         spec: MatmulSpec | TrainSpec | InferSpec) -> None:
     try:
-        task_terms(MARKET_PARAMS, submission(spec))
+        task_terms(MARKET_PARAMS, submission(spec), no_models)
     except TaskOverLimit as exc:  # over a limit: the worker refuses it for the same one
         with pytest.raises(SpecOverLimit) as caught:
             check_runnable(spec, LARGEST_DEVICE)

@@ -67,7 +67,9 @@ from ogpu_node.ledger.tx import (
     sign_transaction,
 )
 from ogpu_node.types import Amount, Hash32, ogpu, parse_amount
-from ogpu_node.workloads.spec import SPEC_TYPES, InferSpec, MatmulSpec, TrainSpec, WorkloadSpec
+from ogpu_node.workloads.kinds import SPEC_TYPES, WorkloadSpec
+from ogpu_node.workloads.models import ElemType, ModelInferSpec, ModelInfo, TensorInfo
+from ogpu_node.workloads.spec import InferSpec, MatmulSpec, TrainSpec
 
 VECTORS_FILE = Path(__file__).with_name("vectors.json")
 REGENERATE = "python -m tests.ledger.test_vectors --write"
@@ -116,6 +118,14 @@ def equivocation_report() -> ReportEquivocation:
                               sign_header(KEYS[0], second), parent)
 
 
+DIGITS_MODEL = ModelInfo(
+    file_bytes=61_234, opset=17, inputs=(TensorInfo("images", ElemType.FLOAT, (1, 8, 8)),),
+    outputs=(TensorInfo("logits", ElemType.FLOAT, (10,)),), flops_per_row=98_560,
+    weight_bytes=58_000, activation_bytes_per_row=4_608)
+"""A registered model the model-inference vector runs."""
+MODELS = {stand_in_id("model"): DIGITS_MODEL}
+
+
 def submit(spec: WorkloadSpec, max_price: int) -> SubmitTask:
     return SubmitTask(spec.KIND, encode(spec), max_price, min_benchmark=2_000, exec_ms=45_000,
                       ttl_ms=900_000)
@@ -134,6 +144,8 @@ TX_CASES: dict[str, Payload] = {
         seed=3, n_features=16, hidden=(32, 24), n_classes=4, n_samples=256, batch=32, steps=40,
         lr_micros=50_000, checkpoint_every=10), max_price=7_500),
     "submit_task_infer": submit(InferSpec("mlp-small", seed=5, batch=128), max_price=900),
+    "submit_task_model_infer": submit(ModelInferSpec(
+        stand_in_id("model"), batch=360, inputs=stand_in_id("model inputs")), max_price=2_000),
     "submit_task_matmul_inputs": submit(
         MatmulSpec(n=512, seed=0, inputs=stand_in_id("inputs")), max_price=1_000),
     "commit_bid": CommitBid(TASK, bid_commitment(TASK, 2, TX_SENDER.address, 17, b"salt-1")),
@@ -364,7 +376,7 @@ def test_pinned_transaction_decodes_to_its_payload(name: str, pinned: dict[str, 
         pytest.fail(f"no pinned vector {name!r}: run `{REGENERATE}`", pytrace=False)
     tx = decode_transaction(bytes.fromhex(vector["encoded"]))
     assert tx.hash.hex() == vector["hash"]
-    assert check_transaction(tx, CHAIN_ID, PARAMS) == TX_CASES[name]
+    assert check_transaction(tx, CHAIN_ID, PARAMS, MODELS.get) == TX_CASES[name]
     assert (tx.sender, tx.nonce, tx.fee) == (TX_SENDER.address, TX_NONCE, TX_FEE)
 
 

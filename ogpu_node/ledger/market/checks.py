@@ -17,8 +17,10 @@ from ogpu_node.ledger.market.payloads import MarketPayload, OpenPool, RegisterPr
 from ogpu_node.ledger.market.records import MAX_DEVICES
 from ogpu_node.ledger.params import BPS, Params
 from ogpu_node.types import MAX_AMOUNT
+from ogpu_node.workloads.kinds import WorkloadSpec, decode_spec
 from ogpu_node.workloads.limits import limit_refusal
-from ogpu_node.workloads.spec import MAX_BATCH, MODELS, InvalidSpec, WorkloadSpec, decode_spec
+from ogpu_node.workloads.models import ModelInferSpec, ModelLookup
+from ogpu_node.workloads.spec import MAX_BATCH, MODELS, InvalidSpec
 
 MAX_TTL_MS = 30 * 24 * 3600 * 1000
 """Longest a task may stay open from its submission."""
@@ -45,14 +47,20 @@ def task_escrow(params: Params, max_price: int, work_units: int) -> tuple[int, i
             budget * params.client_collateral_bps // BPS)
 
 
-def task_terms(params: Params, p: SubmitTask) -> TaskTerms:
+def task_terms(params: Params, p: SubmitTask, models: ModelLookup) -> TaskTerms:
     """The terms of a task submission, or `InvalidTaskSpec` saying what is wrong with it
     (`TaskOverLimit` for a spec over a limit of `workloads.limits`, which the worker checks again
-    before it starts)."""
+    before it starts). A registered model's inference is priced by the model's info (`models`),
+    and the spec comes back bound to it."""
     try:
         spec = decode_spec(p.kind, p.spec)
     except InvalidSpec as exc:
         raise InvalidTaskSpec(str(exc)) from exc
+    if isinstance(spec, ModelInferSpec):
+        info = models(spec.model)
+        if info is None:
+            raise InvalidTaskSpec(f"unknown model {spec.model.hex()}")
+        spec = spec.bound(info)
     refusal = limit_refusal(spec)
     if refusal is not None:
         raise TaskOverLimit(str(refusal)) from refusal
@@ -93,11 +101,12 @@ def check_register_provider(p: RegisterProvider) -> None:
         raise NotPermitted("the benchmark score must be positive")
 
 
-def check_market_payload(params: Params, payload: MarketPayload) -> None:
-    """Every check of `payload` that needs no state; raises a typed `InvalidTransaction`."""
+def check_market_payload(params: Params, payload: MarketPayload, models: ModelLookup) -> None:
+    """Every check of `payload` that needs no state but the registered models (`models`);
+    raises a typed `InvalidTransaction`."""
     match payload:
         case SubmitTask():
-            task_terms(params, payload)
+            task_terms(params, payload, models)
         case OpenPool():
             check_open_pool(params, payload)
         case RegisterProvider():
@@ -106,13 +115,13 @@ def check_market_payload(params: Params, payload: MarketPayload) -> None:
             pass
 
 
-def market_escrow(params: Params, payload: MarketPayload) -> int:
+def market_escrow(params: Params, payload: MarketPayload, models: ModelLookup) -> int:
     """What `payload` takes from its sender's balance besides the fee (0 for most kinds).
 
     Call on a payload that passed `check_market_payload`."""
     match payload:
         case SubmitTask():
-            return task_terms(params, payload).escrow
+            return task_terms(params, payload, models).escrow
         case OpenPool():
             return payload.budget
         case RegisterProvider():

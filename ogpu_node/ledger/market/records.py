@@ -31,6 +31,7 @@ from ogpu_node.ledger.codec import (
 )
 from ogpu_node.ledger.params import MAX_BIDS_PER_TASK
 from ogpu_node.types import HASH_LEN, Address, Hash32
+from ogpu_node.workloads.models import MAX_MODEL_NAME, ModelInfo
 
 MAX_DEVICES = 16
 MAX_DEVICE_NAME = 64
@@ -417,3 +418,17 @@ class Pool(Record):
 
     def stake_of(self, address: Address) -> int:
         return next((s for a, s in self.subscribers if a == address), 0)
+
+
+class Model(Record):
+    """A registered model (`REGISTER_MODEL`): its file (a blob) and the info the registrant
+    computed from it (`workloads.models.ModelInfo`), which providers check before they run it.
+    Its id is the registering transaction's hash; a model is never changed or removed."""
+
+    owner: Annotated[Address, ADDRESS]
+    name: Annotated[str, Text(MAX_MODEL_NAME)]
+    file_id: Annotated[Hash32, HASH]
+    info: Annotated[ModelInfo, Nested(ModelInfo)]
+    registered_ms: Annotated[int, UINT]
+
+    MAX_BYTES: ClassVar[int] = 256 + MAX_MODEL_NAME + ModelInfo.MAX_BYTES

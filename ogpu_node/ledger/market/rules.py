@@ -128,8 +128,9 @@ from ogpu_node.ledger.market.verification import (
 from ogpu_node.ledger.params import BPS, Params
 from ogpu_node.ledger.working import Working
 from ogpu_node.types import Address, Hash32
+from ogpu_node.workloads.kinds import WorkloadSpec, decode_spec
 from ogpu_node.workloads.limits import fits_devices
-from ogpu_node.workloads.spec import TrainSpec, WorkloadSpec, decode_spec
+from ogpu_node.workloads.spec import TrainSpec
 
 
 def process_market_tx(w: Working, task_id: Hash32, sender: Address,
@@ -252,7 +253,7 @@ def _unlock(w: Working, address: Address, amount: int) -> None:
 def process_submit_task(w: Working, task_id: Hash32, sender: Address, p: SubmitTask) -> None:
     """Open a task for bidding and escrow what it may cost."""
     params = w.base.params
-    terms = task_terms(params, p)
+    terms = task_terms(params, p, w.model_info)
     if w.task(task_id) is not None:
         raise NotPermitted("task exists")
     acct = w.account(sender)
