@@ -144,7 +144,7 @@ def load_state(store: ChainStore) -> State:
     except DecodeError as exc:
         raise CorruptStore(f"state record does not decode: {exc}") from exc
     if compute_records_hash(accounts, unbonding, providers, tasks, pools,
-                            tombstones) != state.records_hash:
+                            tombstones, models) != state.records_hash:
         raise CorruptStore("state records do not match their commitment")
     return state
 

@@ -104,7 +104,8 @@ class Genesis:
 
 
 _AMOUNT_PARAMS = {"min_fee", "initial_block_reward", "min_validator_stake", "provider_min_stake",
-                  "verifier_silence_penalty", "verifier_wrong_accept_penalty", "bid_deposit_min"}
+                  "verifier_silence_penalty", "verifier_wrong_accept_penalty", "bid_deposit_min",
+                  "model_registration_fee"}
 
 
 def _amount_or_int(name: str, value: int) -> str | int:

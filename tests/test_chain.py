@@ -11,12 +11,13 @@ from ogpu_node.encoding import encode
 from ogpu_node.genesis import Genesis, build_genesis, dev_account_key, load_template
 from ogpu_node.keys import PrivateKey
 from ogpu_node.ledger import Stake, Transfer, Unstake, build_block, sign_transaction
-from ogpu_node.ledger.market.payloads import RegisterProvider, SubmitTask
+from ogpu_node.ledger.market.payloads import RegisterModel, RegisterProvider, SubmitTask
 from ogpu_node.ledger.market.records import Device, TaskStatus
 from ogpu_node.ledger.tx import Payload
 from ogpu_node.storage import ChainStore, CorruptStore, LevelDBKV
-from ogpu_node.types import Amount, ogpu
+from ogpu_node.types import Amount, Hash32, ogpu
 from ogpu_node.workloads.spec import MatmulSpec
+from tests.ledger.market_helpers import DIGITS_MODEL
 
 VALIDATOR = PrivateKey.from_seed(b"\x07" * 32)
 
@@ -105,6 +106,8 @@ def test_market_records_survive_a_restart(tmp_path: Path) -> None:
                          payload=RegisterProvider((Device("gpu", 8_000),), 500, 1, ogpu(200))),
         sign_transaction(client, chain_id=genesis.chain_id, nonce=0, fee=1_000,
                          payload=SubmitTask(1, spec, 1_000, 0, 60_000, 600_000)),
+        sign_transaction(client, chain_id=genesis.chain_id, nonce=1, fee=1_000,
+                         payload=RegisterModel("digits", Hash32(bytes(32)), DIGITS_MODEL)),
     ]
     block, _ = build_block(chain.state, txs, VALIDATOR, chain.state.timestamp + 1_000)
     chain.apply_and_commit(block)
@@ -116,6 +119,8 @@ def test_market_records_survive_a_restart(tmp_path: Path) -> None:
     assert reopened.state.root == before.root
     assert dict(reopened.state.providers) == dict(before.providers)
     assert dict(reopened.state.tasks) == dict(before.tasks)
+    assert dict(reopened.state.models) == dict(before.models)
+    assert reopened.state.models[txs[2].hash].info == DIGITS_MODEL
     assert reopened.state.open_tasks == {txs[1].hash}
     # the bidding window passes in the next block: the task closes and the close is persisted
     block, _ = build_block(reopened.state, [], VALIDATOR, reopened.state.timestamp + 10_000)

@@ -122,6 +122,13 @@ class InvalidTaskSpec(MarketRuleError):
     code = "invalid_spec"
 
 
+class InvalidModel(MarketRuleError):
+    """A model registration whose name or info is outside the protocol's limits
+    (`workloads.models`)."""
+
+    code = "invalid_model"
+
+
 class TaskOverLimit(InvalidTaskSpec):
     """A spec within its own field limits that needs more than a protocol limit allows
     (`workloads.limits`: data set, device memory, work, checkpoint or result size): no

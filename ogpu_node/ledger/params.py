@@ -80,6 +80,8 @@ class Params:
     """Time a pool's owner has to dispute an unsampled answer before it is paid."""
     release_window_ms: int = 10_000
     """Time a provider whose result was accepted has to release its key (and be paid)."""
+    model_registration_fee: int = UNITS_PER_OGPU
+    """Burned by `REGISTER_MODEL`: a model record stays in the state for ever."""
     # --- committees (see market/verification.py) ---
     committee_delay_blocks: int = 2
     """A claim recorded in block h has its committee drawn in block h + this, from the hash of
@@ -143,7 +145,7 @@ class Params:
             problems.append(f"max_block_bytes must hold at least one {MAX_TX_BYTES}-byte tx")
         for name in ("min_fee", "initial_block_reward", "min_validator_stake",
                      "provider_min_stake", "verifier_silence_penalty",
-                     "verifier_wrong_accept_penalty"):
+                     "verifier_wrong_accept_penalty", "model_registration_fee"):
             if not 0 <= getattr(self, name) <= MAX_AMOUNT:
                 problems.append(f"{name} must be within 0..{MAX_AMOUNT}")
         if not 1 <= self.committee_size <= 16:

@@ -48,6 +48,7 @@ from ogpu_node.ledger.market.payloads import (
     MarketPayload,
     OpenPool,
     PoolResult,
+    RegisterModel,
     RegisterProvider,
     ReleaseResult,
     ReportMissingInputs,
@@ -102,6 +103,7 @@ class TxKind(IntEnum):
     REVEAL_VERDICT = 23
     RELEASE_RESULT = 24
     DISPUTE_ANSWER = 25
+    REGISTER_MODEL = 26
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,6 +194,7 @@ PAYLOAD_TYPES: dict[int, type[Codable]] = {
     TxKind.REPORT_MISSING_INPUTS: ReportMissingInputs,
     TxKind.REPORT_EQUIVOCATION: ReportEquivocation,
     TxKind.RETURN_TASK: ReturnTask,
+    TxKind.REGISTER_MODEL: RegisterModel,
 }
 
 

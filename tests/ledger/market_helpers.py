@@ -31,6 +31,7 @@ from ogpu_node.ledger.market.records import (
 from ogpu_node.ledger.market.verification import verdict_seal
 from ogpu_node.ledger.tx import Payload
 from ogpu_node.types import Hash32, ogpu
+from ogpu_node.workloads.models import ElemType, ModelInfo, TensorInfo
 from ogpu_node.workloads.spec import MatmulSpec, TrainSpec
 from tests.ledger.helpers import CHAIN_ID, FEE, KEYS, next_block, signed
 
@@ -46,6 +47,11 @@ CLIENT = KEYS[5]
 OUTSIDER = KEYS[4]
 """Funded, neither validator nor provider."""
 MATMUL = MatmulSpec(n=1024, seed=1)  # 3 work units
+DIGITS_MODEL = ModelInfo(
+    file_bytes=61_234, opset=17, inputs=(TensorInfo("images", ElemType.FLOAT, (1, 8, 8)),),
+    outputs=(TensorInfo("logits", ElemType.FLOAT, (10,)),), flops_per_row=98_560,
+    weight_bytes=58_000, activation_bytes_per_row=4_608)
+"""The info of a small convolutional network on the 8x8 digits, as a registration claims it."""
 TRAIN = TrainSpec(seed=3, n_features=16, hidden=(32,), n_classes=4, n_samples=256, batch=32,
                   steps=40, lr_micros=50_000, checkpoint_every=10)
 GPU = (Device("test-gpu", 16_000),)

@@ -25,11 +25,19 @@ from ogpu_node.ledger.block import BlockHeader, compute_tx_root, sign_header
 from ogpu_node.ledger.builder import select_transactions
 from ogpu_node.ledger.equivocation import ReportEquivocation
 from ogpu_node.ledger.errors import InvalidBlock, InvalidTransaction, UnexpectedFailure
-from ogpu_node.ledger.market.payloads import MAX_SALT, OpenPool, SubmitTask
+from ogpu_node.ledger.market.payloads import MAX_SALT, OpenPool, RegisterModel, SubmitTask
 from ogpu_node.ledger.market.records import MAX_DEVICES, Device, ReturnReason, TaskResult
 from ogpu_node.ledger.tx import PAYLOAD_TYPES, SIGN_KIND_TX, Transaction, TxKind
 from ogpu_node.node.mempool import Mempool
 from ogpu_node.types import HASH_LEN, Amount, Hash32, ogpu
+from ogpu_node.workloads.models import (
+    MAX_RANK,
+    MAX_TENSORS,
+    ElemType,
+    ModelInferSpec,
+    ModelInfo,
+    TensorInfo,
+)
 from ogpu_node.workloads.spec import (
     MAX_CHECKPOINTS,
     MAX_LAYERS,
@@ -39,7 +47,14 @@ from ogpu_node.workloads.spec import (
     TrainSpec,
 )
 from tests.ledger.helpers import CHAIN_ID, FEE, KEYS, next_block
-from tests.ledger.market_helpers import CLIENT, MATMUL, PROVIDER_A, PROVIDER_B, MarketChain
+from tests.ledger.market_helpers import (
+    CLIENT,
+    DIGITS_MODEL,
+    MATMUL,
+    PROVIDER_A,
+    PROVIDER_B,
+    MarketChain,
+)
 from tests.ledger.profiles import examples
 
 EDGE_INTS = (0, 1, 2, 2**32, 2**40, 2**63 - 1, 2**64 - 1)
@@ -75,7 +90,23 @@ SPECS: dict[type[Any], st.SearchStrategy[Any]] = {
         checkpoint_every=uints(), inputs=input_ids()),
     InferSpec: st.builds(InferSpec, model=texts(40), seed=uints(), batch=uints(),
                          inputs=input_ids()),
+    ModelInferSpec: st.builds(ModelInferSpec, model=st.deferred(lambda: hashes()),  # noqa: PLW0108
+                              batch=uints(), inputs=input_ids()),
 }
+
+
+def tensor_infos() -> st.SearchStrategy[TensorInfo]:
+    return st.builds(TensorInfo, name=texts(80), elem=st.sampled_from(list(ElemType)),
+                     shape=capped_lists(uints(), MAX_RANK).map(tuple))
+
+
+def model_infos() -> st.SearchStrategy[ModelInfo]:
+    """Claims of any size: caps, empty lists, dimensions and costs at the edges."""
+    tensors = capped_lists(tensor_infos(), MAX_TENSORS).map(tuple)
+    return st.one_of(st.just(DIGITS_MODEL), st.builds(
+        ModelInfo, file_bytes=uints(), opset=st.one_of(uints(), st.integers(10, 25)),
+        inputs=tensors, outputs=tensors, flops_per_row=uints(), weight_bytes=uints(),
+        activation_bytes_per_row=uints()))
 
 
 @st.composite
@@ -101,7 +132,11 @@ def market() -> tuple[State, dict[str, Hash32]]:
     task_id = chain.submit(MATMUL)
     pool_id = chain.send(CLIENT, OpenPool("mlp-small", 64, ogpu(1), ogpu(100), 2, 5_000, 1,
                                           10_000, DAY_MS)).hash
-    return chain.state, {"task": task_id, "running": running, "pool": pool_id}
+    model_id = chain.send(CLIENT, RegisterModel("digits", Hash32(bytes(HASH_LEN)),
+                                                DIGITS_MODEL)).hash
+    assert chain.state.models[model_id].info == DIGITS_MODEL
+    return chain.state, {"task": task_id, "running": running, "pool": pool_id,
+                         "model": model_id}
 
 
 def hashes() -> st.SearchStrategy[Hash32]:
@@ -130,6 +165,8 @@ def field_strategy(payload_type: type[Any], field: dataclasses.Field[Any]) -> An
     if annotation == "tuple[Device, ...]":
         device = st.builds(Device, model=texts(80), memory_mb=uints())
         return capped_lists(device, MAX_DEVICES).map(tuple)
+    if annotation == "ModelInfo":
+        return model_infos()
     if annotation == "TaskResult":
         ids = capped_lists(hashes(), MAX_CHECKPOINTS).map(tuple)
         metrics = capped_lists(st.tuples(texts(40), uints()), 16).map(tuple)

@@ -82,8 +82,9 @@ their transaction to a random task, often out of phase on purpose."""
 
 def check_market_invariants(state: State) -> None:
     assert state.total_held() == state.issued - state.burned
-    assert state.records_hash == compute_records_hash(state.accounts, state.unbonding,
-                                                      state.providers, state.tasks, state.pools)
+    assert state.records_hash == compute_records_hash(
+        state.accounts, state.unbonding, state.providers, state.tasks, state.pools,
+        models=state.models)
     assert state.open_tasks == open_task_ids(state.tasks)
     for acct in state.accounts.values():
         assert acct.balance >= 0 and acct.stake >= 0

@@ -16,6 +16,7 @@ from ogpu_node.ledger.errors import (
     BadReveal,
     InsufficientFunds,
     InsufficientStake,
+    InvalidModel,
     InvalidTaskSpec,
     InvalidTransaction,
     MarketRuleError,
@@ -29,6 +30,7 @@ from ogpu_node.ledger.market.payloads import (
     CancelTask,
     CommitBid,
     CommitResult,
+    RegisterModel,
     RegisterProvider,
     RevealBid,
     SealVerdict,
@@ -56,10 +58,12 @@ from ogpu_node.ledger.market.reputation import anomaly_flags, reputation_bps
 from ogpu_node.ledger.params import BPS, MAX_BIDS_PER_TASK, Params
 from ogpu_node.ledger.state import State, compute_records_hash
 from ogpu_node.types import Address, Hash32, ogpu
+from ogpu_node.workloads.models import ModelInferSpec
 from ogpu_node.workloads.spec import MatmulSpec
 from tests.ledger.helpers import FEE, KEYS, snapshot
 from tests.ledger.market_helpers import (
     CLIENT,
+    DIGITS_MODEL,
     GPU,
     MARKET_PARAMS,
     MATMUL,
@@ -84,8 +88,9 @@ ZERO = Hash32(bytes(32))
 
 def conserved(state: State) -> None:
     assert state.total_held() == state.issued - state.burned
-    assert state.records_hash == compute_records_hash(state.accounts, state.unbonding,
-                                                      state.providers, state.tasks, state.pools)
+    assert state.records_hash == compute_records_hash(
+        state.accounts, state.unbonding, state.providers, state.tasks, state.pools,
+        models=state.models)
     for provider in state.providers.values():
         assert 0 <= provider.locked <= provider.stake
     for task in state.tasks.values():
@@ -551,6 +556,11 @@ def _rejections(chain: MarketChain) -> list[tuple[str, object, object, type[Exce
         ("register without devices", OUTSIDER, RegisterProvider((), 1, 1, ogpu(200)),
          NotPermitted),
         ("withdraw by a non-provider", OUTSIDER, WithdrawProvider(1), NotAProvider),
+        ("a model claim over the limits", CLIENT,
+         RegisterModel("big", ZERO, replace(DIGITS_MODEL, opset=99)), InvalidModel),
+        ("a task on an unknown model", CLIENT,
+         SubmitTask(4, encode(ModelInferSpec(ZERO, 10, ZERO)), 1, 0, 10_000, 10**6),
+         InvalidTaskSpec),
     ]
 
 

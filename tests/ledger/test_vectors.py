@@ -43,6 +43,7 @@ from ogpu_node.ledger.market.payloads import (
     LeavePool,
     OpenPool,
     PoolResult,
+    RegisterModel,
     RegisterProvider,
     ReleaseResult,
     ReportMissingInputs,
@@ -68,8 +69,9 @@ from ogpu_node.ledger.tx import (
 )
 from ogpu_node.types import Amount, Hash32, ogpu, parse_amount
 from ogpu_node.workloads.kinds import SPEC_TYPES, WorkloadSpec
-from ogpu_node.workloads.models import ElemType, ModelInferSpec, ModelInfo, TensorInfo
+from ogpu_node.workloads.models import ModelInferSpec
 from ogpu_node.workloads.spec import InferSpec, MatmulSpec, TrainSpec
+from tests.ledger.market_helpers import DIGITS_MODEL
 
 VECTORS_FILE = Path(__file__).with_name("vectors.json")
 REGENERATE = "python -m tests.ledger.test_vectors --write"
@@ -118,12 +120,8 @@ def equivocation_report() -> ReportEquivocation:
                               sign_header(KEYS[0], second), parent)
 
 
-DIGITS_MODEL = ModelInfo(
-    file_bytes=61_234, opset=17, inputs=(TensorInfo("images", ElemType.FLOAT, (1, 8, 8)),),
-    outputs=(TensorInfo("logits", ElemType.FLOAT, (10,)),), flops_per_row=98_560,
-    weight_bytes=58_000, activation_bytes_per_row=4_608)
-"""A registered model the model-inference vector runs."""
 MODELS = {stand_in_id("model"): DIGITS_MODEL}
+"""The registered model the model-inference vector runs."""
 
 
 def submit(spec: WorkloadSpec, max_price: int) -> SubmitTask:
@@ -174,6 +172,7 @@ TX_CASES: dict[str, Payload] = {
     "report_missing_inputs": ReportMissingInputs(TASK, "inputs_missing"),
     "report_equivocation": equivocation_report(),
     "return_task": ReturnTask(TASK, ReturnReason.DEVICE_MEMORY),
+    "register_model": RegisterModel("digits-cnn", stand_in_id("model file"), DIGITS_MODEL),
 }
 """One entry per transaction kind (and per workload kind), with non-default field values."""
 

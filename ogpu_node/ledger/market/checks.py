@@ -12,8 +12,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ogpu_node.ledger.errors import InvalidTaskSpec, NotPermitted, TaskOverLimit
-from ogpu_node.ledger.market.payloads import MarketPayload, OpenPool, RegisterProvider, SubmitTask
+from ogpu_node.ledger.errors import InvalidModel, InvalidTaskSpec, NotPermitted, TaskOverLimit
+from ogpu_node.ledger.market.payloads import (
+    MarketPayload,
+    OpenPool,
+    RegisterModel,
+    RegisterProvider,
+    SubmitTask,
+)
 from ogpu_node.ledger.market.records import MAX_DEVICES
 from ogpu_node.ledger.params import BPS, Params
 from ogpu_node.types import MAX_AMOUNT
@@ -93,6 +99,15 @@ def check_open_pool(params: Params, p: OpenPool) -> None:
         raise InvalidTaskSpec("the budget does not cover one request and its verification fee")
 
 
+def check_register_model(p: RegisterModel) -> None:
+    """Raise `InvalidModel` unless the registration's name and info are within the limits."""
+    problems = p.info.problems()
+    if not p.name or not p.name.isprintable():
+        problems.insert(0, "the name must be 1 or more printable characters")
+    if problems:
+        raise InvalidModel("; ".join(problems))
+
+
 def check_register_provider(p: RegisterProvider) -> None:
     """Raise `NotPermitted` unless `p` declares devices and a benchmark."""
     if not p.devices or len(p.devices) > MAX_DEVICES:
@@ -111,6 +126,8 @@ def check_market_payload(params: Params, payload: MarketPayload, models: ModelLo
             check_open_pool(params, payload)
         case RegisterProvider():
             check_register_provider(payload)
+        case RegisterModel():
+            check_register_model(payload)
         case _:
             pass
 
@@ -126,5 +143,7 @@ def market_escrow(params: Params, payload: MarketPayload, models: ModelLookup) -
             return payload.budget
         case RegisterProvider():
             return payload.stake
+        case RegisterModel():
+            return params.model_registration_fee
         case _:
             return 0

@@ -20,6 +20,7 @@ from ogpu_node.ledger.market.records import (
     read_devices,
 )
 from ogpu_node.types import HASH_LEN, Hash32
+from ogpu_node.workloads.models import MAX_MODEL_NAME, ModelInfo
 
 MAX_SPEC_BYTES = 1024
 MAX_SALT = 32
@@ -513,7 +514,32 @@ class ClosePool:
         return cls(_task_id(pool, "close_pool.pool_id"))
 
 
+@dataclass(frozen=True, slots=True)
+class RegisterModel:
+    """Register the ONNX model in blob `file_id` under `name`, with the info computed from the
+    file (`gpu.onnx_models.inspect_model`); the model id is this transaction's hash. Burns
+    `Params.model_registration_fee`."""
+
+    name: str
+    file_id: Hash32
+    info: ModelInfo
+
+    MAX_BYTES: ClassVar[int] = 64 + MAX_MODEL_NAME + ModelInfo.MAX_BYTES
+
+    def amounts(self) -> tuple[int, ...]:
+        return ()
+
+    def to_fields(self) -> list[Any]:
+        return [self.name, self.file_id, self.info.to_fields()]
+
+    @classmethod
+    def from_fields(cls, value: Any) -> Self:
+        name, file_id, info = read_array(value, 3, "register_model")
+        return cls(read_str(name, "register_model.name", max_len=MAX_MODEL_NAME),
+                   _task_id(file_id, "register_model.file_id"), ModelInfo.from_fields(info))
+
+
 MarketPayload = (RegisterProvider | WithdrawProvider | SubmitTask | CommitBid | RevealBid
                  | CommitResult | SealVerdict | RevealVerdict | CancelTask | OpenPool | JoinPool
                  | LeavePool | SendRequest | PoolResult | ClosePool | ReportMissingInputs
-                 | ReleaseResult | DisputeAnswer | ReturnTask)
+                 | ReleaseResult | DisputeAnswer | ReturnTask | RegisterModel)

@@ -420,6 +420,7 @@ class Pool(Record):
         return next((s for a, s in self.subscribers if a == address), 0)
 
 
+@dataclass(frozen=True, slots=True)
 class Model(Record):
     """A registered model (`REGISTER_MODEL`): its file (a blob) and the info the registrant
     computed from it (`workloads.models.ModelInfo`), which providers check before they run it.

@@ -92,6 +92,7 @@ from ogpu_node.ledger.market.payloads import (
     MarketPayload,
     OpenPool,
     PoolResult,
+    RegisterModel,
     RegisterProvider,
     ReleaseResult,
     ReportMissingInputs,
@@ -113,6 +114,7 @@ from ogpu_node.ledger.market.records import (
     TaskStatus,
     key_commitment,
 )
+from ogpu_node.ledger.market.registry import process_register_model
 from ogpu_node.ledger.market.slashing import penalise_provider, share_slashed, slash_provider
 from ogpu_node.ledger.market.verification import (
     Outcome,
@@ -168,6 +170,8 @@ def process_market_tx(w: Working, task_id: Hash32, sender: Address,
             process_release_result(w, sender, payload)
         case ReturnTask():
             process_return_task(w, sender, payload)
+        case RegisterModel():
+            process_register_model(w, task_id, sender, payload)
         case OpenPool():
             pools.process_open_pool(w, task_id, sender, payload)
         case JoinPool():

@@ -1,0 +1,93 @@
+"""The model registry: registering a model, and pricing tasks on it by its registered info."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from ogpu_node.encoding import encode
+from ogpu_node.keys import PrivateKey
+from ogpu_node.ledger import Transfer, apply_tx
+from ogpu_node.ledger.errors import InsufficientFunds, InvalidModel, InvalidTaskSpec
+from ogpu_node.ledger.market.payloads import RegisterModel, SubmitTask
+from ogpu_node.node.mempool import Mempool, MempoolLimits
+from ogpu_node.types import Amount, Hash32
+from ogpu_node.workloads.models import ElemType, ModelInferSpec, TensorInfo
+from ogpu_node.workloads.spec import FLOPS_PER_UNIT, WorkloadKind
+from tests.ledger.helpers import FEE, KEYS
+from tests.ledger.market_helpers import CLIENT, DIGITS_MODEL, MarketChain
+
+FILE = Hash32(b"\x4d" * 32)
+INPUTS = Hash32(b"\x1e" * 32)
+
+
+def infer_task(model: Hash32, batch: int, max_price: int = 1_000) -> SubmitTask:
+    spec = ModelInferSpec(model, batch, INPUTS)
+    return SubmitTask(WorkloadKind.MODEL_INFER, encode(spec), max_price, 0, 10_000, 10**6)
+
+
+def test_a_registration_records_the_model_and_burns_the_fee(chain: MarketChain) -> None:
+    before = chain.state
+    tx = chain.send(CLIENT, RegisterModel("digits-cnn", FILE, DIGITS_MODEL))
+    model = chain.state.models[tx.hash]
+    assert (model.owner, model.name, model.file_id, model.info) == (
+        CLIENT.address, "digits-cnn", FILE, DIGITS_MODEL)
+    assert model.registered_ms == chain.state.timestamp
+    fee = chain.state.params.model_registration_fee
+    assert chain.state.account(CLIENT.address).balance == (
+        before.account(CLIENT.address).balance - fee - tx.fee)
+    assert chain.state.burned - before.burned >= fee
+    assert chain.state.total_held() == chain.state.issued - chain.state.burned
+
+
+def test_a_task_on_a_registered_model_is_priced_by_its_flops(chain: MarketChain) -> None:
+    model_id = chain.send(CLIENT, RegisterModel("digits-cnn", FILE, DIGITS_MODEL)).hash
+    big = replace(DIGITS_MODEL, flops_per_row=3 * FLOPS_PER_UNIT)
+    big_id = chain.send(CLIENT, RegisterModel("big", FILE, big)).hash
+    small_task = chain.send(CLIENT, infer_task(model_id, 360)).hash
+    big_task = chain.send(CLIENT, infer_task(big_id, 360)).hash
+    assert chain.task(small_task).work_units == 1  # 360 rows x 98,560 flops: under 1 GFLOP
+    assert chain.task(big_task).work_units == 3 * 360
+    assert chain.task(big_task).budget == 1_000 * 3 * 360
+
+
+def test_tasks_on_unknown_models_are_refused_by_the_mempool_and_the_rules(
+        chain: MarketChain) -> None:
+    unknown = chain.tx(CLIENT, infer_task(Hash32(b"\x99" * 32), 10))
+    with pytest.raises(InvalidTaskSpec, match="unknown model"):
+        apply_tx(chain.state, unknown, KEYS[0].address)
+    mempool = Mempool(MempoolLimits())
+    with pytest.raises(InvalidTaskSpec, match="unknown model"):
+        mempool.add(unknown, chain.state)
+    model_id = chain.send(CLIENT, RegisterModel("digits-cnn", FILE, DIGITS_MODEL)).hash
+    known = chain.tx(CLIENT, infer_task(model_id, 10))
+    mempool.add(known, chain.state)  # the mempool prices it from the head state's registry
+    assert known.hash in mempool
+
+
+@pytest.mark.parametrize(("claim", "reason"), [
+    (replace(DIGITS_MODEL, opset=7), "opset"),
+    (replace(DIGITS_MODEL, file_bytes=0), "file"),
+    (replace(DIGITS_MODEL, inputs=()), "at least one input"),
+    (replace(DIGITS_MODEL, outputs=(TensorInfo("y", ElemType.FLOAT, (0,)),)), "dimension"),
+    (replace(DIGITS_MODEL, outputs=(TensorInfo("y", ElemType.FLOAT, (2**12, 2**12, 2)),)),
+     "elements per row"),
+    (replace(DIGITS_MODEL, flops_per_row=0), "flops_per_row"),
+])
+def test_a_claim_outside_the_limits_is_refused_with_its_reason(
+        chain: MarketChain, claim: object, reason: str) -> None:
+    tx = chain.tx(CLIENT, RegisterModel("m", FILE, claim))  # type: ignore[arg-type]
+    with pytest.raises(InvalidModel, match=reason):
+        apply_tx(chain.state, tx, KEYS[0].address)
+
+
+def test_a_registration_needs_a_name_and_the_fee(chain: MarketChain) -> None:
+    with pytest.raises(InvalidModel, match="name"):
+        apply_tx(chain.state, chain.tx(CLIENT, RegisterModel("", FILE, DIGITS_MODEL)),
+                 KEYS[0].address)
+    poor = PrivateKey.from_seed(b"\x70" * 32)
+    chain.send(CLIENT, Transfer(poor.address, Amount(10 * FEE)))  # the tx fee, not the model fee
+    with pytest.raises(InsufficientFunds, match="registration fee"):
+        apply_tx(chain.state, chain.tx(poor, RegisterModel("m", FILE, DIGITS_MODEL)),
+                 KEYS[0].address)
