@@ -36,8 +36,8 @@ def task(status: TaskStatus, *, inputs: bytes = b"", closed_ms: int = 0,
          output: str | None = None, checkpoints: tuple[str, ...] = ()) -> Task:
     result = None if output is None else TaskResult(
         fid(output), fid("root"), tuple(fid(c) for c in checkpoints), (), fid("key"))
-    return Task(OWNER, int(MatmulSpec.KIND), encode(MatmulSpec(64, 1, inputs)), 1, 1, 0, 1,
-                NOW, 0, 0, status=status, phase_end_ms=closed_ms, attempt=Attempt(result=result))
+    return Task(OWNER, int(MatmulSpec.KIND), encode(MatmulSpec(64, 1, inputs)), 1, 1, 1, 0,
+                1, NOW, 0, 0, status=status, phase_end_ms=closed_ms, attempt=Attempt(result=result))
 
 
 def request(name: str, output: str | None, deadline_ms: int,

@@ -25,6 +25,7 @@ from ogpu_node.ledger.market.rules import (
 from ogpu_node.ledger.state import State
 from ogpu_node.ledger.working import Working
 from ogpu_node.types import Address, Hash32, ogpu
+from ogpu_node.workloads.limits import memory_needed_mb
 from ogpu_node.workloads.spec import MatmulSpec
 from tests.ledger.helpers import KEYS
 from tests.ledger.market_helpers import CLIENT, GPU, MARKET_PARAMS, market_genesis
@@ -33,6 +34,7 @@ from tests.ledger.profiles import examples
 TASK_ID = Hash32(b"\x07" * 32)
 SENDERS = [KEYS[1].address, KEYS[2].address, KEYS[1].address, CLIENT.address]
 OTHERS = [Address(bytes([0xA0 + i]) * 20) for i in range(4)]
+MATMUL_1024 = MatmulSpec(n=1024, seed=1)
 """Providers that bid before the sender, or were excluded."""
 
 
@@ -61,8 +63,9 @@ def situations(draw: st.DrawFn) -> tuple[State, Address, Provider | None, Task]:
     earlier = draw(st.lists(st.sampled_from([*OTHERS, sender]), max_size=3, unique=True))
     excluded = draw(st.lists(st.sampled_from([*OTHERS[:2], sender]), max_size=1))
     base = market_genesis(params)
-    spec = encode(MatmulSpec(n=1024, seed=1))
+    spec = encode(MATMUL_1024)
     task = Task(client=CLIENT.address, kind=1, spec=spec, work_units=draw(st.integers(1, 50)),
+                memory_mb=memory_needed_mb(MATMUL_1024),
                 max_price=draw(st.integers(1, ogpu(10))),
                 min_benchmark=draw(st.sampled_from([0, 0, 0, 2_000])), exec_ms=10_000,
                 expires_ms=base.timestamp + 100_000, created_ms=base.timestamp, escrow=0,
@@ -103,8 +106,9 @@ def test_the_reason_table_lists_the_refusals_in_the_order_they_are_checked() -> 
 
 def test_a_no_bids_why_is_the_code_of_the_provider_that_got_furthest() -> None:
     params = MARKET_PARAMS
-    task = Task(client=CLIENT.address, kind=1, spec=encode(MatmulSpec(n=1024, seed=1)),
-                work_units=3, max_price=ogpu(1), min_benchmark=500, exec_ms=10_000,
+    task = Task(client=CLIENT.address, kind=1, spec=encode(MATMUL_1024),
+                work_units=3, memory_mb=memory_needed_mb(MATMUL_1024), max_price=ogpu(1),
+                min_benchmark=500, exec_ms=10_000,
                 expires_ms=10**6, created_ms=0, escrow=0)
     slow = Provider(GPU, benchmark=100, price_floor=0, stake=ogpu(300))
     small = replace(slow, benchmark=1_000, devices=(Device("tiny", 1),))

@@ -626,7 +626,8 @@ def test_a_task_with_the_most_bids_and_the_longest_trail_fits_its_record() -> No
     who = PROVIDER_A.address
     ids = tuple(Hash32(bytes([i % 256]) * 32) for i in range(MAX_CHECKPOINTS))
     task = Task(
-        client=who, kind=1, spec=b"s" * 1024, work_units=2**64 - 1, max_price=2**64 - 1,
+        client=who, kind=1, spec=b"s" * 1024, work_units=2**64 - 1, memory_mb=2**64 - 1,
+        max_price=2**64 - 1,
         min_benchmark=2**64 - 1, exec_ms=2**64 - 1, expires_ms=2**64 - 1,
         created_ms=2**64 - 1, escrow=2**64 - 1,
         attempt=Attempt(

@@ -9,14 +9,16 @@ import pytest
 from ogpu_node.encoding import encode
 from ogpu_node.keys import PrivateKey
 from ogpu_node.ledger import Transfer, apply_tx
-from ogpu_node.ledger.errors import InsufficientFunds, InvalidModel, InvalidTaskSpec
-from ogpu_node.ledger.market.payloads import RegisterModel, SubmitTask
+from ogpu_node.ledger.errors import InsufficientFunds, InvalidModel, InvalidTaskSpec, NotPermitted
+from ogpu_node.ledger.market.payloads import CommitBid, RegisterModel, RegisterProvider, SubmitTask
+from ogpu_node.ledger.market.records import Device
 from ogpu_node.node.mempool import Mempool, MempoolLimits
-from ogpu_node.types import Amount, Hash32
+from ogpu_node.types import Amount, Hash32, ogpu
+from ogpu_node.workloads.limits import memory_needed_mb
 from ogpu_node.workloads.models import ElemType, ModelInferSpec, TensorInfo
 from ogpu_node.workloads.spec import FLOPS_PER_UNIT, WorkloadKind
 from tests.ledger.helpers import FEE, KEYS
-from tests.ledger.market_helpers import CLIENT, DIGITS_MODEL, MarketChain
+from tests.ledger.market_helpers import CLIENT, DIGITS_MODEL, GPU, PROVIDER_A, MarketChain
 
 FILE = Hash32(b"\x4d" * 32)
 INPUTS = Hash32(b"\x1e" * 32)
@@ -91,3 +93,20 @@ def test_a_registration_needs_a_name_and_the_fee(chain: MarketChain) -> None:
     with pytest.raises(InsufficientFunds, match="registration fee"):
         apply_tx(chain.state, chain.tx(poor, RegisterModel("m", FILE, DIGITS_MODEL)),
                  KEYS[0].address)
+
+
+def test_a_task_needs_the_memory_its_model_needs_and_small_devices_cannot_bid(
+        chain: MarketChain) -> None:
+    # 4 MiB of intermediate tensors per row, 1,024 rows at a time: about 6 GB with the margin
+    hungry = replace(DIGITS_MODEL, activation_bytes_per_row=4 * 2**20)
+    small = PrivateKey.from_seed(b"\x71" * 32)
+    chain.send(CLIENT, Transfer(small.address, Amount(ogpu(1_000))))
+    chain.send(small, RegisterProvider((Device("small", 4_000),), 1_000, 1, ogpu(500)))
+    model_id = chain.send(CLIENT, RegisterModel("hungry", FILE, hungry)).hash
+    task_id = chain.send(CLIENT, infer_task(model_id, 4_096)).hash
+    task = chain.task(task_id)
+    assert task.memory_mb == memory_needed_mb(ModelInferSpec(model_id, 4_096, INPUTS, hungry))
+    assert 4_000 < task.memory_mb < GPU[0].memory_mb
+    with pytest.raises(NotPermitted, match="device_too_small"):
+        chain.check(small, CommitBid(task_id, Hash32(bytes(32))))
+    chain.bid(PROVIDER_A, task_id, 1)  # 16 GB: enough

@@ -24,7 +24,7 @@ from ogpu_node.ledger.market.records import MAX_DEVICES
 from ogpu_node.ledger.params import BPS, Params
 from ogpu_node.types import MAX_AMOUNT
 from ogpu_node.workloads.kinds import WorkloadSpec, decode_spec
-from ogpu_node.workloads.limits import limit_refusal
+from ogpu_node.workloads.limits import limit_refusal, memory_needed_mb
 from ogpu_node.workloads.models import ModelInferSpec, ModelLookup
 from ogpu_node.workloads.spec import MAX_BATCH, MODELS, InvalidSpec
 
@@ -41,7 +41,10 @@ class TaskTerms:
     """What a valid `SubmitTask` commits its client to."""
 
     spec: WorkloadSpec
+    """Bound to its registered model's info when it runs one."""
     work_units: int
+    memory_mb: int
+    """`memory_needed_mb(spec)`: the device a provider needs to bid."""
     escrow: int
     """Budget + verification reserve + client collateral, taken from the client's balance."""
 
@@ -80,7 +83,7 @@ def task_terms(params: Params, p: SubmitTask, models: ModelLookup) -> TaskTerms:
     escrow = budget + reserve + collateral
     if escrow > MAX_AMOUNT:
         raise InvalidTaskSpec("budget too large")
-    return TaskTerms(spec, units, escrow)
+    return TaskTerms(spec, units, memory_needed_mb(spec), escrow)
 
 
 def check_open_pool(params: Params, p: OpenPool) -> None:

@@ -294,6 +294,9 @@ class Task(Record):
     kind: Annotated[int, Uint(max_value=0xFFFF)]
     spec: Annotated[bytes, Raw(max_len=1024)]
     work_units: Annotated[int, UINT]
+    memory_mb: Annotated[int, UINT]
+    """Device memory the task needs (`workloads.limits.memory_needed_mb`, computed at
+    submission): a provider bids only with a device at least this large."""
     max_price: Annotated[int, UINT]
     """Highest price per work unit the client pays."""
     min_benchmark: Annotated[int, UINT]

@@ -63,7 +63,6 @@ back if a rule raises, so a rejected transaction leaves no trace but its absence
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Iterable, Iterator
 from dataclasses import replace
 from typing import Any
@@ -130,8 +129,7 @@ from ogpu_node.ledger.market.verification import (
 from ogpu_node.ledger.params import BPS, Params
 from ogpu_node.ledger.working import Working
 from ogpu_node.types import Address, Hash32
-from ogpu_node.workloads.kinds import WorkloadSpec, decode_spec
-from ogpu_node.workloads.limits import fits_devices
+from ogpu_node.workloads.kinds import decode_spec
 from ogpu_node.workloads.spec import TrainSpec
 
 
@@ -266,7 +264,8 @@ def process_submit_task(w: Working, task_id: Hash32, sender: Address, p: SubmitT
     w.credit(sender, -terms.escrow)
     w.set_task(task_id, Task(
         client=sender, kind=p.kind, spec=p.spec, work_units=terms.work_units,
-        max_price=p.max_price, min_benchmark=p.min_benchmark, exec_ms=p.exec_ms,
+        memory_mb=terms.memory_mb, max_price=p.max_price, min_benchmark=p.min_benchmark,
+        exec_ms=p.exec_ms,
         expires_ms=w.timestamp + p.ttl_ms, created_ms=w.timestamp, escrow=terms.escrow,
         status=TaskStatus.BIDDING, phase_end_ms=w.timestamp + params.bid_window_ms,
         trail=(Movement("escrow", sender, terms.escrow),),
@@ -364,7 +363,7 @@ def bid_eligibility(params: Params, address: Address, provider: Provider | None,
         return "excluded"
     if provider.benchmark < task.min_benchmark:
         return "below_min_benchmark"
-    if not fits_devices(_decoded_spec(task.kind, task.spec), provider.devices):
+    if not any(device.memory_mb >= task.memory_mb for device in provider.devices):
         return "device_too_small"  # it could only return the task it won
     if any(b.bidder == address for b in task.attempt.bids):
         return "already_bid"
@@ -375,13 +374,6 @@ def bid_eligibility(params: Params, address: Address, provider: Provider | None,
     if advisory and provider.price_floor > task.max_price:
         return "price_floor_above_max_price"
     return None
-
-
-@functools.lru_cache(maxsize=256)
-def _decoded_spec(kind: int, spec: bytes) -> WorkloadSpec:
-    """A task's spec, decoded once: every bid checks it against each provider's devices, and
-    the chain checks every provider again after each bid (`process_commit_bid`)."""
-    return decode_spec(kind, spec)
 
 
 def no_bid_reason(providers: Iterable[tuple[Address, Provider]], task: Task,
