@@ -81,6 +81,7 @@ from ogpu_node.ledger.market.payloads import (
     ReturnTask,
     RevealBid,
 )
+from ogpu_node.ledger.market.pools import request_spec
 from ogpu_node.ledger.market.records import (
     LIVE_REQUESTS,
     Pool,
@@ -316,9 +317,12 @@ class ProviderAgent:
                           pool: Pool) -> None:
         """Join pools that pay our floor; race the requests we are drawn for."""
         bond = pool.stake_of(self.me)
+        if pool.model_id is not None:
+            return  # registered models' pools: not served by this agent yet
         if not bond:
             provider = state.providers.get(self.me)
-            work = InferSpec(pool.model, 0, pool.max_batch).work_units()
+            largest = PoolRequest(Hash32(bytes(32)), 0, pool.max_batch, 0, 0, (), 0)
+            work = request_spec(pool, largest, state.model_info).work_units()
             if (provider is not None and pool.owner != self.me
                     and pool.price >= self.policy.price_floor * work
                     and provider.free_stake >= pool.min_stake

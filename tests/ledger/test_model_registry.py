@@ -9,8 +9,23 @@ import pytest
 from ogpu_node.encoding import encode
 from ogpu_node.keys import PrivateKey
 from ogpu_node.ledger import Transfer, apply_tx
-from ogpu_node.ledger.errors import InsufficientFunds, InvalidModel, InvalidTaskSpec, NotPermitted
-from ogpu_node.ledger.market.payloads import CommitBid, RegisterModel, RegisterProvider, SubmitTask
+from ogpu_node.ledger.errors import (
+    InsufficientFunds,
+    InvalidModel,
+    InvalidTaskSpec,
+    NotPermitted,
+    TaskOverLimit,
+)
+from ogpu_node.ledger.market.payloads import (
+    CommitBid,
+    JoinPool,
+    OpenPool,
+    RegisterModel,
+    RegisterProvider,
+    SendRequest,
+    SubmitTask,
+)
+from ogpu_node.ledger.market.pools import request_spec
 from ogpu_node.ledger.market.records import Device
 from ogpu_node.node.mempool import Mempool, MempoolLimits
 from ogpu_node.types import Amount, Hash32, ogpu
@@ -110,3 +125,38 @@ def test_a_task_needs_the_memory_its_model_needs_and_small_devices_cannot_bid(
     with pytest.raises(NotPermitted, match="device_too_small"):
         chain.check(small, CommitBid(task_id, Hash32(bytes(32))))
     chain.bid(PROVIDER_A, task_id, 1)  # 16 GB: enough
+
+
+def model_pool(model_id: Hash32, max_batch: int = 64) -> OpenPool:
+    return OpenPool("", max_batch, ogpu(1), ogpu(100), 2, 0, ogpu(100), 10_000, 600_000,
+                    model_id=model_id)
+
+
+def test_a_pool_serves_a_registered_model_on_uploaded_inputs(chain: MarketChain) -> None:
+    model_id = chain.send(CLIENT, RegisterModel("digits-cnn", FILE, DIGITS_MODEL)).hash
+    pool_id = chain.send(CLIENT, model_pool(model_id)).hash
+    pool = chain.state.pools[pool_id]
+    assert (pool.model, pool.model_id) == ("", model_id)
+    chain.send(PROVIDER_A, JoinPool(pool_id, ogpu(100)))
+    with pytest.raises(InvalidTaskSpec, match="uploaded inputs"):
+        chain.check(CLIENT, SendRequest(pool_id, 0, 10))
+    request_id = chain.send(CLIENT, SendRequest(pool_id, 0, 10, INPUTS)).hash
+    builtin = chain.send(CLIENT, OpenPool("mlp-small", 64, ogpu(1), ogpu(100), 2, 0, ogpu(100),
+                                          10_000, 600_000)).hash
+    chain.send(PROVIDER_A, JoinPool(builtin, ogpu(100)))
+    with pytest.raises(InvalidTaskSpec, match="seed"):
+        chain.check(CLIENT, SendRequest(builtin, 0, 10, INPUTS))
+    request = chain.state.pools[pool_id].request(request_id)
+    assert request is not None and request.inputs == INPUTS
+    spec = request_spec(chain.state.pools[pool_id], request, chain.state.model_info)
+    assert spec == ModelInferSpec(model_id, 10, INPUTS, DIGITS_MODEL)
+
+
+def test_a_pool_on_an_unknown_or_oversized_model_is_refused(chain: MarketChain) -> None:
+    with pytest.raises(InvalidTaskSpec, match="unknown model"):
+        chain.check(CLIENT, model_pool(Hash32(b"\x98" * 32)))
+    huge = replace(DIGITS_MODEL, activation_bytes_per_row=2**30)  # 1 GiB a row
+    model_id = chain.send(CLIENT, RegisterModel("huge", FILE, huge)).hash
+    with pytest.raises(TaskOverLimit, match="memory_too_large"):
+        chain.check(CLIENT, model_pool(model_id, max_batch=64))
+    chain.send(CLIENT, model_pool(model_id, max_batch=8))  # 8 GiB with the margin: fits

@@ -22,7 +22,7 @@ from ogpu_node.ledger.market.payloads import (
 )
 from ogpu_node.ledger.market.records import MAX_DEVICES
 from ogpu_node.ledger.params import BPS, Params
-from ogpu_node.types import MAX_AMOUNT
+from ogpu_node.types import HASH_LEN, MAX_AMOUNT, Hash32
 from ogpu_node.workloads.kinds import WorkloadSpec, decode_spec
 from ogpu_node.workloads.limits import limit_refusal, memory_needed_mb
 from ogpu_node.workloads.models import ModelInferSpec, ModelLookup
@@ -86,12 +86,22 @@ def task_terms(params: Params, p: SubmitTask, models: ModelLookup) -> TaskTerms:
     return TaskTerms(spec, units, memory_needed_mb(spec), escrow)
 
 
-def check_open_pool(params: Params, p: OpenPool) -> None:
-    """Raise `InvalidTaskSpec` unless `p` describes a pool that could run."""
-    if p.model not in MODELS:
-        raise InvalidTaskSpec(f"unknown model {p.model!r}; known: {', '.join(sorted(MODELS))}")
+def check_open_pool(params: Params, p: OpenPool, models: ModelLookup) -> None:
+    """Raise `InvalidTaskSpec` unless `p` describes a pool that could run: a built-in model, or
+    a registered one (`models`) whose largest request is within the protocol's limits."""
     if not 1 <= p.max_batch <= MAX_BATCH:
         raise InvalidTaskSpec(f"max_batch must be within 1..{MAX_BATCH}")
+    if p.model_id:
+        info = models(Hash32(p.model_id))
+        if p.model or info is None:
+            raise InvalidTaskSpec(f"unknown model {p.model_id.hex()} (a registered model's "
+                                  "pool names no built-in model)")
+        largest = ModelInferSpec(Hash32(p.model_id), p.max_batch, bytes(HASH_LEN), info)
+        refusal = limit_refusal(largest)
+        if refusal is not None:
+            raise TaskOverLimit(f"a request of max_batch rows: {refusal}") from refusal
+    elif p.model not in MODELS:
+        raise InvalidTaskSpec(f"unknown model {p.model!r}; known: {', '.join(sorted(MODELS))}")
     if not 1 <= p.max_racers <= MAX_RACERS:
         raise InvalidTaskSpec(f"max_racers must be within 1..{MAX_RACERS}")
     if p.sample_bps > BPS:
@@ -126,7 +136,7 @@ def check_market_payload(params: Params, payload: MarketPayload, models: ModelLo
         case SubmitTask():
             task_terms(params, payload, models)
         case OpenPool():
-            check_open_pool(params, payload)
+            check_open_pool(params, payload, models)
         case RegisterProvider():
             check_register_provider(payload)
         case RegisterModel():

@@ -347,8 +347,8 @@ class CancelTask:
 
 @dataclass(frozen=True, slots=True)
 class OpenPool:
-    """Open an inference pool for registered model `model`; escrows `budget`. The pool id is
-    this transaction's hash."""
+    """Open an inference pool for built-in model `model`, or (with `model` empty) for the
+    registered model `model_id`; escrows `budget`. The pool id is this transaction's hash."""
 
     model: str
     max_batch: int
@@ -359,23 +359,32 @@ class OpenPool:
     min_stake: int
     request_ms: int
     ttl_ms: int
+    model_id: bytes = b""
+    """A registered model's id (32 bytes), or b"" for a built-in model (then not encoded, so a
+    built-in pool encodes as before registered models existed)."""
 
-    MAX_BYTES: ClassVar[int] = 128
+    MAX_BYTES: ClassVar[int] = 128 + HASH_LEN
 
     def amounts(self) -> tuple[int, ...]:
         return (self.price, self.budget, self.min_stake)
 
     def to_fields(self) -> list[Any]:
-        return [self.model, self.max_batch, self.price, self.budget, self.max_racers,
-                self.sample_bps, self.min_stake, self.request_ms, self.ttl_ms]
+        fields = [self.model, self.max_batch, self.price, self.budget, self.max_racers,
+                  self.sample_bps, self.min_stake, self.request_ms, self.ttl_ms]
+        return [*fields, self.model_id] if self.model_id else fields
 
     @classmethod
     def from_fields(cls, value: Any) -> Self:
+        if type(value) is list and len(value) == 10:
+            *value, model_id = value
+            model_id = read_bytes(model_id, "open_pool.model_id", size=HASH_LEN)
+        else:
+            model_id = b""
         model, *rest = read_array(value, 9, "open_pool")
         names = ("max_batch", "price", "budget", "max_racers", "sample_bps", "min_stake",
                  "request_ms", "ttl_ms")
-        return cls(read_str(model, "open_pool.model", max_len=32),
-                   *(read_uint(v, f"open_pool.{n}") for n, v in zip(names, rest, strict=True)))
+        amounts = {n: read_uint(v, f"open_pool.{n}") for n, v in zip(names, rest, strict=True)}
+        return cls(read_str(model, "open_pool.model", max_len=32), **amounts, model_id=model_id)
 
 
 @dataclass(frozen=True, slots=True)
@@ -421,26 +430,35 @@ class LeavePool:
 
 @dataclass(frozen=True, slots=True)
 class SendRequest:
-    """The pool's owner sends one inference request (inputs generated from `seed`); the
+    """The pool's owner sends one inference request on `batch` rows: generated from `seed`, or
+    the client's uploaded file `inputs` (a file id; required by a registered model's pool). The
     request id is this transaction's hash."""
 
     pool_id: Hash32
     seed: int
     batch: int
+    inputs: bytes = b""
+    """b"" (not encoded) or a 32-byte file id."""
 
-    MAX_BYTES: ClassVar[int] = 64
+    MAX_BYTES: ClassVar[int] = 64 + HASH_LEN
 
     def amounts(self) -> tuple[int, ...]:
         return ()
 
     def to_fields(self) -> list[Any]:
-        return [self.pool_id, self.seed, self.batch]
+        fields = [self.pool_id, self.seed, self.batch]
+        return [*fields, self.inputs] if self.inputs else fields
 
     @classmethod
     def from_fields(cls, value: Any) -> Self:
+        if type(value) is list and len(value) == 4:
+            *value, inputs = value
+            inputs = read_bytes(inputs, "send_request.inputs", size=HASH_LEN)
+        else:
+            inputs = b""
         pool, seed, batch = read_array(value, 3, "send_request")
         return cls(_task_id(pool, "send_request.pool_id"), read_uint(seed, "send_request.seed"),
-                   read_uint(batch, "send_request.batch"))
+                   read_uint(batch, "send_request.batch"), inputs)
 
 
 @dataclass(frozen=True, slots=True)

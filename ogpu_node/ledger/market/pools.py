@@ -82,9 +82,22 @@ from ogpu_node.ledger.market.verification import (
 from ogpu_node.ledger.params import BPS
 from ogpu_node.ledger.working import Working
 from ogpu_node.types import Address, Hash32
+from ogpu_node.workloads.kinds import WorkloadSpec
+from ogpu_node.workloads.models import ModelInferSpec, ModelLookup
 from ogpu_node.workloads.spec import InferSpec
 
 MAX_OPEN_REQUESTS = MAX_POOL_REQUESTS // 2
+
+
+def request_spec(pool: Pool, request: PoolRequest, models: ModelLookup) -> WorkloadSpec:
+    """What a request asks its racers to compute (bound to the pool's registered model, which
+    is never removed): the one place the ledger, the providers and the committees read it."""
+    if pool.model_id is None:
+        return InferSpec(pool.model, request.seed, request.batch, request.inputs)
+    info = models(pool.model_id)
+    if info is None:
+        raise UnknownTask(f"no registered model {pool.model_id.hex()}")
+    return ModelInferSpec(pool.model_id, request.batch, request.inputs, info)
 
 
 def request_cost(w: Working, pool: Pool) -> tuple[int, int]:
@@ -133,7 +146,7 @@ def _trail(pool: Pool, *lines: Movement) -> Pool:
 
 
 def process_open_pool(w: Working, pool_id: Hash32, sender: Address, p: OpenPool) -> None:
-    check_open_pool(w.base.params, p)
+    check_open_pool(w.base.params, p, w.model_info)
     if w.pool(pool_id) is not None:
         raise NotPermitted("pool exists")
     if w.account(sender).balance < p.budget:
@@ -143,7 +156,8 @@ def process_open_pool(w: Working, pool_id: Hash32, sender: Address, p: OpenPool)
         owner=sender, model=p.model, max_batch=p.max_batch, price=p.price,
         max_racers=p.max_racers, sample_bps=p.sample_bps, min_stake=p.min_stake,
         request_ms=p.request_ms, expires_ms=w.timestamp + p.ttl_ms, created_ms=w.timestamp,
-        escrow=p.budget, trail=(Movement("escrow", sender, p.budget),)))
+        escrow=p.budget, trail=(Movement("escrow", sender, p.budget),),
+        model_id=Hash32(p.model_id) if p.model_id else None))
 
 
 def process_join_pool(w: Working, sender: Address, p: JoinPool) -> None:
@@ -182,6 +196,9 @@ def process_send_request(w: Working, request_id: Hash32, sender: Address,
         raise NotPermitted("only the pool's owner sends requests")
     if not 1 <= p.batch <= pool.max_batch:
         raise InvalidTaskSpec(f"batch must be within 1..{pool.max_batch}")
+    if (pool.model_id is not None) != bool(p.inputs):
+        raise InvalidTaskSpec("a registered model's request needs uploaded inputs; a built-in "
+                              "model's is generated from its seed")
     if not pool.subscribers:
         raise NotPermitted("the pool has no members to serve requests")
     if sum(r.status in LIVE_REQUESTS for r in pool.requests) >= MAX_OPEN_REQUESTS:
@@ -191,7 +208,8 @@ def process_send_request(w: Working, request_id: Hash32, sender: Address,
         raise InsufficientFunds(f"pool budget {pool.escrow} below a request's {price + fee}")
     racers = choose_racers(pool.subscribers, pool.max_racers, request_id, w.base.block_hash)
     request = PoolRequest(request_id, p.seed, p.batch, w.timestamp,
-                          w.timestamp + pool.request_ms, racers, escrow=price + fee)
+                          w.timestamp + pool.request_ms, racers, escrow=price + fee,
+                          inputs=p.inputs)
     w.set_pool(p.pool_id, _with_request(replace(pool, escrow=pool.escrow - price - fee), request))
 
 
@@ -338,7 +356,7 @@ def _pay(w: Working, pool_id: Hash32, pool: Pool, request: PoolRequest,
         left -= burn
     provider = w.provider(winner)
     if provider is not None:
-        units = InferSpec(pool.model, request.seed, request.batch).work_units()
+        units = request_spec(pool, request, w.model_info).work_units()
         w.set_provider(winner, replace(provider, completed=provider.completed + 1, fail_streak=0,
                                        work_done=provider.work_done + units))
     pool = replace(pool, escrow=pool.escrow + left, served=pool.served + 1,

@@ -380,6 +380,8 @@ class PoolRequest(Record):
     `key_commitment(key)`, is what a committee member checks the key it is given against)."""
     check: Annotated[Check | None, Maybe(Nested(Check), [])] = None
     """The committee's check of a sampled or disputed answer."""
+    inputs: Annotated[bytes, Raw(max_len=HASH_LEN)] = b""
+    """The owner's uploaded inputs (a file id), or b"": generated from `seed`."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -413,6 +415,8 @@ class Pool(Record):
     paid: Annotated[int, UINT] = 0
     closed: Annotated[bool, FLAG] = False
     trail: Annotated[tuple[Movement, ...], TRAIL] = ()
+    model_id: Annotated[Hash32 | None, Maybe(HASH)] = None
+    """The registered model the pool serves (then `model` is empty), or None: built-in `model`."""
 
     MAX_BYTES: ClassVar[int] = 96 * 1024
 
