@@ -21,7 +21,6 @@ from ogpu_node.blobs import file_id
 from ogpu_node.datasets import digits
 from ogpu_node.workloads.net import (
     FLATTEN,
-    RELU,
     SIGMOID,
     TANH,
     LossKind,
@@ -30,35 +29,10 @@ from ogpu_node.workloads.net import (
     OptimizerKind,
     Schedule,
     ScheduleKind,
-    conv2d,
     dense,
-    dropout,
     embedding,
-    max_pool,
 )
-
-DIGITS_CNN = NetTrainSpec(
-    seed=2026, input_shape=(1, 8, 8),
-    layers=(conv2d(16, 3, padding=1), RELU, max_pool(2), dropout(1_000), FLATTEN, dense(10)),
-    loss=LossKind.CROSS_ENTROPY,
-    optimizer=Optimizer(OptimizerKind.ADAM, lr_micros=3_000, beta1_micros=900_000,
-                        beta2_micros=999_000),
-    schedule=Schedule(ScheduleKind.COSINE, warmup_steps=20, floor_micros=300),
-    n_samples=1_797, val_bps=2_000, batch=32, steps=300, checkpoint_every=50,
-    inputs=b"\x00" * 32)
-
-
-@pytest.fixture(scope="module")
-def digits_task() -> tuple[NetTrainSpec, bytes]:
-    data = digits()
-    raw = encode_inputs(DIGITS_CNN, {"x": data.x, "labels": data.labels})
-    return replace(DIGITS_CNN, inputs=bytes(file_id(raw))), raw
-
-
-@pytest.fixture(scope="module")
-def digits_run(digits_task: tuple[NetTrainSpec, bytes], device: Device) -> WorkloadResult:
-    spec, raw = digits_task
-    return run_workload(spec, device, inputs=raw)
+from tests.gpu.conftest import DIGITS_CNN
 
 
 def test_a_cnn_learns_the_digits(digits_run: WorkloadResult) -> None:
