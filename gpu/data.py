@@ -28,6 +28,13 @@ STREAM_INIT = 4
 STREAM_BATCH = 5
 STREAM_MODEL = 6
 STREAM_INFER = 7
+STREAM_NET_SPLIT = 8
+"""`NetTrainSpec`: which rows are held out for validation."""
+STREAM_NET_INIT = 9
+"""`NetTrainSpec`: layer i's initial weights from (seed, i)."""
+STREAM_DROPOUT = 10
+"""`NetTrainSpec`: the dropout mask of layer i at step t from (seed, t, i); its minibatches
+come from STREAM_BATCH, as `TrainSpec`'s do."""
 
 HostF32 = npt.NDArray[np.float32]
 Layer = tuple[HostF32, HostF32]
@@ -100,7 +107,12 @@ def dataset(spec: TrainSpec, device: Device, uploaded: bytes | None = None
 def batch_indices(spec: TrainSpec, step: int) -> npt.NDArray[np.int64]:
     """Row indices of the minibatch of step `step` (0-based), drawn with replacement; a pure
     function of the seed and the step, so any interval of steps can be replayed alone."""
-    return stream(spec.seed, STREAM_BATCH, step).integers(0, spec.n_samples, size=spec.batch)
+    return draw_batch(spec.seed, step, spec.n_samples, spec.batch)
+
+
+def draw_batch(seed: int, step: int, rows: int, batch: int) -> npt.NDArray[np.int64]:
+    """`batch` indices below `rows` for step `step`, drawn with replacement from (seed, step)."""
+    return stream(seed, STREAM_BATCH, step).integers(0, rows, size=batch)
 
 
 def he_layers(widths: tuple[int, ...], rng: np.random.Generator) -> list[Layer]:

@@ -6,7 +6,10 @@ What each kind expects, in this order, all float32:
 - matmul: "A" and "B", n x n;
 - train:  "x", n_samples x n_features, and "labels", n_samples class indices (whole numbers in
   0..n_classes-1, stored as float32: exact below 2**24);
-- infer:  "x", batch x n_features of the model.
+- infer:  "x", batch x n_features of the model;
+- train_net: "x", n_samples rows of the input shape (an embedding's: token ids, whole numbers
+  below its vocab), and "labels" (cross-entropy: class indices below the output's width) or
+  "targets" (MSE: n_samples rows of the output shape).
 
 Every value must be finite. A provider that receives inputs which fail these checks, or cannot
 fetch them at all, reports them missing (`ReportMissingInputs`) and the verification committee
@@ -29,6 +32,7 @@ from ogpu_node.workloads.limits import (
     dataset_elements,
     input_shapes,
 )
+from ogpu_node.workloads.net import LayerKind, LossKind, NetTrainSpec
 from ogpu_node.workloads.spec import TrainSpec
 
 HostF32 = npt.NDArray[np.float32]
@@ -62,11 +66,19 @@ def check_inputs(spec: WorkloadSpec, raw: bytes) -> dict[str, HostF32]:
         if not np.isfinite(array).all():
             raise InputsError(f"inputs: array {name!r} holds NaN or infinite values")
     if isinstance(spec, TrainSpec):
-        labels = named["labels"]
-        if not (np.all(labels >= 0) and np.all(labels < spec.n_classes)
-                and np.all(labels == np.floor(labels))):
-            raise InputsError(f"inputs: labels must be whole numbers in 0..{spec.n_classes - 1}")
+        _check_whole(named["labels"], spec.n_classes, "labels")
+    if isinstance(spec, NetTrainSpec):
+        if spec.loss is LossKind.CROSS_ENTROPY:
+            _check_whole(named["labels"], spec.output_shape[0], "labels")
+        if spec.layers[0].kind is LayerKind.EMBEDDING:
+            _check_whole(named["x"], spec.layers[0].arg("vocab"), "token ids (x)")
     return named
+
+
+def _check_whole(values: HostF32, bound: int, what: str) -> None:
+    if not (np.all(values >= 0) and np.all(values < bound)
+            and np.all(values == np.floor(values))):
+        raise InputsError(f"inputs: {what} must be whole numbers in 0..{bound - 1}")
 
 
 def uploaded_inputs(spec: WorkloadSpec, raw: bytes | None) -> dict[str, HostF32] | None:

@@ -34,6 +34,18 @@ Tolerances (u = float32 machine epsilon = 2**-23 ~ 1.19e-7):
   Final metrics are recomputed from the final checkpoint: loss within
   METRIC_LOSS_RTOL relative + METRIC_LOSS_ATOL_MICROS, accuracy within `1 + n_samples // 10,000`
   samples (argmax near-ties may flip between devices).
+- Training a network (`NetTrainSpec`, kind 5): the same rules, one implementation
+  (`verify_training`; each kind supplies its replay, initial state and data splits). A
+  checkpoint's arrays are the parameters and the optimiser's state (opt.step, moments), and
+  every one of them must pass the replay rule. Measured on the 8x8 digits over a 200-step
+  interval, float32 replay against the same interval in float64 (a bound on what another
+  device's float32 rounding can do): ratio <= 9e-6 (CNN, Adam), 2e-6 (strided CNN with
+  average pooling, Adam), 5.9e-5 (CNN, SGD with momentum), 6.3e-5 (MLP with layer norm, GELU,
+  dropout, tanh, sigmoid; AdamW, cosine schedule): 16x under REPLAY_RTOL. A skipped step gives
+  4e-3 to 2e-2 on the array it moves least, stale weights 1, dropped optimiser state and
+  faked metrics are rejected too (tests/gpu/test_net_training.py). Checkpoints are bit-identical
+  with 1 and 2 BLAS threads. The metrics are recomputed per split: `train_` and `val_`
+  `loss_micros` (and `accuracy_bps` for cross-entropy), with the tolerances above.
 - Inference: every sampled row must satisfy max_j |z_j - ref_j| <= INFER_RTOL * max_j |ref_j| +
   INFER_ATOL (measured float32-vs-float64 error: 1.3e-6 relative).
 
@@ -48,11 +60,13 @@ import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 import numpy.typing as npt
 
 from gpu.artifacts import (
+    NamedArray,
     Sealer,
     checkpoint_chain,
     decode_arrays,
@@ -65,9 +79,13 @@ from gpu.device import Array, Device
 from gpu.errors import ArtifactError, CheckpointsNeeded
 from gpu.inputs import InputsError
 from gpu.mlp import evaluate, named_layers, param_shapes, params_from_arrays
+from gpu.net_training import net_evaluations, replay_net, start_state
+from gpu.nn.data import net_dataset
+from gpu.nn.network import Network
 from gpu.workloads import infer_logits, replay
 from ogpu_node.blobs import file_id
 from ogpu_node.errors import OgpuError
+from ogpu_node.workloads.net import NetTrainSpec
 from ogpu_node.workloads.spec import MAX_CHECKPOINT_INTERVAL, InferSpec, MatmulSpec, TrainSpec
 
 F32_EPS = float(np.finfo(np.float32).eps)
@@ -174,18 +192,92 @@ def verify_matmul(spec: MatmulSpec, c_bytes: bytes, rounds: int, rng: np.random.
     return _run(check)
 
 
-def verify_training(spec: TrainSpec, checkpoints: CheckpointSource,
+class _Training(Protocol):
+    """What checking a training result needs of its kind: the rest (the chain, the sampled
+    intervals, the replay tolerance, the metrics' tolerances) is one rule for every kind."""
+
+    def marks(self) -> tuple[int, ...]: ...
+
+    def replay(self, start: bytes | None, from_step: int, to_step: int) -> list[NamedArray]: ...
+
+    def start_arrays(self) -> list[NamedArray]:
+        """The checkpoint arrays before step 0 (the initial weights)."""
+        ...
+
+    def shapes(self) -> list[tuple[str, tuple[int, ...]]]: ...
+
+    def splits(self, final: bytes) -> list[tuple[str, float, int, int]]:
+        """Recomputed from the final checkpoint: per data split, its metrics' prefix ("" for
+        the MLP's whole data set), summed loss, correct rows (-1: no accuracy) and rows."""
+        ...
+
+
+class _MlpTraining:
+    def __init__(self, spec: TrainSpec, device: Device, uploaded: bytes | None) -> None:
+        self.spec, self.device = spec, device
+        self.data = dataset(spec, device, uploaded)
+
+    def marks(self) -> tuple[int, ...]:
+        return self.spec.checkpoint_steps
+
+    def replay(self, start: bytes | None, from_step: int, to_step: int) -> list[NamedArray]:
+        return replay(self.spec, start, from_step, to_step, self.device, self.data)
+
+    def start_arrays(self) -> list[NamedArray]:
+        return named_layers(init_weights(self.spec))
+
+    def shapes(self) -> list[tuple[str, tuple[int, ...]]]:
+        return param_shapes(self.spec.widths)
+
+    def splits(self, final: bytes) -> list[tuple[str, float, int, int]]:
+        params = params_from_arrays(decode_arrays(final), self.spec.widths, self.device)
+        x, y = self.data
+        loss, correct = evaluate(params, x, y, kernels_for(self.device), self.device.xp)
+        return [("", loss, correct, self.spec.n_samples)]
+
+
+class _NetTraining:
+    def __init__(self, spec: NetTrainSpec, device: Device, uploaded: bytes | None,
+                 weights: bytes | None) -> None:
+        self.spec, self.device, self.weights = spec, device, weights
+        self.data = net_dataset(spec, device, uploaded)
+        self.network = Network(spec, device)
+
+    def marks(self) -> tuple[int, ...]:
+        return self.spec.checkpoint_steps
+
+    def replay(self, start: bytes | None, from_step: int, to_step: int) -> list[NamedArray]:
+        return replay_net(self.spec, start, from_step, to_step, self.device, self.data,
+                          weights=self.weights)
+
+    def start_arrays(self) -> list[NamedArray]:
+        return self.network.to_arrays(start_state(self.spec, self.network, None, 0,
+                                                  self.weights))
+
+    def shapes(self) -> list[tuple[str, tuple[int, ...]]]:
+        return self.network.checkpoint_shapes()
+
+    def splits(self, final: bytes) -> list[tuple[str, float, int, int]]:
+        state = self.network.from_arrays(decode_arrays(final), self.spec.steps)
+        return [(f"{split}_", loss, correct, rows) for split, loss, correct, rows in
+                net_evaluations(self.spec, self.network, state, self.data)]
+
+
+def verify_training(spec: TrainSpec | NetTrainSpec, checkpoints: CheckpointSource,
                     checkpoint_ids: Sequence[bytes], checkpoint_root: bytes,
                     metrics: Mapping[str, int], intervals: int, rng: np.random.Generator,
                     device: Device, uploaded: bytes | None = None,
-                    sealer: Sealer | None = None) -> Verdict:
+                    sealer: Sealer | None = None, weights: bytes | None = None) -> Verdict:
     """Check the committed chain, replay `intervals` randomly chosen checkpoint intervals
-    (interval 0 starts from the seed's initial weights) and recompute the final metrics.
-    `uploaded` is the task's inputs file when its spec names one; `sealer` opens checkpoints
-    that were sealed (their ids are those of the ciphertexts) and seals replays to compare."""
+    (interval 0 starts from the initial weights) and recompute the final metrics.
+    `uploaded` is the task's inputs file when its spec names one, `weights` a network's
+    initial weights file (`NetTrainSpec.init`); `sealer` opens checkpoints that were sealed
+    (their ids are those of the ciphertexts) and seals replays to compare."""
 
     def check(checked: list[str]) -> None:
-        marks = spec.checkpoint_steps
+        training: _Training = (_MlpTraining(spec, device, uploaded) if isinstance(spec, TrainSpec)
+                               else _NetTraining(spec, device, uploaded, weights))
+        marks = training.marks()
         ids = [bytes(h) for h in checkpoint_ids]
         if len(ids) != len(marks):
             raise _Reject("chain_mismatch", f"{len(ids)} checkpoint ids for {len(marks)} "
@@ -207,14 +299,12 @@ def verify_training(spec: TrainSpec, checkpoints: CheckpointSource,
                 fetched[i] = _open(sealer, i, raw)
             return fetched[i]
 
-        data = dataset(spec, device, uploaded)
         chosen = _choose_intervals(len(marks), intervals, rng)
-        exact = sum(_check_interval(spec, k, ids[k], fetch, data, device, sealer)
-                    for k in chosen)
+        exact = sum(_check_interval(training, k, ids[k], fetch, sealer) for k in chosen)
         if chosen:
             checked.append(f"intervals {','.join(map(str, chosen))} of {len(marks)} "
                            f"({exact} bit-exact)")
-        _check_metrics(spec, fetch(len(marks) - 1), metrics, data, device)
+        _check_metrics(training.splits(fetch(len(marks) - 1)), metrics)
         checked.append("final metrics")
 
     return _run(check)
@@ -225,8 +315,8 @@ def _choose_intervals(count: int, intervals: int, rng: np.random.Generator) -> l
     return sorted(int(k) for k in chosen)
 
 
-def checkpoints_to_check(spec: TrainSpec, intervals: int, rng: np.random.Generator, *,
-                         ends: bool = True) -> list[int]:
+def checkpoints_to_check(spec: TrainSpec | NetTrainSpec, intervals: int,
+                         rng: np.random.Generator, *, ends: bool = True) -> list[int]:
     """The checkpoint indices `verify_training(spec, ..., intervals, rng, ...)` will read, so
     that a caller can fetch them first (drawn from a copy: `rng` is left as it is). Without
     `ends`, the ends of the replayed intervals are left out, as a replay on the provider's kind
@@ -246,23 +336,22 @@ def _open(sealer: Sealer | None, number: int, raw: bytes) -> bytes:
         raise _Reject("output_unreadable", f"file {number}: {exc}") from exc
 
 
-def _check_interval(spec: TrainSpec, k: int, committed_id: bytes, fetch: Callable[[int], bytes],
-                    data: tuple[Array, Array], device: Device,
-                    sealer: Sealer | None = None) -> bool:
+def _check_interval(training: _Training, k: int, committed_id: bytes,
+                    fetch: Callable[[int], bytes], sealer: Sealer | None = None) -> bool:
     """Replay interval `k`; True when the replay is the committed checkpoint bit for bit (its
     bytes are then not needed), False when it is within tolerance of it."""
-    marks = spec.checkpoint_steps
+    marks = training.marks()
     start_bytes = None if k == 0 else fetch(k - 1)
     from_step = 0 if k == 0 else marks[k - 1]
-    replayed = replay(spec, start_bytes, from_step, marks[k], device, data)
+    replayed = training.replay(start_bytes, from_step, marks[k])
     replayed_bytes = encode_arrays(replayed)
     if sealer is not None:
         replayed_bytes = sealer.seal(k, replayed_bytes)
     if file_id(replayed_bytes) == committed_id:
         return True
     committed = decode_arrays(fetch(k))
-    expect_shapes(committed, param_shapes(spec.widths), f"checkpoint {k}")
-    start = named_layers(init_weights(spec)) if start_bytes is None else decode_arrays(start_bytes)
+    expect_shapes(committed, training.shapes(), f"checkpoint {k}")
+    start = training.start_arrays() if start_bytes is None else decode_arrays(start_bytes)
     for (name, got), (_, want), (_, was) in zip(replayed, committed, start, strict=True):
         err = _norm(got - want)
         moved = _norm(got - was)
@@ -277,26 +366,32 @@ def _norm(a: npt.NDArray[np.float32]) -> float:
     return value if math.isfinite(value) else math.inf
 
 
-def _check_metrics(spec: TrainSpec, final: bytes, metrics: Mapping[str, int],
-                   data: tuple[Array, Array], device: Device) -> None:
-    if set(metrics) != {"loss_micros", "accuracy_bps"} or not all(
-            isinstance(v, int) and v >= 0 for v in metrics.values()):
-        raise _Reject("metrics_mismatch", f"metrics must be loss_micros and accuracy_bps, got "
+def _check_metrics(splits: list[tuple[str, float, int, int]],
+                   metrics: Mapping[str, int]) -> None:
+    """Each split's claimed loss (`<prefix>loss_micros`) within METRIC_LOSS_RTOL relative +
+    METRIC_LOSS_ATOL_MICROS of the recomputed one, its accuracy (`<prefix>accuracy_bps`, where
+    there is one) within `1 + rows // 10,000` rows of it; no other metric."""
+    wanted = {f"{prefix}{name}" for prefix, _, correct, _ in splits
+              for name in ("loss_micros", *(("accuracy_bps",) if correct >= 0 else ()))}
+    if set(metrics) != wanted or not all(isinstance(v, int) and v >= 0
+                                         for v in metrics.values()):
+        raise _Reject("metrics_mismatch", f"metrics must be {sorted(wanted)}, got "
                       f"{sorted(metrics)}")
-    params = params_from_arrays(decode_arrays(final), spec.widths, device)
-    x, y = data
-    loss_sum, correct = evaluate(params, x, y, kernels_for(device), device.xp)
-    loss = loss_sum / spec.n_samples * 1e6
-    claimed = metrics["loss_micros"]
-    if not abs(claimed - loss) <= METRIC_LOSS_RTOL * abs(loss) + METRIC_LOSS_ATOL_MICROS:
-        raise _Reject("metrics_mismatch", f"loss_micros {claimed}, recomputed {loss:.0f}")
-    n = spec.n_samples
-    slack = 1 + n // 10_000
-    low = max(0, correct - slack) * 10_000 // n
-    high = min(n, correct + slack) * 10_000 // n
-    if not low <= metrics["accuracy_bps"] <= high:
-        raise _Reject("metrics_mismatch", f"accuracy_bps {metrics['accuracy_bps']}, "
-                      f"recomputed {correct * 10_000 // n}")
+    for prefix, loss_sum, correct, n in splits:
+        loss = loss_sum / n * 1e6
+        claimed = metrics[f"{prefix}loss_micros"]
+        if not abs(claimed - loss) <= METRIC_LOSS_RTOL * abs(loss) + METRIC_LOSS_ATOL_MICROS:
+            raise _Reject("metrics_mismatch", f"{prefix}loss_micros {claimed}, recomputed "
+                          f"{loss:.0f}")
+        if correct < 0:
+            continue
+        slack = 1 + n // 10_000
+        low = max(0, correct - slack) * 10_000 // n
+        high = min(n, correct + slack) * 10_000 // n
+        claimed = metrics[f"{prefix}accuracy_bps"]
+        if not low <= claimed <= high:
+            raise _Reject("metrics_mismatch", f"{prefix}accuracy_bps {claimed}, recomputed "
+                          f"{correct * 10_000 // n}")
 
 
 def verify_inference(spec: InferSpec, output_bytes: bytes, samples: int,

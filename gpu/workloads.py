@@ -51,11 +51,13 @@ from gpu.mlp import (
     params_to_host,
     sgd_step,
 )
+from gpu.net_training import train_net
 from ogpu_node.blobs import file_id
 from ogpu_node.types import Hash32
 from ogpu_node.workloads.kinds import WorkloadSpec
 from ogpu_node.workloads.limits import INFER_CHUNK_ROWS, check_runnable
 from ogpu_node.workloads.models import ModelInferSpec
+from ogpu_node.workloads.net import NetTrainSpec
 from ogpu_node.workloads.spec import InferSpec, MatmulSpec, ModelArch, TrainSpec, check_spec
 
 Progress = Callable[[float], None]
@@ -107,8 +109,10 @@ class _Pacer:
 
 def run_workload(spec: WorkloadSpec, device: Device, progress: Progress | None = None,
                  should_stop: ShouldStop | None = None, inputs: bytes | None = None,
-                 sink: Sink | None = None, sealer: Sealer | None = None) -> WorkloadResult:
-    """Run `spec` on `device` (`sink`, `sealer`: see the module docstring). Raises
+                 sink: Sink | None = None, sealer: Sealer | None = None,
+                 weights: bytes | None = None) -> WorkloadResult:
+    """Run `spec` on `device` (`sink`, `sealer`: see the module docstring; `weights`: the
+    initial weights file a network's training names, `NetTrainSpec.init`). Raises
     `InvalidSpec`, `InputsError`, `WorkloadError` or `WorkloadCancelled`; before anything is
     allocated, `SpecOverLimit` for a spec over a protocol limit and `DeviceMemoryTooSmall` for
     one that needs more memory than `device` has (`workloads.limits.check_runnable`, the numbers the
@@ -116,6 +120,8 @@ def run_workload(spec: WorkloadSpec, device: Device, progress: Progress | None =
     check_runnable(spec, device)
     if isinstance(spec, TrainSpec):
         return train(spec, device, progress, should_stop, inputs, sink, sealer)
+    if isinstance(spec, NetTrainSpec):
+        return train_net(spec, device, progress, should_stop, inputs, sink, sealer, weights)
     if isinstance(spec, MatmulSpec):
         result = run_matmul(spec, device, progress, should_stop, inputs)
     elif isinstance(spec, ModelInferSpec):

@@ -1,11 +1,13 @@
 """Every workload kind, and decoding a spec of any kind: what a task's `(kind, spec bytes)`
-means. The built-in kinds are in `spec`, registered models' inference in `models`."""
+means. The built-in kinds are in `spec`, registered models' inference in `models`, training a
+network of the client's own architecture in `net`."""
 
 from __future__ import annotations
 
 from ogpu_node.encoding import decode
 from ogpu_node.errors import DecodeError
 from ogpu_node.workloads.models import ModelInferSpec
+from ogpu_node.workloads.net import NetTrainSpec
 from ogpu_node.workloads.spec import (
     InferSpec,
     InvalidSpec,
@@ -15,15 +17,17 @@ from ogpu_node.workloads.spec import (
     check_spec,
 )
 
-WorkloadSpec = MatmulSpec | TrainSpec | InferSpec | ModelInferSpec
+WorkloadSpec = MatmulSpec | TrainSpec | InferSpec | ModelInferSpec | NetTrainSpec
 
-SpecType = type[MatmulSpec] | type[TrainSpec] | type[InferSpec] | type[ModelInferSpec]
+SpecType = (type[MatmulSpec] | type[TrainSpec] | type[InferSpec] | type[ModelInferSpec]
+            | type[NetTrainSpec])
 
 SPEC_TYPES: dict[int, SpecType] = {
     WorkloadKind.MATMUL: MatmulSpec,
     WorkloadKind.TRAIN: TrainSpec,
     WorkloadKind.INFER: InferSpec,
     WorkloadKind.MODEL_INFER: ModelInferSpec,
+    WorkloadKind.TRAIN_NET: NetTrainSpec,
 }
 
 

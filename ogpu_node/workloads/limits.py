@@ -46,6 +46,7 @@ from typing import Protocol
 from ogpu_node.errors import OgpuError
 from ogpu_node.workloads.kinds import WorkloadSpec
 from ogpu_node.workloads.models import ModelInferSpec
+from ogpu_node.workloads.net import NetTrainSpec
 from ogpu_node.workloads.spec import (
     TEACHER_HIDDEN,
     InferSpec,
@@ -180,6 +181,8 @@ def input_shapes(spec: WorkloadSpec) -> list[tuple[str, tuple[int, ...]]]:
         return [("x", (spec.n_samples, spec.n_features)), ("labels", (spec.n_samples,))]
     if isinstance(spec, ModelInferSpec):
         return [(t.name, (spec.batch, *t.shape)) for t in spec.model_info.inputs]
+    if isinstance(spec, NetTrainSpec):
+        return spec.input_arrays()
     return [("x", (spec.batch, spec.arch.n_features))]
 
 
@@ -284,6 +287,8 @@ def memory_needed_bytes(spec: WorkloadSpec) -> int:
     (no margin; see the module docstring). Call on a spec without `problems()`."""
     if isinstance(spec, ModelInferSpec):
         return _model_infer_bytes(spec)
+    if isinstance(spec, NetTrainSpec):
+        return F32_BYTES * spec.memory_elements()
     if isinstance(spec, MatmulSpec):
         elements = _matmul_elements(spec)
     elif isinstance(spec, TrainSpec):
@@ -303,8 +308,10 @@ def memory_needed_mb(spec: WorkloadSpec) -> int:
 def needs(spec: WorkloadSpec) -> Needs:
     """Everything `spec` needs that a limit bounds. Computed arithmetically, never by listing
     (bounded for any field values); call on a spec without `problems()`."""
-    if isinstance(spec, TrainSpec):
-        checkpoint = artifact_bytes(param_count(spec.widths))
+    if isinstance(spec, TrainSpec | NetTrainSpec):
+        elements = (param_count(spec.widths) if isinstance(spec, TrainSpec)
+                    else spec.checkpoint_elements())
+        checkpoint = artifact_bytes(elements)
         result = spec.checkpoint_count * checkpoint  # the output is the last checkpoint
     else:
         checkpoint = 0

@@ -31,6 +31,8 @@ MAX_CHECKPOINTS = 256
 MAX_CHECKPOINT_INTERVAL = 200
 """Longest interval between checkpoints: replays of longer ones drift apart across devices as
 much as a skipped step does, so they could not be verified (see `gpu/verify.py`)."""
+MAX_LR_MICROS = 10_000_000
+"""Largest learning rate (10.0), in millionths."""
 TEACHER_HIDDEN = 32
 """Width of the random teacher network whose argmax labels a generated training set."""
 
@@ -48,6 +50,7 @@ class WorkloadKind(IntEnum):
     TRAIN = 2
     INFER = 3
     MODEL_INFER = 4
+    TRAIN_NET = 5
 
 
 def _with_inputs(fields: list[Any], inputs: bytes) -> list[Any]:
@@ -67,7 +70,8 @@ def _inputs_problems(inputs: bytes) -> list[str]:
     return [] if len(inputs) in (0, HASH_LEN) else [f"inputs must be a {HASH_LEN}-byte file id"]
 
 
-def _units(flops: int) -> int:
+def flops_to_units(flops: int) -> int:
+    """Work units of `flops` floating-point operations: GFLOP rounded up, at least 1."""
     return max(1, -(-flops // FLOPS_PER_UNIT))
 
 
@@ -75,6 +79,35 @@ def mlp_weight_count(widths: tuple[int, ...]) -> int:
     """Multiply-accumulate weights of an MLP of layer `widths` (biases are negligible and not
     counted as work)."""
     return sum(a * b for a, b in pairwise(widths))
+
+
+def checkpoint_count(steps: int, every: int) -> int:
+    """How many checkpoints a training of `steps` steps takes, one every `every` steps and one
+    after the last, computed without listing them (a spec is checked before its limits are
+    known to hold: `steps` may be 2**64 - 1)."""
+    return -(-steps // max(1, every)) if steps else 1
+
+
+def checkpoint_steps(steps: int, every: int) -> tuple[int, ...]:
+    """The step counts after which a checkpoint is taken (the last one is `steps`).
+
+    Lists them: call only on a spec without `problems()`."""
+    if checkpoint_count(steps, every) > MAX_CHECKPOINTS:
+        raise InvalidSpec(f"at most {MAX_CHECKPOINTS} checkpoints (raise checkpoint_every)")
+    every = max(1, every)
+    return (*range(every, steps, every), steps)
+
+
+def checkpoint_problems(steps: int, every: int) -> list[str]:
+    """What is wrong with a training's `steps` and `checkpoint_every` (every training kind)."""
+    out = []
+    if not 1 <= steps <= MAX_STEPS:
+        out.append(f"steps must be within 1..{MAX_STEPS}")
+    if not 1 <= every <= max(1, min(steps, MAX_CHECKPOINT_INTERVAL)):
+        out.append(f"checkpoint_every must be within 1..min(steps, {MAX_CHECKPOINT_INTERVAL})")
+    elif checkpoint_count(steps, every) > MAX_CHECKPOINTS:
+        out.append(f"at most {MAX_CHECKPOINTS} checkpoints (raise checkpoint_every)")
+    return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,7 +135,7 @@ class MatmulSpec:
         return out + _inputs_problems(self.inputs)
 
     def work_units(self) -> int:
-        return _units(2 * self.n**3)
+        return flops_to_units(2 * self.n**3)
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,20 +198,11 @@ class TrainSpec:
 
     @property
     def checkpoint_count(self) -> int:
-        """How many checkpoints the training takes, computed without listing them (a spec is
-        checked before its limits are known to hold: `steps` may be 2**64 - 1)."""
-        return -(-self.steps // max(1, self.checkpoint_every)) if self.steps else 1
+        return checkpoint_count(self.steps, self.checkpoint_every)
 
     @property
     def checkpoint_steps(self) -> tuple[int, ...]:
-        """The step counts after which a checkpoint is taken (the last one is `steps`).
-
-        Lists them: call only on a spec without `problems()`."""
-        if self.checkpoint_count > MAX_CHECKPOINTS:
-            raise InvalidSpec(f"at most {MAX_CHECKPOINTS} checkpoints (raise checkpoint_every)")
-        every = max(1, self.checkpoint_every)
-        marks = list(range(every, self.steps, every))
-        return (*marks, self.steps)
+        return checkpoint_steps(self.steps, self.checkpoint_every)
 
     def problems(self) -> list[str]:
         out = []
@@ -190,15 +214,9 @@ class TrainSpec:
             out.append(f"n_samples must be within 1..{MAX_SAMPLES}")
         if not 1 <= self.batch <= min(MAX_BATCH, max(1, self.n_samples)):
             out.append("batch must be within 1..n_samples")
-        if not 1 <= self.steps <= MAX_STEPS:
-            out.append(f"steps must be within 1..{MAX_STEPS}")
-        if not 1 <= self.lr_micros <= 10_000_000:
-            out.append("lr_micros must be within 1..10,000,000")
-        if not 1 <= self.checkpoint_every <= max(1, min(self.steps, MAX_CHECKPOINT_INTERVAL)):
-            out.append(f"checkpoint_every must be within 1..min(steps, "
-                       f"{MAX_CHECKPOINT_INTERVAL})")
-        elif self.checkpoint_count > MAX_CHECKPOINTS:
-            out.append(f"at most {MAX_CHECKPOINTS} checkpoints (raise checkpoint_every)")
+        if not 1 <= self.lr_micros <= MAX_LR_MICROS:
+            out.append(f"lr_micros must be within 1..{MAX_LR_MICROS:,}")
+        out += checkpoint_problems(self.steps, self.checkpoint_every)
         return out + _inputs_problems(self.inputs)
 
     def weight_count(self) -> int:
@@ -207,7 +225,7 @@ class TrainSpec:
     def work_units(self) -> int:
         # forward 2, backward 4 flops per weight per sample; a final evaluation pass over the data
         weights = self.weight_count()
-        return _units(6 * weights * self.batch * self.steps + 2 * weights * self.n_samples)
+        return flops_to_units(6 * weights * self.batch * self.steps + 2 * weights * self.n_samples)
 
 
 @dataclass(frozen=True, slots=True)
@@ -276,7 +294,7 @@ class InferSpec:
         return out + _inputs_problems(self.inputs)
 
     def work_units(self) -> int:
-        return _units(2 * self.arch.weight_count() * self.batch)
+        return flops_to_units(2 * self.arch.weight_count() * self.batch)
 
 
 class HasProblems(Protocol):

@@ -2,10 +2,29 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from gpu.device import Device, cpu_device
+from gpu.inputs import encode_inputs
 from gpu.workloads import WorkloadResult, run_workload
+from ogpu_node.blobs import file_id
+from ogpu_node.datasets import digits
+from ogpu_node.workloads.net import (
+    FLATTEN,
+    RELU,
+    LossKind,
+    NetTrainSpec,
+    Optimizer,
+    OptimizerKind,
+    Schedule,
+    ScheduleKind,
+    conv2d,
+    dense,
+    dropout,
+    max_pool,
+)
 from ogpu_node.workloads.spec import InferSpec, MatmulSpec, TrainSpec
 
 TRAIN = TrainSpec(seed=11, n_features=8, hidden=(16, 16), n_classes=3, n_samples=256, batch=16,
@@ -32,3 +51,27 @@ def multiplied(device: Device) -> WorkloadResult:
 @pytest.fixture(scope="session")
 def inferred(device: Device) -> WorkloadResult:
     return run_workload(INFER, device)
+
+
+DIGITS_CNN = NetTrainSpec(
+    seed=2026, input_shape=(1, 8, 8),
+    layers=(conv2d(16, 3, padding=1), RELU, max_pool(2), dropout(1_000), FLATTEN, dense(10)),
+    loss=LossKind.CROSS_ENTROPY,
+    optimizer=Optimizer(OptimizerKind.ADAM, lr_micros=3_000, beta1_micros=900_000,
+                        beta2_micros=999_000),
+    schedule=Schedule(ScheduleKind.COSINE, warmup_steps=20, floor_micros=300),
+    n_samples=1_797, val_bps=2_000, batch=32, steps=300, checkpoint_every=50,
+    inputs=b"\x00" * 32)
+
+
+@pytest.fixture(scope="session")
+def digits_task() -> tuple[NetTrainSpec, bytes]:
+    data = digits()
+    raw = encode_inputs(DIGITS_CNN, {"x": data.x, "labels": data.labels})
+    return replace(DIGITS_CNN, inputs=bytes(file_id(raw))), raw
+
+
+@pytest.fixture(scope="session")
+def digits_run(digits_task: tuple[NetTrainSpec, bytes], device: Device) -> WorkloadResult:
+    spec, raw = digits_task
+    return run_workload(spec, device, inputs=raw)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import tracemalloc
 from dataclasses import replace
+from typing import Any
 
 import numpy as np
 import pytest
@@ -30,6 +31,27 @@ from ogpu_node.workloads.limits import (
     fits_devices,
     memory_needed_bytes,
     memory_needed_mb,
+)
+from ogpu_node.workloads.net import (
+    FLATTEN,
+    GELU,
+    LAYER_NORM,
+    RELU,
+    SIGMOID,
+    TANH,
+    Layer,
+    LayerKind,
+    LossKind,
+    NetTrainSpec,
+    Optimizer,
+    OptimizerKind,
+    Schedule,
+    avg_pool,
+    conv2d,
+    dense,
+    dropout,
+    embedding,
+    max_pool,
 )
 from ogpu_node.workloads.spec import InferSpec, MatmulSpec, TrainSpec
 
@@ -72,6 +94,50 @@ def test_the_memory_count_bounds_the_measured_peak_closely(name: str, device: De
     peak, counted = measured_peak(spec, device), memory_needed_bytes(spec)
     assert peak <= counted + UNMODELLED_BYTES, (peak, counted)
     assert peak >= counted * 0.85, (peak, counted)  # a count, not a guess far above
+
+
+ADAM = Optimizer(OptimizerKind.ADAM, 1_000, 900_000, 999_000)
+
+
+def net(shape: tuple[int, ...], layers: tuple[Layer, ...], batch: int,
+        loss: LossKind = LossKind.CROSS_ENTROPY) -> NetTrainSpec:
+    return NetTrainSpec(seed=1, input_shape=shape, layers=layers, loss=loss,
+                        optimizer=ADAM, schedule=Schedule(), n_samples=600, val_bps=1_000,
+                        batch=batch, steps=2, checkpoint_every=1, inputs=b"\x00" * 32)
+
+
+NET_MEASURED = {
+    "net_convolutions": net((3, 16, 16), (conv2d(32, 3, padding=1), RELU, max_pool(2),
+                                          conv2d(32, 3, padding=1), GELU, avg_pool(2), FLATTEN,
+                                          dense(10)), batch=256),
+    "net_dense_norm_dropout": net((256,), (dense(1_024), LAYER_NORM, GELU, dropout(1_000),
+                                           dense(1_024), TANH, dense(10)), batch=256),
+    "net_embedding": net((32,), (embedding(1_000, 64), dense(64), SIGMOID, LAYER_NORM, dense(1),
+                                 FLATTEN), batch=256, loss=LossKind.MSE),
+    "net_by_its_parameters": net((64,), (dense(4_096), RELU, dense(4_096), dense(10)), batch=16),
+}
+"""Networks of every layer kind; the count is measured against a run on uploaded inputs."""
+
+
+@pytest.mark.parametrize("name", NET_MEASURED)
+def test_the_net_memory_count_bounds_the_measured_peak(name: str, device: Device) -> None:
+    spec = NET_MEASURED[name]
+    rng = np.random.default_rng(2)
+    arrays: dict[str, Any] = {}
+    for array, shape in spec.input_arrays():
+        if array == "labels":
+            arrays[array] = rng.integers(0, spec.output_shape[0], shape[0])
+        elif spec.layers[0].kind is LayerKind.EMBEDDING:
+            arrays[array] = rng.integers(0, spec.layers[0].arg("vocab"), shape)
+        else:
+            arrays[array] = rng.normal(size=shape)
+    raw = encode_inputs(spec, arrays)
+    uploaded = replace(spec, inputs=bytes(file_id(raw)))
+    peak, counted = measured_peak(uploaded, device, raw), memory_needed_bytes(uploaded)
+    assert peak <= counted + UNMODELLED_BYTES, (peak, counted)
+    # measured 0.70 (convolutions: their backward frees activations as it goes), 0.77, 0.85,
+    # 1.00 of the count less the inputs file (allocated before the run)
+    assert peak >= (counted - len(raw)) * 0.65, (peak, counted)
 
 
 def test_uploaded_inputs_stay_within_the_count(device: Device) -> None:

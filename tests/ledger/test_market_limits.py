@@ -31,6 +31,16 @@ from ogpu_node.workloads.limits import (
     needs,
 )
 from ogpu_node.workloads.models import no_models
+from ogpu_node.workloads.net import (
+    LAYER_ARGS,
+    Layer,
+    LayerKind,
+    LossKind,
+    NetTrainSpec,
+    Optimizer,
+    OptimizerKind,
+    Schedule,
+)
 from ogpu_node.workloads.spec import (
     MAX_MATMUL_N,
     MODELS,
@@ -79,7 +89,7 @@ def edge(name: str) -> tuple[TrainSpec, TrainSpec]:
     return family(low), family(high)
 
 
-def submission(spec: MatmulSpec | TrainSpec | InferSpec) -> SubmitTask:
+def submission(spec: MatmulSpec | TrainSpec | InferSpec | NetTrainSpec) -> SubmitTask:
     return SubmitTask(spec.KIND, encode(spec), max_price=1, min_benchmark=0, exec_ms=20_000,
                       ttl_ms=200_000)
 
@@ -144,7 +154,33 @@ def train_specs(draw: st.DrawFn) -> TrainSpec:
                      steps=steps, lr_micros=draw(sizes(10_000_000)), checkpoint_every=every)
 
 
+@st.composite
+def net_specs(draw: st.DrawFn) -> NetTrainSpec:
+    """Networks of random layers (most of them impossible: their refusal is what is checked),
+    with sizes near the limits."""
+    random_layers = tuple(Layer(kind, tuple(draw(sizes(4_096)) for _ in LAYER_ARGS[kind]))
+                          for kind in draw(st.lists(st.sampled_from(list(LayerKind)),
+                                                    min_size=1, max_size=8)))
+    cnn = (Layer(LayerKind.CONV2D, (draw(sizes(4_096)), 3, 1, 1)), Layer(LayerKind.RELU),
+           Layer(LayerKind.MAX_POOL, (2, 2)), Layer(LayerKind.FLATTEN),
+           Layer(LayerKind.DENSE, (draw(st.integers(2, 8_192)),)))
+    layers = draw(st.sampled_from([random_layers, cnn]))
+    rank = (3,) if layers is cnn else (1, 2, 3)
+    shape = tuple(draw(st.integers(2, 64)) for _ in range(draw(st.sampled_from(rank))))
+    samples = draw(sizes(1_000_000))
+    steps = draw(sizes(51_200))
+    return NetTrainSpec(
+        seed=draw(st.integers(0, 2**64 - 1)),
+        input_shape=shape,
+        layers=layers, loss=draw(st.sampled_from(list(LossKind))),
+        optimizer=Optimizer(draw(st.sampled_from(list(OptimizerKind))), draw(sizes(10**7))),
+        schedule=Schedule(), n_samples=samples, val_bps=draw(sizes(5_000)),
+        batch=draw(sizes(65_536)), steps=steps, checkpoint_every=min(steps, 200),
+        inputs=b"\x01" * 32)
+
+
 SPECS = st.one_of(
+    net_specs(),
     st.builds(MatmulSpec, n=sizes(MAX_MATMUL_N + 1), seed=st.integers(0, 2**64 - 1)),
     train_specs(), train_specs(),
     st.builds(InferSpec, model=st.sampled_from(sorted(MODELS)), seed=st.integers(0, 2**64 - 1),
@@ -155,7 +191,7 @@ SPECS = st.one_of(
 @settings(max_examples=examples(300, 5_000))
 @given(SPECS)
 def test_whatever_the_ledger_accepts_the_worker_accepts(
-        spec: MatmulSpec | TrainSpec | InferSpec) -> None:
+        spec: MatmulSpec | TrainSpec | InferSpec | NetTrainSpec) -> None:
     try:
         task_terms(MARKET_PARAMS, submission(spec), no_models)
     except TaskOverLimit as exc:  # over a limit: the worker refuses it for the same one

@@ -70,6 +70,20 @@ from ogpu_node.ledger.tx import (
 from ogpu_node.types import Amount, Hash32, ogpu, parse_amount
 from ogpu_node.workloads.kinds import SPEC_TYPES, WorkloadSpec
 from ogpu_node.workloads.models import ModelInferSpec
+from ogpu_node.workloads.net import (
+    FLATTEN,
+    RELU,
+    LossKind,
+    NetTrainSpec,
+    Optimizer,
+    OptimizerKind,
+    Schedule,
+    ScheduleKind,
+    conv2d,
+    dense,
+    dropout,
+    max_pool,
+)
 from ogpu_node.workloads.spec import InferSpec, MatmulSpec, TrainSpec
 from tests.ledger.market_helpers import DIGITS_MODEL
 
@@ -144,6 +158,15 @@ TX_CASES: dict[str, Payload] = {
     "submit_task_infer": submit(InferSpec("mlp-small", seed=5, batch=128), max_price=900),
     "submit_task_model_infer": submit(ModelInferSpec(
         stand_in_id("model"), batch=360, inputs=stand_in_id("model inputs")), max_price=2_000),
+    "submit_task_train_net": submit(NetTrainSpec(
+        seed=9, input_shape=(1, 8, 8),
+        layers=(conv2d(16, 3, padding=1), RELU, max_pool(2), dropout(500), FLATTEN, dense(10)),
+        loss=LossKind.CROSS_ENTROPY,
+        optimizer=Optimizer(OptimizerKind.ADAMW, lr_micros=3_000, beta1_micros=900_000,
+                            beta2_micros=999_000, weight_decay_micros=10_000),
+        schedule=Schedule(ScheduleKind.COSINE, warmup_steps=20, floor_micros=300),
+        n_samples=1_797, val_bps=2_000, batch=32, steps=300, checkpoint_every=50,
+        inputs=stand_in_id("digits"), init=stand_in_id("weights")), max_price=40),
     "submit_task_matmul_inputs": submit(
         MatmulSpec(n=512, seed=0, inputs=stand_in_id("inputs")), max_price=1_000),
     "commit_bid": CommitBid(TASK, bid_commitment(TASK, 2, TX_SENDER.address, 17, b"salt-1")),
