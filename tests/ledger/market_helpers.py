@@ -31,6 +31,7 @@ from ogpu_node.ledger.market.records import (
 from ogpu_node.ledger.market.verification import verdict_seal
 from ogpu_node.ledger.tx import Payload
 from ogpu_node.types import Hash32, ogpu
+from ogpu_node.workloads.kinds import WorkloadSpec, checkpoint_total
 from ogpu_node.workloads.models import ElemType, ModelInfo, TensorInfo
 from ogpu_node.workloads.spec import MatmulSpec, TrainSpec
 from tests.ledger.helpers import CHAIN_ID, FEE, KEYS, next_block, signed
@@ -67,8 +68,8 @@ def market_genesis(params: Params = MARKET_PARAMS) -> State:
     )
 
 
-def result_for(task: Task, *, spec: MatmulSpec | TrainSpec = MATMUL) -> TaskResult:
-    checkpoints = spec.checkpoint_count if isinstance(spec, TrainSpec) else 0
+def result_for(task: Task, *, spec: WorkloadSpec = MATMUL) -> TaskResult:
+    checkpoints = checkpoint_total(spec)
     ids = tuple(digest(b"ckpt", bytes([i])) for i in range(checkpoints))
     return TaskResult(digest(b"out", task.spec), digest(b"root", b"".join(ids)), ids,
                       (("loss_micros", 1234),), key_commitment(RELEASED_KEY))
@@ -106,7 +107,7 @@ class MarketChain:
                  stake: int = ogpu(500)) -> None:
         self.send(key, RegisterProvider(GPU, benchmark, floor, stake))
 
-    def submit(self, spec: MatmulSpec | TrainSpec = MATMUL, *, max_price: int = ogpu(1),
+    def submit(self, spec: WorkloadSpec = MATMUL, *, max_price: int = ogpu(1),
                min_benchmark: int = 0, exec_ms: int = 20_000, ttl_ms: int = 200_000) -> Hash32:
         payload = SubmitTask(spec.KIND, encode(spec), max_price, min_benchmark, exec_ms, ttl_ms)
         return self.send(CLIENT, payload).hash

@@ -59,7 +59,19 @@ from ogpu_node.ledger.params import BPS, MAX_BIDS_PER_TASK, Params
 from ogpu_node.ledger.state import State, compute_records_hash
 from ogpu_node.types import Address, Hash32, ogpu
 from ogpu_node.workloads.models import ModelInferSpec
-from ogpu_node.workloads.spec import MatmulSpec
+from ogpu_node.workloads.net import (
+    FLATTEN,
+    RELU,
+    LossKind,
+    NetTrainSpec,
+    Optimizer,
+    OptimizerKind,
+    Schedule,
+    ScheduleKind,
+    conv2d,
+    dense,
+)
+from ogpu_node.workloads.spec import MatmulSpec, TrainSpec
 from tests.ledger.helpers import FEE, KEYS, snapshot
 from tests.ledger.market_helpers import (
     CLIENT,
@@ -481,11 +493,20 @@ def test_free_stake_must_cover_the_deposit_and_the_collateral_of_an_award() -> N
     conserved(chain.state)
 
 
-def test_training_result_must_list_every_checkpoint(chain: MarketChain) -> None:
-    task_id = chain.submit(TRAIN)
+NET = NetTrainSpec(
+    seed=1, input_shape=(1, 8, 8), layers=(conv2d(4, 3), RELU, FLATTEN, dense(10)),
+    loss=LossKind.CROSS_ENTROPY, optimizer=Optimizer(OptimizerKind.ADAM, 1_000),
+    schedule=Schedule(ScheduleKind.CONSTANT), n_samples=1_000, val_bps=2_000, batch=32,
+    steps=200, checkpoint_every=50, inputs=b"\x01" * 32)
+
+
+@pytest.mark.parametrize("spec", [TRAIN, NET], ids=["mlp", "network"])
+def test_training_result_must_list_every_checkpoint(chain: MarketChain,
+                                                    spec: TrainSpec | NetTrainSpec) -> None:
+    task_id = chain.submit(spec)
     chain.auction(task_id, {1: 10})
     task = chain.task(task_id)
-    good = result_for(task, spec=TRAIN)
+    good = result_for(task, spec=spec)
     assert len(good.checkpoint_ids) == 4
     short = replace(good, checkpoint_ids=good.checkpoint_ids[:-1])
     with pytest.raises(MarketRuleError):

@@ -23,7 +23,7 @@ from ogpu_node.ledger.market.payloads import (
 from ogpu_node.ledger.market.records import MAX_DEVICES
 from ogpu_node.ledger.params import BPS, Params
 from ogpu_node.types import HASH_LEN, MAX_AMOUNT, Hash32
-from ogpu_node.workloads.kinds import WorkloadSpec, decode_spec
+from ogpu_node.workloads.kinds import WorkloadSpec, decode_bound_spec
 from ogpu_node.workloads.limits import limit_refusal, memory_needed_mb
 from ogpu_node.workloads.models import ModelInferSpec, ModelLookup
 from ogpu_node.workloads.spec import MAX_BATCH, MODELS, InvalidSpec
@@ -62,14 +62,9 @@ def task_terms(params: Params, p: SubmitTask, models: ModelLookup) -> TaskTerms:
     before it starts). A registered model's inference is priced by the model's info (`models`),
     and the spec comes back bound to it."""
     try:
-        spec = decode_spec(p.kind, p.spec)
+        spec = decode_bound_spec(p.kind, p.spec, models)
     except InvalidSpec as exc:
         raise InvalidTaskSpec(str(exc)) from exc
-    if isinstance(spec, ModelInferSpec):
-        info = models(spec.model)
-        if info is None:
-            raise InvalidTaskSpec(f"unknown model {spec.model.hex()}")
-        spec = spec.bound(info)
     refusal = limit_refusal(spec)
     if refusal is not None:
         raise TaskOverLimit(str(refusal)) from refusal

@@ -129,8 +129,7 @@ from ogpu_node.ledger.market.verification import (
 from ogpu_node.ledger.params import BPS, Params
 from ogpu_node.ledger.working import Working
 from ogpu_node.types import Address, Hash32
-from ogpu_node.workloads.kinds import decode_spec
-from ogpu_node.workloads.spec import TrainSpec
+from ogpu_node.workloads.kinds import checkpoint_total, decode_spec
 
 
 def process_market_tx(w: Working, task_id: Hash32, sender: Address,
@@ -420,7 +419,7 @@ def process_commit_result(w: Working, sender: Address, p: CommitResult) -> None:
     if sender != task.attempt.provider:
         raise NotPermitted("only the awarded provider may commit a result")
     spec = decode_spec(task.kind, task.spec)
-    wanted = spec.checkpoint_count if isinstance(spec, TrainSpec) else 0
+    wanted = checkpoint_total(spec)
     if len(p.result.checkpoint_ids) != wanted:
         raise MarketRuleError(f"the result must list {wanted} checkpoints, "
                               f"it lists {len(p.result.checkpoint_ids)}")
