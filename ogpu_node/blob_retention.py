@@ -2,11 +2,14 @@
 
 A file is referenced while a task or pool that names it is open, and for `retention_ms` of block
 time after it closed, so that a client can still download its results (and a late verifier
-its inputs). Task files are the spec's uploaded inputs, the result's output and its
-checkpoints; pool files are the outputs of the requests its record keeps. A closed task's
-close time is its `phase_end_ms` (`_close` sets it to the block time); a pool request has ended
-by its `deadline_ms` (a checked request's deadline is reset to its verdict window's end), so a
-closed pool keeps each request's output until that deadline plus the retention.
+its inputs). Task files are the client's uploads its spec names (inputs, a network's initial
+weights: `workloads.kinds.client_files`), the result's output and its checkpoints; pool files
+are the uploaded inputs and the outputs of the requests its record keeps. A registered model's
+file is kept for ever, as its record is: tasks and pools may name the model at any time. A
+closed task's close time is its `phase_end_ms` (`_close` sets it to the block time); a pool
+request has ended by its `deadline_ms` (a checked request's deadline is reset to its verdict
+window's end), so a closed pool keeps each request's files until that deadline plus the
+retention.
 
 Uploads that no task names yet are not here: the store's grace period covers them.
 """
@@ -18,19 +21,18 @@ from collections.abc import Callable
 from ogpu_node.ledger.market.records import Pool, Task, TaskStatus
 from ogpu_node.ledger.state import State
 from ogpu_node.types import Hash32
-from ogpu_node.workloads.kinds import decode_spec
+from ogpu_node.workloads.kinds import client_files, decode_spec
 from ogpu_node.workloads.spec import InvalidSpec
 
 
 def task_files(task: Task) -> list[Hash32]:
-    """The file ids a task names: its uploaded inputs, its result's output and checkpoints."""
+    """The file ids a task names: the client's uploads, its result's output and checkpoints."""
     files: list[Hash32] = []
     try:
-        inputs = decode_spec(task.kind, task.spec).inputs
-    except InvalidSpec:  # admitted specs decode; a record that does not names no inputs
-        inputs = b""
-    if inputs:
-        files.append(Hash32(inputs))
+        uploads = client_files(decode_spec(task.kind, task.spec))
+    except InvalidSpec:  # admitted specs decode; a record that does not names no uploads
+        uploads = []
+    files.extend(Hash32(f) for f in uploads)
     if task.attempt.result is not None:
         files.append(task.attempt.result.output_id)
         files.extend(task.attempt.result.checkpoint_ids)
@@ -38,10 +40,11 @@ def task_files(task: Task) -> list[Hash32]:
 
 
 def pool_files(pool: Pool, since_ms: int) -> list[Hash32]:
-    """The outputs of an open pool's requests; of a closed pool's, those whose request ended
-    after `since_ms`."""
-    return [r.output_id for r in pool.requests
-            if r.output_id is not None and (not pool.closed or r.deadline_ms > since_ms)]
+    """The uploaded inputs and outputs of an open pool's requests; of a closed pool's, those
+    whose request ended after `since_ms`."""
+    kept = [r for r in pool.requests if not pool.closed or r.deadline_ms > since_ms]
+    return ([r.output_id for r in kept if r.output_id is not None]
+            + [Hash32(r.inputs) for r in kept if r.inputs])
 
 
 def referenced_file_ids(state: State, retention_ms: int) -> set[Hash32]:
@@ -60,6 +63,7 @@ def referenced_file_ids(state: State, retention_ms: int) -> set[Hash32]:
             files.update(task_files(task))
     for pool in state.pools.values():
         files.update(pool_files(pool, since_ms))
+    files.update(model.file_id for model in state.models.values())
     return files
 
 

@@ -10,6 +10,7 @@ from ogpu_node.hashing import digest
 from ogpu_node.ledger import State
 from ogpu_node.ledger.market.records import (
     Attempt,
+    Model,
     Pool,
     PoolRequest,
     RequestStatus,
@@ -21,7 +22,13 @@ from ogpu_node.ledger.state import open_task_ids
 from ogpu_node.types import Address, Hash32
 from ogpu_node.workloads.spec import MatmulSpec
 from tests.ledger.helpers import KEYS, genesis
-from tests.ledger.market_helpers import MATMUL, PROVIDER_A, MarketChain
+from tests.ledger.market_helpers import (
+    DIGITS_MODEL,
+    MATMUL,
+    NET_TRAIN,
+    PROVIDER_A,
+    MarketChain,
+)
 
 NOW = 50_000_000
 RETENTION_MS = 1_000
@@ -73,9 +80,17 @@ def test_open_and_recently_closed_tasks_and_pools_keep_their_files() -> None:
         fid("closed pool"): pool(True, request("r3", "late answer", NOW - RETENTION_MS + 1),
                                  request("r4", "old answer", NOW - RETENTION_MS)),
     }
-    assert referenced_file_ids(market_state(tasks, pools), RETENTION_MS) == {
+    tasks[fid("fine-tuning")] = replace(
+        task(TaskStatus.BIDDING), kind=int(NET_TRAIN.KIND),
+        spec=encode(replace(NET_TRAIN, inputs=fid("rows"), init=fid("weights"))))
+    pools[fid("model pool")] = pool(False, replace(request("r5", "logits", NOW + 5),
+                                                   inputs=fid("images")))
+    model = Model(OWNER, "digits", fid("model file"), DIGITS_MODEL, 0)
+    state = replace(market_state(tasks, pools), models={fid("model"): model})
+    assert referenced_file_ids(state, RETENTION_MS) == {
         fid("inputs"), fid("out"), fid("c1"), fid("c2"), fid("inputs2"), fid("out2"),
-        fid("answer"), fid("late answer")}
+        fid("answer"), fid("late answer"), fid("rows"), fid("weights"), fid("logits"),
+        fid("images"), fid("model file")}
 
 
 def test_the_node_provider_computes_once_per_height() -> None:

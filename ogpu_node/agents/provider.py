@@ -58,14 +58,14 @@ from gpu.cpus import on_cpus
 from gpu.device import Device, detect
 from gpu.device_bench import benchmark_score
 from gpu.errors import GpuError, WorkloadCancelled
-from gpu.inputs import InputsError, check_inputs, inputs_max_bytes
 from gpu.worker_process import Workers, workers_for
 from gpu.workloads import WorkloadResult, run_workload
 from ogpu_node.agents.closing import Closing
 from ogpu_node.agents.result_keys import serve_result_keys
 from ogpu_node.agents.secrets import AgentSecrets
+from ogpu_node.agents.task_files import FilesUnusable, TaskFiles, fetch_task_files
 from ogpu_node.agents.wallet import NodeWallet
-from ogpu_node.blobs import BlobError, FileTooLarge, file_id
+from ogpu_node.blobs import file_id
 from ogpu_node.errors import OgpuError
 from ogpu_node.ledger import State
 from ogpu_node.ledger.errors import InvalidTransaction
@@ -101,6 +101,7 @@ from ogpu_node.result_crypto import ResultKey, ephemeral_public, new_ephemeral, 
 from ogpu_node.types import Address, Hash32
 from ogpu_node.workloads.kinds import WorkloadSpec, decode_spec
 from ogpu_node.workloads.limits import DeviceMemoryTooSmall, SpecOverLimit
+from ogpu_node.workloads.net import NetTrainSpec
 from ogpu_node.workloads.spec import InferSpec, InvalidSpec, TrainSpec
 from p2p.network import TaskStatus as StartedStatus
 
@@ -386,8 +387,8 @@ class ProviderAgent:
         assert workers is not None  # set while `serve` runs, which starts this
         try:
             spec = decode_spec(task.kind, task.spec)
-            inputs = await self._inputs(task_id, task, spec) if spec.inputs else None
-            if spec.inputs and inputs is None:
+            files = await self._task_files(task_id, task, spec)
+            if files is None:
                 return
             log.info("running task %s: %s", task_id.hex()[:12], spec)
             sealer = self._sealer(task_id, task)
@@ -415,7 +416,7 @@ class ProviderAgent:
                 try:
                     result = await trio.to_thread.run_sync(
                         workers.call, "run_workload",
-                        {"spec": spec, "inputs": inputs, "sealer": sealer},
+                        {"spec": spec, "sealer": sealer, **files.workload_args()},
                         on_progress, should_stop, store)
                 except WorkloadCancelled:
                     log.info("task %s is no longer ours: stopped", task_id.hex()[:12])
@@ -485,25 +486,17 @@ class ProviderAgent:
         kept = self.result_keys.get((item, attempt)) if ours else None
         return bytes(kept[0]) if kept else None
 
-    async def _inputs(self, task_id: Hash32, task: Task, spec: WorkloadSpec) -> bytes | None:
-        """The task's uploaded inputs, checked against the spec; None after reporting them
+    async def _task_files(self, task_id: Hash32, task: Task,
+                          spec: WorkloadSpec) -> TaskFiles | None:
+        """The files the task's spec names (`task_files`), checked; None after reporting them
         missing or malformed (or when the task stopped being ours meanwhile)."""
         reason = "inputs_missing"
         if self.policy.fault != "false_report":
             try:
-                raw = await self.node.files.fetch_file(spec.inputs, inputs_max_bytes(spec),
-                                                       attempts=INPUTS_FETCH_ATTEMPTS,
-                                                       retry_s=INPUTS_RETRY_S)
-                await trio.to_thread.run_sync(check_inputs, spec, raw)
-                return raw
-            except FileTooLarge as exc:
-                reason = "inputs_malformed"
-                log.warning("task %s: its inputs file is too large: %s", task_id.hex()[:12], exc)
-            except BlobError as exc:
-                log.warning("task %s: cannot fetch its inputs: %s", task_id.hex()[:12], exc)
-            except InputsError as exc:
-                reason = "inputs_malformed"
-                log.warning("task %s: its inputs are malformed: %s", task_id.hex()[:12], exc)
+                return await fetch_task_files(spec, self._fetch_client_file)
+            except FilesUnusable as exc:
+                reason = exc.reason
+                log.warning("task %s: %s", task_id.hex()[:12], exc)
         else:
             log.warning("fault injection: reporting the inputs of %s missing",
                         task_id.hex()[:12])
@@ -511,6 +504,11 @@ class ProviderAgent:
             await self.wallet.send_once(("inputs", (bytes(task_id), task.attempt.number)),
                                         ReportMissingInputs(task_id, reason))
         return None
+
+    async def _fetch_client_file(self, file_id: bytes, max_bytes: int) -> bytes:
+        return await self.node.files.fetch_file(file_id, max_bytes,
+                                                attempts=INPUTS_FETCH_ATTEMPTS,
+                                                retry_s=INPUTS_RETRY_S)
 
     async def _report_progress(self, task_id: Hash32, attempt: int) -> None:
         key = (bytes(task_id), attempt)
@@ -542,7 +540,7 @@ def return_reason(error: OgpuError) -> ReturnReason:
 def corrupt_result(result: WorkloadResult, spec: object, sealer: Sealer) -> WorkloadResult:
     """Fault injection: the same result with wrong numbers (see the module docstring); `sealer`
     opens and seals its files again."""
-    if isinstance(spec, TrainSpec):
+    if isinstance(spec, TrainSpec | NetTrainSpec):
         rng = np.random.default_rng(0)
         checkpoints = []
         for number, raw in enumerate(result.checkpoints):

@@ -45,14 +45,14 @@ import trio
 from gpu.artifacts import MAX_ARTIFACT_BYTES, checkpoint_chain
 from gpu.device import Device, detect
 from gpu.errors import CheckpointsNeeded, GpuError, WorkloadCancelled
-from gpu.inputs import InputsError, check_inputs, inputs_max_bytes
 from gpu.verify import Verdict, checkpoints_to_check
 from gpu.worker_process import Workers, workers_for
 from ogpu_node.agents.closing import Closing
 from ogpu_node.agents.result_keys import ResultKeyUnavailable, fetch_result_key
 from ogpu_node.agents.secrets import AgentSecrets
+from ogpu_node.agents.task_files import FilesUnusable, TaskFiles, fetch_task_files
 from ogpu_node.agents.wallet import NodeWallet
-from ogpu_node.blobs import BlobError, FileTooLarge
+from ogpu_node.blobs import BlobError
 from ogpu_node.encoding import pack
 from ogpu_node.hashing import digest
 from ogpu_node.ledger.errors import InvalidTransaction
@@ -72,6 +72,7 @@ from ogpu_node.node.node import Node
 from ogpu_node.result_crypto import ResultKey, ResultKeyError
 from ogpu_node.types import Address, Hash32
 from ogpu_node.workloads.kinds import WorkloadSpec, decode_spec
+from ogpu_node.workloads.net import NetTrainSpec
 from ogpu_node.workloads.spec import InferSpec, MatmulSpec, TrainSpec
 from p2p.network import TaskStatus as StartedStatus
 
@@ -271,10 +272,10 @@ class VerifierAgent:
         result, policy = task.attempt.result, self.policy
         rng = self._rng(task_id, task.attempt.number)
         try:
-            uploaded = (await self._fetch(spec.inputs, inputs_max_bytes(spec)) if spec.inputs
-                        else None)
-        except BlobError as exc:
+            files = await fetch_task_files(spec, self._fetch)
+        except FilesUnusable as exc:
             return Verdict(False, f"inputs_unavailable: {exc}", "fetch", 0.0)
+        uploaded = files.inputs
         client = self.node.chain.state.account(task.client).public_key
         try:
             key = await fetch_result_key(self.node, task_id, b"", task.attempt.number,
@@ -283,8 +284,8 @@ class VerifierAgent:
         except ResultKeyUnavailable as exc:
             return Verdict(False, f"key_unavailable: {exc}", "fetch key", 0.0)
         try:
-            if isinstance(spec, TrainSpec):
-                return await self._check_training(task_id, task, spec, rng, uploaded, key)
+            if isinstance(spec, TrainSpec | NetTrainSpec):
+                return await self._check_training(task_id, task, spec, rng, files, key)
             try:
                 output = key.open(0, await self._fetch(result.output_id))
             except ResultKeyError as exc:
@@ -300,9 +301,9 @@ class VerifierAgent:
         except BlobError as exc:
             return Verdict(False, f"output_unavailable: {exc}", "fetch", 0.0)
 
-    async def _check_training(self, task_id: Hash32, task: Task, spec: TrainSpec,
-                              rng: np.random.Generator, uploaded: bytes | None,
-                              key: ResultKey) -> Verdict:
+    async def _check_training(self, task_id: Hash32, task: Task,
+                              spec: TrainSpec | NetTrainSpec, rng: np.random.Generator,
+                              files: TaskFiles, key: ResultKey) -> Verdict:
         """Replay intervals and recompute the metrics. On the provider's kind of device (the
         same device model) a replay is bit-exact, so the intervals' ends are fetched only if a
         replay does not hash to its committed id (`CheckpointsNeeded`): a third less to fetch
@@ -321,16 +322,16 @@ class VerifierAgent:
             if broken or any(i >= len(ids) for i in wanted):
                 wanted = []  # a broken chain: the check rejects it before reading any
             missing = [i for i in wanted if i not in fetched]
-            files = await self.node.files.fetch_files(
+            checkpoints = await self.node.files.fetch_files(
                 [ids[i] for i in missing], MAX_ARTIFACT_BYTES, attempts=FETCH_ATTEMPTS,
                 retry_s=FETCH_RETRY_S)
-            fetched.update(zip(missing, files, strict=True))
+            fetched.update(zip(missing, checkpoints, strict=True))
             try:
                 return await self._run_check("verify_training", dict(
                     spec=spec, checkpoints=fetched, checkpoint_ids=ids,
                     checkpoint_root=result.checkpoint_root, metrics=dict(result.metrics),
-                    intervals=intervals, rng=copy.deepcopy(rng), uploaded=uploaded,
-                    sealer=key),
+                    intervals=intervals, rng=copy.deepcopy(rng), uploaded=files.inputs,
+                    sealer=key, weights=files.weights),
                     task_id, task)
             except CheckpointsNeeded as exc:
                 log.info("task %s: %s; fetching the intervals' ends", task_id.hex()[:12], exc)
@@ -341,17 +342,9 @@ class VerifierAgent:
         verdict is *ok* (the report stands) when this member cannot get valid inputs either."""
         start = trio.current_time()
         try:
-            raw = await self._fetch(spec.inputs, inputs_max_bytes(spec))
-            await trio.to_thread.run_sync(check_inputs, spec, raw)
-        except FileTooLarge as exc:
-            return Verdict(True, f"inputs_malformed: {exc}", "fetch inputs",
-                           trio.current_time() - start)
-        except BlobError as exc:
-            return Verdict(True, f"inputs_missing: {exc}", "fetch inputs",
-                           trio.current_time() - start)
-        except InputsError as exc:
-            return Verdict(True, f"inputs_malformed: {exc}", "fetch and check inputs",
-                           trio.current_time() - start)
+            await fetch_task_files(spec, self._fetch)
+        except FilesUnusable as exc:
+            return Verdict(True, str(exc), "fetch and check inputs", trio.current_time() - start)
         return Verdict(False, "inputs_available: fetched and well-formed",
                        "fetch and check inputs", trio.current_time() - start)
 

@@ -33,6 +33,18 @@ from ogpu_node.ledger.tx import Payload
 from ogpu_node.types import Hash32, ogpu
 from ogpu_node.workloads.kinds import WorkloadSpec, checkpoint_total
 from ogpu_node.workloads.models import ElemType, ModelInfo, TensorInfo
+from ogpu_node.workloads.net import (
+    FLATTEN,
+    RELU,
+    LossKind,
+    NetTrainSpec,
+    Optimizer,
+    OptimizerKind,
+    Schedule,
+    ScheduleKind,
+    conv2d,
+    dense,
+)
 from ogpu_node.workloads.spec import MatmulSpec, TrainSpec
 from tests.ledger.helpers import CHAIN_ID, FEE, KEYS, next_block, signed
 
@@ -53,6 +65,12 @@ DIGITS_MODEL = ModelInfo(
     outputs=(TensorInfo("logits", ElemType.FLOAT, (10,)),), flops_per_row=98_560,
     weight_bytes=58_000, activation_bytes_per_row=4_608)
 """The info of a small convolutional network on the 8x8 digits, as a registration claims it."""
+NET_TRAIN = NetTrainSpec(
+    seed=1, input_shape=(1, 8, 8), layers=(conv2d(4, 3), RELU, FLATTEN, dense(10)),
+    loss=LossKind.CROSS_ENTROPY, optimizer=Optimizer(OptimizerKind.ADAM, 1_000),
+    schedule=Schedule(ScheduleKind.CONSTANT), n_samples=1_000, val_bps=2_000, batch=32,
+    steps=200, checkpoint_every=50, inputs=b"\x01" * 32)
+"""A small convolutional network on 8x8 images: 4 checkpoints."""
 TRAIN = TrainSpec(seed=3, n_features=16, hidden=(32,), n_classes=4, n_samples=256, batch=32,
                   steps=40, lr_micros=50_000, checkpoint_every=10)
 GPU = (Device("test-gpu", 16_000),)

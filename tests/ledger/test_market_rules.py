@@ -59,18 +59,7 @@ from ogpu_node.ledger.params import BPS, MAX_BIDS_PER_TASK, Params
 from ogpu_node.ledger.state import State, compute_records_hash
 from ogpu_node.types import Address, Hash32, ogpu
 from ogpu_node.workloads.models import ModelInferSpec
-from ogpu_node.workloads.net import (
-    FLATTEN,
-    RELU,
-    LossKind,
-    NetTrainSpec,
-    Optimizer,
-    OptimizerKind,
-    Schedule,
-    ScheduleKind,
-    conv2d,
-    dense,
-)
+from ogpu_node.workloads.net import NetTrainSpec
 from ogpu_node.workloads.spec import MatmulSpec, TrainSpec
 from tests.ledger.helpers import FEE, KEYS, snapshot
 from tests.ledger.market_helpers import (
@@ -79,6 +68,7 @@ from tests.ledger.market_helpers import (
     GPU,
     MARKET_PARAMS,
     MATMUL,
+    NET_TRAIN,
     OUTSIDER,
     PROVIDER_A,
     PROVIDER_B,
@@ -493,14 +483,7 @@ def test_free_stake_must_cover_the_deposit_and_the_collateral_of_an_award() -> N
     conserved(chain.state)
 
 
-NET = NetTrainSpec(
-    seed=1, input_shape=(1, 8, 8), layers=(conv2d(4, 3), RELU, FLATTEN, dense(10)),
-    loss=LossKind.CROSS_ENTROPY, optimizer=Optimizer(OptimizerKind.ADAM, 1_000),
-    schedule=Schedule(ScheduleKind.CONSTANT), n_samples=1_000, val_bps=2_000, batch=32,
-    steps=200, checkpoint_every=50, inputs=b"\x01" * 32)
-
-
-@pytest.mark.parametrize("spec", [TRAIN, NET], ids=["mlp", "network"])
+@pytest.mark.parametrize("spec", [TRAIN, NET_TRAIN], ids=["mlp", "network"])
 def test_training_result_must_list_every_checkpoint(chain: MarketChain,
                                                     spec: TrainSpec | NetTrainSpec) -> None:
     task_id = chain.submit(spec)

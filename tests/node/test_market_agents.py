@@ -17,10 +17,11 @@ import pytest
 import trio
 import trio.testing
 
-from gpu.artifacts import decode_arrays
+from gpu.artifacts import decode_arrays, encode_arrays
 from gpu.device import Device, cpu_device
 from gpu.errors import ArtifactError
 from gpu.inputs import encode_inputs
+from gpu.nn.data import seed_params
 from gpu.verify import checkpoints_to_check
 from gpu.workloads import run_workload
 from ogpu_node.agents import provider as provider_module
@@ -30,6 +31,7 @@ from ogpu_node.agents.secrets import AgentSecrets
 from ogpu_node.agents.verifier import VerifierAgent, VerifierPolicy
 from ogpu_node.blobs import DEFAULT_MAX_STORE_BYTES, BlobStore, file_id
 from ogpu_node.chain import Chain
+from ogpu_node.datasets import digits
 from ogpu_node.encoding import encode
 from ogpu_node.genesis import Genesis, build_genesis, dev_account_key, load_template
 from ogpu_node.keys import PrivateKey
@@ -54,9 +56,12 @@ from ogpu_node.result_crypto import (
 )
 from ogpu_node.storage import ChainStore, LevelDBKV, MemoryKV
 from ogpu_node.types import Hash32, ogpu
+from ogpu_node.workloads.kinds import WorkloadSpec
 from ogpu_node.workloads.limits import memory_needed_mb
+from ogpu_node.workloads.net import NetTrainSpec
 from ogpu_node.workloads.spec import TrainSpec
 from p2p.memory import MemoryHub
+from tests.ledger.market_helpers import NET_TRAIN
 
 VALIDATORS = [PrivateKey.from_seed(bytes([i + 31]) * 32) for i in range(4)]
 CLIENT = dev_account_key(0)
@@ -154,7 +159,7 @@ async def wait_for(node: Node, done: object) -> None:
             await blocks.receive()
 
 
-async def submit(node: Node, nonce: int, spec: TrainSpec = SPEC, **changes: int) -> Hash32:
+async def submit(node: Node, nonce: int, spec: WorkloadSpec = SPEC, **changes: int) -> Hash32:
     fields = {"max_price": ogpu(1), "min_benchmark": 0, "exec_ms": 10_000, "ttl_ms": 60_000}
     fields.update(changes)
     tx = sign_transaction(CLIENT, chain_id=node.chain.state.chain_id, nonce=nonce, fee=1_000,
@@ -420,6 +425,38 @@ async def test_uploaded_inputs_are_fetched_trained_on_and_verified(tmp_path: obj
         with pytest.raises(ResultKeyError):  # anyone else, holding the released key too
             client_key(VALIDATORS[2], released, commitment, task_id,
                        task.attempt.number).open(number, sealed)
+
+
+def fine_tuning_spec() -> tuple[NetTrainSpec, bytes, bytes]:
+    """A small convolutional network fine-tuned on 400 real digits from weights of the
+    client's own (here the seed's), with the inputs and weights files."""
+    data = digits().take(np.arange(400))
+    spec = replace(NET_TRAIN, n_samples=400, steps=60, checkpoint_every=20)
+    inputs = encode_inputs(spec, {"x": data.x, "labels": data.labels})
+    weights = encode_arrays(seed_params(replace(spec, seed=77)))
+    return (replace(spec, inputs=bytes(file_id(inputs)), init=bytes(file_id(weights))), inputs,
+            weights)
+
+
+async def test_a_network_fine_tuned_from_uploaded_weights_is_verified_and_paid(
+        tmp_path: object) -> None:
+    spec, inputs, weights = fine_tuning_spec()
+    async with market_network(tmp_path, {1: policy()}) as nodes:
+        assert nodes[0].blobs is not None
+        nodes[0].blobs.put_file(inputs)
+        nodes[0].blobs.put_file(weights)
+        with trio.fail_after(90):
+            await registered(nodes, 1)
+            task_id = await submit(nodes[0], 0, spec=spec)
+            await wait_for(nodes[0], closed(nodes[0], task_id))
+        task = task_of(nodes[0], task_id)
+        assert task.close_reason == CloseReason.COMPLETED, task.why
+        assert accepts(task) >= 2
+        assert nodes[1].blobs is not None and nodes[1].blobs.get_file(spec.init) == weights
+        assert task.attempt.result is not None
+        metrics = dict(task.attempt.result.metrics)
+        expected = run_workload(spec, cpu_device(), inputs=inputs, weights=weights)
+        assert metrics == expected.metrics and metrics["val_accuracy_bps"] > 5_000
 
 
 @pytest.mark.parametrize("fault", ["none", "false_report"])
