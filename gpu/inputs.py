@@ -6,7 +6,10 @@ What each kind expects, in this order, all float32:
 - matmul: "A" and "B", n x n;
 - train:  "x", n_samples x n_features, and "labels", n_samples class indices (whole numbers in
   0..n_classes-1, stored as float32: exact below 2**24);
-- infer:  "x", batch x n_features of the model.
+- infer:  "x", batch x n_features of the model;
+- model_infer (a registered model): one array per model input, named as the input, batch x
+  its row shape; an int64 input is sent as whole numbers within +-2**24 (exact in float32)
+  and cast back by the worker (`gpu.onnx_run`).
 
 Every value must be finite. A provider that receives inputs which fail these checks, or cannot
 fetch them at all, reports them missing (`ReportMissingInputs`) and the verification committee
@@ -29,10 +32,13 @@ from ogpu_node.workloads.limits import (
     dataset_elements,
     input_shapes,
 )
+from ogpu_node.workloads.models import ElemType, ModelInferSpec
 from ogpu_node.workloads.spec import TrainSpec
 
 HostF32 = npt.NDArray[np.float32]
 HEADER_ALLOWANCE = ARTIFACT_HEADER_BYTES
+MAX_EXACT_INT = 2**24
+"""Whole numbers up to this size are exact in float32: the range of an int64 model input."""
 
 
 class InputsError(GpuError):
@@ -66,6 +72,13 @@ def check_inputs(spec: WorkloadSpec, raw: bytes) -> dict[str, HostF32]:
         if not (np.all(labels >= 0) and np.all(labels < spec.n_classes)
                 and np.all(labels == np.floor(labels))):
             raise InputsError(f"inputs: labels must be whole numbers in 0..{spec.n_classes - 1}")
+    if isinstance(spec, ModelInferSpec):
+        for tensor in spec.model_info.inputs:
+            values = named[tensor.name]
+            if tensor.elem is ElemType.INT64 and not (
+                    np.all(np.abs(values) <= MAX_EXACT_INT) and np.all(values == np.floor(values))):
+                raise InputsError(f"inputs: {tensor.name!r} is an int64 input: its values must "
+                                  f"be whole numbers within +-{MAX_EXACT_INT}")
     return named
 
 

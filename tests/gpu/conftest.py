@@ -32,3 +32,17 @@ def multiplied(device: Device) -> WorkloadResult:
 @pytest.fixture(scope="session")
 def inferred(device: Device) -> WorkloadResult:
     return run_workload(INFER, device)
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Tests marked `cuda` need a CUDA device and ONNX Runtime's CUDA provider."""
+    if item.get_closest_marker("cuda") is None:
+        return
+    import onnxruntime
+
+    from gpu.device import cuda_device
+
+    if cuda_device() is None:
+        pytest.skip("no usable CUDA device (CuPy and a GPU are needed)")
+    if "CUDAExecutionProvider" not in onnxruntime.get_available_providers():
+        pytest.skip("ONNX Runtime has no CUDAExecutionProvider (install onnxruntime-gpu)")

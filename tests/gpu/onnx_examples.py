@@ -293,5 +293,5 @@ def _erf(x: npt.NDArray[np.floating]) -> npt.NDArray[np.floating]:
     return out
 
 
-EXAMPLES: dict[str, Callable[[], Example]] = {
+EXAMPLES: dict[str, Callable[..., Example]] = {
     "mlp": mlp, "digits_cnn": digits_cnn, "transformer": transformer}
