@@ -65,11 +65,12 @@ def _f32(name: str, *dims: int | str) -> onnx.ValueInfoProto:
 MLP_IN, MLP_HIDDEN, MLP_OUT = 64, 128, 10
 
 
-def mlp(seed: int = 1) -> Example:
-    """x (64) -> Gemm 128 -> Relu -> MatMul+Add 64 -> Tanh -> Gemm 10 = logits; Softmax = probs."""
+def mlp(seed: int = 1, hidden: int = MLP_HIDDEN) -> Example:
+    """x (64) -> Gemm 128 -> Relu -> MatMul+Add 64 -> Tanh -> Gemm 10 = logits; Softmax = probs.
+    (`hidden` widens the first layer: a model whose memory is its weights.)"""
     rng = np.random.default_rng(seed)
-    w1, b1 = _weights(rng, MLP_IN, MLP_IN, MLP_HIDDEN), _weights(rng, 8, MLP_HIDDEN)
-    w2, b2 = _weights(rng, MLP_HIDDEN, MLP_HIDDEN, 64), _weights(rng, 8, 64)
+    w1, b1 = _weights(rng, MLP_IN, MLP_IN, hidden), _weights(rng, 8, hidden)
+    w2, b2 = _weights(rng, hidden, hidden, 64), _weights(rng, 8, 64)
     w3, b3 = _weights(rng, 64, MLP_OUT, 64), _weights(rng, 8, MLP_OUT)  # used transposed
     nodes = [
         helper.make_node("Gemm", ["x", "w1", "b1"], ["h1"]),
@@ -96,8 +97,8 @@ def mlp(seed: int = 1) -> Example:
         return {"x": np.random.default_rng(seed).normal(size=(rows, MLP_IN)).astype(np.float32)}
 
     # 2MKN for each product, bias adds and Relu 1 per element, Tanh 4, Softmax 5
-    flops = (2 * MLP_IN * MLP_HIDDEN + MLP_HIDDEN + MLP_HIDDEN  # Gemm with bias, Relu
-             + 2 * MLP_HIDDEN * 64 + 64 + 4 * 64  # MatMul, Add, Tanh
+    flops = (2 * MLP_IN * hidden + hidden + hidden  # Gemm with bias, Relu
+             + 2 * hidden * 64 + 64 + 4 * 64  # MatMul, Add, Tanh
              + 2 * 64 * MLP_OUT + MLP_OUT + 5 * MLP_OUT)  # Gemm with bias, Softmax
     return Example("mlp", model, reference, inputs, flops)
 
