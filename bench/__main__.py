@@ -12,6 +12,7 @@ BENCHMARKS = {
     "p2p": "bench.p2p_bench",
     "market": "bench.market_bench",
     "rates": "bench.request_rates_bench",
+    "onnx": "bench.onnx_bench",
 }
 
 

@@ -9,7 +9,10 @@ What each kind expects, in this order, all float32:
 - infer:  "x", batch x n_features of the model;
 - train_net: "x", n_samples rows of the input shape (an embedding's: token ids, whole numbers
   below its vocab), and "labels" (cross-entropy: class indices below the output's width) or
-  "targets" (MSE: n_samples rows of the output shape).
+  "targets" (MSE: n_samples rows of the output shape);
+- model_infer (a registered model): one array per model input, named as the input, batch x
+  its row shape; an int64 input is sent as whole numbers within +-2**24 (exact in float32)
+  and cast back by the worker (`gpu.onnx_run`).
 
 Every value must be finite. A provider that receives inputs which fail these checks, or cannot
 fetch them at all, reports them missing (`ReportMissingInputs`) and the verification committee
@@ -32,11 +35,14 @@ from ogpu_node.workloads.limits import (
     dataset_elements,
     input_shapes,
 )
+from ogpu_node.workloads.models import ElemType, ModelInferSpec
 from ogpu_node.workloads.net import LayerKind, LossKind, NetTrainSpec
 from ogpu_node.workloads.spec import TrainSpec
 
 HostF32 = npt.NDArray[np.float32]
 HEADER_ALLOWANCE = ARTIFACT_HEADER_BYTES
+MAX_EXACT_INT = 2**24
+"""Whole numbers up to this size are exact in float32: the range of an int64 model input."""
 
 
 class InputsError(GpuError):
@@ -72,6 +78,13 @@ def check_inputs(spec: WorkloadSpec, raw: bytes) -> dict[str, HostF32]:
             _check_whole(named["labels"], spec.output_shape[0], "labels")
         if spec.layers[0].kind is LayerKind.EMBEDDING:
             _check_whole(named["x"], spec.layers[0].arg("vocab"), "token ids (x)")
+    if isinstance(spec, ModelInferSpec):
+        for tensor in spec.model_info.inputs:
+            values = named[tensor.name]
+            if tensor.elem is ElemType.INT64 and not (
+                    np.all(np.abs(values) <= MAX_EXACT_INT) and np.all(values == np.floor(values))):
+                raise InputsError(f"inputs: {tensor.name!r} is an int64 input: its values must "
+                                  f"be whole numbers within +-{MAX_EXACT_INT}")
     return named
 
 

@@ -9,7 +9,8 @@ and never an exception. A verdict's `reason` starts with a stable code (`code` p
 - `chain_mismatch`     checkpoint ids that do not match the committed hash chain or the bytes;
 - `checkpoint_mismatch` a replayed interval that does not reach the committed checkpoint;
 - `metrics_mismatch`   final metrics that the final weights do not reproduce;
-- `inference_mismatch` a re-executed request whose logits differ;
+- `inference_mismatch` a re-executed request whose logits (or a registered model's outputs)
+                       differ;
 - `inputs_malformed`   the task's uploaded inputs do not hold what its spec asks for.
 
 Tolerances (u = float32 machine epsilon = 2**-23 ~ 1.19e-7):
@@ -48,6 +49,32 @@ Tolerances (u = float32 machine epsilon = 2**-23 ~ 1.19e-7):
   `loss_micros` (and `accuracy_bps` for cross-entropy), with the tolerances above.
 - Inference: every sampled row must satisfy max_j |z_j - ref_j| <= INFER_RTOL * max_j |ref_j| +
   INFER_ATOL (measured float32-vs-float64 error: 1.3e-6 relative).
+- Registered models (`verify_model_inference`): the sampled rows are run again with the
+  provider's repeatable settings (`gpu.onnx_run`). When the provider's runtime fingerprint (its
+  result's `runtime` metric) is ours, each row must be identical bit for bit; otherwise, for
+  each output array, max_j |z_j - ref_j| <= MODEL_RTOL * max_j |ref_j| + MODEL_ATOL per row
+  (NaN and infinities where ours has them, in the same places). Calibrated with
+  `scripts/bench onnx` on an MLP, a CNN on the 8 x 8 digits and a transformer block
+  (LayerNorm, 4-head attention, Softmax, Gelu), 2,048 rows each, error relative to the row's
+  largest output (AVX-512 Zen 4, ONNX Runtime 1.32):
+
+  | compared with the provider's settings | MLP | digits CNN | transformer |
+  |---|---|---|---|
+  | 1 instead of 2 threads | bit-exact | bit-exact | bit-exact |
+  | graph optimisation off / basic / extended instead of all | bit-exact | 5.7e-7 | bit-exact |
+  | whole batch, chunks of 7, single rows (padded to 2) | bit-exact | bit-exact | bit-exact |
+  | single rows run alone (unpadded) | bit-exact | bit-exact | 5.4e-7 |
+  | NumPy float32 (OpenBLAS: another implementation) | 6.1e-7 | 6.1e-7 | 1.0e-6 |
+  | NumPy float64 (the exact answer, nearly) | 1.1e-6 | 6.0e-7 | 1.1e-6 |
+
+  Two correct float32 implementations differ by at most the sum of their errors against the
+  exact answer (1.1e-6 here), so MODEL_RTOL = 1e-4 leaves a margin of about 90 for other
+  kernels (GPU convolution algorithms, other CPUs' instruction sets) while rejecting half
+  precision, bfloat16 and TF32 (errors of 1e-3 to 1e-2). MODEL_ATOL = 1e-6 (as INFER_ATOL)
+  covers rows whose outputs all cancel to near zero; a model whose outputs are all far below 1
+  should scale them, as zeros pass for it. The provider states its own fingerprint, so the
+  tolerance is what a cheater can exploit; the bit-exact rule only holds honest providers to
+  what they claim.
 
 Sampling: verifying m of K intervals (or rows) uniformly without replacement catches a result
 with f falsified intervals with probability 1 - C(K-f, m) / C(K, m) >= 1 - (1 - f/K)**m.
@@ -77,7 +104,7 @@ from gpu.cpu_kernels import kernels_for
 from gpu.data import dataset, infer_inputs_host, init_weights, matmul_inputs
 from gpu.device import Array, Device
 from gpu.errors import ArtifactError, CheckpointsNeeded
-from gpu.inputs import InputsError
+from gpu.inputs import InputsError, check_inputs
 from gpu.mlp import evaluate, named_layers, param_shapes, params_from_arrays
 from gpu.net_training import net_evaluations, replay_net, start_state
 from gpu.nn.data import net_dataset
@@ -85,6 +112,7 @@ from gpu.nn.network import Network
 from gpu.workloads import infer_logits, replay
 from ogpu_node.blobs import file_id
 from ogpu_node.errors import OgpuError
+from ogpu_node.workloads.models import ModelInferSpec
 from ogpu_node.workloads.net import NetTrainSpec
 from ogpu_node.workloads.spec import MAX_CHECKPOINT_INTERVAL, InferSpec, MatmulSpec, TrainSpec
 
@@ -97,6 +125,8 @@ METRIC_LOSS_RTOL = 1e-4
 METRIC_LOSS_ATOL_MICROS = 10
 INFER_RTOL = 1e-4
 INFER_ATOL = 1e-6
+MODEL_RTOL = 1e-4
+MODEL_ATOL = 1e-6
 
 CheckpointSource = Sequence[bytes] | Mapping[int, bytes] | Callable[[int], bytes]
 """The committed checkpoints (all of them, or by index at least those `checkpoints_to_check`
@@ -419,3 +449,60 @@ def verify_inference(spec: InferSpec, output_bytes: bytes, samples: int,
                           f"row {i}")
 
     return _run(check)
+
+
+def verify_model_inference(spec: ModelInferSpec, model_file: bytes, inputs: bytes,
+                           output: bytes, rows_to_check: Sequence[int], fingerprint: int,
+                           device: Device | None = None) -> Verdict:
+    """Run rows `rows_to_check` of a registered model's task again and compare them with the
+    provider's `output`: bit for bit when `fingerprint` (the provider's `runtime` metric) is
+    this machine's, else within MODEL_RTOL / MODEL_ATOL (see the module docstring). `inputs` is
+    the task's uploaded file, `model_file` the registered model's; a file that does not give
+    the registered info raises `ModelRefused` (the task, not the result, is at fault)."""
+    from gpu.onnx_run import load_model, run_chunks  # ONNX Runtime only for the models' checks
+
+    def check(checked: list[str]) -> None:
+        info = spec.model_info
+        arrays = decode_arrays(_as_bytes(output, "output"))
+        expect_shapes(arrays, [(t.name, (spec.batch, *t.shape)) for t in info.outputs],
+                      "model output")
+        rows = sorted({int(r) for r in rows_to_check})
+        if rows and not 0 <= rows[0] <= rows[-1] < spec.batch:
+            raise ValueError(f"rows to check must be within 0..{spec.batch - 1}")
+        named = check_inputs(spec, _as_inputs(inputs))
+        loaded = load_model(model_file, info, device)
+        chosen = {name: values[rows] for name, values in named.items()}
+        ours = run_chunks(loaded, chosen, len(rows)) if rows else []
+        exact = fingerprint == loaded.fingerprint
+        checked.append(f"{len(rows)} of {spec.batch} rows "
+                       f"({'bit-exact' if exact else 'within tolerance'})")
+        for (name, theirs), want in zip(arrays, ours, strict=True):
+            got = theirs[rows].reshape(len(rows), -1)
+            bad = _rows_differ(got, want.reshape(len(rows), -1), exact)
+            if bad.any():
+                i = rows[int(bad.nonzero()[0][0])]
+                raise _Reject("inference_mismatch", f"{int(bad.sum())} sampled rows of "
+                              f"{name!r} differ, first row {i}")
+
+    return _run(check)
+
+
+def _as_inputs(raw: object) -> bytes:
+    if not isinstance(raw, bytes | bytearray | memoryview):
+        raise InputsError(f"the inputs file is {type(raw).__name__}, not bytes")
+    return bytes(raw)
+
+
+def _rows_differ(got: npt.NDArray[np.float32], want: npt.NDArray[np.float32],
+                 exact: bool) -> npt.NDArray[np.bool_]:
+    """Per row: whether `got` is not `want` (bit for bit, or within the model tolerance)."""
+    if exact:
+        differs: npt.NDArray[np.bool_] = np.any(got.view(np.uint32) != want.view(np.uint32),
+                                                 axis=1)
+        return differs
+    finite = np.isfinite(want)
+    special_ok = np.all(finite | (np.isnan(want) & np.isnan(got)) | (want == got), axis=1)
+    err = np.abs(np.where(finite, got, 0) - np.where(finite, want, 0)).max(axis=1, initial=0.0)
+    tol = MODEL_RTOL * np.abs(np.where(finite, want, 0)).max(axis=1, initial=0.0) + MODEL_ATOL
+    bad: npt.NDArray[np.bool_] = ~(err <= tol) | ~special_ok
+    return bad

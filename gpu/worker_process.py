@@ -46,7 +46,12 @@ from gpu.cpu_kernels import warm_up
 from gpu.cpus import format_cpu_list, parse_cpu_list, pin_to_cpus
 from gpu.device import Device, detect
 from gpu.errors import GpuError, WorkloadCancelled, WorkloadError
-from gpu.verify import verify_inference, verify_matmul, verify_training
+from gpu.verify import (
+    verify_inference,
+    verify_matmul,
+    verify_model_inference,
+    verify_training,
+)
 from gpu.workloads import Progress, ShouldStop, Sink, run_workload
 from ogpu_node.workloads.limits import DeviceMemoryTooSmall
 from ogpu_node.workloads.spec import InvalidSpec
@@ -61,6 +66,7 @@ JOBS: dict[str, Callable[..., Any]] = {
     "verify_matmul": verify_matmul,
     "verify_training": verify_training,
     "verify_inference": verify_inference,
+    "verify_model_inference": verify_model_inference,
 }
 """What a worker runs: each is called with the job's keyword arguments and `device=`."""
 

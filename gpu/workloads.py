@@ -110,10 +110,11 @@ class _Pacer:
 def run_workload(spec: WorkloadSpec, device: Device, progress: Progress | None = None,
                  should_stop: ShouldStop | None = None, inputs: bytes | None = None,
                  sink: Sink | None = None, sealer: Sealer | None = None,
-                 weights: bytes | None = None) -> WorkloadResult:
+                 weights: bytes | None = None, model: bytes | None = None) -> WorkloadResult:
     """Run `spec` on `device` (`sink`, `sealer`: see the module docstring; `weights`: the
-    initial weights file a network's training names, `NetTrainSpec.init`). Raises
-    `InvalidSpec`, `InputsError`, `WorkloadError` or `WorkloadCancelled`; before anything is
+    initial weights file a network's training names, `NetTrainSpec.init`; `model`: the file of
+    a registered model's inference, `gpu.onnx_run`). Raises `InvalidSpec`, `InputsError`,
+    `WorkloadError`, `WorkloadCancelled` (and `ModelRefused` for a model); before anything is
     allocated, `SpecOverLimit` for a spec over a protocol limit and `DeviceMemoryTooSmall` for
     one that needs more memory than `device` has (`workloads.limits.check_runnable`, the numbers the
     ledger checked at submission)."""
@@ -125,7 +126,11 @@ def run_workload(spec: WorkloadSpec, device: Device, progress: Progress | None =
     if isinstance(spec, MatmulSpec):
         result = run_matmul(spec, device, progress, should_stop, inputs)
     elif isinstance(spec, ModelInferSpec):
-        raise WorkloadError("registered models cannot run here yet")
+        if model is None:
+            raise WorkloadError("a registered model's inference needs its model file")
+        from gpu.onnx_run import run_model  # ONNX Runtime loads only for the models' workers
+
+        result = run_model(spec, model, device, progress, should_stop, inputs)
     else:
         result = infer(spec, device, progress, should_stop, inputs)
     if sealer is not None:

@@ -33,8 +33,9 @@ MAX_MODEL_NAME = 64
 MAX_TENSORS = 8
 """Inputs, and outputs, of one model."""
 MAX_TENSOR_NAME = 64
-MAX_RANK = 6
-"""Dimensions of one row of a tensor (the batch dimension is not counted)."""
+MAX_RANK = 3
+"""Dimensions of one row of a tensor (the batch dimension is not counted): inputs and outputs
+travel as arrays of at most 4 dimensions, the batch's included (`gpu.artifacts.MAX_NDIM`)."""
 MAX_ROW_ELEMENTS = 2**24
 """Elements of one row of one input or output tensor."""
 MAX_GRAPH_NODES = 4_096
@@ -58,14 +59,16 @@ ALLOWED_OPS: frozenset[str] = frozenset({
     "Flatten", "Reshape", "Transpose", "Squeeze", "Unsqueeze", "Concat", "Split", "Slice",
     "Gather", "Identity", "Constant", "Shape", "Cast",
     # reductions
-    "ReduceMean", "ReduceSum", "ReduceMax", "ReduceMin", "ArgMax",
+    "ReduceMean", "ReduceSum", "ReduceMax", "ReduceMin",
 })
 """Operators of the default ONNX domain a registered model may use: deterministic, with output
 shapes that follow from the input shapes, and a cost bounded by those shapes. Refused, among
 others: control flow (`If`, `Loop`, `Scan`: cost not bounded by shapes), random generators
 (`RandomNormal`, `Bernoulli`, ...), operators whose output size depends on data (`NonZero`,
-`Unique`, `TopK` with a computed k), and every other domain (ONNX Runtime's contrib operators,
-custom operators)."""
+`Unique`, `TopK` with a computed k), float-to-index operators (`ArgMax`: a near tie flips
+between runtimes, and the outputs it feeds jump by more than a verifier's tolerance), and
+every other domain (ONNX Runtime's contrib operators, custom operators). `gpu.onnx_models`
+applies further rules to how the allowed ones are used."""
 
 
 class ElemType(IntEnum):
@@ -136,7 +139,8 @@ class ModelInfo:
     flops_per_row: int
     """Floating-point operations of one row's forward pass, counted from the graph."""
     weight_bytes: int
-    """Bytes of the model's initializers (its weights)."""
+    """Bytes of the model's initializers and constants (its weights), and of the tensors
+    computed from them alone (the runtime computes those once, at load, and keeps them)."""
     activation_bytes_per_row: int
     """Bytes of every intermediate tensor of one row: a bound on what a run allocates per row
     (the runtime reuses buffers, so it allocates less)."""

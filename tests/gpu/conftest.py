@@ -75,3 +75,17 @@ def digits_task() -> tuple[NetTrainSpec, bytes]:
 def digits_run(digits_task: tuple[NetTrainSpec, bytes], device: Device) -> WorkloadResult:
     spec, raw = digits_task
     return run_workload(spec, device, inputs=raw)
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Tests marked `cuda` need a CUDA device and ONNX Runtime's CUDA provider."""
+    if item.get_closest_marker("cuda") is None:
+        return
+    import onnxruntime
+
+    from gpu.device import cuda_device
+
+    if cuda_device() is None:
+        pytest.skip("no usable CUDA device (CuPy and a GPU are needed)")
+    if "CUDAExecutionProvider" not in onnxruntime.get_available_providers():
+        pytest.skip("ONNX Runtime has no CUDAExecutionProvider (install onnxruntime-gpu)")

@@ -7,7 +7,7 @@ from dataclasses import replace
 
 import numpy as np
 import onnx
-import onnxruntime as ort  # type: ignore[import-untyped]
+import onnxruntime as ort
 import pytest
 
 from gpu.artifacts import encode_arrays
