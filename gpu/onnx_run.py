@@ -69,15 +69,13 @@ from ogpu_node.blobs import file_id
 from ogpu_node.hashing import digest
 from ogpu_node.types import Hash32
 from ogpu_node.workloads.limits import MODEL_CHUNK_ROWS
-from ogpu_node.workloads.models import ElemType, ModelInferSpec, ModelInfo
+from ogpu_node.workloads.models import FINGERPRINT_METRIC, ElemType, ModelInferSpec, ModelInfo
 from ogpu_node.workloads.spec import check_spec
 
 MAX_ORT_THREADS = 16
 """Intra-operator threads of one session, at most."""
 MAX_CACHED_SESSIONS = 2
 GRAPH_OPTIMIZATION = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-FINGERPRINT_METRIC = "runtime"
-"""The result metric holding the provider's `runtime_fingerprint()`."""
 MIN_RUN_ROWS = 2
 """A chunk runs at least this many rows (a single row is repeated; see the module docstring)."""
 ISA_FLAGS = frozenset({
@@ -280,5 +278,5 @@ def run_model(spec: ModelInferSpec, model_file: bytes, device: Device | None = N
                    phases, start)
 
 
-__all__ = ["FINGERPRINT_METRIC", "LoadedModel", "load_model", "run_model", "run_rows",
+__all__ = ["LoadedModel", "load_model", "run_model", "run_rows",
            "runtime_fingerprint", "session_options"]

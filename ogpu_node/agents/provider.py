@@ -61,6 +61,7 @@ from gpu.errors import GpuError, WorkloadCancelled
 from gpu.worker_process import Workers, workers_for
 from gpu.workloads import WorkloadResult, run_workload
 from ogpu_node.agents.closing import Closing
+from ogpu_node.agents.model_files import ModelFiles
 from ogpu_node.agents.result_keys import serve_result_keys
 from ogpu_node.agents.secrets import AgentSecrets
 from ogpu_node.agents.task_files import FilesUnusable, TaskFiles, fetch_task_files
@@ -99,10 +100,11 @@ from ogpu_node.ledger.market.rules import bid_eligibility
 from ogpu_node.node.node import Node
 from ogpu_node.result_crypto import ResultKey, ephemeral_public, new_ephemeral, provider_key
 from ogpu_node.types import Address, Hash32
-from ogpu_node.workloads.kinds import WorkloadSpec, decode_spec
+from ogpu_node.workloads.kinds import WorkloadSpec, decode_bound_spec, decode_spec
 from ogpu_node.workloads.limits import DeviceMemoryTooSmall, SpecOverLimit
+from ogpu_node.workloads.models import ModelInferSpec
 from ogpu_node.workloads.net import NetTrainSpec
-from ogpu_node.workloads.spec import InferSpec, InvalidSpec, TrainSpec
+from ogpu_node.workloads.spec import InferSpec, InvalidSpec, TrainSpec, WorkloadKind
 from p2p.network import TaskStatus as StartedStatus
 
 log = logging.getLogger("ogpu.provider")
@@ -177,6 +179,8 @@ class ProviderAgent:
         """(task, attempt) -> [our ephemeral key sealing that attempt's result]
         (`ogpu_node.result_crypto`): given to its committee, released once it is accepted;
         kept across restarts."""
+        self.models = ModelFiles(self._fetch_client_file)
+        """Registered models' files, checked against their registered info before we bid."""
         self.skipped: dict[bytes, str] = {}
         """Why we did not bid on a task (for operators and `ogpu provider status`)."""
         self.closing = Closing()
@@ -284,7 +288,7 @@ class ProviderAgent:
         key = (bytes(task_id), task.attempt.number)
         if task.status == TaskStatus.BIDDING:
             reason = why_not_bid(task, state, self.me, self.policy, self.benchmark,
-                                 self._busy(state))
+                                 self._busy(state)) or self._model_refusal(nursery, state, task)
             if reason is not None:
                 self.skipped[task_id] = reason
                 return
@@ -318,9 +322,10 @@ class ProviderAgent:
                           pool: Pool) -> None:
         """Join pools that pay our floor; race the requests we are drawn for."""
         bond = pool.stake_of(self.me)
-        if pool.model_id is not None:
-            return  # registered models' pools: not served by this agent yet
         if not bond:
+            if pool.model_id is not None and self._model_refusal_of(nursery, state,
+                                                                    pool.model_id):
+                return
             provider = state.providers.get(self.me)
             largest = PoolRequest(Hash32(bytes(32)), 0, pool.max_batch, 0, 0, (), 0)
             work = request_spec(pool, largest, state.model_info).work_units()
@@ -337,16 +342,35 @@ class ProviderAgent:
             if (request.status == RequestStatus.OPEN and self.me in request.racers
                     and key not in self.jobs):
                 self.jobs[key] = 0.0
-                nursery.start_soon(self._race, pool_id, pool.model, request)
+                nursery.start_soon(self._race, pool_id, request)
 
-    async def _race(self, pool_id: Hash32, model: str, request: PoolRequest) -> None:
+    def _model_refusal(self, nursery: trio.Nursery, state: State, task: Task) -> str | None:
+        """Why we do not bid on a task on a registered model (its file is being checked, or
+        failed the check); None for the other kinds."""
+        if task.kind != WorkloadKind.MODEL_INFER:
+            return None
+        spec = decode_spec(task.kind, task.spec)
+        assert isinstance(spec, ModelInferSpec)  # the ledger admitted it as kind 4
+        return self._model_refusal_of(nursery, state, spec.model)
+
+    def _model_refusal_of(self, nursery: trio.Nursery, state: State,
+                          model_id: Hash32) -> str | None:
+        if not self.models.checked(model_id):
+            nursery.start_soon(self.models.check, model_id, state.models[model_id])
+            return "checking the model's file"
+        return self.models.refusal(model_id)
+
+    async def _race(self, pool_id: Hash32, request: PoolRequest) -> None:
         key = (bytes(request.request_id), 0)
         assert self.device is not None
         try:
-            spec = InferSpec(model, request.seed, request.batch)
-            pool = self.node.chain.state.pools.get(pool_id)
+            state = self.node.chain.state
+            pool = state.pools.get(pool_id)
             if pool is None:
                 return
+            spec = request_spec(pool, request, state.model_info)
+            files = await fetch_task_files(spec, self._fetch_client_file, self.models,
+                                           state.models)
             # the answer is sealed for the pool's owner (as a task's result is for its client);
             # a race run again (its answer still pending) keeps the key the first one committed
             kept = self.result_keys.get(key)
@@ -355,8 +379,9 @@ class ProviderAgent:
                 self.result_keys.put(key, [ephemeral])
             owner = self.node.chain.state.account(pool.owner).public_key
             sealer = provider_key(ephemeral, owner, request.request_id, 0)
-            result = await trio.to_thread.run_sync(
-                functools.partial(run_workload, spec, self.device, sealer=sealer))
+            result = await trio.to_thread.run_sync(functools.partial(
+                run_workload, spec, self.device, sealer=sealer, inputs=files.inputs,
+                model=files.model))
             if self.policy.fault == "vanish":
                 return
             if self.policy.fault == "corrupt":
@@ -386,7 +411,7 @@ class ProviderAgent:
         workers = self.workers
         assert workers is not None  # set while `serve` runs, which starts this
         try:
-            spec = decode_spec(task.kind, task.spec)
+            spec = decode_bound_spec(task.kind, task.spec, self.node.chain.state.model_info)
             files = await self._task_files(task_id, task, spec)
             if files is None:
                 return
@@ -493,7 +518,8 @@ class ProviderAgent:
         reason = "inputs_missing"
         if self.policy.fault != "false_report":
             try:
-                return await fetch_task_files(spec, self._fetch_client_file)
+                return await fetch_task_files(spec, self._fetch_client_file, self.models,
+                                              self.node.chain.state.models)
             except FilesUnusable as exc:
                 reason = exc.reason
                 log.warning("task %s: %s", task_id.hex()[:12], exc)
@@ -552,7 +578,7 @@ def corrupt_result(result: WorkloadResult, spec: object, sealer: Sealer) -> Work
                        checkpoints=checkpoints, checkpoint_ids=ids,
                        checkpoint_root=checkpoint_chain(ids))
     arrays = [(name, a.copy()) for name, a in decode_arrays(sealer.open(0, result.output))]
-    if isinstance(spec, InferSpec):  # wrong logits on every row (say, the wrong weights)
+    if isinstance(spec, InferSpec | ModelInferSpec):  # every row wrong (say, wrong weights)
         arrays[0][1][:] += np.float32(1.0)
     else:  # one wrong element of C: Freivalds catches it with certainty
         arrays[0][1].flat[0] += 1.0

@@ -48,6 +48,7 @@ from gpu.errors import CheckpointsNeeded, GpuError, WorkloadCancelled
 from gpu.verify import Verdict, checkpoints_to_check
 from gpu.worker_process import Workers, workers_for
 from ogpu_node.agents.closing import Closing
+from ogpu_node.agents.model_files import ModelFiles
 from ogpu_node.agents.result_keys import ResultKeyUnavailable, fetch_result_key
 from ogpu_node.agents.secrets import AgentSecrets
 from ogpu_node.agents.task_files import FilesUnusable, TaskFiles, fetch_task_files
@@ -57,9 +58,11 @@ from ogpu_node.encoding import pack
 from ogpu_node.hashing import digest
 from ogpu_node.ledger.errors import InvalidTransaction
 from ogpu_node.ledger.market.payloads import RevealVerdict, SealVerdict
+from ogpu_node.ledger.market.pools import request_spec
 from ogpu_node.ledger.market.records import (
     Check,
     CheckPhase,
+    Pool,
     PoolRequest,
     RequestStatus,
     Task,
@@ -71,7 +74,8 @@ from ogpu_node.ledger.market.verification import verdict_seal
 from ogpu_node.node.node import Node
 from ogpu_node.result_crypto import ResultKey, ResultKeyError
 from ogpu_node.types import Address, Hash32
-from ogpu_node.workloads.kinds import WorkloadSpec, decode_spec
+from ogpu_node.workloads.kinds import WorkloadSpec, decode_bound_spec
+from ogpu_node.workloads.models import FINGERPRINT_METRIC, ModelInferSpec
 from ogpu_node.workloads.net import NetTrainSpec
 from ogpu_node.workloads.spec import InferSpec, MatmulSpec, TrainSpec
 from p2p.network import TaskStatus as StartedStatus
@@ -136,6 +140,8 @@ class VerifierAgent:
         self.secrets = AgentSecrets(node.chain.store, SECRET_KIND)
         self.workers: Workers | None = None
         self.closing = Closing()
+        self.models = ModelFiles(self._fetch)
+        """Registered models' files, checked against their registered info."""
 
     async def serve(self, *, task_status: StartedStatus = trio.TASK_STATUS_IGNORED
                     ) -> None:
@@ -165,8 +171,7 @@ class VerifierAgent:
                         and me in request.check.committee):
                     claims.append((Claim(Hash32(pool_id), bytes(request.request_id), 0,
                                          request.check),
-                                   functools.partial(self._check_request, pool.model,
-                                                     pool.owner, request)))
+                                   functools.partial(self._check_request, pool, request)))
         live = {claim.key for claim, _ in claims}
         self.votes = {k: v for k, v in self.votes.items() if k in live}
         for key in self.secrets.recorded():  # also those kept from before a restart
@@ -240,14 +245,18 @@ class VerifierAgent:
     async def _check_task(self, task: Task, claim: Claim) -> Verdict:
         return await self.check(claim.target, task)
 
-    async def _check_request(self, model: str, owner: Address, request: PoolRequest,
-                             claim: Claim) -> Verdict:
+    async def _check_request(self, pool: Pool, request: PoolRequest, claim: Claim) -> Verdict:
         """Re-run sampled rows of a pool request's answer (sealed for the pool's owner: the
         winner gives this member its key, as for a task's result)."""
         assert self.device is not None and request.output_id is not None
-        spec = InferSpec(model, request.seed, request.batch)
+        state = self.node.chain.state
+        spec = request_spec(pool, request, state.model_info)
         rng = self._rng(request.request_id, 0)
-        owner_key = self.node.chain.state.account(owner).public_key
+        try:
+            files = await fetch_task_files(spec, self._fetch, self.models, state.models)
+        except FilesUnusable as exc:
+            return Verdict(False, f"inputs_unavailable: {exc}", "fetch", 0.0)
+        owner_key = state.account(pool.owner).public_key
         try:
             key = await fetch_result_key(self.node, claim.target, claim.request_id, 0,
                                          key_commitment(request.key), owner_key,
@@ -260,19 +269,32 @@ class VerifierAgent:
             return Verdict(False, f"output_unreadable: {exc}", "fetch", 0.0)
         except BlobError as exc:
             return Verdict(False, f"output_unavailable: {exc}", "fetch", 0.0)
+        if isinstance(spec, ModelInferSpec):  # an answer carries no runtime fingerprint
+            return await self._check_model(spec, files, output, 0, rng)
         return await self._run_check("verify_inference", dict(
             spec=spec, output_bytes=output, samples=self.policy.samples, rng=rng))
 
+    async def _check_model(self, spec: ModelInferSpec, files: TaskFiles, output: bytes,
+                           fingerprint: int, rng: np.random.Generator,
+                           task_id: Hash32 | None = None, task: Task | None = None) -> Verdict:
+        """Run `policy.samples` rows of a registered model's inference again and compare."""
+        rows = rng.choice(spec.batch, size=min(self.policy.samples, spec.batch), replace=False)
+        return await self._run_check("verify_model_inference", dict(
+            spec=spec, model_file=files.model, inputs=files.inputs, output=output,
+            rows_to_check=sorted(int(r) for r in rows), fingerprint=fingerprint),
+            task_id, task)
+
     async def check(self, task_id: Hash32, task: Task) -> Verdict:
         """Fetch what the check needs, then run it (`_run_check`)."""
-        spec = decode_spec(task.kind, task.spec)
+        spec = decode_bound_spec(task.kind, task.spec, self.node.chain.state.model_info)
         if task.status == TaskStatus.CHECKING_INPUTS:
             return await self.check_inputs_report(spec)
         assert self.device is not None and task.attempt.result is not None
         result, policy = task.attempt.result, self.policy
         rng = self._rng(task_id, task.attempt.number)
         try:
-            files = await fetch_task_files(spec, self._fetch)
+            files = await fetch_task_files(spec, self._fetch, self.models,
+                                           self.node.chain.state.models)
         except FilesUnusable as exc:
             return Verdict(False, f"inputs_unavailable: {exc}", "fetch", 0.0)
         uploaded = files.inputs
@@ -294,6 +316,10 @@ class VerifierAgent:
                 return await self._run_check("verify_matmul", dict(
                     spec=spec, c_bytes=output, rounds=policy.freivalds_rounds, rng=rng,
                     uploaded=uploaded), task_id, task)
+            if isinstance(spec, ModelInferSpec):
+                fingerprint = dict(result.metrics).get(FINGERPRINT_METRIC, 0)
+                return await self._check_model(spec, files, output, fingerprint, rng, task_id,
+                                               task)
             assert isinstance(spec, InferSpec)
             return await self._run_check("verify_inference", dict(
                 spec=spec, output_bytes=output, samples=policy.samples, rng=rng,
@@ -342,7 +368,7 @@ class VerifierAgent:
         verdict is *ok* (the report stands) when this member cannot get valid inputs either."""
         start = trio.current_time()
         try:
-            await fetch_task_files(spec, self._fetch)
+            await fetch_task_files(spec, self._fetch, self.models, self.node.chain.state.models)
         except FilesUnusable as exc:
             return Verdict(True, str(exc), "fetch and check inputs", trio.current_time() - start)
         return Verdict(False, "inputs_available: fetched and well-formed",

@@ -44,6 +44,9 @@ MIN_OPSET = 13
 MAX_OPSET = 21
 """The default ONNX domain's opsets accepted (13: the oldest whose operators the allow-list's
 semantics follow; 21: the newest both the pinned `onnx` and ONNX Runtime implement)."""
+FINGERPRINT_METRIC = "runtime"
+"""The result metric in which a provider states its runtime (`gpu.onnx_run.runtime_fingerprint`):
+a verifier with the same one compares bit for bit, any other within the tolerance."""
 MAX_FLOPS_PER_ROW = 10**13
 MAX_BYTES_PER_ROW = 2**34
 

@@ -17,7 +17,6 @@ from gpu.errors import WorkloadCancelled, WorkloadError
 from gpu.inputs import InputsError, encode_inputs
 from gpu.onnx_models import ModelMismatch, ModelRefused, inspect_model
 from gpu.onnx_run import (
-    FINGERPRINT_METRIC,
     MAX_CACHED_SESSIONS,
     clear_sessions,
     load_model,
@@ -28,6 +27,7 @@ from gpu.worker_process import Worker
 from gpu.workloads import WorkloadResult, run_workload
 from ogpu_node.blobs import file_id
 from ogpu_node.workloads.limits import MODEL_CHUNK_ROWS
+from ogpu_node.workloads.models import FINGERPRINT_METRIC
 from tests.gpu.onnx_examples import EXAMPLES, TOKENS, VOCAB
 from tests.gpu.onnx_tasks import Task, task_for
 

@@ -13,11 +13,12 @@ from gpu.artifacts import decode_arrays, encode_arrays
 from gpu.device import Device
 from gpu.inputs import check_inputs
 from gpu.onnx_models import ModelMismatch
-from gpu.onnx_run import FINGERPRINT_METRIC, LoadedModel, run_chunks, session_options
+from gpu.onnx_run import LoadedModel, run_chunks, session_options
 from gpu.verify import MODEL_RTOL, Verdict, verify_model_inference
 from gpu.worker_process import Worker
 from gpu.workloads import WorkloadResult, run_workload
 from ogpu_node.blobs import file_id
+from ogpu_node.workloads.models import FINGERPRINT_METRIC
 from tests.gpu.onnx_examples import EXAMPLES
 from tests.gpu.onnx_tasks import Task, task_for
 
