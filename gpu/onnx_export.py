@@ -6,8 +6,11 @@ network: its parameters by name; optimiser arrays are ignored) and writes a grap
 default domain at opset EXPORT_OPSET that uses only `models.ALLOWED_OPS`: input "x" (float32,
 a symbolic leading dimension "batch", then the input row shape), output "logits" for
 cross-entropy or "y" for MSE. Dropout is left out (inference); GELU is written as the tanh
-approximation the engine trains with, operator by operator; an embedding casts its float ids
-to int64 and gathers. The same spec and weights always give the same bytes.
+approximation the engine trains with, operator by operator. A network that starts with an
+embedding takes token ids: its input "x" is int64 (the registered model's input is then int64:
+clients send whole numbers, `gpu.inputs`), gathered directly, so the graph turns no row value
+into an integer (which a registration's inspection refuses: `gpu.onnx_models`). The same spec
+and weights always give the same bytes.
 
 Agreement with the engine's forward pass (ONNX Runtime on the CPU, one thread, sequential;
 float32; tests/gpu/test_onnx_export.py): for every layer kind the largest difference of an
@@ -107,7 +110,7 @@ def export_onnx(spec: NetTrainSpec, weights: bytes) -> bytes:
                                             g.const(f"l{i}.b", params[f"l{i}.b"])], name,
                      axis=-1, epsilon=LAYER_NORM_EPS)
         elif kind is LayerKind.EMBEDDING:
-            ids = g.op("Cast", [h], to=TensorProto.INT64)
+            ids = h if i == 0 else g.op("Cast", [h], to=TensorProto.INT64)
             h = g.op("Gather", [g.const(w, params[w]), ids], name, axis=0)
         elif kind is LayerKind.GELU:
             h = _gelu(g, h, i, name)
@@ -115,7 +118,7 @@ def export_onnx(spec: NetTrainSpec, weights: bytes) -> bytes:
             h = g.op(_ACTIVATION_OPS[kind], [h], name)
     graph = helper.make_graph(
         g.nodes, "ogpu_net",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [BATCH_DIM, *spec.input_shape])],
+        [helper.make_tensor_value_info("x", _input_type(spec), [BATCH_DIM, *spec.input_shape])],
         [helper.make_tensor_value_info(output, TensorProto.FLOAT,
                                        [BATCH_DIM, *spec.output_shape])],
         g.initializers)
@@ -127,6 +130,12 @@ def export_onnx(spec: NetTrainSpec, weights: bytes) -> bytes:
         raise ArtifactError(f"export uses operators outside the allowed set: "
                             f"{sorted(used - ALLOWED_OPS)}")
     return bytes(model.SerializeToString())
+
+
+def _input_type(spec: NetTrainSpec) -> int:
+    """int64 token ids for a network that starts with an embedding, else float32."""
+    first = spec.layers[0].kind if spec.layers else None
+    return TensorProto.INT64 if first is LayerKind.EMBEDDING else TensorProto.FLOAT
 
 
 def _gelu(g: _Graph, x: str, i: int, name: str | None) -> str:

@@ -16,6 +16,7 @@ from gpu.errors import ArtifactError
 from gpu.nn.data import seed_params
 from gpu.nn.network import Network
 from gpu.onnx_export import BATCH_DIM, EXPORT_OPSET, EXPORT_RTOL, export_onnx
+from gpu.onnx_models import inspect_model
 from gpu.workloads import WorkloadResult
 from ogpu_node.workloads.models import ALLOWED_OPS, MAX_OPSET, MIN_OPSET
 from ogpu_node.workloads.net import (
@@ -74,7 +75,8 @@ def relative_error(spec: NetTrainSpec, arrays: list[tuple[str, np.ndarray]],
                    x: np.ndarray, device: Device) -> float:
     model = export_onnx(spec, encode_arrays(arrays))
     out_name = "logits" if spec.loss is LossKind.CROSS_ENTROPY else "y"
-    (got,) = session(model).run([out_name], {"x": x})
+    fed = x.astype(np.int64) if spec.layers[0].kind.name == "EMBEDDING" else x
+    (got,) = session(model).run([out_name], {"x": fed})
     network = Network(spec, device)
     want = network.output(network.state(arrays).params, x)
     assert got.shape == want.shape == (x.shape[0], *spec.output_shape)
@@ -91,6 +93,17 @@ def test_the_export_agrees_with_the_engine(name: str, device: Device) -> None:
     x = (rng.integers(0, 30, size=shape) if spec.layers[0].kind.name == "EMBEDDING"
          else rng.normal(size=shape)).astype(np.float32)
     assert relative_error(spec, arrays, x, device) <= EXPORT_RTOL
+
+
+@pytest.mark.parametrize("name", EXPORTED)
+def test_every_export_can_be_registered(name: str) -> None:
+    """From training to serving: what the export writes passes the registration's inspection,
+    with the network's input and output as its tensors."""
+    spec = EXPORTED[name]
+    info = inspect_model(export_onnx(spec, encode_arrays(seed_params(spec))))
+    assert [(t.name, t.shape) for t in info.inputs] == [("x", spec.input_shape)]
+    assert [t.name for t in info.outputs] == [
+        "logits" if spec.loss is LossKind.CROSS_ENTROPY else "y"]
 
 
 def test_the_graph_is_an_allowed_model(device: Device) -> None:
