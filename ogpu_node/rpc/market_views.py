@@ -157,7 +157,7 @@ def task_view(state: State, task_id: Hash32, task: Task, progress_bps: int | Non
     return {
         "id": task_id.hex(), "height": state.height, "client": address_to_text(task.client),
         "kind": kind_name(task.kind), "kindId": task.kind,
-        "spec": spec_fields(state, task.kind, task.spec),
+        "spec": spec_fields(state, task.kind, task.spec), "specHex": task.spec.hex(),
         "workUnits": task.work_units, **amount_fields("maxPrice", task.max_price),
         **amount_fields("budget", task.budget), **amount_fields("escrow", task.escrow),
         "minBenchmark": task.min_benchmark, "execMs": task.exec_ms,

@@ -10,6 +10,7 @@ from gpu.onnx_models import inspect_model
 from ogpu_node.encoding import encode
 from ogpu_node.ledger.market.payloads import OpenPool, RegisterModel, SubmitTask
 from ogpu_node.types import Hash32, ogpu
+from ogpu_node.workloads.kinds import decode_spec
 from ogpu_node.workloads.models import ModelInferSpec
 from ogpu_node.workloads.net import (
     FLATTEN,
@@ -140,3 +141,4 @@ async def test_a_network_training_task_lists_its_layers_and_training(rpc: Rpc,
     assert (spec["input_shape"], spec["output_shape"], spec["param_count"]) == (
         [1, 8, 8], [10], NET.param_count())
     assert (spec["inputs"], spec["init"]) == (INPUTS.hex(), None)
+    assert decode_spec(view["kindId"], bytes.fromhex(view["specHex"])) == NET
