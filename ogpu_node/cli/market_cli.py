@@ -195,7 +195,9 @@ def build_model_task(rpc: str, fields: dict[str, Any]) -> SubmitTask:
         raise click.UsageError("a registered model's task needs its inputs: --inputs data.npz "
                                "with one array per model input, named as the input")
     terms = task_terms(fields)
-    model_id = parse_model_id(str(fields.get("model")))
+    if not isinstance(fields.get("model"), str):
+        raise click.UsageError("a registered model's task needs --model MODEL_ID")
+    model_id = parse_model_id(fields["model"])
     batch = fields.get("batch")
     if batch is not None:
         batch = _int_field("batch", batch)
@@ -642,20 +644,20 @@ def task_result(rpc: str, task_id: str, output: Path | None, onnx_path: Path | N
     if output is None and onnx_path is None:
         raise click.UsageError("give -o FILE and/or --onnx FILE")
     view, data = opened_result(rpc, task_id, key_path, dev_account)
-    report_: dict[str, Any] = {"fileId": view["result"]["outputId"], "size": len(data)}
+    shown: dict[str, Any] = {"fileId": view["result"]["outputId"], "size": len(data)}
     if onnx_path is not None:
         from gpu.onnx_export import export_onnx  # onnx loads in 0.7 s: only when asked
 
         model = export_onnx(trained_net(view), data)
         write_file(onnx_path, model)
-        report_ |= {"onnx": str(onnx_path), "onnxBytes": len(model)}
+        shown |= {"onnx": str(onnx_path), "onnxBytes": len(model)}
     if output is not None:
         if output.suffix == ".npz":
-            report_["arrays"] = ", ".join(write_arrays(output, data))
+            shown["arrays"] = ", ".join(write_arrays(output, data))
         else:
             write_file(output, data)
-        report_ = {"file": str(output), **report_}
-    emit(report_, as_json)
+        shown = {"file": str(output), **shown}
+    emit(shown, as_json)
 
 
 @task.command("cancel")

@@ -37,12 +37,11 @@ from ogpu_node.cli.sending import (
 from ogpu_node.keys import PrivateKey
 from ogpu_node.ledger.market.checks import MAX_RACERS
 from ogpu_node.ledger.market.payloads import ClosePool, OpenPool, SendRequest
+from ogpu_node.ledger.params import BPS
 from ogpu_node.result_crypto import open_answer
 from ogpu_node.rpc_client import RpcCallError, download_file, rpc_call, upload_file
 from ogpu_node.types import HASH_LEN, Hash32
 from ogpu_node.workloads.spec import MAX_BATCH
-
-BPS = 10_000
 
 
 @click.group()
