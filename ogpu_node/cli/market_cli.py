@@ -25,9 +25,22 @@ from rich.progress import BarColumn, Progress, SpinnerColumn, TaskProgressColumn
 from rich.table import Table
 
 from gpu.artifacts import MAGIC as ARTIFACT_MAGIC
+from gpu.artifacts import encode_arrays
+from gpu.errors import ArtifactError
 from gpu.inputs import InputsError, check_inputs, encode_inputs
 from ogpu_node.address import address_from_text, address_to_text
+from ogpu_node.cli.array_files import (
+    PLACEHOLDER_ID,
+    is_model_id,
+    load_arrays,
+    model_request_inputs,
+    parse_model_id,
+    registered_model,
+    write_arrays,
+    write_file,
+)
 from ogpu_node.cli.common import emit, handle_errors
+from ogpu_node.cli.net_toml import parse_net
 from ogpu_node.cli.sending import (
     DEV_OPTION,
     FEE_OPTION,
@@ -52,7 +65,9 @@ from ogpu_node.rpc_client import (
 )
 from ogpu_node.types import Amount, Hash32, format_amount
 from ogpu_node.workloads.kinds import SPEC_TYPES, WorkloadSpec, decode_spec
-from ogpu_node.workloads.limits import input_shapes
+from ogpu_node.workloads.limits import input_shapes, limit_refusal
+from ogpu_node.workloads.models import ModelInferSpec
+from ogpu_node.workloads.net import NetTrainSpec
 from ogpu_node.workloads.spec import WorkloadKind
 
 EXIT_NOT_COMPLETED = 3
@@ -134,19 +149,120 @@ def build_submit(fields: dict[str, Any]) -> SubmitTask:
     problems = spec.problems()
     if problems:
         raise click.UsageError(f"{kind_text} spec: " + "; ".join(problems))
-    seconds = {}
-    for name in ("exec_s", "ttl_s"):
-        value = values[name]
-        if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-            raise click.UsageError(f"{name}: expected seconds > 0, got {value!r}")
-        seconds[name] = round(value * 1000)
-    return SubmitTask(kind, encode(spec), parse_price(values["max_price"]),
-                      _int_field("min_benchmark", values["min_benchmark"]),
-                      seconds["exec_s"], seconds["ttl_s"])
+    return SubmitTask(kind, encode(spec), *task_terms(values))
+
+
+def _seconds_ms(name: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+        raise click.UsageError(f"{name}: expected seconds > 0, got {value!r}")
+    return round(value * 1000)
+
+
+def task_terms(fields: dict[str, Any]) -> tuple[Amount, int, int, int]:
+    """(max_price, min_benchmark, exec_ms, ttl_ms) of a task file's fields, with defaults."""
+    values = {**DEFAULTS, **fields}
+    if values.get("max_price") is None:
+        raise click.UsageError("missing field: max_price (per work unit, e.g. \"0.001\")")
+    return (parse_price(values["max_price"]),
+            _int_field("min_benchmark", values["min_benchmark"]),
+            _seconds_ms("exec_s", values["exec_s"]), _seconds_ms("ttl_s", values["ttl_s"]))
+
+
+def _path_field(fields: dict[str, Any], name: str, what: str) -> Path | None:
+    value = fields.get(name)
+    if value is not None and not isinstance(value, str | Path):
+        raise click.UsageError(f"{name}: expected a file path, got {value!r}")
+    return None if value is None else Path(value)
+
+
+def _refuse_over_limit(spec: WorkloadSpec) -> None:
+    refusal = limit_refusal(spec)
+    if refusal is not None:
+        raise click.UsageError(f"the task is over a protocol limit: {refusal}")
+
+
+def build_model_task(rpc: str, fields: dict[str, Any]) -> SubmitTask:
+    """The `SubmitTask` of a registered model's inference (kind 4): `model` (its id), the
+    arrays of `inputs` (named as the model's inputs; their rows are the batch, which `batch`
+    may restate) uploaded, and the task's terms."""
+    allowed = {"kind", "model", "batch", "inputs", *TASK_KEYS}
+    unknown = sorted(set(fields) - allowed)
+    if unknown:
+        raise click.UsageError(f"unknown field(s) for a registered model's task: "
+                               f"{', '.join(unknown)} (expected {', '.join(sorted(allowed))})")
+    inputs = _path_field(fields, "inputs", "inputs file")
+    if inputs is None:
+        raise click.UsageError("a registered model's task needs its inputs: --inputs data.npz "
+                               "with one array per model input, named as the input")
+    terms = task_terms(fields)
+    if not isinstance(fields.get("model"), str):
+        raise click.UsageError("a registered model's task needs --model MODEL_ID")
+    model_id = parse_model_id(fields["model"])
+    batch = fields.get("batch")
+    if batch is not None:
+        batch = _int_field("batch", batch)
+    _, info = registered_model(rpc, model_id)
+    rows, raw = model_request_inputs(inputs, model_id, info, batch)
+    _refuse_over_limit(ModelInferSpec(model_id, rows, PLACEHOLDER_ID, info))
+    spec = ModelInferSpec(model_id, rows, upload_file(rpc, raw))
+    return SubmitTask(spec.KIND, encode(spec), *terms)
+
+
+def weights_file(spec: NetTrainSpec, path: Path) -> bytes:
+    """The initial weights file of `spec` from `path`: the network's parameters by name
+    (`l0.w`, `l0.b`, ...; other arrays, such as a checkpoint's `opt.*`, are left out), checked
+    as a provider checks them."""
+    from gpu.nn.data import uploaded_params  # NumPy-only, but not needed by other commands
+
+    arrays = load_arrays(path, "weights file")
+    wanted = spec.param_shapes()
+    missing = [name for name, _ in wanted if name not in arrays]
+    if missing:
+        raise click.UsageError(f"weights file {path}: missing {', '.join(missing)} (the network "
+                               f"has {', '.join(f'{n} {shape}' for n, shape in wanted)})")
+    try:
+        raw = encode_arrays([(name, np.asarray(arrays[name], dtype=np.float32))
+                             for name, _ in wanted])
+        uploaded_params(spec, raw)
+    except (InputsError, ArtifactError, ValueError) as exc:
+        raise click.UsageError(f"weights file {path}: {exc}") from exc
+    return raw
+
+
+def build_net_task(rpc: str, fields: dict[str, Any]) -> SubmitTask:
+    """The `SubmitTask` of a network's training (kind 5) from a network file's fields
+    (`net_toml`): its inputs file (and initial weights, `init`) uploaded, n_samples taken from
+    the rows of its "x"."""
+    net = {k: v for k, v in fields.items() if k not in (*TASK_KEYS, "kind", "init")}
+    inputs = _path_field(fields, "inputs", "inputs file")
+    init = _path_field(fields, "init", "weights file")
+    if inputs is None:
+        raise click.UsageError("a network's training needs its data: --inputs data.npz with "
+                               "\"x\" and \"labels\" (cross_entropy) or \"targets\" (mse)")
+    terms = task_terms({k: v for k, v in fields.items() if k in TASK_KEYS})
+    arrays = load_arrays(inputs)
+    x = arrays.get("x")
+    if x is None or x.ndim < 2:
+        raise click.UsageError(f"inputs file {inputs}: needs an array \"x\" of rows of the "
+                               f"input shape, got arrays {sorted(arrays)}")
+    spec = parse_net(net, x.shape[0], PLACEHOLDER_ID, PLACEHOLDER_ID if init else b"")
+    try:
+        raw = encode_inputs(spec, arrays)
+    except InputsError as exc:
+        wanted = ", ".join(f"{name} {'x'.join(map(str, shape))}"
+                           for name, shape in spec.input_arrays())
+        raise click.UsageError(f"inputs file {inputs}: {exc} (this network needs "
+                               f"{wanted})") from exc
+    _refuse_over_limit(spec)
+    weights = weights_file(spec, init) if init is not None else None
+    spec = dataclasses.replace(spec, inputs=upload_file(rpc, raw),
+                               init=upload_file(rpc, weights) if weights is not None else b"")
+    return SubmitTask(spec.KIND, encode(spec), *terms)
 
 
 def load_task_file(path: Path) -> dict[str, Any]:
-    """The fields of a TOML task file; an `inputs` path is taken relative to the file."""
+    """The fields of a TOML task file; `inputs` and `init` paths are taken relative to the
+    file."""
     try:
         raw = path.read_bytes()
         if len(raw) > MAX_TASK_FILE:
@@ -154,10 +270,11 @@ def load_task_file(path: Path) -> dict[str, Any]:
         fields = tomllib.loads(raw.decode())
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise click.UsageError(f"cannot read task file {path}: {exc}") from exc
-    if "inputs" in fields:
-        if not isinstance(fields["inputs"], str):
-            raise click.UsageError(f"inputs: expected a file path, got {fields['inputs']!r}")
-        fields["inputs"] = path.parent / fields["inputs"]
+    for name in ("inputs", "init"):
+        if name in fields:
+            if not isinstance(fields[name], str):
+                raise click.UsageError(f"{name}: expected a file path, got {fields[name]!r}")
+            fields[name] = path.parent / fields[name]
     return fields
 
 
@@ -344,11 +461,19 @@ def _check_task_id(task_id: str) -> str:
 @task.command("submit")
 @click.option("--file", "task_file", type=click.Path(path_type=Path, dir_okay=False),
               default=None, help="A TOML task file (kind, spec fields, max_price, ...).")
-@click.option("--kind", type=click.Choice(["matmul", "train", "infer"]), default=None)
+@click.option("--spec", "net_file", type=click.Path(path_type=Path, dir_okay=False),
+              default=None, help="train_net: a TOML file describing a network of your own "
+                                 "(layers, loss, optimizer, schedule; see below).")
+@click.option("--kind", type=click.Choice(["matmul", "train", "infer", "model_infer",
+                                           "train_net"]), default=None,
+              help="Inferred from --model ID (model_infer) and --spec (train_net).")
 @click.option("--n", type=click.IntRange(1), default=None, help="matmul: matrix size.")
 @click.option("--seed", type=click.IntRange(0), default=None)
-@click.option("--model", default=None, help="infer: a registered model name.")
-@click.option("--batch", type=click.IntRange(1), default=None)
+@click.option("--model", default=None,
+              help="A registered model's id (64 hex digits: model_infer), or a built-in "
+                   "model's name (infer: mlp-small, mlp-large).")
+@click.option("--batch", type=click.IntRange(1), default=None,
+              help="Rows; model_infer: the rows of the inputs file (this only checks it).")
 @click.option("--n-features", type=click.IntRange(1), default=None)
 @click.option("--hidden", default=None, help="train: hidden widths, e.g. 64,64.")
 @click.option("--n-classes", type=click.IntRange(1), default=None)
@@ -359,7 +484,11 @@ def _check_task_id(task_id: str) -> str:
 @click.option("--checkpoint-every", type=click.IntRange(1), default=None)
 @click.option("--inputs", type=click.Path(path_type=Path, dir_okay=False), default=None,
               help="Upload these inputs instead of using the seed: an .npz with arrays A, B "
-                   "(matmul), x, labels (train) or x (infer).")
+                   "(matmul), x, labels (train), x (infer), one array per model input "
+                   "(model_infer), x and labels or targets (train_net).")
+@click.option("--init", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="train_net: initial weights, an .npz of the network's parameters "
+                   "(l0.w, l0.b, ...; a result written by `task result -o` works).")
 @click.option("--max-price", default=None,
               help="Highest price per work unit: OGPU (0.25) or base units (250000u).")
 @click.option("--min-benchmark", type=click.IntRange(0), default=None,
@@ -376,16 +505,72 @@ def _check_task_id(task_id: str) -> str:
 @JSON_OPTION
 @click.pass_obj
 @handle_errors
-def task_submit(rpc: str, /, task_file: Path | None, key_path: Path | None,
-                dev_account: int | None, fee: str, timeout: float, watch: bool, as_json: bool,
-                **flags: Any) -> None:
-    """Submit a task (escrows its budget) and print its id; the exit status is 0 once final."""
-    fields = load_task_file(task_file) if task_file is not None else {}
+def task_submit(rpc: str, /, task_file: Path | None, net_file: Path | None,
+                key_path: Path | None, dev_account: int | None, fee: str, timeout: float,
+                watch: bool, as_json: bool, **flags: Any) -> None:
+    """Submit a task (escrows its budget) and print its id; the exit status is 0 once final.
+
+    \b
+    A registered model's inference (model_infer):
+      ogpu task submit --model MODEL_ID --inputs data.npz --max-price 0.001 --key me.json
+    the arrays of data.npz named as the model's inputs (`ogpu model get ID`), the batch
+    their number of rows.
+
+    \b
+    A network of your own (train_net):
+      ogpu task submit --spec net.toml --inputs data.npz [--init weights.npz] ...
+    data.npz holds "x" (rows of input_shape) and "labels" (cross_entropy) or "targets"
+    (mse). net.toml:
+      input_shape = [1, 8, 8]
+      loss = "cross_entropy"        # or "mse"
+      batch = 64
+      steps = 500
+      val_split = 0.1               # rows held out for validation
+      [optimizer]
+      kind = "adamw"                # sgd (lr, momentum) | adam | adamw
+      lr = 0.001                    # beta1, beta2, weight_decay optional
+      [schedule]                    # optional: constant | step (every, gamma)
+      kind = "cosine"               # | cosine (floor); warmup_steps
+      [[layers]]
+      kind = "conv2d"               # channels, kernel, stride = 1, padding = 0
+      channels = 16
+      kernel = 3
+      padding = 1
+      [[layers]]
+      kind = "relu"                 # gelu, tanh, sigmoid, flatten, layer_norm
+      [[layers]]
+      kind = "max_pool"             # avg_pool; kernel, stride = kernel
+      kernel = 2
+      [[layers]]
+      kind = "flatten"
+      [[layers]]
+      kind = "dense"                # units; also embedding (vocab, dim), dropout (rate)
+      units = 10
+    max_price, exec_s, ttl_s may go in the same file (flags win). The full schema:
+    docs/rpc.md, "Networks as TOML".
+    """
+    if task_file is not None and net_file is not None:
+        raise click.UsageError("give --file or --spec, not both")
+    fields: dict[str, Any] = {}
+    if task_file is not None:
+        fields = load_task_file(task_file)
+    if net_file is not None:
+        fields = {"kind": "train_net", **load_task_file(net_file)}
     fields |= {name: value for name, value in flags.items() if value is not None}
-    inputs = fields.pop("inputs", None)
-    payload = build_submit(fields)
-    if inputs is not None:
-        payload = attach_inputs(rpc, payload, Path(inputs))
+    kind = fields.get("kind")
+    if kind is None and is_model_id(str(fields.get("model"))):
+        kind = "model_infer"
+    if kind == "model_infer":
+        payload = build_model_task(rpc, fields)
+    elif kind == "train_net":
+        payload = build_net_task(rpc, fields)
+    else:
+        inputs = fields.pop("inputs", None)
+        if fields.pop("init", None) is not None:
+            raise click.UsageError("--init is a network's training's (train_net) only")
+        payload = build_submit(fields)
+        if inputs is not None:
+            payload = attach_inputs(rpc, payload, Path(inputs))
     key = signer(key_path, dev_account)
     receipt = send(rpc, key, payload, fee, True, timeout)
     if receipt.get("state") != "finalized":
@@ -415,31 +600,64 @@ def task_watch(rpc: str, task_id: str, timeout: float | None, as_json: bool) -> 
     sys.exit(watch_task(rpc, _check_task_id(task_id), as_json, timeout))
 
 
-@task.command("result")
-@click.argument("task_id")
-@click.option("-o", "--output", type=click.Path(path_type=Path, dir_okay=False),
-              required=True, help="Where to write the output file.")
-@KEY_OPTION
-@DEV_OPTION
-@JSON_OPTION
-@click.pass_obj
-@handle_errors
-def task_result(rpc: str, task_id: str, output: Path, key_path: Path | None,
-                dev_account: int | None, as_json: bool) -> None:
-    """Download the output of TASK_ID's result, checked against its file id, and open it with
-    the client's key (--key or --dev-account): results are sealed until they are paid."""
-    view = rpc_call(rpc, "task_get", {"taskId": _check_task_id(task_id)})
+def opened_result(rpc: str, task_id: str, key_path: Path | None, dev_account: int | None
+                  ) -> tuple[dict[str, Any], bytes]:
+    """TASK_ID's `task_get` view and its output, downloaded (checked against its file id) and
+    opened with the client's key (`--key` or `--dev-account`): results are sealed until they
+    are paid."""
+    view: dict[str, Any] = rpc_call(rpc, "task_get", {"taskId": _check_task_id(task_id)})
     result = view.get("result")
     if result is None:
         raise RpcCallError(f"task {view['id']} has no result (it is {view['status']})")
     key = signer(key_path, dev_account)
     if address_to_text(key.address) != view["client"]:
         raise click.UsageError(f"only the task's client ({view['client']}) can open its result")
-    data = open_output(key, view, download_file(rpc, result["outputId"]))
-    tmp = output.with_name(output.name + ".part")
-    tmp.write_bytes(data)
-    tmp.replace(output)
-    emit({"file": str(output), "size": len(data), "fileId": result["outputId"]}, as_json)
+    return view, open_output(key, view, download_file(rpc, result["outputId"]))
+
+
+def trained_net(view: dict[str, Any]) -> NetTrainSpec:
+    """The network a task's view trains; a usage error for a task of another kind."""
+    spec = decode_spec(view["kindId"], bytes.fromhex(view["specHex"]))
+    if not isinstance(spec, NetTrainSpec):
+        raise click.UsageError(f"task {view['id']} is a {view['kind']} task: only a network's "
+                               "training (train_net) exports a model")
+    return spec
+
+
+@task.command("result")
+@click.argument("task_id")
+@click.option("-o", "--output", type=click.Path(path_type=Path, dir_okay=False),
+              default=None, help="Where to write the output: its arrays as NumPy's .npz when "
+                                 "the name ends in .npz, else the file as it is.")
+@click.option("--onnx", "onnx_path", type=click.Path(path_type=Path, dir_okay=False),
+              default=None, help="train_net: write the trained network as an ONNX model.")
+@KEY_OPTION
+@DEV_OPTION
+@JSON_OPTION
+@click.pass_obj
+@handle_errors
+def task_result(rpc: str, task_id: str, output: Path | None, onnx_path: Path | None,
+                key_path: Path | None, dev_account: int | None, as_json: bool) -> None:
+    """Download the output of TASK_ID's result, checked against its file id, and open it with
+    the client's key (--key or --dev-account): results are sealed until they are paid. A
+    network's training (train_net) outputs its final checkpoint; --onnx exports it."""
+    if output is None and onnx_path is None:
+        raise click.UsageError("give -o FILE and/or --onnx FILE")
+    view, data = opened_result(rpc, task_id, key_path, dev_account)
+    shown: dict[str, Any] = {"fileId": view["result"]["outputId"], "size": len(data)}
+    if onnx_path is not None:
+        from gpu.onnx_export import export_onnx  # onnx loads in 0.7 s: only when asked
+
+        model = export_onnx(trained_net(view), data)
+        write_file(onnx_path, model)
+        shown |= {"onnx": str(onnx_path), "onnxBytes": len(model)}
+    if output is not None:
+        if output.suffix == ".npz":
+            shown["arrays"] = ", ".join(write_arrays(output, data))
+        else:
+            write_file(output, data)
+        shown = {"file": str(output), **shown}
+    emit(shown, as_json)
 
 
 @task.command("cancel")

@@ -10,6 +10,8 @@ import click
 from ogpu_node.address import address_from_text, address_to_text
 from ogpu_node.cli.common import emit, handle_errors
 from ogpu_node.cli.market_cli import provider, task
+from ogpu_node.cli.model_cli import model
+from ogpu_node.cli.pool_cli import pool
 from ogpu_node.cli.sending import (
     DEV_OPTION,
     JSON_OPTION,
@@ -31,12 +33,15 @@ from ogpu_node.rpc_client import DEFAULT_RPC, rpc_call
               help="JSON-RPC URL of a node (env OGPU_RPC).")
 @click.pass_context
 def main(ctx: click.Context, rpc: str) -> None:
-    """ogpu: use the OpenGPU Network (accounts, transfers, blocks, validators, GPU tasks)."""
+    """ogpu: use the OpenGPU Network (accounts, transfers, blocks, validators, GPU tasks,
+    models and pools)."""
     ctx.obj = rpc
 
 
 main.add_command(task)
 main.add_command(provider)
+main.add_command(model)
+main.add_command(pool)
 
 
 @main.group()

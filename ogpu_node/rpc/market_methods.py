@@ -1,11 +1,11 @@
-"""The GPU market's JSON-RPC methods: tasks, pools, providers and blobs (`task_*`, `pool_*`,
-`provider_*`, `blob_*`).
+"""The GPU market's JSON-RPC methods: tasks, pools, providers, registered models and blobs
+(`task_*`, `pool_*`, `provider_*`, `model_*`, `blob_*`).
 
-Tasks and providers are read from the last finalised state; a task's progress comes from the
-node's progress gossip. Blobs are read from the node's store, or fetched from its peers (every
-chunk is checked against its id on the way); uploads are files of at most `max_upload_bytes`,
-served while `uploads` is on and counted against the client's `UploadQuota` before they are
-stored (refused ones count too: the bytes were sent and checked).
+Tasks, pools, providers and models are read from the last finalised state; a task's progress
+comes from the node's progress gossip. Blobs are read from the node's store, or fetched from its
+peers (every chunk is checked against its id on the way); uploads are files of at most
+`max_upload_bytes`, served while `uploads` is on and counted against the client's `UploadQuota`
+before they are stored (refused ones count too: the bytes were sent and checked).
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from ogpu_node.rpc import params as p
 from ogpu_node.rpc.config import RpcConfig
 from ogpu_node.rpc.errors import ErrorCode, RpcError, not_found
 from ogpu_node.types import Hash32
+from ogpu_node.workloads.spec import MAX_BATCH
 
 if TYPE_CHECKING:
     from ogpu_node.rpc.methods import CallContext, Handler
@@ -120,10 +121,31 @@ async def pool_list(ctx: CallContext, args: dict[str, Any]) -> Json:
     pools = sorted(((i, pool) for i, pool in state.pools.items()
                     if not (args["open"] and pool.closed)),
                    key=lambda item: (-item[1].created_ms, item[0]))
-    return {"height": state.height, "count": len(pools), "pools": [
-        {"id": i.hex(), "owner": address_to_text(pool.owner), "model": pool.model,
-         "closed": pool.closed, "members": len(pool.subscribers), "served": pool.served,
-         "escrow": str(pool.escrow)} for i, pool in pools[:args["limit"]]]}
+    return {"height": state.height, "count": len(pools),
+            "pools": [mv.pool_summary(state, i, pool) for i, pool in pools[:args["limit"]]]}
+
+
+# --- registered models ----------------------------------------------------------------------------
+
+
+async def model_get(ctx: CallContext, args: dict[str, Any]) -> Json:
+    state = ctx.api.finalized_state()
+    model_id = Hash32(args["modelId"])
+    model = state.models.get(model_id)
+    if model is None:
+        raise not_found("model", model_id.hex())
+    return mv.model_view(state, model_id, model, args["batch"])
+
+
+async def model_list(ctx: CallContext, args: dict[str, Any]) -> Json:
+    state = ctx.api.finalized_state()
+    owner = args["owner"]
+    # A scan and sort, as `task_list`: models are few (each burns a registration fee).
+    models = sorted(((i, m) for i, m in state.models.items()
+                     if owner is None or m.owner == owner),
+                    key=lambda item: (-item[1].registered_ms, item[0]))
+    return {"height": state.height, "total": len(models),
+            "models": [mv.model_summary(i, m) for i, m in models[:args["limit"]]]}
 
 
 # --- blobs --------------------------------------------------------------------------------------
@@ -224,6 +246,14 @@ def market_methods(config: RpcConfig) -> list[tuple[str, Handler, str, tuple[p.P
          (p.Param("poolId", p.hash32),)),
         ("pool_list", pool_list, "Inference pools, newest first.",
          (p.Param("open", p.boolean, required=False, default=False),
+          p.Param("limit", p.count(config.max_task_list), required=False,
+                  default=min(50, config.max_task_list)))),
+        ("model_get", model_get, "A registered model: owner, name, file, inputs and outputs, "
+                                 "costs per row and per batch.",
+         (p.Param("modelId", p.hash32),
+          p.Param("batch", p.count(MAX_BATCH), required=False, default=1))),
+        ("model_list", model_list, "Registered models, newest first, filtered by owner.",
+         (p.Param("owner", p.address, required=False),
           p.Param("limit", p.count(config.max_task_list), required=False,
                   default=min(50, config.max_task_list)))),
         ("blob_put", blob_put, "Store a file (base64) in the node's blob store.",

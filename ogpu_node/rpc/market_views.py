@@ -14,6 +14,7 @@ from ogpu_node.address import address_to_text
 from ogpu_node.ledger import State
 from ogpu_node.ledger.market.records import (
     Check,
+    Model,
     Movement,
     Pool,
     Provider,
@@ -30,6 +31,8 @@ from ogpu_node.ledger.market.rules import (
 from ogpu_node.rpc.views import JsonObject, amount_fields
 from ogpu_node.types import Address, Hash32, format_amount
 from ogpu_node.workloads.kinds import decode_spec
+from ogpu_node.workloads.models import ElemType, ModelInferSpec, ModelInfo, TensorInfo
+from ogpu_node.workloads.net import LAYER_ARGS, Layer, NetTrainSpec
 from ogpu_node.workloads.spec import InvalidSpec, WorkloadKind
 
 EARNING_EVENTS = ("payment", "client_collateral_to_provider")
@@ -43,15 +46,64 @@ def kind_name(kind: int) -> str:
         return "unknown"
 
 
-def spec_fields(kind: int, spec: bytes) -> JsonObject | None:
+def spec_fields(state: State, kind: int, spec: bytes) -> JsonObject | None:
     """The decoded workload spec as an object of its fields, or None if it does not decode
-    (the chain checked it at submission, so only a future kind gets None). `inputs` is the
-    uploaded inputs' file id in hex, or None when the inputs come from the seed."""
+    (the chain checked it at submission, so only a future kind gets None). `inputs` (and a
+    network's `init`) is the uploaded file's id in hex, or None when the inputs come from the
+    seed. A registered model's inference names the model (`model`, its id, and `model_name`);
+    a network's training lists its layers by name and adds a one-line `summary`."""
     try:
         decoded = decode_spec(kind, spec)
     except InvalidSpec:
         return None
+    if isinstance(decoded, ModelInferSpec):
+        model = state.models.get(decoded.model)
+        return {"model": decoded.model.hex(), "model_name": model.name if model else None,
+                "batch": decoded.batch, "inputs": decoded.inputs.hex() or None}
+    if isinstance(decoded, NetTrainSpec):
+        return net_fields(decoded)
     return {f.name: _json_field(getattr(decoded, f.name)) for f in dataclasses.fields(decoded)}
+
+
+def layer_fields(layer: Layer) -> JsonObject:
+    """`{"kind": "conv2d", "channels": 16, "kernel": 3, "stride": 1, "padding": 1}`."""
+    return {"kind": layer.kind.name.lower(),
+            **dict(zip(LAYER_ARGS[layer.kind], layer.args, strict=True))}
+
+
+def layer_text(layer: Layer) -> str:
+    """`conv2d(channels=16, kernel=3, stride=1, padding=1)`, `relu`."""
+    args = ", ".join(f"{n}={v}" for n, v in zip(LAYER_ARGS[layer.kind], layer.args,
+                                                 strict=True))
+    return f"{layer.kind.name.lower()}({args})" if args else layer.kind.name.lower()
+
+
+def net_fields(spec: NetTrainSpec) -> JsonObject:
+    """A network training's spec: its fields with enums by name, and what follows from them
+    (`summary`, `output_shape`, `param_count`; null when the network does not fit together,
+    which the chain refuses, so never on a submitted task)."""
+    opt, schedule = spec.optimizer, spec.schedule
+    try:
+        output_shape: list[int] | None = list(spec.output_shape)
+        params: int | None = spec.param_count()
+    except InvalidSpec:
+        output_shape = params = None
+    return {
+        "seed": spec.seed, "input_shape": list(spec.input_shape),
+        "layers": [layer_fields(layer) for layer in spec.layers],
+        "summary": " -> ".join(layer_text(layer) for layer in spec.layers),
+        "loss": spec.loss.name.lower(),
+        "optimizer": {"kind": opt.kind.name.lower(), "lr_micros": opt.lr_micros,
+                      "beta1_micros": opt.beta1_micros, "beta2_micros": opt.beta2_micros,
+                      "weight_decay_micros": opt.weight_decay_micros},
+        "schedule": {"kind": schedule.kind.name.lower(), "warmup_steps": schedule.warmup_steps,
+                     "every": schedule.every, "gamma_micros": schedule.gamma_micros,
+                     "floor_micros": schedule.floor_micros},
+        "n_samples": spec.n_samples, "val_bps": spec.val_bps, "batch": spec.batch,
+        "steps": spec.steps, "checkpoint_every": spec.checkpoint_every,
+        "inputs": spec.inputs.hex() or None, "init": spec.init.hex() or None,
+        "output_shape": output_shape, "param_count": params,
+    }
 
 
 def _json_field(value: object) -> object:
@@ -104,8 +156,8 @@ def task_view(state: State, task_id: Hash32, task: Task, progress_bps: int | Non
     result = attempt.result
     return {
         "id": task_id.hex(), "height": state.height, "client": address_to_text(task.client),
-        "kind": kind_name(task.kind), "kindId": task.kind, "spec": spec_fields(task.kind,
-                                                                              task.spec),
+        "kind": kind_name(task.kind), "kindId": task.kind,
+        "spec": spec_fields(state, task.kind, task.spec), "specHex": task.spec.hex(),
         "workUnits": task.work_units, **amount_fields("maxPrice", task.max_price),
         **amount_fields("budget", task.budget), **amount_fields("escrow", task.escrow),
         "minBenchmark": task.min_benchmark, "execMs": task.exec_ms,
@@ -241,11 +293,29 @@ def provider_view(state: State, address: Address, provider: Provider) -> JsonObj
     }
 
 
+def pool_model(state: State, pool: Pool) -> JsonObject:
+    """What a pool serves: `model` (a built-in model's name, "" for a registered model's pool),
+    `modelId` (the registered model's id, or null) and `modelName` (the name either way)."""
+    if pool.model_id is None:
+        return {"model": pool.model, "modelId": None, "modelName": pool.model}
+    registered = state.models.get(pool.model_id)
+    return {"model": pool.model, "modelId": pool.model_id.hex(),
+            "modelName": registered.name if registered else None}
+
+
+def pool_summary(state: State, pool_id: Hash32, pool: Pool) -> JsonObject:
+    """One line of `pool_list`."""
+    return {"id": pool_id.hex(), "owner": address_to_text(pool.owner),
+            **pool_model(state, pool), "closed": pool.closed,
+            "members": len(pool.subscribers), "served": pool.served,
+            "escrow": str(pool.escrow)}
+
+
 def pool_view(state: State, pool_id: Hash32, pool: Pool) -> JsonObject:
     """Everything the chain records of an inference pool: terms, members, recent requests."""
     return {
         "id": pool_id.hex(), "height": state.height, "owner": address_to_text(pool.owner),
-        "model": pool.model, "maxBatch": pool.max_batch, **amount_fields("price", pool.price),
+        **pool_model(state, pool), "maxBatch": pool.max_batch, **amount_fields("price", pool.price),
         "maxRacers": pool.max_racers, "sampleBps": pool.sample_bps,
         **amount_fields("minStake", pool.min_stake), "requestMs": pool.request_ms,
         "createdMs": pool.created_ms, "expiresMs": pool.expires_ms, "closed": pool.closed,
@@ -266,3 +336,47 @@ def pool_view(state: State, pool_id: Hash32, pool: Pool) -> JsonObject:
         **amount_fields("paid", pool.paid),
         "trail": _trail(pool.trail),
     }
+
+
+# --- registered models --------------------------------------------------------------------------
+
+ELEM_NAMES = {ElemType.FLOAT: "float32", ElemType.INT64: "int64"}
+"""Element types as NumPy names them (the CLI's `.npz` files carry these dtypes)."""
+
+
+def tensor_fields(tensor: TensorInfo) -> JsonObject:
+    """`{"name": "x", "elemType": "float32", "shape": [3, 32, 32]}` (the shape of one row)."""
+    return {"name": tensor.name, "elemType": ELEM_NAMES[tensor.elem],
+            "shape": list(tensor.shape)}
+
+
+def model_info_fields(info: ModelInfo, batch: int) -> JsonObject:
+    """A registered model's info, and what one row and a request of `batch` rows cost."""
+    return {
+        "inputs": [tensor_fields(t) for t in info.inputs],
+        "outputs": [tensor_fields(t) for t in info.outputs],
+        "opset": info.opset, "fileBytes": info.file_bytes, "flopsPerRow": info.flops_per_row,
+        "weightBytes": info.weight_bytes, "activationBytesPerRow": info.activation_bytes_per_row,
+        "inputBytesPerRow": info.input_bytes_per_row(),
+        "outputBytesPerRow": info.output_bytes_per_row(),
+        "workUnitsPerRow": info.work_units(1), "batch": batch,
+        "workUnits": info.work_units(batch),
+    }
+
+
+def model_summary(model_id: Hash32, model: Model) -> JsonObject:
+    """One line of `model_list`."""
+    info = model.info
+    return {"id": model_id.hex(), "owner": address_to_text(model.owner), "name": model.name,
+            "fileId": model.file_id.hex(), "fileBytes": info.file_bytes,
+            "flopsPerRow": info.flops_per_row, "workUnitsPerRow": info.work_units(1),
+            "registeredMs": model.registered_ms}
+
+
+def model_view(state: State, model_id: Hash32, model: Model, batch: int) -> JsonObject:
+    """Everything the chain records of a registered model, with the work units of `batch`
+    rows."""
+    return {"id": model_id.hex(), "height": state.height,
+            "owner": address_to_text(model.owner), "name": model.name,
+            "fileId": model.file_id.hex(), "registeredMs": model.registered_ms,
+            "info": model_info_fields(model.info, batch)}

@@ -33,7 +33,7 @@ from ogpu_node.ledger.market.records import (
 )
 from ogpu_node.ledger.market.verification import verdict_seal
 from ogpu_node.ledger.tx import Payload
-from ogpu_node.result_crypto import ephemeral_public, provider_key
+from ogpu_node.result_crypto import ephemeral_public, output_file_number, provider_key
 from ogpu_node.types import Amount, Hash32, ogpu
 from ogpu_node.workloads.spec import MatmulSpec, TrainSpec
 from tests.rpc.local_node import VALIDATOR, LocalNode
@@ -112,15 +112,21 @@ class Market:
         for index, price in bids.items():
             await self.reveal(keys[index], task_id, price)
 
-    async def commit_result(self, task_id: Hash32, output: bytes = OUTPUT) -> None:
-        """The provider commits `output`, sealed for the client (`result_crypto`)."""
+    async def commit_result(self, task_id: Hash32, output: bytes = OUTPUT,
+                            checkpoints: int = 0) -> None:
+        """The provider commits `output`, sealed for the client (`result_crypto`); a training
+        lists `checkpoints` checkpoints, the last of which is `output`."""
         task = self.task(task_id)
         key = next(k for k in self.node.users() if k.address == task.attempt.provider)
         client = self.node.state.account(task.client).public_key
-        sealed = provider_key(EPHEMERAL, client, task_id, task.attempt.number).seal(0, output)
+        sealed = provider_key(EPHEMERAL, client, task_id, task.attempt.number).seal(
+            output_file_number(checkpoints), output)
         if self.node.blobs is not None:
             self.node.blobs.put_file(sealed)
-        result = TaskResult(file_id(sealed), digest(b"root", b""), (), (("loss_micros", 1234),),
+        earlier = tuple(digest(b"checkpoint", bytes([i])) for i in range(checkpoints - 1))
+        result = TaskResult(file_id(sealed), digest(b"root", b""),
+                            (*earlier, file_id(sealed)) if checkpoints else (),
+                            (("loss_micros", 1234),),
                             key_commitment(ephemeral_public(EPHEMERAL)))
         await self.send(key, CommitResult(task_id, result))
 
