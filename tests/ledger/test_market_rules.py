@@ -492,8 +492,11 @@ def test_training_result_must_list_every_checkpoint(chain: MarketChain,
     good = result_for(task, spec=spec)
     assert len(good.checkpoint_ids) == 4
     short = replace(good, checkpoint_ids=good.checkpoint_ids[:-1])
-    with pytest.raises(MarketRuleError):
+    with pytest.raises(MarketRuleError, match="checkpoints"):
         chain.check(PROVIDER_A, CommitResult(task_id, short))
+    other_output = replace(good, output_id=good.checkpoint_ids[0])
+    with pytest.raises(MarketRuleError, match="last checkpoint"):
+        chain.check(PROVIDER_A, CommitResult(task_id, other_output))
     chain.send(PROVIDER_A, CommitResult(task_id, good))
     assert chain.task(task_id).status == TaskStatus.VERIFYING
 

@@ -423,6 +423,9 @@ def process_commit_result(w: Working, sender: Address, p: CommitResult) -> None:
     if len(p.result.checkpoint_ids) != wanted:
         raise MarketRuleError(f"the result must list {wanted} checkpoints, "
                               f"it lists {len(p.result.checkpoint_ids)}")
+    if wanted and p.result.output_id != p.result.checkpoint_ids[-1]:
+        # the client opens the output as the trained weights: the checked last checkpoint
+        raise MarketRuleError("a training's output must be its last checkpoint")
     task = with_attempt(task, result=p.result, result_ms=w.timestamp, check=start_check(w))
     w.set_task(p.task_id, replace(task, status=TaskStatus.VERIFYING, phase_end_ms=0))
 
