@@ -487,6 +487,22 @@ def verify_model_inference(spec: ModelInferSpec, model_file: bytes, inputs: byte
     return _run(check)
 
 
+def model_inputs_run(spec: ModelInferSpec, model_file: bytes, inputs: bytes,
+                     device: Device | None = None) -> Verdict:
+    """Whether a registered model runs on the task's uploaded inputs: a committee's check of a
+    provider's report that they are malformed when they pass the static checks (`check_inputs`)
+    but the model fails on them (an embedding's id out of range). *ok* when the model runs on
+    every row; `inputs_malformed` naming the rows where it fails. It costs the task's work: it
+    runs only on such a report, which costs its provider its collateral when it is false."""
+    from gpu.onnx_run import run_model
+
+    def check(checked: list[str]) -> None:
+        run_model(spec, model_file, device, inputs=_as_inputs(inputs))
+        checked.append(f"the model ran on all {spec.batch} rows")
+
+    return _run(check)
+
+
 def _as_inputs(raw: object) -> bytes:
     if not isinstance(raw, bytes | bytearray | memoryview):
         raise InputsError(f"the inputs file is {type(raw).__name__}, not bytes")

@@ -47,6 +47,7 @@ from gpu.cpus import format_cpu_list, parse_cpu_list, pin_to_cpus
 from gpu.device import Device, detect
 from gpu.errors import GpuError, WorkloadCancelled, WorkloadError
 from gpu.verify import (
+    model_inputs_run,
     verify_inference,
     verify_matmul,
     verify_model_inference,
@@ -67,6 +68,7 @@ JOBS: dict[str, Callable[..., Any]] = {
     "verify_training": verify_training,
     "verify_inference": verify_inference,
     "verify_model_inference": verify_model_inference,
+    "model_inputs_run": model_inputs_run,
 }
 """What a worker runs: each is called with the job's keyword arguments and `device=`."""
 

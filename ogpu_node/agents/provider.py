@@ -58,6 +58,7 @@ from gpu.cpus import on_cpus
 from gpu.device import Device, detect
 from gpu.device_bench import benchmark_score
 from gpu.errors import GpuError, WorkloadCancelled
+from gpu.inputs import InputsError
 from gpu.worker_process import Workers, workers_for
 from gpu.workloads import WorkloadResult, run_workload
 from ogpu_node.agents.closing import Closing
@@ -436,6 +437,7 @@ class ProviderAgent:
             store = store_file if self.policy.fault != "corrupt" else None
             result: WorkloadResult | None = None
             failed: ReturnReason | None = None
+            malformed = False
             async with trio.open_nursery() as reporters:
                 reporters.start_soon(self._report_progress, task_id, task.attempt.number)
                 try:
@@ -445,6 +447,9 @@ class ProviderAgent:
                         on_progress, should_stop, store)
                 except WorkloadCancelled:
                     log.info("task %s is no longer ours: stopped", task_id.hex()[:12])
+                except InputsError as exc:  # they passed the checks, the model fails on them
+                    log.warning("task %s: %s", task_id.hex()[:12], exc)
+                    malformed = True
                 except OgpuError as exc:  # caught here, not as a nursery's exception group:
                     # the worker refused the task, the device or the spec failed, or storing
                     # a checkpoint did (store full)
@@ -453,6 +458,9 @@ class ProviderAgent:
                 finally:
                     reporters.cancel_scope.cancel()
             if result is None:
+                if malformed and self._still_ours(task_id, task.attempt.number):
+                    await self.wallet.send_once(("inputs", key),
+                                                ReportMissingInputs(task_id, "inputs_malformed"))
                 if failed is not None and self._still_ours(task_id, task.attempt.number):
                     await self.wallet.send_once(("return", key), ReturnTask(task_id, failed))
                     log.warning("returning task %s: %s", task_id.hex()[:12],

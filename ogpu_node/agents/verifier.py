@@ -368,9 +368,16 @@ class VerifierAgent:
         verdict is *ok* (the report stands) when this member cannot get valid inputs either."""
         start = trio.current_time()
         try:
-            await fetch_task_files(spec, self._fetch, self.models, self.node.chain.state.models)
+            files = await fetch_task_files(spec, self._fetch, self.models,
+                                           self.node.chain.state.models)
         except FilesUnusable as exc:
             return Verdict(True, str(exc), "fetch and check inputs", trio.current_time() - start)
+        if isinstance(spec, ModelInferSpec):  # inputs the model fails on pass the static check
+            ran = await self._run_check("model_inputs_run", dict(
+                spec=spec, model_file=files.model, inputs=files.inputs))
+            if not ran.ok:
+                return Verdict(True, ran.reason, "fetch inputs and run the model",
+                               trio.current_time() - start)
         return Verdict(False, "inputs_available: fetched and well-formed",
                        "fetch and check inputs", trio.current_time() - start)
 

@@ -10,15 +10,31 @@ import numpy as np
 import pytest
 import trio
 
-from gpu.artifacts import decode_arrays
+from gpu.artifacts import decode_arrays, encode_arrays
 from gpu.device import cpu_device
+from gpu.inputs import encode_inputs
+from gpu.nn.data import seed_params
+from gpu.onnx_export import export_onnx
+from gpu.onnx_models import inspect_model
 from gpu.workloads import run_workload
+from ogpu_node.blobs import file_id
 from ogpu_node.ledger.market.payloads import OpenPool, RegisterModel, SendRequest
 from ogpu_node.ledger.market.records import CloseReason, RequestStatus
 from ogpu_node.node.node import Node
 from ogpu_node.result_crypto import client_key, open_answer, output_file_number
 from ogpu_node.types import Hash32, ogpu
-from ogpu_node.workloads.models import ModelInfo
+from ogpu_node.workloads.models import ModelInferSpec, ModelInfo
+from ogpu_node.workloads.net import (
+    FLATTEN,
+    TANH,
+    LossKind,
+    NetTrainSpec,
+    Optimizer,
+    OptimizerKind,
+    Schedule,
+    dense,
+    embedding,
+)
 from tests.gpu.onnx_examples import digits_cnn
 from tests.gpu.onnx_tasks import task_for
 from tests.node.test_market_agents import (
@@ -127,3 +143,41 @@ async def test_a_registered_models_pool_answers_uploaded_rows_checked_by_a_commi
         for name, values in want.items():
             assert np.array_equal(answer[name], values), name
 
+
+
+def token_model() -> tuple[bytes, ModelInfo]:
+    """An exported network over 6 token ids from a vocabulary of 20 (int64 input "x")."""
+    spec = NetTrainSpec(
+        seed=4, input_shape=(6,), layers=(embedding(20, 8), TANH, FLATTEN, dense(3)),
+        loss=LossKind.CROSS_ENTROPY, optimizer=Optimizer(OptimizerKind.SGD, 1_000),
+        schedule=Schedule(), n_samples=10, val_bps=1_000, batch=2, steps=1, checkpoint_every=1,
+        inputs=bytes(32))
+    model = export_onnx(spec, encode_arrays(seed_params(spec)))
+    return model, inspect_model(model)
+
+
+async def test_inputs_the_model_fails_on_are_reported_and_the_report_stands(
+        tmp_path: object) -> None:
+    """Token ids past the vocabulary pass the static checks (whole numbers) but the model
+    cannot run on them: the provider reports them malformed, the committee runs the model on
+    them, the report stands and the client's collateral pays the provider."""
+    model, info = token_model()
+    ids = np.random.default_rng(1).integers(0, 20, size=(40, 6))
+    ids[17, 2] = 25  # out of the vocabulary
+    async with market_network(tmp_path, {1: policy()}) as nodes:
+        node = nodes[0]
+        assert node.blobs is not None
+        with trio.fail_after(90):
+            await registered(nodes, 1)
+            model_id = await register(node, model, info)
+            unbound = ModelInferSpec(model_id, 40, bytes(32), info)
+            raw = encode_inputs(unbound, {"x": ids})
+            node.blobs.put_file(raw)
+            spec = ModelInferSpec(model_id, 40, bytes(file_id(raw)))
+            task_id = await submit(node, node.next_nonce(CLIENT.address), spec=spec)
+            await wait_for(node, closed(node, task_id))
+        done = task_of(node, task_id)
+        assert done.close_reason == CloseReason.INPUTS_WITHHELD, done.why
+        assert done.why == "inputs_malformed" and accepts(done) >= 2
+        events = {m.event: m for m in done.trail}
+        assert events["client_collateral_to_provider"].address == VALIDATORS[1].address
