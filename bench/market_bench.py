@@ -24,6 +24,33 @@
     inputs, and training steps per second against a bare array-module implementation of the same
     SGD step. The table also shows the whole workload (inputs, encoding, hashing) for context.
 
+(d) inference on a registered ONNX model (`bench.model_bench`; a wide MLP, 4.2 MFLOP per row,
+    so that a request is compute rather than blocks): 12 requests of 32,768 rows, each with
+    inputs of its own, sent at once to a pool on a 4-validator devnet (the model registered and
+    the pool opened by a client account, half the answers checked by a committee), timed from
+    the first request sent until the last answer is on chain, against a bare ONNX Runtime
+    session with the provider's `session_options` over the same rows (the mean of runs before
+    and after the devnet) and `run_workload` of the same specs in this process (goal >= 90% of
+    the bare rows/s). Also the provider node's CPU seconds over the run and the latency of a
+    request sent alone. Measured here (2 CPUs): 47%. What bounds it: every request costs two
+    transactions and their blocks plus fetching its 8 MiB of inputs from the client's node
+    (a request sent alone: 6.0 s to its answer against 1.4 s of compute), and the provider
+    shares the 2 CPUs with 3 validators and the committee's checks (each a worker that loads
+    the model and reads the whole inputs file); the provider node used 33 CPU seconds where
+    `run_workload` here used 26.
+(e) training a CNN of the client's own architecture (kind 5: conv 16, pool, conv 32, dense on
+    the 8 x 8 digits, Adam): `run_workload`'s steps per second (its compute phase) against a
+    bare array-module implementation of the same steps (`BareCnn`: im2col convolutions, max
+    pooling, dense, softmax cross-entropy, Adam over a flat buffer, the same arithmetic to
+    1e-5, tested) at batch 32 and 128 (goal >= 90%).
+(f) verification cost of the new kinds (goal <= 2%): `verify_model_inference` of the verifier
+    policy's default sample of rows against the whole inference task of 65,536 rows, both
+    loading the model (each runs in a worker process of its own) and, for context, both with
+    the session cached; for the wide MLP and for the digits CNN, whose rows are so cheap (0.18
+    MFLOP) that the check's fixed costs bound it: loading the model and reading the whole
+    inputs file (`check_inputs`), both shown. And `verify_training` of a kind-5 result with
+    the policy's default intervals (1 of 100) plus the metrics, against its training run.
+
 Numba compiles the CPU kernels on first use (or loads them from its cache): that warm-up is
 timed separately and excluded from (c), as a provider pays it once per process.
 """
@@ -39,12 +66,20 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from bench.market_common import (
+    GOAL_SPEED_RATIO,
+    GOAL_VERIFY_FRACTION,
+    PartResult,
+    settle,
+    timed,
+)
+from bench.model_bench import MODEL_PARTS, add_arguments
 from bench.report import pass_fail, print_table, write_json
 from gpu.artifacts import decode_arrays
 from gpu.cpu_kernels import kernels_for, warm_up
@@ -63,8 +98,6 @@ from ogpu_node.polling import wait_until
 from ogpu_node.rpc_client import RpcCallError, Subscription, rpc_call
 from ogpu_node.workloads.spec import MAX_CHECKPOINT_INTERVAL, MatmulSpec, TrainSpec
 
-GOAL_VERIFY_FRACTION = 0.02
-GOAL_SPEED_RATIO = 0.90
 FREIVALDS_ROUNDS = 20
 
 
@@ -73,16 +106,6 @@ def bench_train_spec(steps: int = 6400, checkpoints: int = 100) -> TrainSpec:
     return TrainSpec(seed=42, n_features=64, hidden=(256, 256), n_classes=10, n_samples=8192,
                      batch=128, steps=steps, lr_micros=50_000,
                      checkpoint_every=max(1, steps // checkpoints))
-
-
-@dataclass
-class PartResult:
-    """One part's table and its JSON results."""
-
-    title: str
-    headers: list[str]
-    rows: list[list[Any]] = field(default_factory=list)
-    results: dict[str, Any] = field(default_factory=dict)
 
 
 def e2e_train_spec(steps: int) -> TrainSpec:
@@ -125,7 +148,7 @@ def part_a(args: argparse.Namespace, device: Device) -> PartResult:
         url = devnet.rpc_url(net / "node0")
         wait_until(lambda: rpc_call(url, "provider_list")["count"] >= 1,
                    "the provider to register")
-        _settle(devnet.rpc_url(net / "node1"))
+        settle(devnet.rpc_url(net / "node1"))
         _, beside_s = _run_locally(spec, device, layout.provider)  # beside the idle nodes
         client = Client(url, dev_account_key(3))
         submitted = time.perf_counter()
@@ -228,14 +251,6 @@ def cpu_layout(pin: bool) -> CpuLayout:
     return CpuLayout(frozenset(cpus[-1:]), frozenset(cpus[:-1]))
 
 
-def _settle(url: str, blocks: int = 3) -> None:
-    """Wait until the node at `url` has finalised `blocks` more blocks and is not syncing: the
-    start's CPU burst (interpreters, kernels, the device benchmark) is over."""
-    start = rpc_call(url, "chain_status")["height"]
-    wait_until(lambda: (status := rpc_call(url, "chain_status"))["syncing"] is False
-               and status["height"] >= start + blocks, "the devnet to settle", 60)
-
-
 def _closed_view(url: str, task_id: str) -> dict[str, Any]:
     """The task's view once it closes, followed over a WebSocket subscription (polling would
     cost the 2-core machine the nodes share some of the CPU being measured)."""
@@ -283,7 +298,7 @@ def part_b(args: argparse.Namespace, device: Device) -> PartResult:
     a, b = inputs
     c = device.asarray(decode_arrays(result.output)[0][1])
     x1 = device.asarray(freivalds_vectors(spec.n, 1, np.random.default_rng(3)))
-    floor = min(_timed(device, lambda: (a @ (b @ x1), c @ x1)) for _ in range(3))
+    floor = min(timed(device, lambda: (a @ (b @ x1), c @ x1)) for _ in range(3))
     part.rows.append(["  floor: one pass over A, B and C (memory bandwidth, r=1)", product,
                       floor, 100 * floor / product, "(info)", ""])
     part.rows.append(["  whole: regenerate A, B + check vs generate + multiply + encode + hash",
@@ -315,14 +330,6 @@ def part_b(args: argparse.Namespace, device: Device) -> PartResult:
         part.results["train"][f"verify_{intervals}_s"] = verdict.seconds
         part.results["train"][f"fraction_{intervals}"] = frac
     return part
-
-
-def _timed(device: Device, fn: Callable[[], object]) -> float:
-    device.synchronize()
-    start = time.perf_counter()
-    fn()
-    device.synchronize()
-    return time.perf_counter() - start
 
 
 def bare_sgd_steps(x: Array, y: Array, params: list[tuple[Array, Array]], steps: int,
@@ -359,8 +366,8 @@ def matmul_speed(n: int, device: Device) -> tuple[float, float]:
     a @ b  # warm-up
     ours, bare = [], []
     for _ in range(3 if n <= 2048 else 2):
-        ours.append(_timed(device, lambda: matmul_product(a, b, device)))
-        bare.append(_timed(device, lambda: a @ b))
+        ours.append(timed(device, lambda: matmul_product(a, b, device)))
+        bare.append(timed(device, lambda: a @ b))
     return min(ours), min(bare)
 
 
@@ -377,7 +384,7 @@ def train_speed(spec: TrainSpec, device: Device) -> tuple[float, float]:
 
 def _time_bare_training(spec: TrainSpec, x: Array, y: Array, device: Device) -> float:
     params = layers_to_device(init_weights(spec), device)
-    return _timed(device, lambda: bare_sgd_steps(x, y, params, spec.steps, spec.batch,
+    return timed(device, lambda: bare_sgd_steps(x, y, params, spec.steps, spec.batch,
                                                  spec.learning_rate, device.xp,
                                                  np.random.default_rng(0)))
 
@@ -431,18 +438,19 @@ def _set_blas_threads(threads: int, argv: list[str]) -> None:
 
 
 PARTS: dict[str, Callable[[argparse.Namespace, Device], PartResult]] = {
-    "a": part_a, "b": part_b, "c": part_c}
+    "a": part_a, "b": part_b, "c": part_c, **MODEL_PARTS}
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="scripts/bench market")
-    parser.add_argument("--parts", default="a,b,c", help="comma-separated parts among a, b, c")
+    parser.add_argument("--parts", default="a,b,c", help="comma-separated parts among a..f")
     parser.add_argument("--e2e-seconds", type=float, default=30.0,
                         help="compute time part (a)'s task is sized to on this device")
     parser.add_argument("--e2e-steps", type=int, default=0,
                         help="training steps of part (a)'s task (default: --e2e-seconds)")
     parser.add_argument("--keep", action="store_true",
-                        help="keep part (a)'s devnet homes and logs (always kept on a failure)")
+                        help="keep the devnets' homes and logs of parts (a) and (d) (always kept "
+                             "on a failure)")
     parser.add_argument("--pin-cpus", action="store_true",
                         help="part (a): the provider's workload and the local runs on the last "
                              "CPU, the nodes and their checks on the others (default: every "
@@ -456,6 +464,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1,
                         help="BLAS threads (default 1: stable timings on a shared machine; "
                              "0 leaves the library default)")
+    add_arguments(parser)
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
     _set_blas_threads(args.threads, sys.argv[1:] if argv is None else argv)
