@@ -19,7 +19,7 @@ from click.testing import CliRunner
 from gpu.inputs import encode_inputs
 from ogpu_node.address import address_to_text
 from ogpu_node.blobs import MAX_CHUNK_BYTES, file_id
-from ogpu_node.cli.market_cli import build_submit, load_task_file
+from ogpu_node.cli.market_cli import build_submit, load_task_file, metrics_text
 from ogpu_node.cli.node_cli import main as node_cli
 from ogpu_node.cli.user_cli import main as user_cli
 from ogpu_node.ledger.tx import Transfer, decode_transaction
@@ -163,7 +163,7 @@ async def test_task_submit_watch_result_and_provider_commands(tmp_path: Path) ->
                      f"running on {address_to_text(market.provider_a.address)} at",
                      "no progress report yet", "50%", "verifying, committee drawn at height",
                      "closed: completed", "money trail of task", "provider_collateral_locked",
-                     "payment", "verifier_fee", "refund"):
+                     "payment", "verifier_fee", "refund", "result metrics: loss 0.001234"):
             assert line in out, (line, out)
 
         code, out = await ogpu(url, "task", "result", task_id.hex(), "-o",
@@ -172,6 +172,10 @@ async def test_task_submit_watch_result_and_provider_commands(tmp_path: Path) ->
         assert (tmp_path / "out.bin").read_bytes() == OUTPUT  # opened with the client's key
         result = market.task(task_id).attempt.result
         assert result is not None and json.loads(out)["fileId"] == result.output_id.hex()
+        assert json.loads(out)["metrics"] == {"loss_micros": 1234}
+        code, out = await ogpu(url, "task", "result", task_id.hex(), "-o",
+                               str(tmp_path / "out.bin"), "--dev-account", "0")
+        assert code == 0 and "metrics  loss 0.001234" in out, out
         code, out = await ogpu(url, "task", "result", task_id.hex(), "-o",
                                str(tmp_path / "other.bin"), "--dev-account", "1")
         assert code != 0 and "only the task's client" in out, out
@@ -272,6 +276,11 @@ async def test_task_submit_uploads_inputs_chunk_by_chunk_and_names_them(tmp_path
         assert code == 2 and "neither an .npz nor an artifact" in out, out
         assert node.state.height == height
         blocks.cancel_scope.cancel()
+
+
+def test_result_metrics_read_in_their_units() -> None:
+    assert metrics_text({"val_loss_micros": 42_760, "val_accuracy_bps": 9_906,
+                         "runtime": 7}) == "runtime 7, val_accuracy 99.06%, val_loss 0.042760"
 
 
 def test_task_files_are_checked_before_anything_is_sent(tmp_path: Path) -> None:

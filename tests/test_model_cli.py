@@ -25,6 +25,7 @@ from ogpu_node.blobs import file_id
 from ogpu_node.cli import net_toml
 from ogpu_node.cli.array_files import load_arrays, write_arrays
 from ogpu_node.cli.net_toml import parse_net
+from ogpu_node.cli.pool_cli import DEFAULT_MEMBER_BOND
 from ogpu_node.ledger.market.payloads import JoinPool, PoolResult
 from ogpu_node.result_crypto import ephemeral_public, provider_key
 from ogpu_node.types import Hash32
@@ -273,6 +274,26 @@ async def test_inference_tasks_and_pools_of_a_registered_model(tmp_path: Path) -
         assert code == 0 and f"digits-mlp ({model_id.hex()})" in out, out
         code, out = await ogpu(url, "pool", "request", pool_id.hex(), "--dev-account", "0")
         assert code == 2 and "needs --inputs" in out, out
+        blocks.cancel_scope.cancel()
+
+
+async def test_pool_open_bonds_members_by_default_and_refuses_zero_amounts(
+        tmp_path: Path) -> None:
+    node = LocalNode(tmp_path / "blobs")
+    async with serving(node) as rpc, trio.open_nursery() as blocks:
+        blocks.start_soon(produce_blocks, node)
+        url = rpc.address.http_url
+        terms = ("--max-batch", "8", "--price", "0.01", "--budget", "1", "--dev-account", "0")
+        code, out = await ogpu(url, "pool", "open", "--model", "mlp-small", *terms, "--json")
+        assert code == 0, out  # the chain takes no pool whose members bond nothing
+        pool_id = Hash32(bytes.fromhex(json.loads(out)["poolId"]))
+        assert node.state.pools[pool_id].min_stake == ogpu_units(int(DEFAULT_MEMBER_BOND))
+        height = node.state.height
+        for option in ("--min-stake", "--price", "--budget"):
+            code, out = await ogpu(url, "pool", "open", "--model", "mlp-small", *terms,
+                                   option, "0")
+            assert code == 2 and f"Invalid value for {option}: must be more than 0 OGPU" in out
+        assert node.state.height == height
         blocks.cancel_scope.cancel()
 
 

@@ -43,6 +43,10 @@ from ogpu_node.rpc_client import RpcCallError, download_file, rpc_call, upload_f
 from ogpu_node.types import HASH_LEN, Hash32
 from ogpu_node.workloads.spec import MAX_BATCH
 
+DEFAULT_MEMBER_BOND = "10"
+"""OGPU each member of a pool bonds unless --min-stake says otherwise (the chain takes no
+pool without a bond: amounts are at least one base unit)."""
+
 
 @click.group()
 def pool() -> None:
@@ -57,6 +61,14 @@ def _hash(text: str, what: str) -> Hash32:
     if len(raw) != HASH_LEN:
         raise click.BadParameter(f"a {what} id is 64 hex digits, got {text!r}")
     return Hash32(raw)
+
+
+def _positive_ogpu(text: str, option: str) -> int:
+    """An amount in OGPU of at least one base unit (the chain refuses 0 in every amount)."""
+    amount = parse_ogpu(text)
+    if amount < 1:
+        raise click.BadParameter(f"must be more than 0 OGPU, got {text!r}", param_hint=option)
+    return amount
 
 
 def _owned_pool(rpc: str, pool_id: Hash32, key: PrivateKey) -> dict[str, Any]:
@@ -85,8 +97,8 @@ def _finalized(receipt: dict[str, Any], as_json: bool) -> bool:
               help="Members racing each request.")
 @click.option("--sample-bps", type=click.IntRange(0, BPS), default=500, show_default=True,
               help="Share of the answers a committee checks, in basis points.")
-@click.option("--min-stake", default="0", show_default=True,
-              help="OGPU each member bonds.")
+@click.option("--min-stake", default=DEFAULT_MEMBER_BOND, show_default=True,
+              help="OGPU each member bonds (a wrong answer costs it the bond).")
 @click.option("--request-s", type=click.IntRange(1), default=60, show_default=True,
               help="Seconds a request may wait for its answer.")
 @click.option("--ttl-s", type=click.IntRange(1), default=86_400, show_default=True,
@@ -107,14 +119,15 @@ def pool_open(rpc: str, model_ref: str, max_batch: int, price: str, budget: str,
     \b
       ogpu pool open --model MODEL_ID --max-batch 256 --price 0.01 --budget 5 --key me.json
     """
+    amounts = (_positive_ogpu(price, "--price"), _positive_ogpu(budget, "--budget"))
+    bond = _positive_ogpu(min_stake, "--min-stake")
     name, model_id = model_ref, b""
     if is_model_id(model_ref):
         model_id = parse_model_id(model_ref)
         registered_model(rpc, model_id)  # an unknown id fails here, named
         name = ""
-    payload = OpenPool(name, max_batch, parse_ogpu(price), parse_ogpu(budget), racers,
-                       sample_bps, parse_ogpu(min_stake), request_s * 1000, ttl_s * 1000,
-                       model_id)
+    payload = OpenPool(name, max_batch, *amounts, racers, sample_bps, bond, request_s * 1000,
+                       ttl_s * 1000, model_id)
     receipt = send(rpc, signer(key_path, dev_account), payload, fee, True, timeout)
     if _finalized(receipt, as_json):
         emit({"poolId": receipt["hash"], "height": receipt["height"]}, as_json)
