@@ -13,6 +13,7 @@ fetched now may be served later: that is not remembered.
 
 from __future__ import annotations
 
+import importlib
 from collections import OrderedDict
 
 import trio
@@ -35,6 +36,11 @@ class ModelFiles:
         self._files: OrderedDict[Hash32, bytes] = OrderedDict()
         self._refused: dict[Hash32, str] = {}
         self._checking: set[Hash32] = set()
+
+    async def warm_up(self) -> None:
+        """Import the inspection's libraries now (`onnx`: about a second), not in the first
+        check, which must end within a task's bid window."""
+        await trio.to_thread.run_sync(importlib.import_module, "gpu.onnx_models")
 
     def refusal(self, model_id: Hash32) -> str | None:
         """Why the model's file is not usable, as far as is known (None: checked and usable,

@@ -204,6 +204,7 @@ class ProviderAgent:
         with workers_for(self.device, self.policy.process, self.policy.cpus) as self.workers:
             async with trio.open_nursery() as nursery, self.node.subscribe_blocks() as blocks:
                 nursery.start_soon(self.closing.watch)
+                nursery.start_soon(self.models.warm_up)
                 if not self.policy.benchmark and self.policy.benchmark_refresh_s > 0:
                     nursery.start_soon(self._remeasure)
                 await self.step(nursery)
@@ -216,6 +217,9 @@ class ProviderAgent:
         self._forget_closed(state)
         try:
             await self._register(state)
+            for model_id in state.changed_models:  # just registered: check it before a task
+                self._model_refusal_of(nursery, state, model_id)  # names it (bid windows are
+                # short; a check fetches and inspects the file)
             for task_id in sorted(state.open_tasks):
                 await self._act_on(nursery, state, Hash32(task_id), state.tasks[task_id])
             for pool_id, pool in sorted(state.pools.items()):
