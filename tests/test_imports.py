@@ -18,6 +18,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[1]
 
 FORBIDDEN_EVERYWHERE = frozenset({"trio", "libp2p", "plyvel", "plyvel_next", "socket", "asyncio",
@@ -147,3 +149,43 @@ def test_the_rules_detect_forbidden_imports(tmp_path: Path) -> None:
     allowed = tmp_path / "commitment.py"  # the one file allowed numpy
     allowed.write_text("import numpy as np\nimport hashlib\n")
     assert LEDGER.violations(allowed) == []
+
+
+def _module_name(path: Path) -> str:
+    return ".".join(path.relative_to(REPO).with_suffix("").parts).removesuffix(".__init__")
+
+
+def _project_imports(path: Path, known: set[str]) -> set[str]:
+    """The project modules `path` imports (a `from package import name` of a submodule counts
+    as that submodule)."""
+    found = set()
+    for imported in imported_modules(path):
+        name = imported
+        while name and name not in known:
+            name = name.rpartition(".")[0]
+        if name:
+            found.add(name)
+    return found
+
+
+@pytest.mark.parametrize("package", ["gpu", "p2p"])
+def test_a_library_builds_on_node_modules_that_never_import_it(package: str) -> None:
+    """No import cycle runs through `gpu/` (or `p2p/`) and `ogpu_node/`: what the library imports
+    from the node (its foundations: errors, types, hashing, blob ids, the workload specs), and
+    everything that imports in turn, never imports the library, directly or lazily inside a
+    function. The node's agents, CLI and services use the libraries, not the other way round."""
+    paths = {_module_name(p): p for root in ("ogpu_node", package)
+             for p in (REPO / root).rglob("*.py")}
+    known = set(paths)
+    imports = {name: _project_imports(path, known) for name, path in paths.items()}
+    frontier = {m for g, found in imports.items() if g.startswith(package) for m in found
+                if m.startswith("ogpu_node")}
+    reached: set[str] = set()
+    while frontier:
+        module = frontier.pop()
+        reached.add(module)
+        frontier |= {m for m in imports[module] if m.startswith("ogpu_node")} - reached
+    assert reached, f"{package}/ imports nothing from the node: the test sees no imports"
+    assert {m for m in reached if any(i.startswith(package) for i in imports[m])} == set()
+    assert not any(m.startswith(("ogpu_node.ledger", "ogpu_node.node", "ogpu_node.agents"))
+                   for m in reached), sorted(reached)
