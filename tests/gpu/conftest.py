@@ -78,14 +78,19 @@ def digits_run(digits_task: tuple[NetTrainSpec, bytes], device: Device) -> Workl
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:
-    """Tests marked `cuda` need a CUDA device and ONNX Runtime's CUDA provider."""
+    """Tests marked `cuda` need a CUDA device (CuPy and a GPU); those that run ONNX Runtime on
+    it also call `require_ort_cuda`."""
     if item.get_closest_marker("cuda") is None:
         return
-    import onnxruntime
-
     from gpu.device import cuda_device
 
     if cuda_device() is None:
         pytest.skip("no usable CUDA device (CuPy and a GPU are needed)")
+
+
+def require_ort_cuda() -> None:
+    """Skip, saying why, unless ONNX Runtime has its CUDA provider (onnxruntime-gpu)."""
+    import onnxruntime
+
     if "CUDAExecutionProvider" not in onnxruntime.get_available_providers():
         pytest.skip("ONNX Runtime has no CUDAExecutionProvider (install onnxruntime-gpu)")

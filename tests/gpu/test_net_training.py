@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from gpu.artifacts import checkpoint_chain, decode_arrays, encode_arrays
-from gpu.device import Device
+from gpu.device import Device, cuda_device
 from gpu.inputs import InputsError, encode_inputs
 from gpu.net_training import replay_net, run_net_steps
 from gpu.nn.data import net_dataset
@@ -166,3 +166,20 @@ def test_labels_outside_the_output_are_refused() -> None:
     data = digits()
     with pytest.raises(InputsError, match=r"labels must be whole numbers in 0\.\.9"):
         encode_inputs(DIGITS_CNN, {"x": data.x, "labels": data.labels + 1})
+
+
+@pytest.mark.cuda
+def test_a_network_trained_on_a_cuda_device_verifies_on_the_cpu(
+        digits_task: tuple[NetTrainSpec, bytes], device: Device) -> None:
+    """The engine is written once against the array module: CuPy trains, a CPU committee
+    member replays intervals and recomputes the metrics within the stated tolerances."""
+    gpu = cuda_device()
+    assert gpu is not None
+    spec, raw = digits_task
+    spec = replace(spec, steps=200, checkpoint_every=50)
+    result = run_workload(spec, gpu, inputs=raw)
+    assert result.metrics["val_accuracy_bps"] > 8_000
+    verdict = verify_training(spec, result.checkpoints, result.checkpoint_ids,
+                              result.checkpoint_root, result.metrics, 4,
+                              np.random.default_rng(1), device, uploaded=raw)
+    assert verdict.ok, verdict.reason

@@ -28,6 +28,7 @@ from gpu.workloads import WorkloadResult, run_workload
 from ogpu_node.blobs import file_id
 from ogpu_node.workloads.limits import MODEL_CHUNK_ROWS
 from ogpu_node.workloads.models import FINGERPRINT_METRIC
+from tests.gpu.conftest import require_ort_cuda
 from tests.gpu.onnx_examples import EXAMPLES, TOKENS, VOCAB
 from tests.gpu.onnx_tasks import Task, task_for
 
@@ -172,6 +173,7 @@ def test_a_worker_process_computes_the_same_bytes(device: Device) -> None:
 @pytest.mark.cuda
 def test_on_a_cuda_device_the_outputs_are_within_the_tolerance_of_the_cpu(
         device: Device) -> None:
+    require_ort_cuda()
     gpu = cuda_device()
     assert gpu is not None
     task = task_for(EXAMPLES["digits_cnn"](), 300)
