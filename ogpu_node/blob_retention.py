@@ -5,7 +5,9 @@ time after it closed, so that a client can still download its results (and a lat
 its inputs). Task files are the client's uploads its spec names (inputs, a network's initial
 weights: `workloads.kinds.client_files`), the result's output and its checkpoints; pool files
 are the uploaded inputs and the outputs of the requests its record keeps. A registered model's
-file is kept for ever, as its record is: tasks and pools may name the model at any time. A
+file is kept while an open task or pool names the model, and for `retention_ms` after its
+registration (providers fetch it then, to check it before any task names it): registrations
+cost 1 OGPU each and must not pin a provider's store for ever. A
 closed task's close time is its `phase_end_ms` (`_close` sets it to the block time); a pool
 request has ended by its `deadline_ms` (a checked request's deadline is reset to its verdict
 window's end), so a closed pool keeps each request's files until that deadline plus the
@@ -22,7 +24,8 @@ from ogpu_node.ledger.market.records import Pool, Task, TaskStatus
 from ogpu_node.ledger.state import State
 from ogpu_node.types import Hash32
 from ogpu_node.workloads.kinds import client_files, decode_spec
-from ogpu_node.workloads.spec import InvalidSpec
+from ogpu_node.workloads.models import ModelInferSpec
+from ogpu_node.workloads.spec import InvalidSpec, WorkloadKind
 
 
 def task_files(task: Task) -> list[Hash32]:
@@ -63,8 +66,29 @@ def referenced_file_ids(state: State, retention_ms: int) -> set[Hash32]:
             files.update(task_files(task))
     for pool in state.pools.values():
         files.update(pool_files(pool, since_ms))
-    files.update(model.file_id for model in state.models.values())
+    files.update(model_files(state, since_ms))
     return files
+
+
+def model_files(state: State, since_ms: int) -> set[Hash32]:
+    """The files of the models an open task or pool names, and of those registered after
+    `since_ms`."""
+    named = {model_of(state.tasks[t]) for t in state.open_tasks}
+    named |= {pool.model_id for pool in state.pools.values() if not pool.closed}
+    files = {state.models[m].file_id for m in named if m is not None and m in state.models}
+    files.update(m.file_id for m in state.models.values() if m.registered_ms > since_ms)
+    return files
+
+
+def model_of(task: Task) -> Hash32 | None:
+    """The registered model a task runs (None: another kind)."""
+    if task.kind != WorkloadKind.MODEL_INFER:
+        return None
+    try:
+        spec = decode_spec(task.kind, task.spec)
+    except InvalidSpec:
+        return None
+    return spec.model if isinstance(spec, ModelInferSpec) else None
 
 
 class ReferencedFiles:

@@ -20,7 +20,8 @@ from ogpu_node.ledger.market.records import (
 )
 from ogpu_node.ledger.state import open_task_ids
 from ogpu_node.types import Address, Hash32
-from ogpu_node.workloads.spec import MatmulSpec
+from ogpu_node.workloads.models import ModelInferSpec
+from ogpu_node.workloads.spec import MatmulSpec, WorkloadKind
 from tests.ledger.helpers import KEYS, genesis
 from tests.ledger.market_helpers import (
     DIGITS_MODEL,
@@ -85,12 +86,17 @@ def test_open_and_recently_closed_tasks_and_pools_keep_their_files() -> None:
         spec=encode(replace(NET_TRAIN, inputs=fid("rows"), init=fid("weights"))))
     pools[fid("model pool")] = pool(False, replace(request("r5", "logits", NOW + 5),
                                                    inputs=fid("images")))
-    model = Model(OWNER, "digits", fid("model file"), DIGITS_MODEL, 0)
-    state = replace(market_state(tasks, pools), models={fid("model"): model})
+    pools[fid("model pool")] = replace(pools[fid("model pool")], model_id=fid("served"))
+    tasks[fid("on a model")] = replace(task(TaskStatus.BIDDING), kind=int(WorkloadKind.MODEL_INFER),
+                                       spec=encode(ModelInferSpec(fid("run"), 3, fid("rows4"))))
+    models = {fid(name): Model(OWNER, name, fid(f"{name} file"), DIGITS_MODEL, registered)
+              for name, registered in (("served", 0), ("run", 0), ("new", NOW - 10),
+                                       ("forgotten", 0))}
+    state = replace(market_state(tasks, pools), models=models)
     assert referenced_file_ids(state, RETENTION_MS) == {
         fid("inputs"), fid("out"), fid("c1"), fid("c2"), fid("inputs2"), fid("out2"),
         fid("answer"), fid("late answer"), fid("rows"), fid("weights"), fid("logits"),
-        fid("images"), fid("model file")}
+        fid("images"), fid("rows4"), fid("served file"), fid("run file"), fid("new file")}
 
 
 def test_the_node_provider_computes_once_per_height() -> None:
