@@ -338,7 +338,11 @@ def needs(spec: WorkloadSpec) -> Needs:
 def limit_refusal(spec: WorkloadSpec) -> SpecOverLimit | None:
     """The first protocol limit `spec` is over, as the error to raise; None when it is within
     all of them. Call on a spec without `problems()`."""
-    found = needs(spec)
+    return over_limit(needs(spec))
+
+
+def over_limit(found: Needs) -> SpecOverLimit | None:
+    """`limit_refusal` of what a spec needs, computed already."""
     for limit in LIMITS:
         value = getattr(found, limit.field)
         if value > limit.maximum:

@@ -36,6 +36,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from enum import IntEnum
+from functools import cached_property
 from typing import Any, ClassVar, Self
 
 from ogpu_node.encoding import read_array, read_bytes, read_list, read_uint
@@ -425,7 +426,28 @@ class Schedule:
         return lr
 
 
-@dataclass(frozen=True, slots=True)
+def network_shapes(input_shape: Shape, layers: tuple[Layer, ...]) -> tuple[Shape, ...]:
+    """The row shapes of the input and of every layer's output (see `NetTrainSpec.shapes`)."""
+    if not 1 <= len(input_shape) <= MAX_INPUT_RANK or not all(
+            1 <= d <= MAX_DIM for d in input_shape):
+        raise InvalidSpec(f"input_shape must have 1..{MAX_INPUT_RANK} dimensions within "
+                          f"1..{MAX_DIM}")
+    if not 1 <= len(layers) <= MAX_NET_LAYERS:
+        raise InvalidSpec(f"a network has 1..{MAX_NET_LAYERS} layers")
+    out = [input_shape]
+    for i, layer in enumerate(layers):
+        try:
+            shape = layer_output_shape(layer, out[-1], first=i == 0)
+        except InvalidSpec as exc:
+            raise InvalidSpec(f"layer {i} ({layer.kind.name.lower()}): {exc}") from None
+        if math.prod(shape) > MAX_ROW_ELEMENTS:
+            raise InvalidSpec(f"layer {i} ({layer.kind.name.lower()}): its output row "
+                              f"{shape} has over {MAX_ROW_ELEMENTS} elements")
+        out.append(shape)
+    return tuple(out)
+
+
+@dataclass(frozen=True)
 class NetTrainSpec:
     """Train the network `layers` on rows of `input_shape` from the client's inputs file
     `inputs` (`n_samples` rows; see the module docstring). Step i trains on `batch` rows of the
@@ -490,23 +512,15 @@ class NetTrainSpec:
     def shapes(self) -> list[Shape]:
         """The row shapes of the input and of every layer's output (len(layers) + 1 of them).
         Raises `InvalidSpec` naming the first layer that cannot take its input."""
-        if not 1 <= len(self.input_shape) <= MAX_INPUT_RANK or not all(
-                1 <= d <= MAX_DIM for d in self.input_shape):
-            raise InvalidSpec(f"input_shape must have 1..{MAX_INPUT_RANK} dimensions within "
-                              f"1..{MAX_DIM}")
-        if not 1 <= len(self.layers) <= MAX_NET_LAYERS:
-            raise InvalidSpec(f"a network has 1..{MAX_NET_LAYERS} layers")
-        out = [self.input_shape]
-        for i, layer in enumerate(self.layers):
-            try:
-                shape = layer_output_shape(layer, out[-1], first=i == 0)
-            except InvalidSpec as exc:
-                raise InvalidSpec(f"layer {i} ({layer.kind.name.lower()}): {exc}") from None
-            if math.prod(shape) > MAX_ROW_ELEMENTS:
-                raise InvalidSpec(f"layer {i} ({layer.kind.name.lower()}): its output row "
-                                  f"{shape} has over {MAX_ROW_ELEMENTS} elements")
-            out.append(shape)
-        return out
+        return list(self._shapes)
+
+    @cached_property
+    def _shapes(self) -> tuple[Shape, ...]:
+        """Walked once per spec (no slots, so that it can be kept): pricing and checking a
+        submission asks for the shapes and parameters a dozen times, and a deep network's walk
+        costs every validator a few hundred microseconds for the submission's flat fee.
+        A failure is not kept: it raises each time."""
+        return network_shapes(self.input_shape, self.layers)
 
     @property
     def output_shape(self) -> Shape:
@@ -515,13 +529,17 @@ class NetTrainSpec:
     def param_shapes(self) -> list[tuple[str, Shape]]:
         """The network's parameters, by name, in order: the arrays of a weights file, and the
         first arrays of every checkpoint."""
+        return list(self._param_shapes)
+
+    @cached_property
+    def _param_shapes(self) -> tuple[tuple[str, Shape], ...]:
         shapes = self.shapes()
         out: list[tuple[str, Shape]] = []
         for i, layer in enumerate(self.layers):
             for name, shape in zip(("w", "b"), layer_param_shapes(layer, shapes[i]),
                                    strict=False):
                 out.append((f"l{i}.{name}", shape))
-        return out
+        return tuple(out)
 
     def param_count(self) -> int:
         return sum(math.prod(shape) for _, shape in self.param_shapes())

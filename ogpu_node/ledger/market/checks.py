@@ -10,6 +10,7 @@ costs what a field at 1 does.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 from ogpu_node.ledger.errors import InvalidModel, InvalidTaskSpec, NotPermitted, TaskOverLimit
@@ -23,10 +24,10 @@ from ogpu_node.ledger.market.payloads import (
 from ogpu_node.ledger.market.records import MAX_DEVICES
 from ogpu_node.ledger.params import BPS, Params
 from ogpu_node.types import HASH_LEN, MAX_AMOUNT, Hash32
-from ogpu_node.workloads.kinds import WorkloadSpec, decode_bound_spec
-from ogpu_node.workloads.limits import limit_refusal, memory_needed_mb
+from ogpu_node.workloads.kinds import WorkloadSpec, decode_bound_spec, decode_spec
+from ogpu_node.workloads.limits import Needs, limit_refusal, needs, over_limit
 from ogpu_node.workloads.models import ModelInferSpec, ModelLookup
-from ogpu_node.workloads.spec import MAX_BATCH, MODELS, InvalidSpec
+from ogpu_node.workloads.spec import MAX_BATCH, MODELS, InvalidSpec, WorkloadKind
 
 MAX_TTL_MS = 30 * 24 * 3600 * 1000
 """Longest a task may stay open from its submission."""
@@ -62,10 +63,14 @@ def task_terms(params: Params, p: SubmitTask, models: ModelLookup) -> TaskTerms:
     before it starts). A registered model's inference is priced by the model's info (`models`),
     and the spec comes back bound to it."""
     try:
-        spec = decode_bound_spec(p.kind, p.spec, models)
+        if p.kind == WorkloadKind.MODEL_INFER:
+            spec = decode_bound_spec(p.kind, p.spec, models)
+            found = needs(spec)
+        else:
+            spec, found = _spec_needs(p.kind, p.spec)
     except InvalidSpec as exc:
         raise InvalidTaskSpec(str(exc)) from exc
-    refusal = limit_refusal(spec)
+    refusal = over_limit(found)
     if refusal is not None:
         raise TaskOverLimit(str(refusal)) from refusal
     if p.exec_ms < 1:
@@ -73,12 +78,21 @@ def task_terms(params: Params, p: SubmitTask, models: ModelLookup) -> TaskTerms:
     one_round = params.bid_window_ms + params.reveal_window_ms + p.exec_ms
     if not one_round <= p.ttl_ms <= MAX_TTL_MS:
         raise InvalidTaskSpec(f"ttl_ms must cover one round ({one_round} ms) and at most 30 days")
-    units = spec.work_units()
+    units = found.work_units
     budget, reserve, collateral = task_escrow(params, p.max_price, units)
     escrow = budget + reserve + collateral
     if escrow > MAX_AMOUNT:
         raise InvalidTaskSpec("budget too large")
-    return TaskTerms(spec, units, memory_needed_mb(spec), escrow)
+    return TaskTerms(spec, units, found.memory_mb, escrow)
+
+
+@functools.lru_cache(maxsize=4_096)
+def _spec_needs(kind: int, data: bytes) -> tuple[WorkloadSpec, Needs]:
+    """A spec that names no registered model, decoded, and what it needs: computed once per
+    submission, although the mempool and then the block check each submission twice (a deep
+    network's needs walk its layers a few times: ~0.3 ms). Failures are not cached."""
+    spec = decode_spec(kind, data)
+    return spec, needs(spec)
 
 
 def check_open_pool(params: Params, p: OpenPool, models: ModelLookup) -> None:
