@@ -144,7 +144,19 @@ def _refuse(text: str) -> ModelRefused:
 def inspect_model(data: bytes | bytearray | memoryview) -> ModelInfo:
     """The `ModelInfo` of the ONNX model `data`, computed from the file itself (the same on
     every machine); raises `ModelRefused` saying why a model cannot be registered (see the
-    module docstring for the rules, in the order they are checked)."""
+    module docstring for the rules, in the order they are checked), and nothing else: a file
+    that breaks `onnx` itself (its checker, shape inference, tensor conversions raise what they
+    raise) is refused too."""
+    try:
+        return _inspect(data)
+    except ModelRefused:
+        raise
+    except Exception as exc:  # hostile bytes reach code of onnx's that raises anything
+        raise _refuse(f"onnx cannot read it: {type(exc).__name__}: "
+                      f"{str(exc).splitlines()[0][:300] if str(exc) else ''}") from None
+
+
+def _inspect(data: bytes | bytearray | memoryview) -> ModelInfo:
     if not isinstance(data, bytes | bytearray | memoryview):
         raise _refuse(f"a model file is bytes, not {type(data).__name__}")
     size = len(memoryview(data))

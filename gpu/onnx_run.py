@@ -199,6 +199,20 @@ def load_model(model_file: bytes, info: ModelInfo, device: Device | None = None)
     return loaded
 
 
+def check_model_file(model_file: bytes, info: ModelInfo, device: Device | None = None) -> None:
+    """Whether a registered model's file is one this machine can run: it gives `info`
+    (`ModelMismatch`), ONNX Runtime loads it and runs a row of zeros through it (`ModelRefused`
+    saying why: a file can pass the inspection and use an operator the runtime has no kernel
+    for, say `Relu` on int64). What a provider checks before it bids on the model's tasks."""
+    loaded = load_model(model_file, info, device)
+    zeros = {t.name: np.zeros((1, *t.shape), np.float32) for t in info.inputs}
+    try:
+        run_rows(loaded, zeros, 0, 1)
+    except InputsError as exc:
+        raise ModelRefused(f"model_refused: the runtime cannot run a row of zeros: {exc}"
+                           ) from None
+
+
 def clear_sessions() -> None:
     """Drop the cached sessions (their memory goes back at once)."""
     with _sessions_lock:
@@ -278,5 +292,5 @@ def run_model(spec: ModelInferSpec, model_file: bytes, device: Device | None = N
                    phases, start)
 
 
-__all__ = ["LoadedModel", "load_model", "run_model", "run_rows",
+__all__ = ["LoadedModel", "check_model_file", "load_model", "run_model", "run_rows",
            "runtime_fingerprint", "session_options"]

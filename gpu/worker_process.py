@@ -62,6 +62,11 @@ POLL_S = 0.2
 WORKER_NICENESS = 10
 """Added to the child's niceness (`os.nice`): the node's own work comes first."""
 
+def _onnx_run() -> Any:
+    """`gpu.onnx_run`, imported by the first job that needs ONNX Runtime (about a second)."""
+    return importlib.import_module("gpu.onnx_run")
+
+
 JOBS: dict[str, Callable[..., Any]] = {
     "run_workload": run_workload,
     "verify_matmul": verify_matmul,
@@ -69,6 +74,7 @@ JOBS: dict[str, Callable[..., Any]] = {
     "verify_inference": verify_inference,
     "verify_model_inference": verify_model_inference,
     "model_inputs_run": model_inputs_run,
+    "check_model_file": lambda **kwargs: _onnx_run().check_model_file(**kwargs),
 }
 """What a worker runs: each is called with the job's keyword arguments and `device=`."""
 

@@ -58,11 +58,10 @@ from gpu.cpus import on_cpus
 from gpu.device import Device, detect
 from gpu.device_bench import benchmark_score
 from gpu.errors import GpuError, WorkloadCancelled
-from gpu.inputs import InputsError
 from gpu.worker_process import Workers, workers_for
 from gpu.workloads import WorkloadResult, run_workload
 from ogpu_node.agents.closing import Closing
-from ogpu_node.agents.model_files import ModelFiles
+from ogpu_node.agents.model_files import ModelFiles, check_in_worker
 from ogpu_node.agents.result_keys import serve_result_keys
 from ogpu_node.agents.secrets import AgentSecrets
 from ogpu_node.agents.task_files import FilesUnusable, TaskFiles, fetch_task_files
@@ -114,6 +113,9 @@ FAULTS = ("none", "corrupt", "vanish", "false_report")
 
 BENCHMARK_CHANGE = 5
 """A measured benchmark is registered again when it moved by more than 1/BENCHMARK_CHANGE."""
+CLIENT_FILE_FAULTS = frozenset({"inputs_malformed", "model_refused", "model_mismatch"})
+"""Codes of a run's errors that are the client's files' doing (inputs the model fails on, a
+model the runtime refuses): reported (`ReportMissingInputs`), not returned at a penalty."""
 INPUTS_FETCH_ATTEMPTS = 5
 INPUTS_RETRY_S = 1.5
 TIME_MARGIN = 0.5
@@ -180,7 +182,7 @@ class ProviderAgent:
         """(task, attempt) -> [our ephemeral key sealing that attempt's result]
         (`ogpu_node.result_crypto`): given to its committee, released once it is accepted;
         kept across restarts."""
-        self.models = ModelFiles(self._fetch_client_file)
+        self.models = ModelFiles(self._fetch_client_file, check_in_worker(lambda: self.workers))
         """Registered models' files, checked against their registered info before we bid."""
         self.skipped: dict[bytes, str] = {}
         """Why we did not bid on a task (for operators and `ogpu provider status`)."""
@@ -204,7 +206,6 @@ class ProviderAgent:
         with workers_for(self.device, self.policy.process, self.policy.cpus) as self.workers:
             async with trio.open_nursery() as nursery, self.node.subscribe_blocks() as blocks:
                 nursery.start_soon(self.closing.watch)
-                nursery.start_soon(self.models.warm_up)
                 if not self.policy.benchmark and self.policy.benchmark_refresh_s > 0:
                     nursery.start_soon(self._remeasure)
                 await self.step(nursery)
@@ -360,10 +361,11 @@ class ProviderAgent:
 
     def _model_refusal_of(self, nursery: trio.Nursery, state: State,
                           model_id: Hash32) -> str | None:
-        if not self.models.checked(model_id):
-            nursery.start_soon(self.models.check, model_id, state.models[model_id])
+        model = state.models[model_id]
+        if not self.models.checked(model):
+            nursery.start_soon(self.models.check, model)
             return "checking the model's file"
-        return self.models.refusal(model_id)
+        return self.models.refusal(model)
 
     async def _race(self, pool_id: Hash32, request: PoolRequest) -> None:
         key = (bytes(request.request_id), 0)
@@ -451,14 +453,15 @@ class ProviderAgent:
                         on_progress, should_stop, store)
                 except WorkloadCancelled:
                     log.info("task %s is no longer ours: stopped", task_id.hex()[:12])
-                except InputsError as exc:  # they passed the checks, the model fails on them
-                    log.warning("task %s: %s", task_id.hex()[:12], exc)
-                    malformed = True
-                except OgpuError as exc:  # caught here, not as a nursery's exception group:
-                    # the worker refused the task, the device or the spec failed, or storing
-                    # a checkpoint did (store full)
-                    log.error("task %s failed here: %s", task_id.hex()[:12], exc)
-                    failed = return_reason(exc)
+                except OgpuError as exc:  # caught here, not as a nursery's exception group
+                    if getattr(exc, "code", "") in CLIENT_FILE_FAULTS:
+                        # the files passed their checks, yet the run fails on them
+                        log.warning("task %s: %s", task_id.hex()[:12], exc)
+                        malformed = True
+                    else:  # the worker refused the task, the device or the spec failed, or
+                        # storing a checkpoint did (store full)
+                        log.error("task %s failed here: %s", task_id.hex()[:12], exc)
+                        failed = return_reason(exc)
                 finally:
                     reporters.cancel_scope.cancel()
             if result is None:

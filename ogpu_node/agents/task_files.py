@@ -70,7 +70,7 @@ async def fetch_task_files(spec: WorkloadSpec, fetch: Fetch, models: ModelFiles,
         record = registry.get(spec.model)
         if record is None:
             raise FilesUnusable("inputs_missing", f"no registered model {spec.model.hex()}")
-        model = await models.get(spec.model, record)
+        model = await models.get(record)
     try:
         if spec.inputs:
             inputs = await fetch(spec.inputs, inputs_max_bytes(spec))

@@ -48,7 +48,7 @@ from gpu.errors import CheckpointsNeeded, GpuError, WorkloadCancelled
 from gpu.verify import Verdict, checkpoints_to_check
 from gpu.worker_process import Workers, workers_for
 from ogpu_node.agents.closing import Closing
-from ogpu_node.agents.model_files import ModelFiles
+from ogpu_node.agents.model_files import ModelFiles, check_in_worker
 from ogpu_node.agents.result_keys import ResultKeyUnavailable, fetch_result_key
 from ogpu_node.agents.secrets import AgentSecrets
 from ogpu_node.agents.task_files import FilesUnusable, TaskFiles, fetch_task_files
@@ -140,7 +140,7 @@ class VerifierAgent:
         self.secrets = AgentSecrets(node.chain.store, SECRET_KIND)
         self.workers: Workers | None = None
         self.closing = Closing()
-        self.models = ModelFiles(self._fetch)
+        self.models = ModelFiles(self._fetch, check_in_worker(lambda: self.workers))
         """Registered models' files, checked against their registered info."""
 
     async def serve(self, *, task_status: StartedStatus = trio.TASK_STATUS_IGNORED
