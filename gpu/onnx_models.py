@@ -69,7 +69,6 @@ tensor an operator produces for one row (model outputs included, inputs not).
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -87,6 +86,7 @@ from ogpu_node.workloads.models import (
     MAX_RANK,
     MAX_TENSORS,
     MIN_OPSET,
+    TENSOR_NAME,
     ElemType,
     ModelInfo,
     TensorInfo,
@@ -105,7 +105,6 @@ CHECK_BATCHES = (1, 2, 3)
 row tensor keeps the batch on axis 0 with a per-row size that does not grow with it."""
 DEFAULT_DOMAINS = ("", "ai.onnx")
 
-_ARTIFACT_NAME = re.compile(r"[A-Za-z0-9_.\-/]{1,64}")
 _ELEM_NAMES = {e.value: e.name.lower() for e in ElemType}
 
 _FLOPS_PER_ELEMENT = {
@@ -117,7 +116,7 @@ _FLOPS_PER_ELEMENT = {
 }
 _VARIADIC = frozenset({"Sum", "Mean", "Min", "Max"})
 _REDUCTIONS = frozenset({"ReduceMean", "ReduceSum", "ReduceMax", "ReduceMin",
-                         "GlobalAveragePool", "GlobalMaxPool", "ArgMax"})
+                         "GlobalAveragePool", "GlobalMaxPool"})
 _SHAPE_OPS = frozenset({"Shape", "Gather", "Concat", "Unsqueeze", "Squeeze", "Slice", "Cast",
                         "Add", "Sub", "Mul", "Div", "Identity", "Reshape"})
 """What may compute on values taken from a row tensor's shape (`Shape`'s output)."""
@@ -353,7 +352,7 @@ def _check_interface(graph: onnx.GraphProto) -> tuple[list[onnx.ValueInfoProto],
 
 def _check_declared(value: onnx.ValueInfoProto, what: str) -> None:
     name = value.name
-    if not _ARTIFACT_NAME.fullmatch(name):
+    if not TENSOR_NAME.fullmatch(name):
         raise _refuse(f"{what} name {name!r}: names must be 1..64 ASCII letters, digits or "
                       "'_.-/' (they name the arrays of the inputs and outputs files)")
     if not value.type.HasField("tensor_type"):

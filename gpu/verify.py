@@ -112,7 +112,7 @@ from gpu.nn.network import Network
 from gpu.workloads import infer_logits, replay
 from ogpu_node.blobs import file_id
 from ogpu_node.errors import OgpuError
-from ogpu_node.workloads.models import ModelInferSpec
+from ogpu_node.workloads.models import FINGERPRINT_METRIC, ModelInferSpec
 from ogpu_node.workloads.net import NetTrainSpec
 from ogpu_node.workloads.spec import MAX_CHECKPOINT_INTERVAL, InferSpec, MatmulSpec, TrainSpec
 
@@ -485,6 +485,15 @@ def verify_model_inference(spec: ModelInferSpec, model_file: bytes, inputs: byte
                               f"{name!r} differ, first row {i}")
 
     return _run(check)
+
+
+def model_fingerprint(metrics: Mapping[str, int]) -> int:
+    """The runtime fingerprint a model's result states, its only metric (the client sees the
+    metrics: a provider may not add any the check does not recompute); `ValueError` else."""
+    if set(metrics) != {FINGERPRINT_METRIC}:
+        raise ValueError(f"a model's result states its {FINGERPRINT_METRIC} alone, "
+                         f"not {sorted(metrics)}")
+    return metrics[FINGERPRINT_METRIC]
 
 
 def model_inputs_run(spec: ModelInferSpec, model_file: bytes, inputs: bytes,

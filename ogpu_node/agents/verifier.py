@@ -45,7 +45,7 @@ import trio
 from gpu.artifacts import MAX_ARTIFACT_BYTES, checkpoint_chain
 from gpu.device import Device, detect
 from gpu.errors import CheckpointsNeeded, GpuError, WorkloadCancelled
-from gpu.verify import Verdict, checkpoints_to_check
+from gpu.verify import Verdict, checkpoints_to_check, model_fingerprint
 from gpu.worker_process import Workers, workers_for
 from ogpu_node.agents.closing import Closing
 from ogpu_node.agents.model_files import ModelFiles, check_in_worker
@@ -75,7 +75,7 @@ from ogpu_node.node.node import Node
 from ogpu_node.result_crypto import ResultKey, ResultKeyError
 from ogpu_node.types import Address, Hash32
 from ogpu_node.workloads.kinds import WorkloadSpec, decode_bound_spec
-from ogpu_node.workloads.models import FINGERPRINT_METRIC, ModelInferSpec
+from ogpu_node.workloads.models import ModelInferSpec
 from ogpu_node.workloads.net import NetTrainSpec
 from ogpu_node.workloads.spec import InferSpec, MatmulSpec, TrainSpec
 from p2p.network import TaskStatus as StartedStatus
@@ -317,7 +317,10 @@ class VerifierAgent:
                     spec=spec, c_bytes=output, rounds=policy.freivalds_rounds, rng=rng,
                     uploaded=uploaded), task_id, task)
             if isinstance(spec, ModelInferSpec):
-                fingerprint = dict(result.metrics).get(FINGERPRINT_METRIC, 0)
+                try:
+                    fingerprint = model_fingerprint(dict(result.metrics))
+                except ValueError as exc:
+                    return Verdict(False, f"metrics_mismatch: {exc}", "metrics", 0.0)
                 return await self._check_model(spec, files, output, fingerprint, rng, task_id,
                                                task)
             assert isinstance(spec, InferSpec)

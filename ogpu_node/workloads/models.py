@@ -16,6 +16,7 @@ Pure Python, like the other specs: the ledger prices a task with it.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import IntEnum
@@ -33,6 +34,8 @@ MAX_MODEL_NAME = 64
 MAX_TENSORS = 8
 """Inputs, and outputs, of one model."""
 MAX_TENSOR_NAME = 64
+TENSOR_NAME = re.compile(rf"[A-Za-z0-9_.\-/]{{1,{MAX_TENSOR_NAME}}}")
+"""A tensor's name: it names an array of the inputs and outputs files (`gpu.artifacts`)."""
 MAX_RANK = 3
 """Dimensions of one row of a tensor (the batch dimension is not counted): inputs and outputs
 travel as arrays of at most 4 dimensions, the batch's included (`gpu.artifacts.MAX_NDIM`)."""
@@ -121,8 +124,9 @@ class TensorInfo:
 
     def problems(self, what: str) -> list[str]:
         out = []
-        if not self.name:
-            out.append(f"{what} has no name")
+        if not TENSOR_NAME.fullmatch(self.name):
+            out.append(f"{what} name {self.name!r}: names must be 1..{MAX_TENSOR_NAME} ASCII "
+                       "letters, digits or '_.-/' (they name the arrays of the files)")
         if not all(1 <= d <= MAX_ROW_ELEMENTS for d in self.shape):
             out.append(f"{what} {self.name!r}: every dimension must be within "
                        f"1..{MAX_ROW_ELEMENTS}")

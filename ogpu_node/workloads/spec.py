@@ -253,7 +253,8 @@ MODELS: dict[str, ModelArch] = {
 }
 """Models any provider can serve by name; an inference's inputs come from a seed or an upload."""
 
-MAX_MODEL_NAME = 32
+MAX_BUILTIN_MODEL_NAME = 32
+"""A built-in model's name (`MODELS`), as tasks and pools name it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -275,7 +276,7 @@ class InferSpec:
     @classmethod
     def from_fields(cls, value: Any) -> Self:
         (model, seed, batch), inputs = _read_fields(value, 3, "infer")
-        return cls(read_str(model, "infer.model", max_len=MAX_MODEL_NAME),
+        return cls(read_str(model, "infer.model", max_len=MAX_BUILTIN_MODEL_NAME),
                    read_uint(seed, "infer.seed"), read_uint(batch, "infer.batch"), inputs)
 
     @property

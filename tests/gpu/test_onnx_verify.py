@@ -14,7 +14,7 @@ from gpu.device import Device
 from gpu.inputs import check_inputs
 from gpu.onnx_models import ModelMismatch
 from gpu.onnx_run import LoadedModel, run_chunks, session_options
-from gpu.verify import MODEL_RTOL, Verdict, verify_model_inference
+from gpu.verify import MODEL_RTOL, Verdict, model_fingerprint, verify_model_inference
 from gpu.worker_process import Worker
 from gpu.workloads import WorkloadResult, run_workload
 from ogpu_node.blobs import file_id
@@ -177,3 +177,13 @@ def test_a_check_in_a_worker_process_gives_the_same_verdict() -> None:
     there: Verdict = Worker("cpu").call("verify_model_inference", kwargs)
     here = verify_model_inference(**kwargs)  # type: ignore[arg-type]
     assert there.ok and here.ok and there.checked == here.checked == "2 of 20 rows (bit-exact)"
+
+
+def test_a_models_result_states_its_runtime_and_nothing_else(honest: WorkloadResult) -> None:
+    """The client reads a result's metrics; a model's check recomputes none but the runtime's
+    fingerprint, so a result may state no other (a provider could show made-up accuracy)."""
+    assert model_fingerprint(honest.metrics) == honest.metrics[FINGERPRINT_METRIC]
+    with pytest.raises(ValueError, match="alone"):
+        model_fingerprint({**honest.metrics, "accuracy_bps": 10_000})
+    with pytest.raises(ValueError, match="alone"):
+        model_fingerprint({})

@@ -91,6 +91,7 @@ def test_tasks_on_unknown_models_are_refused_by_the_mempool_and_the_rules(
     (replace(DIGITS_MODEL, outputs=(TensorInfo("y", ElemType.FLOAT, (2**12, 2**12, 2)),)),
      "elements per row"),
     (replace(DIGITS_MODEL, flops_per_row=0), "flops_per_row"),
+    (replace(DIGITS_MODEL, inputs=(TensorInfo("a b", ElemType.FLOAT, (4,)),)), "names must"),
 ])
 def test_a_claim_outside_the_limits_is_refused_with_its_reason(
         chain: MarketChain, claim: object, reason: str) -> None:

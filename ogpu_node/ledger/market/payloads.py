@@ -21,6 +21,7 @@ from ogpu_node.ledger.market.records import (
 )
 from ogpu_node.types import HASH_LEN, Hash32
 from ogpu_node.workloads.models import MAX_MODEL_NAME, ModelInfo
+from ogpu_node.workloads.spec import MAX_BUILTIN_MODEL_NAME
 
 MAX_SPEC_BYTES = 1024
 MAX_SALT = 32
@@ -384,7 +385,8 @@ class OpenPool:
         names = ("max_batch", "price", "budget", "max_racers", "sample_bps", "min_stake",
                  "request_ms", "ttl_ms")
         amounts = {n: read_uint(v, f"open_pool.{n}") for n, v in zip(names, rest, strict=True)}
-        return cls(read_str(model, "open_pool.model", max_len=32), **amounts, model_id=model_id)
+        return cls(read_str(model, "open_pool.model", max_len=MAX_BUILTIN_MODEL_NAME),
+                   **amounts, model_id=model_id)
 
 
 @dataclass(frozen=True, slots=True)

@@ -32,6 +32,7 @@ from ogpu_node.ledger.codec import (
 from ogpu_node.ledger.params import MAX_BIDS_PER_TASK
 from ogpu_node.types import HASH_LEN, Address, Hash32
 from ogpu_node.workloads.models import MAX_MODEL_NAME, ModelInfo
+from ogpu_node.workloads.spec import MAX_BUILTIN_MODEL_NAME
 
 MAX_DEVICES = 16
 MAX_DEVICE_NAME = 64
@@ -393,7 +394,7 @@ class Pool(Record):
     """
 
     owner: Annotated[Address, ADDRESS]
-    model: Annotated[str, Text(32)]
+    model: Annotated[str, Text(MAX_BUILTIN_MODEL_NAME)]
     max_batch: Annotated[int, UINT]
     price: Annotated[int, UINT]
     """Paid per request to the first valid result."""

@@ -3,11 +3,11 @@ can run it.
 
 The chain cannot read the model's file (a blob), so the registered `ModelInfo` is the
 registrant's claim: its own limits are checked here (`ModelInfo.problems`), and every provider
-and committee member computes the info from the file before it runs the model, refusing a
-model whose file does not give the registered info (`gpu.onnx_models`). A model whose info
-understates its cost therefore finds nobody to run it, and its tasks close unrun with the
-client refunded; nobody is made to run more than a task pays for. The registration fee is
-burned: a model record stays in the state for ever.
+and committee member checks the file before it runs the model, refusing one that does not
+give the registered info or that the runtime cannot run (`agents/model_files.py`). A model
+whose info understates its cost therefore finds nobody to run it, and its tasks close unrun
+with the client refunded: nobody is made to run more than a task pays for. The registration
+fee is burned: a model record stays in the state for ever.
 """
 
 from __future__ import annotations
