@@ -85,6 +85,7 @@ from ogpu_node.ledger.market.payloads import (
 from ogpu_node.ledger.market.pools import request_spec
 from ogpu_node.ledger.market.records import (
     LIVE_REQUESTS,
+    Model,
     Pool,
     PoolRequest,
     RequestStatus,
@@ -219,8 +220,8 @@ class ProviderAgent:
         try:
             await self._register(state)
             for model_id in state.changed_models:  # just registered: check it before a task
-                self._model_refusal_of(nursery, state, model_id)  # names it (bid windows are
-                # short; a check fetches and inspects the file)
+                self._check_soon(nursery, state.models[model_id])  # names it (a check can
+                # outlast a bid window)
             for task_id in sorted(state.open_tasks):
                 await self._act_on(nursery, state, Hash32(task_id), state.tasks[task_id])
             for pool_id, pool in sorted(state.pools.items()):
@@ -363,9 +364,14 @@ class ProviderAgent:
                           model_id: Hash32) -> str | None:
         model = state.models[model_id]
         if not self.models.checked(model):
-            nursery.start_soon(self.models.check, model)
+            self._check_soon(nursery, model)
             return "checking the model's file"
         return self.models.refusal(model)
+
+    def _check_soon(self, nursery: trio.Nursery, model: Model) -> None:
+        """Check the model's file in the background, unless that is done or under way."""
+        if not self.models.checked(model):
+            nursery.start_soon(self.models.check, model)
 
     async def _race(self, pool_id: Hash32, request: PoolRequest) -> None:
         key = (bytes(request.request_id), 0)
