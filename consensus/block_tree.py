@@ -146,8 +146,13 @@ class BlockTree:
             # Split poll: enough weight answered on this fork, but no child reached
             # alpha_preference. Query-all polls have no sampling noise, so a symmetric split
             # (or Byzantine nodes echoing each asker) would last forever; a support-weighted
-            # random move, as in Slush, lets honest nodes drift to one side.
-            if best_weight > 0 and params.passes(params.alpha_preference, fork_weight, total):
+            # random move, as in Slush, lets honest nodes drift to one side. Only while the
+            # weight not counted against our preference (its votes, missing answers, votes
+            # for blocks we lack) cannot give it alpha_preference: otherwise this node may
+            # belong to a quorum that finalised it elsewhere, and leaving on a draw forks.
+            against = fork_weight - support.get(snowflake.preference, 0)
+            if (best_weight > 0 and params.passes(params.alpha_preference, fork_weight, total)
+                    and not params.passes(params.alpha_preference, total - against, total)):
                 snowflake.adopt(_split_choice(node.children, support, fork_weight, rng))
                 moved = True
             break

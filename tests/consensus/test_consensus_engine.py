@@ -151,3 +151,50 @@ def test_validator_set_change_applies_to_later_polls_only() -> None:
     assert recipients <= set(bigger.ids)
     assert recipients - {vid(i) for i in range(4)}  # the new members are being sampled
     assert me.outstanding_polls == DEFAULT_PARAMETERS.concurrent_polls
+
+
+class _LowestDraw:
+    """A random source whose every draw is 0: a split poll's draw picks the lowest block id
+    that got a vote (here A), the worst case for the scenario below."""
+
+    def getrandbits(self, k: int, /) -> int:
+        return 0
+
+
+def test_a_late_answer_does_not_fork_four_validators() -> None:
+    """The fork seen in the market tests: n1 proposed A, n0 proposed B (two slots, one
+    height). n3 finalised B on the answers of n0, n2 and itself while the others' first polls
+    waited, and moved on to its block C on B. n0's and n2's polls then counted B 2, A 1 and
+    nothing from n3 (its answers late here; in the devnet, votes for C, not yet fetched): a
+    split, whose draw moved them to A, and n0, n1, n2 finalised A over n3's B. A validator
+    that may still be part of a quorum for its preference must not leave it on a split
+    poll."""
+    a, b, c = bytes([1]) * 32, bytes([2]) * 32, bytes([3]) * 32
+    vset = ValidatorSet((vid(i), 100) for i in range(4))
+    net = LockstepNetwork({
+        vid(i): Engine(vid(i), DEFAULT_PARAMETERS, validators=vset, last_accepted_id=G,
+                       last_accepted_height=0, rng=_LowestDraw())
+        for i in range(4)})
+    n0, n1, n2, n3 = (vid(i) for i in range(4))
+    net.publish(a, G, 1, to=[n1])
+    net.publish(b, G, 1, to=[n0, n2, n3])
+
+    def n3_polling(index: int) -> bool:
+        envelope = net.mailbox[index]
+        return (envelope.src if envelope.kind == "query" else envelope.dst) == n3
+
+    # only n3's polls get through: n3 finalises B on n0's, n2's and its own votes
+    while not net.accepted_chain(n3):
+        net.deliver(next(i for i in range(len(net.mailbox)) if n3_polling(i)))
+    assert net.accepted_chain(n3) == [b]
+    net.publish(c, b, 2, to=[n3])
+    # n3 is slow for one round of the others' polls: its answers come after their deadline
+    for index in reversed(range(len(net.mailbox))):
+        if n3 in (net.mailbox[index].src, net.mailbox[index].dst):
+            net.drop(index)
+    # then every message arrives (bounded: a node left alone on a fork would poll for ever)
+    for _ in range(20):
+        net.flush(max_messages=2_000)
+        net.advance(DEFAULT_PARAMETERS.poll_timeout)
+    for node in (n0, n1, n2):
+        assert net.accepted_chain(node)[:1] == [b], node.hex()
