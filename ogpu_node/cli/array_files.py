@@ -21,6 +21,7 @@ from gpu.artifacts import MAGIC as ARTIFACT_MAGIC
 from gpu.artifacts import MAX_ARTIFACT_BYTES, decode_arrays
 from gpu.errors import ArtifactError
 from gpu.inputs import InputsError, encode_inputs
+from ogpu_node.cli.common import parse_id
 from ogpu_node.rpc_client import rpc_call
 from ogpu_node.types import HASH_LEN, Hash32
 from ogpu_node.workloads.models import ElemType, ModelInferSpec, ModelInfo, TensorInfo
@@ -84,13 +85,7 @@ def write_file(path: Path, data: bytes) -> None:
 
 def parse_model_id(text: str) -> Hash32:
     """A model id: 64 hex digits (a `0x` prefix allowed)."""
-    try:
-        raw = bytes.fromhex(text.removeprefix("0x"))
-    except ValueError:
-        raw = b""
-    if len(raw) != HASH_LEN:
-        raise click.BadParameter(f"a model id is 64 hex digits, got {text!r}")
-    return Hash32(raw)
+    return parse_id(text, "model")
 
 
 def is_model_id(text: str) -> bool:

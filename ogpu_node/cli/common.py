@@ -1,4 +1,4 @@
-"""What both CLIs share: error reporting and JSON output."""
+"""What both CLIs share: error reporting, ids and JSON output."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 import click
 
 from ogpu_node.errors import OgpuError
+from ogpu_node.types import HASH_LEN, Hash32
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -27,6 +28,17 @@ def handle_errors(func: F) -> F:
             sys.exit(1)
 
     return wrapper  # type: ignore[return-value]
+
+
+def parse_id(text: str, what: str) -> Hash32:
+    """A 32-byte id (a task, pool, request or model id) given as 64 hex digits, `0x` allowed."""
+    try:
+        raw = bytes.fromhex(text.removeprefix("0x"))
+    except ValueError:
+        raw = b""
+    if len(raw) != HASH_LEN:
+        raise click.BadParameter(f"a {what} id is 64 hex digits, got {text!r}")
+    return Hash32(raw)
 
 
 def emit(data: dict[str, Any], as_json: bool) -> None:

@@ -39,7 +39,7 @@ from ogpu_node.cli.array_files import (
     write_arrays,
     write_file,
 )
-from ogpu_node.cli.common import emit, handle_errors
+from ogpu_node.cli.common import emit, handle_errors, parse_id
 from ogpu_node.cli.net_toml import parse_net
 from ogpu_node.cli.sending import (
     DEV_OPTION,
@@ -466,13 +466,7 @@ def task() -> None:
 
 
 def _check_task_id(task_id: str) -> str:
-    text = task_id.removeprefix("0x")
-    try:
-        if len(bytes.fromhex(text)) == 32:
-            return text
-    except ValueError:
-        pass
-    raise click.BadParameter(f"a task id is 64 hex digits, got {task_id!r}")
+    return parse_id(task_id, "task").hex()
 
 
 @task.command("submit")

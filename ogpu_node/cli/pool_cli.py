@@ -22,7 +22,7 @@ from ogpu_node.cli.array_files import (
     write_arrays,
     write_file,
 )
-from ogpu_node.cli.common import emit, handle_errors
+from ogpu_node.cli.common import emit, handle_errors, parse_id
 from ogpu_node.cli.sending import (
     DEV_OPTION,
     FEE_OPTION,
@@ -40,7 +40,7 @@ from ogpu_node.ledger.market.payloads import ClosePool, OpenPool, SendRequest
 from ogpu_node.ledger.params import BPS
 from ogpu_node.result_crypto import open_answer
 from ogpu_node.rpc_client import RpcCallError, download_file, rpc_call, upload_file
-from ogpu_node.types import HASH_LEN, Hash32
+from ogpu_node.types import Hash32
 from ogpu_node.workloads.spec import MAX_BATCH
 
 DEFAULT_MEMBER_BOND = "10"
@@ -51,16 +51,6 @@ pool without a bond: amounts are at least one base unit)."""
 @click.group()
 def pool() -> None:
     """Open inference pools, send requests, read the answers."""
-
-
-def _hash(text: str, what: str) -> Hash32:
-    try:
-        raw = bytes.fromhex(text.removeprefix("0x"))
-    except ValueError:
-        raw = b""
-    if len(raw) != HASH_LEN:
-        raise click.BadParameter(f"a {what} id is 64 hex digits, got {text!r}")
-    return Hash32(raw)
 
 
 def _positive_ogpu(text: str, option: str) -> int:
@@ -158,7 +148,7 @@ def pool_request(rpc: str, pool_id: str, inputs: Path | None, batch: int | None,
       ogpu pool request POOL_ID --inputs rows.npz --key me.json
     """
     key = signer(key_path, dev_account)
-    pid = _hash(pool_id, "pool")
+    pid = parse_id(pool_id, "pool")
     view = _owned_pool(rpc, pid, key)
     if view["closed"]:
         raise click.UsageError(f"pool {pid.hex()} is closed")
@@ -202,8 +192,8 @@ def pool_answer(rpc: str, pool_id: str, request_id: str, output: Path, key_path:
       ogpu pool answer POOL_ID REQUEST_ID -o answer.npz --key me.json
     """
     key = signer(key_path, dev_account)
-    view = _owned_pool(rpc, _hash(pool_id, "pool"), key)
-    rid = _hash(request_id, "request")
+    view = _owned_pool(rpc, parse_id(pool_id, "pool"), key)
+    rid = parse_id(request_id, "request")
     request = next((r for r in view["requests"] if r["id"] == rid.hex()), None)
     if request is None:
         raise RpcCallError(f"request {rid.hex()} is not among pool {view['id']}'s open and "
@@ -228,7 +218,7 @@ def pool_answer(rpc: str, pool_id: str, request_id: str, output: Path, key_path:
 @handle_errors
 def pool_get(rpc: str, pool_id: str, as_json: bool) -> None:
     """A pool's terms, members, requests and totals."""
-    view = rpc_call(rpc, "pool_get", {"poolId": _hash(pool_id, "pool").hex()})
+    view = rpc_call(rpc, "pool_get", {"poolId": parse_id(pool_id, "pool").hex()})
     if as_json:
         emit(view, True)
         return
@@ -259,5 +249,5 @@ def pool_get(rpc: str, pool_id: str, as_json: bool) -> None:
 def pool_close(rpc: str, pool_id: str, key_path: Path | None, dev_account: int | None,
                fee: str, timeout: float, as_json: bool) -> None:
     """Close POOL_ID (you must own it): open requests expire, the rest is refunded."""
-    payload = ClosePool(_hash(pool_id, "pool"))
+    payload = ClosePool(parse_id(pool_id, "pool"))
     report(send(rpc, signer(key_path, dev_account), payload, fee, True, timeout), as_json)
