@@ -17,13 +17,11 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from gpu.artifacts import NamedArray, Sealer, decode_arrays, encode_arrays
+from gpu.artifacts import NamedArray, Sealer, decode_arrays
 from gpu.device import Device
 from gpu.errors import WorkloadError
 from gpu.nn.data import NetData, batch_rows, initial_params, net_dataset
 from gpu.nn.network import Network, TrainState
-from ogpu_node.blobs import file_id
-from ogpu_node.types import Hash32
 from ogpu_node.workloads.net import BPS, LossKind, NetTrainSpec
 from ogpu_node.workloads.spec import check_spec
 
@@ -74,7 +72,7 @@ def train_net(spec: NetTrainSpec, device: Device, progress: Progress | None = No
               weights: bytes | None = None) -> WorkloadResult:
     """Train the spec's network; checkpoint after each of `spec.checkpoint_steps` (sealed by
     `sealer`, handed to `sink` as they are made, as `gpu.workloads.train` does)."""
-    from gpu.workloads import _Pacer, _result
+    from gpu.workloads import _Pacer, _result, take_checkpoints
 
     check_spec(spec)
     start = time.perf_counter()
@@ -84,26 +82,10 @@ def train_net(spec: NetTrainSpec, device: Device, progress: Progress | None = No
     device.synchronize()
     phases = {"inputs": time.perf_counter() - start, "compute": 0.0, "encode": 0.0}
     pacer = _Pacer(spec.steps, progress, should_stop)
-    checkpoints: list[bytes] = []
-    ids: list[Hash32] = []
-    raw = b""
-    for mark in spec.checkpoint_steps:
-        t0 = time.perf_counter()
-        run_net_steps(spec, network, state, data, mark, pacer.tick)
-        device.synchronize()
-        t1 = time.perf_counter()
-        raw = encode_arrays(network.to_arrays(state))
-        if sealer is not None:
-            raw = sealer.seal(len(ids), raw)
-        ids.append(file_id(raw))
-        phases["compute"] += t1 - t0
-        phases["encode"] += time.perf_counter() - t1
-        if sink is None:
-            checkpoints.append(raw)
-        else:
-            t2 = time.perf_counter()
-            sink(raw)
-            phases["sink"] = phases.get("sink", 0.0) + time.perf_counter() - t2
+    checkpoints, ids = take_checkpoints(
+        spec.checkpoint_steps,
+        lambda mark: run_net_steps(spec, network, state, data, mark, pacer.tick),
+        lambda: network.to_arrays(state), device, phases, sealer, sink)
     t0 = time.perf_counter()
     metrics = net_metrics(spec, network, state, data)
     phases["evaluate"] = time.perf_counter() - t0

@@ -23,7 +23,7 @@ holding every checkpoint in memory and storing them all after the last step.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
 
@@ -225,15 +225,39 @@ def train(spec: TrainSpec, device: Device, progress: Progress | None = None,
     device.synchronize()
     phases = {"inputs": time.perf_counter() - start, "compute": 0.0, "encode": 0.0}
     pacer = _Pacer(spec.steps, progress, should_stop)
+    done = 0
+
+    def advance(mark: int) -> None:
+        nonlocal done
+        run_steps(spec, params, x, y, done, mark, device, kernels, pacer.tick)
+        done = mark
+
+    checkpoints, ids = take_checkpoints(spec.checkpoint_steps, advance,
+                                        lambda: params_to_host(params, device), device, phases,
+                                        sealer, sink)
+    t0 = time.perf_counter()
+    loss, correct = evaluate(params, x, y, kernels, device.xp)
+    phases["evaluate"] = time.perf_counter() - t0
+    return _result(checkpoints[-1] if checkpoints else b"", ids[-1], checkpoints, ids,
+                   metrics_from(loss, correct, spec.n_samples), phases, start)
+
+
+def take_checkpoints(marks: Sequence[int], advance: Callable[[int], None],
+                     snapshot: Callable[[], list[NamedArray]], device: Device,
+                     phases: dict[str, float], sealer: Sealer | None, sink: Sink | None
+                     ) -> tuple[list[bytes], list[Hash32]]:
+    """A training run's checkpoints: for each of `marks`, `advance(mark)` trains up to that step,
+    then `snapshot()` is encoded, sealed by `sealer`, given its id and handed to `sink` (kept
+    in the returned list when there is none). Times the phases into `phases`. The one loop
+    every training kind runs (MLP, `gpu.net_training`)."""
     checkpoints: list[bytes] = []
     ids: list[Hash32] = []
-    done = 0
-    for mark in spec.checkpoint_steps:
+    for mark in marks:
         t0 = time.perf_counter()
-        run_steps(spec, params, x, y, done, mark, device, kernels, pacer.tick)
+        advance(mark)
         device.synchronize()
         t1 = time.perf_counter()
-        raw = encode_arrays(params_to_host(params, device))
+        raw = encode_arrays(snapshot())
         if sealer is not None:
             raw = sealer.seal(len(ids), raw)
         ids.append(file_id(raw))
@@ -245,12 +269,7 @@ def train(spec: TrainSpec, device: Device, progress: Progress | None = None,
             t2 = time.perf_counter()
             sink(raw)
             phases["sink"] = phases.get("sink", 0.0) + time.perf_counter() - t2
-        done = mark
-    t0 = time.perf_counter()
-    loss, correct = evaluate(params, x, y, kernels, device.xp)
-    phases["evaluate"] = time.perf_counter() - t0
-    return _result(checkpoints[-1] if checkpoints else b"", ids[-1], checkpoints, ids,
-                   metrics_from(loss, correct, spec.n_samples), phases, start)
+    return checkpoints, ids
 
 
 def start_params(spec: TrainSpec, checkpoint_bytes: bytes | None, device: Device) -> Params:
