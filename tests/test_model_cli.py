@@ -270,6 +270,17 @@ async def test_inference_tasks_and_pools_of_a_registered_model(tmp_path: Path) -
         code, out = await ogpu(url, "pool", "answer", pool_id.hex(), request_id.hex(), "-o",
                                str(tmp_path / "theirs.npz"), "--dev-account", "1")
         assert code == 2 and "only the pool's owner" in out, out
+        code, out = await ogpu(url, "pool", "get", pool_id.hex(), "--json")
+        assert code == 0 and json.loads(out)["modelName"] == "digits-mlp", out
+        escrow = int(json.loads(out)["escrow"])
+        code, out = await ogpu(url, "pool", "top-up", pool_id.hex(), "--amount", "2",
+                               "--dev-account", "0", "--json")
+        assert code == 0 and json.loads(out)["state"] == "finalized", out
+        code, out = await ogpu(url, "pool", "get", pool_id.hex(), "--json")
+        assert int(json.loads(out)["escrow"]) == escrow + ogpu_units(2), out
+        code, out = await ogpu(url, "pool", "top-up", pool_id.hex(), "--amount", "2",
+                               "--dev-account", "1")
+        assert code == 1 and "only the pool's owner may top it up" in out, out
         code, out = await ogpu(url, "pool", "get", pool_id.hex())
         assert code == 0 and f"digits-mlp ({model_id.hex()})" in out, out
         code, out = await ogpu(url, "pool", "request", pool_id.hex(), "--dev-account", "0")

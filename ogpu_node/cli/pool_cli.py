@@ -36,7 +36,7 @@ from ogpu_node.cli.sending import (
 )
 from ogpu_node.keys import PrivateKey
 from ogpu_node.ledger.market.checks import MAX_RACERS
-from ogpu_node.ledger.market.payloads import ClosePool, OpenPool, SendRequest
+from ogpu_node.ledger.market.payloads import ClosePool, OpenPool, SendRequest, TopUpPool
 from ogpu_node.ledger.params import BPS
 from ogpu_node.result_crypto import open_answer
 from ogpu_node.rpc_client import RpcCallError, download_file, rpc_call, upload_file
@@ -250,4 +250,21 @@ def pool_close(rpc: str, pool_id: str, key_path: Path | None, dev_account: int |
                fee: str, timeout: float, as_json: bool) -> None:
     """Close POOL_ID (you must own it): open requests expire, the rest is refunded."""
     payload = ClosePool(parse_id(pool_id, "pool"))
+    report(send(rpc, signer(key_path, dev_account), payload, fee, True, timeout), as_json)
+
+
+@pool.command("top-up")
+@click.argument("pool_id")
+@click.option("--amount", required=True, help="OGPU to add to the pool's escrow.")
+@KEY_OPTION
+@DEV_OPTION
+@FEE_OPTION
+@TIMEOUT_OPTION
+@JSON_OPTION
+@click.pass_obj
+@handle_errors
+def pool_top_up(rpc: str, pool_id: str, amount: str, key_path: Path | None,
+                dev_account: int | None, fee: str, timeout: float, as_json: bool) -> None:
+    """Add --amount OGPU to POOL_ID's escrow (you must own it, and it must be open)."""
+    payload = TopUpPool(parse_id(pool_id, "pool"), _positive_ogpu(amount, "--amount"))
     report(send(rpc, signer(key_path, dev_account), payload, fee, True, timeout), as_json)

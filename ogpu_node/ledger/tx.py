@@ -58,6 +58,7 @@ from ogpu_node.ledger.market.payloads import (
     SealVerdict,
     SendRequest,
     SubmitTask,
+    TopUpPool,
     WithdrawProvider,
 )
 from ogpu_node.ledger.params import MAX_CHAIN_ID_LEN, MAX_TX_BYTES, Params
@@ -104,6 +105,7 @@ class TxKind(IntEnum):
     RELEASE_RESULT = 24
     DISPUTE_ANSWER = 25
     REGISTER_MODEL = 26
+    TOP_UP_POOL = 29
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,6 +197,7 @@ PAYLOAD_TYPES: dict[int, type[Codable]] = {
     TxKind.REPORT_EQUIVOCATION: ReportEquivocation,
     TxKind.RETURN_TASK: ReturnTask,
     TxKind.REGISTER_MODEL: RegisterModel,
+    TxKind.TOP_UP_POOL: TopUpPool,
 }
 
 

@@ -9,6 +9,7 @@ import pytest
 
 from ogpu_node.keys import PrivateKey
 from ogpu_node.ledger.errors import (
+    AmountOutOfRange,
     InsufficientFunds,
     InsufficientStake,
     InvalidTaskSpec,
@@ -27,6 +28,7 @@ from ogpu_node.ledger.market.payloads import (
     RevealVerdict,
     SealVerdict,
     SendRequest,
+    TopUpPool,
 )
 from ogpu_node.ledger.market.pools import choose_racers, is_sampled
 from ogpu_node.ledger.market.records import CheckPhase, Pool, PoolRequest, RequestStatus
@@ -200,6 +202,36 @@ def test_unanswered_requests_expire_and_closing_refunds(chain: MarketChain) -> N
     with pytest.raises(WrongPhase):
         chain.check(CLIENT, SendRequest(pool_id, 3, 1))
     conserved(chain.state)
+
+
+def test_a_top_up_lets_a_drained_pool_serve_again(chain: MarketChain) -> None:
+    pool_id = open_pool(chain)
+    chain.send(CLIENT, ClosePool(pool_id))  # (a second pool below; this one is closed)
+    drained = chain.send(CLIENT, OpenPool("mlp-small", 256, PRICE, PRICE + FEE_RESERVE, 1, 0,
+                                          BOND, 5_000, 600_000)).hash
+    chain.send(PROVIDER_A, JoinPool(drained, BOND))
+    send_request(chain, drained)
+    assert pool_of(chain, drained).escrow == 0
+    with pytest.raises(InsufficientFunds):  # nothing left for a second request
+        chain.check(CLIENT, SendRequest(drained, 2, 32))
+    before = chain.state.account(CLIENT.address).balance
+    chain.send(CLIENT, TopUpPool(drained, BUDGET))
+    pool = pool_of(chain, drained)
+    assert pool.escrow == BUDGET and pool.trail[-1].amount == BUDGET
+    assert chain.state.account(CLIENT.address).balance == before - BUDGET - FEE
+    send_request(chain, drained, seed=2)
+    assert pool_of(chain, drained).escrow == BUDGET - PRICE - FEE_RESERVE
+    conserved(chain.state)
+    cases: list[tuple[PrivateKey, Payload, type[Exception]]] = [
+        (PROVIDER_A, TopUpPool(drained, PRICE), NotPermitted),  # only the owner
+        (CLIENT, TopUpPool(drained, 0), AmountOutOfRange),
+        (CLIENT, TopUpPool(drained, ogpu(9_000_000)), InsufficientFunds),
+        (CLIENT, TopUpPool(Hash32(b"\7" * 32), PRICE), UnknownTask),
+        (CLIENT, TopUpPool(pool_id, PRICE), WrongPhase),  # closed
+    ]
+    for key, payload, error in cases:
+        with pytest.raises(error):
+            chain.check(key, payload)
 
 
 def test_a_pool_closes_itself_when_it_expires(chain: MarketChain) -> None:

@@ -44,6 +44,7 @@ from ogpu_node.ledger.market.payloads import (
     SealVerdict,
     SendRequest,
     SubmitTask,
+    TopUpPool,
     WithdrawProvider,
 )
 from ogpu_node.ledger.market.records import (
@@ -65,7 +66,7 @@ from tests.ledger.market_helpers import GPU, MARKET_PARAMS, RELEASED_KEY, Market
 from tests.ledger.profiles import examples
 
 POOL_ACTIONS = ("pool", "join", "leave", "request", "answer", "pool_vote", "close_pool",
-                "pool_step", "dispute")
+                "pool_step", "dispute", "top_up")
 TASK_ACTIONS = ["submit", "step", "step", "step", "step", "bid", "reveal", "result", "vote",
                 "report", "return", "cancel", "register", "withdraw", "wait", "deadline",
                 "deadline"]
@@ -73,7 +74,7 @@ ACTIONS = ["submit", "step", "step", "step", "step", "bid", "reveal", "result", 
            "return", "cancel", "register", "withdraw", "wait", "deadline", "deadline", "pool",
            "join", "join", "leave", "request", "request", "request", "answer", "answer",
            "answer", "pool_vote", "pool_vote", "close_pool", "pool_step", "pool_step",
-           "pool_step", "pool_step", "dispute"]
+           "pool_step", "pool_step", "dispute", "top_up"]
 """`step` moves a random open task the natural way for its phase (a bid, a reveal, the result,
 a report of missing inputs or a return of the task, a vote); `deadline` makes a block exactly
 when a random open task's phase ends; `wait` makes one after a random time; the others send
@@ -246,6 +247,8 @@ def run_history(steps: list[tuple[str, int]], params: Params) -> None:
             tx(5, DisputeAnswer(pool_id, request.request_id))
         elif action == "close_pool":
             tx(5, ClosePool(pool_id))
+        elif action == "top_up":  # by the owner, or a stranger; sometimes nothing
+            tx(5 if r % 4 else who, TopUpPool(pool_id, r % ogpu(5)))
 
     for drawn, r in steps:
         action, natural = drawn, drawn == "step"

@@ -53,6 +53,7 @@ from ogpu_node.ledger.market.payloads import (
     SealVerdict,
     SendRequest,
     SubmitTask,
+    TopUpPool,
     WithdrawProvider,
 )
 from ogpu_node.ledger.market.records import Device, ReturnReason, TaskResult
@@ -196,6 +197,7 @@ TX_CASES: dict[str, Payload] = {
     "pool_reveal_verdict": RevealVerdict(POOL, REQUEST, 0, 2, accept=True, reason="",
                                          salt=b""),
     "close_pool": ClosePool(POOL),
+    "top_up_pool": TopUpPool(POOL, ogpu(25)),
     "report_missing_inputs": ReportMissingInputs(TASK, "inputs_missing"),
     "report_equivocation": equivocation_report(),
     "return_task": ReturnTask(TASK, ReturnReason.DEVICE_MEMORY),

@@ -13,13 +13,20 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 
-from ogpu_node.ledger.errors import InvalidModel, InvalidTaskSpec, NotPermitted, TaskOverLimit
+from ogpu_node.ledger.errors import (
+    AmountOutOfRange,
+    InvalidModel,
+    InvalidTaskSpec,
+    NotPermitted,
+    TaskOverLimit,
+)
 from ogpu_node.ledger.market.payloads import (
     MarketPayload,
     OpenPool,
     RegisterModel,
     RegisterProvider,
     SubmitTask,
+    TopUpPool,
 )
 from ogpu_node.ledger.market.records import MAX_DEVICES
 from ogpu_node.ledger.params import BPS, Params
@@ -150,6 +157,8 @@ def check_market_payload(params: Params, payload: MarketPayload, models: ModelLo
             check_register_provider(payload)
         case RegisterModel():
             check_register_model(payload)
+        case TopUpPool() if payload.amount == 0:
+            raise AmountOutOfRange("a top-up must add something")
         case _:
             pass
 
@@ -163,6 +172,8 @@ def market_escrow(params: Params, payload: MarketPayload, models: ModelLookup) -
             return task_terms(params, payload, models).escrow
         case OpenPool():
             return payload.budget
+        case TopUpPool():
+            return payload.amount
         case RegisterProvider():
             return payload.stake
         case RegisterModel():

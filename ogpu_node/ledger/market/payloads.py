@@ -535,6 +535,27 @@ class ClosePool:
 
 
 @dataclass(frozen=True, slots=True)
+class TopUpPool:
+    """The owner adds `amount` to its open pool's escrow, so that it keeps serving."""
+
+    pool_id: Hash32
+    amount: int
+
+    MAX_BYTES: ClassVar[int] = 64
+
+    def amounts(self) -> tuple[int, ...]:
+        return (self.amount,)
+
+    def to_fields(self) -> list[Any]:
+        return [self.pool_id, self.amount]
+
+    @classmethod
+    def from_fields(cls, value: Any) -> Self:
+        pool, amount = read_array(value, 2, "top_up_pool")
+        return cls(_task_id(pool, "top_up_pool.pool_id"), read_uint(amount, "top_up_pool.amount"))
+
+
+@dataclass(frozen=True, slots=True)
 class RegisterModel:
     """Register the ONNX model in blob `file_id` under `name`, with the info computed from the
     file (`gpu.onnx_models.inspect_model`); the model id is this transaction's hash. Burns
@@ -562,4 +583,4 @@ class RegisterModel:
 MarketPayload = (RegisterProvider | WithdrawProvider | SubmitTask | CommitBid | RevealBid
                  | CommitResult | SealVerdict | RevealVerdict | CancelTask | OpenPool | JoinPool
                  | LeavePool | SendRequest | PoolResult | ClosePool | ReportMissingInputs
-                 | ReleaseResult | DisputeAnswer | ReturnTask | RegisterModel)
+                 | ReleaseResult | DisputeAnswer | ReturnTask | RegisterModel | TopUpPool)

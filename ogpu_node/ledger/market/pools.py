@@ -15,7 +15,8 @@ nothing.
 
 Money:
 
-* opening escrows the budget; each request moves price + verification fee (`verifier_fee_bps`
+* opening escrows the budget, and the owner may add to it while the pool is open
+  (`TOP_UP_POOL`); each request moves price + verification fee (`verifier_fee_bps`
   of the price) from the pool into the request;
 * a paid request pays the price to the winner and, if it was checked, the fee to the members who
   revealed *accept*; the unused fee goes back to the pool (a dispute uses it: the committee that
@@ -56,6 +57,7 @@ from ogpu_node.ledger.market.payloads import (
     RevealVerdict,
     SealVerdict,
     SendRequest,
+    TopUpPool,
 )
 from ogpu_node.ledger.market.records import (
     LIVE_REQUESTS,
@@ -294,6 +296,17 @@ def _settle(w: Working, pool_id: Hash32, pool: Pool, request: PoolRequest, step:
         w.set_pool(pool_id, _with_request(
             replace(pool, escrow=pool.escrow + request.escrow),
             replace(request, status=RequestStatus.UNCHECKED, escrow=0)))
+
+
+def process_top_up_pool(w: Working, sender: Address, p: TopUpPool) -> None:
+    pool = _live_pool(w, p.pool_id)
+    if sender != pool.owner:
+        raise NotPermitted("only the pool's owner may top it up")
+    if w.account(sender).balance < p.amount:
+        raise InsufficientFunds(f"balance {w.account(sender).balance} is below the top-up")
+    w.credit(sender, -p.amount)
+    w.set_pool(p.pool_id, _trail(replace(pool, escrow=pool.escrow + p.amount),
+                                 Movement("escrow", sender, p.amount)))
 
 
 def process_close_pool(w: Working, sender: Address, p: ClosePool) -> None:

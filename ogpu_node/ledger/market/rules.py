@@ -101,6 +101,7 @@ from ogpu_node.ledger.market.payloads import (
     SealVerdict,
     SendRequest,
     SubmitTask,
+    TopUpPool,
     WithdrawProvider,
 )
 from ogpu_node.ledger.market.records import (
@@ -181,6 +182,8 @@ def process_market_tx(w: Working, task_id: Hash32, sender: Address,
             pools.process_pool_result(w, sender, payload)
         case ClosePool():
             pools.process_close_pool(w, sender, payload)
+        case TopUpPool():
+            pools.process_top_up_pool(w, sender, payload)
         case DisputeAnswer():
             pools.process_dispute_answer(w, sender, payload)
 
