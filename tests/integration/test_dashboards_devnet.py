@@ -27,12 +27,12 @@ from ogpu_node.address import address_to_text
 from ogpu_node.encoding import encode
 from ogpu_node.genesis import dev_account_key, load_template
 from ogpu_node.keys import PrivateKey, read_key_file, write_key_file
-from ogpu_node.ledger.market.payloads import CancelTask, ClosePool, SubmitTask
+from ogpu_node.ledger.market.payloads import CancelTask, ClosePool, OpenPool, SubmitTask
 from ogpu_node.ledger.tx import Payload, Transfer, sign_transaction
 from ogpu_node.market_demo import CLIENT
 from ogpu_node.polling import wait_until
 from ogpu_node.rpc_client import rpc_call, send_transaction
-from ogpu_node.types import Amount, Hash32
+from ogpu_node.types import UNITS_PER_OGPU, Amount, Hash32
 from ogpu_node.workloads.spec import MatmulSpec
 from tests.integration.node_logs import assert_no_traceback_through_our_code
 
@@ -41,10 +41,15 @@ pytestmark = pytest.mark.integration
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
 PAGE_TIMEOUT_S = 30.0
+ONE_OGPU = UNITS_PER_OGPU
 BID_WINDOW_MS = 90_000
 """Long enough that a task nobody bids on is still open when the test cancels it."""
 
 webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed")
+from selenium.common.exceptions import (  # noqa: E402
+    NoSuchElementException,
+    StaleElementReferenceException,
+)
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
@@ -118,7 +123,20 @@ def console_errors(browser: Any) -> list[str]:
 
 
 def wait_for(browser: Any, condition: Any, what: str) -> Any:
-    return WebDriverWait(browser, PAGE_TIMEOUT_S).until(condition, message=what)
+    """Poll `condition(browser)` until truthy. The pages rebuild their rows as data arrives, so an
+    element found a moment ago may be gone: that counts as not yet."""
+    return WebDriverWait(browser, PAGE_TIMEOUT_S,
+                         ignored_exceptions=(NoSuchElementException,
+                                             StaleElementReferenceException)
+                         ).until(condition, message=what)
+
+
+def read(browser: Any, css: str, attribute: str | None = None) -> str:
+    """An element's text or attribute, read in one go (see `wait_for`)."""
+    def value(d: Any) -> list[str]:
+        found = d.find_element(By.CSS_SELECTOR, css)
+        return [found.text if attribute is None else found.get_attribute(attribute)]
+    return str(wait_for(browser, value, f"to read {css}")[0])
 
 
 def text(browser: Any, element_id: str) -> str:
@@ -211,14 +229,14 @@ def test_the_network_page_shows_the_chain_and_follows_finalised_blocks(node: str
              > shown, "a newly finalised block")
     wait_for(browser, lambda d: text(d, "latency-median") not in ("—", "waiting…"),
              "a finality latency sample")
-    newest = browser.find_element(By.CSS_SELECTOR, "#blocks tr").get_attribute("data-height")
+    newest = read(browser, "#blocks tr", "data-height")
     block = rpc_call(node, "chain_getBlock", {"block": int(newest)})
     assert block["height"] == int(newest)
     screenshot(browser, "network")
     assert console_errors(browser) == []
 
 
-def test_a_customer_sees_their_task_and_cancels_it_from_the_page(node: str, browser: Any,
+def test_a_customer_sees_their_task_and_pool_and_cancels_and_closes_them(node: str, browser: Any,
                                                                   tmp_path: Path) -> None:
     client = dev_account_key(4)
     key_file = tmp_path / "client.json"
@@ -233,6 +251,9 @@ def test_a_customer_sees_their_task_and_cancels_it_from_the_page(node: str, brow
     assert receipt["state"] == "finalized", receipt
     task = rpc_call(node, "task_get", {"taskId": task_id})
     assert task["status"] == "bidding"
+    # A pool whose budget pays 5 requests: under the page's low-balance line.
+    pool_id = send_transaction(node, client, OpenPool("mlp-small", 64, ONE_OGPU, 5 * ONE_OGPU, 2, 0,
+                                                      ONE_OGPU, 5_000, 600_000))["hash"]
 
     open_page(browser, node + "/dashboard/customer")
     wait_for(browser, lambda d: d.find_element(By.ID, "connection").text == "live", "the socket")
@@ -241,19 +262,27 @@ def test_a_customer_sees_their_task_and_cancels_it_from_the_page(node: str, brow
              "the key's address")
     row = f'tr[data-task="{task_id}"]'
     wait_for(browser, lambda d: d.find_elements(By.CSS_SELECTOR, row), "the task's row")
-    phase = browser.find_element(By.CSS_SELECTOR, f"{row} [data-phase]")
-    assert phase.get_attribute("data-phase") == "bidding"
-    budget = browser.find_element(By.CSS_SELECTOR, f"{row} .budget").get_attribute("data-units")
-    assert budget == task["budget"]
+    assert read(browser, f"{row} [data-phase]", "data-phase") == "bidding"
+    assert read(browser, f"{row} .budget", "data-units") == task["budget"]
+    pool_row = f'tr[data-pool="{pool_id}"]'
+    wait_for(browser, lambda d: d.find_elements(By.CSS_SELECTOR, pool_row), "the pool's row")
+    assert read(browser, f"{pool_row} .requests-left") == "5 — low balance"
+    assert "warn" in read(browser, f"{pool_row} .requests-left", "class")
     screenshot(browser, "customer")
 
-    browser.find_element(By.ID, f"cancel-{task_id}").click()
-    wait_for(browser, lambda d: d.find_element(By.CSS_SELECTOR, f"{row} [data-phase]")
-             .get_attribute("data-phase") == "closed", "the task closed on the page")
+    wait_for(browser, lambda d: d.find_element(By.ID, f"close-{pool_id}").click() or True,
+             "a click on Close")
+    wait_for(browser, lambda d: read(d, f"{pool_row} .requests-left") == "closed",
+             "the pool closed on the page")
+    assert rpc_call(node, "pool_get", {"poolId": pool_id})["closed"] is True
+    wait_for(browser, lambda d: d.find_element(By.ID, f"cancel-{task_id}").click() or True,
+             "a click on Cancel")
+    wait_for(browser, lambda d: read(d, f"{row} [data-phase]", "data-phase") == "closed",
+             "the task closed on the page")
     closed = rpc_call(node, "task_get", {"taskId": task_id})
     assert closed["status"] == "closed" and closed["closeReason"] == "cancelled"
     assert rpc_call(node, "account_get", {"address": address_to_text(client.address)})[
-        "nonce"] == 2  # the submission and the cancel the page signed
+        "nonce"] == 4  # submit and open here, close and cancel signed in the page
     screenshot(browser, "customer-cancelled")
     assert console_errors(browser) == []
 
@@ -265,8 +294,7 @@ def test_the_provider_page_shows_the_providers_record(node: str, browser: Any) -
     wait_for(browser, lambda d: text(d, "provider-active") == "active", "the provider's status")
     assert text(browser, "benchmark") == f"{view['benchmark']:,}"
     assert text(browser, "reputation") == f"{view['reputationBps'] / 100:.1f} %"
-    devices = browser.find_elements(By.CSS_SELECTOR, "#devices tr td:first-child")
-    assert [d.text for d in devices] == [d["model"] for d in view["devices"]]
+    assert read(browser, "#devices tr td:first-child") == view["devices"][0]["model"]
     wait_for(browser, lambda d: "agent_status" in text(d, "skip-reasons"),
              "the skip-reasons section")
     screenshot(browser, "provider")

@@ -44,6 +44,7 @@ async function loadKey(file) {
     return;
   }
   setText("address", signer.address);
+  nextNonce = 0;
   showInfo(`Key loaded for ${signer.address}.`);
   tasks.clear();
   const list = await rpc.call("task_list", { client: signer.address, limit: MAX_TASKS });
@@ -145,12 +146,22 @@ function details(task) {
     trail.length ? el("ul", { class: "trail" }, trail) : null);
 }
 
+// account_get gives the finalised nonce: a second transaction sent before the first is final
+// takes the next one.
+let nextNonce = 0;
+
 async function sendSigned(kind, payload) {
   const account = await rpc.call("account_get", { address: signer.address });
-  const tx = await signTransaction(signer, { chainId, nonce: account.nonce, fee: DEFAULT_FEE,
-    kind, payload });
-  const receipt = await rpc.call("tx_send", { tx: tx.hex });
-  return { hash: tx.hash, receipt };
+  const nonce = Math.max(account.nonce, nextNonce);
+  const tx = await signTransaction(signer, { chainId, nonce, fee: DEFAULT_FEE, kind, payload });
+  try {
+    const receipt = await rpc.call("tx_send", { tx: tx.hex });
+    nextNonce = nonce + 1;
+    return { hash: tx.hash, receipt };
+  } catch (error) {
+    nextNonce = 0; // start again from the chain's nonce
+    throw error;
+  }
 }
 
 async function cancelTask(task) {
@@ -204,13 +215,14 @@ function drawPools(pools) {
       el("td", { class: "num" }, ogpu(pool.price)),
       el("td", { class: "num" }, pool.served),
       el("td", { class: "num" }, ogpu(pool.escrow)),
-      el("td", { class: low ? "num warn" : "num" }, pool.closed ? "closed"
+      el("td", { class: low ? "num warn requests-left" : "num requests-left" }, pool.closed ? "closed"
         : `${left}${low ? " — low balance" : ""}`),
       el("td", {},
         el("button", { disabled: true, title: "No pool top-up transaction exists on this chain" }, "Top up"),
-        pool.closed ? null : el("button", { class: "danger",
+        pool.closed ? null : el("button", { class: "danger", id: `close-${pool.id}`,
           onclick: () => sendSigned(TX_KIND.CLOSE_POOL, closePoolPayload(pool.id))
-            .then(() => showInfo("close sent")).catch(showError) }, "Close")));
+            .then(() => showInfo("Pool close sent: its row turns closed once final."))
+            .catch(showError) }, "Close")));
   }), signer ? "no pools owned by this address" : "load your key file to see your pools", 7);
 }
 
