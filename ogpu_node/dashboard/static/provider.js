@@ -73,30 +73,32 @@ async function drawWon() {
       .reduce((sum, m) => sum + BigInt(m.amount), 0n);
     if (earned > 0n) points.push([task.resultMs ?? task.awardedMs ?? task.createdMs, earned]);
   }
-  byId("earnings-plot").replaceChildren(cumulativePlot(points));
+  const since = Math.min(...views.map((t) => t.createdMs));
+  byId("earnings-plot").replaceChildren(cumulativePlot(points, since));
 }
 
-/** A step line of cumulative earnings over time (SVG drawn here, no chart library). */
-function cumulativePlot(points) {
+/** A step line of cumulative earnings from `since` to now (SVG drawn here, no chart library). */
+function cumulativePlot(points, since) {
   if (!points.length) return el("p", { class: "na" }, "No earnings yet.");
   points.sort((a, b) => a[0] - b[0]);
   let total = 0n;
   const series = points.map(([t, v]) => [t, Number(total += v) / 1e9]);
   const [w, h, pad] = [900, 200, 40];
-  const t0 = series[0][0];
-  const t1 = Math.max(series.at(-1)[0], t0 + 1);
+  const t0 = Math.min(since, series[0][0]);
+  const t1 = Math.max(Date.now(), series.at(-1)[0], t0 + 1);
   const top = series.at(-1)[1] || 1;
   const x = (t) => pad + ((t - t0) / (t1 - t0)) * (w - 2 * pad);
   const y = (v) => h - pad / 2 - (v / top) * (h - pad);
   let d = `M ${x(t0)} ${y(0)}`;
   for (const [t, v] of series) d += ` H ${x(t)} V ${y(v)}`;
+  d += ` H ${x(t1)}`;
   return svg("svg", { viewBox: `0 0 ${w} ${h}`, width: "100%", role: "img",
     "aria-label": "cumulative earnings" },
   svg("line", { class: "axis", x1: pad, y1: y(0), x2: w - pad, y2: y(0) }),
   svg("path", { class: "line", d }),
   svg("text", { x: pad, y: 12 }, `${top} OGPU`),
   svg("text", { x: pad, y: h - 2 }, when(t0)),
-  svg("text", { x: w - pad - 50, y: h - 2 }, when(t1)));
+  svg("text", { x: w - pad - 90, y: h - 2 }, `${when(t1)} (now)`));
 }
 
 /** Sections fed by node-local methods that not every node serves. */
