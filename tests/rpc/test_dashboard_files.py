@@ -57,6 +57,9 @@ async def test_the_bare_prefix_redirects_and_only_get_is_served(rpc: Rpc) -> Non
     assert bare.status_code == 308 and bare.headers["location"] == "/dashboard/"
     post = await rpc.http.post(rpc.address.http_url + "dashboard/customer", content=b"x")
     assert post.status_code == 405
+    head = await rpc.http.head(rpc.address.http_url + "dashboard/customer")
+    assert head.status_code == 200 and head.content == b""
+    assert head.headers["etag"] == ASSETS["customer.html"].etag
 
 
 def test_pages_have_no_inline_script_or_style_and_name_only_shipped_files() -> None:

@@ -11,6 +11,7 @@ const MAX_WON = 50;
 const EARNING_EVENTS = new Set(["payment", "client_collateral_to_provider"]);
 const rpc = new Rpc();
 let address = null;
+const closedTasks = new Map(); // task id -> its final view
 
 async function start() {
   connectionBadge(rpc);
@@ -29,7 +30,18 @@ async function show(addr) {
   await refresh();
 }
 
+let refreshing = false;
 async function refresh() {
+  if (refreshing) return; // a block arriving during a refresh is covered by the next one
+  refreshing = true;
+  try {
+    await refreshNow();
+  } finally {
+    refreshing = false;
+  }
+}
+
+async function refreshNow() {
   let view;
   try {
     view = await rpc.call("provider_get", { address });
@@ -66,7 +78,15 @@ async function drawWon() {
     el("td", { class: "mono", title: t.id }, short(t.id, 12)), el("td", {}, t.kind),
     el("td", {}, el("span", { class: "status" }, t.status)), el("td", {}, t.closeReason ?? "—"),
     el("td", { class: "num" }, t.workUnits))), "no won tasks", 5);
-  const views = await Promise.all(list.tasks.map((t) => rpc.call("task_get", { taskId: t.id })));
+  // A closed task no longer changes: read it once.
+  const views = await Promise.all(list.tasks.map(async (t) => {
+    if (!closedTasks.has(t.id)) {
+      const view = await rpc.call("task_get", { taskId: t.id });
+      if (view.status !== "closed") return view;
+      closedTasks.set(t.id, view);
+    }
+    return closedTasks.get(t.id);
+  }));
   const points = [];
   for (const task of views) {
     const earned = task.trail.filter((m) => EARNING_EVENTS.has(m.event) && m.address === address)

@@ -20,30 +20,36 @@ export class Rpc {
     this.byRemote = new Map(); // remote id -> local key
     this.onState = () => {};
     this.attempt = 0;
-    this.ready = null;
     this.methods = null;
+    this._waitForOpen();
+  }
+
+  // `ready` settles when the socket is open; calls made while it is not wait for the next one.
+  _waitForOpen() {
+    this.ready = new Promise((resolve) => {
+      this._opened = resolve;
+    });
   }
 
   connect() {
-    this.ready = new Promise((resolve) => {
-      const ws = new WebSocket(this.url);
-      this.ws = ws;
-      ws.onopen = async () => {
-        this.attempt = 0;
-        this.onState("connected");
-        resolve();
-        for (const [key, sub] of this.subscriptions) await this._subscribe(key, sub);
-      };
-      ws.onmessage = (event) => this._receive(JSON.parse(event.data));
-      ws.onclose = () => {
-        this.onState("disconnected");
-        for (const { reject } of this.pending.values()) reject(new Error("connection lost"));
-        this.pending.clear();
-        this.byRemote.clear();
-        const wait = RECONNECT_MS[Math.min(this.attempt++, RECONNECT_MS.length - 1)];
-        setTimeout(() => this.connect(), wait);
-      };
-    });
+    const ws = new WebSocket(this.url);
+    this.ws = ws;
+    ws.onopen = async () => {
+      this.attempt = 0;
+      this.onState("connected");
+      this._opened();
+      for (const [key, sub] of this.subscriptions) await this._subscribe(key, sub);
+    };
+    ws.onmessage = (event) => this._receive(JSON.parse(event.data));
+    ws.onclose = () => {
+      this._waitForOpen();
+      this.onState("disconnected");
+      for (const { reject } of this.pending.values()) reject(new Error("connection lost"));
+      this.pending.clear();
+      this.byRemote.clear();
+      const wait = RECONNECT_MS[Math.min(this.attempt++, RECONNECT_MS.length - 1)];
+      setTimeout(() => this.connect(), wait);
+    };
     return this.ready;
   }
 
@@ -95,6 +101,8 @@ export class Rpc {
         this.subscriptions.delete(key);
         return;
       }
+      // A txStatus subscription ends on the server after its one notification.
+      if (sub.kind === "txStatus") this.subscriptions.delete(key);
       sub.onResult(message.params.result);
       return;
     }
