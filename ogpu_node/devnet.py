@@ -37,9 +37,9 @@ from gpu.device import BLAS_THREAD_VARIABLES
 from ogpu_node.address import address_to_text
 from ogpu_node.config import CONFIG_FILE, ConfigError, load_config
 from ogpu_node.genesis import dev_account_key
-from ogpu_node.keys import read_key_file
+from ogpu_node.keys import read_key_file, write_key_file
 from ogpu_node.ledger import Transfer
-from ogpu_node.market_demo import run_market_demo
+from ogpu_node.market_demo import CLIENT, run_market_demo
 from ogpu_node.polling import WaitTimeout, wait_until
 from ogpu_node.rpc_client import RpcCallError, rpc_call, send_transaction
 from ogpu_node.types import parse_amount
@@ -296,6 +296,22 @@ def print_welcome(root: Path) -> None:
     for i in range(DEV_ACCOUNTS):
         key = dev_account_key(i)
         print(f"  ({i}) {address_to_text(key.address)}  private key {key.secret_bytes().hex()}")
+    url = rpc_url(node_homes(root)[0])
+    print(f"\nDashboards (node0): network {url}/dashboard/  customer {url}/dashboard/customer  "
+          f"provider {url}/dashboard/provider")
+    print(f"  key files of the dev accounts, to load in the customer page: "
+          f"{write_dev_key_files(root)}/account<N>.json (the demo's client is account {CLIENT})")
+
+
+def write_dev_key_files(root: Path) -> Path:
+    """Write each dev account's key file (as `ogpu account new` does) under `root/dev-keys`,
+    for the customer dashboard and `--key`; returns the folder."""
+    folder = root / "dev-keys"
+    for i in range(DEV_ACCOUNTS):
+        path = folder / f"account{i}.json"
+        if not path.exists():
+            write_key_file(path, dev_account_key(i))
+    return folder
 
 
 def demo_transfer(root: Path) -> None:

@@ -1,5 +1,6 @@
 """The user-facing server: JSON-RPC over HTTP (`POST /`) and WebSocket (`/ws`), `GET /health`,
-`GET /metrics`; an ASGI app served by hypercorn on trio.
+`GET /metrics`, and the dashboards under `/dashboard/` (`dashboard_files.py`); an ASGI app served
+by hypercorn on trio.
 
 Limits: a request body over `max_body_bytes` gets 413 as soon as its declared length or the bytes
 read so far exceed the limit (the rest is never read); more than `max_connections` HTTP requests
@@ -20,6 +21,7 @@ from hypercorn.trio import serve
 
 from ogpu_node.node_api import NodeApi
 from ogpu_node.rpc.config import RpcConfig, split_listen
+from ogpu_node.rpc.dashboard_files import PREFIX, SECURITY_HEADERS, DashboardFiles
 from ogpu_node.rpc.errors import ErrorCode, RpcError
 from ogpu_node.rpc.jsonrpc import Dispatcher, Reply, error_answer
 from ogpu_node.rpc.metrics import NodeMetrics
@@ -69,6 +71,7 @@ class RpcApp:
         self.config = config
         self.metrics = metrics
         self.dispatcher = Dispatcher(api, config, metrics)
+        self.dashboard = DashboardFiles()
         self.connections = 0
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -101,6 +104,8 @@ class RpcApp:
         elif path == "/metrics" and method == "GET":
             await _respond(send, 200, self.metrics.exposition(),
                            self.metrics.content_type.encode())
+        elif path == PREFIX or path.startswith(PREFIX + "/"):
+            await self._dashboard(scope, send)
         elif path == "/":
             if method != "POST":
                 await _respond(send, 405, dumps({"error": "use POST for JSON-RPC"}),
@@ -114,7 +119,14 @@ class RpcApp:
                     self._close()
         else:
             await _respond(send, 404, dumps({"error": f"no such path: {path[:100]}",
-                                             "paths": ["/", "/ws", "/health", "/metrics"]}))
+                                             "paths": ["/", "/ws", "/health", "/metrics",
+                                                       "/dashboard/"]}))
+
+    async def _dashboard(self, scope: Scope, send: Send) -> None:
+        etags = [v.decode("latin-1") for k, v in scope["headers"] if k == b"if-none-match"]
+        answer = self.dashboard.answer(scope["path"], scope["method"], etags[0] if etags else None)
+        await _respond(send, answer.status, answer.body, answer.content_type.encode(),
+                       extra=[*answer.headers, *SECURITY_HEADERS])
 
     async def _http_rpc(self, scope: Scope, receive: Receive, send: Send) -> None:
         limit = self.config.max_body_bytes

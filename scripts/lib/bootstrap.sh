@@ -67,3 +67,29 @@ warn_unpinned() {
     echo "warning: $CONSTRAINTS pins no version of: $unpinned (run scripts/lock)" >&2
   fi
 }
+
+# The dashboards' browser tests drive Debian's chromium through chromium-driver (selenium). Install
+# both with apt when missing and we may (root, or sudo without a password); otherwise say why, and
+# those tests skip with the same reason (they fail instead where OGPU_REQUIRE_BROWSER is set, as .ci/run does).
+BROWSER_PACKAGES="chromium chromium-driver"
+ensure_browser() {
+  if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; then
+    return
+  fi
+  local apt=""
+  if [ "$(id -u)" = 0 ]; then
+    apt="apt-get"
+  elif command -v sudo >/dev/null && sudo -n true 2>/dev/null; then
+    apt="sudo apt-get"
+  fi
+  if [ -z "$apt" ] || ! command -v apt-get >/dev/null; then
+    echo "note: /usr/bin/chromium or /usr/bin/chromedriver is missing and apt-get cannot be run" \
+         "here: the browser tests will skip (install: apt-get install $BROWSER_PACKAGES)" >&2
+    return
+  fi
+  echo "== installing $BROWSER_PACKAGES (the dashboards' browser tests)"
+  if ! { $apt update -qq && DEBIAN_FRONTEND=noninteractive $apt install -y -qq \
+           $BROWSER_PACKAGES; } >/dev/null 2>&1; then
+    echo "note: apt-get install $BROWSER_PACKAGES failed: the browser tests will skip" >&2
+  fi
+}

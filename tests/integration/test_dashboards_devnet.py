@@ -1,0 +1,325 @@
+"""The dashboards in a real headless browser (Debian's chromium and chromium-driver, driven by
+selenium) against one live devnet shared by the module: each page loads with no console error,
+shows what RPC says, follows a finalised block, and the customer cancels a task with the key
+file loaded in the page, signed there. The browser's transaction encoding is checked against
+Python's byte for byte.
+
+Screenshots go to $OGPU_ARTIFACTS, else tests/artifacts/ (git-ignored). Without /usr/bin/chromium
+and /usr/bin/chromedriver (scripts/test installs them with apt when it may) the tests skip, or
+fail where OGPU_REQUIRE_BROWSER is set (.ci/run). Waits are WebDriverWait on the DOM (polling the
+page until a deadline), never sleeps.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import msgpack
+import pytest
+
+from ogpu_node import devnet
+from ogpu_node.address import address_to_text
+from ogpu_node.encoding import encode
+from ogpu_node.genesis import dev_account_key, load_template
+from ogpu_node.keys import PrivateKey, read_key_file, write_key_file
+from ogpu_node.ledger.market.payloads import CancelTask, ClosePool, OpenPool, SubmitTask
+from ogpu_node.ledger.tx import Payload, Transfer, sign_transaction
+from ogpu_node.market_demo import CLIENT
+from ogpu_node.polling import wait_until
+from ogpu_node.rpc_client import rpc_call, send_transaction
+from ogpu_node.types import UNITS_PER_OGPU, Amount, Hash32
+from ogpu_node.workloads.spec import MatmulSpec
+from tests.integration.node_logs import assert_no_traceback_through_our_code
+
+pytestmark = pytest.mark.integration
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMEDRIVER = Path("/usr/bin/chromedriver")
+PAGE_TIMEOUT_S = 30.0
+ONE_OGPU = UNITS_PER_OGPU
+BID_WINDOW_MS = 90_000
+"""Long enough that a task nobody bids on is still open when the test cancels it."""
+
+webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed")
+from selenium.common.exceptions import (  # noqa: E402
+    NoSuchElementException,
+    StaleElementReferenceException,
+)
+from selenium.webdriver.common.by import By  # noqa: E402
+from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
+
+
+def artifacts_dir() -> Path:
+    folder = Path(os.environ.get("OGPU_ARTIFACTS") or Path(__file__).parents[1] / "artifacts")
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def devnet_root(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """One devnet of 2 validators, node1 a provider."""
+    root = tmp_path_factory.mktemp("dash")
+    template = load_template()
+    template["params"] = {**template["params"], "bid_window_ms": BID_WINDOW_MS}
+    template_path = root.parent / f"{root.name}-template.json"
+    template_path.write_text(json.dumps(template))
+    base = devnet.free_port_base(4)
+    devnet.create(root, 2, base_p2p=base, base_rpc=base + 2, providers=1,
+                  node_settings={1: {"provider_device": "cpu", "provider_benchmark": 400}},
+                  template=template_path)
+    devnet.start(root)
+    try:
+        devnet.wait_healthy(root)
+        url = devnet.rpc_url(root / "node0")
+        wait_until(lambda: rpc_call(url, "provider_list")["count"] == 1, "the provider registered",
+                   timeout=60)
+        yield root
+    finally:
+        devnet.stop(root)
+        assert_no_traceback_through_our_code(root)
+
+
+@pytest.fixture(scope="module")
+def node(devnet_root: Path) -> str:
+    """node0's RPC URL."""
+    return devnet.rpc_url(devnet_root / "node0")
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    missing = [str(p) for p in (CHROMIUM, CHROMEDRIVER) if not p.exists()]
+    if missing:
+        reason = f"{', '.join(missing)} missing: apt-get install chromium chromium-driver"
+        if os.environ.get("OGPU_REQUIRE_BROWSER"):  # set by .ci/run: CI must run these
+            pytest.fail(reason)
+        pytest.skip(reason)
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
+                 "--window-size=1440,1000"):
+        options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(options=options,
+                              service=webdriver.ChromeService(executable_path=str(CHROMEDRIVER)))
+    driver.set_script_timeout(PAGE_TIMEOUT_S)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def open_page(browser: Any, url: str) -> None:
+    browser.get_log("browser")  # drop what earlier pages logged
+    browser.get(url)
+
+
+def console_errors(browser: Any) -> list[str]:
+    return [e["message"] for e in browser.get_log("browser") if e["level"] == "SEVERE"]
+
+
+def wait_for(browser: Any, condition: Any, what: str) -> Any:
+    """Poll `condition(browser)` until truthy. The pages rebuild their rows as data arrives, so an
+    element found a moment ago may be gone: that counts as not yet."""
+    return WebDriverWait(browser, PAGE_TIMEOUT_S,
+                         ignored_exceptions=(NoSuchElementException,
+                                             StaleElementReferenceException)
+                         ).until(condition, message=what)
+
+
+def read(browser: Any, css: str, attribute: str | None = None) -> str:
+    """An element's text or attribute, read in one go (see `wait_for`)."""
+    def value(d: Any) -> list[str]:
+        found = d.find_element(By.CSS_SELECTOR, css)
+        return [found.text if attribute is None else found.get_attribute(attribute)]
+    return str(wait_for(browser, value, f"to read {css}")[0])
+
+
+def text(browser: Any, element_id: str) -> str:
+    return str(browser.find_element(By.ID, element_id).text)
+
+
+def screenshot(browser: Any, name: str) -> None:
+    browser.save_screenshot(str(artifacts_dir() / f"dashboard-{name}.png"))
+
+
+# --- the transaction encoding -------------------------------------------------------------------
+
+SEED = bytes(range(32))
+JS_SIGN = """
+const [done, cases] = [arguments[arguments.length - 1], arguments[0]];
+(async () => {
+  const { signerFromSeed, signTransaction, hexToBytes } = await import("/dashboard/static/tx.js");
+  const { pack } = await import("/dashboard/static/msgpack.js");
+  const signer = await signerFromSeed(hexToBytes(cases.seed));
+  const txs = [];
+  for (const c of cases.txs) {
+    txs.push(await signTransaction(signer, { chainId: c.chainId, nonce: BigInt(c.nonce),
+      fee: BigInt(c.fee), kind: c.kind, payload: hexToBytes(c.payload) }));
+  }
+  const values = cases.values.map((v) => pack(JSON.parse(v, (k, x) =>
+    typeof x === "string" && x.startsWith("n:") ? BigInt(x.slice(2))
+      : typeof x === "string" && x.startsWith("b:") ? hexToBytes(x.slice(2)) : x)));
+  const hex = (b) => Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
+  done({ address: signer.address, txs: txs.map((t) => ({ hex: t.hex, hash: t.hash })),
+         values: values.map(hex) });
+})().catch((e) => done({ error: String(e) }));
+"""
+
+VALUES: list[Any] = [0, 127, 128, 255, 256, 65_535, 65_536, 2**32 - 1, 2**32, 2**53 - 1, 2**64 - 1,
+                     "", "a" * 31, "b" * 32, "é" * 200, "c" * 70_000, b"", b"\x01" * 255,
+                     b"\x02" * 256, b"\x03" * 70_000, [], list(range(15)), list(range(16)),
+                     [[1, [b"x", "y"]], 2]]
+
+
+def as_js(value: Any) -> Any:
+    """A value in the JSON the page's reviver turns back into BigInt / Uint8Array."""
+    if isinstance(value, int):
+        return f"n:{value}"
+    if isinstance(value, bytes):
+        return f"b:{value.hex()}"
+    if isinstance(value, list):
+        return [as_js(v) for v in value]
+    return value
+
+
+def test_the_browser_encodes_and_signs_transactions_as_python_does(node: str,
+                                                                   browser: Any) -> None:
+    key = PrivateKey.from_seed(SEED)
+    payloads: list[Payload] = [CancelTask(Hash32(bytes([0xAB]) * 32)),
+                               ClosePool(Hash32(bytes(range(32)))),
+                               Transfer(dev_account_key(1).address, Amount(2**40 + 5))]
+    nonces = [0, 300, 2**33]
+    expected = [sign_transaction(key, chain_id="ogpu-devnet", nonce=n, fee=1_000 + n, payload=p)
+                for p, n in zip(payloads, nonces, strict=True)]
+    cases = {"seed": SEED.hex(),
+             "txs": [{"chainId": t.chain_id, "nonce": str(t.nonce), "fee": str(t.fee),
+                      "kind": t.kind, "payload": t.payload.hex()} for t in expected],
+             "values": [json.dumps(as_js(v)) for v in VALUES]}
+    open_page(browser, node + "/dashboard/")
+    result = browser.execute_async_script(JS_SIGN, cases)
+    assert "error" not in result, result
+    assert result["address"] == address_to_text(key.address)
+    assert [t["hex"] for t in result["txs"]] == [t.encoded.hex() for t in expected]
+    assert [t["hash"] for t in result["txs"]] == [t.hash.hex() for t in expected]
+    assert result["values"] == [msgpack.packb(v, use_bin_type=True).hex() for v in VALUES]
+
+
+# --- the pages ----------------------------------------------------------------------------------
+
+
+def test_the_network_page_shows_the_chain_and_follows_finalised_blocks(node: str,
+                                                                        browser: Any) -> None:
+    open_page(browser, node + "/dashboard/")
+    validators = rpc_call(node, "validators_list")
+    wait_for(browser, lambda d: text(d, "validator-count") == str(validators["count"]),
+             "the validator count")
+    stake = browser.find_element(By.ID, "total-stake").get_attribute("data-units")
+    assert stake == validators["totalStake"]
+    shown = int(wait_for(browser, lambda d: d.find_element(By.ID, "height")
+                         .get_attribute("data-height"), "the height"))
+    assert shown <= rpc_call(node, "chain_status")["height"]
+    # A block finalised while the page is open: the head moves, the block is listed with the
+    # latency this page saw, and the histogram has its first sample.
+    wait_for(browser, lambda d: int(d.find_element(By.ID, "height").get_attribute("data-height"))
+             > shown, "a newly finalised block")
+    wait_for(browser, lambda d: text(d, "latency-median") not in ("—", "waiting…"),
+             "a finality latency sample")
+    newest = read(browser, "#blocks tr", "data-height")
+    block = rpc_call(node, "chain_getBlock", {"block": int(newest)})
+    assert block["height"] == int(newest)
+    screenshot(browser, "network")
+    assert console_errors(browser) == []
+
+
+def test_a_customer_sees_their_task_and_pool_and_cancels_and_closes_them(node: str, browser: Any,
+                                                                  tmp_path: Path) -> None:
+    client = dev_account_key(4)
+    key_file = tmp_path / "client.json"
+    write_key_file(key_file, client)
+    assert read_key_file(key_file).address == client.address
+    # No provider reaches this benchmark: the task stays in bidding (a long bid window) until
+    # its client cancels it.
+    spec = MatmulSpec(n=64, seed=5)
+    receipt = send_transaction(node, client, SubmitTask(spec.KIND, encode(spec), 1_000_000,
+                                                        10**9, 20_000, 180_000))
+    task_id = receipt["hash"]
+    assert receipt["state"] == "finalized", receipt
+    task = rpc_call(node, "task_get", {"taskId": task_id})
+    assert task["status"] == "bidding"
+    # A pool whose budget pays 5 requests: under the page's low-balance line.
+    pool_id = send_transaction(node, client, OpenPool("mlp-small", 64, ONE_OGPU, 5 * ONE_OGPU, 2, 0,
+                                                      ONE_OGPU, 5_000, 600_000))["hash"]
+
+    open_page(browser, node + "/dashboard/customer")
+    wait_for(browser, lambda d: d.find_element(By.ID, "connection").text == "live", "the socket")
+    browser.find_element(By.ID, "key-file").send_keys(str(key_file))
+    wait_for(browser, lambda d: text(d, "address") == address_to_text(client.address),
+             "the key's address")
+    row = f'tr[data-task="{task_id}"]'
+    wait_for(browser, lambda d: d.find_elements(By.CSS_SELECTOR, row), "the task's row")
+    assert read(browser, f"{row} [data-phase]", "data-phase") == "bidding"
+    assert read(browser, f"{row} .budget", "data-units") == task["budget"]
+    pool_row = f'tr[data-pool="{pool_id}"]'
+    wait_for(browser, lambda d: d.find_elements(By.CSS_SELECTOR, pool_row), "the pool's row")
+    assert read(browser, f"{pool_row} .requests-left") == "5 — low balance"
+    assert "warn" in read(browser, f"{pool_row} .requests-left", "class")
+    screenshot(browser, "customer")
+
+    wait_for(browser, lambda d: d.find_element(By.ID, f"close-{pool_id}").click() or True,
+             "a click on Close")
+    wait_for(browser, lambda d: read(d, f"{pool_row} .requests-left") == "closed",
+             "the pool closed on the page")
+    assert rpc_call(node, "pool_get", {"poolId": pool_id})["closed"] is True
+    wait_for(browser, lambda d: d.find_element(By.ID, f"cancel-{task_id}").click() or True,
+             "a click on Cancel")
+    wait_for(browser, lambda d: read(d, f"{row} [data-phase]", "data-phase") == "closed",
+             "the task closed on the page")
+    closed = rpc_call(node, "task_get", {"taskId": task_id})
+    assert closed["status"] == "closed" and closed["closeReason"] == "cancelled"
+    assert rpc_call(node, "account_get", {"address": address_to_text(client.address)})[
+        "nonce"] == 4  # submit and open here, close and cancel signed in the page
+    screenshot(browser, "customer-cancelled")
+    assert console_errors(browser) == []
+
+
+def test_the_provider_page_shows_the_providers_record(node: str, browser: Any) -> None:
+    provider = rpc_call(node, "provider_list")["providers"][0]
+    view = rpc_call(node, "provider_get", {"address": provider["address"]})
+    open_page(browser, f"{node}/dashboard/provider?address={provider['address']}")
+    wait_for(browser, lambda d: text(d, "provider-active") == "active", "the provider's status")
+    assert text(browser, "benchmark") == f"{view['benchmark']:,}"
+    assert text(browser, "reputation") == f"{view['reputationBps'] / 100:.1f} %"
+    assert read(browser, "#devices tr td:first-child") == view["devices"][0]["model"]
+    wait_for(browser, lambda d: "agent_status" in text(d, "skip-reasons"),
+             "the skip-reasons section")
+    screenshot(browser, "provider")
+    assert console_errors(browser) == []
+
+
+def test_the_dashboard_answers_carry_a_strict_policy(node: str) -> None:
+    page = httpx.get(node + "/dashboard/customer")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert "script-src 'self'" in page.headers["content-security-policy"]
+    script = httpx.get(node + "/dashboard/static/tx.js")
+    assert script.headers["content-type"].startswith("text/javascript")
+    again = httpx.get(node + "/dashboard/static/tx.js",
+                      headers={"if-none-match": script.headers["etag"]})
+    assert again.status_code == 304
+    assert httpx.get(node + "/dashboard/static/../../keys.py").status_code == 404
+
+
+def test_the_welcome_text_names_the_dashboards_and_writes_loadable_key_files(
+        devnet_root: Path, node: str, capsys: pytest.CaptureFixture[str]) -> None:
+    devnet.print_welcome(devnet_root)
+    out = capsys.readouterr().out
+    for path in ("/dashboard/", "/dashboard/customer", "/dashboard/provider"):
+        assert f"{node}{path}" in out.split()
+        assert httpx.get(node + path).status_code == 200
+    key_file = devnet_root / "dev-keys" / f"account{CLIENT}.json"
+    assert str(key_file.parent) in out
+    assert read_key_file(key_file).address == dev_account_key(CLIENT).address
