@@ -31,6 +31,7 @@ from ogpu_node.hashing import digest
 from ogpu_node.keys import PrivateKey
 from ogpu_node.ledger import Block, Params, State, Transaction, apply_block, build_block
 from ogpu_node.ledger.equivocation import ReportEquivocation
+from ogpu_node.ledger.governance.records import Propose, Vote, VoteOption
 from ogpu_node.ledger.header import BlockHeader, sign_header
 from ogpu_node.ledger.market.auction import bid_commitment
 from ogpu_node.ledger.market.payloads import (
@@ -200,6 +201,9 @@ TX_CASES: dict[str, Payload] = {
     "report_equivocation": equivocation_report(),
     "return_task": ReturnTask(TASK, ReturnReason.DEVICE_MEMORY),
     "register_model": RegisterModel("digits-cnn", stand_in_id("model file"), DIGITS_MODEL),
+    "propose": Propose((("min_fee", 2_000), ("bid_window_ms", 4_500)), ogpu(1_000),
+                       "Raise the minimum fee"),
+    "vote": Vote(3, VoteOption.NO),
 }
 """One entry per transaction kind (and per workload kind), with non-default field values."""
 
