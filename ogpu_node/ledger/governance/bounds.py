@@ -30,12 +30,21 @@ _OGPU = UNITS_PER_OGPU
 _HOUR_MS = 3_600_000
 
 
+BASE_UNITS = "units"
+"""An amount of base units (10^-9 OGPU)."""
+BASIS_POINTS = "bps"
+MILLISECONDS = "ms"
+BLOCKS = "blocks"
+COUNT = "count"
+
+
 @dataclass(frozen=True, slots=True)
 class Bounds:
-    """Inclusive bounds of a governable parameter."""
+    """Inclusive bounds of a governable parameter, and the unit its values are in."""
 
     low: int
     high: int
+    unit: str
 
     def contains(self, value: int) -> bool:
         return self.low <= value <= self.high
@@ -43,43 +52,43 @@ class Bounds:
 
 GOVERNABLE: Mapping[str, Bounds] = MappingProxyType({
     # fees and rewards
-    "min_fee": Bounds(1, _OGPU),
-    "fee_burn_bps": Bounds(0, BPS),
-    "proposer_reward_bps": Bounds(0, BPS),
-    "model_registration_fee": Bounds(0, 10_000 * _OGPU),
+    "min_fee": Bounds(1, _OGPU, BASE_UNITS),
+    "fee_burn_bps": Bounds(0, BPS, BASIS_POINTS),
+    "proposer_reward_bps": Bounds(0, BPS, BASIS_POINTS),
+    "model_registration_fee": Bounds(0, 10_000 * _OGPU, BASE_UNITS),
     # market stakes, collateral and deposits
-    "provider_min_stake": Bounds(_OGPU, 1_000_000 * _OGPU),
-    "client_collateral_bps": Bounds(0, 5_000),
-    "provider_collateral_bps": Bounds(100, BPS),
-    "verifier_fee_bps": Bounds(0, 2_000),
-    "bid_deposit_bps": Bounds(0, BPS),
-    "bid_deposit_min": Bounds(1, 1_000 * _OGPU),
+    "provider_min_stake": Bounds(_OGPU, 1_000_000 * _OGPU, BASE_UNITS),
+    "client_collateral_bps": Bounds(0, 5_000, BASIS_POINTS),
+    "provider_collateral_bps": Bounds(100, BPS, BASIS_POINTS),
+    "verifier_fee_bps": Bounds(0, 2_000, BASIS_POINTS),
+    "bid_deposit_bps": Bounds(0, BPS, BASIS_POINTS),
+    "bid_deposit_min": Bounds(1, 1_000 * _OGPU, BASE_UNITS),
     # slashing
-    "slash_to_client_bps": Bounds(0, BPS),
-    "return_penalty_bps": Bounds(0, BPS),
-    "verifier_silence_penalty": Bounds(0, 100_000 * _OGPU),
-    "verifier_wrong_accept_penalty": Bounds(0, 1_000_000 * _OGPU),
-    "equivocation_slash_bps": Bounds(100, BPS),
-    "equivocation_reporter_bps": Bounds(0, BPS),
+    "slash_to_client_bps": Bounds(0, BPS, BASIS_POINTS),
+    "return_penalty_bps": Bounds(0, BPS, BASIS_POINTS),
+    "verifier_silence_penalty": Bounds(0, 100_000 * _OGPU, BASE_UNITS),
+    "verifier_wrong_accept_penalty": Bounds(0, 1_000_000 * _OGPU, BASE_UNITS),
+    "equivocation_slash_bps": Bounds(100, BPS, BASIS_POINTS),
+    "equivocation_reporter_bps": Bounds(0, BPS, BASIS_POINTS),
     # market timings and sizes
-    "bid_window_ms": Bounds(500, 600_000),
-    "reveal_window_ms": Bounds(500, 600_000),
-    "verdict_window_ms": Bounds(1_000, _HOUR_MS),
-    "verdict_reveal_window_ms": Bounds(1_000, _HOUR_MS),
-    "release_window_ms": Bounds(1_000, _HOUR_MS),
-    "pool_dispute_window_ms": Bounds(1_000, _HOUR_MS),
-    "max_task_attempts": Bounds(1, 5),
-    "max_bids_per_task": Bounds(1, MAX_BIDS_PER_TASK),
-    "committee_size": Bounds(1, 16),
-    "committee_min_size": Bounds(1, 16),
-    "max_check_rounds": Bounds(1, 5),
+    "bid_window_ms": Bounds(500, 600_000, MILLISECONDS),
+    "reveal_window_ms": Bounds(500, 600_000, MILLISECONDS),
+    "verdict_window_ms": Bounds(1_000, _HOUR_MS, MILLISECONDS),
+    "verdict_reveal_window_ms": Bounds(1_000, _HOUR_MS, MILLISECONDS),
+    "release_window_ms": Bounds(1_000, _HOUR_MS, MILLISECONDS),
+    "pool_dispute_window_ms": Bounds(1_000, _HOUR_MS, MILLISECONDS),
+    "max_task_attempts": Bounds(1, 5, COUNT),
+    "max_bids_per_task": Bounds(1, MAX_BIDS_PER_TASK, COUNT),
+    "committee_size": Bounds(1, 16, COUNT),
+    "committee_min_size": Bounds(1, 16, COUNT),
+    "max_check_rounds": Bounds(1, 5, COUNT),
     # governance itself (as in Cosmos SDK x/gov), bounded so that a vote cannot make the next
     # vote free, instant or passable by a minority
-    "gov_min_deposit": Bounds(_OGPU, 1_000_000 * _OGPU),
-    "gov_voting_period": Bounds(10, MAX_GOV_PERIOD),
-    "gov_quorum_bps": Bounds(1_000, BPS),
-    "gov_threshold_bps": Bounds(5_000, 9_000),
-    "gov_activation_delay": Bounds(1, MAX_GOV_PERIOD),
+    "gov_min_deposit": Bounds(_OGPU, 1_000_000 * _OGPU, BASE_UNITS),
+    "gov_voting_period": Bounds(10, MAX_GOV_PERIOD, BLOCKS),
+    "gov_quorum_bps": Bounds(1_000, BPS, BASIS_POINTS),
+    "gov_threshold_bps": Bounds(5_000, 9_000, BASIS_POINTS),
+    "gov_activation_delay": Bounds(1, MAX_GOV_PERIOD, BLOCKS),
 })
 """Every governable parameter and its inclusive bounds."""
 

@@ -126,6 +126,15 @@ def process_governance(w: Working) -> None:
         activate(w, proposal_id, proposal)
 
 
+def outcome(params: Params, yes: int, no: int, abstain: int, bonded: int) -> ProposalStatus:
+    """What a tally of these stakes decides: NO_QUORUM, PASSED or REJECTED."""
+    if bonded == 0 or (yes + no + abstain) * BPS < params.gov_quorum_bps * bonded:
+        return ProposalStatus.NO_QUORUM
+    if yes * BPS > params.gov_threshold_bps * (yes + no):
+        return ProposalStatus.PASSED
+    return ProposalStatus.REJECTED
+
+
 def tally(w: Working, proposal_id: int, proposal: Proposal) -> None:
     """Count the votes by the voters' stake now, settle the deposit and drop the votes."""
     totals = dict.fromkeys(VoteOption, 0)
@@ -134,15 +143,12 @@ def tally(w: Working, proposal_id: int, proposal: Proposal) -> None:
         w.set_vote(key, None)
     yes, no, abstain = totals[VoteOption.YES], totals[VoteOption.NO], totals[VoteOption.ABSTAIN]
     bonded = bonded_stake(w)
-    params = w.params
-    if bonded == 0 or (yes + no + abstain) * BPS < params.gov_quorum_bps * bonded:
-        status = ProposalStatus.NO_QUORUM
+    status = outcome(w.params, yes, no, abstain, bonded)
+    if status == ProposalStatus.NO_QUORUM:
         w.burned += proposal.deposit
     else:
-        passed = yes * BPS > params.gov_threshold_bps * (yes + no)
-        status = ProposalStatus.PASSED if passed else ProposalStatus.REJECTED
         w.credit(proposal.proposer, proposal.deposit)
-    activation = w.height + params.gov_activation_delay if status == ProposalStatus.PASSED else 0
+    activation = w.height + w.params.gov_activation_delay if status == ProposalStatus.PASSED else 0
     w.set_proposal(proposal_id, replace(proposal, status=status, yes=yes, no=no,
                                         abstain=abstain, bonded=bonded,
                                         activation_height=activation))
