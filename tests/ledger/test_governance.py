@@ -52,7 +52,15 @@ from ogpu_node.ledger.params import BPS, FIRST_LATER_PARAM
 from ogpu_node.ledger.tx import Payload, Stake, Transaction, Transfer, Unstake, balance_needed
 from ogpu_node.storage import ChainStore, LevelDBKV
 from ogpu_node.types import Amount, ogpu
-from tests.ledger.helpers import CHAIN_ID, FEE, make_key, next_block, signed
+from tests.ledger.helpers import (
+    CHAIN_ID,
+    FEE,
+    double_sign,
+    make_key,
+    next_block,
+    parent_header,
+    signed,
+)
 
 PARAMS = Params(epoch_length=1_000, unbonding_period=50, evidence_max_age=10,
                 min_validator_stake=ogpu(10), gov_min_deposit=ogpu(10), gov_voting_period=3,
@@ -75,7 +83,7 @@ def genesis(params: Params = PARAMS) -> State:
         validators=[(k.public_key.raw, stake) for k, stake in STAKES.items()])
 
 
-class Chain_:
+class GovChain:
     """A chain of validated blocks, with each sender's next nonce."""
 
     def __init__(self, state: State | None = None) -> None:
@@ -112,7 +120,7 @@ def conserved(state: State) -> bool:
     return state.total_held() == state.issued - state.burned
 
 
-def propose(chain: Chain_, changes: Sequence[tuple[str, int]] = CHANGE,
+def propose(chain: GovChain, changes: Sequence[tuple[str, int]] = CHANGE,
             key: PrivateKey = USER, deposit: int = DEPOSIT) -> int:
     """Propose `changes` in the next block; returns the proposal's number."""
     state = chain.send(key, Propose(tuple(changes), deposit, "test"))
@@ -120,7 +128,7 @@ def propose(chain: Chain_, changes: Sequence[tuple[str, int]] = CHANGE,
     return number
 
 
-def vote_all(chain: Chain_, number: int, votes: dict[PrivateKey, VoteOption]) -> State:
+def vote_all(chain: GovChain, number: int, votes: dict[PrivateKey, VoteOption]) -> State:
     return chain.block(*(chain.tx(k, Vote(number, option)) for k, option in votes.items()))
 
 
@@ -128,7 +136,7 @@ def vote_all(chain: Chain_, number: int, votes: dict[PrivateKey, VoteOption]) ->
 
 
 def test_a_passed_proposal_changes_the_parameter_at_its_activation_height() -> None:
-    chain = Chain_()
+    chain = GovChain()
     before = chain.state.account(USER.address).balance
     number = propose(chain)
     proposal = chain.state.proposals[number]
@@ -160,7 +168,7 @@ def test_a_passed_proposal_changes_the_parameter_at_its_activation_height() -> N
 
 
 def test_too_little_stake_voting_burns_the_deposit() -> None:
-    chain = Chain_()
+    chain = GovChain()
     before = chain.state.account(USER.address).balance
     number = propose(chain)
     vote_all(chain, number, {SMALL: YES})  # 20 of 100 bonded, quorum 33.4%
@@ -175,7 +183,7 @@ def test_too_little_stake_voting_burns_the_deposit() -> None:
 
 
 def test_a_rejected_proposal_refunds_its_deposit_and_changes_nothing() -> None:
-    chain = Chain_()
+    chain = GovChain()
     before = chain.state.account(USER.address).balance
     number = propose(chain)
     vote_all(chain, number, {BIG: NO, MID: YES, SMALL: YES})  # 50 yes of 100: not MORE than half
@@ -187,7 +195,7 @@ def test_a_rejected_proposal_refunds_its_deposit_and_changes_nothing() -> None:
 
 
 def test_abstain_counts_toward_quorum_but_not_the_threshold() -> None:
-    chain = Chain_()
+    chain = GovChain()
     number = propose(chain)
     vote_all(chain, number, {BIG: ABSTAIN, SMALL: YES})  # 70% voted; 20 yes of 20 yes + no
     state = chain.until(chain.state.proposals[number].voting_end)
@@ -195,7 +203,7 @@ def test_abstain_counts_toward_quorum_but_not_the_threshold() -> None:
 
 
 def test_passed_proposals_changing_one_parameter_activate_in_order() -> None:
-    chain = Chain_()
+    chain = GovChain()
     first = propose(chain, (("min_fee", 2_000),))
     second = propose(chain, (("min_fee", 3_000),), key=MID)
     vote_all(chain, first, {BIG: YES, MID: YES})
@@ -209,7 +217,7 @@ def test_passed_proposals_changing_one_parameter_activate_in_order() -> None:
 def test_changes_that_no_longer_fit_fail_at_activation_and_leave_the_params() -> None:
     """Each proposal is consistent on its own; together they break bid_deposit_min <=
     provider_min_stake, so the second, activating after the first, fails."""
-    chain = Chain_()
+    chain = GovChain()
     first = propose(chain, (("provider_min_stake", ogpu(1)),))
     second = propose(chain, (("bid_deposit_min", ogpu(50)),), key=MID)
     vote_all(chain, first, {BIG: YES, MID: YES})
@@ -224,7 +232,7 @@ def test_changes_that_no_longer_fit_fail_at_activation_and_leave_the_params() ->
 
 
 def test_the_governance_params_govern_the_next_proposal() -> None:
-    chain = Chain_()
+    chain = GovChain()
     number = propose(chain, (("gov_voting_period", 12), ("gov_min_deposit", ogpu(20))))
     vote_all(chain, number, {BIG: YES})
     state = chain.until(chain.state.proposals[number].voting_end + PARAMS.gov_activation_delay)
@@ -238,7 +246,7 @@ def test_the_governance_params_govern_the_next_proposal() -> None:
 
 
 def test_stake_unbonded_after_voting_weighs_only_what_remains_at_the_tally() -> None:
-    chain = Chain_()
+    chain = GovChain()
     number = propose(chain)
     vote_all(chain, number, {BIG: YES, MID: NO})
     chain.send(BIG, Unstake(Amount(ogpu(40))))  # 10 left: yes 10 against no 30
@@ -249,7 +257,7 @@ def test_stake_unbonded_after_voting_weighs_only_what_remains_at_the_tally() -> 
 
 
 def test_stake_bonded_after_voting_counts_once_at_the_tally() -> None:
-    chain = Chain_()
+    chain = GovChain()
     number = propose(chain)
     vote_all(chain, number, {SMALL: YES, MID: NO})
     chain.send(SMALL, Stake(Amount(ogpu(20))))  # 40 yes against 30 no
@@ -260,7 +268,7 @@ def test_stake_bonded_after_voting_counts_once_at_the_tally() -> None:
 
 
 def test_a_later_vote_replaces_the_earlier_one() -> None:
-    chain = Chain_()
+    chain = GovChain()
     number = propose(chain)
     vote_all(chain, number, {BIG: YES})
     vote_all(chain, number, {BIG: NO, MID: YES})
@@ -272,7 +280,7 @@ def test_a_later_vote_replaces_the_earlier_one() -> None:
 
 
 def test_a_vote_twice_in_one_block_counts_once() -> None:
-    chain = Chain_()
+    chain = GovChain()
     number = propose(chain)
     chain.block(chain.tx(BIG, Vote(number, YES)), chain.tx(BIG, Vote(number, YES)))
     state = chain.until(chain.state.proposals[number].voting_end)
@@ -283,13 +291,13 @@ def test_a_vote_twice_in_one_block_counts_once() -> None:
 
 
 def test_an_account_without_stake_may_not_vote() -> None:
-    chain = Chain_()
+    chain = GovChain()
     number = propose(chain)
     assert isinstance(chain.reject(USER, Vote(number, YES)), NotBonded)
 
 
 def test_a_validator_that_unbonds_everything_votes_with_no_weight() -> None:
-    chain = Chain_()
+    chain = GovChain()
     number = propose(chain)
     vote_all(chain, number, {SMALL: YES, MID: NO})
     chain.send(SMALL, Unstake(Amount(ogpu(20))))
@@ -298,8 +306,24 @@ def test_a_validator_that_unbonds_everything_votes_with_no_weight() -> None:
         0, ProposalStatus.REJECTED)
 
 
+def test_a_validator_tombstoned_after_voting_weighs_nothing_and_may_not_vote_again() -> None:
+    chain = GovChain()
+    number = propose(chain)
+    vote_all(chain, number, {SMALL: YES, MID: NO})
+    evidence = double_sign(SMALL, parent_header(chain.state.height - 1, chain.state.timestamp))
+    chain.send(USER, evidence)
+    assert SMALL.address in chain.state.tombstones
+    assert isinstance(chain.reject(SMALL, Vote(number, YES)), NotBonded)
+    state = chain.until(chain.state.proposals[number].voting_end)
+    tallied = state.proposals[number]
+    slashed_stake = state.account(SMALL.address).stake
+    assert slashed_stake > 0, "slashed in part, still bonded: yet its vote counts nothing"
+    assert (tallied.yes, tallied.no, tallied.bonded, tallied.status) == (
+        0, ogpu(30), ogpu(80), ProposalStatus.REJECTED)
+
+
 def test_votes_outside_the_voting_period_are_refused() -> None:
-    chain = Chain_()
+    chain = GovChain()
     assert isinstance(chain.reject(BIG, Vote(1, YES)), UnknownProposal)
     number = propose(chain)
     chain.until(chain.state.proposals[number].voting_end)
@@ -307,7 +331,7 @@ def test_votes_outside_the_voting_period_are_refused() -> None:
 
 
 def test_a_vote_in_the_last_block_of_the_period_counts() -> None:
-    chain = Chain_()
+    chain = GovChain()
     number = propose(chain)
     chain.until(chain.state.proposals[number].voting_end - 1)
     state = vote_all(chain, number, {BIG: YES})
@@ -327,12 +351,12 @@ def test_a_vote_in_the_last_block_of_the_period_counts() -> None:
 ])
 def test_bad_changes_are_refused_when_proposed(changes: tuple[tuple[str, int], ...],
                                                 error: type[InvalidTransaction]) -> None:
-    chain = Chain_()
+    chain = GovChain()
     assert isinstance(chain.reject(USER, Propose(changes, DEPOSIT)), error)
 
 
 def test_huge_proposals_do_not_decode() -> None:
-    chain = Chain_()
+    chain = GovChain()
     names = sorted(GOVERNABLE)[:MAX_CHANGES + 1]
     many = tuple((name, GOVERNABLE[name].low) for name in names)
     assert isinstance(chain.reject(USER, Propose(many, DEPOSIT)), MalformedTransaction)
@@ -346,12 +370,12 @@ def test_the_most_changes_a_proposal_may_carry_are_accepted() -> None:
     names = ["min_fee", "fee_burn_bps", "proposer_reward_bps", "verifier_fee_bps",
              "bid_window_ms", "reveal_window_ms", "max_task_attempts", "max_check_rounds"]
     assert len(names) == MAX_CHANGES
-    chain = Chain_()
+    chain = GovChain()
     propose(chain, [(name, GOVERNABLE[name].high) for name in names])
 
 
 def test_the_deposit_must_reach_the_minimum_and_be_there() -> None:
-    chain = Chain_()
+    chain = GovChain()
     assert isinstance(chain.reject(USER, Propose(CHANGE, DEPOSIT - 1)), DepositTooLow)
     poor = make_key(14)
     chain.send(USER, Transfer(poor.address, Amount(DEPOSIT)))
@@ -360,7 +384,7 @@ def test_the_deposit_must_reach_the_minimum_and_be_there() -> None:
 
 
 def test_open_proposals_are_bounded() -> None:
-    chain = Chain_()
+    chain = GovChain()
     chain.block(*(chain.tx(USER, Propose(CHANGE, DEPOSIT)) for _ in range(MAX_OPEN_PROPOSALS)))
     assert len(chain.state.open_proposals) == MAX_OPEN_PROPOSALS
     assert isinstance(chain.reject(USER, Propose(CHANGE, DEPOSIT)), TooManyProposals)
@@ -368,7 +392,7 @@ def test_open_proposals_are_bounded() -> None:
 
 
 def test_a_refused_proposal_leaves_nothing_behind() -> None:
-    chain = Chain_()
+    chain = GovChain()
     tx = signed(USER, 0, Propose((("min_fee", 0),), DEPOSIT))
     with pytest.raises(ParamOutOfBounds):
         apply_tx(chain.state, tx, BIG.address)
@@ -437,7 +461,7 @@ def test_payloads_round_trip() -> None:
 
 
 def test_proposals_votes_and_changed_params_survive_a_reload(tmp_path: Path) -> None:
-    chain = Chain_()
+    chain = GovChain()
     store = ChainStore(LevelDBKV(str(tmp_path / "db")))
     store.commit_block(height=0, block_hash=chain.state.block_hash, block_bytes=b"gov genesis",
                        tx_hashes=(), state_changes=state_changes(chain.state),
@@ -478,7 +502,7 @@ def test_the_tally_is_the_rule_on_stake_at_the_end(
 ) -> None:
     """Any votes, then some stake unbonded before the tally: the outcome is the quorum and
     threshold rule applied to the stake each voter holds at the end, and value is conserved."""
-    chain = Chain_(genesis(replace(PARAMS, gov_quorum_bps=quorum, gov_threshold_bps=threshold)))
+    chain = GovChain(genesis(replace(PARAMS, gov_quorum_bps=quorum, gov_threshold_bps=threshold)))
     number = propose(chain)
     keys = list(STAKES)
     vote_all(chain, number, {k: o for k, o in zip(keys, options, strict=True) if o is not None})
