@@ -13,6 +13,8 @@ State records (under the chain store's state prefix):
     b"o" + pool id                        -> Pool fields        (market)
     b"m" + model id                       -> Model fields       (market)
     b"x" + address                        -> Tombstone fields   (equivocation)
+    b"q" + u64be(proposal number)         -> Proposal fields    (governance)
+    b"v" + u64be(proposal number) + address -> [option]         (governance votes)
     b"g"                                  -> globals: chain id, params, height, block hash,
                                              timestamp, issued, burned, reward pool,
                                              validators, records hash
@@ -38,12 +40,14 @@ from ogpu_node.encoding import (
 from ogpu_node.errors import DecodeError, OgpuError
 from ogpu_node.genesis import Genesis
 from ogpu_node.ledger import Block, Params, State, Validator, apply_block
+from ogpu_node.ledger.governance.records import Proposal, VoteKey, VoteOption
 from ogpu_node.ledger.market.records import Model, Pool, Provider, Task
 from ogpu_node.ledger.state import (
     Account,
     Tombstone,
     UnbondingKey,
     compute_records_hash,
+    open_proposal_ids,
     open_task_ids,
 )
 from ogpu_node.storage import ChainStore, CorruptStore
@@ -56,6 +60,8 @@ _TASK = b"t"
 _POOL = b"o"
 _MODEL = b"m"
 _TOMBSTONE = b"x"
+_PROPOSAL = b"q"
+_VOTE = b"v"
 _GLOBALS = b"g"
 MAX_VALIDATORS = 100_000
 
@@ -66,6 +72,10 @@ class ChainMismatch(OgpuError):
 
 def _unbonding_key(key: UnbondingKey) -> bytes:
     return _UNBONDING + key[0].to_bytes(8, "big") + key[1]
+
+
+def _vote_key(key: VoteKey) -> bytes:
+    return _VOTE + key[0].to_bytes(8, "big") + key[1]
 
 
 def _globals(state: State) -> bytes:
@@ -95,6 +105,12 @@ def state_changes(state: State) -> dict[bytes, bytes | None]:
         changes[_MODEL + model_id] = encode(state.models[model_id])
     for address in state.changed_tombstones:  # never removed
         changes[_TOMBSTONE + address] = encode(state.tombstones[address])
+    for proposal_id in state.changed_proposals:  # never removed
+        changes[_PROPOSAL + proposal_id.to_bytes(8, "big")] = encode(
+            state.proposals[proposal_id])
+    for key in state.changed_votes:
+        option = state.votes.get(key)
+        changes[_vote_key(key)] = None if option is None else pack([int(option)])
     changes[_GLOBALS] = _globals(state)
     return changes
 
@@ -128,6 +144,15 @@ def load_state(store: ChainStore) -> State:
         pools = _records(store, _POOL, Hash32, HASH_LEN, Pool)
         models = _records(store, _MODEL, Hash32, HASH_LEN, Model)
         tombstones = _records(store, _TOMBSTONE, Address, ADDRESS_LEN, Tombstone)
+        proposals = {int.from_bytes(read_bytes(k[1:], "proposal key", size=8), "big"):
+                     decode(Proposal, v) for k, v in store.state_items(_PROPOSAL)}
+        votes: dict[VoteKey, VoteOption] = {}
+        for key, value in store.state_items(_VOTE):
+            (option,) = read_array(unpack(value), 1, "vote")
+            voter = Address(read_bytes(key[9:], "vote.voter", size=ADDRESS_LEN))
+            votes[(int.from_bytes(key[1:9], "big"), voter)] = VoteOption(
+                read_uint(option, "vote.option", min_value=min(VoteOption),
+                          max_value=max(VoteOption)))
         state = State(
             chain_id=read_str(g[0], "chain_id", max_len=64), params=Params.from_fields(g[1]),
             height=read_uint(g[2], "height"),
@@ -138,13 +163,14 @@ def load_state(store: ChainStore) -> State:
             issued=read_uint(g[5], "issued"), burned=read_uint(g[6], "burned"),
             reward_pool=read_uint(g[7], "reward_pool"),
             providers=providers, tasks=tasks, pools=pools, tombstones=tombstones,
-            models=models, records_hash=read_bytes(g[9], "records_hash", max_len=4096),
-            open_tasks=open_task_ids(tasks),
+            models=models, proposals=proposals, votes=votes,
+            records_hash=read_bytes(g[9], "records_hash", max_len=4096),
+            open_tasks=open_task_ids(tasks), open_proposals=open_proposal_ids(proposals),
         )
     except DecodeError as exc:
         raise CorruptStore(f"state record does not decode: {exc}") from exc
     if compute_records_hash(accounts, unbonding, providers, tasks, pools,
-                            tombstones, models) != state.records_hash:
+                            tombstones, models, proposals, votes) != state.records_hash:
         raise CorruptStore("state records do not match their commitment")
     return state
 

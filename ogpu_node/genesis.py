@@ -29,6 +29,7 @@ from ogpu_node.errors import AddressError, OgpuError
 from ogpu_node.hashing import digest
 from ogpu_node.keys import PrivateKey, address_of
 from ogpu_node.ledger import Params, State, make_genesis_state
+from ogpu_node.ledger.params import FIRST_LATER_PARAM
 from ogpu_node.types import MAX_SUPPLY, PUBKEY_LEN, Address, Hash32, format_amount
 
 CHAIN_ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
@@ -105,7 +106,7 @@ class Genesis:
 
 _AMOUNT_PARAMS = {"min_fee", "initial_block_reward", "min_validator_stake", "provider_min_stake",
                   "verifier_silence_penalty", "verifier_wrong_accept_penalty", "bid_deposit_min",
-                  "model_registration_fee"}
+                  "model_registration_fee", "gov_min_deposit"}
 
 
 def _amount_or_int(name: str, value: int) -> str | int:
@@ -136,12 +137,13 @@ class _Problems:
         return number
 
 
-def _expect_keys(doc: Any, required: set[str], where: str, problems: _Problems) -> dict[str, Any]:
+def _expect_keys(doc: Any, required: set[str], where: str, problems: _Problems,
+                 optional: frozenset[str] = frozenset()) -> dict[str, Any]:
     if not isinstance(doc, dict):
         problems.add(f"{where}: expected an object")
         return {}
     missing = sorted(required - doc.keys())
-    unknown = sorted(doc.keys() - required)
+    unknown = sorted(doc.keys() - required - optional)
     if missing:
         problems.add(f"{where}: missing {', '.join(missing)}")
     if unknown:
@@ -179,10 +181,12 @@ def parse_genesis(doc: Any) -> Genesis:
 
 
 def _parse_params(doc: Any, p: _Problems) -> Params:
-    names = {f.name for f in fields(Params)}
-    raw = _expect_keys(doc, names, "params", p)
+    names = [f.name for f in fields(Params)]
+    # parameters added after launch may be left out (their defaults): older files stay valid
+    later = names.index(FIRST_LATER_PARAM)
+    raw = _expect_keys(doc, set(names[:later]), "params", p, frozenset(names[later:]))
     values = {}
-    for name in sorted(names & raw.keys()):
+    for name in sorted(raw.keys() & set(names)):
         value = raw[name]
         if name in _AMOUNT_PARAMS:
             values[name] = p.amount(value, f"params.{name}")

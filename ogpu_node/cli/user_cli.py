@@ -9,6 +9,7 @@ import click
 
 from ogpu_node.address import address_from_text, address_to_text
 from ogpu_node.cli.common import emit, handle_errors
+from ogpu_node.cli.gov_cli import gov
 from ogpu_node.cli.market_cli import provider, task
 from ogpu_node.cli.model_cli import model
 from ogpu_node.cli.pool_cli import pool
@@ -42,6 +43,7 @@ main.add_command(task)
 main.add_command(provider)
 main.add_command(model)
 main.add_command(pool)
+main.add_command(gov)
 
 
 @main.group()

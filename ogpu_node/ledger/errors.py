@@ -224,3 +224,57 @@ class Tombstoned(InvalidTransaction):
     """A tombstoned account (punished for equivocation) may not bond stake again."""
 
     code = "tombstoned"
+
+
+# --- governance (ledger/governance/) ---
+
+
+class GovernanceError(InvalidTransaction):
+    """A proposal or vote that governance's rules do not allow."""
+
+    code = "governance"
+
+
+class InvalidProposal(GovernanceError):
+    """A proposal with no change, too many, a parameter named twice, or changes that leave the
+    parameters inconsistent (`Params.check`)."""
+
+    code = "gov_invalid_proposal"
+
+
+class UnknownParam(GovernanceError):
+    """A change to a parameter that is not governable (or does not exist)."""
+
+    code = "gov_unknown_param"
+
+
+class ParamOutOfBounds(GovernanceError):
+    """A new value outside the parameter's governable bounds."""
+
+    code = "gov_param_out_of_bounds"
+
+
+class DepositTooLow(GovernanceError):
+    code = "gov_deposit_too_low"
+
+
+class TooManyProposals(GovernanceError):
+    """As many proposals as `MAX_OPEN_PROPOSALS` are being voted on already."""
+
+    code = "gov_too_many_proposals"
+
+
+class UnknownProposal(GovernanceError):
+    code = "gov_unknown_proposal"
+
+
+class VotingClosed(GovernanceError):
+    """The proposal's voting period has ended (or it was already tallied)."""
+
+    code = "gov_voting_closed"
+
+
+class NotBonded(GovernanceError):
+    """Only an account with bonded stake, not tombstoned, may vote."""
+
+    code = "gov_not_bonded"

@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from typing import Any, ClassVar, Self
 
-from ogpu_node.encoding import read_array, read_uint
+from ogpu_node.encoding import read_list, read_uint
+from ogpu_node.errors import DecodeError
 from ogpu_node.types import MAX_AMOUNT, UNITS_PER_OGPU
 
 BPS = 10_000
@@ -25,6 +26,14 @@ MAX_COMMITTEE_DELAY = 64
 MAX_BIDS_PER_TASK = 256
 """Upper bound of `Params.max_bids_per_task`: a task record holding this many bids, a full money
 trail and the largest result stays well within `Task.MAX_BYTES` (1,024 bids did not fit)."""
+
+MAX_GOV_PERIOD = 1_000_000
+"""Upper bound of `Params.gov_voting_period` and `Params.gov_activation_delay` (blocks)."""
+
+FIRST_LATER_PARAM = "gov_min_deposit"
+"""The first parameter added after chains were launched. It and those after it are encoded only
+up to the last one that differs from its default, so that the genesis hash and state roots of a
+chain whose parameters predate them (and the pinned vectors) stay what they were."""
 
 MAX_EVIDENCE_AGE = 100_000
 """Upper bound of `Params.evidence_max_age`: applying evidence looks up the offender's unbonding
@@ -110,17 +119,45 @@ class Params:
     taken by evidence."""
     equivocation_reporter_bps: int = 1_000
     """Share of the slashed amount paid to the reporter; the rest is burned."""
+    # --- governance (see ledger/governance/); later parameters: see FIRST_LATER_PARAM ---
+    gov_min_deposit: int = 1_000 * UNITS_PER_OGPU
+    """The least deposit a `PROPOSE` locks: refunded when the vote reaches quorum, burned when it
+    does not, so that spam costs its sender."""
+    gov_voting_period: int = 1_000
+    """A proposal included in block h is open to votes in blocks h + 1 .. h + this, and tallied
+    at the end of the last one."""
+    gov_quorum_bps: int = 3_340
+    """Share of all bonded stake that must vote (yes, no or abstain) for a tally to count."""
+    gov_threshold_bps: int = 5_000
+    """A proposal passes when yes stake is more than this share of yes + no stake."""
+    gov_activation_delay: int = 100
+    """A proposal that passes at the end of block e changes the parameters at the end of block
+    e + this, so every node (and agent) knows the change ahead."""
 
     MAX_BYTES: ClassVar[int] = 1024
 
     def to_fields(self) -> list[Any]:
-        return [getattr(self, f.name) for f in fields(self)]
+        """Every parameter in declaration order, the later ones (`FIRST_LATER_PARAM`) only up
+        to the last that differs from its default: one canonical encoding per set."""
+        values = [getattr(self, f.name) for f in fields(self)]
+        defaults = [f.default for f in fields(self)]
+        end = len(values)
+        while end > _FIRST_LATER and values[end - 1] == defaults[end - 1]:
+            end -= 1
+        return values[:end]
 
     @classmethod
     def from_fields(cls, value: Any) -> Self:
-        names = [f.name for f in fields(cls)]
-        items = read_array(value, len(names), "params")
-        return cls(*(read_uint(v, f"params.{n}") for n, v in zip(names, items, strict=True)))
+        all_fields = fields(cls)
+        items = read_list(value, len(all_fields), "params")
+        if len(items) < _FIRST_LATER:
+            raise DecodeError(f"params: expected at least {_FIRST_LATER} fields, "
+                              f"got {len(items)}")
+        params = cls(**{f.name: read_uint(v, f"params.{f.name}")
+                        for f, v in zip(all_fields, items, strict=False)})
+        if params.to_fields() != items:
+            raise DecodeError("params: a trailing later parameter is at its default")
+        return params
 
     def check(self) -> list[str]:
         """Every violated invariant, as readable reasons (empty when the set is valid)."""
@@ -172,9 +209,25 @@ class Params:
             problems.append(f"slot_ms must be within 1..{MAX_SLOT_MS}")
         if not 1 <= self.evidence_max_age <= MAX_EVIDENCE_AGE:
             problems.append(f"evidence_max_age must be within 1..{MAX_EVIDENCE_AGE}")
+        problems += self._check_governance()
         if self.evidence_max_age >= self.unbonding_period:
             # Otherwise an offender could unbond and withdraw before its evidence is too old.
             problems.append("evidence_max_age must be below unbonding_period")
+        return problems
+
+    def _check_governance(self) -> list[str]:
+        problems = []
+        if not 0 <= self.gov_min_deposit <= MAX_AMOUNT:
+            problems.append(f"gov_min_deposit must be within 0..{MAX_AMOUNT}")
+        if not 1 <= self.gov_voting_period <= MAX_GOV_PERIOD:
+            problems.append(f"gov_voting_period must be within 1..{MAX_GOV_PERIOD}")
+        if not self.gov_activation_delay <= MAX_GOV_PERIOD:
+            problems.append(f"gov_activation_delay must be within 0..{MAX_GOV_PERIOD}")
+        if not 1 <= self.gov_quorum_bps <= BPS:
+            problems.append(f"gov_quorum_bps must be within 1..{BPS}")
+        if not self.gov_threshold_bps < BPS:
+            # yes must be MORE than this share: at BPS nothing could ever pass
+            problems.append(f"gov_threshold_bps must be within 0..{BPS - 1}")
         return problems
 
     def max_emission(self) -> int:
@@ -184,3 +237,6 @@ class Params:
             total += reward * self.halving_interval
             reward //= 2
         return total
+
+
+_FIRST_LATER = [f.name for f in fields(Params)].index(FIRST_LATER_PARAM)

@@ -1,5 +1,6 @@
 """The ledger state: accounts, stakes, unbonding entries, the active validator set, totals,
-tombstones of validators punished for equivocation, and the market's providers and tasks.
+tombstones of validators punished for equivocation, the market's providers and tasks, and
+governance's proposals and votes.
 
 A `State` is never mutated after it is made: transitions build a new one (see `transition.py`),
 sharing unchanged records. Its `root` commits to everything consensus-relevant, so two nodes that
@@ -16,6 +17,14 @@ from typing import Any, ClassVar, Self
 from ogpu_node.encoding import pack, read_array, read_bytes, read_uint
 from ogpu_node.hashing import digest
 from ogpu_node.ledger.commitment import EMPTY_LTHASH, lthash_update
+from ogpu_node.ledger.governance.records import (
+    OPEN_STATUSES,
+    Proposal,
+    VoteKey,
+    VoteOption,
+    proposal_record,
+    vote_record,
+)
 from ogpu_node.ledger.market.records import (
     LIVE_REQUESTS,
     Check,
@@ -158,9 +167,15 @@ class State:
     """Accounts punished for equivocation (never removed)."""
     models: Mapping[Hash32, Model] = field(default_factory=dict)
     """Registered models (never removed)."""
+    proposals: Mapping[int, Proposal] = field(default_factory=dict)
+    """Governance proposals by number (never removed)."""
+    votes: Mapping[VoteKey, VoteOption] = field(default_factory=dict)
+    """Votes on proposals still VOTING (removed by the tally, which keeps their totals)."""
     records_hash: bytes = EMPTY_LTHASH
     open_tasks: frozenset[Hash32] = field(default=frozenset(), compare=False)
     """Ids of the tasks not yet closed: derived from `tasks`, so not committed separately."""
+    open_proposals: frozenset[int] = field(default=frozenset(), compare=False)
+    """Proposals VOTING or PASSED (not yet activated): derived from `proposals`."""
     changed_accounts: tuple[Address, ...] = field(default=(), compare=False)
     """Accounts the last transition changed (all of them at genesis), for persistence."""
     changed_unbonding: tuple[UnbondingKey, ...] = field(default=(), compare=False)
@@ -169,6 +184,8 @@ class State:
     changed_pools: tuple[Hash32, ...] = field(default=(), compare=False)
     changed_tombstones: tuple[Address, ...] = field(default=(), compare=False)
     changed_models: tuple[Hash32, ...] = field(default=(), compare=False)
+    changed_proposals: tuple[int, ...] = field(default=(), compare=False)
+    changed_votes: tuple[VoteKey, ...] = field(default=(), compare=False)
 
     def account(self, address: Address) -> Account:
         """The account at `address` (an empty one if it never received anything)."""
@@ -209,11 +226,12 @@ class State:
 
     def total_held(self) -> int:
         """Balances + stakes + unbonding + undistributed rewards + provider bonds + task and
-        pool escrow: must equal issued - burned."""
+        pool escrow + proposal deposits: must equal issued - burned."""
         held = sum(a.balance + a.stake for a in self.accounts.values())
         held += sum(p.stake for p in self.providers.values())
         held += sum(t.escrow for t in self.tasks.values())
         held += sum(p.escrow + sum(r.escrow for r in p.requests) for p in self.pools.values())
+        held += sum(self.proposals[p].deposit_held for p in self.open_proposals)
         return held + sum(self.unbonding.values()) + self.reward_pool
 
 
@@ -231,6 +249,8 @@ def compute_records_hash(
     pools: Mapping[Hash32, Pool] | None = None,
     tombstones: Mapping[Address, Tombstone] | None = None,
     models: Mapping[Hash32, Model] | None = None,
+    proposals: Mapping[int, Proposal] | None = None,
+    votes: Mapping[VoteKey, VoteOption] | None = None,
 ) -> bytes:
     """The commitment over all records, from scratch (genesis, and a check for tests)."""
     records = [account_record(a, acct) for a, acct in accounts.items()]
@@ -240,12 +260,19 @@ def compute_records_hash(
     records += [pool_record(p, pool) for p, pool in (pools or {}).items()]
     records += [tombstone_record(a, t) for a, t in (tombstones or {}).items()]
     records += [model_record(m, model) for m, model in (models or {}).items()]
+    records += [proposal_record(p, prop) for p, prop in (proposals or {}).items()]
+    records += [vote_record(k, v) for k, v in (votes or {}).items()]
     return lthash_update(EMPTY_LTHASH, records, ())
 
 
 def open_task_ids(tasks: Mapping[Hash32, Task]) -> frozenset[Hash32]:
     """The ids of the tasks that are not closed."""
     return frozenset(t for t, task in tasks.items() if task.status != TaskStatus.CLOSED)
+
+
+def open_proposal_ids(proposals: Mapping[int, Proposal]) -> frozenset[int]:
+    """The numbers of the proposals a block still acts on (VOTING or PASSED)."""
+    return frozenset(p for p, prop in proposals.items() if prop.status in OPEN_STATUSES)
 
 
 def select_validators(accounts: Mapping[Address, Account], params: Params,

@@ -8,7 +8,10 @@ a short list of steps, each a small function:
     process_emission(w)    mint the block reward (proposer share, the rest to the reward pool)
     process_deadlines(w)   move market tasks whose phase ended at this block's time (market/)
     process_tx(w, tx)      for each transaction, in order (market kinds: market/rules.py,
-                           equivocation evidence: equivocation.py)
+                           equivocation evidence: equivocation.py, governance:
+                           governance/rules.py)
+    process_governance(w)  tally proposals whose voting ends here, make the parameter changes
+                           that activate here (for the next block on)
     process_epoch(w)       at epoch boundaries: pay the reward pool, then fix the next validator set
 """
 
@@ -34,6 +37,8 @@ from ogpu_node.ledger.errors import (
     Tombstoned,
     failures_contained,
 )
+from ogpu_node.ledger.governance.records import GovernancePayload, Propose, Vote
+from ogpu_node.ledger.governance.rules import process_governance, process_governance_tx
 from ogpu_node.ledger.market.payloads import MarketPayload
 from ogpu_node.ledger.market.rules import process_deadlines, process_market_tx
 from ogpu_node.ledger.params import BPS
@@ -64,6 +69,9 @@ def _process_tx(w: Working, tx: Transaction, proposer: Address) -> None:
         raise BadNonce(f"nonce {tx.nonce}, account expects {acct.nonce}")
     if isinstance(payload, ReportEquivocation):
         process_equivocation(w, tx, payload, proposer)
+        return
+    if isinstance(payload, Propose | Vote):
+        _process_governance_tx(w, tx, payload, proposer)
         return
     if not isinstance(payload, Transfer | Stake | Unstake):
         _process_market_tx(w, tx, payload, proposer)
@@ -109,6 +117,18 @@ def _process_market_tx(w: Working, tx: Transaction, payload: MarketPayload,
     try:
         _charge_fee(w, tx, proposer)
         process_market_tx(w, tx.hash, tx.sender, payload)
+    except Exception:
+        w.restore(saved)
+        raise
+
+
+def _process_governance_tx(w: Working, tx: Transaction, payload: GovernancePayload,
+                           proposer: Address) -> None:
+    _check_fee_funds(w, tx)
+    saved = w.savepoint()
+    try:
+        _charge_fee(w, tx, proposer)
+        process_governance_tx(w, tx.sender, payload)
     except Exception:
         w.restore(saved)
         raise
@@ -247,6 +267,7 @@ def execute_block(
             process_tx(w, tx, proposer)
         except InvalidTransaction as exc:
             raise InvalidBlock(f"transaction {index}: {exc.code}: {exc}", tx_index=index) from exc
+    process_governance(w)
     if w.height % state.params.epoch_length == 0:
         process_epoch(w)
     return w.finish(height=w.height, block_hash=block_hash, timestamp=timestamp)

@@ -3,7 +3,8 @@
 Envelope fields, in encoding order: chain id, sender public key, nonce, fee, kind, payload bytes,
 signature. The payload is itself a canonical encoding; each kind registers its payload type in
 `PAYLOAD_TYPES` (the market's kinds live in `ledger/market/payloads.py`, equivocation evidence in
-`ledger/equivocation.py`) without touching the envelope.
+`ledger/equivocation.py`, governance in `ledger/governance/records.py`) without touching the
+envelope.
 """
 
 from __future__ import annotations
@@ -36,6 +37,8 @@ from ogpu_node.ledger.errors import (
     UnknownTxKind,
     WrongChain,
 )
+from ogpu_node.ledger.governance.records import GovernancePayload, Propose, Vote
+from ogpu_node.ledger.governance.rules import check_governance_payload
 from ogpu_node.ledger.market.checks import check_market_payload, market_escrow
 from ogpu_node.ledger.market.payloads import (
     CancelTask,
@@ -105,6 +108,8 @@ class TxKind(IntEnum):
     RELEASE_RESULT = 24
     DISPUTE_ANSWER = 25
     REGISTER_MODEL = 26
+    PROPOSE = 27
+    VOTE = 28
     TOP_UP_POOL = 29
 
 
@@ -170,7 +175,7 @@ class Unstake:
         return cls(Amount(read_uint(amount, "unstake.amount")))
 
 
-Payload = Transfer | Stake | Unstake | MarketPayload | ReportEquivocation
+Payload = Transfer | Stake | Unstake | MarketPayload | ReportEquivocation | GovernancePayload
 
 PAYLOAD_TYPES: dict[int, type[Codable]] = {
     TxKind.TRANSFER: Transfer,
@@ -197,6 +202,8 @@ PAYLOAD_TYPES: dict[int, type[Codable]] = {
     TxKind.REPORT_EQUIVOCATION: ReportEquivocation,
     TxKind.RETURN_TASK: ReturnTask,
     TxKind.REGISTER_MODEL: RegisterModel,
+    TxKind.PROPOSE: Propose,
+    TxKind.VOTE: Vote,
     TxKind.TOP_UP_POOL: TopUpPool,
 }
 
@@ -313,7 +320,9 @@ def check_transaction(tx: Transaction, chain_id: str, params: Params,
         verify(tx.sender_key, chain_id, SIGN_KIND_TX, tx.signing_bytes, tx.signature)
     except SignatureError as exc:
         raise BadSignature(str(exc)) from exc
-    if not isinstance(payload, Transfer | Stake | Unstake | ReportEquivocation):
+    if isinstance(payload, Propose | Vote):
+        check_governance_payload(params, payload)
+    elif not isinstance(payload, Transfer | Stake | Unstake | ReportEquivocation):
         check_market_payload(params, payload, models)
     return payload
 
@@ -321,11 +330,14 @@ def check_transaction(tx: Transaction, chain_id: str, params: Params,
 def balance_needed(tx: Transaction, payload: Payload, params: Params,
                    models: ModelLookup = no_models) -> int:
     """What the sender's balance must hold for `tx`: its fee, and what its kind moves out of the
-    balance (a transfer's amount, a stake, a provider bond, a task's or a pool's escrow).
+    balance (a transfer's amount, a stake, a provider bond, a task's or a pool's escrow, a
+    proposal's deposit).
 
     Call on a payload that passed `check_transaction`."""
     if isinstance(payload, Transfer | Stake):
         return tx.fee + payload.amount
-    if isinstance(payload, Unstake | ReportEquivocation):
+    if isinstance(payload, Unstake | ReportEquivocation | Vote):
         return tx.fee
+    if isinstance(payload, Propose):
+        return tx.fee + payload.deposit
     return tx.fee + market_escrow(params, payload, models)

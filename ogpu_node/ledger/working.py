@@ -11,6 +11,14 @@ from dataclasses import replace
 from typing import TypeVar
 
 from ogpu_node.ledger.commitment import lthash_update
+from ogpu_node.ledger.governance.records import (
+    OPEN_STATUSES,
+    Proposal,
+    VoteKey,
+    VoteOption,
+    proposal_record,
+    vote_record,
+)
 from ogpu_node.ledger.market.records import MAX_TRAIL, Model, Pool, Provider, Task, TaskStatus
 from ogpu_node.ledger.state import (
     Account,
@@ -28,7 +36,7 @@ from ogpu_node.ledger.state import (
 from ogpu_node.types import Address, Hash32
 from ogpu_node.workloads.models import ModelInfo
 
-K = TypeVar("K", bound=tuple[int, Address] | bytes)
+K = TypeVar("K", bound=tuple[int, Address] | bytes | int)
 V = TypeVar("V")
 
 
@@ -47,6 +55,11 @@ class Working:
         self.pools: dict[Hash32, Pool] = {}
         self.tombstones: dict[Address, Tombstone] = {}
         self.models: dict[Hash32, Model] = {}
+        self.proposals: dict[int, Proposal] = {}
+        self.votes: dict[VoteKey, VoteOption | None] = {}
+        self.params = base.params
+        """The parameters the next block runs under: governance may change them at the end of
+        this one (rules read `base.params`, so a block runs under one set throughout)."""
         self.issued = base.issued
         self.burned = base.burned
         self.reward_pool = base.reward_pool
@@ -137,6 +150,42 @@ class Working:
         return sorted(t for t in ids if (task := self.task(t)) is not None
                       and task.status != TaskStatus.CLOSED)
 
+    # --- governance ---
+
+    def proposal(self, proposal_id: int) -> Proposal | None:
+        found = self.proposals.get(proposal_id)
+        return found if found is not None else self.base.proposals.get(proposal_id)
+
+    def set_proposal(self, proposal_id: int, proposal: Proposal) -> None:
+        self.proposals[proposal_id] = proposal
+
+    def next_proposal_id(self) -> int:
+        """The number the next proposal gets (proposals are never removed: 1, 2, 3, ...)."""
+        return len(self.base.proposals) + sum(1 for p in self.proposals
+                                              if p not in self.base.proposals) + 1
+
+    def open_proposal_ids(self) -> list[int]:
+        """Proposals VOTING or PASSED, including those made in this block, in number order."""
+        ids = set(self.base.open_proposals) | set(self.proposals)
+        return sorted(p for p in ids if (prop := self.proposal(p)) is not None
+                      and prop.status in OPEN_STATUSES)
+
+    def set_vote(self, key: VoteKey, option: VoteOption | None) -> None:
+        """Record a vote (None removes it)."""
+        self.votes[key] = option
+
+    def votes_on(self, proposal_id: int) -> list[tuple[VoteKey, VoteOption]]:
+        """The votes on one proposal, by voter (live votes are only those of open proposals,
+        at most `MAX_OPEN_PROPOSALS` times the voters)."""
+        keys = {k for k in self.base.votes if k[0] == proposal_id}
+        keys.update(k for k in self.votes if k[0] == proposal_id)
+        out = []
+        for key in sorted(keys):
+            option = self.votes[key] if key in self.votes else self.base.votes.get(key)
+            if option is not None:
+                out.append((key, option))
+        return out
+
     # --- savepoints: a rule that raises halfway leaves nothing behind ---
 
     def savepoint(self) -> Working:
@@ -151,6 +200,8 @@ class Working:
         self.providers, self.tasks = dict(saved.providers), dict(saved.tasks)
         self.pools, self.tombstones = dict(saved.pools), dict(saved.tombstones)
         self.models = dict(saved.models)
+        self.proposals, self.votes = dict(saved.proposals), dict(saved.votes)
+        self.params = saved.params
         self.issued, self.burned = saved.issued, saved.burned
         self.reward_pool, self.validators = saved.reward_pool, saved.validators
 
@@ -173,24 +224,34 @@ class Working:
         tombstones, changed_tombstones = _merge(base.tombstones, self.tombstones,
                                                 tombstone_record, added, removed)
         models, changed_models = _merge(base.models, self.models, model_record, added, removed)
+        proposals, changed_proposals = _merge(base.proposals, self.proposals, proposal_record,
+                                              added, removed)
+        votes, changed_votes = _merge(base.votes, self.votes, vote_record, added, removed)
         open_tasks = set(base.open_tasks)
         for t in changed_tasks:
             if tasks[t].status == TaskStatus.CLOSED:
                 open_tasks.discard(t)
             else:
                 open_tasks.add(t)
+        open_proposals = set(base.open_proposals)
+        for p in changed_proposals:
+            if proposals[p].status in OPEN_STATUSES:
+                open_proposals.add(p)
+            else:
+                open_proposals.discard(p)
         return State(
-            chain_id=base.chain_id, params=base.params, height=height,
+            chain_id=base.chain_id, params=self.params, height=height,
             block_hash=block_hash, timestamp=timestamp, accounts=accounts, unbonding=unbonding,
             validators=self.validators, issued=self.issued, burned=self.burned,
             reward_pool=self.reward_pool, providers=providers, tasks=tasks, pools=pools,
-            tombstones=tombstones, models=models,
+            tombstones=tombstones, models=models, proposals=proposals, votes=votes,
             records_hash=lthash_update(base.records_hash, added, removed),
-            open_tasks=frozenset(open_tasks),
+            open_tasks=frozenset(open_tasks), open_proposals=frozenset(open_proposals),
             changed_accounts=tuple(changed_accounts), changed_unbonding=tuple(changed_unbonding),
             changed_providers=tuple(changed_providers), changed_tasks=tuple(changed_tasks),
             changed_pools=tuple(changed_pools), changed_tombstones=tuple(changed_tombstones),
-            changed_models=tuple(changed_models),
+            changed_models=tuple(changed_models), changed_proposals=tuple(changed_proposals),
+            changed_votes=tuple(changed_votes),
         )
 
 

@@ -20,6 +20,7 @@ from ogpu_node.rpc import params as p
 from ogpu_node.rpc import views
 from ogpu_node.rpc.config import RpcConfig
 from ogpu_node.rpc.errors import ErrorCode, RpcError, invalid_params, not_found
+from ogpu_node.rpc.gov_methods import gov_methods
 from ogpu_node.rpc.limits import UploadQuota
 from ogpu_node.rpc.market_methods import market_methods
 
@@ -249,6 +250,8 @@ def build_methods(config: RpcConfig) -> dict[str, Method]:
     ]
     methods += [Method(name, params, handler, summary)
                 for name, handler, summary, params in market_methods(config)]
+    methods += [Method(name, params, handler, summary)
+                for name, handler, summary, params in gov_methods(config)]
     return {m.name: m for m in methods}
 
 

@@ -25,6 +25,8 @@ from ogpu_node.ledger.block import BlockHeader, compute_tx_root, sign_header
 from ogpu_node.ledger.builder import select_transactions
 from ogpu_node.ledger.equivocation import ReportEquivocation
 from ogpu_node.ledger.errors import InvalidBlock, InvalidTransaction, UnexpectedFailure
+from ogpu_node.ledger.governance.bounds import GOVERNABLE, MAX_CHANGES, MAX_PARAM_NAME_LEN
+from ogpu_node.ledger.governance.records import VoteOption
 from ogpu_node.ledger.market.payloads import MAX_SALT, OpenPool, RegisterModel, SubmitTask
 from ogpu_node.ledger.market.records import MAX_DEVICES, Device, ReturnReason, TaskResult
 from ogpu_node.ledger.tx import PAYLOAD_TYPES, SIGN_KIND_TX, Transaction, TxKind
@@ -148,6 +150,8 @@ def hashes() -> st.SearchStrategy[Hash32]:
 def field_strategy(payload_type: type[Any], field: dataclasses.Field[Any]) -> Any:
     """A strategy for one payload field, by its declared type."""
     annotation = str(field.type)
+    if annotation.startswith("Annotated["):  # a `Record` field: its type, without its codec
+        annotation = annotation.removeprefix("Annotated[").rsplit(", ", 1)[0]
     if annotation in ("int", "Amount"):
         return uints()
     if annotation == "Hash32":
@@ -165,6 +169,11 @@ def field_strategy(payload_type: type[Any], field: dataclasses.Field[Any]) -> An
     if annotation == "tuple[Device, ...]":
         device = st.builds(Device, model=texts(80), memory_mb=uints())
         return capped_lists(device, MAX_DEVICES).map(tuple)
+    if annotation == "tuple[Change, ...]":  # governance: known names, or any text
+        names = st.one_of(st.sampled_from(sorted(GOVERNABLE)), texts(MAX_PARAM_NAME_LEN + 1))
+        return capped_lists(st.tuples(names, uints()), MAX_CHANGES).map(tuple)
+    if annotation == "VoteOption":  # in the enum, or any integer (refused when decoded)
+        return st.one_of(st.sampled_from(list(VoteOption)), uints())
     if annotation == "ModelInfo":
         return model_infos()
     if annotation == "TaskResult":

@@ -2,10 +2,10 @@
 
 A scenario is a random chain: parameters (some with tiny halving intervals and epochs), a genesis
 allocation possibly within a few units of the cap, then blocks of random transactions (transfers,
-stakes, unstakes, equivocation evidence), some of them invalid on purpose (bad nonces,
-overspends, replays, evidence too old, in two slots or of one block), some blocks invalid on
-purpose (timestamp not after the parent, a proposer outside the set). After every step the
-invariants of design.md section 4 are checked."""
+stakes, unstakes, equivocation evidence, governance proposals and votes), some of them invalid
+on purpose (bad nonces, overspends, replays, evidence too old, in two slots or of one block),
+some blocks invalid on purpose (timestamp not after the parent, a proposer outside the set).
+After every step the invariants of design.md section 4 are checked."""
 
 from __future__ import annotations
 
@@ -34,7 +34,9 @@ from ogpu_node.ledger.block import compute_tx_root
 from ogpu_node.ledger.emission import block_reward, scheduled_reward
 from ogpu_node.ledger.equivocation import ReportEquivocation
 from ogpu_node.ledger.errors import BadNonce, InsufficientFunds, InvalidTransaction
-from ogpu_node.ledger.state import compute_records_hash
+from ogpu_node.ledger.governance.records import Propose, Vote, VoteOption
+from ogpu_node.ledger.params import BPS
+from ogpu_node.ledger.state import compute_records_hash, open_proposal_ids
 from ogpu_node.ledger.transition import process_block_start
 from ogpu_node.ledger.tx import Transaction
 from ogpu_node.ledger.working import Working
@@ -71,6 +73,11 @@ params_strategy = st.builds(
     evidence_max_age=st.just(1),
     equivocation_slash_bps=st.sampled_from([0, 1, 500, 10_000]),
     equivocation_reporter_bps=st.sampled_from([0, 1_000, 10_000]),
+    gov_min_deposit=st.sampled_from([1, ogpu(1)]),
+    gov_voting_period=st.integers(1, 3),
+    gov_activation_delay=st.integers(0, 2),
+    gov_quorum_bps=st.sampled_from([1, 3_340, 10_000]),
+    gov_threshold_bps=st.sampled_from([0, 5_000, 9_999]),
 )
 
 headroom_strategy = st.sampled_from([None, 0, 1, 7, ogpu(1), ogpu(100), ogpu(10_000_000)])
@@ -117,7 +124,10 @@ def check_invariants(state: State) -> None:
     assert all(amount > 0 for amount in state.unbonding.values())
     assert state.records_hash == compute_records_hash(state.accounts, state.unbonding,
                                                       state.providers, state.tasks, state.pools,
-                                                      state.tombstones)
+                                                      state.tombstones, state.models,
+                                                      state.proposals, state.votes)
+    assert state.open_proposals == open_proposal_ids(state.proposals)
+    assert all(key[0] in state.open_proposals for key in state.votes)
 
 
 def check_rejected_tx(state: State, tx: Transaction, proposer: PrivateKey,
@@ -144,7 +154,7 @@ def check_rejected_block(state: State, block: Block, tx_index: int | None = None
 
 TX_SPEC = st.tuples(
     st.integers(0, len(KEYS) - 1),  # sender
-    st.sampled_from(["transfer", "stake", "unstake", "evidence"]),
+    st.sampled_from(["transfer", "stake", "unstake", "evidence", "propose", "vote"]),
     st.sampled_from(["valid", "valid", "valid", "nonce_low", "nonce_high", "overspend",
                      "replay", "max_amount"]),
     st.integers(1, 1_000),  # amount, as thousandths of what the sender can spend
@@ -183,8 +193,13 @@ def make_tx(state: State, nonces: dict[int, int], spec: tuple[int, str, str, int
     else:
         amount = max(limit * share // 1_000, 1)
     amount = min(amount, MAX_AMOUNT)
-    payload: Transfer | Stake | Unstake | ReportEquivocation
-    if kind == "evidence":
+    payload: Transfer | Stake | Unstake | ReportEquivocation | Propose | Vote
+    if kind == "propose":  # parameters the other rules of the scenario do not depend on
+        name = ("fee_burn_bps", "proposer_reward_bps", "min_fee")[to % 3]
+        payload = Propose(((name, 1 + share * 10 % BPS),), state.params.gov_min_deposit)
+    elif kind == "vote":
+        payload = Vote(1 + share % max(len(state.proposals), 1), VoteOption(1 + to % 3))
+    elif kind == "evidence":
         payload = make_report(state, to, share)
     elif kind == "transfer":
         payload = Transfer(KEYS[to].address, Amount(amount))

@@ -32,6 +32,7 @@ from ogpu_node.ledger.errors import (
     BadNonce,
     BadSignature,
     FeeTooLow,
+    GovernanceError,
     InsufficientFunds,
     InvalidEvidence,
     InvalidTransaction,
@@ -205,9 +206,10 @@ def test_all_tx_rejections_are_ogpu_errors() -> None:
     assert all(issubclass(error, OgpuError) for _, _, error in TX_CASES)
     # Every rejection the ledger defines has a case (the node's mempool adds its own elsewhere;
     # the market's rejections have theirs in test_market_rules.py, equivocation evidence's and
-    # a tombstoned staker's in test_evidence.py). `UnexpectedFailure` contains bugs, which no
+    # a tombstoned staker's in test_evidence.py, governance's in test_governance.py).
+    # `UnexpectedFailure` contains bugs, which no
     # input should reach: it has its own test below.
-    elsewhere = {MarketRuleError, InvalidEvidence, Tombstoned, UnexpectedFailure}
+    elsewhere = {MarketRuleError, InvalidEvidence, Tombstoned, GovernanceError, UnexpectedFailure}
     ledger_errors = {c for c in InvalidTransaction.__subclasses__()
                      if c.__module__ == "ogpu_node.ledger.errors" and c not in elsewhere}
     assert {error for _, _, error in TX_CASES} == ledger_errors

@@ -18,6 +18,7 @@ import hashlib
 import json
 import sys
 from collections.abc import Iterator
+from dataclasses import replace
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,7 @@ from ogpu_node.hashing import digest
 from ogpu_node.keys import PrivateKey
 from ogpu_node.ledger import Block, Params, State, Transaction, apply_block, build_block
 from ogpu_node.ledger.equivocation import ReportEquivocation
+from ogpu_node.ledger.governance.records import ProposalStatus, Propose, Vote, VoteOption
 from ogpu_node.ledger.header import BlockHeader, sign_header
 from ogpu_node.ledger.market.auction import bid_commitment
 from ogpu_node.ledger.market.payloads import (
@@ -202,6 +204,9 @@ TX_CASES: dict[str, Payload] = {
     "report_equivocation": equivocation_report(),
     "return_task": ReturnTask(TASK, ReturnReason.DEVICE_MEMORY),
     "register_model": RegisterModel("digits-cnn", stand_in_id("model file"), DIGITS_MODEL),
+    "propose": Propose((("min_fee", 2_000), ("bid_window_ms", 4_500)), ogpu(1_000),
+                       "Raise the minimum fee"),
+    "vote": Vote(3, VoteOption.NO),
 }
 """One entry per transaction kind (and per workload kind), with non-default field values."""
 
@@ -279,6 +284,44 @@ def chain_vectors(genesis: Genesis, blocks: list[Block], state: State) -> dict[s
     }
 
 
+# --- governance: a proposal voted, tallied and activated ---------------------------------------
+
+GOV_PARAMS = replace(PARAMS, gov_min_deposit=ogpu(5), gov_voting_period=2,
+                     gov_activation_delay=1)
+"""Later parameters away from their defaults: pins their encoding in the genesis hash too."""
+
+
+@cache
+def build_governance_chain() -> tuple[Genesis, list[Block], State]:
+    """Four blocks from `chain_genesis` under `GOV_PARAMS`: KEYS[1] proposes (min_fee 2,000,
+    bid_window_ms 4,500); the validator KEYS[0] votes yes and KEYS[2] (not bonded) sends a
+    transfer; block 3 ends the voting period (the tally passes it); block 4 is its activation
+    height, which changes the parameters."""
+    genesis = replace(chain_genesis(), params=GOV_PARAMS)
+    state = genesis.state()
+    propose = sign_transaction(KEYS[1], chain_id=CHAIN_ID, nonce=0, fee=1_000,
+                               payload=TX_CASES["propose"])
+    vote = sign_transaction(KEYS[0], chain_id=CHAIN_ID, nonce=0, fee=1_000,
+                            payload=Vote(1, VoteOption.YES))
+    transfer = sign_transaction(KEYS[2], chain_id=CHAIN_ID, nonce=0, fee=1_000,
+                                payload=Transfer(KEYS[3].address, Amount(9)))
+    blocks = []
+    for txs in ([propose], [vote, transfer], [], []):
+        block, _ = build_block(state, txs, KEYS[0], state.timestamp + BLOCK_INTERVAL_MS)
+        state = apply_block(state, block)
+        blocks.append(block)
+    return genesis, blocks, state
+
+
+def governance_vectors() -> dict[str, Any]:
+    genesis, blocks, state = build_governance_chain()
+    return {
+        "genesis_hash": genesis.hash.hex(),
+        "state_roots": {str(b.height): b.header.state_root.hex() for b in blocks},
+        "params": state.params.to_fields(),
+    }
+
+
 # --- the devnet genesis ------------------------------------------------------------------------
 
 
@@ -313,6 +356,7 @@ def compute_vectors() -> dict[str, Any]:
         "block": block_vector(blocks[1]),
         "devnet_genesis": devnet_vectors(),
         "chain": chain_vectors(genesis, blocks, state),
+        "governance": governance_vectors(),
     }
 
 
@@ -367,7 +411,8 @@ def pinned() -> dict[str, Any]:
     return load_pinned()
 
 
-@pytest.mark.parametrize("section", ["keys", "transactions", "block", "devnet_genesis", "chain"])
+@pytest.mark.parametrize("section", ["keys", "transactions", "block", "devnet_genesis", "chain",
+                                     "governance"])
 def test_section_matches_its_pinned_vectors(
     section: str, computed: dict[str, Any], pinned: dict[str, Any]
 ) -> None:
@@ -378,7 +423,7 @@ def test_section_matches_its_pinned_vectors(
 
 def test_no_section_is_unchecked(computed: dict[str, Any], pinned: dict[str, Any]) -> None:
     assert set(pinned) == set(computed) == {"keys", "transactions", "block", "devnet_genesis",
-                                            "chain"}
+                                            "chain", "governance"}
 
 
 def test_every_transaction_kind_has_a_vector() -> None:
@@ -415,6 +460,16 @@ def test_chain_crosses_an_epoch_boundary() -> None:
     assert [v.address for v in state.validators] == sorted([KEYS[0].address, KEYS[3].address])
     assert blocks[3].header.proposer == KEYS[3].address
     assert 0 < state.reward_pool < PARAMS.initial_block_reward
+
+
+def test_governance_chain_passes_and_activates_its_proposal() -> None:
+    """The governance vectors cover what they claim: the proposal passed at the end of block 3
+    and changed the parameters at the end of block 4."""
+    _, _, state = build_governance_chain()
+    proposal = state.proposals[1]
+    assert (proposal.status, proposal.voting_end, proposal.activation_height) == (
+        ProposalStatus.ACTIVATED, 3, 4)
+    assert state.params == replace(GOV_PARAMS, min_fee=2_000, bid_window_ms=4_500)
 
 
 # --- regenerating --------------------------------------------------------------------------------

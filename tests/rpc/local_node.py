@@ -32,10 +32,11 @@ DEV_ACCOUNTS = 4
 BLOCK_BUFFER = 16
 
 
-def make_genesis() -> Genesis:
+def make_genesis(**params: int) -> Genesis:
+    """The test chain's genesis, with `params` set over the template's."""
     template = load_template()
     # the single validator is the whole verification committee
-    template["params"] = {**template["params"], "committee_min_size": 1}
+    template["params"] = {**template["params"], "committee_min_size": 1, **params}
     return build_genesis(template, [("v0", VALIDATOR.public_key.raw)],
                          genesis_time_ms=1_000, chain_id=CHAIN_ID, dev_accounts=DEV_ACCOUNTS)
 
@@ -43,8 +44,8 @@ def make_genesis() -> Genesis:
 class LocalNode:
     """One validator's chain in memory, driven by the test."""
 
-    def __init__(self, blob_root: Path | None = None) -> None:
-        self.genesis = make_genesis()
+    def __init__(self, blob_root: Path | None = None, genesis: Genesis | None = None) -> None:
+        self.genesis = genesis or make_genesis()
         self.chain = Chain.open(ChainStore(MemoryKV()), self.genesis)
         self.mempool: list[Transaction] = []
         self.rejected: dict[bytes, TxReceipt] = {}
