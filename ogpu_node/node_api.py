@@ -61,12 +61,26 @@ class NodeStatus:
     mempool_size: int
 
 
+HEALTH_CODES = ("syncing", "no_peers", "not_finalising", "stake_unseen", "blob_store_full",
+                "agent_not_running")
+"""Codes of the reasons a node is unhealthy (see `Node.health`)."""
+
+
+@dataclass(frozen=True)
+class HealthReason:
+    """Why a node is unhealthy: a stable `code` (one of `HEALTH_CODES`) and a sentence."""
+
+    code: str
+    message: str
+
+
 @dataclass(frozen=True)
 class Health:
-    """`healthy` only when synced, finalising and seeing enough stake; else `reasons` say why."""
+    """`healthy` only when synced, finalising and seeing enough stake, with a blob store that
+    has room and its market agents running; else `reasons` say why."""
 
     healthy: bool
-    reasons: tuple[str, ...] = ()
+    reasons: tuple[HealthReason, ...] = ()
     details: dict[str, object] = field(default_factory=dict)
 
 

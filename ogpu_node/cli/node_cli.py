@@ -211,7 +211,10 @@ def status(home: Path, rpc: str | None, as_json: bool) -> None:
     if as_json:
         emit(info, True)
         return
+    reasons = info.pop("healthReasons") or []
     emit({k: str(v) for k, v in info.items()}, False)
+    for reason in reasons:  # one line each, with the code monitoring matches on
+        click.echo(f"unhealthy: {reason['message']} [{reason['code']}]")
 
 
 if __name__ == "__main__":

@@ -126,25 +126,28 @@ def start_agents(nursery: trio.Nursery, node: Node, config: Config) -> None:
             benchmark_refresh_s=config.provider_benchmark_refresh_s,
             fault=config.provider_fault, process=config.provider_process,
             cpus=config.provider_cpu_set)
-        nursery.start_soon(supervised, "provider agent", ProviderAgent(node, policy).serve)
+        nursery.start_soon(supervised, "provider", ProviderAgent(node, policy).serve, node)
     if config.verifier:
-        nursery.start_soon(supervised, "verifier agent", VerifierAgent(node, VerifierPolicy(
+        nursery.start_soon(supervised, "verifier", VerifierAgent(node, VerifierPolicy(
             intervals=config.verifier_intervals, freivalds_rounds=config.verifier_freivalds_rounds,
             samples=config.verifier_samples, device=config.provider_device,
-            process=config.verifier_process)).serve)
+            process=config.verifier_process)).serve, node)
 
 
 AGENT_RESTART_S = 5.0
 """Pause before an agent that failed unexpectedly is started again."""
 
 
-async def supervised(name: str, serve: Callable[[], Awaitable[None]]) -> None:
-    """Run an agent; an unexpected exception is contained (logged, counted) and the agent is
-    started again after `AGENT_RESTART_S`, so a task no agent foresaw cannot end the node."""
+async def supervised(name: str, serve: Callable[[], Awaitable[None]], node: Node) -> None:
+    """Run the `name` agent; an unexpected exception is contained (logged, counted) and the
+    agent is started again after `AGENT_RESTART_S`, so a task no agent foresaw cannot end the
+    node. Meanwhile `node_health` reports it not running."""
     while True:
-        with contained(name):
+        node.agents.set_running(name, True)
+        with contained(f"{name} agent"):
             await serve()
             return
+        node.agents.set_running(name, False)
         await trio.sleep(AGENT_RESTART_S)
 
 

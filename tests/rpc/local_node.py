@@ -22,7 +22,15 @@ from ogpu_node.keys import PrivateKey
 from ogpu_node.ledger import Block, InvalidTransaction, State, Transaction, apply_tx, build_block
 from ogpu_node.node.messages import TaskProgress
 from ogpu_node.node.task_feed import TaskFeed, sign_progress
-from ogpu_node.node_api import FINAL_STATES, Health, NodeStatus, PeerInfo, TxReceipt, TxState
+from ogpu_node.node_api import (
+    FINAL_STATES,
+    Health,
+    HealthReason,
+    NodeStatus,
+    PeerInfo,
+    TxReceipt,
+    TxState,
+)
 from ogpu_node.storage import ChainStore, MemoryKV
 from ogpu_node.types import Address, Hash32
 
@@ -49,7 +57,7 @@ class LocalNode:
         self.mempool: list[Transaction] = []
         self.rejected: dict[bytes, TxReceipt] = {}
         self.healthy = True
-        self.unhealthy_reasons: tuple[str, ...] = ()
+        self.unhealthy_reasons: tuple[HealthReason, ...] = ()
         self.peer_list = [PeerInfo("12D3KooWpeer", ("/ip4/127.0.0.1/tcp/26657",), None)]
         self.broken = False
         """When True, `peers()` raises an unexpected error (to test -32603)."""
