@@ -10,7 +10,7 @@ import enum
 from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 import trio
 
@@ -90,6 +90,10 @@ class NodeApi(Protocol):
     def status(self) -> NodeStatus: ...
 
     def health(self) -> Health: ...
+
+    def agent_status(self) -> dict[str, Any]:
+        """The market agents run beside this node: `{running, provider}` (docs/rpc.md)."""
+        ...
 
     def finalized_state(self) -> State: ...
 

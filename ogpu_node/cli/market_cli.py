@@ -808,8 +808,11 @@ def provider_status(rpc: str, address: str | None, key_path: Path | None,
     """A provider's declaration, stake, record, reputation and flags (ADDRESS, or the address
     of --key / --dev-account)."""
     view = _provider_view(rpc, address, key_path, dev_account)
+    agent = rpc_call(rpc, "agent_status")["provider"]
+    if agent is not None and agent["address"] != view["address"]:
+        agent = None  # the node's agent is another provider
     if as_json:
-        emit(view, True)
+        emit({**view, "agent": agent}, True)
         return
     counters = view["counters"]
     delivered = view["deliveredGflops"]
@@ -828,6 +831,25 @@ def provider_status(rpc: str, address: str | None, key_path: Path | None,
         "flags": ", ".join(view["flags"]) or "-",
         "height": str(view["height"]),
     }, False)
+    if agent is not None:
+        print_agent_decisions(agent)
+
+
+AGENT_DECISIONS_SHOWN = 20
+"""Recent decisions `ogpu provider status` prints (`--json` has all the node keeps)."""
+
+
+def print_agent_decisions(agent: dict[str, Any]) -> None:
+    """The node's provider agent: its running jobs and its latest decisions, newest first."""
+    for job in agent["jobs"]:
+        click.echo(f"running   {job['id'][:12]} (attempt {job['attempt']}) "
+                   f"{job['progress'] * 100:.0f}%")
+    for model in agent["modelsRefused"]:
+        click.echo(f"model     {model['fileId'][:12]} refused: {model['code']}: {model['text']}")
+    for d in agent["decisions"][:AGENT_DECISIONS_SHOWN]:
+        said = d["text"] if d["outcome"] else f"{d['code']}: {d['text']}"
+        click.echo(f"{d['code'] if d['outcome'] else 'skipped':<9} {d['taskId'][:12]} "
+                   f"({d['kind']}, attempt {d['attempt']}, block {d['height']}): {said}")
 
 
 @provider.command("earnings")

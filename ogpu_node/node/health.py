@@ -37,6 +37,11 @@ class AgentStates:
     def set_running(self, name: str, running: bool) -> None:
         self.running[name] = running
 
+    def report(self) -> dict[str, Any]:
+        """`agent_status`'s answer: which agents run, and the provider agent's own report."""
+        return {"running": dict(sorted(self.running.items())),
+                "provider": self.provider.status_report() if self.provider else None}
+
 
 @dataclass(frozen=True)
 class HealthInputs:

@@ -36,6 +36,7 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
+from typing import Any
 
 import trio
 
@@ -288,6 +289,9 @@ class Node:
             "visible_stake_percent": seen * 100 // vset.total_stake,
             "peers": len(connected),
         })
+
+    def agent_status(self) -> dict[str, Any]:
+        return self.agents.report()
 
     def finalized_state(self) -> State:
         return self.chain.state

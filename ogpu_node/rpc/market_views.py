@@ -33,17 +33,13 @@ from ogpu_node.types import Address, Hash32, format_amount
 from ogpu_node.workloads.kinds import decode_spec
 from ogpu_node.workloads.models import ElemType, ModelInferSpec, ModelInfo, TensorInfo
 from ogpu_node.workloads.net import LAYER_ARGS, Layer, NetTrainSpec
-from ogpu_node.workloads.spec import InvalidSpec, WorkloadKind
+from ogpu_node.workloads.spec import InvalidSpec, workload_kind_name
 
 EARNING_EVENTS = ("payment", "client_collateral_to_provider")
 """Trail lines that pay a provider for its work (verifier fees are counted apart)."""
 
 
-def kind_name(kind: int) -> str:
-    try:
-        return WorkloadKind(kind).name.lower()
-    except ValueError:
-        return "unknown"
+kind_name = workload_kind_name
 
 
 def spec_fields(state: State, kind: int, spec: bytes) -> JsonObject | None:

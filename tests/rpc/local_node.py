@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import trio
 
@@ -20,6 +21,7 @@ from ogpu_node.chain import Chain
 from ogpu_node.genesis import Genesis, build_genesis, dev_account_key, load_template
 from ogpu_node.keys import PrivateKey
 from ogpu_node.ledger import Block, InvalidTransaction, State, Transaction, apply_tx, build_block
+from ogpu_node.node.health import AgentStates
 from ogpu_node.node.messages import TaskProgress
 from ogpu_node.node.task_feed import TaskFeed, sign_progress
 from ogpu_node.node_api import (
@@ -58,6 +60,7 @@ class LocalNode:
         self.rejected: dict[bytes, TxReceipt] = {}
         self.healthy = True
         self.unhealthy_reasons: tuple[HealthReason, ...] = ()
+        self.agents = AgentStates()
         self.peer_list = [PeerInfo("12D3KooWpeer", ("/ip4/127.0.0.1/tcp/26657",), None)]
         self.broken = False
         """When True, `peers()` raises an unexpected error (to test -32603)."""
@@ -107,6 +110,9 @@ class LocalNode:
     def health(self) -> Health:
         return Health(self.healthy, self.unhealthy_reasons,
                       {"height": self.chain.state.height, "raw": b"\x01"})
+
+    def agent_status(self) -> dict[str, Any]:
+        return self.agents.report()
 
     def finalized_state(self) -> State:
         return self.chain.state
