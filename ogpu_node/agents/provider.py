@@ -221,6 +221,8 @@ class ProviderAgent:
         serve_result_keys(self.node, self._key_for_committee)
         task_status.started()
         with workers_for(self.device, self.policy.process, self.policy.cpus) as self.workers:
+            self.node.agents.workers["provider"] = self.workers.usage
+            self.node.agents.device = self.device
             async with trio.open_nursery() as nursery, self.node.subscribe_blocks() as blocks:
                 nursery.start_soon(self.closing.watch)
                 if not self.policy.benchmark and self.policy.benchmark_refresh_s > 0:

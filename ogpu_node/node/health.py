@@ -10,9 +10,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
+from gpu.worker_usage import WorkerUsage
 from ogpu_node.node_api import HealthReason
+
+if TYPE_CHECKING:
+    from gpu.device import Device
 
 BLOB_FULL_FRACTION = 0.95
 """The blob store counts as full from this share of its limit: past it, every new file must
@@ -28,11 +32,14 @@ class AgentReport(Protocol):
 class AgentStates:
     """The market agents this node was configured to run and whether each runs now (set by
     `node.run.supervised`: false between a crash and its restart); the provider agent itself,
-    once started, for `agent_status`."""
+    once started, for `agent_status`; each agent's workers' usage and the device they run on,
+    for `/metrics`."""
 
     def __init__(self) -> None:
         self.running: dict[str, bool] = {}
         self.provider: AgentReport | None = None
+        self.workers: dict[str, WorkerUsage] = {}
+        self.device: Device | None = None
 
     def set_running(self, name: str, running: bool) -> None:
         self.running[name] = running

@@ -17,6 +17,7 @@ from typing import Any
 
 import trio
 
+from gpu.worker_usage import device_memory
 from ogpu_node.agents.provider import ProviderAgent, ProviderPolicy
 from ogpu_node.agents.verifier import VerifierAgent, VerifierPolicy
 from ogpu_node.blob_retention import ReferencedFiles
@@ -31,6 +32,7 @@ from ogpu_node.node.messages import FRAME_LIMITS
 from ogpu_node.node.node import Node
 from ogpu_node.node.settings import NodeSettings
 from ogpu_node.rpc.config import RpcConfig
+from ogpu_node.rpc.market_metrics import BlobUse, LocalSources
 from ogpu_node.rpc.metrics import NodeMetrics
 from ogpu_node.rpc.server import serve_rpc
 from ogpu_node.storage import ChainStore, LevelDBKV
@@ -102,6 +104,7 @@ async def run_node(config: Config, *, task_status: Any = trio.TASK_STATUS_IGNORE
             await nursery.start(node.serve)
             rpc = await nursery.start(serve_rpc, node, rpc_config, metrics)
             nursery.start_soon(_update_gauges, node, metrics)
+            metrics.watch(local_sources(node))
             start_agents(nursery, node, config)
             endpoints = Endpoints(rpc=f"http://{rpc.host}:{rpc.port}",
                                   p2p=tuple(network.listen_addrs), peer_id=network.peer_id)
@@ -149,6 +152,22 @@ async def supervised(name: str, serve: Callable[[], Awaitable[None]], node: Node
             return
         node.agents.set_running(name, False)
         await trio.sleep(AGENT_RESTART_S)
+
+
+def local_sources(node: Node) -> LocalSources:
+    """Where `/metrics` reads the market, the blob store, the workers and the device."""
+
+    def blobs() -> BlobUse | None:
+        store = node.blobs
+        return None if store is None else BlobUse(store.used_bytes, store.chunk_count,
+                                                  store.max_bytes)
+
+    def device() -> tuple[str, str, tuple[int, int] | None] | None:
+        used = node.agents.device
+        return None if used is None else (used.kind, used.name, device_memory(used.xp))
+
+    return LocalSources(state=lambda: node.chain.state, blobs=blobs,
+                        workers=lambda: dict(node.agents.workers), device=device)
 
 
 async def _update_gauges(node: Node, metrics: NodeMetrics) -> None:
