@@ -71,6 +71,7 @@ from ogpu_node.agents.secrets import AgentSecrets
 from ogpu_node.agents.task_files import FilesUnusable, TaskFiles, fetch_task_files
 from ogpu_node.agents.wallet import NodeWallet
 from ogpu_node.blobs import file_id
+from ogpu_node.config import PROVIDER_FAULTS
 from ogpu_node.errors import OgpuError
 from ogpu_node.ledger import State
 from ogpu_node.ledger.errors import InvalidTransaction
@@ -120,7 +121,7 @@ from p2p.network import TaskStatus as StartedStatus
 
 log = logging.getLogger("ogpu.provider")
 
-FAULTS = ("none", "corrupt", "vanish", "false_report")
+FAULTS = PROVIDER_FAULTS
 
 BENCHMARK_CHANGE = 5
 """A measured benchmark is registered again when it moved by more than 1/BENCHMARK_CHANGE."""

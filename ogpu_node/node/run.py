@@ -31,7 +31,6 @@ from ogpu_node.node.containment import CONTAINED, contained
 from ogpu_node.node.messages import FRAME_LIMITS
 from ogpu_node.node.node import Node
 from ogpu_node.node.settings import NodeSettings
-from ogpu_node.rpc.config import RpcConfig
 from ogpu_node.rpc.market_metrics import BlobUse, LocalSources
 from ogpu_node.rpc.metrics import NodeMetrics
 from ogpu_node.rpc.server import serve_rpc
@@ -71,11 +70,7 @@ async def run_node(config: Config, *, task_status: Any = trio.TASK_STATUS_IGNORE
     validator_path = config.path(config.validator_key_file)
     validator_key = read_key_file(validator_path) if validator_path.exists() else None
     host, port = parse_listen(config.p2p_listen)
-    # built first: settings that cannot work are refused before anything starts
-    rpc_config = RpcConfig(listen=config.rpc_listen, rate_limit_per_s=config.rpc_rate_limit_per_s,
-                           uploads=config.rpc_uploads,
-                           upload_quota_bytes=config.rpc_upload_quota_bytes,
-                           upload_window_s=config.rpc_upload_window_s)
+    rpc_config = config.rpc  # checked when the configuration was loaded
     network = Libp2pNetwork.from_seed(node_key.secret_bytes(), Libp2pConfig(
         listen_host=host, listen_port=port, bootstrap=tuple(config.bootstrap_peers),
         limits=Limits(frame_limits=FRAME_LIMITS)))
@@ -97,7 +92,8 @@ async def run_node(config: Config, *, task_status: Any = trio.TASK_STATUS_IGNORE
                           referenced=ReferencedFiles(lambda: chain.state,
                                                      config.blob_retention_s))
         node = Node(chain=chain, network=network, genesis_hash=genesis.hash,
-                    validator_key=validator_key, settings=settings, moniker=config.moniker,
+                    validator_key=validator_key, settings=settings or config.node,
+                    moniker=config.moniker,
                     on_finalized=finalized, blobs=blobs)
         async with trio.open_nursery() as nursery:
             await nursery.start(network.serve)
@@ -115,6 +111,27 @@ async def run_node(config: Config, *, task_status: Any = trio.TASK_STATUS_IGNORE
         store.close()
 
 
+def provider_policy(config: Config) -> ProviderPolicy:
+    """The provider agent's policy: each field from the setting `provider_` + its name."""
+    return ProviderPolicy(
+        price_floor=config.provider_price_floor, stake=config.provider_stake,
+        max_concurrent=max(1, config.provider_max_concurrent),
+        device=config.provider_device, benchmark=config.provider_benchmark,
+        benchmark_settle_s=config.provider_benchmark_settle_s,
+        benchmark_refresh_s=config.provider_benchmark_refresh_s,
+        fault=config.provider_fault, process=config.provider_process,
+        cpus=config.provider_cpu_set)
+
+
+def verifier_policy(config: Config) -> VerifierPolicy:
+    """The verifier agent's policy: each field from `verifier_` + its name (the device is the
+    provider's, `provider_device`: both run on this machine's device)."""
+    return VerifierPolicy(
+        intervals=config.verifier_intervals, freivalds_rounds=config.verifier_freivalds_rounds,
+        samples=config.verifier_samples, device=config.provider_device,
+        process=config.verifier_process)
+
+
 def start_agents(nursery: trio.Nursery, node: Node, config: Config) -> None:
     """The market agents this node's configuration asks for (both need a validator key)."""
     if node.key is None:
@@ -122,19 +139,11 @@ def start_agents(nursery: trio.Nursery, node: Node, config: Config) -> None:
             log.warning("provider = true needs a validator key: not acting as a provider")
         return
     if config.provider:
-        policy = ProviderPolicy(
-            price_floor=config.provider_price_floor, stake=config.provider_stake,
-            max_concurrent=max(1, config.provider_max_concurrent),
-            device=config.provider_device, benchmark=config.provider_benchmark,
-            benchmark_refresh_s=config.provider_benchmark_refresh_s,
-            fault=config.provider_fault, process=config.provider_process,
-            cpus=config.provider_cpu_set)
-        nursery.start_soon(supervised, "provider", ProviderAgent(node, policy).serve, node)
+        nursery.start_soon(supervised, "provider",
+                           ProviderAgent(node, provider_policy(config)).serve, node)
     if config.verifier:
-        nursery.start_soon(supervised, "verifier", VerifierAgent(node, VerifierPolicy(
-            intervals=config.verifier_intervals, freivalds_rounds=config.verifier_freivalds_rounds,
-            samples=config.verifier_samples, device=config.provider_device,
-            process=config.verifier_process)).serve, node)
+        nursery.start_soon(supervised, "verifier",
+                           VerifierAgent(node, verifier_policy(config)).serve, node)
 
 
 AGENT_RESTART_S = 5.0
