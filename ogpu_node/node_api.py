@@ -14,6 +14,7 @@ from typing import Any, Protocol
 
 import trio
 
+from ogpu_node.earnings_index import Earning
 from ogpu_node.ledger import Block, State, Transaction
 from ogpu_node.types import Hash32
 
@@ -96,6 +97,10 @@ class NodeApi(Protocol):
         ...
 
     def finalized_state(self) -> State: ...
+
+    def earnings(self, address: bytes) -> list[Earning]:
+        """The earnings index's lines of `address`, oldest first (`earnings_index.py`)."""
+        ...
 
     def block_by_height(self, height: int) -> Block | None: ...
 

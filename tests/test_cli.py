@@ -5,6 +5,7 @@ from __future__ import annotations
 import inspect
 import json
 import stat
+import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ from ogpu_node.cli.market_cli import build_submit, load_task_file, metrics_text
 from ogpu_node.cli.node_cli import main as node_cli
 from ogpu_node.cli.user_cli import main as user_cli
 from ogpu_node.ledger.tx import Transfer, decode_transaction
-from ogpu_node.types import Hash32
+from ogpu_node.types import Hash32, format_amount
 from ogpu_node.types import ogpu as ogpu_units
 from ogpu_node.workloads.kinds import decode_spec
 from ogpu_node.workloads.spec import InferSpec, MatmulSpec, TrainSpec
@@ -227,6 +228,14 @@ async def test_task_submit_watch_result_and_provider_commands(tmp_path: Path) ->
         assert json.loads(out)["earned"] == str(payment)
         code, out = await ogpu(url, "provider", "earnings", "--dev-account", "1")
         assert code == 0 and "from 1 task(s)" in out, out
+        code, out = await ogpu(url, "provider", "earnings", "--dev-account", "1", "--by", "day")
+        day = time.strftime("%Y-%m-%d", time.gmtime(node.state.timestamp / 1000))
+        [row] = [line.split() for line in out.splitlines() if line.startswith(day)]
+        assert code == 0 and row == [day, format_amount(payment), "0", "0",
+                                     format_amount(payment)], out
+        code, out = await ogpu(url, "provider", "earnings", "--dev-account", "3", "--by",
+                               "epoch")
+        assert code == 0 and "nothing paid to or taken from" in out, out
         blocks.cancel_scope.cancel()
 
 

@@ -18,6 +18,7 @@ import trio
 
 from ogpu_node.blobs import BlobError, BlobStore, check_chunk
 from ogpu_node.chain import Chain
+from ogpu_node.earnings_index import Earning, read_earnings
 from ogpu_node.genesis import Genesis, build_genesis, dev_account_key, load_template
 from ogpu_node.keys import PrivateKey
 from ogpu_node.ledger import Block, InvalidTransaction, State, Transaction, apply_tx, build_block
@@ -113,6 +114,9 @@ class LocalNode:
 
     def agent_status(self) -> dict[str, Any]:
         return self.agents.report()
+
+    def earnings(self, address: bytes) -> list[Earning]:
+        return read_earnings(self.chain.store, address)
 
     def finalized_state(self) -> State:
         return self.chain.state
