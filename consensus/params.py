@@ -17,12 +17,19 @@ class Parameters:
     """
 
     k: int = 20
+    """Validators sampled per poll (with few validators: the scale stake shares are read on)."""
     alpha_preference: int = 15
+    """Votes out of `k` that move a preference."""
     alpha_confidence: int = 15
+    """Votes out of `k` that count toward finality (at least `alpha_preference`)."""
     beta: int = 20
+    """Successive confident polls that finalise a block."""
     concurrent_polls: int = 4
+    """Polls in flight at once."""
     max_processing: int = 1024
+    """Blocks being decided at once."""
     poll_timeout: int = 2_000
+    """How long a poll waits for its votes (ms in a node)."""
 
     def verify(self) -> None:
         """Raise ``InvalidParameters`` unless every invariant holds."""

@@ -53,6 +53,7 @@ from gpu.verify import (
     verify_model_inference,
     verify_training,
 )
+from gpu.worker_usage import WorkerUsage
 from gpu.workloads import Progress, ShouldStop, Sink, run_workload
 from ogpu_node.workloads.limits import DeviceMemoryTooSmall
 from ogpu_node.workloads.spec import InvalidSpec
@@ -83,7 +84,7 @@ class Worker:
     """One started child interpreter for one job (see the module docstring)."""
 
     def __init__(self, device_kind: str, niceness: int = WORKER_NICENESS,
-                 cpus: frozenset[int] = frozenset()) -> None:
+                 cpus: frozenset[int] = frozenset(), usage: WorkerUsage | None = None) -> None:
         to_child_r, to_child_w = os.pipe()
         from_child_r, from_child_w = os.pipe()
         self.process = subprocess.Popen(
@@ -95,6 +96,9 @@ class Worker:
         self._send = Connection(to_child_w, readable=False)
         self._receive = Connection(from_child_r, writable=False)
         self.used = False
+        self._usage = usage
+        if usage is not None:
+            usage.process_started(self.process.pid)
 
     def call(self, job: str, kwargs: dict[str, Any], progress: Progress | None = None,
              should_stop: ShouldStop | None = None, on_file: Sink | None = None) -> Any:
@@ -136,6 +140,8 @@ class Worker:
         if self.process.poll() is None:
             self.process.kill()
         self.process.wait()
+        if self._usage is not None:
+            self._usage.process_ended(self.process.pid)
 
 
 class WorkerPool:
@@ -151,12 +157,13 @@ class WorkerPool:
         self._lock = threading.Lock()
         self._spare: Worker | None = None
         self._closed = False
+        self.usage = WorkerUsage()
 
     def start(self) -> None:
         """Start the spare (no-op when there is one)."""
         with self._lock:
             if self._spare is None and not self._closed:
-                self._spare = Worker(self.device_kind, self.niceness, self.cpus)
+                self._spare = Worker(self.device_kind, self.niceness, self.cpus, self.usage)
 
     def call(self, job: str, kwargs: dict[str, Any], progress: Progress | None = None,
              should_stop: ShouldStop | None = None, on_file: Sink | None = None) -> Any:
@@ -166,8 +173,10 @@ class WorkerPool:
                 raise WorkloadCancelled("the worker pool is closed")
             worker, self._spare = self._spare, None
         try:
-            return (worker or Worker(self.device_kind, self.niceness, self.cpus)).call(
-                job, kwargs, progress, should_stop, on_file)
+            with self.usage.job():
+                return (worker or Worker(self.device_kind, self.niceness, self.cpus,
+                                         self.usage)).call(job, kwargs, progress, should_stop,
+                                                           on_file)
         finally:
             self.start()
 
@@ -195,13 +204,15 @@ class InThread:
 
     def __init__(self, device: Device) -> None:
         self.device = device
+        self.usage = WorkerUsage()
 
     def call(self, job: str, kwargs: dict[str, Any], progress: Progress | None = None,
              should_stop: ShouldStop | None = None, on_file: Sink | None = None) -> Any:
         if job == "run_workload":
             kwargs = {**kwargs, "progress": progress, "should_stop": should_stop,
                       "sink": on_file}
-        return JOBS[job](**kwargs, device=self.device)
+        with self.usage.job():
+            return JOBS[job](**kwargs, device=self.device)
 
     def __enter__(self) -> InThread:
         return self

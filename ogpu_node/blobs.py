@@ -167,6 +167,11 @@ class BlobStore:
         """Bytes of the chunks stored here."""
         return self._used
 
+    @property
+    def chunk_count(self) -> int:
+        """Chunks stored here."""
+        return len(self._chunks)
+
     def _path(self, chunk_id: bytes) -> Path:
         text = chunk_id.hex()
         return self.root / text[:2] / text

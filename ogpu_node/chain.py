@@ -25,6 +25,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TypeVar
 
+from ogpu_node.earnings_index import index_entries
 from ogpu_node.encoding import (
     Codable,
     decode,
@@ -202,10 +203,12 @@ class Chain:
         return cls(store, state)
 
     def commit(self, block: Block, new_state: State) -> None:
-        """Persist a finalised block whose application gave `new_state`."""
+        """Persist a finalised block whose application gave `new_state`, with its entries of
+        the earnings index (`earnings_index.py`: not state, but in the same atomic commit)."""
         self.store.commit_block(
             height=block.height, block_hash=block.hash, block_bytes=block.encoded,
-            tx_hashes=[tx.hash for tx in block.txs], state_changes=state_changes(new_state),
+            tx_hashes=[tx.hash for tx in block.txs],
+            state_changes={**state_changes(new_state), **index_entries(self.state, new_state)},
             meta=new_state.root,
         )
         self.state = new_state

@@ -10,10 +10,11 @@ import enum
 from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 import trio
 
+from ogpu_node.earnings_index import Earning
 from ogpu_node.ledger import Block, State, Transaction
 from ogpu_node.types import Hash32
 
@@ -61,12 +62,26 @@ class NodeStatus:
     mempool_size: int
 
 
+HEALTH_CODES = ("syncing", "no_peers", "not_finalising", "stake_unseen", "blob_store_full",
+                "agent_not_running")
+"""Codes of the reasons a node is unhealthy (see `Node.health`)."""
+
+
+@dataclass(frozen=True)
+class HealthReason:
+    """Why a node is unhealthy: a stable `code` (one of `HEALTH_CODES`) and a sentence."""
+
+    code: str
+    message: str
+
+
 @dataclass(frozen=True)
 class Health:
-    """`healthy` only when synced, finalising and seeing enough stake; else `reasons` say why."""
+    """`healthy` only when synced, finalising and seeing enough stake, with a blob store that
+    has room and its market agents running; else `reasons` say why."""
 
     healthy: bool
-    reasons: tuple[str, ...] = ()
+    reasons: tuple[HealthReason, ...] = ()
     details: dict[str, object] = field(default_factory=dict)
 
 
@@ -77,7 +92,15 @@ class NodeApi(Protocol):
 
     def health(self) -> Health: ...
 
+    def agent_status(self) -> dict[str, Any]:
+        """The market agents run beside this node: `{running, provider}` (docs/rpc.md)."""
+        ...
+
     def finalized_state(self) -> State: ...
+
+    def earnings(self, address: bytes) -> list[Earning]:
+        """The earnings index's lines of `address`, oldest first (`earnings_index.py`)."""
+        ...
 
     def block_by_height(self, height: int) -> Block | None: ...
 

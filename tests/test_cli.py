@@ -5,6 +5,7 @@ from __future__ import annotations
 import inspect
 import json
 import stat
+import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ from ogpu_node.cli.market_cli import build_submit, load_task_file, metrics_text
 from ogpu_node.cli.node_cli import main as node_cli
 from ogpu_node.cli.user_cli import main as user_cli
 from ogpu_node.ledger.tx import Transfer, decode_transaction
-from ogpu_node.types import Hash32
+from ogpu_node.types import Hash32, format_amount
 from ogpu_node.types import ogpu as ogpu_units
 from ogpu_node.workloads.kinds import decode_spec
 from ogpu_node.workloads.spec import InferSpec, MatmulSpec, TrainSpec
@@ -91,6 +92,27 @@ def test_user_cli_signs_a_transfer_offline(tmp_path: Path) -> None:
 
 
 # --- the GPU market: `ogpu task ...` and `ogpu provider ...` against a served node ---------------
+
+
+class AgentReportStub:
+    """A provider agent's report as `agent_status` gives it (the agent's own content is tested
+    in tests/node/test_market_agents.py; this tests how the CLI prints it)."""
+
+    def __init__(self, address: str) -> None:
+        self.address = address
+
+    def status_report(self) -> dict[str, Any]:
+        def decision(task: str, code: str, text: str, height: int, kind: str,
+                     attempt: int) -> dict[str, Any]:
+            return {"taskId": task * 32, "attempt": attempt, "kind": kind, "height": height,
+                    "code": code, "text": text, "outcome": code in ("bid", "won", "lost")}
+
+        return {"address": self.address, "jobs": [],
+                "modelsRefused": [{"fileId": "ef" * 32, "code": "model_refused",
+                                   "text": "opset 99"}],
+                "decisions": [decision("ab", "lost", "awarded to someone at 7 per unit", 9,
+                                       "train", 1),
+                              decision("cd", "below_min_benchmark", "too slow", 4, "matmul", 2)]}
 
 
 async def ogpu(url: str, *args: str) -> tuple[int, str]:
@@ -190,12 +212,30 @@ async def test_task_submit_watch_result_and_provider_commands(tmp_path: Path) ->
         payment = node.state.tasks[task_id].payment
         code, out = await ogpu(url, "provider", "status", "--dev-account", "1")
         assert code == 0 and "1 completed, 0 failed" in out and "test-gpu (16000 MB)" in out
+        assert "skipped" not in out  # this node runs no provider agent
+        node.agents.provider = AgentReportStub(address_to_text(market.provider_a.address))
+        code, out = await ogpu(url, "provider", "status", "--dev-account", "1")
+        assert code == 0 and (f"lost      {'ab' * 6} (train, attempt 1, block 9): awarded "
+                              "to someone at 7 per unit") in out, out
+        assert (f"skipped   {'cd' * 6} (matmul, attempt 2, block 4): below_min_benchmark: "
+                "too slow") in out, out
+        assert f"model     {'ef' * 6} refused: model_refused: opset 99" in out, out
+        code, out = await ogpu(url, "provider", "status", "--dev-account", "1", "--json")
+        assert json.loads(out)["agent"]["decisions"][0]["code"] == "lost"
         code, out = await ogpu(url, "provider", "earnings",
                                address_to_text(market.provider_a.address), "--json")
         assert code == 0, out
         assert json.loads(out)["earned"] == str(payment)
         code, out = await ogpu(url, "provider", "earnings", "--dev-account", "1")
         assert code == 0 and "from 1 task(s)" in out, out
+        code, out = await ogpu(url, "provider", "earnings", "--dev-account", "1", "--by", "day")
+        day = time.strftime("%Y-%m-%d", time.gmtime(node.state.timestamp / 1000))
+        [row] = [line.split() for line in out.splitlines() if line.startswith(day)]
+        assert code == 0 and row == [day, format_amount(payment), "0", "0",
+                                     format_amount(payment)], out
+        code, out = await ogpu(url, "provider", "earnings", "--dev-account", "3", "--by",
+                               "epoch")
+        assert code == 0 and "nothing paid to or taken from" in out, out
         blocks.cancel_scope.cancel()
 
 

@@ -70,6 +70,10 @@ class ModelFiles:
         or not checked yet: see `checked`)."""
         return self._refused.get(_key(model))
 
+    def refused(self) -> dict[Key, str]:
+        """Every model file refused here, with why (`model_refused: ...`, `model_mismatch: ...`)."""
+        return dict(self._refused)
+
     def checked(self, model: Model) -> bool:
         key = _key(model)
         return key in self._files or key in self._refused

@@ -48,7 +48,9 @@ from __future__ import annotations
 import functools
 import logging
 import os
+from collections import deque
 from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 import trio
@@ -60,13 +62,16 @@ from gpu.device_bench import benchmark_score
 from gpu.errors import GpuError, WorkloadCancelled
 from gpu.worker_process import Workers, workers_for
 from gpu.workloads import WorkloadResult, run_workload
+from ogpu_node.address import address_to_text
 from ogpu_node.agents.closing import Closing
+from ogpu_node.agents.decisions import Decision, DecisionLog, split_reason
 from ogpu_node.agents.model_files import ModelFiles, check_in_worker
 from ogpu_node.agents.result_keys import serve_result_keys
 from ogpu_node.agents.secrets import AgentSecrets
 from ogpu_node.agents.task_files import FilesUnusable, TaskFiles, fetch_task_files
 from ogpu_node.agents.wallet import NodeWallet
 from ogpu_node.blobs import file_id
+from ogpu_node.config import PROVIDER_FAULTS
 from ogpu_node.errors import OgpuError
 from ogpu_node.ledger import State
 from ogpu_node.ledger.errors import InvalidTransaction
@@ -105,12 +110,18 @@ from ogpu_node.workloads.kinds import WorkloadSpec, decode_bound_spec, decode_sp
 from ogpu_node.workloads.limits import DeviceMemoryTooSmall, SpecOverLimit
 from ogpu_node.workloads.models import ModelInferSpec
 from ogpu_node.workloads.net import NetTrainSpec
-from ogpu_node.workloads.spec import InferSpec, InvalidSpec, TrainSpec, WorkloadKind
+from ogpu_node.workloads.spec import (
+    InferSpec,
+    InvalidSpec,
+    TrainSpec,
+    WorkloadKind,
+    workload_kind_name,
+)
 from p2p.network import TaskStatus as StartedStatus
 
 log = logging.getLogger("ogpu.provider")
 
-FAULTS = ("none", "corrupt", "vanish", "false_report")
+FAULTS = PROVIDER_FAULTS
 
 BENCHMARK_CHANGE = 5
 """A measured benchmark is registered again when it moved by more than 1/BENCHMARK_CHANGE."""
@@ -119,6 +130,8 @@ CLIENT_FILE_FAULTS = frozenset({"inputs_malformed", "model_refused", "model_mism
 model the runtime refuses): reported (`ReportMissingInputs`), not returned at a penalty."""
 INPUTS_FETCH_ATTEMPTS = 5
 INPUTS_RETRY_S = 1.5
+MAX_BENCHMARKS_SHOWN = 16
+"""Latest device measures kept for `agent_status`."""
 TIME_MARGIN = 0.5
 """Bid only when the work fits in this share of the task's execution time at our benchmark."""
 
@@ -145,7 +158,8 @@ class ProviderPolicy:
 
 def why_not_bid(task: Task, state: State, me: Address, policy: ProviderPolicy, benchmark: int,
                 busy: int) -> str | None:
-    """Why this provider does not bid on `task` (None: it bids): first the chain's own code
+    """Why this provider does not bid on `task`, as a code (None: it bids): first the chain's
+    own code
     (`rules.bid_eligibility`, so that no bid sent here is refused), then the agent's: it bids
     its floor, which the reveal would refuse above the task's maximum; the work must fit in the
     execution time at its benchmark; it must have a free place under `max_concurrent`."""
@@ -155,9 +169,9 @@ def why_not_bid(task: Task, state: State, me: Address, policy: ProviderPolicy, b
     if policy.price_floor > task.max_price:
         return "price_floor_above_max_price"
     if task.work_units / max(1, benchmark) > task.exec_ms / 1000 * TIME_MARGIN:
-        return "cannot finish within the task's execution time"
+        return "too_slow_for_exec_time"
     if busy >= policy.max_concurrent:
-        return "at the concurrent task limit"
+        return "at_concurrent_limit"
     return None
 
 
@@ -185,11 +199,14 @@ class ProviderAgent:
         kept across restarts."""
         self.models = ModelFiles(self._fetch_client_file, check_in_worker(lambda: self.workers))
         """Registered models' files, checked against their registered info before we bid."""
-        self.skipped: dict[bytes, str] = {}
-        """Why we did not bid on a task (for operators and `ogpu provider status`)."""
+        self.decisions = DecisionLog()
+        """Recent skips with their reasons, bids and outcomes (`agent_status`)."""
+        self.benchmarks: deque[tuple[int, int]] = deque(maxlen=MAX_BENCHMARKS_SHOWN)
+        """(height, GFLOP/s) of the latest measures of the device."""
         self.closing = Closing()
         """Set when the agent is being cancelled: running workloads stop at once."""
         self.workers: Workers | None = None
+        node.agents.provider = self
 
     async def serve(self, *, task_status: StartedStatus = trio.TASK_STATUS_IGNORED
                     ) -> None:
@@ -205,6 +222,8 @@ class ProviderAgent:
         serve_result_keys(self.node, self._key_for_committee)
         task_status.started()
         with workers_for(self.device, self.policy.process, self.policy.cpus) as self.workers:
+            self.node.agents.workers["provider"] = self.workers.usage
+            self.node.agents.device = self.device
             async with trio.open_nursery() as nursery, self.node.subscribe_blocks() as blocks:
                 nursery.start_soon(self.closing.watch)
                 if not self.policy.benchmark and self.policy.benchmark_refresh_s > 0:
@@ -262,7 +281,9 @@ class ProviderAgent:
             with on_cpus(cpus):
                 return benchmark_score(device)
 
-        return await trio.to_thread.run_sync(measure)
+        score = await trio.to_thread.run_sync(measure)
+        self.benchmarks.append((self.node.chain.state.height, score))
+        return score
 
     def _forget_closed(self, state: State) -> None:
         """Drop what we remember of tasks and pool requests that are over (a long-running node
@@ -274,7 +295,7 @@ class ProviderAgent:
                 if key[0] not in live:
                     secrets.forget(key)
         self.started = {k for k in self.started if k[0] in state.open_tasks}
-        self.skipped = {k: v for k, v in self.skipped.items() if k in state.open_tasks}
+        self.decisions.forget_closed(set(state.open_tasks))
 
     async def _register(self, state: State) -> None:
         assert self.device is not None
@@ -293,11 +314,13 @@ class ProviderAgent:
     async def _act_on(self, nursery: trio.Nursery, state: State, task_id: Hash32,
                       task: Task) -> None:
         key = (bytes(task_id), task.attempt.number)
+        self._note_outcome(state, task_id, task)
         if task.status == TaskStatus.BIDDING:
             reason = why_not_bid(task, state, self.me, self.policy, self.benchmark,
                                  self._busy(state)) or self._model_refusal(nursery, state, task)
             if reason is not None:
-                self.skipped[task_id] = reason
+                if reason != "already_bid":  # our own bid, recorded as such
+                    self._decide(state, task_id, task, *split_reason(reason))
                 return
             # a bid sent again (the first was dropped) seals the same price and salt: should
             # the first reach the chain after all, our reveal still matches it
@@ -309,6 +332,7 @@ class ProviderAgent:
             if await self.wallet.send_once(("bid", key), CommitBid(task_id, commitment)):
                 log.info("bid on task %s (attempt %d) at %d per unit", task_id.hex()[:12],
                          task.attempt.number, price)
+                self._decide(state, task_id, task, "bid", f"sealed bid at {price} per unit")
         elif task.status == TaskStatus.REVEALING and (kept := self.bids.get(key)):
             mine = next((b for b in task.attempt.bids if b.bidder == self.me), None)
             if mine is not None and not mine.revealed:
@@ -324,6 +348,51 @@ class ProviderAgent:
             self.started.add(key)
             self.jobs[key] = 0.0
             nursery.start_soon(self._run_job, task_id, task)
+
+    def _decide(self, state: State, task_id: Hash32, task: Task, code: str, text: str) -> None:
+        self.decisions.record(Decision(bytes(task_id), task.attempt.number,
+                                       workload_kind_name(task.kind), state.height, code, text))
+
+    def _note_outcome(self, state: State, task_id: Hash32, task: Task) -> None:
+        """Once an attempt we bid on is awarded: whether we won it, at what price."""
+        if task.status in (TaskStatus.BIDDING, TaskStatus.REVEALING) or not any(
+                b.bidder == self.me for b in task.attempt.bids):
+            return
+        if self.decisions.last_code(bytes(task_id), task.attempt.number) in ("won", "lost"):
+            return
+        if task.attempt.provider == self.me:
+            self._decide(state, task_id, task, "won",
+                         f"awarded to us at {task.attempt.price} per unit")
+        else:
+            winner = (address_to_text(task.attempt.provider) if task.attempt.provider
+                      else "nobody")
+            self._decide(state, task_id, task, "lost",
+                         f"awarded to {winner} at {task.attempt.price} per unit")
+
+    def status_report(self) -> dict[str, Any]:
+        """Device, benchmark history, running jobs, recent decisions and refused models, for
+        `agent_status` (JSON-ready)."""
+        device = self.device
+        return {
+            "address": address_to_text(self.me),
+            "device": None if device is None else {
+                "kind": device.kind, "name": device.name,
+                "memoryMb": device.memory_bytes // 2**20},
+            "benchmark": self.benchmark,
+            "benchmarkMeasured": not self.policy.benchmark,
+            "benchmarks": [{"height": h, "gflops": g} for h, g in self.benchmarks],
+            "priceFloor": str(self.policy.price_floor),
+            "maxConcurrent": self.policy.max_concurrent,
+            "jobs": [{"id": task.hex(), "attempt": attempt, "progress": round(done, 3)}
+                     for (task, attempt), done in sorted(self.jobs.items())],
+            "decisions": [{"taskId": d.task_id.hex(), "attempt": d.attempt, "kind": d.kind,
+                           "height": d.height, "code": d.code, "text": d.text,
+                           "outcome": d.is_outcome}
+                          for d in reversed(self.decisions.recent())],
+            "modelsRefused": [{"fileId": bytes(file).hex(), "code": code, "text": text}
+                              for (file, _), reason in sorted(self.models.refused().items())
+                              for code, text in [split_reason(reason)]],
+        }
 
     async def _serve_pool(self, nursery: trio.Nursery, state: State, pool_id: Hash32,
                           pool: Pool) -> None:
@@ -365,7 +434,7 @@ class ProviderAgent:
         model = state.models[model_id]
         if not self.models.checked(model):
             self._check_soon(nursery, model)
-            return "checking the model's file"
+            return "model_checking"
         return self.models.refusal(model)
 
     def _check_soon(self, nursery: trio.Nursery, model: Model) -> None:

@@ -149,6 +149,8 @@ class VerifierAgent:
             self.device = detect(self.policy.device)
         task_status.started()
         with workers_for(self.device, self.policy.process) as self.workers:
+            self.node.agents.workers["verifier"] = self.workers.usage
+            self.node.agents.device = self.device
             async with trio.open_nursery() as nursery, self.node.subscribe_blocks() as blocks:
                 nursery.start_soon(self.closing.watch)
                 self.step(nursery)

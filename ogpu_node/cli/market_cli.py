@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import sys
+import time
 import tomllib
 import zipfile
 from pathlib import Path
@@ -808,8 +809,11 @@ def provider_status(rpc: str, address: str | None, key_path: Path | None,
     """A provider's declaration, stake, record, reputation and flags (ADDRESS, or the address
     of --key / --dev-account)."""
     view = _provider_view(rpc, address, key_path, dev_account)
+    agent = rpc_call(rpc, "agent_status")["provider"]
+    if agent is not None and agent["address"] != view["address"]:
+        agent = None  # the node's agent is another provider
     if as_json:
-        emit(view, True)
+        emit({**view, "agent": agent}, True)
         return
     counters = view["counters"]
     delivered = view["deliveredGflops"]
@@ -828,18 +832,69 @@ def provider_status(rpc: str, address: str | None, key_path: Path | None,
         "flags": ", ".join(view["flags"]) or "-",
         "height": str(view["height"]),
     }, False)
+    if agent is not None:
+        print_agent_decisions(agent)
+
+
+def print_earnings_by_period(rpc: str, address: str | None, key_path: Path | None,
+                             dev_account: int | None, period: str, limit: int,
+                             as_json: bool) -> None:
+    """`provider_earnings`: one line per period, newest first."""
+    if address is None:
+        address = address_to_text(signer(key_path, dev_account).address)
+    view = rpc_call(rpc, "provider_earnings", {"address": address, "period": period,
+                                               "limit": limit})
+    if as_json:
+        emit(view, True)
+        return
+    click.echo(f"{'period':<22} {'paid':>14} {'fees':>12} {'slashed':>12} {'net':>14}  OGPU")
+    for b in view["buckets"]:
+        when = (f"epoch {b['epoch']}" if period == "epoch" else time.strftime(
+            "%Y-%m-%d %H:00" if period == "hour" else "%Y-%m-%d",
+            time.gmtime(b["startMs"] / 1000)))
+        click.echo(f"{when:<22} {b['paidOgpu']:>14} {b['verifierFeesOgpu']:>12} "
+                   f"{b['slashedOgpu']:>12} {b['netOgpu']:>14}")
+    if not view["buckets"]:
+        click.echo(f"nothing paid to or taken from {view['address']} yet")
+    elif view["truncated"]:
+        click.echo(f"(the latest {limit} {period}s; --limit for more)")
+
+
+AGENT_DECISIONS_SHOWN = 20
+"""Recent decisions `ogpu provider status` prints (`--json` has all the node keeps)."""
+
+
+def print_agent_decisions(agent: dict[str, Any]) -> None:
+    """The node's provider agent: its running jobs and its latest decisions, newest first."""
+    for job in agent["jobs"]:
+        click.echo(f"running   {job['id'][:12]} (attempt {job['attempt']}) "
+                   f"{job['progress'] * 100:.0f}%")
+    for model in agent["modelsRefused"]:
+        click.echo(f"model     {model['fileId'][:12]} refused: {model['code']}: {model['text']}")
+    for d in agent["decisions"][:AGENT_DECISIONS_SHOWN]:
+        said = d["text"] if d["outcome"] else f"{d['code']}: {d['text']}"
+        click.echo(f"{d['code'] if d['outcome'] else 'skipped':<9} {d['taskId'][:12]} "
+                   f"({d['kind']}, attempt {d['attempt']}, block {d['height']}): {said}")
 
 
 @provider.command("earnings")
 @click.argument("address", required=False)
+@click.option("--by", "period", type=click.Choice(["hour", "day", "epoch"]), default=None,
+              help="Per hour or day of block time, or per epoch, newest first (default: "
+                   "totals).")
+@click.option("--limit", type=click.IntRange(1, 1000), default=30, show_default=True,
+              help="Periods shown with --by.")
 @KEY_OPTION
 @DEV_OPTION
 @JSON_OPTION
 @click.pass_obj
 @handle_errors
-def provider_earnings(rpc: str, address: str | None, key_path: Path | None,
-                      dev_account: int | None, as_json: bool) -> None:
+def provider_earnings(rpc: str, address: str | None, period: str | None, limit: int,
+                      key_path: Path | None, dev_account: int | None, as_json: bool) -> None:
     """What a provider was paid for work and as a verifier, and what it was slashed."""
+    if period is not None:
+        print_earnings_by_period(rpc, address, key_path, dev_account, period, limit, as_json)
+        return
     view = _provider_view(rpc, address, key_path, dev_account)
     earnings = {"address": view["address"], "height": view["height"], **view["earnings"]}
     if as_json:

@@ -10,7 +10,14 @@ import click
 
 from ogpu_node.address import address_to_text
 from ogpu_node.cli.common import emit, handle_errors
-from ogpu_node.config import CONFIG_FILE, Config, load_config
+from ogpu_node.config import (
+    CONFIG_FILE,
+    SETTINGS,
+    Config,
+    ConfigError,
+    load_config,
+    settings_markdown,
+)
 from ogpu_node.genesis import build_genesis, dev_account_key, load_genesis, load_template
 from ogpu_node.keys import PrivateKey, read_key_file, write_key_file
 from ogpu_node.types import format_amount, parse_amount
@@ -181,17 +188,53 @@ def genesis_validate(path: Path, as_json: bool) -> None:
 @click.option("--bootstrap-peers", default=None,
               help="Comma-separated multiaddrs with /p2p/ID (env OGPU_BOOTSTRAP_PEERS).")
 @click.option("--log-level", default=None, help="debug, info, warning (env OGPU_LOG_LEVEL).")
+@click.option("--set", "settings", multiple=True, metavar="KEY=VALUE",
+              help="Any setting (`ogpu-node config --docs` lists them); repeatable.")
 @handle_errors
-def run(home: Path, **flags: str | None) -> None:
+def run(home: Path, settings: tuple[str, ...], **flags: str | None) -> None:
     """Run the node of HOME until Ctrl-C or SIGTERM."""
     import trio
 
     from gpu.cpus import pin_to_cpus
     from ogpu_node.node.run import run_until_signalled
 
-    config = load_config(home.expanduser(), flags=flags)
+    config = load_config(home.expanduser(), flags={**parse_set(settings), **flags})
     pin_to_cpus(config.cpu_set)  # before any thread starts: they all inherit it
     trio.run(run_until_signalled, config)
+
+
+def parse_set(items: tuple[str, ...]) -> dict[str, str]:
+    """`--set KEY=VALUE` options as flags (checked by `load_config` like any other value)."""
+    flags = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ConfigError(f"--set {item!r}: expected KEY=VALUE")
+        flags[key.strip()] = value
+    return flags
+
+
+@main.command("config")
+@HOME_OPTION
+@click.option("--docs", is_flag=True, help="Print every setting's key, environment variable, "
+                                           "type, default, bounds and doc (Markdown).")
+@JSON_OPTION
+@handle_errors
+def config_command(home: Path, docs: bool, as_json: bool) -> None:
+    """The effective settings of the node of HOME (flags aside): each key, its value, and the
+    environment variable that sets it."""
+    if docs:
+        click.echo(settings_markdown(), nl=False)
+        return
+    config = load_config(home.expanduser())
+    if as_json:
+        emit({s.key: config.get(s.key) for s in SETTINGS}, True)
+        return
+    width = max(len(s.key) for s in SETTINGS)
+    for s in SETTINGS:
+        value = config.get(s.key)
+        mark = "" if value == s.default else "  (changed)"
+        click.echo(f"{s.key.ljust(width)}  {value!r}  [{s.env}]{mark}")
 
 
 @main.command()
@@ -211,7 +254,10 @@ def status(home: Path, rpc: str | None, as_json: bool) -> None:
     if as_json:
         emit(info, True)
         return
+    reasons = info.pop("healthReasons") or []
     emit({k: str(v) for k, v in info.items()}, False)
+    for reason in reasons:  # one line each, with the code monitoring matches on
+        click.echo(f"unhealthy: {reason['message']} [{reason['code']}]")
 
 
 if __name__ == "__main__":

@@ -29,6 +29,7 @@ from ogpu_node.ledger.errors import (
     failures_contained,
 )
 from ogpu_node.ledger.tx import balance_needed, check_transaction
+from ogpu_node.node.settings_checks import refuse_below
 from ogpu_node.types import Address, Hash32
 
 
@@ -49,8 +50,14 @@ class EarlierNonceRejected(InvalidTransaction):
 @dataclass(frozen=True)
 class MempoolLimits:
     max_txs: int = 50_000
+    """Transactions kept waiting; beyond, the cheapest are evicted."""
     max_bytes: int = 64 * 1024 * 1024
+    """Bytes of transactions kept waiting; beyond, the cheapest are evicted."""
     max_per_sender: int = 1_000
+    """How far ahead of its account's nonce a sender's transaction may be."""
+
+    def __post_init__(self) -> None:
+        refuse_below(self, ["max_txs", "max_bytes", "max_per_sender"])
 
 
 @dataclass

@@ -36,12 +36,14 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
+from typing import Any
 
 import trio
 
 from ogpu_node.address import address_to_text
 from ogpu_node.blobs import PROTO_BLOB, BlobStore
 from ogpu_node.chain import Chain
+from ogpu_node.earnings_index import Earning, read_earnings
 from ogpu_node.encoding import Codable, decode, encode
 from ogpu_node.errors import OgpuError
 from ogpu_node.keys import PrivateKey
@@ -53,6 +55,7 @@ from ogpu_node.node.broadcast import Broadcast, Notifier
 from ogpu_node.node.consensus_driver import FOLLOWER_ENGINE_ID, ConsensusDriver
 from ogpu_node.node.containment import contained
 from ogpu_node.node.files import Files
+from ogpu_node.node.health import AgentStates, HealthInputs, health_reasons
 from ogpu_node.node.mempool import Mempool
 from ogpu_node.node.peers import PeerTable, StatusExchange
 from ogpu_node.node.pending_txs import PendingTxs
@@ -147,6 +150,8 @@ class Node:
         self.last_finalized_at = 0.0  # set when `serve` starts
         self._blocks = Broadcast[Block](256)
         self.tasks = TaskFeed()
+        self.agents = AgentStates()
+        """The market agents run beside this node (reported by `node_health`, `agent_status`)."""
 
     # --- finalising ------------------------------------------------------------------------------
 
@@ -260,13 +265,7 @@ class Node:
         )
 
     def health(self) -> Health:
-        reasons = []
         state = self.chain.state
-        if self.sync.syncing:
-            reasons.append("syncing")
-        idle = trio.current_time() - self.last_finalized_at
-        if idle > self.settings.healthy_finality_s:
-            reasons.append(f"nothing finalised for {idle:.1f} s")
         connected = {p.peer_id for p in self.network.peers()}
         visible = {v for v, peer in self.peer_table.validators.items() if peer in connected}
         if self.key is not None:
@@ -274,14 +273,29 @@ class Node:
         vset = self.consensus.validator_set(state)
         seen = sum(vset.stake_of(v) for v in visible)
         params = self.settings.consensus
-        if not params.passes(params.alpha_confidence, seen, vset.total_stake):
-            reasons.append(f"sees validators with {seen * 100 // vset.total_stake}% of stake, "
-                           f"needs {math.ceil(params.alpha_confidence * 100 / params.k)}%")
+        idle = trio.current_time() - self.last_finalized_at
+        reasons = health_reasons(HealthInputs(
+            syncing=self.sync.syncing, height=state.height, target=self.sync.target(),
+            peers=len(connected), idle_s=idle,
+            healthy_finality_s=self.settings.healthy_finality_s, seen_stake=seen,
+            total_stake=vset.total_stake,
+            stake_ok=params.passes(params.alpha_confidence, seen, vset.total_stake),
+            needed_percent=math.ceil(params.alpha_confidence * 100 / params.k),
+            blob_used=self.blobs.used_bytes if self.blobs is not None else None,
+            blob_limit=self.blobs.max_bytes if self.blobs is not None else 0,
+            agents=dict(self.agents.running)))
         return Health(not reasons, tuple(reasons), {
             "height": state.height, "syncing": self.sync.syncing,
             "seconds_since_finalized": round(idle, 3),
             "visible_stake_percent": seen * 100 // vset.total_stake,
+            "peers": len(connected),
         })
+
+    def agent_status(self) -> dict[str, Any]:
+        return self.agents.report()
+
+    def earnings(self, address: bytes) -> list[Earning]:
+        return read_earnings(self.chain.store, address)
 
     def finalized_state(self) -> State:
         return self.chain.state

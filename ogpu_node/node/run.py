@@ -17,6 +17,7 @@ from typing import Any
 
 import trio
 
+from gpu.worker_usage import device_memory
 from ogpu_node.agents.provider import ProviderAgent, ProviderPolicy
 from ogpu_node.agents.verifier import VerifierAgent, VerifierPolicy
 from ogpu_node.blob_retention import ReferencedFiles
@@ -30,7 +31,7 @@ from ogpu_node.node.containment import CONTAINED, contained
 from ogpu_node.node.messages import FRAME_LIMITS
 from ogpu_node.node.node import Node
 from ogpu_node.node.settings import NodeSettings
-from ogpu_node.rpc.config import RpcConfig
+from ogpu_node.rpc.market_metrics import BlobUse, LocalSources
 from ogpu_node.rpc.metrics import NodeMetrics
 from ogpu_node.rpc.server import serve_rpc
 from ogpu_node.storage import ChainStore, LevelDBKV
@@ -69,11 +70,7 @@ async def run_node(config: Config, *, task_status: Any = trio.TASK_STATUS_IGNORE
     validator_path = config.path(config.validator_key_file)
     validator_key = read_key_file(validator_path) if validator_path.exists() else None
     host, port = parse_listen(config.p2p_listen)
-    # built first: settings that cannot work are refused before anything starts
-    rpc_config = RpcConfig(listen=config.rpc_listen, rate_limit_per_s=config.rpc_rate_limit_per_s,
-                           uploads=config.rpc_uploads,
-                           upload_quota_bytes=config.rpc_upload_quota_bytes,
-                           upload_window_s=config.rpc_upload_window_s)
+    rpc_config = config.rpc  # checked when the configuration was loaded
     network = Libp2pNetwork.from_seed(node_key.secret_bytes(), Libp2pConfig(
         listen_host=host, listen_port=port, bootstrap=tuple(config.bootstrap_peers),
         limits=Limits(frame_limits=FRAME_LIMITS)))
@@ -95,13 +92,15 @@ async def run_node(config: Config, *, task_status: Any = trio.TASK_STATUS_IGNORE
                           referenced=ReferencedFiles(lambda: chain.state,
                                                      config.blob_retention_s))
         node = Node(chain=chain, network=network, genesis_hash=genesis.hash,
-                    validator_key=validator_key, settings=settings, moniker=config.moniker,
+                    validator_key=validator_key, settings=settings or config.node,
+                    moniker=config.moniker,
                     on_finalized=finalized, blobs=blobs)
         async with trio.open_nursery() as nursery:
             await nursery.start(network.serve)
             await nursery.start(node.serve)
             rpc = await nursery.start(serve_rpc, node, rpc_config, metrics)
             nursery.start_soon(_update_gauges, node, metrics)
+            metrics.watch(local_sources(node))
             start_agents(nursery, node, config)
             endpoints = Endpoints(rpc=f"http://{rpc.host}:{rpc.port}",
                                   p2p=tuple(network.listen_addrs), peer_id=network.peer_id)
@@ -112,6 +111,27 @@ async def run_node(config: Config, *, task_status: Any = trio.TASK_STATUS_IGNORE
         store.close()
 
 
+def provider_policy(config: Config) -> ProviderPolicy:
+    """The provider agent's policy: each field from the setting `provider_` + its name."""
+    return ProviderPolicy(
+        price_floor=config.provider_price_floor, stake=config.provider_stake,
+        max_concurrent=max(1, config.provider_max_concurrent),
+        device=config.provider_device, benchmark=config.provider_benchmark,
+        benchmark_settle_s=config.provider_benchmark_settle_s,
+        benchmark_refresh_s=config.provider_benchmark_refresh_s,
+        fault=config.provider_fault, process=config.provider_process,
+        cpus=config.provider_cpu_set)
+
+
+def verifier_policy(config: Config) -> VerifierPolicy:
+    """The verifier agent's policy: each field from `verifier_` + its name (the device is the
+    provider's, `provider_device`: both run on this machine's device)."""
+    return VerifierPolicy(
+        intervals=config.verifier_intervals, freivalds_rounds=config.verifier_freivalds_rounds,
+        samples=config.verifier_samples, device=config.provider_device,
+        process=config.verifier_process)
+
+
 def start_agents(nursery: trio.Nursery, node: Node, config: Config) -> None:
     """The market agents this node's configuration asks for (both need a validator key)."""
     if node.key is None:
@@ -119,33 +139,44 @@ def start_agents(nursery: trio.Nursery, node: Node, config: Config) -> None:
             log.warning("provider = true needs a validator key: not acting as a provider")
         return
     if config.provider:
-        policy = ProviderPolicy(
-            price_floor=config.provider_price_floor, stake=config.provider_stake,
-            max_concurrent=max(1, config.provider_max_concurrent),
-            device=config.provider_device, benchmark=config.provider_benchmark,
-            benchmark_refresh_s=config.provider_benchmark_refresh_s,
-            fault=config.provider_fault, process=config.provider_process,
-            cpus=config.provider_cpu_set)
-        nursery.start_soon(supervised, "provider agent", ProviderAgent(node, policy).serve)
+        nursery.start_soon(supervised, "provider",
+                           ProviderAgent(node, provider_policy(config)).serve, node)
     if config.verifier:
-        nursery.start_soon(supervised, "verifier agent", VerifierAgent(node, VerifierPolicy(
-            intervals=config.verifier_intervals, freivalds_rounds=config.verifier_freivalds_rounds,
-            samples=config.verifier_samples, device=config.provider_device,
-            process=config.verifier_process)).serve)
+        nursery.start_soon(supervised, "verifier",
+                           VerifierAgent(node, verifier_policy(config)).serve, node)
 
 
 AGENT_RESTART_S = 5.0
 """Pause before an agent that failed unexpectedly is started again."""
 
 
-async def supervised(name: str, serve: Callable[[], Awaitable[None]]) -> None:
-    """Run an agent; an unexpected exception is contained (logged, counted) and the agent is
-    started again after `AGENT_RESTART_S`, so a task no agent foresaw cannot end the node."""
+async def supervised(name: str, serve: Callable[[], Awaitable[None]], node: Node) -> None:
+    """Run the `name` agent; an unexpected exception is contained (logged, counted) and the
+    agent is started again after `AGENT_RESTART_S`, so a task no agent foresaw cannot end the
+    node. Meanwhile `node_health` reports it not running."""
     while True:
-        with contained(name):
+        node.agents.set_running(name, True)
+        with contained(f"{name} agent"):
             await serve()
             return
+        node.agents.set_running(name, False)
         await trio.sleep(AGENT_RESTART_S)
+
+
+def local_sources(node: Node) -> LocalSources:
+    """Where `/metrics` reads the market, the blob store, the workers and the device."""
+
+    def blobs() -> BlobUse | None:
+        store = node.blobs
+        return None if store is None else BlobUse(store.used_bytes, store.chunk_count,
+                                                  store.max_bytes)
+
+    def device() -> tuple[str, str, tuple[int, int] | None] | None:
+        used = node.agents.device
+        return None if used is None else (used.kind, used.name, device_memory(used.xp))
+
+    return LocalSources(state=lambda: node.chain.state, blobs=blobs,
+                        workers=lambda: dict(node.agents.workers), device=device)
 
 
 async def _update_gauges(node: Node, metrics: NodeMetrics) -> None:

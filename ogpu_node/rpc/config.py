@@ -48,7 +48,9 @@ class RpcConfig:
     """Clients tracked by the rate limiter and by the upload quota; the least recently seen are
     forgotten beyond."""
     send_and_wait_default_s: float = 30.0
+    """How long `tx_sendAndWait` waits when the call names no timeout."""
     send_and_wait_max_s: float = 120.0
+    """The longest timeout a `tx_sendAndWait` call may name."""
     max_block_range: int = 100
     """Most blocks one `chain_getBlockRange` call returns."""
     max_upload_bytes: int = 8 * MIB

@@ -39,6 +39,8 @@ if TYPE_CHECKING:
 
 Json = Any
 MAX_PROVIDERS_LISTED = 1_000
+MAX_EARNING_BUCKETS = 1_000
+"""Most buckets one `provider_earnings` call returns."""
 STATUS_NAMES = tuple(s.name.lower() for s in TaskStatus)
 
 
@@ -225,6 +227,15 @@ async def blob_chunk(ctx: CallContext, args: dict[str, Any]) -> Json:
             "data": base64.b64encode(data).decode()}
 
 
+async def provider_earnings(ctx: CallContext, args: dict[str, Any]) -> Json:
+    state = ctx.api.finalized_state()
+    buckets, truncated = mv.earnings_by_period(
+        ctx.api.earnings(args["address"]), args["period"], state.params.epoch_length,
+        args["limit"])
+    return {"address": address_to_text(args["address"]), "period": args["period"],
+            "height": state.height, "truncated": truncated, "buckets": buckets}
+
+
 def market_methods(config: RpcConfig) -> list[tuple[str, Handler, str, tuple[p.Param, ...]]]:
     """(name, handler, summary, params) of every market method."""
     task_id = p.Param("taskId", p.hash32)
@@ -269,4 +280,10 @@ def market_methods(config: RpcConfig) -> list[tuple[str, Handler, str, tuple[p.P
                                          "if missing).", (p.Param("fileId", p.hash32),)),
         ("blob_chunk", blob_chunk, "One chunk, base64 (fetched from peers if missing).",
          (p.Param("chunkId", p.hash32),)),
+        ("provider_earnings", provider_earnings, "What an address was paid, earned as a "
+                                                 "verifier and was slashed, by hour, day or "
+                                                 "epoch of block time, newest first.",
+         (p.Param("address", p.address),
+          p.Param("period", p.one_of(*mv.EARNING_PERIODS), required=False, default="day"),
+          p.Param("limit", p.count(MAX_EARNING_BUCKETS), required=False, default=30))),
     ]

@@ -11,6 +11,7 @@ import dataclasses
 from collections.abc import Iterable
 
 from ogpu_node.address import address_to_text
+from ogpu_node.earnings_index import EARNING_KINDS, Earning
 from ogpu_node.ledger import State
 from ogpu_node.ledger.market.records import (
     Check,
@@ -33,17 +34,13 @@ from ogpu_node.types import Address, Hash32, format_amount
 from ogpu_node.workloads.kinds import decode_spec
 from ogpu_node.workloads.models import ElemType, ModelInferSpec, ModelInfo, TensorInfo
 from ogpu_node.workloads.net import LAYER_ARGS, Layer, NetTrainSpec
-from ogpu_node.workloads.spec import InvalidSpec, WorkloadKind
+from ogpu_node.workloads.spec import InvalidSpec, workload_kind_name
 
-EARNING_EVENTS = ("payment", "client_collateral_to_provider")
-"""Trail lines that pay a provider for its work (verifier fees are counted apart)."""
+PERIOD_MS = {"hour": 3_600_000, "day": 86_400_000}
+EARNING_PERIODS = (*PERIOD_MS, "epoch")
 
 
-def kind_name(kind: int) -> str:
-    try:
-        return WorkloadKind(kind).name.lower()
-    except ValueError:
-        return "unknown"
+kind_name = workload_kind_name
 
 
 def spec_fields(state: State, kind: int, spec: bytes) -> JsonObject | None:
@@ -248,16 +245,43 @@ def provider_earnings(tasks: Iterable[Task], address: Address) -> JsonObject:
         for line in task.trail:
             if line.address != address:
                 continue
-            if line.event in EARNING_EVENTS:
+            kind = EARNING_KINDS.get(line.event)
+            if kind == "paid":
                 paid += line.amount
                 touched = True
-            elif line.event == "verifier_fee":
+            elif kind == "fee":
                 fees += line.amount
-            elif line.event == "provider_slashed":
+            elif kind == "slashed":
                 slashed += line.amount
         count += touched
     return {**amount_fields("earned", paid), **amount_fields("verifierFees", fees),
             **amount_fields("slashed", slashed), "paidTasks": count}
+
+
+def earnings_by_period(lines: Iterable[Earning], period: str, epoch_length: int,
+                       limit: int) -> tuple[list[JsonObject], bool]:
+    """`lines` summed into buckets of block time (`hour`, `day`) or of epochs, newest first,
+    at most `limit` (and whether there were more)."""
+    sums: dict[int, dict[str, int]] = {}
+    for line in lines:
+        key = (line.height // epoch_length if period == "epoch"
+               else line.time_ms // PERIOD_MS[period])
+        bucket = sums.setdefault(key, {"paid": 0, "fee": 0, "slashed": 0, "lines": 0})
+        bucket[line.kind] += line.amount
+        bucket["lines"] += 1
+    out = []
+    for key in sorted(sums, reverse=True)[:limit]:
+        b = sums[key]
+        span: JsonObject = ({"epoch": key, "startHeight": key * epoch_length,
+                             "endHeight": (key + 1) * epoch_length - 1} if period == "epoch"
+                            else {"startMs": key * PERIOD_MS[period],
+                                  "endMs": (key + 1) * PERIOD_MS[period]})
+        out.append({**span, **amount_fields("paid", b["paid"]),
+                    **amount_fields("verifierFees", b["fee"]),
+                    **amount_fields("slashed", b["slashed"]),
+                    **amount_fields("net", b["paid"] + b["fee"] - b["slashed"]),
+                    "lines": b["lines"]})
+    return out, len(sums) > limit
 
 
 def provider_summary(state: State, address: Address, provider: Provider) -> JsonObject:

@@ -174,6 +174,10 @@ async def node_health(ctx: CallContext, _: dict[str, Any]) -> Json:
     return views.health_view(ctx.api.health())
 
 
+async def agent_status(ctx: CallContext, _: dict[str, Any]) -> Json:
+    return ctx.api.agent_status()
+
+
 async def rpc_methods(_: CallContext, __: dict[str, Any]) -> Json:
     return list(METHODS)
 
@@ -250,6 +254,8 @@ def build_methods(config: RpcConfig) -> dict[str, Method]:
     ]
     methods += [Method(name, params, handler, summary)
                 for name, handler, summary, params in market_methods(config)]
+    methods.append(_method("agent_status", agent_status, "This node's market agents: whether "
+                           "they run, device, benchmarks, bids, outcomes, skips with reasons."))
     methods += [Method(name, params, handler, summary)
                 for name, handler, summary, params in gov_methods(config)]
     return {m.name: m for m in methods}

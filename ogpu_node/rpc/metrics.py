@@ -21,6 +21,7 @@ from prometheus_client import (
     generate_latest,
 )
 
+from ogpu_node.rpc.market_metrics import LocalSources, MarketCollector
 from p2p.network import NetworkStats
 
 FINALITY_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 30.0, 60.0)
@@ -175,6 +176,11 @@ class NodeMetrics:
 
     def subscription_closed(self) -> None:
         self.rpc_subscriptions.dec()
+
+    def watch(self, sources: LocalSources) -> None:
+        """Add the market, blob store, worker and device metrics, read from `sources` at each
+        scrape (`market_metrics.py`)."""
+        self.registry.register(MarketCollector(sources))
 
     # --- exposition -----------------------------------------------------------------------------
 

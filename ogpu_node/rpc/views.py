@@ -43,7 +43,8 @@ def status_view(status: NodeStatus) -> JsonObject:
 
 
 def health_view(health: Health) -> JsonObject:
-    return {"healthy": health.healthy, "reasons": list(health.reasons),
+    return {"healthy": health.healthy,
+            "reasons": [{"code": r.code, "message": r.message} for r in health.reasons],
             "details": _json_safe(health.details)}
 
 

@@ -53,6 +53,14 @@ class WorkloadKind(IntEnum):
     TRAIN_NET = 5
 
 
+def workload_kind_name(kind: int) -> str:
+    """A kind's name in lower case (`train`), `unknown` for a number no kind has."""
+    try:
+        return WorkloadKind(kind).name.lower()
+    except ValueError:
+        return "unknown"
+
+
 def _with_inputs(fields: list[Any], inputs: bytes) -> list[Any]:
     """A spec's fields, then its inputs file id when it has one (a spec without uploaded
     inputs encodes exactly as before inputs existed)."""

@@ -17,6 +17,7 @@ from gpu.errors import DeviceError, WorkloadCancelled, WorkloadError
 from gpu.inputs import InputsError
 from gpu.verify import checkpoints_to_check, verify_training
 from gpu.worker_process import WORKER_NICENESS, Worker, WorkerPool
+from gpu.worker_usage import resident_bytes
 from gpu.workloads import Progress, ShouldStop, WorkloadResult
 from ogpu_node.workloads.kinds import WorkloadSpec
 from ogpu_node.workloads.spec import InvalidSpec
@@ -117,10 +118,15 @@ def test_a_pool_keeps_one_started_spare_and_replaces_it_after_each_job() -> None
     with WorkerPool("cpu") as pool:
         first = pool._spare
         assert first is not None and first.process.poll() is None  # started, waiting for a job
+        assert pool.usage.memory_bytes() > 0 and pool.usage.busy_seconds() == 0
         assert pool.call("run_workload", {"spec": MATMUL}).output_id
         assert first.process.poll() is not None  # it ran the job and ended
         second = pool._spare
         assert second is not None and second is not first
+        # the job's time is counted; only the new spare's memory is (the first one ended)
+        assert pool.usage.busy_seconds() > 0 and pool.usage.jobs_done == 1
+        assert pool.usage.processes() == {second.process.pid}
+        assert resident_bytes(first.process.pid) == 0 and pool.usage.memory_bytes() > 0
     with pytest.raises(WorkloadError, match="one job"):
         first.call("run_workload", {"spec": MATMUL})
     assert second.process.poll() is not None and pool._spare is None  # closed on exit

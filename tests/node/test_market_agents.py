@@ -45,7 +45,9 @@ from ogpu_node.ledger.market.payloads import (
     SubmitTask,
 )
 from ogpu_node.ledger.market.records import CloseReason, RequestStatus, Task, TaskStatus
+from ogpu_node.ledger.market.rules import NO_BID_REASONS
 from ogpu_node.node.node import Node
+from ogpu_node.node.run import local_sources
 from ogpu_node.node.settings import NodeSettings
 from ogpu_node.node_api import TxState
 from ogpu_node.result_crypto import (
@@ -54,6 +56,7 @@ from ogpu_node.result_crypto import (
     open_answer,
     output_file_number,
 )
+from ogpu_node.rpc import NodeMetrics
 from ogpu_node.storage import ChainStore, LevelDBKV, MemoryKV
 from ogpu_node.types import Hash32, ogpu
 from ogpu_node.workloads.kinds import WorkloadSpec
@@ -212,6 +215,26 @@ async def test_honest_training_task_settles_and_pays(tmp_path: object) -> None:
         assert events[0] == "escrow" and "payment" in events and events[-1] == "refund"
         provider = nodes[0].chain.state.providers[VALIDATORS[1].address]
         assert provider.completed == 1 and provider.locked == 0
+        # each agent tells what it decided, newest first (`agent_status`)
+        for node, outcome in ((nodes[1], "won"), (nodes[2], "lost")):
+            decisions = [d for d in node.agent_status()["provider"]["decisions"]
+                         if d["taskId"] == task_id.hex()]
+            assert [d["code"] for d in decisions] == [outcome, "bid"], decisions
+            assert decisions[0]["kind"] == "train" and decisions[0]["attempt"] == 1
+            assert decisions[0]["text"].endswith("at 2000 per unit")
+        assert nodes[0].agent_status() == {"running": {}, "provider": None}
+        # /metrics of the winner's node, as `run_node` wires it
+        usage = nodes[1].agents.workers["provider"]
+        assert usage.jobs_done == 1 and usage.busy_seconds() > 0
+        metrics = NodeMetrics()
+        metrics.watch(local_sources(nodes[1]))
+        text = metrics.exposition().decode()
+        for line in ('ogpu_market_tasks_closed{reason="completed"} 1.0',
+                     'ogpu_market_bids{state="committed"} 2.0',
+                     'ogpu_worker_jobs_running{agent="provider"} 0.0',
+                     'ogpu_worker_busy_seconds_total{agent="provider"}',
+                     'ogpu_worker_memory_bytes{agent="verifier"}', "ogpu_blob_store_bytes"):
+            assert line in text, line
         # every node holds the same state (bounded: a stalled follower fails, never hangs)
         with trio.fail_after(30):
             await wait_for(nodes[3], lambda: nodes[3].chain.state.height >=
@@ -333,6 +356,12 @@ async def test_a_task_nobody_can_serve_ends_with_the_reason(tmp_path: object) ->
         task = task_of(nodes[0], task_id)
         assert task.close_reason == CloseReason.NO_BIDS
         assert task.why == "below_min_benchmark"
+        # the provider says why it skipped the task, once however many blocks it looked
+        report = nodes[1].agent_status()["provider"]
+        skips = [d for d in report["decisions"] if d["taskId"] == task_id.hex()]
+        assert [(d["code"], d["text"], d["outcome"]) for d in skips] == [
+            ("below_min_benchmark", NO_BID_REASONS["below_min_benchmark"], False)]
+        assert report["benchmark"] == 100 and report["device"]["kind"] == "cpu"
 
 
 async def test_a_measured_benchmark_is_measured_again_and_registered_when_it_moved(

@@ -102,6 +102,13 @@ async def test_a_model_whose_file_does_not_give_its_claimed_info_finds_no_bidder
         done = task_of(node, task_id)
         assert done.close_reason == CloseReason.NO_BIDS
         assert done.attempt.provider is None
+        # the provider shows why: the model's file, refused, and the skip it caused
+        report = nodes[1].agent_status()["provider"]
+        [refused] = report["modelsRefused"]
+        assert refused["fileId"] == node.chain.state.models[model_id].file_id.hex()
+        assert refused["code"] == "model_mismatch", refused
+        codes = [d["code"] for d in report["decisions"] if d["taskId"] == task_id.hex()]
+        assert codes[0] == "model_mismatch", codes
 
 
 @pytest.mark.parametrize("fault", ["none", "corrupt"])

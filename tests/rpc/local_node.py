@@ -12,17 +12,28 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import trio
 
 from ogpu_node.blobs import BlobError, BlobStore, check_chunk
 from ogpu_node.chain import Chain
+from ogpu_node.earnings_index import Earning, read_earnings
 from ogpu_node.genesis import Genesis, build_genesis, dev_account_key, load_template
 from ogpu_node.keys import PrivateKey
 from ogpu_node.ledger import Block, InvalidTransaction, State, Transaction, apply_tx, build_block
+from ogpu_node.node.health import AgentStates
 from ogpu_node.node.messages import TaskProgress
 from ogpu_node.node.task_feed import TaskFeed, sign_progress
-from ogpu_node.node_api import FINAL_STATES, Health, NodeStatus, PeerInfo, TxReceipt, TxState
+from ogpu_node.node_api import (
+    FINAL_STATES,
+    Health,
+    HealthReason,
+    NodeStatus,
+    PeerInfo,
+    TxReceipt,
+    TxState,
+)
 from ogpu_node.storage import ChainStore, MemoryKV
 from ogpu_node.types import Address, Hash32
 
@@ -50,7 +61,8 @@ class LocalNode:
         self.mempool: list[Transaction] = []
         self.rejected: dict[bytes, TxReceipt] = {}
         self.healthy = True
-        self.unhealthy_reasons: tuple[str, ...] = ()
+        self.unhealthy_reasons: tuple[HealthReason, ...] = ()
+        self.agents = AgentStates()
         self.peer_list = [PeerInfo("12D3KooWpeer", ("/ip4/127.0.0.1/tcp/26657",), None)]
         self.broken = False
         """When True, `peers()` raises an unexpected error (to test -32603)."""
@@ -100,6 +112,12 @@ class LocalNode:
     def health(self) -> Health:
         return Health(self.healthy, self.unhealthy_reasons,
                       {"height": self.chain.state.height, "raw": b"\x01"})
+
+    def agent_status(self) -> dict[str, Any]:
+        return self.agents.report()
+
+    def earnings(self, address: bytes) -> list[Earning]:
+        return read_earnings(self.chain.store, address)
 
     def finalized_state(self) -> State:
         return self.chain.state

@@ -7,6 +7,7 @@ from dataclasses import fields
 import pytest
 import trio
 
+from ogpu_node.node_api import HealthReason
 from ogpu_node.rpc import NodeMetrics, RpcConfig, RpcConfigError, serve_rpc
 from ogpu_node.rpc.limits import ClientRateLimiter, TokenBucket
 from ogpu_node.rpc.metrics import P2P_COUNTERS
@@ -21,10 +22,14 @@ async def test_health_200_when_healthy_503_with_reasons_otherwise(rpc: Rpc) -> N
     assert response.json()["healthy"] is True
 
     rpc.node.healthy = False
-    rpc.node.unhealthy_reasons = ("not finalising: no block for 30 s", "syncing")
+    rpc.node.unhealthy_reasons = (
+        HealthReason("syncing", "not synced: 120 blocks behind peers"),
+        HealthReason("not_finalising", "no block finalised for 30 s"))
     response = await rpc.http.get(rpc.address.http_url + "health")
     assert response.status_code == 503
-    assert response.json()["reasons"] == ["not finalising: no block for 30 s", "syncing"]
+    assert response.json()["reasons"] == [
+        {"code": "syncing", "message": "not synced: 120 blocks behind peers"},
+        {"code": "not_finalising", "message": "no block finalised for 30 s"}]
 
 
 async def test_metrics_exposition(rpc: Rpc) -> None:

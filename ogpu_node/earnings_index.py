@@ -1,0 +1,81 @@
+"""An index of who was paid or slashed when: the money trails' lines by address and block time.
+
+A task's (or pool's) money trail says who got or lost what, but not when: the chain keeps the
+lines, not their block. Earnings by hour, day or epoch need the time, so each committed block
+adds, for every trail line it appended that pays or takes from someone (`EARNING_KINDS`), an
+entry under the line's address, its block time and height. The entries are derived from the
+finalised states alone, so every node that commits the same blocks writes the same index; they
+are written in the block's own atomic commit (`Chain.commit`), so a crash leaves none missing;
+they live beside the state records under their own prefix and are no part of the state root
+(consensus neither reads nor commits them). A node whose store predates the index has entries
+only for the blocks it committed since.
+
+Key: `b"e" + address + u64be(block time ms) + id + u16be(line number)`; value: msgpack
+`[height, kind, amount]`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from ogpu_node.encoding import pack, unpack
+from ogpu_node.ledger import State
+from ogpu_node.ledger.market.records import Movement
+from ogpu_node.storage import ChainStore
+
+PREFIX = b"e"
+EARNING_KINDS = {"payment": "paid", "client_collateral_to_provider": "paid",
+                 "verifier_fee": "fee", "provider_slashed": "slashed"}
+"""Trail events that pay an address (for work, as compensation, as a verifier) or take from
+it (a slash), by kind. `provider_get`'s totals use the same table."""
+KINDS = ("paid", "fee", "slashed")
+
+
+@dataclass(frozen=True)
+class Earning:
+    """One indexed trail line."""
+
+    address: bytes
+    time_ms: int
+    height: int
+    source: bytes
+    """The task or pool whose trail holds the line."""
+    kind: str
+    amount: int
+
+
+def index_entries(old: State, new: State) -> dict[bytes, bytes]:
+    """The entries for the trail lines that the block from `old` to `new` appended."""
+    entries: dict[bytes, bytes] = {}
+    for source, before, after in _changed_trails(old, new):
+        for number in range(len(before), len(after)):
+            line = after[number]
+            kind = EARNING_KINDS.get(line.event)
+            if kind is not None and line.amount:
+                key = (PREFIX + bytes(line.address) + new.timestamp.to_bytes(8, "big")
+                       + source + number.to_bytes(2, "big"))
+                entries[key] = pack([new.height, kind, line.amount])
+    return entries
+
+
+def _changed_trails(old: State, new: State
+                    ) -> Iterator[tuple[bytes, tuple[Movement, ...], tuple[Movement, ...]]]:
+    for task_id in new.changed_tasks:
+        was = old.tasks.get(task_id)
+        yield bytes(task_id), was.trail if was else (), new.tasks[task_id].trail
+    for pool_id in new.changed_pools:
+        pool = old.pools.get(pool_id)
+        yield bytes(pool_id), pool.trail if pool else (), new.pools[pool_id].trail
+
+
+def read_earnings(store: ChainStore, address: bytes) -> list[Earning]:
+    """Every indexed line of `address`, oldest first."""
+    prefix = PREFIX + address
+    out = []
+    for key, raw in store.state_items(prefix):
+        rest = key[len(prefix):]
+        height, kind, amount = unpack(raw)
+        out.append(Earning(address, int.from_bytes(rest[:8], "big"), height, rest[8:-2], kind,
+                           amount))
+    return out

@@ -1,0 +1,98 @@
+"""`provider_earnings`: what an address was paid and slashed, by hour, day and epoch of block
+time, from the earnings index that each committed block extends (`earnings_index.py`)."""
+
+from __future__ import annotations
+
+from ogpu_node.chain import Chain
+from ogpu_node.earnings_index import read_earnings
+from ogpu_node.storage import ChainStore, MemoryKV
+from ogpu_node.types import ogpu
+from tests.rpc.conftest import Rpc
+from tests.rpc.market import Market
+from tests.rpc.test_market import text
+
+HOUR_MS = 3_600_000
+DAY_MS = 24 * HOUR_MS
+
+
+async def earn_on_two_days(market: Market) -> tuple[int, int, int]:
+    """Provider A paid for a task, a day later slashed on one, an hour later compensated for a
+    cancelled one: (payment, slash, compensation)."""
+    completed = await market.completed_task()
+    payment = next(m.amount for m in market.task(completed).trail if m.event == "payment")
+    market.node.produce_block(DAY_MS)
+    rejected = await market.submit(ttl_ms=30_000)
+    await market.award(rejected, {1: ogpu(1) // 4})
+    await market.commit_result(rejected)
+    await market.vote(rejected, False)
+    slash = next(m.amount for m in market.task(rejected).trail if m.event == "provider_slashed")
+    market.node.produce_block(HOUR_MS)
+    cancelled = await market.submit()
+    await market.award(cancelled, {1: ogpu(1) // 4})
+    await market.cancel(cancelled)
+    compensation = next(m.amount for m in market.task(cancelled).trail
+                        if m.event == "client_collateral_to_provider")
+    return payment, slash, compensation
+
+
+async def test_earnings_by_day_hour_and_epoch_add_up_to_the_totals(rpc: Rpc) -> None:
+    market = Market(rpc.node)
+    payment, slash, compensation = await earn_on_two_days(market)
+    address = text(market.provider_a)
+    totals = (await rpc.result("provider_get", [address]))["earnings"]
+
+    by_day = await rpc.result("provider_earnings", {"address": address, "period": "day"})
+    assert by_day["address"] == address and by_day["period"] == "day"
+    assert by_day["height"] == rpc.node.state.height and by_day["truncated"] is False
+    today, yesterday = by_day["buckets"]  # newest first
+    assert today["startMs"] > yesterday["startMs"] and today["endMs"] - today["startMs"] == DAY_MS
+    assert (yesterday["paid"], yesterday["slashed"]) == (str(payment), "0")
+    assert (today["paid"], today["slashed"]) == (str(compensation), str(slash))
+    assert today["net"] == str(compensation - slash) and today["lines"] == 2
+    assert today["netOgpu"].startswith("-") == (compensation < slash)
+    assert sum(int(b["paid"]) for b in by_day["buckets"]) == int(totals["earned"])
+    assert sum(int(b["slashed"]) for b in by_day["buckets"]) == int(totals["slashed"])
+
+    by_hour = await rpc.result("provider_earnings", {"address": address, "period": "hour"})
+    assert [int(b["paid"]) for b in by_hour["buckets"]] == [compensation, 0, payment]
+    assert [b["endMs"] - b["startMs"] for b in by_hour["buckets"]] == [HOUR_MS] * 3
+
+    by_epoch = await rpc.result("provider_earnings", {"address": address, "period": "epoch"})
+    length = rpc.node.state.params.epoch_length
+    for bucket in by_epoch["buckets"]:
+        assert bucket["endHeight"] - bucket["startHeight"] == length - 1
+        assert bucket["startHeight"] == bucket["epoch"] * length
+    assert sum(int(b["net"]) for b in by_epoch["buckets"]) == payment + compensation - slash
+
+    one = await rpc.result("provider_earnings", {"address": address, "period": "hour",
+                                                 "limit": 1})
+    assert one["truncated"] is True and one["buckets"] == by_hour["buckets"][:1]
+    nobody = await rpc.result("provider_earnings", {"address": text(market.other)})
+    assert nobody["buckets"] == [] and nobody["period"] == "day"  # the default
+
+
+async def test_the_index_is_the_same_on_a_node_that_replays_the_chain(rpc: Rpc) -> None:
+    market = Market(rpc.node)
+    await earn_on_two_days(market)
+    node = rpc.node
+    # a node that syncs the same blocks writes the same index: it comes from chain data alone
+    replayed = Chain.open(ChainStore(MemoryKV()), node.genesis)
+    for height in range(1, node.state.height + 1):
+        block = node.chain.block_at(height)
+        assert block is not None
+        replayed.apply_and_commit(block)
+    for key in node.users():
+        mine = read_earnings(node.chain.store, key.address)
+        assert mine == read_earnings(replayed.store, key.address)
+    assert len(read_earnings(node.chain.store, market.provider_a.address)) == 3
+    # and it is no part of the state: the state reloads (its root checked) with it there
+    assert Chain.open(node.chain.store, node.genesis).state.root == node.state.root
+
+
+async def test_earnings_param_errors(rpc: Rpc) -> None:
+    for params, name in (({"address": "nope"}, "address"),
+                         ({"address": text(Market(rpc.node).client), "period": "week"},
+                          "period"),
+                         ({"address": text(Market(rpc.node).client), "limit": 0}, "limit")):
+        error = await rpc.error("provider_earnings", params)
+        assert (error["code"], error["data"]) == (-32602, {"param": name}), error
