@@ -30,7 +30,7 @@ from ogpu_node.cli.sending import (
     signer,
 )
 from ogpu_node.ledger.market.payloads import RegisterModel
-from ogpu_node.rpc_client import rpc_call, upload_file
+from ogpu_node.sdk.sync_client import rpc_call, upload_file
 from ogpu_node.types import Hash32
 from ogpu_node.workloads.models import MAX_MODEL_BYTES, MAX_MODEL_NAME, ModelInfo
 

@@ -201,7 +201,7 @@ def run(home: Path, **flags: str | None) -> None:
 @handle_errors
 def status(home: Path, rpc: str | None, as_json: bool) -> None:
     """Height, peers, sync and health of the node of HOME (through its RPC)."""
-    from ogpu_node.rpc_client import rpc_call
+    from ogpu_node.sdk.sync_client import rpc_call
 
     url = rpc or "http://" + load_config(home.expanduser()).rpc_listen
     info = rpc_call(url, "chain_status")
