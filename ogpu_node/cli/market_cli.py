@@ -39,7 +39,7 @@ from ogpu_node.cli.array_files import (
     write_arrays,
     write_file,
 )
-from ogpu_node.cli.common import emit, handle_errors, parse_id
+from ogpu_node.cli.common import emit, handle_errors, parse_id, require_onnx
 from ogpu_node.cli.net_toml import parse_net
 from ogpu_node.cli.sending import (
     DEV_OPTION,
@@ -622,6 +622,8 @@ def task_result(rpc: str, task_id: str, output: Path | None, onnx_path: Path | N
     network's training (train_net) outputs its final checkpoint; --onnx exports it."""
     if output is None and onnx_path is None:
         raise click.UsageError("give -o FILE and/or --onnx FILE")
+    if onnx_path is not None:
+        require_onnx("ogpu task result --onnx")
     view, data = opened_result(rpc, task_id, key_path, dev_account)
     shown: dict[str, Any] = {"fileId": view["result"]["outputId"], "size": len(data)}
     if view["result"]["metrics"]:

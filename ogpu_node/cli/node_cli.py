@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import shutil
 import time
 from pathlib import Path
@@ -22,10 +23,36 @@ HOME_OPTION = click.option(
 JSON_OPTION = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 
 
+NODE_MODULES = ("trio", "libp2p", "hypercorn", "prometheus_client", "numba", "onnxruntime")
+"""What the node imports beyond the SDK's dependencies (the extra `node` installs them)."""
+LEVELDB_MODULES = ("plyvel", "plyvel_next")
+"""Either LevelDB binding will do (see storage/leveldb_binding.py)."""
+NODE_EXTRA = "pip install 'ogpu-node[node]'"
+
+
+def _installed(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):  # a finder that refuses it, or a stub without a spec
+        return False
+
+
+def missing_node_modules() -> list[str]:
+    """The node's dependencies that are not installed (the base install has none of them)."""
+    missing = [m for m in NODE_MODULES if not _installed(m)]
+    if not any(_installed(m) for m in LEVELDB_MODULES):
+        missing.append("plyvel")
+    return missing
+
+
 @click.group()
 @click.version_option(package_name="ogpu-node")
 def main() -> None:
     """ogpu-node: run and manage a node of the OpenGPU Network."""
+    missing = missing_node_modules()
+    if missing:
+        raise click.ClickException(f"the node's dependencies are not installed "
+                                   f"({', '.join(missing)}): {NODE_EXTRA}")
 
 
 # --- init ----------------------------------------------------------------------------------------
