@@ -84,6 +84,7 @@ class Account(TypedDict):
     stakeOgpu: str
     unbonding: list[JsonObject]
     unbondingTotal: str
+    unbondingTotalOgpu: str
     publicKey: str | None
     validator: bool
     tombstone: JsonObject | None
@@ -93,6 +94,7 @@ class Validators(TypedDict):
     height: int
     count: int
     totalStake: str
+    totalStakeOgpu: str
     validators: list[JsonObject]
 
 
@@ -110,15 +112,20 @@ class Task(TypedDict):
     spec: JsonObject
     workUnits: int
     maxPrice: str
+    maxPriceOgpu: str
     budget: str
+    budgetOgpu: str
     escrow: str
+    escrowOgpu: str
     status: str
-    """open, ... , closed: the task's phase."""
+    """The task's phase: bidding, revealing, running, ..., closed."""
     attempt: int
     bids: list[JsonObject]
     provider: str | None
     price: str
+    priceOgpu: str
     payment: str
+    paymentOgpu: str
     result: JsonObject | None
     releasedKey: str | None
     verdicts: list[JsonObject]
@@ -136,9 +143,13 @@ class Provider(TypedDict):
     devices: list[JsonObject]
     benchmark: int
     priceFloor: str
+    priceFloorOgpu: str
     stake: str
+    stakeOgpu: str
     locked: str
+    lockedOgpu: str
     freeStake: str
+    freeStakeOgpu: str
     counters: JsonObject
     reputationBps: int
     flags: list[str]
@@ -154,12 +165,15 @@ class Pool(TypedDict):
     modelName: str
     maxBatch: int
     price: str
+    priceOgpu: str
     escrow: str
+    escrowOgpu: str
     closed: bool
     subscribers: list[JsonObject]
     requests: list[JsonObject]
     served: int
     paid: str
+    paidOgpu: str
 
 
 class Model(TypedDict):

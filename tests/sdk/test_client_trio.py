@@ -12,6 +12,7 @@ from trio.testing import MockClock
 from ogpu_node.address import address_to_text
 from ogpu_node.errors import AddressError
 from ogpu_node.ledger import Transfer
+from ogpu_node.ledger.market.payloads import OpenPool
 from ogpu_node.result_crypto import ResultKeyError
 from ogpu_node.rpc import METHODS
 from ogpu_node.sdk import (
@@ -21,6 +22,8 @@ from ogpu_node.sdk import (
     Client,
     ErrorCode,
     Health,
+    Model,
+    Pool,
     Provider,
     RpcCallError,
     RpcTimeout,
@@ -34,6 +37,7 @@ from ogpu_node.types import Amount, Hash32, ogpu
 from tests.rpc.conftest import Rpc, serving, transfer
 from tests.rpc.local_node import LocalNode
 from tests.rpc.market import GPU, MATMUL, OUTPUT, Market
+from tests.rpc.test_models import register_mlp
 from tests.sdk.conftest import assert_shape, producing
 
 MISSING = "ab" * 32
@@ -154,10 +158,21 @@ async def test_files_upload_and_download_in_chunks(rpc: Rpc) -> None:
         assert (await client.blob_chunk(small["fileId"]))["size"] > 0
 
 
-async def test_pools_and_models_read_and_report_absence(rpc: Rpc) -> None:
+async def test_pools_and_models(rpc: Rpc) -> None:
+    market = Market(rpc.node)
+    model_id = await register_mlp(market)
+    pool = await market.send(market.client, OpenPool("", 64, ogpu(1), ogpu(10), 2, 0, ogpu(5),
+                                                     5_000, 600_000, model_id))
     async with Client(rpc.address.http_url) as client:
-        assert (await client.pool_list(open=True))["count"] == 0
-        assert (await client.model_list(owner=rpc.node.users()[0].address))["total"] == 0
+        model = await client.model_get(model_id, batch=2)
+        assert_shape(model, Model)
+        assert (model["name"], model["info"]["batch"]) == ("digits-mlp", 2)
+        listed = await client.model_list(owner=market.client.address, limit=1)
+        assert [m["id"] for m in listed["models"]] == [model_id.hex()]
+        view = await client.pool_get(pool.hash)
+        assert_shape(view, Pool)
+        assert (view["modelId"], view["modelName"]) == (model_id.hex(), "digits-mlp")
+        assert [p["id"] for p in (await client.pool_list(open=True))["pools"]] == [view["id"]]
         for read in (client.pool_get, client.model_get):
             with pytest.raises(RpcCallError) as caught:
                 await read(MISSING)
