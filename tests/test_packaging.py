@@ -15,24 +15,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.sdk.test_surface import HEAVY
+from tests.sdk.test_surface import BLOCKER
 
 ROOT = Path(__file__).resolve().parent.parent
 FIRST_PARTY = {"ogpu_node", "consensus", "p2p", "gpu", "bench", "tests"}
 STARTUP = {"_distutils_hack"}
 """Loaded by a .pth file of the venv's setuptools before any code of ours runs."""
-BLOCKER = textwrap.dedent(f"""
-    import sys
-    HEAVY = {HEAVY!r}
-
-    class Blocker:
-        def find_spec(self, name, path=None, target=None):
-            if name.split(".")[0] in HEAVY:
-                raise ModuleNotFoundError(f"No module named {{name!r}}")
-            return None
-
-    sys.meta_path.insert(0, Blocker())
-""")
 
 
 def project() -> dict[str, object]:

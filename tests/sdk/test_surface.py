@@ -15,6 +15,20 @@ from ogpu_node.sdk import WEBSOCKET_ONLY, Client, SyncClient
 HEAVY = ("libp2p", "plyvel", "numba", "trio", "hypercorn", "prometheus_client", "onnx",
          "onnxruntime", "multiaddr", "cupy")
 """The node's dependencies an SDK user must not need (`pip install ogpu-node` lacks them)."""
+BLOCKER = textwrap.dedent(f"""
+    import sys
+    HEAVY = {HEAVY!r}
+
+    class Blocker:
+        def find_spec(self, name, path=None, target=None):
+            if name.split(".")[0] in HEAVY:
+                raise ModuleNotFoundError(f"No module named {{name!r}}")
+            return None
+
+    sys.meta_path.insert(0, Blocker())
+""")
+"""The start of a script run where the heavy packages are not installed: importing one fails
+as it does without them."""
 
 
 def snake(name: str) -> str:
@@ -46,17 +60,7 @@ def test_the_blocking_client_mirrors_the_async_one() -> None:
 
 def test_importing_the_sdk_loads_no_heavy_dependency() -> None:
     """In a fresh interpreter where the heavy packages cannot be imported at all."""
-    script = textwrap.dedent(f"""
-        import sys
-        HEAVY = {HEAVY!r}
-
-        class Blocker:
-            def find_spec(self, name, path=None, target=None):
-                if name.split(".")[0] in HEAVY:
-                    raise ImportError(f"blocked: {{name}}")
-                return None
-
-        sys.meta_path.insert(0, Blocker())
+    script = BLOCKER + textwrap.dedent("""
         from ogpu_node.sdk import Client, SyncClient
         from ogpu_node.sdk.sync_client import rpc_call
         import ogpu_node.cli.user_cli
