@@ -119,3 +119,9 @@ def test_a_fresh_base_install_imports_the_sdk(tmp_path: Path) -> None:
                            "if u.find_spec(m)])"],
                           capture_output=True, text=True, timeout=120, check=True, cwd=tmp_path)
     assert done.stdout.strip() == "[]"
+    user_cli = subprocess.run([str(venv / "bin" / "ogpu"), "--help"], capture_output=True,
+                              text=True, timeout=60, check=False)
+    assert user_cli.returncode == 0 and "transfer" in user_cli.stdout, user_cli.stderr
+    node_cli = subprocess.run([str(venv / "bin" / "ogpu-node"), "status"], capture_output=True,
+                              text=True, timeout=60, check=False)
+    assert node_cli.returncode == 1 and "pip install 'ogpu-node[node]'" in node_cli.stderr
