@@ -110,6 +110,7 @@ class Client:
     # --- chain ------------------------------------------------------------------------------
 
     async def chain_status(self) -> ChainStatus:
+        """Head, chain id, sync state of this node."""
         return cast(ChainStatus, await self.call("chain_status"))
 
     async def chain_get_block(self, block: int | str | bytes = "latest", *,
@@ -120,12 +121,14 @@ class Client:
 
     async def chain_get_block_range(self, start: int, end: int, *,
                                     full_txs: bool = False) -> list[Block]:
+        """Finalised blocks `start`..`end` (inclusive), cut at the head."""
         return cast(list[Block], await self.call(
             "chain_getBlockRange", {"from": start, "to": end, "fullTxs": full_txs}))
 
     # --- transactions -----------------------------------------------------------------------
 
     async def tx_send(self, tx: SignedTransaction | bytes) -> TxReceipt:
+        """Submit a signed transaction (or its encoding); its receipt, pending."""
         return cast(TxReceipt, await self.call("tx_send", {"tx": tx_hex(tx)}))
 
     async def tx_send_and_wait(self, tx: SignedTransaction | bytes, *,
@@ -136,62 +139,79 @@ class Client:
             timeout_s=wait_s + DEFAULT_TIMEOUT_S))
 
     async def tx_get(self, tx_hash: bytes | str) -> TxWithReceipt:
+        """A transaction and its receipt."""
         return cast(TxWithReceipt, await self.call("tx_get", {"hash": hex_id(tx_hash)}))
 
     async def tx_status(self, tx_hash: bytes | str) -> TxReceipt:
+        """A transaction's receipt (state unknown if unseen)."""
         return cast(TxReceipt, await self.call("tx_status", {"hash": hex_id(tx_hash)}))
 
     # --- accounts, validators, peers, node --------------------------------------------------
 
     async def account_get(self, address: bytes | str) -> Account:
+        """Balance, nonce, stake and unbonding of an address."""
         return cast(Account, await self.call("account_get",
                                              {"address": address_text(address)}))
 
     async def validators_list(self) -> Validators:
+        """The active validator set."""
         return cast(Validators, await self.call("validators_list"))
 
     async def peers_list(self) -> list[Peer]:
+        """Connected peers."""
         return cast(list[Peer], await self.call("peers_list"))
 
     async def node_health(self) -> Health:
+        """Whether the node is synced and finalising."""
         return cast(Health, await self.call("node_health"))
 
     async def rpc_methods(self) -> list[str]:
+        """The names of all methods."""
         return cast(list[str], await self.call("rpc_methods"))
 
     # --- market -----------------------------------------------------------------------------
 
     async def task_get(self, task_id: bytes | str) -> Task:
+        """A task: spec, phase, bids, award, result, verdicts, money trail and progress."""
         return cast(Task, await self.call("task_get", {"taskId": hex_id(task_id)}))
 
     async def task_list(self, *, status: str | None = None, client: bytes | str | None = None,
                         provider: bytes | str | None = None, open: bool = False,
                         limit: int | None = None) -> JsonObject:
+        """Tasks, newest first, filtered by status, client, provider."""
         return cast(JsonObject, await self.call("task_list", task_list_params(
             status, client, provider, open, limit)))
 
     async def task_why(self, task_id: bytes | str) -> JsonObject:
+        """Why a task has (or had) no usable bid."""
         return cast(JsonObject, await self.call("task_why", {"taskId": hex_id(task_id)}))
 
     async def provider_get(self, address: bytes | str) -> Provider:
+        """A provider: declaration, stake, record, reputation, flags and earnings."""
         return cast(Provider, await self.call("provider_get",
                                               {"address": address_text(address)}))
 
     async def provider_list(self) -> JsonObject:
+        """Every registered provider, by address."""
         return cast(JsonObject, await self.call("provider_list"))
 
     async def pool_get(self, pool_id: bytes | str) -> Pool:
+        """An inference pool: terms, members, recent requests, totals."""
         return cast(Pool, await self.call("pool_get", {"poolId": hex_id(pool_id)}))
 
     async def pool_list(self, *, open: bool = False, limit: int | None = None) -> JsonObject:
+        """Inference pools, newest first."""
         return cast(JsonObject, await self.call("pool_list", with_limit({"open": open}, limit)))
 
     async def model_get(self, model_id: bytes | str, *, batch: int = 1) -> Model:
+        """A registered model: owner, name, file, inputs and outputs, costs per row and per
+        batch."""
         return cast(Model, await self.call("model_get",
                                            {"modelId": hex_id(model_id), "batch": batch}))
 
     async def model_list(self, *, owner: bytes | str | None = None,
                          limit: int | None = None) -> JsonObject:
+        """Registered models, newest first, filtered by owner."""
         owner_text = None if owner is None else address_text(owner)
         return cast(JsonObject, await self.call("model_list",
                                                 with_limit({"owner": owner_text}, limit)))
@@ -199,23 +219,28 @@ class Client:
     # --- files ------------------------------------------------------------------------------
 
     async def blob_put(self, data: bytes) -> JsonObject:
+        """Store a small file in the node's blob store (`upload_file` takes any size)."""
         return cast(JsonObject, await self.call("blob_put", {"data": b64(data)},
                                                 timeout_s=TRANSFER_TIMEOUT_S))
 
     async def blob_put_chunk(self, data: bytes) -> JsonObject:
+        """Store one chunk (at most 1 MiB) of a file uploaded in parts."""
         return cast(JsonObject, await self.call("blob_putChunk", {"data": b64(data)},
                                                 timeout_s=TRANSFER_TIMEOUT_S))
 
     async def blob_put_manifest(self, size: int, chunks: Sequence[bytes | str]) -> JsonObject:
+        """Store the manifest of a file whose chunks were stored with `blob_put_chunk`."""
         return cast(JsonObject, await self.call(
             "blob_putManifest", {"size": size, "chunks": [hex_id(c) for c in chunks]},
             timeout_s=TRANSFER_TIMEOUT_S))
 
     async def blob_manifest(self, file_id: bytes | str) -> JsonObject:
+        """A file's size and chunk ids (fetched from peers if missing)."""
         return cast(JsonObject, await self.call("blob_manifest", {"fileId": hex_id(file_id)},
                                                 timeout_s=TRANSFER_TIMEOUT_S))
 
     async def blob_chunk(self, chunk_id: bytes | str) -> JsonObject:
+        """One chunk, its bytes in base64 under `data` (fetched from peers if missing)."""
         return cast(JsonObject, await self.call("blob_chunk", {"chunkId": hex_id(chunk_id)},
                                                 timeout_s=TRANSFER_TIMEOUT_S))
 

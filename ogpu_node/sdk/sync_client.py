@@ -105,6 +105,7 @@ class SyncClient:
     # --- chain ------------------------------------------------------------------------------
 
     def chain_status(self) -> ChainStatus:
+        """Head, chain id, sync state of this node."""
         return cast(ChainStatus, self.call("chain_status"))
 
     def chain_get_block(self, block: int | str | bytes = "latest", *,
@@ -115,12 +116,14 @@ class SyncClient:
 
     def chain_get_block_range(self, start: int, end: int, *,
                               full_txs: bool = False) -> list[Block]:
+        """Finalised blocks `start`..`end` (inclusive), cut at the head."""
         return cast(list[Block], self.call(
             "chain_getBlockRange", {"from": start, "to": end, "fullTxs": full_txs}))
 
     # --- transactions -----------------------------------------------------------------------
 
     def tx_send(self, tx: SignedTransaction | bytes) -> TxReceipt:
+        """Submit a signed transaction (or its encoding); its receipt, pending."""
         return cast(TxReceipt, self.call("tx_send", {"tx": tx_hex(tx)}))
 
     def tx_send_and_wait(self, tx: SignedTransaction | bytes, *,
@@ -131,62 +134,79 @@ class SyncClient:
             timeout_s=wait_s + DEFAULT_TIMEOUT_S))
 
     def tx_get(self, tx_hash: bytes | str) -> TxWithReceipt:
+        """A transaction and its receipt."""
         return cast(TxWithReceipt, self.call("tx_get", {"hash": hex_id(tx_hash)}))
 
     def tx_status(self, tx_hash: bytes | str) -> TxReceipt:
+        """A transaction's receipt (state unknown if unseen)."""
         return cast(TxReceipt, self.call("tx_status", {"hash": hex_id(tx_hash)}))
 
     # --- accounts, validators, peers, node --------------------------------------------------
 
     def account_get(self, address: bytes | str) -> Account:
+        """Balance, nonce, stake and unbonding of an address."""
         return cast(Account, self.call("account_get",
                                        {"address": address_text(address)}))
 
     def validators_list(self) -> Validators:
+        """The active validator set."""
         return cast(Validators, self.call("validators_list"))
 
     def peers_list(self) -> list[Peer]:
+        """Connected peers."""
         return cast(list[Peer], self.call("peers_list"))
 
     def node_health(self) -> Health:
+        """Whether the node is synced and finalising."""
         return cast(Health, self.call("node_health"))
 
     def rpc_methods(self) -> list[str]:
+        """The names of all methods."""
         return cast(list[str], self.call("rpc_methods"))
 
     # --- market -----------------------------------------------------------------------------
 
     def task_get(self, task_id: bytes | str) -> Task:
+        """A task: spec, phase, bids, award, result, verdicts, money trail and progress."""
         return cast(Task, self.call("task_get", {"taskId": hex_id(task_id)}))
 
     def task_list(self, *, status: str | None = None, client: bytes | str | None = None,
                   provider: bytes | str | None = None, open: bool = False,
                   limit: int | None = None) -> JsonObject:
+        """Tasks, newest first, filtered by status, client, provider."""
         return cast(JsonObject, self.call("task_list", task_list_params(
             status, client, provider, open, limit)))
 
     def task_why(self, task_id: bytes | str) -> JsonObject:
+        """Why a task has (or had) no usable bid."""
         return cast(JsonObject, self.call("task_why", {"taskId": hex_id(task_id)}))
 
     def provider_get(self, address: bytes | str) -> Provider:
+        """A provider: declaration, stake, record, reputation, flags and earnings."""
         return cast(Provider, self.call("provider_get",
                                         {"address": address_text(address)}))
 
     def provider_list(self) -> JsonObject:
+        """Every registered provider, by address."""
         return cast(JsonObject, self.call("provider_list"))
 
     def pool_get(self, pool_id: bytes | str) -> Pool:
+        """An inference pool: terms, members, recent requests, totals."""
         return cast(Pool, self.call("pool_get", {"poolId": hex_id(pool_id)}))
 
     def pool_list(self, *, open: bool = False, limit: int | None = None) -> JsonObject:
+        """Inference pools, newest first."""
         return cast(JsonObject, self.call("pool_list", with_limit({"open": open}, limit)))
 
     def model_get(self, model_id: bytes | str, *, batch: int = 1) -> Model:
+        """A registered model: owner, name, file, inputs and outputs, costs per row and per
+        batch."""
         return cast(Model, self.call("model_get",
                                      {"modelId": hex_id(model_id), "batch": batch}))
 
     def model_list(self, *, owner: bytes | str | None = None,
                    limit: int | None = None) -> JsonObject:
+        """Registered models, newest first, filtered by owner."""
         owner_text = None if owner is None else address_text(owner)
         return cast(JsonObject, self.call("model_list",
                                           with_limit({"owner": owner_text}, limit)))
@@ -194,23 +214,28 @@ class SyncClient:
     # --- files ------------------------------------------------------------------------------
 
     def blob_put(self, data: bytes) -> JsonObject:
+        """Store a small file in the node's blob store (`upload_file` takes any size)."""
         return cast(JsonObject, self.call("blob_put", {"data": b64(data)},
                                           timeout_s=TRANSFER_TIMEOUT_S))
 
     def blob_put_chunk(self, data: bytes) -> JsonObject:
+        """Store one chunk (at most 1 MiB) of a file uploaded in parts."""
         return cast(JsonObject, self.call("blob_putChunk", {"data": b64(data)},
                                           timeout_s=TRANSFER_TIMEOUT_S))
 
     def blob_put_manifest(self, size: int, chunks: Sequence[bytes | str]) -> JsonObject:
+        """Store the manifest of a file whose chunks were stored with `blob_put_chunk`."""
         return cast(JsonObject, self.call(
             "blob_putManifest", {"size": size, "chunks": [hex_id(c) for c in chunks]},
             timeout_s=TRANSFER_TIMEOUT_S))
 
     def blob_manifest(self, file_id: bytes | str) -> JsonObject:
+        """A file's size and chunk ids (fetched from peers if missing)."""
         return cast(JsonObject, self.call("blob_manifest", {"fileId": hex_id(file_id)},
                                           timeout_s=TRANSFER_TIMEOUT_S))
 
     def blob_chunk(self, chunk_id: bytes | str) -> JsonObject:
+        """One chunk, its bytes in base64 under `data` (fetched from peers if missing)."""
         return cast(JsonObject, self.call("blob_chunk", {"chunkId": hex_id(chunk_id)},
                                           timeout_s=TRANSFER_TIMEOUT_S))
 
