@@ -32,7 +32,8 @@ from ogpu_node import devnet
 from ogpu_node.address import address_to_text
 from ogpu_node.genesis import dev_account_key
 from ogpu_node.ledger import Transfer, sign_transaction
-from ogpu_node.rpc_client import RpcCallError, rpc_call
+from ogpu_node.sdk import RpcCallError
+from ogpu_node.sdk.sync_client import rpc_call
 from ogpu_node.types import Amount
 
 

@@ -95,7 +95,8 @@ from ogpu_node.genesis import dev_account_key, load_template
 from ogpu_node.ledger.market.payloads import SubmitTask
 from ogpu_node.market_demo import Client
 from ogpu_node.polling import wait_until
-from ogpu_node.rpc_client import RpcCallError, Subscription, rpc_call
+from ogpu_node.sdk import RpcCallError, SyncSubscription
+from ogpu_node.sdk.sync_client import rpc_call
 from ogpu_node.workloads.spec import MAX_CHECKPOINT_INTERVAL, MatmulSpec, TrainSpec
 
 FREIVALDS_ROUNDS = 20
@@ -254,7 +255,7 @@ def cpu_layout(pin: bool) -> CpuLayout:
 def _closed_view(url: str, task_id: str) -> dict[str, Any]:
     """The task's view once it closes, followed over a WebSocket subscription (polling would
     cost the 2-core machine the nodes share some of the CPU being measured)."""
-    with Subscription(url, {"kind": "task", "taskId": task_id}, idle_timeout=900) as views:
+    with SyncSubscription(url, {"kind": "task", "taskId": task_id}, idle_timeout=900) as views:
         for view in views:
             if view["status"] == "closed":
                 return dict(view)

@@ -10,7 +10,7 @@ from typing import Any
 
 from gpu.device import Device
 from ogpu_node.polling import wait_until
-from ogpu_node.rpc_client import rpc_call
+from ogpu_node.sdk.sync_client import rpc_call
 
 GOAL_VERIFY_FRACTION = 0.02
 GOAL_SPEED_RATIO = 0.90

@@ -59,7 +59,8 @@ from ogpu_node.ledger import sign_transaction
 from ogpu_node.ledger.market.payloads import OpenPool, PoolResult, RegisterModel, SendRequest
 from ogpu_node.market_demo import Client
 from ogpu_node.polling import wait_until
-from ogpu_node.rpc_client import RpcCallError, Subscription, rpc_call, upload_file
+from ogpu_node.sdk import RpcCallError, SyncSubscription
+from ogpu_node.sdk.sync_client import rpc_call, upload_file
 from ogpu_node.types import Hash32, ogpu
 from ogpu_node.workloads.limits import MODEL_CHUNK_ROWS
 from ogpu_node.workloads.models import ModelInferSpec
@@ -290,7 +291,7 @@ def _wait_answered(url: str, pool_id: Hash32, ids: list[str], timeout: float = 6
     nodes); a request that expires or is rejected ends the wait with `RpcCallError`."""
     seen: dict[str, tuple[float, str]] = {}
     deadline = time.monotonic() + timeout
-    with Subscription(url, {"kind": "blocks"}, idle_timeout=60) as blocks:
+    with SyncSubscription(url, {"kind": "blocks"}, idle_timeout=60) as blocks:
         for _ in blocks:
             view = rpc_call(url, "pool_get", {"poolId": pool_id.hex()})
             now = time.perf_counter()

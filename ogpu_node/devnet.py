@@ -41,7 +41,8 @@ from ogpu_node.keys import read_key_file, write_key_file
 from ogpu_node.ledger import Transfer
 from ogpu_node.market_demo import CLIENT, run_market_demo
 from ogpu_node.polling import WaitTimeout, wait_until
-from ogpu_node.rpc_client import RpcCallError, rpc_call, send_transaction
+from ogpu_node.sdk import RpcCallError
+from ogpu_node.sdk.sync_client import rpc_call, send_transaction
 from ogpu_node.types import parse_amount
 from p2p.libp2p_host import peer_id_from_seed
 

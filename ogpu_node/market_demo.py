@@ -36,13 +36,8 @@ from ogpu_node.ledger.market.payloads import (
 from ogpu_node.ledger.tx import Payload
 from ogpu_node.polling import WaitTimeout, wait_until
 from ogpu_node.result_crypto import open_answer, open_output
-from ogpu_node.rpc_client import (
-    RpcCallError,
-    download_file,
-    rpc_call,
-    send_transaction,
-    upload_file,
-)
+from ogpu_node.sdk import RpcCallError
+from ogpu_node.sdk.sync_client import download_file, rpc_call, send_transaction, upload_file
 from ogpu_node.types import HASH_LEN, Hash32, format_amount, parse_amount
 from ogpu_node.workloads.models import ModelInferSpec, ModelInfo
 from ogpu_node.workloads.net import (

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ogpu_node.errors import OgpuError
-from ogpu_node.rpc_client import RpcCallError
+from ogpu_node.sdk import RpcCallError
 
 
 class WaitTimeout(OgpuError):

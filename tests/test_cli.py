@@ -254,7 +254,8 @@ async def test_task_submit_from_flags_cancel_why_and_failures(tmp_path: Path) ->
 
         code, out = await ogpu(url, "task", "why", task_id, "--json")
         assert json.loads(out)["code"] == "not_a_provider"
-        code, out = await ogpu(url, "task", "result", task_id, "-o", str(tmp_path / "x"))
+        code, out = await ogpu(url, "task", "result", task_id, "-o", str(tmp_path / "x"),
+                               "--dev-account", "0")
         assert code == 1 and "has no result" in out
 
         code, out = await ogpu(url, "task", "cancel", task_id, "--dev-account", "0")

@@ -32,7 +32,7 @@ from ogpu_node.devnet import LOCALHOST, NodePlace, write_node_config
 from ogpu_node.node.mempool import MempoolLimits
 from ogpu_node.node.run import provider_policy, verifier_policy
 from ogpu_node.node.settings import NodeSettings
-from ogpu_node.rpc import RpcConfig
+from ogpu_node.rpc.config import RpcConfig
 
 
 def test_precedence_flags_over_env_over_file_over_defaults(tmp_path: Path) -> None:

@@ -22,7 +22,7 @@ from gpu.artifacts import MAX_ARTIFACT_BYTES, decode_arrays
 from gpu.errors import ArtifactError
 from gpu.inputs import InputsError, encode_inputs
 from ogpu_node.cli.common import parse_id
-from ogpu_node.rpc_client import rpc_call
+from ogpu_node.sdk.sync_client import rpc_call
 from ogpu_node.types import HASH_LEN, Hash32
 from ogpu_node.workloads.models import ElemType, ModelInferSpec, ModelInfo, TensorInfo
 from ogpu_node.workloads.spec import MAX_BATCH

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import sys
 from collections.abc import Callable
@@ -49,3 +50,10 @@ def emit(data: dict[str, Any], as_json: bool) -> None:
     width = max(len(k) for k in data)
     for key, value in data.items():
         click.echo(f"{key.ljust(width)}  {value}")
+
+
+def require_onnx(what: str) -> None:
+    """A one-line error naming the extra to install when `what` needs onnx and it is missing
+    (the base install, the SDK's, lacks it)."""
+    if importlib.util.find_spec("onnx") is None:
+        raise click.ClickException(f"{what} needs onnx: pip install 'ogpu-node[onnx]'")

@@ -12,6 +12,7 @@ amounts, or OGPU with an `ogpu` suffix (`provider_min_stake=50ogpu`).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +32,7 @@ from ogpu_node.cli.sending import (
 )
 from ogpu_node.ledger.governance.bounds import BASE_UNITS, GOVERNABLE, MAX_CHANGES, Change
 from ogpu_node.ledger.governance.records import MAX_TITLE_LEN, Propose, Vote, VoteOption
-from ogpu_node.rpc_client import rpc_call
+from ogpu_node.sdk.sync_client import rpc_call
 from ogpu_node.types import format_amount
 
 STATUSES = ("voting", "passed", "activated", "rejected", "no_quorum", "failed")
@@ -190,7 +191,7 @@ def gov_propose(rpc: str, changes: tuple[str, ...], deposit: str | None, title: 
           **({} if number is None else _schedule(rpc, number))}, as_json)
 
 
-def _proposal_made(rpc: str, receipt: dict[str, Any], changes: tuple[Change, ...],
+def _proposal_made(rpc: str, receipt: Mapping[str, Any], changes: tuple[Change, ...],
                    title: str) -> int | None:
     """The number of the proposal the finalised `receipt` made (the newest in its block with
     these changes and title)."""

@@ -40,7 +40,7 @@ from ogpu_node.cli.array_files import (
     write_arrays,
     write_file,
 )
-from ogpu_node.cli.common import emit, handle_errors, parse_id
+from ogpu_node.cli.common import emit, handle_errors, parse_id, require_onnx
 from ogpu_node.cli.net_toml import parse_net
 from ogpu_node.cli.sending import (
     DEV_OPTION,
@@ -54,16 +54,10 @@ from ogpu_node.cli.sending import (
     signer,
 )
 from ogpu_node.encoding import encode
-from ogpu_node.ledger.market.payloads import CancelTask, RegisterProvider, SubmitTask
+from ogpu_node.ledger.market.payloads import CancelTask, SubmitTask
 from ogpu_node.ledger.market.records import MAX_DEVICE_NAME, MAX_DEVICES, Device, TaskStatus
-from ogpu_node.result_crypto import open_output
-from ogpu_node.rpc_client import (
-    RpcCallError,
-    Subscription,
-    download_file,
-    rpc_call,
-    upload_file,
-)
+from ogpu_node.sdk import RpcCallError, SyncClient
+from ogpu_node.sdk.sync_client import rpc_call, upload_file
 from ogpu_node.types import Amount, Hash32, format_amount
 from ogpu_node.workloads.kinds import SPEC_TYPES, WorkloadSpec, decode_spec
 from ogpu_node.workloads.limits import input_shapes, limit_refusal
@@ -75,7 +69,6 @@ EXIT_NOT_COMPLETED = 3
 """`ogpu task watch`: the task closed for another reason than `completed`."""
 TASK_KEYS = ("kind", "max_price", "min_benchmark", "exec_s", "ttl_s", "inputs")
 DEFAULTS: dict[str, Any] = {"min_benchmark": 0, "exec_s": 60, "ttl_s": 600, "seed": 0}
-NOT_FOUND = -32001
 MAX_TASK_FILE = 64 * 1024
 
 
@@ -412,37 +405,17 @@ def trail_table(view: dict[str, Any]) -> Table:
     return table
 
 
-def _task_or_pending(rpc: str, task_id: str) -> dict[str, Any] | None:
-    """The task's view; None when its submission is not final yet; an error when unknown."""
-    try:
-        view: dict[str, Any] = rpc_call(rpc, "task_get", {"taskId": task_id})
-        return view
-    except RpcCallError as exc:
-        if exc.code != NOT_FOUND:
-            raise
-    receipt = rpc_call(rpc, "tx_status", {"hash": task_id})
-    if receipt["state"] != "pending":
-        raise RpcCallError(f"no task {task_id} (its submission is {receipt['state']})")
-    return None
-
-
 def watch_task(rpc: str, task_id: str, as_json: bool, idle_timeout: float | None) -> int:
     """Follow a task until it closes; print the final view or the trail; the exit status."""
-    view = _task_or_pending(rpc, task_id)
     console = _console()
     display = None if as_json else WatchDisplay(console)
+    view: dict[str, Any] | None = None
     try:
-        if view is None or view["status"] != "closed":
-            params = {"kind": "task", "taskId": task_id}
-            with Subscription(rpc, params, idle_timeout=idle_timeout) as subscription:
-                for update in subscription:
-                    view = update
-                    if display is not None:
-                        display.update(update)
-                    if update["status"] == "closed":
-                        break
-        elif display is not None:
-            display.update(view)
+        with SyncClient(rpc) as client:
+            for update in client.watch_task(task_id, idle_timeout=idle_timeout):
+                view = dict(update)
+                if display is not None:
+                    display.update(view)
     finally:
         if display is not None:
             display.close()
@@ -614,17 +587,12 @@ def task_watch(rpc: str, task_id: str, timeout: float | None, as_json: bool) -> 
 
 def opened_result(rpc: str, task_id: str, key_path: Path | None, dev_account: int | None
                   ) -> tuple[dict[str, Any], bytes]:
-    """TASK_ID's `task_get` view and its output, downloaded (checked against its file id) and
-    opened with the client's key (`--key` or `--dev-account`): results are sealed until they
-    are paid."""
-    view: dict[str, Any] = rpc_call(rpc, "task_get", {"taskId": _check_task_id(task_id)})
-    result = view.get("result")
-    if result is None:
-        raise RpcCallError(f"task {view['id']} has no result (it is {view['status']})")
+    """TASK_ID's `task_get` view and its output, downloaded and opened with the client's key
+    (`--key` or `--dev-account`): results are sealed until they are paid."""
     key = signer(key_path, dev_account)
-    if address_to_text(key.address) != view["client"]:
-        raise click.UsageError(f"only the task's client ({view['client']}) can open its result")
-    return view, open_output(key, view, download_file(rpc, result["outputId"]))
+    with SyncClient(rpc) as client:
+        output = client.fetch_result(_check_task_id(task_id), key)
+    return dict(output.task), output.data
 
 
 def trained_net(view: dict[str, Any]) -> NetTrainSpec:
@@ -655,6 +623,8 @@ def task_result(rpc: str, task_id: str, output: Path | None, onnx_path: Path | N
     network's training (train_net) outputs its final checkpoint; --onnx exports it."""
     if output is None and onnx_path is None:
         raise click.UsageError("give -o FILE and/or --onnx FILE")
+    if onnx_path is not None:
+        require_onnx("ogpu task result --onnx")
     view, data = opened_result(rpc, task_id, key_path, dev_account)
     shown: dict[str, Any] = {"fileId": view["result"]["outputId"], "size": len(data)}
     if view["result"]["metrics"]:
@@ -781,9 +751,13 @@ def provider_register(rpc: str, devices: tuple[str, ...], benchmark: int, floor:
     benchmark and price floor, and bond stake."""
     if len(devices) > MAX_DEVICES:
         raise click.UsageError(f"at most {MAX_DEVICES} devices")
-    payload = RegisterProvider(tuple(parse_device(d) for d in devices), benchmark,
-                               parse_price(floor, "floor"), parse_ogpu(stake))
-    report(send(rpc, signer(key_path, dev_account), payload, fee, True, timeout), as_json)
+    declared = [parse_device(d) for d in devices]
+    price_floor, bond, fee_units = parse_price(floor, "floor"), parse_ogpu(stake), parse_ogpu(fee)
+    with SyncClient(rpc) as client:
+        receipt = client.register_provider(signer(key_path, dev_account), declared, benchmark,
+                                           price_floor=price_floor, stake=bond, fee=fee_units,
+                                           wait_s=timeout)
+    report(receipt, as_json)
 
 
 def _provider_view(rpc: str, address: str | None, key_path: Path | None,

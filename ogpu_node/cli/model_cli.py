@@ -17,7 +17,7 @@ import click
 
 from ogpu_node.address import address_from_text
 from ogpu_node.cli.array_files import parse_model_id, tensors_text, write_file
-from ogpu_node.cli.common import emit, handle_errors
+from ogpu_node.cli.common import emit, handle_errors, require_onnx
 from ogpu_node.cli.market_cli import opened_result, trained_net
 from ogpu_node.cli.sending import (
     DEV_OPTION,
@@ -30,7 +30,7 @@ from ogpu_node.cli.sending import (
     signer,
 )
 from ogpu_node.ledger.market.payloads import RegisterModel
-from ogpu_node.rpc_client import rpc_call, upload_file
+from ogpu_node.sdk.sync_client import rpc_call, upload_file
 from ogpu_node.types import Hash32
 from ogpu_node.workloads.models import MAX_MODEL_BYTES, MAX_MODEL_NAME, ModelInfo
 
@@ -102,6 +102,7 @@ def model_register(rpc: str, file: Path | None, name: str, task_id: str | None,
     if output is not None and task_id is None:
         raise click.UsageError("-o writes the model exported from --from-task; FILE is "
                                "already a file")
+    require_onnx("ogpu model register")
     key = signer(key_path, dev_account)
     if file is not None:
         data = read_model_file(file)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import shutil
 import time
 from pathlib import Path
@@ -29,10 +30,36 @@ HOME_OPTION = click.option(
 JSON_OPTION = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 
 
+NODE_MODULES = ("trio", "libp2p", "hypercorn", "prometheus_client", "numba", "onnxruntime")
+"""What the node imports beyond the SDK's dependencies (the extra `node` installs them)."""
+LEVELDB_MODULES = ("plyvel", "plyvel_next")
+"""Either LevelDB binding will do (see storage/leveldb_binding.py)."""
+NODE_EXTRA = "pip install 'ogpu-node[node]'"
+
+
+def _installed(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):  # a finder that refuses it, or a stub without a spec
+        return False
+
+
+def missing_node_modules() -> list[str]:
+    """The node's dependencies that are not installed (the base install has none of them)."""
+    missing = [m for m in NODE_MODULES if not _installed(m)]
+    if not any(_installed(m) for m in LEVELDB_MODULES):
+        missing.append("plyvel")
+    return missing
+
+
 @click.group()
 @click.version_option(package_name="ogpu-node")
 def main() -> None:
     """ogpu-node: run and manage a node of the OpenGPU Network."""
+    missing = missing_node_modules()
+    if missing:
+        raise click.ClickException(f"the node's dependencies are not installed "
+                                   f"({', '.join(missing)}): {NODE_EXTRA}")
 
 
 # --- init ----------------------------------------------------------------------------------------
@@ -244,7 +271,7 @@ def config_command(home: Path, docs: bool, as_json: bool) -> None:
 @handle_errors
 def status(home: Path, rpc: str | None, as_json: bool) -> None:
     """Height, peers, sync and health of the node of HOME (through its RPC)."""
-    from ogpu_node.rpc_client import rpc_call
+    from ogpu_node.sdk.sync_client import rpc_call
 
     url = rpc or "http://" + load_config(home.expanduser()).rpc_listen
     info = rpc_call(url, "chain_status")

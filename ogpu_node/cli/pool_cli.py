@@ -39,7 +39,8 @@ from ogpu_node.ledger.market.checks import MAX_RACERS
 from ogpu_node.ledger.market.payloads import ClosePool, OpenPool, SendRequest, TopUpPool
 from ogpu_node.ledger.params import BPS
 from ogpu_node.result_crypto import open_answer
-from ogpu_node.rpc_client import RpcCallError, download_file, rpc_call, upload_file
+from ogpu_node.sdk import RpcCallError, TxReceipt
+from ogpu_node.sdk.sync_client import download_file, rpc_call, upload_file
 from ogpu_node.types import Hash32
 from ogpu_node.workloads.spec import MAX_BATCH
 
@@ -69,7 +70,7 @@ def _owned_pool(rpc: str, pool_id: Hash32, key: PrivateKey) -> dict[str, Any]:
     return view
 
 
-def _finalized(receipt: dict[str, Any], as_json: bool) -> bool:
+def _finalized(receipt: TxReceipt, as_json: bool) -> bool:
     if receipt.get("state") == "finalized":
         return True
     report(receipt, as_json)

@@ -3,14 +3,17 @@ through the node and reporting the outcome."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import click
 
 from ogpu_node.cli.common import emit
 from ogpu_node.keys import PrivateKey, read_key_file
 from ogpu_node.ledger.tx import Payload
-from ogpu_node.rpc_client import send_transaction
+from ogpu_node.sdk import TxReceipt
+from ogpu_node.sdk.sync_client import send_transaction
 from ogpu_node.types import Amount, parse_amount
 
 JSON_OPTION = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
@@ -43,16 +46,16 @@ def signer(key_path: Path | None, dev_account: int | None) -> PrivateKey:
 
 
 def send(rpc: str, key: PrivateKey, payload: Payload, fee: str, wait: bool,
-         timeout: float) -> dict[str, object]:
+         timeout: float) -> TxReceipt:
     """Sign `payload` with the sender's next nonce and send it; wait for finality if `wait`."""
     fee_units = parse_ogpu(fee)  # a bad fee fails before anything is asked of the node
     return send_transaction(rpc, key, payload, fee=fee_units, wait=wait, timeout=timeout)
 
 
-def report(result: dict[str, object], as_json: bool) -> None:
+def report(result: Mapping[str, Any], as_json: bool) -> None:
     """Print a receipt; exit 1 when the transaction was rejected."""
     if as_json:
-        emit(result, True)
+        emit(dict(result), True)
         if result.get("state") == "rejected":
             raise SystemExit(1)
         return

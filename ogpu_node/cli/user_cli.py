@@ -25,7 +25,8 @@ from ogpu_node.cli.sending import (
 from ogpu_node.keys import PrivateKey, read_key_file, write_key_file
 from ogpu_node.ledger import Stake, Transfer, Unstake, sign_transaction
 from ogpu_node.ledger.tx import Payload
-from ogpu_node.rpc_client import DEFAULT_RPC, rpc_call
+from ogpu_node.sdk import DEFAULT_RPC
+from ogpu_node.sdk.sync_client import rpc_call
 
 
 @click.group()

@@ -39,12 +39,12 @@ ensure_venv() {
     echo "$VENV exists and is not a venv: not replacing it (set OGPU_VENV to a new folder)" >&2
     exit 1
   fi
-  echo "== setting up $VENV (Python $version, pip install -c $CONSTRAINTS -e '.[dev]')"
+  echo "== setting up $VENV (Python $version, pip install -c $CONSTRAINTS -e '.[dev,node]')"
   rm -rf "$VENV"
   "$py" -m venv "$VENV"
   local log="$VENV/install.log"
   if ! { "$VENV"/bin/python -m pip install -c "$CONSTRAINTS" --upgrade pip \
-         && "$VENV"/bin/python -m pip install -c "$CONSTRAINTS" -e '.[dev]'; } >"$log" 2>&1; then
+         && "$VENV"/bin/python -m pip install -c "$CONSTRAINTS" -e '.[dev,node]'; } >"$log" 2>&1; then
     tail -40 "$log" >&2
     if grep -q "gmp.h: No such file" "$log"; then
       echo "fastecdsa (needed by libp2p) compiles against GMP: install its headers" \

@@ -37,7 +37,8 @@ from ogpu_node.genesis import dev_account_key
 from ogpu_node.keys import PrivateKey
 from ogpu_node.ledger import Block, Transfer, sign_transaction
 from ogpu_node.polling import wait_until
-from ogpu_node.rpc_client import RpcCallError, rpc_call, send_transaction
+from ogpu_node.sdk import RpcCallError
+from ogpu_node.sdk.sync_client import rpc_call, send_transaction
 from ogpu_node.storage import ChainStore, LevelDBKV
 from ogpu_node.types import Amount
 

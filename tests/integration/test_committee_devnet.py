@@ -28,7 +28,7 @@ from ogpu_node.genesis import dev_account_key, load_template
 from ogpu_node.keys import read_key_file
 from ogpu_node.ledger.market.payloads import SubmitTask
 from ogpu_node.polling import wait_until
-from ogpu_node.rpc_client import rpc_call, send_transaction
+from ogpu_node.sdk.sync_client import rpc_call, send_transaction
 from ogpu_node.workloads.spec import MatmulSpec
 from tests.integration.node_logs import assert_no_traceback_through_our_code
 

@@ -31,7 +31,7 @@ from ogpu_node.ledger.market.payloads import CancelTask, ClosePool, OpenPool, Su
 from ogpu_node.ledger.tx import Payload, Transfer, sign_transaction
 from ogpu_node.market_demo import CLIENT
 from ogpu_node.polling import wait_until
-from ogpu_node.rpc_client import rpc_call, send_transaction
+from ogpu_node.sdk.sync_client import rpc_call, send_transaction
 from ogpu_node.types import UNITS_PER_OGPU, Amount, Hash32
 from ogpu_node.workloads.spec import MatmulSpec
 from tests.integration.node_logs import assert_no_traceback_through_our_code

@@ -28,7 +28,8 @@ from ogpu_node.ledger import Transfer
 from ogpu_node.ledger.market.payloads import OpenPool, SubmitTask
 from ogpu_node.ledger.tx import Payload
 from ogpu_node.polling import wait_until
-from ogpu_node.rpc_client import RpcCallError, rpc_call, send_transaction
+from ogpu_node.sdk import RpcCallError
+from ogpu_node.sdk.sync_client import rpc_call, send_transaction
 from ogpu_node.types import Amount
 from ogpu_node.workloads.spec import InferSpec, MatmulSpec, TrainSpec
 from tests.integration.impostor import Impostor, steal_status

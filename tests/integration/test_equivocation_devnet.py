@@ -11,7 +11,8 @@ import pytest
 
 from ogpu_node import devnet
 from ogpu_node.polling import wait_until
-from ogpu_node.rpc_client import RpcCallError, rpc_call
+from ogpu_node.sdk import RpcCallError
+from ogpu_node.sdk.sync_client import rpc_call
 from tests.integration.node_logs import assert_no_traceback_through_our_code
 
 pytestmark = pytest.mark.integration

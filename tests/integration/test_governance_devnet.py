@@ -24,7 +24,8 @@ from ogpu_node.keys import PrivateKey, read_key_file
 from ogpu_node.ledger import Transfer
 from ogpu_node.ledger.governance.records import Propose, Vote, VoteOption
 from ogpu_node.polling import wait_until
-from ogpu_node.rpc_client import RpcCallError, rpc_call, send_transaction
+from ogpu_node.sdk import RpcCallError
+from ogpu_node.sdk.sync_client import rpc_call, send_transaction
 from ogpu_node.types import Amount, ogpu
 from tests.integration.node_logs import assert_no_traceback_through_our_code
 

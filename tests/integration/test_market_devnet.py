@@ -36,7 +36,7 @@ from ogpu_node.ledger.market.payloads import CancelTask, SubmitTask
 from ogpu_node.ledger.tx import Payload
 from ogpu_node.polling import wait_until
 from ogpu_node.result_crypto import ResultKeyError, open_output
-from ogpu_node.rpc_client import download_file, rpc_call, send_transaction, upload_file
+from ogpu_node.sdk.sync_client import download_file, rpc_call, send_transaction, upload_file
 from ogpu_node.workloads.spec import MatmulSpec, TrainSpec
 from tests.integration.conftest import CALL_FAILED
 from tests.integration.node_logs import assert_no_traceback_through_our_code, timeline

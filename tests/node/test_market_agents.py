@@ -56,7 +56,7 @@ from ogpu_node.result_crypto import (
     open_answer,
     output_file_number,
 )
-from ogpu_node.rpc import NodeMetrics
+from ogpu_node.rpc.metrics import NodeMetrics
 from ogpu_node.storage import ChainStore, LevelDBKV, MemoryKV
 from ogpu_node.types import Hash32, ogpu
 from ogpu_node.workloads.kinds import WorkloadSpec

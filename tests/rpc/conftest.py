@@ -15,7 +15,9 @@ from trio_websocket import WebSocketConnection, wrap_client_stream
 
 from ogpu_node.keys import PrivateKey
 from ogpu_node.ledger import Transaction, Transfer, sign_transaction
-from ogpu_node.rpc import NodeMetrics, RpcAddress, RpcConfig, serve_rpc
+from ogpu_node.rpc.config import RpcConfig
+from ogpu_node.rpc.metrics import NodeMetrics
+from ogpu_node.rpc.server import RpcAddress, serve_rpc
 from ogpu_node.types import Address, Amount, ogpu
 from tests.rpc.local_node import LocalNode
 

@@ -8,7 +8,8 @@ from typing import Any
 
 import trio
 
-from ogpu_node.rpc import ErrorCode, RpcConfig
+from ogpu_node.rpc.config import RpcConfig
+from ogpu_node.rpc.errors import ErrorCode
 from tests.rpc.conftest import TEST_CONFIG, Rpc, open_ws, serving, transfer
 from tests.rpc.local_node import LocalNode
 

@@ -8,9 +8,10 @@ import pytest
 import trio
 
 from ogpu_node.node_api import HealthReason
-from ogpu_node.rpc import NodeMetrics, RpcConfig, RpcConfigError, serve_rpc
+from ogpu_node.rpc.config import RpcConfig, RpcConfigError
 from ogpu_node.rpc.limits import ClientRateLimiter, TokenBucket
-from ogpu_node.rpc.metrics import P2P_COUNTERS
+from ogpu_node.rpc.metrics import P2P_COUNTERS, NodeMetrics
+from ogpu_node.rpc.server import serve_rpc
 from p2p.network import NetworkStats
 from tests.rpc.conftest import Rpc
 from tests.rpc.local_node import LocalNode

@@ -12,7 +12,8 @@ from trio.testing import MockClock, wait_all_tasks_blocked
 
 from ogpu_node.address import address_to_text
 from ogpu_node.ledger.errors import BadNonce
-from ogpu_node.rpc import ErrorCode, RpcConfig
+from ogpu_node.rpc.config import RpcConfig
+from ogpu_node.rpc.errors import ErrorCode
 from tests.rpc.conftest import Rpc, serving, transfer
 from tests.rpc.local_node import LocalNode
 

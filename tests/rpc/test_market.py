@@ -13,7 +13,8 @@ from ogpu_node.address import address_to_text
 from ogpu_node.blobs import MAX_CHUNK_BYTES, blob_id, file_id
 from ogpu_node.ledger.market.payloads import JoinPool, OpenPool, SendRequest
 from ogpu_node.result_crypto import ephemeral_public
-from ogpu_node.rpc import METHODS, RpcConfig
+from ogpu_node.rpc.config import RpcConfig
+from ogpu_node.rpc.methods import METHODS
 from ogpu_node.types import format_amount, ogpu
 from tests.rpc.conftest import Rpc, open_ws, serving
 from tests.rpc.local_node import VALIDATOR, LocalNode

@@ -6,7 +6,7 @@ import trio
 
 from ogpu_node.address import address_to_text
 from ogpu_node.ledger import Stake, Unstake, sign_transaction
-from ogpu_node.rpc import METHODS
+from ogpu_node.rpc.methods import METHODS
 from ogpu_node.types import Amount, format_amount, ogpu
 from tests.rpc.conftest import Rpc, transfer
 from tests.rpc.local_node import CHAIN_ID, VALIDATOR

@@ -12,7 +12,7 @@ import pytest
 from trio.testing import MockClock
 
 from ogpu_node.blobs import MAX_CHUNK_BYTES, blob_id
-from ogpu_node.rpc import RpcConfig, RpcConfigError
+from ogpu_node.rpc.config import RpcConfig, RpcConfigError
 from ogpu_node.rpc.limits import UPLOAD_WINDOW_SLOTS, UploadQuota
 from tests.rpc.conftest import Rpc, serving
 from tests.rpc.local_node import LocalNode

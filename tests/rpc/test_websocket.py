@@ -9,7 +9,9 @@ import pytest
 import trio
 from trio_websocket import ConnectionClosed, WebSocketConnection
 
-from ogpu_node.rpc import ErrorCode, NodeMetrics, RpcConfig
+from ogpu_node.rpc.config import RpcConfig
+from ogpu_node.rpc.errors import ErrorCode
+from ogpu_node.rpc.metrics import NodeMetrics
 from ogpu_node.rpc.subscriptions import WsSession
 from tests.rpc.conftest import TEST_CONFIG, Rpc, open_ws, serving, transfer
 from tests.rpc.local_node import LocalNode
