@@ -245,6 +245,11 @@ def test_the_network_page_shows_the_chain_and_follows_finalised_blocks(node: str
     newest = read(browser, "#blocks tr", "data-height")
     block = rpc_call(node, "chain_getBlock", {"block": int(newest)})
     assert block["height"] == int(newest)
+    health = rpc_call(node, "node_health")
+    assert health["healthy"] is True, health  # a healthy devnet: no reason to list
+    assert read(browser, "#health", "data-healthy") == "true"
+    assert text(browser, "health") == "healthy"
+    assert browser.find_element(By.ID, "health-section").get_attribute("hidden") is not None
     screenshot(browser, "network")
     assert console_errors(browser) == []
 
@@ -430,3 +435,32 @@ def test_the_welcome_text_names_the_dashboards_and_writes_loadable_key_files(
     key_file = devnet_root / "dev-keys" / f"account{CLIENT}.json"
     assert str(key_file.parent) in out
     assert read_key_file(key_file).address == dev_account_key(CLIENT).address
+
+
+def health_codes(url: str) -> list[str]:
+    return [r["code"] for r in rpc_call(url, "node_health")["reasons"]]
+
+
+def test_the_network_page_says_why_its_node_is_unhealthy(devnet_root: Path, node: str,
+                                                          browser: Any) -> None:
+    """Last in the module: it stops node1, so node0 sees no peer and not enough stake."""
+    open_page(browser, node + "/dashboard/")
+    wait_for(browser, lambda d: read(d, "#health", "data-healthy") == "true", "a healthy node0")
+    devnet.stop(devnet_root, only=["node1"])
+    wait_until(lambda: rpc_call(node, "node_health")["healthy"] is False, "node0 unhealthy")
+
+    def page_codes(d: Any) -> list[str]:
+        return list(d.execute_script(
+            "return [...document.querySelectorAll('#health-reasons tr[data-code]')]"
+            ".map((r) => r.dataset.code)"))
+
+    # the page polls health every few seconds; reasons can still change, so compare to RPC
+    wait_for(browser, lambda d: page_codes(d) and page_codes(d) == health_codes(node),
+             "the reasons on the page equal node_health's")
+    assert text(browser, "health") == "unhealthy"
+    assert "no_peers" in page_codes(browser)
+    messages = {r["code"]: r["message"] for r in rpc_call(node, "node_health")["reasons"]}
+    assert read(browser, '#health-reasons tr[data-code="no_peers"] td:nth-child(2)') == \
+        messages["no_peers"]
+    screenshot(browser, "network-unhealthy")
+    assert console_errors(browser) == []
