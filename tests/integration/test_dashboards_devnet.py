@@ -27,12 +27,19 @@ from ogpu_node.address import address_to_text
 from ogpu_node.encoding import encode
 from ogpu_node.genesis import dev_account_key, load_template
 from ogpu_node.keys import PrivateKey, read_key_file, write_key_file
-from ogpu_node.ledger.market.payloads import CancelTask, ClosePool, OpenPool, SubmitTask
+from ogpu_node.ledger.governance.records import Propose, Vote, VoteOption
+from ogpu_node.ledger.market.payloads import (
+    CancelTask,
+    ClosePool,
+    OpenPool,
+    SubmitTask,
+    TopUpPool,
+)
 from ogpu_node.ledger.tx import Payload, Transfer, sign_transaction
 from ogpu_node.market_demo import CLIENT
 from ogpu_node.polling import wait_until
 from ogpu_node.rpc_client import rpc_call, send_transaction
-from ogpu_node.types import UNITS_PER_OGPU, Amount, Hash32
+from ogpu_node.types import UNITS_PER_OGPU, Amount, Hash32, ogpu
 from ogpu_node.workloads.spec import MatmulSpec
 from tests.integration.node_logs import assert_no_traceback_through_our_code
 
@@ -44,6 +51,7 @@ PAGE_TIMEOUT_S = 30.0
 ONE_OGPU = UNITS_PER_OGPU
 BID_WINDOW_MS = 90_000
 """Long enough that a task nobody bids on is still open when the test cancels it."""
+GOV_DEPOSIT = ogpu(10)
 UNREACHABLE_BENCHMARK = 10**9
 """A task's minimum benchmark no provider here reaches: it stays in bidding, and node1's agent
 records why it skipped it."""
@@ -200,13 +208,38 @@ def as_js(value: Any) -> Any:
     return value
 
 
+POOL = Hash32(bytes(range(32)))
+CHANGES = (("min_fee", 2_000), ("provider_min_stake", 2**40 + 1), ("bid_window_ms", 4_000))
+JS_PAYLOADS = """
+const [done, c] = [arguments[arguments.length - 1], arguments[0]];
+(async () => {
+  const tx = await import("/dashboard/static/tx.js");
+  const parse = (a) => {
+    try { return String(tx.parseOgpu(a)); } catch (e) {
+      return e instanceof tx.AmountError ? "refused" : String(e);
+    }
+  };
+  done({
+    cancel: tx.bytesToHex(tx.cancelTaskPayload(c.task)),
+    close: tx.bytesToHex(tx.closePoolPayload(c.pool)),
+    topUp: c.topUps.map((a) => tx.bytesToHex(tx.topUpPoolPayload(c.pool, BigInt(a)))),
+    propose: tx.bytesToHex(tx.proposePayload(c.changes.map(([n, v]) => [n, BigInt(v)]),
+      BigInt(c.deposit), c.title)),
+    vote: c.votes.map(([id, option]) => tx.bytesToHex(tx.votePayload(id, option))),
+    amounts: c.amounts.map(parse),
+  });
+})().catch((e) => done({ error: String(e) }));
+"""
+
+
 def test_the_browser_encodes_and_signs_transactions_as_python_does(node: str,
                                                                    browser: Any) -> None:
     key = PrivateKey.from_seed(SEED)
-    payloads: list[Payload] = [CancelTask(Hash32(bytes([0xAB]) * 32)),
-                               ClosePool(Hash32(bytes(range(32)))),
-                               Transfer(dev_account_key(1).address, Amount(2**40 + 5))]
-    nonces = [0, 300, 2**33]
+    payloads: list[Payload] = [CancelTask(Hash32(bytes([0xAB]) * 32)), ClosePool(POOL),
+                               Transfer(dev_account_key(1).address, Amount(2**40 + 5)),
+                               TopUpPool(POOL, 2**63 + 7), Propose(CHANGES, GOV_DEPOSIT, "é" * 40),
+                               Vote(2**32, VoteOption.ABSTAIN)]
+    nonces = [0, 300, 2**33, 1, 2, 3]
     expected = [sign_transaction(key, chain_id="ogpu-devnet", nonce=n, fee=1_000 + n, payload=p)
                 for p, n in zip(payloads, nonces, strict=True)]
     cases = {"seed": SEED.hex(),
@@ -220,6 +253,30 @@ def test_the_browser_encodes_and_signs_transactions_as_python_does(node: str,
     assert [t["hex"] for t in result["txs"]] == [t.encoded.hex() for t in expected]
     assert [t["hash"] for t in result["txs"]] == [t.hash.hex() for t in expected]
     assert result["values"] == [msgpack.packb(v, use_bin_type=True).hex() for v in VALUES]
+
+
+def test_the_pages_build_each_payload_as_python_does(node: str, browser: Any) -> None:
+    """The payload builders the pages call (tx.js), and the OGPU amounts typed in a page."""
+    top_ups = [1, 127, 2**32, 2**64 - 1]
+    votes = [(1, "yes"), (300, "no"), (2**33, "abstain")]
+    cases = {"task": "ab" * 32, "pool": POOL.hex(), "topUps": [str(a) for a in top_ups],
+             "changes": [[n, str(v)] for n, v in CHANGES], "deposit": str(GOV_DEPOSIT),
+             "title": "raise the fee", "votes": votes,
+             "amounts": ["2.5", "0.000000001", "10", " 3 ", "1.", "1.0000000001", "-1", "1e3",
+                         "", "9999999999.999999999", "10000000000"]}
+    open_page(browser, node + "/dashboard/")
+    result = browser.execute_async_script(JS_PAYLOADS, cases)
+    assert "error" not in result, result
+    assert result["cancel"] == encode(CancelTask(Hash32(bytes([0xAB]) * 32))).hex()
+    assert result["close"] == encode(ClosePool(POOL)).hex()
+    assert result["topUp"] == [encode(TopUpPool(POOL, a)).hex() for a in top_ups]
+    assert result["propose"] == encode(
+        Propose(CHANGES, GOV_DEPOSIT, "raise the fee")).hex()
+    assert result["vote"] == [encode(Vote(i, VoteOption[o.upper()])).hex()
+                              for i, o in votes]
+    assert result["amounts"] == [str(25 * ONE_OGPU // 10), "1", str(10 * ONE_OGPU),
+                                 str(3 * ONE_OGPU), "refused", "refused", "refused", "refused",
+                                 "refused", str(10**19 - 1), "refused"]
 
 
 # --- the pages ----------------------------------------------------------------------------------
@@ -288,6 +345,26 @@ def test_a_customer_sees_their_task_and_pool_and_cancels_and_closes_them(node: s
     assert "warn" in read(browser, f"{pool_row} .requests-left", "class")
     screenshot(browser, "customer")
 
+    # Top up 2.5 OGPU, signed in the page: the escrow on chain grows by exactly that.
+    before = int(rpc_call(node, "pool_get", {"poolId": pool_id})["escrow"])
+    added = 25 * ONE_OGPU // 10
+
+    def type_and_top_up(d: Any) -> bool:
+        field = d.find_element(By.ID, f"topup-amount-{pool_id}")
+        field.clear()
+        field.send_keys("2.5")
+        if field.get_attribute("value") != "2.5":  # the row was rebuilt while typing
+            return False
+        d.find_element(By.ID, f"topup-{pool_id}").click()
+        return True
+
+    wait_for(browser, type_and_top_up, "a top-up of 2.5 OGPU typed and sent")
+    wait_for(browser, lambda d: read(d, f"{pool_row} .escrow", "data-units") == str(before + added),
+             "the pool's budget grown on the page")
+    assert int(rpc_call(node, "pool_get", {"poolId": pool_id})["escrow"]) == before + added
+    assert read(browser, f"{pool_row} .requests-left") == "7 — low balance"
+    screenshot(browser, "customer-topped-up")
+
     wait_for(browser, lambda d: d.find_element(By.ID, f"close-{pool_id}").click() or True,
              "a click on Close")
     wait_for(browser, lambda d: read(d, f"{pool_row} .requests-left") == "closed",
@@ -300,7 +377,7 @@ def test_a_customer_sees_their_task_and_pool_and_cancels_and_closes_them(node: s
     closed = rpc_call(node, "task_get", {"taskId": task_id})
     assert closed["status"] == "closed" and closed["closeReason"] == "cancelled"
     assert rpc_call(node, "account_get", {"address": address_to_text(client.address)})[
-        "nonce"] == 4  # submit and open here, close and cancel signed in the page
+        "nonce"] == 5  # submit and open here, top up, close and cancel signed in the page
     screenshot(browser, "customer-cancelled")
     assert console_errors(browser) == []
 
