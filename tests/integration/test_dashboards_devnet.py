@@ -1,8 +1,9 @@
 """The dashboards in a real headless browser (Debian's chromium and chromium-driver, driven by
 selenium) against one live devnet shared by the module: each page loads with no console error,
-shows what RPC says, follows a finalised block, and the customer cancels a task with the key
-file loaded in the page, signed there. The browser's transaction encoding is checked against
-Python's byte for byte.
+shows what RPC says, follows a finalised block; the customer cancels a task and tops up a pool,
+and a validator votes on a proposal, with the key file loaded in the page, signed there. The
+provider page shows node1's agent (its decisions, benchmarks, earnings by period). The
+browser's transaction and payload encoding is checked against Python's byte for byte.
 
 Screenshots go to $OGPU_ARTIFACTS, else tests/artifacts/ (git-ignored). Without /usr/bin/chromium
 and /usr/bin/chromedriver (scripts/test installs them with apt when it may) the tests skip, or
@@ -24,6 +25,7 @@ import pytest
 
 from ogpu_node import devnet
 from ogpu_node.address import address_to_text
+from ogpu_node.config import load_config
 from ogpu_node.encoding import encode
 from ogpu_node.genesis import dev_account_key, load_template
 from ogpu_node.keys import PrivateKey, read_key_file, write_key_file
@@ -76,7 +78,8 @@ def devnet_root(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """One devnet of 2 validators, node1 a provider."""
     root = tmp_path_factory.mktemp("dash")
     template = load_template()
-    template["params"] = {**template["params"], "bid_window_ms": BID_WINDOW_MS}
+    template["params"] = {**template["params"], "bid_window_ms": BID_WINDOW_MS,
+                          "gov_min_deposit": str(GOV_DEPOSIT)}
     template_path = root.parent / f"{root.name}-template.json"
     template_path.write_text(json.dumps(template))
     base = devnet.free_port_base(4)
@@ -490,6 +493,56 @@ def test_the_earnings_plot_draws_a_negative_net_below_the_line(node: str, browse
     assert result["zero"] - older["top"] == pytest.approx(4 * (newer["bottom"] - result["zero"]))
 
 
+def test_the_governance_page_shows_the_parameters_and_a_vote_cast_in_it(
+        devnet_root: Path, node: str, browser: Any, tmp_path: Path) -> None:
+    proposer = dev_account_key(6)
+    receipt = send_transaction(node, proposer, Propose((("min_fee", 2_000),), GOV_DEPOSIT,
+                                                       "double the minimum fee"))
+    assert receipt["state"] == "finalized", receipt
+    (proposal,) = [v for v in rpc_call(node, "gov_list")["proposals"]
+                   if v["proposer"] == address_to_text(proposer.address)]
+    number = proposal["id"]
+    home = devnet_root / "node0"
+    validator = read_key_file(home / load_config(home, environ={}).validator_key_file)
+    key_file = tmp_path / "validator.json"
+    write_key_file(key_file, validator)
+
+    open_page(browser, f"{node}/dashboard/governance?proposal={number}")
+    row = f'#proposals tr[data-proposal="{number}"]'
+    wait_for(browser, lambda d: d.find_elements(By.CSS_SELECTOR, row), "the proposal's row")
+    params = rpc_call(node, "gov_params")["params"]
+    shown = browser.execute_script(
+        "return [...document.querySelectorAll('#gov-params tr[data-param]')].map((r) => [r.dataset"
+        ".param, r.querySelector('.value').dataset.value, r.querySelector('.bounds').dataset.low,"
+        " r.querySelector('.bounds').dataset.high])")
+    assert shown == [[prm["name"], str(prm["value"]), str(prm["low"]), str(prm["high"])]
+                     for prm in params]
+    assert "#" + str(number) in read(browser, '#gov-params tr[data-param="min_fee"] .proposed')
+    assert read(browser, row, "data-status") == "voting"
+    tally = rpc_call(node, "gov_get", {"proposalId": number})["tally"]
+    assert read(browser, f"{row} .turnout", "data-bps") == str(tally["turnoutBps"])
+    assert tally["voteCount"] == 0
+    screenshot(browser, "governance")
+
+    # the validator loads its key and votes yes in the page
+    browser.find_element(By.ID, "key-file").send_keys(str(key_file))
+    voter = address_to_text(validator.address)
+    wait_for(browser, lambda d: text(d, "address") == voter, "the validator's address")
+    wait_for(browser, lambda d: d.find_element(By.ID, f"vote-{number}-yes").click() or True,
+             "a click on yes")
+    wait_for(browser, lambda d: read(d, f"{row} .votes", "data-count") == "1",
+             "the vote counted on the page")
+    counted = rpc_call(node, "gov_get", {"proposalId": number})
+    assert [(v["voter"], v["option"]) for v in counted["votes"]] == [(voter, "yes")]
+    assert counted["tally"]["yes"] == counted["votes"][0]["stake"] != "0"
+    wait_for(browser, lambda d: read(d, f'#votes tr[data-voter="{voter}"]', "data-option")
+             == "yes", "the vote in the proposal's detail")
+    assert read(browser, f"{row} .yes", "data-bps") == str(counted["tally"]["yesBps"])
+    screenshot(browser, "governance-voted")
+    screenshot(browser, "governance-params", scroll_to="gov-params")
+    assert console_errors(browser) == []
+
+
 def test_the_dashboard_answers_carry_a_strict_policy(node: str) -> None:
     page = httpx.get(node + "/dashboard/customer")
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
@@ -506,7 +559,8 @@ def test_the_welcome_text_names_the_dashboards_and_writes_loadable_key_files(
         devnet_root: Path, node: str, capsys: pytest.CaptureFixture[str]) -> None:
     devnet.print_welcome(devnet_root)
     out = capsys.readouterr().out
-    for path in ("/dashboard/", "/dashboard/customer", "/dashboard/provider"):
+    for path in ("/dashboard/", "/dashboard/customer", "/dashboard/provider",
+                 "/dashboard/governance"):
         assert f"{node}{path}" in out.split()
         assert httpx.get(node + path).status_code == 200
     key_file = devnet_root / "dev-keys" / f"account{CLIENT}.json"
