@@ -3,7 +3,8 @@ selenium) against one live devnet shared by the module: each page loads with no 
 shows what RPC says, follows a finalised block; the customer cancels a task and tops up a pool,
 and a validator votes on a proposal, with the key file loaded in the page, signed there. The
 provider page shows node1's agent (its decisions, benchmarks, earnings by period). The
-browser's transaction and payload encoding is checked against Python's byte for byte.
+browser's transaction and payload encoding is checked against Python's byte for byte. Last,
+node1 stops and the network page says why node0 is unhealthy.
 
 Screenshots go to $OGPU_ARTIFACTS, else tests/artifacts/ (git-ignored). Without /usr/bin/chromium
 and /usr/bin/chromedriver (scripts/test installs them with apt when it may) the tests skip, or
