@@ -299,7 +299,7 @@ def print_welcome(root: Path) -> None:
         print(f"  ({i}) {address_to_text(key.address)}  private key {key.secret_bytes().hex()}")
     url = rpc_url(node_homes(root)[0])
     print(f"\nDashboards (node0): network {url}/dashboard/  customer {url}/dashboard/customer  "
-          f"provider {url}/dashboard/provider")
+          f"provider {url}/dashboard/provider  governance {url}/dashboard/governance")
     print(f"  key files of the dev accounts, to load in the customer page: "
           f"{write_dev_key_files(root)}/account<N>.json (the demo's client is account {CLIENT})")
 

@@ -1,4 +1,4 @@
-"""Serving the dashboards: three pages and their static files under `/dashboard/`.
+"""Serving the dashboards: four pages and their static files under `/dashboard/`.
 
 The files ship inside the package (`ogpu_node/dashboard/static/`) and are read once, when the
 server starts, into a table keyed by name: a request names a file of that table or gets 404, so
@@ -25,6 +25,7 @@ PAGES = {
     "/dashboard/network": "network.html",
     "/dashboard/customer": "customer.html",
     "/dashboard/provider": "provider.html",
+    "/dashboard/governance": "governance.html",
 }
 """Page paths and the file each serves."""
 

@@ -1,8 +1,10 @@
 """The dashboards in a real headless browser (Debian's chromium and chromium-driver, driven by
 selenium) against one live devnet shared by the module: each page loads with no console error,
-shows what RPC says, follows a finalised block, and the customer cancels a task with the key
-file loaded in the page, signed there. The browser's transaction encoding is checked against
-Python's byte for byte.
+shows what RPC says, follows a finalised block; the customer cancels a task and tops up a pool,
+and a validator votes on a proposal, with the key file loaded in the page, signed there. The
+provider page shows node1's agent (its decisions, benchmarks, earnings by period). The
+browser's transaction and payload encoding is checked against Python's byte for byte. Last,
+node1 stops and the network page says why node0 is unhealthy.
 
 Screenshots go to $OGPU_ARTIFACTS, else tests/artifacts/ (git-ignored). Without /usr/bin/chromium
 and /usr/bin/chromedriver (scripts/test installs them with apt when it may) the tests skip, or
@@ -24,15 +26,23 @@ import pytest
 
 from ogpu_node import devnet
 from ogpu_node.address import address_to_text
+from ogpu_node.config import load_config
 from ogpu_node.encoding import encode
 from ogpu_node.genesis import dev_account_key, load_template
 from ogpu_node.keys import PrivateKey, read_key_file, write_key_file
-from ogpu_node.ledger.market.payloads import CancelTask, ClosePool, OpenPool, SubmitTask
+from ogpu_node.ledger.governance.records import Propose, Vote, VoteOption
+from ogpu_node.ledger.market.payloads import (
+    CancelTask,
+    ClosePool,
+    OpenPool,
+    SubmitTask,
+    TopUpPool,
+)
 from ogpu_node.ledger.tx import Payload, Transfer, sign_transaction
 from ogpu_node.market_demo import CLIENT
 from ogpu_node.polling import wait_until
 from ogpu_node.sdk.sync_client import rpc_call, send_transaction
-from ogpu_node.types import UNITS_PER_OGPU, Amount, Hash32
+from ogpu_node.types import UNITS_PER_OGPU, Amount, Hash32, ogpu
 from ogpu_node.workloads.spec import MatmulSpec
 from tests.integration.node_logs import assert_no_traceback_through_our_code
 
@@ -44,6 +54,10 @@ PAGE_TIMEOUT_S = 30.0
 ONE_OGPU = UNITS_PER_OGPU
 BID_WINDOW_MS = 90_000
 """Long enough that a task nobody bids on is still open when the test cancels it."""
+GOV_DEPOSIT = ogpu(10)
+UNREACHABLE_BENCHMARK = 10**9
+"""A task's minimum benchmark no provider here reaches: it stays in bidding, and node1's agent
+records why it skipped it."""
 
 webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed")
 from selenium.common.exceptions import (  # noqa: E402
@@ -65,7 +79,8 @@ def devnet_root(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """One devnet of 2 validators, node1 a provider."""
     root = tmp_path_factory.mktemp("dash")
     template = load_template()
-    template["params"] = {**template["params"], "bid_window_ms": BID_WINDOW_MS}
+    template["params"] = {**template["params"], "bid_window_ms": BID_WINDOW_MS,
+                          "gov_min_deposit": str(GOV_DEPOSIT)}
     template_path = root.parent / f"{root.name}-template.json"
     template_path.write_text(json.dumps(template))
     base = devnet.free_port_base(4)
@@ -88,6 +103,12 @@ def devnet_root(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 def node(devnet_root: Path) -> str:
     """node0's RPC URL."""
     return devnet.rpc_url(devnet_root / "node0")
+
+
+@pytest.fixture(scope="module")
+def provider_node(devnet_root: Path) -> str:
+    """node1's RPC URL: node1 runs the provider agent."""
+    return devnet.rpc_url(devnet_root / "node1")
 
 
 @pytest.fixture(scope="module")
@@ -143,7 +164,11 @@ def text(browser: Any, element_id: str) -> str:
     return str(browser.find_element(By.ID, element_id).text)
 
 
-def screenshot(browser: Any, name: str) -> None:
+def screenshot(browser: Any, name: str, scroll_to: str | None = None) -> None:
+    """The window as it is, or scrolled to the element `scroll_to` (an id) first."""
+    if scroll_to is not None:
+        browser.execute_script("document.getElementById(arguments[0]).scrollIntoView()",
+                               scroll_to)
     browser.save_screenshot(str(artifacts_dir() / f"dashboard-{name}.png"))
 
 
@@ -187,13 +212,38 @@ def as_js(value: Any) -> Any:
     return value
 
 
+POOL = Hash32(bytes(range(32)))
+CHANGES = (("min_fee", 2_000), ("provider_min_stake", 2**40 + 1), ("bid_window_ms", 4_000))
+JS_PAYLOADS = """
+const [done, c] = [arguments[arguments.length - 1], arguments[0]];
+(async () => {
+  const tx = await import("/dashboard/static/tx.js");
+  const parse = (a) => {
+    try { return String(tx.parseOgpu(a)); } catch (e) {
+      return e instanceof tx.AmountError ? "refused" : String(e);
+    }
+  };
+  done({
+    cancel: tx.bytesToHex(tx.cancelTaskPayload(c.task)),
+    close: tx.bytesToHex(tx.closePoolPayload(c.pool)),
+    topUp: c.topUps.map((a) => tx.bytesToHex(tx.topUpPoolPayload(c.pool, BigInt(a)))),
+    propose: tx.bytesToHex(tx.proposePayload(c.changes.map(([n, v]) => [n, BigInt(v)]),
+      BigInt(c.deposit), c.title)),
+    vote: c.votes.map(([id, option]) => tx.bytesToHex(tx.votePayload(id, option))),
+    amounts: c.amounts.map(parse),
+  });
+})().catch((e) => done({ error: String(e) }));
+"""
+
+
 def test_the_browser_encodes_and_signs_transactions_as_python_does(node: str,
                                                                    browser: Any) -> None:
     key = PrivateKey.from_seed(SEED)
-    payloads: list[Payload] = [CancelTask(Hash32(bytes([0xAB]) * 32)),
-                               ClosePool(Hash32(bytes(range(32)))),
-                               Transfer(dev_account_key(1).address, Amount(2**40 + 5))]
-    nonces = [0, 300, 2**33]
+    payloads: list[Payload] = [CancelTask(Hash32(bytes([0xAB]) * 32)), ClosePool(POOL),
+                               Transfer(dev_account_key(1).address, Amount(2**40 + 5)),
+                               TopUpPool(POOL, 2**63 + 7), Propose(CHANGES, GOV_DEPOSIT, "é" * 40),
+                               Vote(2**32, VoteOption.ABSTAIN)]
+    nonces = [0, 300, 2**33, 1, 2, 3]
     expected = [sign_transaction(key, chain_id="ogpu-devnet", nonce=n, fee=1_000 + n, payload=p)
                 for p, n in zip(payloads, nonces, strict=True)]
     cases = {"seed": SEED.hex(),
@@ -207,6 +257,30 @@ def test_the_browser_encodes_and_signs_transactions_as_python_does(node: str,
     assert [t["hex"] for t in result["txs"]] == [t.encoded.hex() for t in expected]
     assert [t["hash"] for t in result["txs"]] == [t.hash.hex() for t in expected]
     assert result["values"] == [msgpack.packb(v, use_bin_type=True).hex() for v in VALUES]
+
+
+def test_the_pages_build_each_payload_as_python_does(node: str, browser: Any) -> None:
+    """The payload builders the pages call (tx.js), and the OGPU amounts typed in a page."""
+    top_ups = [1, 127, 2**32, 2**64 - 1]
+    votes = [(1, "yes"), (300, "no"), (2**33, "abstain")]
+    cases = {"task": "ab" * 32, "pool": POOL.hex(), "topUps": [str(a) for a in top_ups],
+             "changes": [[n, str(v)] for n, v in CHANGES], "deposit": str(GOV_DEPOSIT),
+             "title": "raise the fee", "votes": votes,
+             "amounts": ["2.5", "0.000000001", "10", " 3 ", "1.", "1.0000000001", "-1", "1e3",
+                         "", "9999999999.999999999", "10000000000"]}
+    open_page(browser, node + "/dashboard/")
+    result = browser.execute_async_script(JS_PAYLOADS, cases)
+    assert "error" not in result, result
+    assert result["cancel"] == encode(CancelTask(Hash32(bytes([0xAB]) * 32))).hex()
+    assert result["close"] == encode(ClosePool(POOL)).hex()
+    assert result["topUp"] == [encode(TopUpPool(POOL, a)).hex() for a in top_ups]
+    assert result["propose"] == encode(
+        Propose(CHANGES, GOV_DEPOSIT, "raise the fee")).hex()
+    assert result["vote"] == [encode(Vote(i, VoteOption[o.upper()])).hex()
+                              for i, o in votes]
+    assert result["amounts"] == [str(25 * ONE_OGPU // 10), "1", str(10 * ONE_OGPU),
+                                 str(3 * ONE_OGPU), "refused", "refused", "refused", "refused",
+                                 "refused", str(10**19 - 1), "refused"]
 
 
 # --- the pages ----------------------------------------------------------------------------------
@@ -232,6 +306,11 @@ def test_the_network_page_shows_the_chain_and_follows_finalised_blocks(node: str
     newest = read(browser, "#blocks tr", "data-height")
     block = rpc_call(node, "chain_getBlock", {"block": int(newest)})
     assert block["height"] == int(newest)
+    health = rpc_call(node, "node_health")
+    assert health["healthy"] is True, health  # a healthy devnet: no reason to list
+    assert read(browser, "#health", "data-healthy") == "true"
+    assert text(browser, "health") == "healthy"
+    assert browser.find_element(By.ID, "health-section").get_attribute("hidden") is not None
     screenshot(browser, "network")
     assert console_errors(browser) == []
 
@@ -270,6 +349,26 @@ def test_a_customer_sees_their_task_and_pool_and_cancels_and_closes_them(node: s
     assert "warn" in read(browser, f"{pool_row} .requests-left", "class")
     screenshot(browser, "customer")
 
+    # Top up 2.5 OGPU, signed in the page: the escrow on chain grows by exactly that.
+    before = int(rpc_call(node, "pool_get", {"poolId": pool_id})["escrow"])
+    added = 25 * ONE_OGPU // 10
+
+    def type_and_top_up(d: Any) -> bool:
+        field = d.find_element(By.ID, f"topup-amount-{pool_id}")
+        field.clear()
+        field.send_keys("2.5")
+        if field.get_attribute("value") != "2.5":  # the row was rebuilt while typing
+            return False
+        d.find_element(By.ID, f"topup-{pool_id}").click()
+        return True
+
+    wait_for(browser, type_and_top_up, "a top-up of 2.5 OGPU typed and sent")
+    wait_for(browser, lambda d: read(d, f"{pool_row} .escrow", "data-units") == str(before + added),
+             "the pool's budget grown on the page")
+    assert int(rpc_call(node, "pool_get", {"poolId": pool_id})["escrow"]) == before + added
+    assert read(browser, f"{pool_row} .requests-left") == "7 — low balance"
+    screenshot(browser, "customer-topped-up")
+
     wait_for(browser, lambda d: d.find_element(By.ID, f"close-{pool_id}").click() or True,
              "a click on Close")
     wait_for(browser, lambda d: read(d, f"{pool_row} .requests-left") == "closed",
@@ -282,22 +381,166 @@ def test_a_customer_sees_their_task_and_pool_and_cancels_and_closes_them(node: s
     closed = rpc_call(node, "task_get", {"taskId": task_id})
     assert closed["status"] == "closed" and closed["closeReason"] == "cancelled"
     assert rpc_call(node, "account_get", {"address": address_to_text(client.address)})[
-        "nonce"] == 4  # submit and open here, close and cancel signed in the page
+        "nonce"] == 5  # submit and open here, top up, close and cancel signed in the page
     screenshot(browser, "customer-cancelled")
     assert console_errors(browser) == []
 
 
-def test_the_provider_page_shows_the_providers_record(node: str, browser: Any) -> None:
+def agent_decision(url: str, task_id: str) -> dict[str, Any] | None:
+    """The newest decision the node's provider agent recorded about `task_id`, if any."""
+    provider = rpc_call(url, "agent_status")["provider"]
+    return next((d for d in provider["decisions"] if d["taskId"] == task_id), None)
+
+
+def test_the_provider_page_shows_the_providers_record_and_its_agent(
+        node: str, provider_node: str, browser: Any) -> None:
     provider = rpc_call(node, "provider_list")["providers"][0]
     view = rpc_call(node, "provider_get", {"address": provider["address"]})
-    open_page(browser, f"{node}/dashboard/provider?address={provider['address']}")
+    # A task the provider cannot take: its agent records why it skipped it.
+    spec = MatmulSpec(n=64, seed=11)
+    task_id = send_transaction(node, dev_account_key(5), SubmitTask(
+        spec.KIND, encode(spec), 1_000_000, UNREACHABLE_BENCHMARK, 20_000, 180_000))["hash"]
+    wait_until(lambda: agent_decision(provider_node, task_id) is not None,
+               "node1's agent decided about the task")
+
+    # node1 runs the agent: its page defaults to the agent's provider
+    open_page(browser, f"{provider_node}/dashboard/provider")
     wait_for(browser, lambda d: text(d, "provider-active") == "active", "the provider's status")
+    assert browser.find_element(By.ID, "provider-address").get_attribute("value") == \
+        provider["address"]
     assert text(browser, "benchmark") == f"{view['benchmark']:,}"
     assert text(browser, "reputation") == f"{view['reputationBps'] / 100:.1f} %"
     assert read(browser, "#devices tr td:first-child") == view["devices"][0]["model"]
-    wait_for(browser, lambda d: "agent_status" in text(d, "skip-reasons"),
-             "the skip-reasons section")
+
+    row = f'#decisions tr[data-task="{task_id}"]'
+    wait_for(browser, lambda d: d.find_elements(By.CSS_SELECTOR, row), "the skip on the page")
+    shown = browser.execute_script(
+        "return [...document.querySelectorAll('#decisions tr[data-task]')].map((r) => "
+        "[r.dataset.task, r.dataset.code, Number(r.dataset.height), r.cells[5].textContent])")
+    agent = rpc_call(provider_node, "agent_status")["provider"]
+    recorded = [[d["taskId"], d["code"], d["height"], d["text"]] for d in agent["decisions"]]
+    # the page shows the newest decisions in the agent's order (newer ones may have come since)
+    assert shown and shown[0] in recorded, (shown, recorded)
+    assert shown == recorded[recorded.index(shown[0]):][:len(shown)], (shown, recorded)
+    skip = agent_decision(provider_node, task_id)
+    assert skip is not None and skip["code"] == "below_min_benchmark" and not skip["outcome"]
+    assert read(browser, f"{row} td:nth-child(5)") == "skip: below_min_benchmark"
+    assert read(browser, f"{row} td:nth-child(6)") == skip["text"]
+    # benchmark history: the agent's measures (none for a declared benchmark)
+    benchmarks = browser.execute_script(
+        "return [...document.querySelectorAll('#benchmark-rows tr')].map((r) => "
+        "[Number(r.dataset.height), Number(r.dataset.gflops)])")
+    assert benchmarks == [[b["height"], b["gflops"]] for b in reversed(agent["benchmarks"])]
+    device = agent["device"]
+    assert device["name"] in text(browser, "agent-device")
+    assert ("measured" if agent["benchmarkMeasured"] else "declared") in text(browser,
+                                                                              "agent-device")
+
+    # earnings by period: the page's buckets are the RPC's, for each period asked
+    for period in ("hour", "epoch", "day"):
+        wait_for(browser, lambda d, p=period: d.find_element(By.ID, f"period-{p}").click()
+                 or True, f"a click on {period}")
+        wait_for(browser, lambda d, p=period: d.find_element(By.ID, "earnings-periods")
+                 .get_attribute("data-period") == p, f"earnings by {period}")
+        earned = rpc_call(provider_node, "provider_earnings",
+                          {"address": provider["address"], "period": period})
+        nets = browser.execute_script(
+            "return [...document.querySelectorAll('#earnings-periods tr[data-net]')]"
+            ".map((r) => r.dataset.net)")
+        assert nets == [b["net"] for b in earned["buckets"]]
     screenshot(browser, "provider")
+    screenshot(browser, "provider-agent", scroll_to="earnings-periods")
+    assert console_errors(browser) == []
+
+    # node0 runs no provider agent: its page says so for the same provider
+    open_page(browser, f"{node}/dashboard/provider?address={provider['address']}")
+    assert rpc_call(node, "agent_status")["provider"] is None
+    wait_for(browser, lambda d: "runs no provider agent" in text(d, "agent-state"),
+             "the agent section on a node without an agent")
+    assert browser.find_element(By.ID, "agent-body").get_attribute("hidden") is not None
+    screenshot(browser, "provider-no-agent")
+    assert console_errors(browser) == []
+
+
+JS_BARS = """
+const [done, buckets] = [arguments[arguments.length - 1], arguments[0]];
+import("/dashboard/static/earnings_bars.js").then(({ netBars, bucketLabel }) => {
+  const plot = netBars(buckets);
+  const bars = [...plot.querySelectorAll("rect")];
+  const zero = Number(plot.querySelector("line.axis").getAttribute("y1"));
+  done({ labels: buckets.map(bucketLabel),
+         bars: bars.map((b) => ({ neg: b.classList.contains("neg"),
+           top: Number(b.getAttribute("y")),
+           bottom: Number(b.getAttribute("y")) + Number(b.getAttribute("height")) })),
+         zero });
+}).catch((e) => done({ error: String(e) }));
+"""
+
+
+def test_the_earnings_plot_draws_a_negative_net_below_the_line(node: str, browser: Any) -> None:
+    """A period whose slashes outweigh its pay (not reachable on this devnet in a minute)."""
+    day_ms = 86_400_000
+    buckets = [{"startMs": 2 * day_ms, "endMs": 3 * day_ms, "net": str(-ONE_OGPU // 2)},
+               {"startMs": day_ms, "endMs": 2 * day_ms, "net": str(2 * ONE_OGPU)}]
+    open_page(browser, node + "/dashboard/")
+    result = browser.execute_async_script(JS_BARS, buckets)
+    assert "error" not in result, result
+    assert result["labels"] == ["1970-01-03", "1970-01-02"]
+    older, newer = result["bars"]  # drawn oldest first
+    assert (older["neg"], newer["neg"]) == (False, True)
+    assert older["bottom"] == pytest.approx(result["zero"]) and older["top"] < result["zero"]
+    assert newer["top"] == pytest.approx(result["zero"]) and newer["bottom"] > result["zero"]
+    # 2 OGPU up is four times 0.5 OGPU down
+    assert result["zero"] - older["top"] == pytest.approx(4 * (newer["bottom"] - result["zero"]))
+
+
+def test_the_governance_page_shows_the_parameters_and_a_vote_cast_in_it(
+        devnet_root: Path, node: str, browser: Any, tmp_path: Path) -> None:
+    proposer = dev_account_key(6)
+    receipt = send_transaction(node, proposer, Propose((("min_fee", 2_000),), GOV_DEPOSIT,
+                                                       "double the minimum fee"))
+    assert receipt["state"] == "finalized", receipt
+    (proposal,) = [v for v in rpc_call(node, "gov_list")["proposals"]
+                   if v["proposer"] == address_to_text(proposer.address)]
+    number = proposal["id"]
+    home = devnet_root / "node0"
+    validator = read_key_file(home / load_config(home, environ={}).validator_key_file)
+    key_file = tmp_path / "validator.json"
+    write_key_file(key_file, validator)
+
+    open_page(browser, f"{node}/dashboard/governance?proposal={number}")
+    row = f'#proposals tr[data-proposal="{number}"]'
+    wait_for(browser, lambda d: d.find_elements(By.CSS_SELECTOR, row), "the proposal's row")
+    params = rpc_call(node, "gov_params")["params"]
+    shown = browser.execute_script(
+        "return [...document.querySelectorAll('#gov-params tr[data-param]')].map((r) => [r.dataset"
+        ".param, r.querySelector('.value').dataset.value, r.querySelector('.bounds').dataset.low,"
+        " r.querySelector('.bounds').dataset.high])")
+    assert shown == [[prm["name"], str(prm["value"]), str(prm["low"]), str(prm["high"])]
+                     for prm in params]
+    assert "#" + str(number) in read(browser, '#gov-params tr[data-param="min_fee"] .proposed')
+    assert read(browser, row, "data-status") == "voting"
+    tally = rpc_call(node, "gov_get", {"proposalId": number})["tally"]
+    assert read(browser, f"{row} .turnout", "data-bps") == str(tally["turnoutBps"])
+    assert tally["voteCount"] == 0
+    screenshot(browser, "governance")
+
+    # the validator loads its key and votes yes in the page
+    browser.find_element(By.ID, "key-file").send_keys(str(key_file))
+    voter = address_to_text(validator.address)
+    wait_for(browser, lambda d: text(d, "address") == voter, "the validator's address")
+    wait_for(browser, lambda d: d.find_element(By.ID, f"vote-{number}-yes").click() or True,
+             "a click on yes")
+    wait_for(browser, lambda d: read(d, f"{row} .votes", "data-count") == "1",
+             "the vote counted on the page")
+    counted = rpc_call(node, "gov_get", {"proposalId": number})
+    assert [(v["voter"], v["option"]) for v in counted["votes"]] == [(voter, "yes")]
+    assert counted["tally"]["yes"] == counted["votes"][0]["stake"] != "0"
+    wait_for(browser, lambda d: read(d, f'#votes tr[data-voter="{voter}"]', "data-option")
+             == "yes", "the vote in the proposal's detail")
+    assert read(browser, f"{row} .yes", "data-bps") == str(counted["tally"]["yesBps"])
+    screenshot(browser, "governance-voted")
+    screenshot(browser, "governance-params", scroll_to="gov-params")
     assert console_errors(browser) == []
 
 
@@ -317,9 +560,39 @@ def test_the_welcome_text_names_the_dashboards_and_writes_loadable_key_files(
         devnet_root: Path, node: str, capsys: pytest.CaptureFixture[str]) -> None:
     devnet.print_welcome(devnet_root)
     out = capsys.readouterr().out
-    for path in ("/dashboard/", "/dashboard/customer", "/dashboard/provider"):
+    for path in ("/dashboard/", "/dashboard/customer", "/dashboard/provider",
+                 "/dashboard/governance"):
         assert f"{node}{path}" in out.split()
         assert httpx.get(node + path).status_code == 200
     key_file = devnet_root / "dev-keys" / f"account{CLIENT}.json"
     assert str(key_file.parent) in out
     assert read_key_file(key_file).address == dev_account_key(CLIENT).address
+
+
+def health_codes(url: str) -> list[str]:
+    return [r["code"] for r in rpc_call(url, "node_health")["reasons"]]
+
+
+def test_the_network_page_says_why_its_node_is_unhealthy(devnet_root: Path, node: str,
+                                                          browser: Any) -> None:
+    """Last in the module: it stops node1, so node0 sees no peer and not enough stake."""
+    open_page(browser, node + "/dashboard/")
+    wait_for(browser, lambda d: read(d, "#health", "data-healthy") == "true", "a healthy node0")
+    devnet.stop(devnet_root, only=["node1"])
+    wait_until(lambda: rpc_call(node, "node_health")["healthy"] is False, "node0 unhealthy")
+
+    def page_codes(d: Any) -> list[str]:
+        return list(d.execute_script(
+            "return [...document.querySelectorAll('#health-reasons tr[data-code]')]"
+            ".map((r) => r.dataset.code)"))
+
+    # the page polls health every few seconds; reasons can still change, so compare to RPC
+    wait_for(browser, lambda d: page_codes(d) and page_codes(d) == health_codes(node),
+             "the reasons on the page equal node_health's")
+    assert text(browser, "health") == "unhealthy"
+    assert "no_peers" in page_codes(browser)
+    messages = {r["code"]: r["message"] for r in rpc_call(node, "node_health")["reasons"]}
+    assert read(browser, '#health-reasons tr[data-code="no_peers"] td:nth-child(2)') == \
+        messages["no_peers"]
+    screenshot(browser, "network-unhealthy")
+    assert console_errors(browser) == []

@@ -1,15 +1,16 @@
 // The customer dashboard: the user's tasks (live phase and progress, money, verdicts, results)
 // and pools, and the transactions a customer signs here with the key file they load: cancel a
-// task, close a pool. The key never leaves the page (tx.js).
+// task, top up or close a pool. The key never leaves the page (tx.js, wallet.js).
 
 import { Rpc } from "./rpc.js";
 import {
-  cancelTaskPayload, closePoolPayload, DEFAULT_FEE, KeyFileError, loadKeyFile, signTransaction,
+  AmountError, cancelTaskPayload, closePoolPayload, KeyFileError, parseOgpu, topUpPoolPayload,
   TX_KIND,
 } from "./tx.js";
 import {
   byId, connectionBadge, el, ogpu, replaceRows, setText, short, showError, showInfo,
 } from "./ui.js";
+import { Wallet } from "./wallet.js";
 
 const MAX_TASKS = 50;
 const MAX_POOLS = 200;
@@ -17,16 +18,15 @@ const LOW_POOL_REQUESTS = 10; // warn when a pool's budget pays fewer requests t
 const SPENT_EVENTS = new Set(["payment", "verifier_fee", "client_collateral_to_provider"]);
 
 const rpc = new Rpc();
-let signer = null;
-let chainId = null;
+const wallet = new Wallet(rpc);
+let signer = null; // wallet.signer once a key file is loaded
 const tasks = new Map(); // task id -> task view (task_get)
 const cancelling = new Map(); // task id -> state text of the cancel transaction
 
 async function start() {
   connectionBadge(rpc);
   await rpc.connect();
-  chainId = (await rpc.call("chain_status")).chainId;
-  setText("chain-id", chainId);
+  setText("chain-id", (await rpc.call("chain_status")).chainId);
   byId("key-file").addEventListener("change", (event) => loadKey(event.target.files[0]));
   await rpc.subscribe("task", {}, onTask);
   await rpc.subscribe("blocks", {}, () => signer && refreshAccount().catch(showError));
@@ -37,14 +37,14 @@ async function start() {
 async function loadKey(file) {
   if (!file) return;
   try {
-    signer = await loadKeyFile(await file.text());
+    await wallet.load(file);
+    signer = wallet.signer;
   } catch (error) {
     signer = null;
     showError(error instanceof KeyFileError ? `Key file refused: ${error.message}` : error);
     return;
   }
   setText("address", signer.address);
-  nextNonce = 0;
   showInfo(`Key loaded for ${signer.address}.`);
   tasks.clear();
   const list = await rpc.call("task_list", { client: signer.address, limit: MAX_TASKS });
@@ -146,36 +146,18 @@ function details(task) {
     trail.length ? el("ul", { class: "trail" }, trail) : null);
 }
 
-// account_get gives the finalised nonce: a second transaction sent before the first is final
-// takes the next one.
-let nextNonce = 0;
-
-async function sendSigned(kind, payload) {
-  const account = await rpc.call("account_get", { address: signer.address });
-  const nonce = Math.max(account.nonce, nextNonce);
-  const tx = await signTransaction(signer, { chainId, nonce, fee: DEFAULT_FEE, kind, payload });
-  try {
-    const receipt = await rpc.call("tx_send", { tx: tx.hex });
-    nextNonce = nonce + 1;
-    return { hash: tx.hash, receipt };
-  } catch (error) {
-    nextNonce = 0; // start again from the chain's nonce
-    throw error;
-  }
-}
-
 async function cancelTask(task) {
   cancelling.set(task.id, "signing…");
   drawTasks();
   try {
-    const { hash } = await sendSigned(TX_KIND.CANCEL_TASK, cancelTaskPayload(task.id));
-    cancelling.set(task.id, "sent, waiting for finality…");
-    drawTasks();
-    await rpc.subscribe("txStatus", { hash }, (receipt) => {
+    await wallet.sendAndWatch(TX_KIND.CANCEL_TASK, cancelTaskPayload(task.id), (receipt) => {
       cancelling.set(task.id, receipt.state === "finalized" ? "cancel final"
         : `cancel ${receipt.state}: ${receipt.reason ?? ""}`);
       drawTasks();
     });
+    // the receipt may have come already (a fast block): keep what it said
+    if (cancelling.get(task.id) === "signing…") cancelling.set(task.id, "sent, waiting for finality…");
+    drawTasks();
   } catch (error) {
     cancelling.delete(task.id);
     drawTasks();
@@ -206,6 +188,9 @@ async function refreshPools() {
 
 function drawPools(pools) {
   setText("my-pool-count", signer ? pools.length : "—");
+  // Rows are rebuilt after every block: keep what the user is typing in them.
+  const typed = [...document.querySelectorAll("#pools input.amount")].map((i) => [i.id, i.value]);
+  const focused = document.activeElement && document.activeElement.id;
   replaceRows(byId("pools"), pools.map((pool) => {
     const left = BigInt(pool.price) ? BigInt(pool.escrow) / BigInt(pool.price) : 0n;
     const low = !pool.closed && left < BigInt(LOW_POOL_REQUESTS);
@@ -214,16 +199,44 @@ function drawPools(pools) {
       el("td", {}, pool.modelName ?? pool.model),
       el("td", { class: "num" }, ogpu(pool.price)),
       el("td", { class: "num" }, pool.served),
-      el("td", { class: "num" }, ogpu(pool.escrow)),
+      el("td", { class: "num escrow", "data-units": pool.escrow }, ogpu(pool.escrow)),
       el("td", { class: low ? "num warn requests-left" : "num requests-left" }, pool.closed ? "closed"
         : `${left}${low ? " — low balance" : ""}`),
-      el("td", {},
-        el("button", { disabled: true, title: "No pool top-up transaction exists on this chain" }, "Top up"),
-        pool.closed ? null : el("button", { class: "danger", id: `close-${pool.id}`,
-          onclick: () => sendSigned(TX_KIND.CLOSE_POOL, closePoolPayload(pool.id))
+      el("td", {}, pool.closed ? null : [
+        el("input", { id: `topup-amount-${pool.id}`, class: "amount", size: 8,
+          placeholder: "OGPU", "aria-label": "amount to add, in OGPU" }),
+        el("button", { id: `topup-${pool.id}`, title: "Add budget to this pool (TOP_UP_POOL)",
+          onclick: () => topUpPool(pool).catch(showError) }, "Top up"),
+        el("button", { class: "danger", id: `close-${pool.id}`,
+          onclick: () => wallet.send(TX_KIND.CLOSE_POOL, closePoolPayload(pool.id))
             .then(() => showInfo("Pool close sent: its row turns closed once final."))
-            .catch(showError) }, "Close")));
+            .catch(showError) }, "Close")]));
   }), signer ? "no pools owned by this address" : "load your key file to see your pools", 7);
+  for (const [id, value] of typed) if (byId(id)) byId(id).value = value;
+  if (focused && focused.startsWith("topup-amount-") && byId(focused)) byId(focused).focus();
+}
+
+/** Sign TOP_UP_POOL for the amount typed in the pool's row; its budget grows once final. */
+async function topUpPool(pool) {
+  let amount;
+  try {
+    amount = parseOgpu(byId(`topup-amount-${pool.id}`).value);
+  } catch (error) {
+    if (error instanceof AmountError) throw new Error(`Top up: ${error.message}`);
+    throw error;
+  }
+  if (amount === 0n) throw new Error("Top up: the amount must be more than 0");
+  await wallet.sendAndWatch(TX_KIND.TOP_UP_POOL, topUpPoolPayload(pool.id, amount), (receipt) => {
+    if (receipt.state === "finalized") {
+      showInfo(`Pool ${short(pool.id, 12)} topped up by ${ogpu(amount)}.`);
+      const field = byId(`topup-amount-${pool.id}`);
+      if (field) field.value = "";
+      refreshPools().catch(showError);
+    } else {
+      showError(`Top up ${receipt.state}: ${receipt.reason ?? ""}`);
+    }
+  });
+  showInfo(`Top up of ${ogpu(amount)} sent, waiting for finality…`);
 }
 
 start().catch(showError);

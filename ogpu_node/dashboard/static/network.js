@@ -1,5 +1,5 @@
 // The network dashboard: head, validators and stake, recent blocks, finality latency, open tasks
-// and pools. Live: each finalised block (a `blocks` subscription) updates the head and the
+// and pools, and this node's health (with its reasons when unhealthy). Live: each finalised block (a `blocks` subscription) updates the head and the
 // latency, and triggers a re-read of what blocks change.
 
 import { formatMs, LatencyHistogram } from "./latency.js";
@@ -9,6 +9,7 @@ import {
 } from "./ui.js";
 
 const RECENT_BLOCKS = 12;
+const HEALTH_POLL_MS = 5000; // a node that finalises nothing sends no block to refresh on
 const rpc = new Rpc();
 const latency = new LatencyHistogram();
 const recent = []; // block views, newest first, each with `latencyMs` when seen live
@@ -28,6 +29,7 @@ async function start() {
   drawLatency();
   await refresh();
   await rpc.subscribe("blocks", {}, onBlock);
+  setInterval(() => rpc.call("node_health").then(drawHealth).catch(showError), HEALTH_POLL_MS);
 }
 
 function showHeight(height) {
@@ -54,11 +56,13 @@ async function refresh() {
   if (refreshing) return; // a block arriving during a refresh is covered by the next one
   refreshing = true;
   try {
-    const [validators, tasks, pools] = await Promise.all([
+    const [validators, tasks, pools, health] = await Promise.all([
       rpc.call("validators_list"),
       rpc.call("task_list", { open: true, limit: 50 }),
       rpc.call("pool_list", { open: true, limit: 50 }),
+      rpc.call("node_health"),
     ]);
+    drawHealth(health);
     drawValidators(validators);
     drawTasks(tasks);
     drawPools(pools);
@@ -83,6 +87,17 @@ function drawLatency() {
   const median = latency.median();
   setText("latency-median", median === null ? "waiting…" : formatMs(median));
   setText("latency-summary", `${latency.samples.length} blocks seen finalise on this page.`);
+}
+
+function drawHealth(view) {
+  const card = byId("health");
+  card.textContent = view.healthy ? "healthy" : "unhealthy";
+  card.className = view.healthy ? "value" : "value warn";
+  card.dataset.healthy = String(view.healthy);
+  const reasons = view.reasons ?? [];
+  byId("health-section").hidden = reasons.length === 0;
+  replaceRows(byId("health-reasons"), reasons.map((r) => el("tr", { "data-code": r.code },
+    el("td", { class: "mono" }, r.code), el("td", {}, r.message))), "", 2);
 }
 
 function drawValidators(view) {

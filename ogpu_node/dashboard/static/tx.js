@@ -8,11 +8,15 @@ import { pack } from "./msgpack.js";
 export const SIG_DOMAIN = "ogpu/sig/v1";
 export const SIGN_KIND_TX = "tx";
 export const KEY_FILE_TYPE = "ogpu/ed25519";
-export const TX_KIND = { TRANSFER: 1, CANCEL_TASK: 11, CLOSE_POOL: 18 };
+export const TX_KIND = {
+  TRANSFER: 1, CANCEL_TASK: 11, CLOSE_POOL: 18, PROPOSE: 27, VOTE: 28, TOP_UP_POOL: 29,
+};
+export const VOTE_OPTION = { yes: 1, no: 2, abstain: 3 }; // ledger/governance/records.py
 export const DEFAULT_FEE = 1000; // base units: the CLI's default --fee, 0.000001 OGPU
 const PKCS8_ED25519_PREFIX = hexToBytes("302e020100300506032b657004220420");
 
 export class KeyFileError extends Error {}
+export class AmountError extends Error {}
 
 export function hexToBytes(hex) {
   if (typeof hex !== "string" || hex.length % 2 !== 0 || !/^[0-9a-fA-F]*$/.test(hex)) {
@@ -160,4 +164,32 @@ export function closePoolPayload(poolIdHex) {
 
 export function transferPayload(toAddressBytes, amount) {
   return pack([toAddressBytes, amount]);
+}
+
+/** TOP_UP_POOL: the owner adds `amount` base units (BigInt) to its open pool's escrow. */
+export function topUpPoolPayload(poolIdHex, amount) {
+  return pack([hexToBytes(poolIdHex), amount]);
+}
+
+/** PROPOSE: `changes` as [[name, value], ...] (values in the parameter's unit), a deposit. */
+export function proposePayload(changes, deposit, title = "") {
+  return pack([changes, deposit, title]);
+}
+
+/** VOTE on proposal number `proposalId` with `option` ("yes", "no" or "abstain"). */
+export function votePayload(proposalId, option) {
+  const code = VOTE_OPTION[option];
+  if (!code) throw new AmountError(`no vote option ${option}`);
+  return pack([proposalId, code]);
+}
+
+const UNITS_PER_OGPU = 1000000000n;
+const OGPU_DECIMALS = 9;
+
+/** "1.5" (OGPU, at most 9 decimals, under 10^10 whole: fits in a uint64) as base units (BigInt). */
+export function parseOgpu(text) {
+  const match = /^\s*(\d{1,10})(?:\.(\d{1,9}))?\s*$/.exec(String(text));
+  if (!match) throw new AmountError(`not an amount in OGPU: "${text}" (at most 9 decimals)`);
+  const frac = (match[2] ?? "").padEnd(OGPU_DECIMALS, "0");
+  return BigInt(match[1]) * UNITS_PER_OGPU + BigInt(frac);
 }
