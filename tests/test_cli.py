@@ -313,3 +313,42 @@ def test_task_files_are_checked_before_anything_is_sent(tmp_path: Path) -> None:
     code, out = run(user_cli, "--rpc", "http://127.0.0.1:9", "task", "submit", "--file",
                     str(tmp_path / "bad.toml"), "--dev-account", "0")
     assert code == 2 and "cannot read task file" in out
+
+
+async def test_stake_and_unstake_say_when_they_take_effect(tmp_path: Path) -> None:
+    node = LocalNode()
+    epoch = node.state.params.epoch_length
+    async with serving(node) as rpc, trio.open_nursery() as blocks:
+        blocks.start_soon(produce_blocks, node)
+        url = rpc.address.http_url
+        staker = node.users()[2]
+        address = address_to_text(staker.address)
+        minimum = node.state.params.min_validator_stake
+        code, out = await ogpu(url, "stake", "10000", "--dev-account", "2", "--json")
+        assert code == 0, out
+        staked = json.loads(out)
+        height = staked["height"]
+        assert staked["state"] == "finalized"
+        assert staked["epochBoundary"] == -(-height // epoch) * epoch
+        assert node.state.account(staker.address).stake == ogpu_units(10_000) >= minimum
+
+        code, out = await ogpu(url, "stake", "1", "--dev-account", "3")
+        assert code == 0, out
+        assert "below the validator minimum of 10000 OGPU" in out, out
+        code, out = await ogpu(url, "stake", "1", "--dev-account", "2")
+        assert code == 0 and "stake 10001 OGPU counts from the epoch boundary at height" in out
+
+        code, out = await ogpu(url, "unstake", "4000", "--dev-account", "2", "--json")
+        assert code == 0, out
+        unstaked = json.loads(out)
+        release = unstaked["height"] + node.state.params.unbonding_period
+        assert unstaked["releaseHeight"] == release
+        code, out = await ogpu(url, "balance", address)
+        assert code == 0 and "stake      6001 OGPU" in out, out
+        assert f"unbonding  4000 OGPU; 4000 OGPU returns at height {release}" in out, out
+
+        code, out = await ogpu(url, "unstake", "7000", "--dev-account", "2")
+        assert code == 1 and "stake" in out and "below" in out, out
+        code, out = await ogpu(url, "stake", "-1", "--dev-account", "2")
+        assert code == 2, out
+        blocks.cancel_scope.cancel()

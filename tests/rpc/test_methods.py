@@ -142,6 +142,11 @@ async def test_validators_list(rpc: Rpc) -> None:
         "publicKey": VALIDATOR.public_key.raw.hex(),
         "stake": str(stake), "stakeOgpu": format_amount(stake),
     }]
+    params = rpc.node.state.params
+    assert (result["epochLength"], result["unbondingPeriod"], result["minValidatorStake"]) == (
+        params.epoch_length, params.unbonding_period, str(params.min_validator_stake))
+    # height 0 is itself a boundary; the next one after it is a whole epoch later
+    assert result["height"] == 0 and result["nextEpochHeight"] == params.epoch_length
 
 
 async def test_peers_list(rpc: Rpc) -> None:
