@@ -89,6 +89,14 @@ class NodeApi(Protocol):
 
     def peers(self) -> list[PeerInfo]: ...
 
+    def genesis_document(self) -> bytes:
+        """The genesis file of this chain (JSON), for a node that joins it."""
+        ...
+
+    def p2p_addresses(self) -> tuple[str, ...]:
+        """Where other nodes dial this one: multiaddrs ending in `/p2p/<peer id>`."""
+        ...
+
     async def submit_tx(self, tx: Transaction) -> TxReceipt:
         """Admit `tx` to the mempool and gossip it; raises `InvalidTransaction` when refused."""
         ...

@@ -307,6 +307,13 @@ class Node:
                                 address_to_text(validator) if validator else None))
         return out
 
+    def genesis_document(self) -> bytes:
+        return self.chain.genesis_document()
+
+    def p2p_addresses(self) -> tuple[str, ...]:
+        suffix = f"/p2p/{self.network.peer_id}"
+        return tuple(a if a.endswith(suffix) else a + suffix for a in self.network.listen_addrs)
+
     async def submit_tx(self, tx: Transaction) -> TxReceipt:
         return self.pending_txs.submit(tx)
 
