@@ -94,7 +94,9 @@ class NodeApi(Protocol):
         ...
 
     def p2p_addresses(self) -> tuple[str, ...]:
-        """Where other nodes dial this one: multiaddrs ending in `/p2p/<peer id>`."""
+        """Multiaddrs (ending in `/p2p/<peer id>`) a joining node may bootstrap from: where this
+        node listens, then the peers it bootstraps from itself (the p2p layer has no peer
+        discovery: a node knows the peers it dials and those that dial it)."""
         ...
 
     async def submit_tx(self, tx: Transaction) -> TxReceipt:
