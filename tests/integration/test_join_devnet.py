@@ -26,6 +26,7 @@ from click.testing import CliRunner
 from ogpu_node import devnet
 from ogpu_node.address import address_to_text
 from ogpu_node.cli.user_cli import main as user_cli
+from ogpu_node.config import load_config
 from ogpu_node.encoding import encode
 from ogpu_node.genesis import dev_account_key, load_template
 from ogpu_node.keys import read_key_file
@@ -74,17 +75,24 @@ def test_a_provider_added_to_a_running_devnet_wins_a_task_and_is_paid(root: Path
                         "--base-rpc", str(free + 1 - 3), "--benchmark", "100",
                         "--price-floor", "1000", "--device", "cpu"]) == 0
     home = root / "node3"
+    # it bootstraps from node0 and the peers node0 dials: every node of the devnet
+    rpc0 = url(root, "node0")
+    joining = rpc_call(rpc0, "chain_genesis")
+    node0 = load_config(root / "node0", environ={})
+    node0_id = rpc_call(rpc0, "chain_status")["nodeId"]
+    assert joining["bootstrapPeers"] == [f"{node0.p2p_listen}/p2p/{node0_id}",
+                                         *node0.bootstrap_peers]
+    assert load_config(home, environ={}).bootstrap_peers == joining["bootstrapPeers"]
     address = address_to_text(read_key_file(home / "validator_key.json").address)
-    node0 = url(root, "node0")
-    wait_until(lambda: rpc_call(node0, "provider_list")["count"] == 1, "the provider's "
+    wait_until(lambda: rpc_call(rpc0, "provider_list")["count"] == 1, "the provider's "
                "registration", 60)
     spec = MatmulSpec(n=256, seed=5)
-    receipt = send_transaction(node0, dev_account_key(3), SubmitTask(
+    receipt = send_transaction(rpc0, dev_account_key(3), SubmitTask(
         spec.KIND, encode(spec), 10_000_000, 0, 20_000, 120_000))
     assert receipt["state"] == "finalized", receipt
 
     def closed() -> dict[str, Any] | None:
-        task: dict[str, Any] = rpc_call(node0, "task_get", {"taskId": receipt["hash"]})
+        task: dict[str, Any] = rpc_call(rpc0, "task_get", {"taskId": receipt["hash"]})
         return task if task["status"] == "closed" else None
 
     task = wait_until(closed, "the task to close", 90)
@@ -92,7 +100,7 @@ def test_a_provider_added_to_a_running_devnet_wins_a_task_and_is_paid(root: Path
         task, timeline(root, receipt["hash"][:12]))
     paid = [m for m in task["trail"] if m["event"] == "payment"]
     assert paid and paid[0]["address"] == address and int(paid[0]["amount"]) > 0, task["trail"]
-    earnings = rpc_call(node0, "provider_get", {"address": address})["earnings"]
+    earnings = rpc_call(rpc0, "provider_get", {"address": address})["earnings"]
     assert int(earnings["earned"]) == int(paid[0]["amount"]), earnings
 
 
