@@ -172,10 +172,6 @@ def add_follower(root: Path, name: str, p2p_port: int, rpc_port: int) -> Path:
     return home
 
 
-PROVIDER_FUNDING_RESERVE = 10 * 10**9
-"""OGPU (base units) a provider added to a devnet gets beyond its bond, for its fees."""
-
-
 def add_provider(root: Path, place: NodePlace, *, settings: Mapping[str, object] | None = None,
                  funder: int = 0) -> Path:
     """Add a provider node to the running devnet in `root` and start it: its home is set up as
@@ -192,10 +188,8 @@ def add_provider(root: Path, place: NodePlace, *, settings: Mapping[str, object]
         "rpc_listen": f"{place.rpc_host}:{place.rpc_port}",
         # as every devnet node: no RPC rate limit, uploads on (`write_node_config`)
         "rpc_rate_limit_per_s": 0.0, "rpc_uploads": True, **(settings or {})})
-    minimum = int(rpc_call(url, "chain_genesis")["genesis"]["params"]["provider_min_stake"])
-    bond = max(joined.config.provider_stake, minimum) + PROVIDER_FUNDING_RESERVE
-    receipt = send_transaction(url, dev_account_key(funder),
-                               Transfer(address_from_text(joined.address), Amount(bond)))
+    receipt = send_transaction(url, dev_account_key(funder), Transfer(
+        address_from_text(joined.address), Amount(joined.provider_funds_needed())))
     if receipt["state"] != "finalized":
         raise ConfigError(f"funding the provider {joined.address} failed: {receipt}")
     check_provider_funds(url, joined)

@@ -21,10 +21,12 @@ from ogpu_node.types import format_amount
 ANY_HOST = "/ip4/0.0.0.0/"
 """A listen address on every interface: peers dial the host they reached the node at instead."""
 PROVIDER_FEE_RESERVE = 10**9
-"""Balance a joining provider keeps beyond its bond, for the fees of its bids and results
-(1 OGPU: a thousand transactions at the devnet's minimum fee)."""
+"""Balance a joining provider needs beyond its bond, for the fees of its bids and results
+(1 OGPU: a million transactions at the devnet's minimum fee of 1000 base units)."""
 
 
+MAX_BOOTSTRAP_PEERS = 64
+"""Most bootstrap addresses taken from the node a home joins through."""
 RPC_NOT_FOUND = -32001
 """The JSON-RPC error code of a thing the node does not have (`rpc.errors.ErrorCode`)."""
 
@@ -66,6 +68,13 @@ class Joined:
     address: str
     """The address of the home's validator key: the account it signs with (provider, stake)."""
     bootstrap_peers: tuple[str, ...]
+    provider_min_stake: int
+    """The chain's least provider bond (its genesis value), base units."""
+
+    def provider_funds_needed(self) -> int:
+        """The balance a new provider needs: its first bond (the configured stake, at least
+        the chain's minimum) and its fees."""
+        return max(self.config.provider_stake, self.provider_min_stake) + PROVIDER_FEE_RESERVE
 
 
 def dialable(multiaddr: str, rpc_url: str) -> str:
@@ -80,16 +89,21 @@ def join_network(rpc_url: str, home: Path, *, moniker: str = "node",
                  key_file: Path | None = None, genesis_hash: str | None = None,
                  settings: Mapping[str, Any] | None = None) -> Joined:
     """Set up `home` to join the network of the node at `rpc_url`: its genesis (checked against
-    `genesis_hash` when given, and against a genesis already in `home`), that node as the
-    bootstrap peer, the key of `key_file` as the validator key (else the home's own, created if
-    missing), and `settings` (config names -> values, e.g. `provider`, `p2p_listen`) written to
-    the config file. Starts nothing."""
+    `genesis_hash` when given, and against a genesis already in `home`), the peers it names as
+    bootstrap peers (`chain_genesis`: itself and the peers it dials), the key of `key_file` as
+    the validator key (else the home's own, created if missing), and `settings` (config names
+    -> values, e.g. `provider`, `p2p_listen`) written to the config file. Starts nothing."""
     answer = rpc_call(rpc_url, "chain_genesis")
+    peers_sent = answer.get("bootstrapPeers") if isinstance(answer, dict) else None
+    if (not isinstance(peers_sent, list) or not 0 < len(peers_sent) <= MAX_BOOTSTRAP_PEERS
+            or not all(isinstance(a, str) for a in peers_sent)):
+        raise JoinError(f"{rpc_url} did not answer chain_genesis with 1 to "
+                        f"{MAX_BOOTSTRAP_PEERS} bootstrap addresses")
     try:
-        genesis = parse_genesis(answer["genesis"])
+        genesis = parse_genesis(answer.get("genesis"))
     except GenesisError as exc:
         raise JoinError(f"the genesis {rpc_url} sent is not valid: {exc}") from exc
-    if genesis.hash.hex() != answer["genesisHash"]:
+    if genesis.hash.hex() != answer.get("genesisHash"):
         raise JoinError(f"{rpc_url} sent a genesis whose hash is not the one it claims")
     if genesis_hash is not None and genesis.hash.hex() != genesis_hash.removeprefix("0x"):
         raise JoinError(f"{rpc_url} serves chain {genesis.chain_id} with genesis "
@@ -103,12 +117,13 @@ def join_network(rpc_url: str, home: Path, *, moniker: str = "node",
         _install_key(key_file, config.path(config.validator_key_file))
     init_home(home, moniker)
     genesis.write(genesis_path)
-    peers = tuple(dialable(a, rpc_url) for a in answer["bootstrapPeers"])
+    peers = tuple(dialable(a, rpc_url) for a in peers_sent)
     flags = {"moniker": moniker, "bootstrap_peers": list(peers), **(settings or {})}
     config = load_config(home, flags=flags, environ={})
     (home / CONFIG_FILE).write_text(config.to_toml())
     address = address_to_text(read_key_file(config.path(config.validator_key_file)).address)
-    return Joined(config, genesis.chain_id, genesis.hash.hex(), address, peers)
+    return Joined(config, genesis.chain_id, genesis.hash.hex(), address, peers,
+                  genesis.params.provider_min_stake)
 
 
 def _install_key(source: Path, target: Path) -> None:
@@ -132,8 +147,7 @@ def check_provider_funds(rpc_url: str, joined: Joined) -> None:
         if exc.code != RPC_NOT_FOUND:
             raise
     account = rpc_call(rpc_url, "account_get", {"address": joined.address})
-    minimum = int(rpc_call(rpc_url, "chain_genesis")["genesis"]["params"]["provider_min_stake"])
-    needed = max(joined.config.provider_stake, minimum) + PROVIDER_FEE_RESERVE
+    needed = joined.provider_funds_needed()
     if int(account["balance"]) < needed:
         raise JoinError(f"the provider account {joined.address} holds "
                         f"{account['balanceOgpu']} OGPU; send it at least "
