@@ -23,6 +23,7 @@ import argparse
 import contextlib
 import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -55,6 +56,9 @@ DEV_ACCOUNTS = 10
 PROVIDERS = 2
 STARTUP_TIMEOUT_S = 60.0
 LOCALHOST = "127.0.0.1"
+FREE_PORTS_FROM = 20_000
+EPHEMERAL_PORTS_FROM = 32_768
+FREE_PORT_TRIES = 200
 
 
 @dataclass(frozen=True)
@@ -141,8 +145,14 @@ def write_node_config(home: Path, place: NodePlace, bootstrap: list[str],
 
 
 def free_port_base(count: int) -> int:
-    """A base port with `count` free consecutive ports on 127.0.0.1 (for test networks)."""
-    for base in range(31000, 60000, 97):
+    """A base port with `count` free consecutive ports on 127.0.0.1 (for test networks).
+
+    Bases are drawn at random below Linux's ephemeral ports (32768 up, which outgoing
+    connections take): test processes running at once (CI shards, several checkouts) that
+    scanned in one order found the same base and took each other's ports between this check
+    and their nodes' binding."""
+    for base in random.sample(range(FREE_PORTS_FROM, EPHEMERAL_PORTS_FROM - count),
+                              FREE_PORT_TRIES):
         sockets = []
         try:
             for port in range(base, base + count):
