@@ -5,11 +5,11 @@ epochs and no provider.
 The provider (`devnet.add_provider`, the code of `ogpu-node join --provider`) is the devnet's
 only one: it registers by itself and must win and be paid for a task, with no node restarted.
 
-Then a new node starts as a follower with a fresh key, is funded, and stakes 2S with
-`ogpu stake`. At the next epoch boundary every node lists it as a validator; it then proposes
-blocks, and finality survives stopping node0: the live stake is 4S of 5S (80%, above the 75% a
-poll needs), which holds only because the new node answers polls; without its votes 2S of 5S
-could finalise nothing. (The provider is no validator: it holds no validator stake.)
+Then a new node joins (`ogpu-node join`) as a follower with a fresh key, is funded, and
+stakes 2S with `ogpu stake`. At the next epoch boundary every node lists it as a validator; it
+then proposes blocks, and finality survives stopping node0: the live stake is 4S of 5S (80%,
+above the 75% a poll needs), which holds only because the new node answers polls; without its
+votes 2S of 5S could finalise nothing. (The provider is no validator: it holds no validator stake.)
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from click.testing import CliRunner
 
 from ogpu_node import devnet
 from ogpu_node.address import address_to_text
+from ogpu_node.cli.node_cli import main as node_cli
 from ogpu_node.cli.user_cli import main as user_cli
 from ogpu_node.config import load_config
 from ogpu_node.encoding import encode
@@ -104,10 +105,16 @@ def test_a_provider_added_to_a_running_devnet_wins_a_task_and_is_paid(root: Path
     assert int(earnings["earned"]) == int(paid[0]["amount"]), earnings
 
 
-def test_a_follower_that_stakes_validates_from_the_next_epoch_boundary(root: Path) -> None:
+def test_a_node_that_joins_and_stakes_validates_from_the_next_epoch_boundary(root: Path
+                                                                           ) -> None:
     base = devnet.free_port_base(2)
     name = f"node{len(devnet.node_homes(root))}"
-    home = devnet.add_follower(root, name, base, base + 1)
+    home = root / name
+    joined = CliRunner().invoke(node_cli, [
+        "join", "--rpc", url(root, "node1"), "--home", str(home), "--moniker", name,
+        "--p2p-listen", f"/ip4/127.0.0.1/tcp/{base}", "--rpc-listen", f"127.0.0.1:{base + 1}",
+        "--no-start", "--json"])
+    assert joined.exit_code == 0, joined.output
     devnet.start(root, only=[name])
     devnet.wait_healthy(root)
     key_file = home / "validator_key.json"
