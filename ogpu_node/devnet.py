@@ -40,6 +40,7 @@ import httpx
 from gpu.device import BLAS_THREAD_VARIABLES
 from ogpu_node.address import address_from_text, address_to_text
 from ogpu_node.config import CONFIG_FILE, ConfigError, load_config
+from ogpu_node.errors import OgpuError
 from ogpu_node.genesis import dev_account_key
 from ogpu_node.keys import read_key_file
 from ogpu_node.ledger import Transfer
@@ -182,6 +183,11 @@ def add_follower(root: Path, name: str, p2p_port: int, rpc_port: int) -> Path:
     return home
 
 
+def next_node_index(root: Path) -> int:
+    """The index the next node added to the devnet in `root` gets (its ports: BASE + index)."""
+    return max((int(h.name[4:]) for h in node_homes(root)), default=-1) + 1
+
+
 def add_provider(root: Path, place: NodePlace, *, settings: Mapping[str, object] | None = None,
                  funder: int = 0) -> Path:
     """Add a provider node to the running devnet in `root` and start it: its home is set up as
@@ -191,7 +197,7 @@ def add_provider(root: Path, place: NodePlace, *, settings: Mapping[str, object]
     homes = node_homes(root)
     if not homes:
         raise ConfigError(f"no devnet in {root} (scripts/devnet up first)")
-    name = f"node{max(int(h.name[4:]) for h in homes) + 1}"
+    name = f"node{next_node_index(root)}"
     url = rpc_url(homes[0])
     joined = join_network(url, root / name, moniker=name, settings={
         "provider": True, "p2p_listen": place.p2p_multiaddr,
@@ -388,7 +394,7 @@ def market_demo(root: Path) -> bool:
 
 
 def _add_provider_command(root: Path, args: argparse.Namespace) -> int:
-    index = max((int(h.name[4:]) for h in node_homes(root)), default=-1) + 1
+    index = next_node_index(root)
     place = local_places(index + 1, args.base_p2p, args.base_rpc)[index]
     settings = {name: value for name, value in (
         ("provider_price_floor", args.price_floor), ("provider_benchmark", args.benchmark),
@@ -396,7 +402,7 @@ def _add_provider_command(root: Path, args: argparse.Namespace) -> int:
     try:
         home = add_provider(root, place, settings=settings)
         wait_healthy(root)
-    except (ConfigError, RpcCallError) as exc:
+    except OgpuError as exc:  # no devnet, no funds, a node that does not answer ...
         print(f"error: {exc}", file=sys.stderr)
         return 1
     address = address_to_text(read_key_file(home / "validator_key.json").address)

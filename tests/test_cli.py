@@ -17,6 +17,7 @@ import trio.testing
 from click.testing import CliRunner
 
 from gpu.inputs import encode_inputs
+from ogpu_node import devnet
 from ogpu_node.address import address_to_text
 from ogpu_node.blobs import MAX_CHUNK_BYTES, file_id
 from ogpu_node.cli.market_cli import build_submit, load_task_file, metrics_text
@@ -421,3 +422,9 @@ def test_a_listen_address_on_every_interface_is_dialled_at_the_rpc_host() -> Non
     assert dialable(addr, "http://10.1.2.3:8545") == "/ip4/10.1.2.3/tcp/26656/p2p/12D3KooWx"
     assert dialable("/ip4/127.0.0.1/tcp/1/p2p/x", "http://10.1.2.3:8545") == (
         "/ip4/127.0.0.1/tcp/1/p2p/x")
+
+
+def test_devnet_add_provider_without_a_devnet_says_so(tmp_path: Path,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    assert devnet.main(["add-provider", "--dir", str(tmp_path / "none")]) == 1
+    assert "no devnet in" in capsys.readouterr().err
