@@ -219,6 +219,13 @@ class Chain:
         self.commit(block, new_state)
         return new_state
 
+    def genesis_document(self) -> bytes:
+        """The genesis file this chain was started from, as committed at height 0 (JSON)."""
+        document = self.store.block_by_height(0)
+        if document is None:
+            raise CorruptStore("the store has no genesis document at height 0")
+        return document
+
     def block_at(self, height: int) -> Block | None:
         """The finalised block at `height` (none at 0: the genesis state has no block)."""
         return None if height == 0 else self._decode(self.store.block_by_height(height))

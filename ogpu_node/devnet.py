@@ -1,6 +1,9 @@
 """The local devnet: N validator processes from a generated genesis, on 127.0.0.1 by default.
 
     up [--nodes N] [--detach]   create (first run), start, wait until every node is healthy
+    add-provider                add a provider node to the running devnet (`ogpu-node join`'s
+                                code), funded from dev account 0; [--price-floor U]
+                                [--benchmark G] [--device cpu|cuda|auto]
     status                      height, peers and health of each node
     down                        stop every node (SIGTERM, then SIGKILL)
     reset                       stop and delete the devnet folder
@@ -20,6 +23,7 @@ import argparse
 import contextlib
 import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -34,16 +38,18 @@ from typing import Any
 import httpx
 
 from gpu.device import BLAS_THREAD_VARIABLES
-from ogpu_node.address import address_to_text
+from ogpu_node.address import address_from_text, address_to_text
 from ogpu_node.config import CONFIG_FILE, ConfigError, load_config
+from ogpu_node.errors import OgpuError
 from ogpu_node.genesis import dev_account_key
 from ogpu_node.keys import read_key_file, write_key_file
 from ogpu_node.ledger import Transfer
 from ogpu_node.market_demo import CLIENT, run_market_demo
+from ogpu_node.node_home import check_provider_funds, join_network
 from ogpu_node.polling import WaitTimeout, wait_until
 from ogpu_node.sdk import RpcCallError
 from ogpu_node.sdk.sync_client import rpc_call, send_transaction
-from ogpu_node.types import parse_amount
+from ogpu_node.types import Amount, parse_amount
 from p2p.libp2p_host import peer_id_from_seed
 
 BASE_P2P = 26656
@@ -52,6 +58,9 @@ DEV_ACCOUNTS = 10
 PROVIDERS = 2
 STARTUP_TIMEOUT_S = 60.0
 LOCALHOST = "127.0.0.1"
+FREE_PORTS_FROM = 20_000
+EPHEMERAL_PORTS_FROM = 32_768
+FREE_PORT_TRIES = 200
 
 
 @dataclass(frozen=True)
@@ -138,8 +147,14 @@ def write_node_config(home: Path, place: NodePlace, bootstrap: list[str],
 
 
 def free_port_base(count: int) -> int:
-    """A base port with `count` free consecutive ports on 127.0.0.1 (for test networks)."""
-    for base in range(31000, 60000, 97):
+    """A base port with `count` free consecutive ports on 127.0.0.1 (for test networks).
+
+    Bases are drawn at random below Linux's ephemeral ports (32768 up, which outgoing
+    connections take): test processes running at once (CI shards, several checkouts) that
+    scanned in one order found the same base and took each other's ports between this check
+    and their nodes' binding."""
+    for base in random.sample(range(FREE_PORTS_FROM, EPHEMERAL_PORTS_FROM - count),
+                              FREE_PORT_TRIES):
         sockets = []
         try:
             for port in range(base, base + count):
@@ -167,6 +182,36 @@ def add_follower(root: Path, name: str, p2p_port: int, rpc_port: int) -> Path:
     shutil.copyfile(root / "genesis.json", home / "genesis.json")
     write_node_config(home, NodePlace(LOCALHOST, p2p_port, LOCALHOST, rpc_port), sorted(peers))
     return home
+
+
+def next_node_index(root: Path) -> int:
+    """The index the next node added to the devnet in `root` gets (its ports: BASE + index)."""
+    return max((int(h.name[4:]) for h in node_homes(root)), default=-1) + 1
+
+
+def add_provider(root: Path, place: NodePlace, *, settings: Mapping[str, object] | None = None,
+                 funder: int = 0) -> Path:
+    """Add a provider node to the running devnet in `root` and start it: its home is set up as
+    `ogpu-node join` does (genesis and bootstrap peers from node0's RPC), its account funded
+    from dev account `funder` with its bond, and its agent then registers and bids with no
+    other node restarted. `settings` adds config settings (price floor, device, ...)."""
+    homes = node_homes(root)
+    if not homes:
+        raise ConfigError(f"no devnet in {root} (scripts/devnet up first)")
+    name = f"node{next_node_index(root)}"
+    url = rpc_url(homes[0])
+    joined = join_network(url, root / name, moniker=name, settings={
+        "provider": True, "p2p_listen": place.p2p_multiaddr,
+        "rpc_listen": f"{place.rpc_host}:{place.rpc_port}",
+        # as every devnet node: no RPC rate limit, uploads on (`write_node_config`)
+        "rpc_rate_limit_per_s": 0.0, "rpc_uploads": True, **(settings or {})})
+    receipt = send_transaction(url, dev_account_key(funder), Transfer(
+        address_from_text(joined.address), Amount(joined.provider_funds_needed())))
+    if receipt["state"] != "finalized":
+        raise ConfigError(f"funding the provider {joined.address} failed: {receipt}")
+    check_provider_funds(url, joined)
+    start(root, only=[name])
+    return root / name
 
 
 _children: dict[int, subprocess.Popen[bytes]] = {}
@@ -365,10 +410,29 @@ def market_demo(root: Path) -> bool:
     return run_market_demo(rpc_url(homes[0]), names, providers)
 
 
+def _add_provider_command(root: Path, args: argparse.Namespace) -> int:
+    index = next_node_index(root)
+    place = local_places(index + 1, args.base_p2p, args.base_rpc)[index]
+    settings = {name: value for name, value in (
+        ("provider_price_floor", args.price_floor), ("provider_benchmark", args.benchmark),
+        ("provider_device", args.device)) if value is not None}
+    try:
+        home = add_provider(root, place, settings=settings)
+        wait_healthy(root)
+    except OgpuError as exc:  # no devnet, no funds, a node that does not answer ...
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    address = address_to_text(read_key_file(home / "validator_key.json").address)
+    print(f"{home.name} started as a provider ({address}); rpc {rpc_url(home)}, "
+          f"log {home / 'node.log'}. It registers and bids by itself: "
+          f"`ogpu --rpc {rpc_url(home)} provider status {address}`")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="scripts/devnet")
     parser.add_argument("command", nargs="?", default="up",
-                        choices=["up", "status", "down", "reset"])
+                        choices=["up", "status", "down", "reset", "add-provider"])
     parser.add_argument("--nodes", type=int, default=4)
     parser.add_argument("--dir", type=Path, default=Path(os.environ.get("OGPU_DEVNET_DIR",
                                                                          "devnet")))
@@ -377,8 +441,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-demo", action="store_true", help="Skip the demo transfer.")
     parser.add_argument("--base-p2p", type=int, default=BASE_P2P)
     parser.add_argument("--base-rpc", type=int, default=BASE_RPC)
+    parser.add_argument("--price-floor", type=int, default=None,
+                        help="add-provider: lowest price per work unit, base units.")
+    parser.add_argument("--benchmark", type=int, default=None,
+                        help="add-provider: declared GFLOP/s (default: measured).")
+    parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default=None,
+                        help="add-provider: where its workloads run.")
     args = parser.parse_args(argv)
     root: Path = args.dir
+    if args.command == "add-provider":
+        return _add_provider_command(root, args)
     if args.command == "status":
         print_status(root)
         return 0

@@ -112,6 +112,16 @@ class NodeApi(Protocol):
 
     def peers(self) -> list[PeerInfo]: ...
 
+    def genesis_document(self) -> bytes:
+        """The genesis file of this chain (JSON), for a node that joins it."""
+        ...
+
+    def p2p_addresses(self) -> tuple[str, ...]:
+        """Multiaddrs (ending in `/p2p/<peer id>`) a joining node may bootstrap from: where this
+        node listens, then the peers it bootstraps from itself (the p2p layer has no peer
+        discovery: a node knows the peers it dials and those that dial it)."""
+        ...
+
     async def submit_tx(self, tx: Transaction) -> TxReceipt:
         """Admit `tx` to the mempool and gossip it; raises `InvalidTransaction` when refused."""
         ...

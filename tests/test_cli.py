@@ -18,18 +18,23 @@ import trio.testing
 from click.testing import CliRunner
 
 from gpu.inputs import encode_inputs
+from ogpu_node import devnet
 from ogpu_node.address import address_to_text
 from ogpu_node.blobs import MAX_CHUNK_BYTES, file_id
 from ogpu_node.cli.market_cli import build_submit, load_task_file, metrics_text
 from ogpu_node.cli.node_cli import main as node_cli
 from ogpu_node.cli.user_cli import main as user_cli
+from ogpu_node.config import load_config
+from ogpu_node.genesis import Genesis, build_genesis, load_genesis, load_template
+from ogpu_node.keys import PrivateKey, read_key_file, write_key_file
 from ogpu_node.ledger.tx import Transfer, decode_transaction
+from ogpu_node.node_home import dialable
 from ogpu_node.types import Hash32, format_amount
 from ogpu_node.types import ogpu as ogpu_units
 from ogpu_node.workloads.kinds import decode_spec
 from ogpu_node.workloads.spec import InferSpec, MatmulSpec, TrainSpec
 from tests.rpc.conftest import serving
-from tests.rpc.local_node import LocalNode
+from tests.rpc.local_node import LOCAL_P2P_ADDRESS, LocalNode
 from tests.rpc.market import OUTPUT, Market
 
 
@@ -354,3 +359,113 @@ def test_task_files_are_checked_before_anything_is_sent(tmp_path: Path) -> None:
     code, out = run(user_cli, "--rpc", "http://127.0.0.1:9", "task", "submit", "--file",
                     str(tmp_path / "bad.toml"), "--dev-account", "0")
     assert code == 2 and "cannot read task file" in out
+
+
+async def test_stake_and_unstake_say_when_they_take_effect(tmp_path: Path) -> None:
+    node = LocalNode()
+    epoch = node.state.params.epoch_length
+    async with serving(node) as rpc, trio.open_nursery() as blocks:
+        blocks.start_soon(produce_blocks, node)
+        url = rpc.address.http_url
+        staker = node.users()[2]
+        address = address_to_text(staker.address)
+        minimum = node.state.params.min_validator_stake
+        code, out = await ogpu(url, "stake", "10000", "--dev-account", "2", "--json")
+        assert code == 0, out
+        staked = json.loads(out)
+        height = staked["height"]
+        assert staked["state"] == "finalized"
+        assert staked["epochBoundary"] == -(-height // epoch) * epoch
+        assert node.state.account(staker.address).stake == ogpu_units(10_000) >= minimum
+
+        code, out = await ogpu(url, "stake", "1", "--dev-account", "3")
+        assert code == 0, out
+        assert "below the validator minimum of 10000 OGPU" in out, out
+        code, out = await ogpu(url, "stake", "1", "--dev-account", "2")
+        assert code == 0 and "stake 10001 OGPU counts from the epoch boundary at height" in out
+
+        code, out = await ogpu(url, "unstake", "4000", "--dev-account", "2", "--json")
+        assert code == 0, out
+        unstaked = json.loads(out)
+        release = unstaked["height"] + node.state.params.unbonding_period
+        assert unstaked["releaseHeight"] == release
+        code, out = await ogpu(url, "balance", address)
+        assert code == 0 and "stake      6001 OGPU" in out, out
+        assert f"unbonding  4000 OGPU; 4000 OGPU returns at height {release}" in out, out
+
+        code, out = await ogpu(url, "unstake", "7000", "--dev-account", "2")
+        assert code == 1 and "stake" in out and "below" in out, out
+        code, out = await ogpu(url, "stake", "-1", "--dev-account", "2")
+        assert code == 2, out
+        blocks.cancel_scope.cancel()
+
+
+async def test_join_writes_a_home_on_the_served_chain_and_checks_a_providers_funds(
+        tmp_path: Path) -> None:
+    node = LocalNode()
+    async with serving(node) as rpc:
+        url = rpc.address.http_url
+
+        async def join(*args: str) -> tuple[int, str]:
+            return await trio.to_thread.run_sync(
+                lambda: run(node_cli, "join", "--rpc", url, "--no-start", *args))
+
+        home = tmp_path / "joined"
+        code, out = await join("--home", str(home), "--moniker", "newcomer",
+                               "--p2p-listen", "/ip4/127.0.0.1/tcp/30001", "--json")
+        assert code == 0, out
+        joined = json.loads(out)
+        assert joined["genesis_hash"] == node.genesis.hash.hex()
+        assert load_genesis(home / "genesis.json").hash == node.genesis.hash
+        config = load_config(home, environ={})
+        assert (config.moniker, config.bootstrap_peers, config.p2p_listen, config.provider) == (
+            "newcomer", [LOCAL_P2P_ADDRESS], "/ip4/127.0.0.1/tcp/30001", False)
+        assert joined["address"] == address_to_text(
+            read_key_file(home / "validator_key.json").address)
+
+        # a provider needs its bond first: the message says how much, to which address
+        code, out = await join("--home", str(home), "--provider", "--provider-stake", "500")
+        assert code == 1 and f"{joined['address']} holds 0 OGPU; send it at least 501 OGPU" in out
+        assert load_config(home, environ={}).provider_stake == ogpu_units(500)
+
+        # a funded key of one's own: the home signs with it
+        funded = tmp_path / "funded.json"
+        write_key_file(funded, node.users()[1])
+        provider_home = tmp_path / "provider"
+        code, out = await join("--home", str(provider_home), "--key", str(funded), "--provider",
+                               "--price-floor", "1000", "--device", "cpu", "--benchmark", "50",
+                               "--json")
+        assert code == 0, out
+        assert json.loads(out)["address"] == address_to_text(node.users()[1].address)
+        config = load_config(provider_home, environ={})
+        assert (config.provider, config.provider_price_floor, config.provider_device,
+                config.provider_benchmark) == (True, 1000, "cpu", 50)
+        code, out = await join("--home", str(provider_home),
+                               "--key", str(home / "validator_key.json"))
+        assert code == 1 and "already holds another key" in out, out
+
+        code, out = await join("--home", str(tmp_path / "other"), "--genesis-hash", "ab" * 32)
+        assert code == 1 and "not the " + "ab" * 32 in out, out
+        other = make_genesis_for("another-chain")
+        other.write(tmp_path / "elsewhere" / "genesis.json")
+        code, out = await join("--home", str(tmp_path / "elsewhere"))
+        assert code == 1 and "another chain's genesis" in out, out
+
+
+def make_genesis_for(chain_id: str) -> Genesis:
+    validator = PrivateKey.from_seed(b"\x01" * 32).public_key.raw
+    return build_genesis(load_template(), [("v", validator)], genesis_time_ms=1,
+                         chain_id=chain_id)
+
+
+def test_a_listen_address_on_every_interface_is_dialled_at_the_rpc_host() -> None:
+    addr = "/ip4/0.0.0.0/tcp/26656/p2p/12D3KooWx"
+    assert dialable(addr, "http://10.1.2.3:8545") == "/ip4/10.1.2.3/tcp/26656/p2p/12D3KooWx"
+    assert dialable("/ip4/127.0.0.1/tcp/1/p2p/x", "http://10.1.2.3:8545") == (
+        "/ip4/127.0.0.1/tcp/1/p2p/x")
+
+
+def test_devnet_add_provider_without_a_devnet_says_so(tmp_path: Path,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    assert devnet.main(["add-provider", "--dir", str(tmp_path / "none")]) == 1
+    assert "no devnet in" in capsys.readouterr().err

@@ -21,7 +21,8 @@ import trio
 from ogpu_node.encoding import decode, encode, read_array, read_bytes, read_uint
 from ogpu_node.errors import DecodeError, OgpuError
 from ogpu_node.ledger import State
-from ogpu_node.ledger.market.records import RequestStatus, TaskStatus
+from ogpu_node.ledger.market.records import CheckPhase, RequestStatus, TaskStatus
+from ogpu_node.node.broadcast import Notifier
 from ogpu_node.node.node import Node
 from ogpu_node.result_crypto import KEY_BYTES, ResultKey, ResultKeyError, member_key
 from ogpu_node.types import HASH_LEN, Hash32
@@ -29,6 +30,11 @@ from ogpu_node.types import HASH_LEN, Hash32
 log = logging.getLogger("ogpu.result_keys")
 
 PROTO_RESULT_KEY = "/ogpu/result-key/1"
+KEY_WAIT_S = 5.0
+"""Longest a key request waits for our state to show its claim's committee (see
+`committee_pending`); members ask for 4.5 s (`verifier.FETCH_ATTEMPTS`), so a provider that
+lags them by a few blocks still answers in time, and a waiting request holds one of the
+network's handler slots only that long."""
 
 
 class ResultKeyUnavailable(OgpuError):
@@ -90,18 +96,56 @@ def may_have_key(state: State, request: ResultKeyRequest, validator: bytes | Non
             and validator in task.attempt.check.committee)
 
 
+def committee_pending(state: State, request: ResultKeyRequest, provider: bytes) -> bool:
+    """Whether the claim is `provider`'s and its committee is not drawn in `state` yet: a node
+    that does not validate learns of finality after the validators do, so a member can ask
+    for the key of a claim whose committee our state does not show yet."""
+    if request.request_id:
+        pool = state.pools.get(request.target)
+        answer = pool.request(request.request_id) if pool else None
+        return (answer is not None and request.attempt == 0 and answer.winner == provider
+                and answer.status in (RequestStatus.ANSWERED, RequestStatus.VERIFYING)
+                and (answer.check is None or answer.check.phase == CheckPhase.DRAWING))
+    task = state.tasks.get(request.target)
+    return (task is not None and task.attempt.number == request.attempt
+            and task.attempt.provider == provider
+            and task.status in (TaskStatus.RUNNING, TaskStatus.VERIFYING)
+            and (task.attempt.check is None or task.attempt.check.phase == CheckPhase.DRAWING))
+
+
+async def answer_key_request(request: ResultKeyRequest, validator: bytes | None,
+                             state: Callable[[], State], changed: Notifier, provider: bytes,
+                             key_of: Callable[[Hash32, bytes, int], bytes | None]) -> bytes:
+    """The key for `validator` if it is on the claim's committee; else, while the claim is
+    `provider`'s with its committee not drawn in our state yet, the answer waits for our state
+    to catch up (`changed`: notified on each finalised block), at most `KEY_WAIT_S`; empty
+    bytes when not given."""
+    if validator is None:
+        return b""
+    with trio.move_on_after(KEY_WAIT_S):
+        while True:
+            change = changed.event  # taken before looking, so that no change is missed
+            now = state()
+            if may_have_key(now, request, validator):
+                return key_of(request.target, request.request_id, request.attempt) or b""
+            if not committee_pending(now, request, provider):
+                return b""
+            await change.wait()
+    return b""
+
+
 def serve_result_keys(node: Node,
                       key_of: Callable[[Hash32, bytes, int], bytes | None]) -> None:
     """Answer `/ogpu/result-key/1` with `key_of(target, request_id, attempt)` for the members
-    of its claim's committee (see the module docstring)."""
+    of its claim's committee (see the module docstring and `answer_key_request`)."""
+    provider = bytes(node.key.address) if node.key is not None else b""  # agents have a key
 
     async def on_request(peer: str, data: bytes) -> bytes:
         request = decode(ResultKeyRequest, data)
-        validator = node.peer_table.validator_of(peer)
-        key = None
-        if may_have_key(node.chain.state, request, validator):
-            key = key_of(request.target, request.request_id, request.attempt)
-        return encode(ResultKeyResponse(key or b""))
+        key = await answer_key_request(request, node.peer_table.validator_of(peer),
+                                       lambda: node.chain.state, node.receipts.finalized,
+                                       provider, key_of)
+        return encode(ResultKeyResponse(key))
 
     node.network.set_handler(PROTO_RESULT_KEY, on_request)
 

@@ -12,7 +12,6 @@ import click
 from ogpu_node.address import address_to_text
 from ogpu_node.cli.common import emit, handle_errors
 from ogpu_node.config import (
-    CONFIG_FILE,
     SETTINGS,
     Config,
     ConfigError,
@@ -21,6 +20,7 @@ from ogpu_node.config import (
 )
 from ogpu_node.genesis import build_genesis, dev_account_key, load_genesis, load_template
 from ogpu_node.keys import PrivateKey, read_key_file, write_key_file
+from ogpu_node.node_home import check_provider_funds, init_home, join_network
 from ogpu_node.types import format_amount, parse_amount
 
 HOME_OPTION = click.option(
@@ -63,29 +63,6 @@ def main() -> None:
 
 
 # --- init ----------------------------------------------------------------------------------------
-
-
-def init_home(home: Path, moniker: str) -> dict[str, str]:
-    """Create a node home: config file, node key and validator key. Existing keys are kept."""
-    home = home.expanduser()
-    home.mkdir(parents=True, exist_ok=True)
-    config = Config(home=home, moniker=moniker)
-    config_path = home / CONFIG_FILE
-    if not config_path.exists():
-        config_path.write_text(config.to_toml())
-    keys = {}
-    for kind, name in (("node", config.node_key_file), ("validator", config.validator_key_file)):
-        path = config.path(name)
-        if not path.exists():
-            write_key_file(path, PrivateKey.generate())
-        keys[kind] = read_key_file(path)
-    return {
-        "home": str(home),
-        "config": str(config_path),
-        "node_id": keys["node"].public_key.raw.hex(),
-        "validator_address": address_to_text(keys["validator"].address),
-        "validator_public_key": keys["validator"].public_key.raw.hex(),
-    }
 
 
 @main.command()
@@ -220,12 +197,15 @@ def genesis_validate(path: Path, as_json: bool) -> None:
 @handle_errors
 def run(home: Path, settings: tuple[str, ...], **flags: str | None) -> None:
     """Run the node of HOME until Ctrl-C or SIGTERM."""
+    _run_node(load_config(home.expanduser(), flags={**parse_set(settings), **flags}))
+
+
+def _run_node(config: Config) -> None:
     import trio
 
     from gpu.cpus import pin_to_cpus
     from ogpu_node.node.run import run_until_signalled
 
-    config = load_config(home.expanduser(), flags={**parse_set(settings), **flags})
     pin_to_cpus(config.cpu_set)  # before any thread starts: they all inherit it
     trio.run(run_until_signalled, config)
 
@@ -262,6 +242,62 @@ def config_command(home: Path, docs: bool, as_json: bool) -> None:
         value = config.get(s.key)
         mark = "" if value == s.default else "  (changed)"
         click.echo(f"{s.key.ljust(width)}  {value!r}  [{s.env}]{mark}")
+
+
+@main.command()
+@HOME_OPTION
+@click.option("--rpc", "rpc_url", required=True,
+              help="JSON-RPC URL of a running node of the network to join.")
+@click.option("--moniker", default="node", show_default=True, help="A name for this node.")
+@click.option("--key", "key_file", type=click.Path(path_type=Path, exists=True), default=None,
+              help="Sign with this key file (validator and provider account; default: a new "
+                   "key in HOME).")
+@click.option("--genesis-hash", default=None,
+              help="Refuse a network whose genesis hash is not this one.")
+@click.option("--p2p-listen", default=None, help="/ip4/HOST/tcp/PORT to listen on.")
+@click.option("--rpc-listen", default=None, help="host:port of this node's JSON-RPC.")
+@click.option("--provider", is_flag=True,
+              help="Act as a GPU provider: register, bid on tasks, run them.")
+@click.option("--provider-stake", default=None,
+              help="Provider bond in OGPU (default 1000; at least the chain's minimum).")
+@click.option("--price-floor", type=click.IntRange(0), default=None,
+              help="Lowest price per work unit (GFLOP), base units (1e-9 OGPU).")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default=None,
+              help="Where workloads run (default auto).")
+@click.option("--benchmark", type=click.IntRange(0), default=None,
+              help="Declared GFLOP/s (default: measured at start).")
+@click.option("--no-start", is_flag=True, help="Write HOME and return (`ogpu-node run` later).")
+@JSON_OPTION
+@handle_errors
+def join(home: Path, rpc_url: str, moniker: str, key_file: Path | None,
+         genesis_hash: str | None, p2p_listen: str | None, rpc_listen: str | None,
+         provider: bool, provider_stake: str | None, price_floor: int | None,
+         device: str | None, benchmark: int | None, no_start: bool, as_json: bool) -> None:
+    """Join the network of the node at --rpc: fetch its genesis and bootstrap peer, write HOME,
+    and run the node (as a provider with --provider: its agent registers with the bond and
+    terms given and bids; the account must hold the bond first)."""
+    settings: dict[str, object] = {"p2p_listen": p2p_listen, "rpc_listen": rpc_listen,
+                                   "provider_price_floor": price_floor,
+                                   "provider_device": device, "provider_benchmark": benchmark}
+    if provider:
+        settings["provider"] = True
+    if provider_stake is not None:
+        try:
+            settings["provider_stake"] = parse_amount(provider_stake)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--provider-stake") from exc
+    joined = join_network(rpc_url, home, moniker=moniker, key_file=key_file,
+                          genesis_hash=genesis_hash,
+                          settings={k: v for k, v in settings.items() if v is not None})
+    emit({"home": str(joined.config.home), "chain_id": joined.chain_id,
+          "genesis_hash": joined.genesis_hash, "address": joined.address,
+          "bootstrap_peers": ", ".join(joined.bootstrap_peers),
+          "provider": str(joined.config.provider).lower()}, as_json)
+    if joined.config.provider:
+        check_provider_funds(rpc_url, joined)
+    if no_start:
+        return
+    _run_node(load_config(joined.config.home))  # the environment applies, as to `run`
 
 
 @main.command()

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import click
@@ -15,8 +16,10 @@ from ogpu_node.cli.model_cli import model
 from ogpu_node.cli.pool_cli import pool
 from ogpu_node.cli.sending import (
     DEV_OPTION,
+    FEE_OPTION,
     JSON_OPTION,
     KEY_OPTION,
+    TIMEOUT_OPTION,
     parse_ogpu,
     report,
     send,
@@ -24,6 +27,7 @@ from ogpu_node.cli.sending import (
 )
 from ogpu_node.keys import PrivateKey, read_key_file, write_key_file
 from ogpu_node.ledger import Stake, Transfer, Unstake, sign_transaction
+from ogpu_node.ledger.transition import next_epoch_height
 from ogpu_node.ledger.tx import Payload
 from ogpu_node.sdk import DEFAULT_RPC
 from ogpu_node.sdk.sync_client import rpc_call
@@ -118,8 +122,11 @@ def balance(rpc: str, address: str, as_json: bool) -> None:
         emit(account, True)
         return
     emit({"address": account["address"], "balance": f"{account['balanceOgpu']} OGPU",
-          "stake": f"{account['stakeOgpu']} OGPU", "nonce": str(account["nonce"]),
-          "height": str(account["height"])}, False)
+          "stake": f"{account['stakeOgpu']} OGPU",
+          "unbonding": f"{account['unbondingTotalOgpu']} OGPU" + "".join(
+              f"; {u['amountOgpu']} OGPU returns at height {u['releaseHeight']}"
+              for u in account["unbonding"]),
+          "nonce": str(account["nonce"]), "height": str(account["height"])}, False)
 
 
 @main.command()
@@ -187,3 +194,82 @@ def validators(rpc: str, as_json: bool) -> None:
 def status(rpc: str, as_json: bool) -> None:
     """The node's chain status."""
     emit(rpc_call(rpc, "chain_status"), as_json)
+
+
+# --- staking -------------------------------------------------------------------------------------
+
+
+def staking_terms(rpc: str, result: Mapping[str, object], unstake: bool) -> dict[str, object]:
+    """When a final stake or unstake takes effect: the epoch boundary whose validator set it
+    changes and, for an unstake, the height its funds return to the balance (empty while the
+    transaction is not final)."""
+    height = result.get("height")
+    if result.get("state") != "finalized" or not isinstance(height, int):
+        return {}
+    terms = rpc_call(rpc, "validators_list")
+    out: dict[str, object] = {
+        "epochBoundary": next_epoch_height(height, terms["epochLength"]),
+        "minValidatorStake": terms["minValidatorStake"],
+        "minValidatorStakeOgpu": terms["minValidatorStakeOgpu"]}
+    if unstake:
+        out["releaseHeight"] = height + terms["unbondingPeriod"]
+    return out
+
+
+def _stake_command(unstake: bool, rpc: str, amount: str, fee: str, key_path: Path | None,
+                   dev_account: int | None, no_wait: bool, timeout: float, as_json: bool
+                   ) -> None:
+    key = signer(key_path, dev_account)
+    payload = Unstake(parse_ogpu(amount)) if unstake else Stake(parse_ogpu(amount))
+    result = send(rpc, key, payload, fee, not no_wait, timeout)
+    terms = staking_terms(rpc, result, unstake)
+    if as_json:
+        report(result | terms, True)
+        return
+    report(result, False)
+    if not terms:
+        click.echo("its effect is known once final: check `ogpu balance` and `ogpu validators`")
+        return
+    account = rpc_call(rpc, "account_get", {"address": address_to_text(key.address)})
+    boundary = int(str(terms["epochBoundary"]))
+    if unstake:
+        click.echo(f"unbonding {amount} OGPU: it stops counting at the epoch boundary at height "
+                   f"{boundary} and returns to the balance at height {terms['releaseHeight']}")
+    elif int(account["stake"]) >= int(str(terms["minValidatorStake"])):
+        click.echo(f"stake {account['stakeOgpu']} OGPU counts from the epoch boundary at height "
+                   f"{boundary}: this key validates from block {boundary + 1}")
+    else:
+        click.echo(f"stake {account['stakeOgpu']} OGPU is bonded, below the validator minimum of "
+                   f"{terms['minValidatorStakeOgpu']} OGPU: not a validator until it reaches it")
+
+
+def _stake_options(command: Callable[..., None]) -> Callable[..., None]:
+    """The options `stake` and `unstake` share (those of `transfer`, less --to)."""
+    for option in (JSON_OPTION, TIMEOUT_OPTION,
+                   click.option("--no-wait", is_flag=True,
+                                help="Return once the node accepted it."),
+                   DEV_OPTION, KEY_OPTION, FEE_OPTION, click.argument("amount")):
+        command = option(command)
+    return command
+
+
+@main.command("stake")
+@_stake_options
+@click.pass_obj
+@handle_errors
+def stake(rpc: str, amount: str, fee: str, key_path: Path | None, dev_account: int | None,
+          no_wait: bool, timeout: float, as_json: bool) -> None:
+    """Bond AMOUNT OGPU of the sender's balance as validator stake. It counts for the validator
+    set from the next epoch boundary, once the account's stake reaches the minimum."""
+    _stake_command(False, rpc, amount, fee, key_path, dev_account, no_wait, timeout, as_json)
+
+
+@main.command("unstake")
+@_stake_options
+@click.pass_obj
+@handle_errors
+def unstake(rpc: str, amount: str, fee: str, key_path: Path | None, dev_account: int | None,
+            no_wait: bool, timeout: float, as_json: bool) -> None:
+    """Start unbonding AMOUNT OGPU of stake: it leaves the validator set's weight at the next
+    epoch boundary and returns to the balance after the unbonding period."""
+    _stake_command(True, rpc, amount, fee, key_path, dev_account, no_wait, timeout, as_json)

@@ -219,6 +219,12 @@ def process_epoch(w: Working) -> None:
         w.validators = new_set
 
 
+def next_epoch_height(height: int, epoch_length: int) -> int:
+    """The first epoch boundary at or after `height`: the block whose state fixes the validator
+    set for the blocks after it (`process_epoch`), so stake bonded at `height` counts there."""
+    return -(-height // epoch_length) * epoch_length
+
+
 def check_header(state: State, block: Block) -> bytes:
     """Header checks against the parent state; returns the proposer's public key."""
     h = block.header

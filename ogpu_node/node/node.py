@@ -104,6 +104,7 @@ class Node:
         wall_ms: Callable[[], int] = lambda: int(time.time() * 1000),
         on_finalized: Callable[[Block, float], None] | None = None,
         blobs: BlobStore | None = None,
+        bootstrap_peers: Sequence[str] = (),
     ) -> None:
         self.chain = chain
         self.network = network
@@ -114,6 +115,8 @@ class Node:
         self.wall_ms = wall_ms
         self.on_finalized = on_finalized
         self.blobs = blobs
+        self.bootstrap_peers = tuple(bootstrap_peers)
+        """The peers this node dials (told to nodes that join: `p2p_addresses`)."""
         self.files = Files(network, blobs, self.settings.request_timeout_s)
         self.mempool = Mempool(self.settings.mempool)
         self.receipts = Receipts(chain, self.mempool, self.settings.mempool.max_txs)
@@ -320,6 +323,14 @@ class Node:
             out.append(PeerInfo(p.peer_id, tuple(p.addrs),
                                 address_to_text(validator) if validator else None))
         return out
+
+    def genesis_document(self) -> bytes:
+        return self.chain.genesis_document()
+
+    def p2p_addresses(self) -> tuple[str, ...]:
+        suffix = f"/p2p/{self.network.peer_id}"
+        own = [a if a.endswith(suffix) else a + suffix for a in self.network.listen_addrs]
+        return tuple(own + [a for a in self.bootstrap_peers if a not in own])
 
     async def submit_tx(self, tx: Transaction) -> TxReceipt:
         return self.pending_txs.submit(tx)

@@ -93,8 +93,8 @@ async def run_node(config: Config, *, task_status: Any = trio.TASK_STATUS_IGNORE
                                                      config.blob_retention_s))
         node = Node(chain=chain, network=network, genesis_hash=genesis.hash,
                     validator_key=validator_key, settings=settings or config.node,
-                    moniker=config.moniker,
-                    on_finalized=finalized, blobs=blobs)
+                    moniker=config.moniker, on_finalized=finalized, blobs=blobs,
+                    bootstrap_peers=config.bootstrap_peers)
         async with trio.open_nursery() as nursery:
             await nursery.start(network.serve)
             await nursery.start(node.serve)

@@ -6,12 +6,14 @@ method raises `RpcError` for a documented failure; anything else is an internal 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import trio
 
+from ogpu_node.genesis import parse_genesis
 from ogpu_node.ledger import Block, InvalidTransaction, Transaction
 from ogpu_node.ledger.params import MAX_TX_BYTES
 from ogpu_node.ledger.tx import decode_transaction
@@ -178,6 +180,13 @@ async def agent_status(ctx: CallContext, _: dict[str, Any]) -> Json:
     return ctx.api.agent_status()
 
 
+async def chain_genesis(ctx: CallContext, _: dict[str, Any]) -> Json:
+    """What a new node needs to join: the genesis document and where to dial this node."""
+    document = json.loads(ctx.api.genesis_document())
+    return {"chainId": document["chain_id"], "genesisHash": parse_genesis(document).hash.hex(),
+            "genesis": document, "bootstrapPeers": list(ctx.api.p2p_addresses())}
+
+
 async def rpc_methods(_: CallContext, __: dict[str, Any]) -> Json:
     return list(METHODS)
 
@@ -244,6 +253,8 @@ def build_methods(config: RpcConfig) -> dict[str, Method]:
         _method("peers_list", peers_list, "Connected peers."),
         _method("node_health", node_health, "Whether the node is synced and finalising."),
         _method("rpc_methods", rpc_methods, "The names of all methods."),
+        _method("chain_genesis", chain_genesis,
+                "The genesis document and this node's p2p addresses (to join the network)."),
         _method("sub_subscribe", sub_subscribe,
                 "Subscribe (WebSocket): blocks, txStatus, or task (one task or all).",
                 p.Param("kind", p.one_of("blocks", "txStatus", "task")),

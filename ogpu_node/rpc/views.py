@@ -15,6 +15,7 @@ from typing import Any
 from ogpu_node.address import address_to_text
 from ogpu_node.ledger import Block, InvalidTransaction, State, Transaction, TxKind
 from ogpu_node.ledger.state import Tombstone
+from ogpu_node.ledger.transition import next_epoch_height
 from ogpu_node.ledger.tx import Stake, Transfer, Unstake
 from ogpu_node.node_api import Health, NodeStatus, PeerInfo, TxReceipt
 from ogpu_node.types import Address, format_amount
@@ -141,9 +142,15 @@ def tombstone_view(tombstone: Tombstone | None) -> JsonObject | None:
 
 def validators_view(state: State) -> JsonObject:
     total = sum(v.stake for v in state.validators)
+    params = state.params
     return {
         "height": state.height, "count": len(state.validators),
         **amount_fields("totalStake", total),
+        # what a staker needs to know when its stake counts and when unbonding ends
+        "epochLength": params.epoch_length,
+        "nextEpochHeight": next_epoch_height(state.height + 1, params.epoch_length),
+        "unbondingPeriod": params.unbonding_period,
+        **amount_fields("minValidatorStake", params.min_validator_stake),
         "validators": [{"address": address_to_text(v.address), "publicKey": v.public_key.hex(),
                         **amount_fields("stake", v.stake)} for v in state.validators],
     }

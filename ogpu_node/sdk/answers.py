@@ -102,6 +102,12 @@ class Validators(TypedDict):
     totalStake: str
     totalStakeOgpu: str
     validators: list[JsonObject]
+    epochLength: int
+    nextEpochHeight: int
+    """The first height whose validator set reflects a stake or unstake final now."""
+    unbondingPeriod: int
+    minValidatorStake: str
+    minValidatorStakeOgpu: str
 
 
 class Peer(TypedDict):

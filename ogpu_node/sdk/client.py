@@ -153,6 +153,10 @@ class Client:
         return cast(Account, await self.call("account_get",
                                              {"address": address_text(address)}))
 
+    async def chain_genesis(self) -> JsonObject:
+        """What a new node needs to join: the genesis document, its hash and where to dial."""
+        return cast(JsonObject, await self.call("chain_genesis"))
+
     async def validators_list(self) -> Validators:
         """The active validator set."""
         return cast(Validators, await self.call("validators_list"))

@@ -148,6 +148,10 @@ class SyncClient:
         return cast(Account, self.call("account_get",
                                        {"address": address_text(address)}))
 
+    def chain_genesis(self) -> JsonObject:
+        """What a new node needs to join: the genesis document, its hash and where to dial."""
+        return cast(JsonObject, self.call("chain_genesis"))
+
     def validators_list(self) -> Validators:
         """The active validator set."""
         return cast(Validators, self.call("validators_list"))

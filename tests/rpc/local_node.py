@@ -41,6 +41,7 @@ VALIDATOR = PrivateKey.from_seed(b"\x07" * 32)
 CHAIN_ID = "ogpu-rpc-test"
 DEV_ACCOUNTS = 4
 BLOCK_BUFFER = 16
+LOCAL_P2P_ADDRESS = "/ip4/127.0.0.1/tcp/26656/p2p/12D3KooWlocal"
 
 
 def make_genesis(**params: int) -> Genesis:
@@ -151,6 +152,12 @@ class LocalNode:
         if self.broken:
             raise RuntimeError("secret internal detail")
         return list(self.peer_list)
+
+    def genesis_document(self) -> bytes:
+        return self.chain.genesis_document()
+
+    def p2p_addresses(self) -> tuple[str, ...]:
+        return (LOCAL_P2P_ADDRESS,)
 
     async def submit_tx(self, tx: Transaction) -> TxReceipt:
         pending = self.chain.state

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import trio
 
 from ogpu_node.address import address_to_text
+from ogpu_node.genesis import load_genesis
 from ogpu_node.ledger import Stake, Unstake, sign_transaction
 from ogpu_node.rpc.methods import METHODS
 from ogpu_node.types import Amount, format_amount, ogpu
 from tests.rpc.conftest import Rpc, transfer
-from tests.rpc.local_node import CHAIN_ID, VALIDATOR
+from tests.rpc.local_node import CHAIN_ID, LOCAL_P2P_ADDRESS, VALIDATOR
 
 
 async def test_chain_status(rpc: Rpc) -> None:
@@ -20,6 +24,16 @@ async def test_chain_status(rpc: Rpc) -> None:
     assert status["stateRoot"] == rpc.node.state.root.hex()
     assert status["syncing"] is False
     assert status["mempoolSize"] == 0
+
+
+async def test_chain_genesis_gives_what_a_joining_node_needs(rpc: Rpc, tmp_path: Path) -> None:
+    rpc.node.produce_block()  # the document is the genesis, not the head
+    answer = await rpc.result("chain_genesis")
+    assert answer["chainId"] == CHAIN_ID
+    assert answer["genesisHash"] == rpc.node.genesis.hash.hex()
+    assert answer["bootstrapPeers"] == [LOCAL_P2P_ADDRESS]
+    (tmp_path / "genesis.json").write_text(json.dumps(answer["genesis"]))
+    assert load_genesis(tmp_path / "genesis.json").hash == rpc.node.genesis.hash
 
 
 async def test_get_block_by_height_hash_and_latest(rpc: Rpc) -> None:
@@ -142,6 +156,11 @@ async def test_validators_list(rpc: Rpc) -> None:
         "publicKey": VALIDATOR.public_key.raw.hex(),
         "stake": str(stake), "stakeOgpu": format_amount(stake),
     }]
+    params = rpc.node.state.params
+    assert (result["epochLength"], result["unbondingPeriod"], result["minValidatorStake"]) == (
+        params.epoch_length, params.unbonding_period, str(params.min_validator_stake))
+    # height 0 is itself a boundary; the next one after it is a whole epoch later
+    assert result["height"] == 0 and result["nextEpochHeight"] == params.epoch_length
 
 
 async def test_peers_list(rpc: Rpc) -> None:
