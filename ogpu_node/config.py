@@ -9,7 +9,11 @@ a field added to one of them is a setting at once (and a test fails until it has
 * `rpc: RpcConfig`: `rpc_` + the field (`rpc_max_batch`);
 * `node: NodeSettings`: `node_` + the field (`node_request_timeout_s`), and its nested
   `consensus` (`consensus.params.Parameters`) and `mempool` (`MempoolLimits`) as `consensus_k`,
-  `mempool_max_txs`.
+  `mempool_max_txs`;
+* `p2p: ConnectionSettings` (`p2p/connection_settings.py`): `p2p_` + the field
+  (`p2p_max_connections`). The frame limits and peer penalties (`p2p/network.py`) and
+  GossipSub's mesh and scoring (`p2p/libp2p_host.py`) stay fixed in the code: peers must agree
+  on them (a node with smaller frame limits refuses its peers' messages).
 
 Unknown keys in the file, ill-typed values, a value out of its bounds, or a set of values its
 dataclass refuses (`RpcConfig.check`, `Parameters.verify`) are `ConfigError`s that name the key
@@ -44,6 +48,7 @@ from ogpu_node.node.mempool import MempoolLimits
 from ogpu_node.node.settings import NodeSettings
 from ogpu_node.node.settings_checks import InvalidSettings
 from ogpu_node.rpc.config import RpcConfig, RpcConfigError
+from p2p.connection_settings import ConnectionSettings, InvalidConnectionSettings
 
 CONFIG_FILE = "config.toml"
 ENV_PREFIX = "OGPU_"
@@ -85,6 +90,8 @@ class Config:
     """The RPC server: keys `rpc_` + each field of `RpcConfig`."""
     node: NodeSettings = field(default_factory=NodeSettings)
     """Timings and limits: keys `node_`, `consensus_` and `mempool_` + each field."""
+    p2p: ConnectionSettings = field(default_factory=ConnectionSettings)
+    """The libp2p host's timings and connection counts: keys `p2p_` + each field."""
     # --- blob store (see `blobs.BlobStore`, `blob_retention`) ---
     blob_max_bytes: int = DEFAULT_MAX_STORE_BYTES
     """Bytes the blob store holds; beyond, it evicts what nothing needs, else refuses."""
@@ -211,7 +218,7 @@ class Setting:
 
 
 SECTIONS: dict[str, str] = {"rpc": "rpc_", "node": "node_", "node.consensus": "consensus_",
-                            "node.mempool": "mempool_"}
+                            "node.mempool": "mempool_", "p2p": "p2p_"}
 """Nested dataclasses of `Config`, by path, and the prefix of their keys."""
 
 
@@ -328,6 +335,8 @@ def _build(home: Path, values: Mapping[str, tuple[Any, str]]) -> Config:
         raise ConfigError(f"{_keys(str(exc), 'rpc_')} ({sources})") from None
     except InvalidParameters as exc:
         raise ConfigError(f"consensus_{exc} ({sources})") from None
+    except InvalidConnectionSettings as exc:
+        raise ConfigError(f"p2p_{exc} ({sources})") from None
     except InvalidSettings as exc:
         prefix = "mempool_" if exc.owner == MempoolLimits.__name__ else "node_"
         raise ConfigError(f"{prefix}{exc} ({sources})") from None
@@ -386,7 +395,8 @@ def settings_markdown() -> str:
         "",
         f"{len(SETTINGS)} settings. Keys `rpc_*` set `RpcConfig`, `node_*` set `NodeSettings`, "
         "`consensus_*` its `Parameters` (Snowman's k, alphas, beta, in ms; change them on every "
-        "node alike) and `mempool_*` its `MempoolLimits`.",
+        "node alike), `mempool_*` its `MempoolLimits` and `p2p_*` the libp2p host's "
+        "`ConnectionSettings`.",
         "",
         "| key | environment | type | default | bounds | what it does |",
         "|-----|-------------|------|---------|--------|--------------|",

@@ -69,6 +69,7 @@ from libp2p.tools.anyio_service import background_trio_service
 from libp2p.transport.exceptions import SecurityUpgradeFailure
 from libp2p.transport.tcp.tcp import TCP, TCPListener
 
+from p2p.connection_settings import ConnectionSettings
 from p2p.errors import (
     FrameTooLarge,
     InvalidPeerAddress,
@@ -291,23 +292,8 @@ class Libp2pConfig:
     """Multiaddrs with `/p2p/<id>` to stay connected to (our own address is skipped)."""
     limits: Limits = field(default_factory=Limits)
     gossip: GossipConfig = field(default_factory=GossipConfig)
-    reconnect_initial_s: float = 0.25
-    reconnect_max_s: float = 30.0
-    dial_timeout_s: float = 10.0
-    stream_idle_timeout_s: float = 300.0
-    """An inbound request stream idle this long is closed by the serving side."""
-    pool_idle_s: float = 60.0
-    """An idle outbound stream older than this is closed rather than reused."""
-    shutdown_timeout_s: float = 5.0
-    max_connections: int = 128
-    """Connections above this are pruned by the library."""
-    min_connections: int = 8
-    """The library's connection pruner keeps at least this many, and caps inbound ones by it.
-    (Its auto-connector is replaced by a no-op: connections come from `connect` and the
-    bootstrap keepers only.)"""
-    dedup_window: int = 65536
-    """Message ids remembered to deliver each gossip message once even if the library
-    (which checks and marks its seen-cache across an await) lets a duplicate through."""
+    connection: ConnectionSettings = field(default_factory=ConnectionSettings)
+    """Timings and connection counts (the operator's `p2p_*` settings)."""
 
 
 # --- the host ------------------------------------------------------------------------------
@@ -480,7 +466,8 @@ class Libp2pNetwork:
                 finally:
                     self._run = None
                     with trio.CancelScope(shield=True) as cleanup:
-                        cleanup.deadline = trio.current_time() + self._config.shutdown_timeout_s
+                        cleanup.deadline = (trio.current_time()
+                                            + self._config.connection.shutdown_timeout_s)
                         await self._close_host(host)
         finally:
             tcp.close_all()
@@ -505,7 +492,7 @@ class Libp2pNetwork:
         return self._run
 
     def _make_host(self, tcp: TCP, listen: ma.Multiaddr) -> IHost:
-        c = self._config
+        c = self._config.connection
         noise_key = create_new_x25519_key_pair().private_key
         return new_host(
             key_pair=self._key_pair,
@@ -685,21 +672,21 @@ class Libp2pNetwork:
             return
         if peer == self._id:
             return
-        delay = self._config.reconnect_initial_s
+        delay = self._config.connection.reconnect_initial_s
         while True:
             if run.host.get_network().get_connections(peer):
-                delay = self._config.reconnect_initial_s
+                delay = self._config.connection.reconnect_initial_s
                 await run.watch.wait_disconnected(run.host.get_network(), peer)
                 continue
             try:
-                with trio.fail_after(self._config.dial_timeout_s):
+                with trio.fail_after(self._config.connection.dial_timeout_s):
                     await self.connect(multiaddr)
                 log.info("connected to bootstrap peer %s", peer)
                 continue
             except (P2PError, trio.TooSlowError) as exc:
                 log.debug("bootstrap peer %s unreachable (%r); retry in %.2fs", peer, exc, delay)
             await trio.sleep(delay * self._rng.uniform(0.5, 1.0))
-            delay = min(delay * 2, self._config.reconnect_max_s)
+            delay = min(delay * 2, self._config.connection.reconnect_max_s)
 
     # --- gossip ---
 
@@ -711,7 +698,7 @@ class Libp2pNetwork:
         if message_id in self._recent:
             return
         self._recent[message_id] = None
-        if len(self._recent) > self._config.dedup_window:
+        if len(self._recent) > self._config.connection.dedup_window:
             self._recent.popitem(last=False)
         for topic in message.topicIDs:
             self._subs.deliver(GossipMessage(origin.to_base58(), topic, bytes(message.data)))
@@ -806,7 +793,7 @@ class Libp2pNetwork:
         read_some = BufferedReads(_reader(stream)).read_some
         try:
             while True:
-                with trio.move_on_after(self._config.stream_idle_timeout_s):
+                with trio.move_on_after(self._config.connection.stream_idle_timeout_s):
                     request = await read_frame(read_some, limit)
                     if request is None or self._guard.is_banned(peer):
                         break
@@ -941,7 +928,7 @@ class Libp2pNetwork:
     async def _checkout(self, key: tuple[ID, str]) -> INetStream | None:
         """The most recently used idle stream of `key` that is fresh enough, if any."""
         idle = self._idle.get(key)
-        cutoff = trio.current_time() - self._config.pool_idle_s
+        cutoff = trio.current_time() - self._config.connection.pool_idle_s
         while idle:
             since, stream = idle.pop()
             if since >= cutoff and not getattr(stream, "is_closed", True):

@@ -33,6 +33,7 @@ from ogpu_node.node.mempool import MempoolLimits
 from ogpu_node.node.run import provider_policy, verifier_policy
 from ogpu_node.node.settings import NodeSettings
 from ogpu_node.rpc.config import RpcConfig
+from p2p.connection_settings import ConnectionSettings
 
 
 def test_precedence_flags_over_env_over_file_over_defaults(tmp_path: Path) -> None:
@@ -143,7 +144,7 @@ def other_value(item: Setting) -> tuple[Any, str, Any]:
 
 
 SECTION_CLASSES = {"rpc_": RpcConfig, "node_": NodeSettings, "consensus_": Parameters,
-                   "mempool_": MempoolLimits}
+                   "mempool_": MempoolLimits, "p2p_": ConnectionSettings}
 NESTED = {"consensus", "mempool"}  # NodeSettings' own sections
 
 
@@ -154,7 +155,7 @@ def test_every_field_of_every_settings_dataclass_has_a_key() -> None:
             if not (cls is NodeSettings and f.name in NESTED):
                 assert prefix + f.name in keys, f"{cls.__name__}.{f.name} has no key"
     for f in fields(Config):
-        assert f.name in keys or f.name in ("home", "rpc", "node"), f.name
+        assert f.name in keys or f.name in ("home", "rpc", "node", "p2p"), f.name
     # the agents' policies: `provider_`/`verifier_` + the field (one alias each)
     for f in fields(ProviderPolicy):
         assert "provider_" + f.name in keys, f"ProviderPolicy.{f.name} has no key"
@@ -215,6 +216,9 @@ def test_the_agents_policies_read_their_settings(tmp_path: Path) -> None:
      r"node_request_timeout_s must be positive, got 0.0 \(node_request_timeout_s from "
      r"OGPU_NODE_REQUEST_TIMEOUT_S\)"),
     ({"OGPU_MEMPOOL_MAX_TXS": "0"}, r"mempool_max_txs must be positive"),
+    ({"OGPU_P2P_MAX_CONNECTIONS": "0"}, r"p2p_max_connections must be above 0 \(p2p_max_"),
+    ({"OGPU_P2P_MIN_CONNECTIONS": "200"},
+     r"p2p_min_connections must not exceed max_connections \(p2p_min_connections from "),
     ({"OGPU_PROVIDER_DEVICE": "tpu"},
      r"provider_device \(from OGPU_PROVIDER_DEVICE\): expected one of auto, cpu, cuda"),
     ({"OGPU_NODE_HEALTHY_FINALITY_S": "soon"}, r"node_healthy_finality_s \(from OGPU_NODE_"),
@@ -236,6 +240,7 @@ def test_bounds_shown_are_the_ones_enforced() -> None:
     assert by_key["rpc_rate_limit_per_s"].bounds == ">= 0, finite"  # 0 turns it off
     assert by_key["node_request_timeout_s"].bounds == "> 0, finite"
     assert by_key["blob_max_bytes"].bounds == ">= 0"
+    assert by_key["p2p_dial_timeout_s"].bounds == "> 0, finite"
     assert by_key["provider_fault"].bounds == "one of none, corrupt, vanish, false_report"
     assert CHOICES["provider_fault"] == FAULTS
 

@@ -73,7 +73,7 @@ async def run_node(config: Config, *, task_status: Any = trio.TASK_STATUS_IGNORE
     rpc_config = config.rpc  # checked when the configuration was loaded
     network = Libp2pNetwork.from_seed(node_key.secret_bytes(), Libp2pConfig(
         listen_host=host, listen_port=port, bootstrap=tuple(config.bootstrap_peers),
-        limits=Limits(frame_limits=FRAME_LIMITS)))
+        limits=Limits(frame_limits=FRAME_LIMITS), connection=config.p2p))
     data = config.path(config.data_dir)
     data.mkdir(parents=True, exist_ok=True)
     store = ChainStore(LevelDBKV(str(data / "chain")))
