@@ -367,7 +367,7 @@ def test_huge_proposals_do_not_decode() -> None:
 
 
 def test_the_most_changes_a_proposal_may_carry_are_accepted() -> None:
-    names = ["min_fee", "fee_burn_bps", "proposer_reward_bps", "verifier_fee_bps",
+    names = ["min_fee", "fee_burn_bps", "proposer_reward_bps", "bid_deposit_bps",
              "bid_window_ms", "reveal_window_ms", "max_task_attempts", "max_check_rounds"]
     assert len(names) == MAX_CHANGES
     chain = GovChain()
