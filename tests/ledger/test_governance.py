@@ -533,3 +533,22 @@ def test_every_governance_rejection_has_a_test_here() -> None:
     tested = {InvalidProposal, ParamOutOfBounds, UnknownParam, DepositTooLow, TooManyProposals,
               UnknownProposal, VotingClosed, NotBonded}
     assert set(GovernanceError.__subclasses__()) == tested
+
+
+def test_a_block_tallying_many_proposals_scans_the_accounts_once(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # bonded stake is a scan of every account: 32 tallies in one block must not make it 32 scans
+    from ogpu_node.ledger.governance import rules
+    chain = GovChain()
+    chain.block(*(chain.tx(USER, Propose(CHANGE, DEPOSIT)) for _ in range(MAX_OPEN_PROPOSALS)))
+    end = chain.state.proposals[1].voting_end
+    chain.until(end - 1)
+    scans = []
+    real = rules.bonded_stake
+    monkeypatch.setattr(rules, "bonded_stake", lambda w: scans.append(1) or real(w))
+    state = chain.block()
+    assert all(state.proposals[i].status == ProposalStatus.NO_QUORUM
+               and state.proposals[i].bonded == ogpu(100)
+               for i in range(1, MAX_OPEN_PROPOSALS + 1))
+    assert len(scans) == 2  # once to build the block, once to apply it (32 each before)
+    assert conserved(state)

@@ -111,11 +111,14 @@ def bonded_stake(w: Working) -> int:
 def process_governance(w: Working) -> None:
     """End of block: tally the proposals whose voting ends here, then make the changes that
     activate here (in order of activation height, then number)."""
+    bonded: int | None = None  # a scan of all accounts: once per block, and only if needed
     for proposal_id in w.open_proposal_ids():
         proposal = w.proposal(proposal_id)
         if (proposal is not None and proposal.status == ProposalStatus.VOTING
                 and proposal.voting_end <= w.height):
-            tally(w, proposal_id, proposal)
+            if bonded is None:
+                bonded = bonded_stake(w)  # a tally moves balances only, never stake
+            tally(w, proposal_id, proposal, bonded)
     due = []
     for proposal_id in w.open_proposal_ids():
         proposal = w.proposal(proposal_id)
@@ -135,14 +138,14 @@ def outcome(params: Params, yes: int, no: int, abstain: int, bonded: int) -> Pro
     return ProposalStatus.REJECTED
 
 
-def tally(w: Working, proposal_id: int, proposal: Proposal) -> None:
-    """Count the votes by the voters' stake now, settle the deposit and drop the votes."""
+def tally(w: Working, proposal_id: int, proposal: Proposal, bonded: int) -> None:
+    """Count the votes by the voters' stake now against `bonded` (`bonded_stake(w)`), settle
+    the deposit and drop the votes."""
     totals = dict.fromkeys(VoteOption, 0)
     for key, option in w.votes_on(proposal_id):
         totals[option] += vote_weight(w, key[1])
         w.set_vote(key, None)
     yes, no, abstain = totals[VoteOption.YES], totals[VoteOption.NO], totals[VoteOption.ABSTAIN]
-    bonded = bonded_stake(w)
     status = outcome(w.params, yes, no, abstain, bonded)
     if status == ProposalStatus.NO_QUORUM:
         w.burned += proposal.deposit
