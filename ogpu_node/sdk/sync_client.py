@@ -71,9 +71,11 @@ class SyncClient:
 
     Use it as `with SyncClient(url) as client: ...`, or call `close()`."""
 
-    def __init__(self, url: str = DEFAULT_RPC, *, timeout: float = DEFAULT_TIMEOUT_S) -> None:
+    def __init__(self, url: str = DEFAULT_RPC, *, timeout: float = DEFAULT_TIMEOUT_S,
+                 max_reply_bytes: int = protocol.MAX_REPLY_BYTES) -> None:
         self.url = url
         self.timeout = timeout
+        self.max_reply_bytes = max_reply_bytes
         self._http = httpx.Client(timeout=timeout)
 
     def __enter__(self) -> Self:
@@ -89,18 +91,17 @@ class SyncClient:
              timeout_s: float | None = None) -> Any:
         """The result of `method` with named `params` (any method, typed or not)."""
         body = protocol.request(method, params)
+        reader = protocol.ReplyReader(method, self.max_reply_bytes, timeout_s or self.timeout)
         try:
-            response = self._http.post(self.url, json=body, timeout=timeout_s or self.timeout)
+            with self._http.stream("POST", self.url, json=body,
+                                   timeout=timeout_s or self.timeout) as response:
+                for chunk in response.iter_bytes():
+                    reader.add(chunk)
         except httpx.TimeoutException as exc:
             raise RpcTimeout(f"{method}: no answer from {self.url} in time") from exc
         except httpx.HTTPError as exc:
             raise RpcCallError(f"cannot reach the node at {self.url}: {exc}") from exc
-        try:
-            reply = response.json()
-        except ValueError as exc:
-            raise RpcCallError(f"{self.url} did not answer JSON "
-                               f"(HTTP {response.status_code})") from exc
-        return protocol.result_of(method, reply)
+        return protocol.result_of(method, reader.json(self.url, response.status_code))
 
     # --- chain ------------------------------------------------------------------------------
 

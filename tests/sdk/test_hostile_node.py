@@ -1,0 +1,93 @@
+"""The SDK against a hostile node: an answer that never ends, or that comes a byte at a time,
+ends the call with a typed error instead of filling the memory or hanging (review of issue 17:
+the clients read the whole body with `response.json()`, bounded by nothing)."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+
+import pytest
+import trio
+
+from ogpu_node.sdk import Client, RpcCallError, RpcTimeout, SyncClient
+
+Send = Callable[[socket.socket], None]
+
+
+def endless(conn: socket.socket) -> None:
+    """A chunked answer of spaces that goes on until the client hangs up."""
+    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                 b"Transfer-Encoding: chunked\r\n\r\n")
+    chunk = b"%x\r\n%s\r\n" % (65536, b" " * 65536)
+    while True:
+        conn.sendall(chunk)
+
+
+def dripping(conn: socket.socket) -> None:
+    """A well-formed answer, one byte every 20 ms (each read is quick: no read timeout)."""
+    body = b'{"jsonrpc": "2.0", "id": 1, "result": "' + b"x" * 10_000 + b'"}'
+    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                 b"Content-Length: %d\r\n\r\n" % len(body))
+    for byte in body:
+        conn.sendall(bytes([byte]))
+        time.sleep(0.02)  # the hostile node's pace, not synchronisation
+
+
+@pytest.fixture
+def hostile() -> Iterator[Callable[[Send], str]]:
+    """A one-connection-at-a-time HTTP server answering every request with `send`."""
+    server = socket.create_server(("127.0.0.1", 0))
+    threads = []
+
+    def start(send: Send) -> str:
+        def serve() -> None:
+            while True:
+                try:
+                    conn, _ = server.accept()
+                except OSError:
+                    return
+                with conn:
+                    conn.recv(65536)
+                    with contextlib.suppress(OSError):  # the client hung up, as it should
+                        send(conn)
+        thread = threading.Thread(target=serve, daemon=True)
+        thread.start()
+        threads.append(thread)
+        return f"http://127.0.0.1:{server.getsockname()[1]}"
+
+    yield start
+    server.close()
+
+
+def test_an_endless_answer_is_refused_past_the_limit(hostile: Callable[[Send], str]) -> None:
+    with (SyncClient(hostile(endless), max_reply_bytes=1 << 20) as client,
+          pytest.raises(RpcCallError, match="over 1048576 bytes")):
+        client.chain_status()
+
+
+# httpx nests async generators (aiter_bytes > aiter_raw > the transport's) and closes only the
+# outer one when a reader stops early; under trio the inner ones are finalised by the garbage
+# collector, with a ResourceWarning. The connection itself is closed by the `async with`.
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+def test_an_endless_answer_is_refused_by_the_async_client(
+        hostile: Callable[[Send], str]) -> None:
+    url = hostile(endless)
+
+    async def call() -> None:
+        async with Client(url, max_reply_bytes=1 << 20) as client:
+            await client.chain_status()
+
+    with pytest.raises(RpcCallError, match="over 1048576 bytes"):
+        trio.run(call)
+
+
+def test_an_answer_dripping_in_times_out_on_the_whole_call(
+        hostile: Callable[[Send], str]) -> None:
+    started = time.monotonic()
+    with SyncClient(hostile(dripping), timeout=0.5) as client, pytest.raises(RpcTimeout):
+        client.chain_status()
+    assert time.monotonic() - started < 5  # 10 kB at 50 B/s would take 200 s
