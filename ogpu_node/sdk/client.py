@@ -439,19 +439,22 @@ class Subscription:
     async def __anext__(self) -> Any:
         if self._stream is None or self.subscription is None:
             raise RpcCallError("the subscription is not open: use `async with`")
-        while not self._done:
-            try:
-                with anyio.fail_after(self.idle_timeout):
-                    message = await self._message()
-            except TimeoutError:
-                raise RpcTimeout(f"no news from the node for {self.idle_timeout:g} s") from None
-            except (ConnectionError, anyio.BrokenResourceError) as exc:
-                raise RpcCallError(f"the node closed the connection: {exc}") from exc
-            found, result = protocol.notification(self.subscription, message)
-            if found:
-                self._done = self.until is not None and self.until(result)
-                return result
-        raise StopAsyncIteration
+        if self._done:
+            raise StopAsyncIteration
+        try:
+            # one deadline for the next notification: other messages (or frames dripping in)
+            # are no news, and must not keep the wait alive
+            with anyio.fail_after(self.idle_timeout):
+                found, result = False, None
+                while not found:
+                    found, result = protocol.notification(self.subscription,
+                                                          await self._message())
+        except TimeoutError:
+            raise RpcTimeout(f"no news from the node for {self.idle_timeout:g} s") from None
+        except (ConnectionError, anyio.BrokenResourceError) as exc:
+            raise RpcCallError(f"the node closed the connection: {exc}") from exc
+        self._done = self.until is not None and self.until(result)
+        return result
 
     async def aclose(self) -> None:
         """Close the connection (a normal WebSocket close, then the socket)."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import socket
+import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Self, cast
 
@@ -399,9 +400,13 @@ class SyncSubscription:
         self.subscription: str | None = None
         self._sock: socket.socket | None = None
         self._frames = protocol.WsFrames()
+        self._deadline: float | None = None
+        """When the wait in progress ends (monotonic): the socket's timeout bounds one read
+        only, and a node dripping bytes or sending other messages would never reach it."""
 
     def __enter__(self) -> Self:
         host, port, netloc = protocol.ws_endpoint(self.url)
+        self._deadline = time.monotonic() + self.timeout
         try:
             self._sock = socket.create_connection((host, port), timeout=self.timeout)
             self._sock.sendall(self._frames.handshake(netloc))
@@ -428,19 +433,22 @@ class SyncSubscription:
     def __iter__(self) -> Iterator[Any]:
         if self._sock is None or self.subscription is None:
             raise RpcCallError("the subscription is not open: use `with`")
-        self._sock.settimeout(self.idle_timeout)
         while True:
-            try:
-                message = self._message()
-            except TimeoutError:
-                raise RpcTimeout(f"no news from the node for {self.idle_timeout:g} s") from None
-            except OSError as exc:  # ConnectionError included
-                raise RpcCallError(f"the node closed the connection: {exc}") from exc
-            found, result = protocol.notification(self.subscription, message)
-            if found:
-                yield result
-                if self.until is not None and self.until(result):
-                    return
+            self._deadline = (None if self.idle_timeout is None
+                              else time.monotonic() + self.idle_timeout)
+            found, result = False, None
+            while not found:
+                try:
+                    message = self._message()
+                except TimeoutError:
+                    raise RpcTimeout(f"no news from the node for {self.idle_timeout:g} s"
+                                     ) from None
+                except OSError as exc:  # ConnectionError included
+                    raise RpcCallError(f"the node closed the connection: {exc}") from exc
+                found, result = protocol.notification(self.subscription, message)
+            yield result
+            if self.until is not None and self.until(result):
+                return
 
     def close(self) -> None:
         """Close the connection (a normal WebSocket close, then the socket)."""
@@ -457,6 +465,13 @@ class SyncSubscription:
     def _receive(self) -> None:
         if self._sock is None:
             raise ConnectionError("closed")
+        if self._deadline is None:
+            self._sock.settimeout(None)
+        else:
+            left = self._deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError("the wait ran out")
+            self._sock.settimeout(left)
         reply = self._frames.receive(self._sock.recv(protocol.RECEIVE_BYTES))
         if reply:
             self._sock.sendall(reply)

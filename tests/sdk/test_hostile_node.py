@@ -5,6 +5,7 @@ the clients read the whole body with `response.json()`, bounded by nothing)."""
 from __future__ import annotations
 
 import contextlib
+import json
 import socket
 import threading
 import time
@@ -12,6 +13,8 @@ from collections.abc import Callable, Iterator
 
 import pytest
 import trio
+from wsproto import ConnectionType, WSConnection
+from wsproto.events import AcceptConnection, Request, TextMessage
 
 from ogpu_node.sdk import Client, RpcCallError, RpcTimeout, SyncClient
 
@@ -20,6 +23,7 @@ Send = Callable[[socket.socket], None]
 
 def endless(conn: socket.socket) -> None:
     """A chunked answer of spaces that goes on until the client hangs up."""
+    conn.recv(65536)
     conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
                  b"Transfer-Encoding: chunked\r\n\r\n")
     chunk = b"%x\r\n%s\r\n" % (65536, b" " * 65536)
@@ -29,6 +33,7 @@ def endless(conn: socket.socket) -> None:
 
 def dripping(conn: socket.socket) -> None:
     """A well-formed answer, one byte every 20 ms (each read is quick: no read timeout)."""
+    conn.recv(65536)
     body = b'{"jsonrpc": "2.0", "id": 1, "result": "' + b"x" * 10_000 + b'"}'
     conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
                  b"Content-Length: %d\r\n\r\n" % len(body))
@@ -39,7 +44,7 @@ def dripping(conn: socket.socket) -> None:
 
 @pytest.fixture
 def hostile() -> Iterator[Callable[[Send], str]]:
-    """A one-connection-at-a-time HTTP server answering every request with `send`."""
+    """A one-connection-at-a-time server answering every connection with `send`."""
     server = socket.create_server(("127.0.0.1", 0))
     threads = []
 
@@ -50,10 +55,8 @@ def hostile() -> Iterator[Callable[[Send], str]]:
                     conn, _ = server.accept()
                 except OSError:
                     return
-                with conn:
-                    conn.recv(65536)
-                    with contextlib.suppress(OSError):  # the client hung up, as it should
-                        send(conn)
+                with conn, contextlib.suppress(OSError):  # the client hung up, as it should
+                    send(conn)
         thread = threading.Thread(target=serve, daemon=True)
         thread.start()
         threads.append(thread)
@@ -91,3 +94,47 @@ def test_an_answer_dripping_in_times_out_on_the_whole_call(
     with SyncClient(hostile(dripping), timeout=0.5) as client, pytest.raises(RpcTimeout):
         client.chain_status()
     assert time.monotonic() - started < 5  # 10 kB at 50 B/s would take 200 s
+
+
+def chatty(conn: socket.socket) -> None:
+    """A WebSocket that grants the subscription, then sends only other subscriptions' news."""
+    ws = WSConnection(ConnectionType.SERVER)
+    ws.receive_data(conn.recv(65536))
+    assert any(isinstance(e, Request) for e in ws.events())
+    conn.sendall(ws.send(AcceptConnection()))
+    while True:
+        ws.receive_data(conn.recv(65536))
+        calls = [json.loads(e.data) for e in ws.events() if isinstance(e, TextMessage)]
+        if calls:
+            break
+    conn.sendall(ws.send(TextMessage(json.dumps(
+        {"jsonrpc": "2.0", "id": calls[0]["id"], "result": "mine"}))))
+    other = json.dumps({"jsonrpc": "2.0", "method": "sub_notify",
+                        "params": {"subscription": "not-yours", "result": {}}})
+    while True:
+        conn.sendall(ws.send(TextMessage(other)))
+        time.sleep(0.02)  # the hostile node's pace, not synchronisation
+
+
+def test_other_messages_do_not_keep_a_sync_subscription_waiting(
+        hostile: Callable[[Send], str]) -> None:
+    started = time.monotonic()
+    with (SyncClient(hostile(chatty)) as client,
+          client.subscribe_blocks(idle_timeout=0.5) as blocks, pytest.raises(RpcTimeout)):
+        next(iter(blocks))
+    assert time.monotonic() - started < 5
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+def test_other_messages_do_not_keep_an_async_subscription_waiting(
+        hostile: Callable[[Send], str]) -> None:
+    url = hostile(chatty)
+
+    async def wait() -> None:
+        async with Client(url) as client, client.subscribe_blocks(idle_timeout=0.5) as blocks:
+            await blocks.__anext__()
+
+    started = time.monotonic()
+    with pytest.raises(RpcTimeout):
+        trio.run(wait)
+    assert time.monotonic() - started < 5
