@@ -48,8 +48,10 @@ from ogpu_node.ledger.governance.records import (
     Vote,
     VoteOption,
 )
+from ogpu_node.ledger.governance.rules import bonded_stake
 from ogpu_node.ledger.params import BPS, FIRST_LATER_PARAM
 from ogpu_node.ledger.tx import Payload, Stake, Transaction, Transfer, Unstake, balance_needed
+from ogpu_node.ledger.working import Working
 from ogpu_node.storage import ChainStore, LevelDBKV
 from ogpu_node.types import Amount, ogpu
 from tests.ledger.helpers import (
@@ -543,9 +545,13 @@ def test_a_block_tallying_many_proposals_scans_the_accounts_once(
     chain.block(*(chain.tx(USER, Propose(CHANGE, DEPOSIT)) for _ in range(MAX_OPEN_PROPOSALS)))
     end = chain.state.proposals[1].voting_end
     chain.until(end - 1)
-    scans = []
-    real = rules.bonded_stake
-    monkeypatch.setattr(rules, "bonded_stake", lambda w: scans.append(1) or real(w))
+    scans: list[int] = []
+
+    def counted(w: Working) -> int:
+        scans.append(1)
+        return bonded_stake(w)
+
+    monkeypatch.setattr(rules, "bonded_stake", counted)
     state = chain.block()
     assert all(state.proposals[i].status == ProposalStatus.NO_QUORUM
                and state.proposals[i].bonded == ogpu(100)
