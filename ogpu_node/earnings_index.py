@@ -71,11 +71,19 @@ def _changed_trails(old: State, new: State
 
 def read_earnings(store: ChainStore, address: bytes) -> list[Earning]:
     """Every indexed line of `address`, oldest first."""
+    return list(_earnings(store, address, newest_first=False))
+
+
+def newest_earnings(store: ChainStore, address: bytes) -> Iterator[Earning]:
+    """The indexed lines of `address`, newest first, read as they are consumed: a reader that
+    wants recent periods stops early instead of reading the address's whole history."""
+    return _earnings(store, address, newest_first=True)
+
+
+def _earnings(store: ChainStore, address: bytes, *, newest_first: bool) -> Iterator[Earning]:
     prefix = PREFIX + address
-    out = []
-    for key, raw in store.state_items(prefix):
+    for key, raw in store.state_items(prefix, reverse=newest_first):
         rest = key[len(prefix):]
         height, kind, amount = unpack(raw)
-        out.append(Earning(address, int.from_bytes(rest[:8], "big"), height, rest[8:-2], kind,
-                           amount))
-    return out
+        yield Earning(address, int.from_bytes(rest[:8], "big"), height, rest[8:-2], kind,
+                      amount)

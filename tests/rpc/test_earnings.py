@@ -3,8 +3,11 @@ time, from the earnings index that each committed block extends (`earnings_index
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 from ogpu_node.chain import Chain
-from ogpu_node.earnings_index import read_earnings
+from ogpu_node.earnings_index import Earning, newest_earnings, read_earnings
+from ogpu_node.rpc.market_views import earnings_by_period
 from ogpu_node.storage import ChainStore, MemoryKV
 from ogpu_node.types import ogpu
 from tests.rpc.conftest import Rpc
@@ -96,3 +99,33 @@ async def test_earnings_param_errors(rpc: Rpc) -> None:
                          ({"address": text(Market(rpc.node).client), "limit": 0}, "limit")):
         error = await rpc.error("provider_earnings", params)
         assert (error["code"], error["data"]) == (-32602, {"param": name}), error
+
+
+def test_a_call_reads_the_lines_of_the_buckets_it_shows_not_the_whole_history() -> None:
+    # a provider paid every hour for 1,000 hours: asking for the last 3 days must not read
+    # (in the node's loop) every line it ever earned
+    address = bytes(20)
+    lines = [Earning(address, hour * HOUR_MS, hour, bytes(32), "paid", 10)
+             for hour in range(1_000)]
+    read = []
+
+    def newest_first() -> Iterator[Earning]:
+        for line in reversed(lines):
+            read.append(line)
+            yield line
+
+    buckets, truncated = earnings_by_period(newest_first(), "day", 1_000, 3)
+    assert truncated and [b["lines"] for b in buckets] == [16, 24, 24]
+    assert [b["paid"] for b in buckets] == ["160", "240", "240"]
+    assert len(read) == 16 + 24 + 24 + 1
+    all_of_it, truncated = earnings_by_period(reversed(lines), "day", 1_000, 100)
+    assert not truncated and sum(b["lines"] for b in all_of_it) == 1_000
+
+
+async def test_the_index_reads_newest_first_for_the_rpc(rpc: Rpc) -> None:
+    market = Market(rpc.node)
+    await earn_on_two_days(market)
+    address = market.provider_a.address
+    oldest_first = read_earnings(rpc.node.chain.store, address)
+    assert list(newest_earnings(rpc.node.chain.store, address)) == oldest_first[::-1]
+    assert [e.time_ms for e in oldest_first] == sorted(e.time_ms for e in oldest_first)
