@@ -52,6 +52,7 @@ from ogpu_node.sdk.tasks import (
     check_file,
     chunks_of,
     hex_id,
+    manifest_chunks,
     open_result,
     sent_chunk,
     sign,
@@ -281,7 +282,7 @@ class SyncClient:
         """A file by id; every chunk and the whole file are checked against their ids."""
         manifest = self.blob_manifest(file_id)
         parts = []
-        for chunk_hex in manifest["chunks"]:
+        for chunk_hex in manifest_chunks(manifest, hex_id(file_id)):
             answer = self.blob_chunk(chunk_hex)
             parts.append(sent_chunk(base64.b64decode(answer["data"]), chunk_hex))
         data = b"".join(parts)

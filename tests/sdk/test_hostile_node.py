@@ -4,18 +4,21 @@ the clients read the whole body with `response.json()`, bounded by nothing)."""
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 import trio
 from wsproto import ConnectionType, WSConnection
 from wsproto.events import AcceptConnection, Request, TextMessage
 
+from ogpu_node.blobs import blob_id, file_id
 from ogpu_node.sdk import Client, RpcCallError, RpcTimeout, SyncClient
 
 Send = Callable[[socket.socket], None]
@@ -138,3 +141,44 @@ def test_other_messages_do_not_keep_an_async_subscription_waiting(
     with pytest.raises(RpcTimeout):
         trio.run(wait)
     assert time.monotonic() - started < 5
+
+
+def json_rpc(answer: Callable[[dict[str, Any]], Any]) -> Send:
+    """An HTTP JSON-RPC node that answers each call's params with `answer` (keep-alive)."""
+    def send(conn: socket.socket) -> None:
+        reader = conn.makefile("rb")
+        while True:
+            head = [reader.readline()]
+            while head[-1] not in (b"\r\n", b""):
+                head.append(reader.readline())
+            if head[-1] == b"":
+                return
+            length = next(int(h.split(b":")[1]) for h in head
+                          if h.lower().startswith(b"content-length"))
+            call = json.loads(reader.read(length))
+            body = json.dumps({"jsonrpc": "2.0", "id": call["id"],
+                               "result": answer(call)}).encode()
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                         b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+    return send
+
+
+def test_a_manifest_that_is_not_the_files_is_refused_before_any_chunk(
+        hostile: Callable[[Send], str]) -> None:
+    # every chunk the node sends matches its own id, but the manifest lists 4,096 of them for a
+    # file whose id is another: the client would fetch 4 GiB before the whole-file check
+    chunk = b"\x00" * 1024
+    asked: list[str] = []
+
+    def answer(call: dict[str, Any]) -> Any:
+        asked.append(call["method"])
+        if call["method"] == "blob_manifest":
+            return {"fileId": call["params"]["fileId"], "size": 4_096 * 1024 * 1024,
+                    "chunks": [blob_id(chunk).hex()] * 4_096}
+        return {"chunkId": call["params"]["chunkId"], "size": len(chunk),
+                "data": base64.b64encode(chunk).decode()}
+
+    with SyncClient(hostile(json_rpc(answer))) as client, pytest.raises(
+            RpcCallError, match="not file"):
+        client.download_file(file_id(b"the file the user wants"))
+    assert asked == ["blob_manifest"]
