@@ -118,6 +118,8 @@ async def gov_params(ctx: CallContext, args: dict[str, Any]) -> Json:
     for proposal_id in sorted(state.open_proposals):
         proposal = state.proposals[proposal_id]
         for name, value in proposal.changes:
+            if name not in GOVERNABLE:
+                continue  # no longer governable (proposed before it left the table)
             if proposal.status == ProposalStatus.PASSED:
                 pending[name].append({"proposalId": proposal_id,
                                       "value": param_value(name, value),

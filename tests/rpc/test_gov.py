@@ -4,6 +4,7 @@ proposals and votes in real blocks."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from dataclasses import replace
 
 import pytest
 
@@ -163,3 +164,19 @@ def test_a_change_to_a_name_no_longer_governable_still_shows() -> None:
     assert "verifier_fee_bps" not in GOVERNABLE
     assert param_value("verifier_fee_bps", 300) == "300"
     assert param_value("bid_window_ms", 4_000) == 4_000
+
+
+async def test_gov_params_still_answers_with_a_proposal_of_a_former_name(gov_rpc: Rpc) -> None:
+    # a proposal made when a parameter was governable outlives its removal from the table
+    market = await staked_market(gov_rpc)
+    await market.send(market.client, Propose(CHANGES, DEPOSIT, "before the upgrade"))
+    node = gov_rpc.node
+    proposal = node.state.proposals[1]
+    former = replace(proposal, changes=(("verifier_fee_bps", 300), *proposal.changes))
+    node.chain.state = replace(node.state, proposals={**node.state.proposals, 1: former})
+    view = await gov_rpc.result("gov_params")
+    assert entry(view, "min_fee")["proposed"] == [
+        {"proposalId": 1, "value": "2000", "votingEnd": proposal.voting_end}]
+    assert "verifier_fee_bps" not in [p["name"] for p in view["params"]]
+    changes = (await gov_rpc.result("gov_get", [1]))["changes"]
+    assert changes[0] == {"name": "verifier_fee_bps", "value": "300"}
