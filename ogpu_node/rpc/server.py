@@ -110,6 +110,9 @@ class RpcApp:
             if method != "POST":
                 await _respond(send, 405, dumps({"error": "use POST for JSON-RPC"}),
                                extra=[(b"allow", b"POST")])
+            elif not _json_body(scope):
+                await _respond(send, 415, dumps({"error": "send JSON-RPC as content-type "
+                                                          "application/json"}))
             elif not self._open():
                 await _rpc_error(send, 503, _too_many_connections(self.config))
             else:
@@ -222,6 +225,15 @@ async def _queue(outbox: trio.MemorySendChannel[str], reply: Reply) -> None:
         await outbox.send(reply.text)
     for start in reply.after_send:
         start()
+
+
+def _json_body(scope: Scope) -> bool:
+    """Whether a POST says its body is JSON. A page of any site may send a browser's "simple"
+    POST (text/plain, a form) to 127.0.0.1 without asking the server first; one that says
+    application/json needs a CORS preflight, which this server never grants: so no other
+    site can make a user's browser call this node (upload blobs, send transactions)."""
+    value: bytes = dict(scope["headers"]).get(b"content-type", b"")
+    return value.split(b";")[0].strip().lower() == b"application/json"
 
 
 def _same_origin(scope: Scope) -> bool:
