@@ -9,6 +9,10 @@ from contextlib import contextmanager
 
 from gpu.errors import DeviceError
 
+MAX_CPU = 8191
+"""Highest CPU number a list may name (Linux's largest NR_CPUS is 8192): a typo such as
+`0-36000000000` is refused instead of building a set of 36 billion numbers."""
+
 
 def parse_cpu_list(text: str) -> frozenset[int]:
     """A Linux CPU list ("0-3,6", as `taskset -c` and Docker's `--cpuset-cpus` take it) as CPU
@@ -16,13 +20,20 @@ def parse_cpu_list(text: str) -> frozenset[int]:
     cpus: set[int] = set()
     for part in filter(None, (p.strip() for p in text.split(","))):
         first, dash, last = part.partition("-")
-        if not first.isdigit() or (dash and not last.isdigit()):
+        if not _number(first) or (dash and not _number(last)):
             raise DeviceError(f"bad CPU list {text!r}: expected numbers and ranges like 0-3,6")
         low, high = int(first), int(last) if dash else int(first)
         if high < low:
             raise DeviceError(f"bad CPU list {text!r}: range {part} runs backwards")
+        if high > MAX_CPU:
+            raise DeviceError(f"bad CPU list {text!r}: CPU {high} is above {MAX_CPU}")
         cpus.update(range(low, high + 1))
     return frozenset(cpus)
+
+
+def _number(text: str) -> bool:
+    # isdigit alone passes '²', which int() refuses; a CPU number has at most 4 digits
+    return text.isascii() and text.isdigit() and len(text) <= len(str(MAX_CPU))
 
 
 def format_cpu_list(cpus: frozenset[int]) -> str:

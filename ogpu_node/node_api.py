@@ -7,7 +7,7 @@ synchronous and answer from the last finalised state; submissions and waits are 
 from __future__ import annotations
 
 import enum
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -98,8 +98,9 @@ class NodeApi(Protocol):
 
     def finalized_state(self) -> State: ...
 
-    def earnings(self, address: bytes) -> list[Earning]:
-        """The earnings index's lines of `address`, oldest first (`earnings_index.py`)."""
+    def earnings(self, address: bytes) -> Iterator[Earning]:
+        """The earnings index's lines of `address`, newest first, read as consumed
+        (`earnings_index.newest_earnings`)."""
         ...
 
     def block_by_height(self, height: int) -> Block | None: ...

@@ -73,7 +73,7 @@ def test_cpu_lists_are_read_like_taskset_and_bad_ones_name_the_setting(tmp_path:
     config = load_config(tmp_path, environ={"OGPU_PROVIDER_CPUS": "7"})
     assert config.cpu_set == {0, 1, 2, 5} and config.provider_cpu_set == {7}
     assert load_config(tmp_path / "none", environ={}).cpu_set == frozenset()  # default: all
-    for bad in ("x", "3-1", "1-", "-1", "0.5"):
+    for bad in ("x", "3-1", "1-", "-1", "0.5", "²", "0-36000000000", "8192", "0-" + "9" * 5000):
         with pytest.raises(ConfigError, match=r"provider_cpus \(from OGPU_PROVIDER_CPUS\)"):
             load_config(tmp_path, environ={"OGPU_PROVIDER_CPUS": bad})
 

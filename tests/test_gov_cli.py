@@ -6,8 +6,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import click
+import pytest
 import trio
 
+from ogpu_node.cli.gov_cli import parse_change
 from ogpu_node.keys import write_key_file
 from ogpu_node.ledger import Stake
 from ogpu_node.types import Amount, ogpu
@@ -82,3 +85,11 @@ async def test_propose_vote_and_watch_a_change_activate(tmp_path: Path) -> None:
         assert (values["min_fee"], values["provider_min_stake"]) == ("2000", str(ogpu(50)))
         assert node.state.params.min_fee == 2_000
         blocks.cancel_scope.cancel()
+
+
+def test_a_set_value_that_is_not_an_ascii_integer_is_a_usage_error() -> None:
+    # '²'.isdigit() is true and int('²') raises; 5,000 digits pass Python's int limit
+    for text in ("min_fee=²", "min_fee=" + "9" * 5_000, "min_fee=1_000", "min_fee=-1"):
+        with pytest.raises(click.BadParameter):
+            parse_change(text)
+    assert parse_change(" min_fee = 2000 ") == ("min_fee", 2_000)

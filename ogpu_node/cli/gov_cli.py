@@ -43,6 +43,10 @@ def gov() -> None:
     """Governance by stake: parameters, proposals and votes."""
 
 
+MAX_VALUE_DIGITS = 30
+"""Longest value `--set` reads (every bound is far shorter; Python refuses over 4,300)."""
+
+
 def parse_change(text: str) -> Change:
     """`NAME=VALUE` for a governable parameter, within its bounds (the chain checks again, with
     the other parameters)."""
@@ -54,8 +58,8 @@ def parse_change(text: str) -> Change:
     raw = raw.strip()
     if bounds.unit == BASE_UNITS and raw.lower().endswith("ogpu"):
         value = int(parse_ogpu(raw[:-4].strip()))
-    elif raw.isdigit():
-        value = int(raw)
+    elif raw.isascii() and raw.isdigit() and len(raw) <= MAX_VALUE_DIGITS:
+        value = int(raw)  # isdigit alone passes '²', which int() refuses
     else:
         raise click.BadParameter(f"{name}: expected an integer in {bounds.unit}, got {raw!r}",
                                  param_hint="--set")

@@ -6,7 +6,7 @@ updates the state commitment with exactly the records that changed.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import replace
 from typing import TypeVar
 
@@ -174,16 +174,19 @@ class Working:
         """Record a vote (None removes it)."""
         self.votes[key] = option
 
-    def votes_on(self, proposal_id: int) -> list[tuple[VoteKey, VoteOption]]:
-        """The votes on one proposal, by voter (live votes are only those of open proposals,
-        at most `MAX_OPEN_PROPOSALS` times the voters)."""
-        keys = {k for k in self.base.votes if k[0] == proposal_id}
-        keys.update(k for k in self.votes if k[0] == proposal_id)
-        out = []
+    def votes_on(self, proposal_ids: Collection[int]
+                 ) -> dict[int, list[tuple[VoteKey, VoteOption]]]:
+        """The votes on each of `proposal_ids`, by voter, in one pass over the live votes (those
+        of open proposals: at most `MAX_OPEN_PROPOSALS` times the voters), however many
+        proposals a block tallies."""
+        wanted = set(proposal_ids)
+        keys = {k for k in self.base.votes if k[0] in wanted}
+        keys.update(k for k in self.votes if k[0] in wanted)
+        out: dict[int, list[tuple[VoteKey, VoteOption]]] = {p: [] for p in sorted(wanted)}
         for key in sorted(keys):
             option = self.votes[key] if key in self.votes else self.base.votes.get(key)
             if option is not None:
-                out.append((key, option))
+                out[key[0]].append((key, option))
         return out
 
     # --- savepoints: a rule that raises halfway leaves nothing behind ---

@@ -34,7 +34,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Any
 
@@ -43,7 +43,7 @@ import trio
 from ogpu_node.address import address_to_text
 from ogpu_node.blobs import PROTO_BLOB, BlobStore
 from ogpu_node.chain import Chain
-from ogpu_node.earnings_index import Earning, read_earnings
+from ogpu_node.earnings_index import Earning, newest_earnings
 from ogpu_node.encoding import Codable, decode, encode
 from ogpu_node.errors import OgpuError
 from ogpu_node.keys import PrivateKey
@@ -297,8 +297,8 @@ class Node:
     def agent_status(self) -> dict[str, Any]:
         return self.agents.report()
 
-    def earnings(self, address: bytes) -> list[Earning]:
-        return read_earnings(self.chain.store, address)
+    def earnings(self, address: bytes) -> Iterator[Earning]:
+        return newest_earnings(self.chain.store, address)
 
     def finalized_state(self) -> State:
         return self.chain.state

@@ -36,11 +36,29 @@ STATUS_NAMES = tuple(s.name.lower() for s in ProposalStatus)
 MAX_VOTES_LISTED = 1_000
 """Most votes `gov_get` lists (largest stake first); the tally counts them all."""
 
+_bonded_memo: dict[tuple[int, bytes], int] = {}
+"""All bonded stake of the last finalised state asked about, by (height, block hash)."""
+
+
+def bonded_at(state: State) -> int:
+    """All bonded stake at `state` (`bonded_stake`, a scan of every account): made once per
+    finalised block, however many calls (the governance page asks `gov_get` for each proposal
+    at each block) and clients want it, so that reading a running tally stays cheap."""
+    key = (state.height, bytes(state.block_hash))
+    if key not in _bonded_memo:
+        _bonded_memo.clear()
+        _bonded_memo[key] = bonded_stake(Working(state))
+    return _bonded_memo[key]
+
 
 def param_value(name: str, value: int) -> int | str:
     """A parameter's value as JSON: amounts as decimal strings (as everywhere in this API: they
-    can pass 2^53), other values as numbers."""
-    return str(value) if GOVERNABLE[name].unit == BASE_UNITS else value
+    can pass 2^53), other values as numbers; a name no longer governable (in a proposal made
+    when it was) as a string, as an amount would be."""
+    bounds = GOVERNABLE.get(name)
+    return str(value) if bounds is None or bounds.unit == BASE_UNITS else value
+
+
 
 
 def changes_view(proposal: Proposal) -> list[Json]:
@@ -72,7 +90,7 @@ def tally_view(state: State, proposal_id: int, proposal: Proposal) -> tuple[Json
                 votes.append({"voter": address_to_text(voter), "option": option.name.lower(),
                               **amount_fields("stake", weight)})
         yes, no, abstain = totals[VoteOption.YES], totals[VoteOption.NO], totals[VoteOption.ABSTAIN]
-        bonded = bonded_stake(w)
+        bonded = bonded_at(state)
         decision = outcome(state.params, yes, no, abstain, bonded)
         final = False
     else:
@@ -100,6 +118,8 @@ async def gov_params(ctx: CallContext, args: dict[str, Any]) -> Json:
     for proposal_id in sorted(state.open_proposals):
         proposal = state.proposals[proposal_id]
         for name, value in proposal.changes:
+            if name not in GOVERNABLE:
+                continue  # no longer governable (proposed before it left the table)
             if proposal.status == ProposalStatus.PASSED:
                 pending[name].append({"proposalId": proposal_id,
                                       "value": param_value(name, value),

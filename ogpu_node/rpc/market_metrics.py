@@ -90,12 +90,22 @@ class MarketCollector(Collector):
 
     def __init__(self, sources: LocalSources) -> None:
         self.sources = sources
+        self._counted: tuple[tuple[int, bytes], MarketCounts] | None = None
 
     def collect(self) -> Iterator[Metric]:
-        yield from self._market(market_counts(self.sources.state()))
+        yield from self._market(self._counts(self.sources.state()))
         yield from self._blobs(self.sources.blobs())
         yield from self._workers(self.sources.workers())
         yield from self._device(self.sources.device())
+
+    def _counts(self, state: State) -> MarketCounts:
+        """`market_counts(state)`, counted once per finalised block: it walks every task the
+        chain ever had (closed ones are kept, and submitting then cancelling one costs only two
+        fees), so scrapes, which anyone who reaches the port may send, must not repeat it."""
+        key = (state.height, bytes(state.block_hash))
+        if self._counted is None or self._counted[0] != key:
+            self._counted = (key, market_counts(state))
+        return self._counted[1]
 
     def describe(self) -> Iterator[Metric]:
         return iter(())  # collected on demand: nothing to check at registration

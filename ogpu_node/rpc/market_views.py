@@ -260,17 +260,26 @@ def provider_earnings(tasks: Iterable[Task], address: Address) -> JsonObject:
 
 def earnings_by_period(lines: Iterable[Earning], period: str, epoch_length: int,
                        limit: int) -> tuple[list[JsonObject], bool]:
-    """`lines` summed into buckets of block time (`hour`, `day`) or of epochs, newest first,
-    at most `limit` (and whether there were more)."""
+    """`lines` (newest first) summed into buckets of block time (`hour`, `day`) or of epochs,
+    newest first, at most `limit` (and whether there were more). Reading stops at the first
+    line of the bucket after the last one kept, so a call costs the lines of `limit` buckets,
+    not the address's whole history."""
     sums: dict[int, dict[str, int]] = {}
     for line in lines:
         key = (line.height // epoch_length if period == "epoch"
                else line.time_ms // PERIOD_MS[period])
+        if key not in sums and len(sums) == limit:
+            return _bucket_views(sums, period, epoch_length), True
         bucket = sums.setdefault(key, {"paid": 0, "fee": 0, "slashed": 0, "lines": 0})
         bucket[line.kind] += line.amount
         bucket["lines"] += 1
+    return _bucket_views(sums, period, epoch_length), False
+
+
+def _bucket_views(sums: dict[int, dict[str, int]], period: str,
+                  epoch_length: int) -> list[JsonObject]:
     out = []
-    for key in sorted(sums, reverse=True)[:limit]:
+    for key in sorted(sums, reverse=True):
         b = sums[key]
         span: JsonObject = ({"epoch": key, "startHeight": key * epoch_length,
                              "endHeight": (key + 1) * epoch_length - 1} if period == "epoch"
@@ -281,7 +290,7 @@ def earnings_by_period(lines: Iterable[Earning], period: str, epoch_length: int,
                     **amount_fields("slashed", b["slashed"]),
                     **amount_fields("net", b["paid"] + b["fee"] - b["slashed"]),
                     "lines": b["lines"]})
-    return out, len(sums) > limit
+    return out
 
 
 def provider_summary(state: State, address: Address, provider: Provider) -> JsonObject:

@@ -110,6 +110,9 @@ class RpcApp:
             if method != "POST":
                 await _respond(send, 405, dumps({"error": "use POST for JSON-RPC"}),
                                extra=[(b"allow", b"POST")])
+            elif not _json_body(scope):
+                await _respond(send, 415, dumps({"error": "send JSON-RPC as content-type "
+                                                          "application/json"}))
             elif not self._open():
                 await _rpc_error(send, 503, _too_many_connections(self.config))
             else:
@@ -149,8 +152,8 @@ class RpcApp:
         message = await receive()
         if message["type"] != "websocket.connect":
             return
-        if scope["path"] != "/ws":
-            await send({"type": "websocket.close", "code": 1008})
+        if scope["path"] != "/ws" or not _same_origin(scope):
+            await send({"type": "websocket.close", "code": 1008})  # a 403 to the handshake
             return
         if not self._open():
             await _ws_refuse(scope, send, _too_many_connections(self.config))
@@ -222,6 +225,30 @@ async def _queue(outbox: trio.MemorySendChannel[str], reply: Reply) -> None:
         await outbox.send(reply.text)
     for start in reply.after_send:
         start()
+
+
+def _json_body(scope: Scope) -> bool:
+    """Whether a POST says its body is JSON. A page of any site may send a browser's "simple"
+    POST (text/plain, a form) to 127.0.0.1 without asking the server first; one that says
+    application/json needs a CORS preflight, which this server never grants: so no other
+    site can make a user's browser call this node (upload blobs, send transactions)."""
+    value: bytes = dict(scope["headers"]).get(b"content-type", b"")
+    return value.split(b";")[0].strip().lower() == b"application/json"
+
+
+def _same_origin(scope: Scope) -> bool:
+    """Whether a WebSocket handshake comes from no page, or from a page this server served.
+
+    Browsers let any site open a WebSocket to any address, 127.0.0.1 included, and read the
+    answers (no CORS for WebSockets): without this, every page a user of the dashboards
+    visits could read this node's RPC, node-local views (`agent_status`) and subscriptions.
+    Browsers always send `Origin`; the SDK, the CLI and other programs send none."""
+    headers = dict(scope["headers"])
+    origin = headers.get(b"origin")
+    if origin is None:
+        return True
+    host = headers.get(b"host", b"").decode("latin-1").lower()
+    return origin.decode("latin-1").lower() in (f"http://{host}", f"https://{host}")
 
 
 def _client(scope: Scope) -> str:

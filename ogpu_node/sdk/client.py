@@ -54,6 +54,7 @@ from ogpu_node.sdk.tasks import (
     check_file,
     chunks_of,
     hex_id,
+    manifest_chunks,
     open_result,
     sent_chunk,
     sign,
@@ -75,9 +76,11 @@ class Client:
     Use it as `async with Client(url) as client: ...`, or call `aclose()`. Calls raise
     `RpcCallError` (with the node's `code` and `data`) or `RpcTimeout`."""
 
-    def __init__(self, url: str = DEFAULT_RPC, *, timeout: float = DEFAULT_TIMEOUT_S) -> None:
+    def __init__(self, url: str = DEFAULT_RPC, *, timeout: float = DEFAULT_TIMEOUT_S,
+                 max_reply_bytes: int = protocol.MAX_REPLY_BYTES) -> None:
         self.url = url
         self.timeout = timeout
+        self.max_reply_bytes = max_reply_bytes
         self._http = httpx.AsyncClient(timeout=timeout)
 
     async def __aenter__(self) -> Self:
@@ -93,19 +96,17 @@ class Client:
                    timeout_s: float | None = None) -> Any:
         """The result of `method` with named `params` (any method, typed or not)."""
         body = protocol.request(method, params)
+        reader = protocol.ReplyReader(method, self.max_reply_bytes, timeout_s or self.timeout)
         try:
-            response = await self._http.post(self.url, json=body,
-                                             timeout=timeout_s or self.timeout)
+            async with self._http.stream("POST", self.url, json=body,
+                                         timeout=timeout_s or self.timeout) as response:
+                async for chunk in response.aiter_bytes():
+                    reader.add(chunk)
         except httpx.TimeoutException as exc:
             raise RpcTimeout(f"{method}: no answer from {self.url} in time") from exc
         except httpx.HTTPError as exc:
             raise RpcCallError(f"cannot reach the node at {self.url}: {exc}") from exc
-        try:
-            reply = response.json()
-        except ValueError as exc:
-            raise RpcCallError(f"{self.url} did not answer JSON "
-                               f"(HTTP {response.status_code})") from exc
-        return protocol.result_of(method, reply)
+        return protocol.result_of(method, reader.json(self.url, response.status_code))
 
     # --- chain ------------------------------------------------------------------------------
 
@@ -288,7 +289,7 @@ class Client:
         """A file by id; every chunk and the whole file are checked against their ids."""
         manifest = await self.blob_manifest(file_id)
         parts = []
-        for chunk_hex in manifest["chunks"]:
+        for chunk_hex in manifest_chunks(manifest, hex_id(file_id)):
             answer = await self.blob_chunk(chunk_hex)
             parts.append(sent_chunk(base64.b64decode(answer["data"]), chunk_hex))
         data = b"".join(parts)
@@ -443,19 +444,22 @@ class Subscription:
     async def __anext__(self) -> Any:
         if self._stream is None or self.subscription is None:
             raise RpcCallError("the subscription is not open: use `async with`")
-        while not self._done:
-            try:
-                with anyio.fail_after(self.idle_timeout):
-                    message = await self._message()
-            except TimeoutError:
-                raise RpcTimeout(f"no news from the node for {self.idle_timeout:g} s") from None
-            except (ConnectionError, anyio.BrokenResourceError) as exc:
-                raise RpcCallError(f"the node closed the connection: {exc}") from exc
-            found, result = protocol.notification(self.subscription, message)
-            if found:
-                self._done = self.until is not None and self.until(result)
-                return result
-        raise StopAsyncIteration
+        if self._done:
+            raise StopAsyncIteration
+        try:
+            # one deadline for the next notification: other messages (or frames dripping in)
+            # are no news, and must not keep the wait alive
+            with anyio.fail_after(self.idle_timeout):
+                found, result = False, None
+                while not found:
+                    found, result = protocol.notification(self.subscription,
+                                                          await self._message())
+        except TimeoutError:
+            raise RpcTimeout(f"no news from the node for {self.idle_timeout:g} s") from None
+        except (ConnectionError, anyio.BrokenResourceError) as exc:
+            raise RpcCallError(f"the node closed the connection: {exc}") from exc
+        self._done = self.until is not None and self.until(result)
+        return result
 
     async def aclose(self) -> None:
         """Close the connection (a normal WebSocket close, then the socket)."""

@@ -5,6 +5,7 @@ bytes."""
 from __future__ import annotations
 
 import json
+import time
 from collections import deque
 from itertools import count
 from typing import Any
@@ -21,7 +22,7 @@ from wsproto.events import (
 )
 from wsproto.utilities import LocalProtocolError
 
-from ogpu_node.sdk.errors import RpcCallError, error_from_answer
+from ogpu_node.sdk.errors import RpcCallError, RpcTimeout, error_from_answer
 
 DEFAULT_RPC = "http://127.0.0.1:8545"
 """Where a node listens for JSON-RPC by default."""
@@ -31,6 +32,9 @@ TRANSFER_TIMEOUT_S = 60.0
 """Seconds a call that moves a file chunk (up to 1 MiB) may take."""
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 """The largest WebSocket message a client accepts (the node's largest view is far below)."""
+MAX_REPLY_BYTES = 256 * 1024 * 1024
+"""The largest HTTP answer a client reads by default: bounds what a hostile node can make it
+hold (the node's largest, a range of full 4 MiB blocks, can pass `MAX_MESSAGE_BYTES`)."""
 WS_PATH = "/ws"
 RECEIVE_BYTES = 65536
 
@@ -40,6 +44,30 @@ _ids = count(1)
 def request(method: str, params: dict[str, Any] | None) -> dict[str, Any]:
     """A JSON-RPC call of `method` with named `params`, under a fresh id."""
     return {"jsonrpc": "2.0", "id": next(_ids), "method": method, "params": params or {}}
+
+
+class ReplyReader:
+    """An HTTP answer's body read chunk by chunk, then parsed as JSON: refused (`RpcCallError`)
+    once it passes `limit` bytes, and (`RpcTimeout`) once the call has taken `timeout_s` (the
+    HTTP timeout bounds each read only: a node sending a byte at a time would never hit it)."""
+
+    def __init__(self, method: str, limit: int, timeout_s: float) -> None:
+        self.method, self.limit = method, limit
+        self.deadline = time.monotonic() + timeout_s
+        self._body = bytearray()
+
+    def add(self, chunk: bytes) -> None:
+        self._body += chunk
+        if len(self._body) > self.limit:
+            raise RpcCallError(f"{self.method}: the node's answer is over {self.limit} bytes")
+        if time.monotonic() > self.deadline:
+            raise RpcTimeout(f"{self.method}: the node's answer is still coming, too slowly")
+
+    def json(self, url: str, status: int) -> Any:
+        try:
+            return json.loads(self._body)
+        except (ValueError, RecursionError) as exc:
+            raise RpcCallError(f"{url} did not answer JSON (HTTP {status})") from exc
 
 
 def result_of(method: str, reply: Any) -> Any:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import socket
+import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Self, cast
 
@@ -51,6 +52,7 @@ from ogpu_node.sdk.tasks import (
     check_file,
     chunks_of,
     hex_id,
+    manifest_chunks,
     open_result,
     sent_chunk,
     sign,
@@ -71,9 +73,11 @@ class SyncClient:
 
     Use it as `with SyncClient(url) as client: ...`, or call `close()`."""
 
-    def __init__(self, url: str = DEFAULT_RPC, *, timeout: float = DEFAULT_TIMEOUT_S) -> None:
+    def __init__(self, url: str = DEFAULT_RPC, *, timeout: float = DEFAULT_TIMEOUT_S,
+                 max_reply_bytes: int = protocol.MAX_REPLY_BYTES) -> None:
         self.url = url
         self.timeout = timeout
+        self.max_reply_bytes = max_reply_bytes
         self._http = httpx.Client(timeout=timeout)
 
     def __enter__(self) -> Self:
@@ -89,18 +93,17 @@ class SyncClient:
              timeout_s: float | None = None) -> Any:
         """The result of `method` with named `params` (any method, typed or not)."""
         body = protocol.request(method, params)
+        reader = protocol.ReplyReader(method, self.max_reply_bytes, timeout_s or self.timeout)
         try:
-            response = self._http.post(self.url, json=body, timeout=timeout_s or self.timeout)
+            with self._http.stream("POST", self.url, json=body,
+                                   timeout=timeout_s or self.timeout) as response:
+                for chunk in response.iter_bytes():
+                    reader.add(chunk)
         except httpx.TimeoutException as exc:
             raise RpcTimeout(f"{method}: no answer from {self.url} in time") from exc
         except httpx.HTTPError as exc:
             raise RpcCallError(f"cannot reach the node at {self.url}: {exc}") from exc
-        try:
-            reply = response.json()
-        except ValueError as exc:
-            raise RpcCallError(f"{self.url} did not answer JSON "
-                               f"(HTTP {response.status_code})") from exc
-        return protocol.result_of(method, reply)
+        return protocol.result_of(method, reader.json(self.url, response.status_code))
 
     # --- chain ------------------------------------------------------------------------------
 
@@ -283,7 +286,7 @@ class SyncClient:
         """A file by id; every chunk and the whole file are checked against their ids."""
         manifest = self.blob_manifest(file_id)
         parts = []
-        for chunk_hex in manifest["chunks"]:
+        for chunk_hex in manifest_chunks(manifest, hex_id(file_id)):
             answer = self.blob_chunk(chunk_hex)
             parts.append(sent_chunk(base64.b64decode(answer["data"]), chunk_hex))
         data = b"".join(parts)
@@ -402,9 +405,13 @@ class SyncSubscription:
         self.subscription: str | None = None
         self._sock: socket.socket | None = None
         self._frames = protocol.WsFrames()
+        self._deadline: float | None = None
+        """When the wait in progress ends (monotonic): the socket's timeout bounds one read
+        only, and a node dripping bytes or sending other messages would never reach it."""
 
     def __enter__(self) -> Self:
         host, port, netloc = protocol.ws_endpoint(self.url)
+        self._deadline = time.monotonic() + self.timeout
         try:
             self._sock = socket.create_connection((host, port), timeout=self.timeout)
             self._sock.sendall(self._frames.handshake(netloc))
@@ -431,19 +438,22 @@ class SyncSubscription:
     def __iter__(self) -> Iterator[Any]:
         if self._sock is None or self.subscription is None:
             raise RpcCallError("the subscription is not open: use `with`")
-        self._sock.settimeout(self.idle_timeout)
         while True:
-            try:
-                message = self._message()
-            except TimeoutError:
-                raise RpcTimeout(f"no news from the node for {self.idle_timeout:g} s") from None
-            except OSError as exc:  # ConnectionError included
-                raise RpcCallError(f"the node closed the connection: {exc}") from exc
-            found, result = protocol.notification(self.subscription, message)
-            if found:
-                yield result
-                if self.until is not None and self.until(result):
-                    return
+            self._deadline = (None if self.idle_timeout is None
+                              else time.monotonic() + self.idle_timeout)
+            found, result = False, None
+            while not found:
+                try:
+                    message = self._message()
+                except TimeoutError:
+                    raise RpcTimeout(f"no news from the node for {self.idle_timeout:g} s"
+                                     ) from None
+                except OSError as exc:  # ConnectionError included
+                    raise RpcCallError(f"the node closed the connection: {exc}") from exc
+                found, result = protocol.notification(self.subscription, message)
+            yield result
+            if self.until is not None and self.until(result):
+                return
 
     def close(self) -> None:
         """Close the connection (a normal WebSocket close, then the socket)."""
@@ -460,6 +470,13 @@ class SyncSubscription:
     def _receive(self) -> None:
         if self._sock is None:
             raise ConnectionError("closed")
+        if self._deadline is None:
+            self._sock.settimeout(None)
+        else:
+            left = self._deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError("the wait ran out")
+            self._sock.settimeout(left)
         reply = self._frames.receive(self._sock.recv(protocol.RECEIVE_BYTES))
         if reply:
             self._sock.sendall(reply)

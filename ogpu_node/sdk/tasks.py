@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ogpu_node.address import address_from_text, address_to_text
-from ogpu_node.blobs import blob_id, file_id
+from ogpu_node.blobs import MAX_FILE_CHUNKS, Manifest, blob_id, file_id
 from ogpu_node.encoding import encode
 from ogpu_node.keys import PrivateKey
 from ogpu_node.ledger import Transaction, sign_transaction
@@ -19,7 +19,7 @@ from ogpu_node.ledger.tx import Payload
 from ogpu_node.result_crypto import ResultKeyError, open_output
 from ogpu_node.sdk.answers import Task, TxReceipt
 from ogpu_node.sdk.errors import RpcCallError
-from ogpu_node.types import Amount, parse_amount
+from ogpu_node.types import Amount, Hash32, parse_amount
 from ogpu_node.workloads.kinds import WorkloadSpec
 
 DEFAULT_FEE = parse_amount("0.000001")
@@ -78,6 +78,21 @@ def stored_chunk(chunk: bytes, chunk_hex: str) -> str:
     if blob_id(chunk).hex() != chunk_hex:
         raise RpcCallError("the node stored a chunk under another id")
     return chunk_hex
+
+
+def manifest_chunks(manifest: Any, file_hex: str) -> list[str]:
+    """The chunk ids of the manifest the node sent for file `file_hex`, once it is that file's
+    (the file id is the manifest's own id): checked before any chunk is fetched, so a node
+    cannot make a client download chunks without end for a file it does not have."""
+    try:
+        chunks = tuple(Hash32(bytes.fromhex(c)) for c in manifest["chunks"])
+        sent = Manifest(int(manifest["size"]), chunks)
+        ok = len(chunks) <= MAX_FILE_CHUNKS and blob_id(encode(sent)).hex() == file_hex
+    except (KeyError, TypeError, ValueError, OverflowError):
+        ok = False
+    if not ok:
+        raise RpcCallError(f"the node sent a manifest that is not file {file_hex}'s")
+    return [c.hex() for c in chunks]
 
 
 def check_file(data: bytes, file_hex: str, *, sent: bool = False) -> bytes:

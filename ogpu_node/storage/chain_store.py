@@ -216,9 +216,11 @@ class ChainStore:
         """Return the state value under `key`, or None."""
         return self._kv.get(_STATE + key)
 
-    def state_items(self, prefix: bytes = b"") -> Iterator[tuple[bytes, bytes]]:
-        """Yield `(state_key, value)` for state keys starting with `prefix`, in key order."""
-        items = self._kv.iterate(_STATE + prefix)
+    def state_items(self, prefix: bytes = b"", *, reverse: bool = False
+                    ) -> Iterator[tuple[bytes, bytes]]:
+        """Yield `(state_key, value)` for state keys starting with `prefix`, in key order
+        (descending with `reverse`)."""
+        items = self._kv.iterate(_STATE + prefix, reverse=reverse)
         return ((key[1:], value) for key, value in items)
 
     def close(self) -> None:

@@ -61,8 +61,11 @@ class KVStore(ABC):
         """Return the value stored under `key`, or None."""
 
     @abstractmethod
-    def iterate(self, prefix: bytes = b"") -> Iterator[tuple[bytes, bytes]]:
-        """Yield `(key, value)` for every key starting with `prefix`, in ascending key order.
+    def iterate(self, prefix: bytes = b"", *, reverse: bool = False
+                ) -> Iterator[tuple[bytes, bytes]]:
+        """Yield `(key, value)` for every key starting with `prefix`, in ascending key order
+        (descending with `reverse`: the newest of time-ordered keys first, without reading the
+        rest).
 
         The iterator reads a snapshot taken when `iterate` is called: batches written while it
         is consumed are not seen. Closing the store invalidates it (`StoreClosed` on next step).
@@ -122,3 +125,11 @@ def check_batch(
     if total > limits.max_batch_bytes:
         raise LimitExceeded(f"batch of {total} bytes exceeds {limits.max_batch_bytes}")
     return put_list, delete_list
+
+
+def prefix_upper_bound(prefix: bytes) -> bytes | None:
+    """Return the smallest key greater than every key starting with `prefix` (None: no bound)."""
+    stripped = prefix.rstrip(b"\xff")
+    if not stripped:
+        return None
+    return stripped[:-1] + bytes([stripped[-1] + 1])

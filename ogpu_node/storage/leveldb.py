@@ -7,6 +7,7 @@ any point leaves the whole batch or none of it. plyvel errors are wrapped into s
 
 from __future__ import annotations
 
+import itertools
 import os
 from collections.abc import Iterable, Iterator
 from typing import Any
@@ -26,6 +27,7 @@ from ogpu_node.storage.kv import (
     WriteHook,
     check_batch,
     check_key,
+    prefix_upper_bound,
 )
 from ogpu_node.storage.leveldb_binding import plyvel
 
@@ -99,11 +101,22 @@ class LevelDBKV(KVStore):
             raise _wrap(error, f"get from {self.path}") from error
         return value
 
-    def iterate(self, prefix: bytes = b"") -> Iterator[tuple[bytes, bytes]]:
-        """Yield the items under `prefix` in key order, from a snapshot taken now."""
+    def iterate(self, prefix: bytes = b"", *, reverse: bool = False
+                ) -> Iterator[tuple[bytes, bytes]]:
+        """Yield the items under `prefix` in key order (descending with `reverse`), from a
+        snapshot taken now."""
         self._check_open()
         check_key(prefix, self._limits)
         # Created here, not inside the generator, so that the snapshot is taken at call time.
+        if reverse:
+            # From the prefix's upper bound down, stopping at the first key outside it: plyvel's
+            # own `prefix` (or `start`) in reverse misses a key equal to a start ending in 0xff
+            # (plyvel 1.5.1: nothing under b"a\xff" though b"a\xff" is there).
+            raw = self._db.iterator(stop=prefix_upper_bound(prefix), reverse=True,
+                                    include_key=True, include_value=True,
+                                    verify_checksums=True, fill_cache=False)
+            return itertools.takewhile(lambda item: item[0].startswith(prefix),
+                                       self._iterate_raw(raw))
         raw = self._db.iterator(
             prefix=prefix,
             include_key=True,

@@ -17,15 +17,8 @@ from ogpu_node.storage.kv import (
     WriteHook,
     check_batch,
     check_key,
+    prefix_upper_bound,
 )
-
-
-def prefix_upper_bound(prefix: bytes) -> bytes | None:
-    """Return the smallest key greater than every key starting with `prefix` (None: no bound)."""
-    stripped = prefix.rstrip(b"\xff")
-    if not stripped:
-        return None
-    return stripped[:-1] + bytes([stripped[-1] + 1])
 
 
 class MemoryKV(KVStore):
@@ -46,14 +39,17 @@ class MemoryKV(KVStore):
         check_key(key, self._limits)
         return self._data.get(key)
 
-    def iterate(self, prefix: bytes = b"") -> Iterator[tuple[bytes, bytes]]:
-        """Yield the items under `prefix` in key order, from a snapshot taken now."""
+    def iterate(self, prefix: bytes = b"", *, reverse: bool = False
+                ) -> Iterator[tuple[bytes, bytes]]:
+        """Yield the items under `prefix` in key order (descending with `reverse`), from a
+        snapshot taken now."""
         self._check_open()
         check_key(prefix, self._limits)
         start = bisect_left(self._sorted_keys, prefix)
         upper = prefix_upper_bound(prefix)
         end = len(self._sorted_keys) if upper is None else bisect_left(self._sorted_keys, upper)
-        snapshot = [(key, self._data[key]) for key in self._sorted_keys[start:end]]
+        keys = self._sorted_keys[start:end]
+        snapshot = [(key, self._data[key]) for key in (reversed(keys) if reverse else keys)]
         return self._iterate_snapshot(snapshot)
 
     def write_batch(

@@ -3,7 +3,7 @@ deposits refunded or burned, activation at a known height, and the ways to cheat
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import fields, replace
 from pathlib import Path
 
@@ -46,10 +46,13 @@ from ogpu_node.ledger.governance.records import (
     ProposalStatus,
     Propose,
     Vote,
+    VoteKey,
     VoteOption,
 )
+from ogpu_node.ledger.governance.rules import bonded_stake, process_governance
 from ogpu_node.ledger.params import BPS, FIRST_LATER_PARAM
 from ogpu_node.ledger.tx import Payload, Stake, Transaction, Transfer, Unstake, balance_needed
+from ogpu_node.ledger.working import Working
 from ogpu_node.storage import ChainStore, LevelDBKV
 from ogpu_node.types import Amount, ogpu
 from tests.ledger.helpers import (
@@ -367,7 +370,7 @@ def test_huge_proposals_do_not_decode() -> None:
 
 
 def test_the_most_changes_a_proposal_may_carry_are_accepted() -> None:
-    names = ["min_fee", "fee_burn_bps", "proposer_reward_bps", "verifier_fee_bps",
+    names = ["min_fee", "fee_burn_bps", "proposer_reward_bps", "bid_deposit_bps",
              "bid_window_ms", "reveal_window_ms", "max_task_attempts", "max_check_rounds"]
     assert len(names) == MAX_CHANGES
     chain = GovChain()
@@ -533,3 +536,52 @@ def test_every_governance_rejection_has_a_test_here() -> None:
     tested = {InvalidProposal, ParamOutOfBounds, UnknownParam, DepositTooLow, TooManyProposals,
               UnknownProposal, VotingClosed, NotBonded}
     assert set(GovernanceError.__subclasses__()) == tested
+
+
+def test_a_block_tallying_many_proposals_scans_the_accounts_once(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # bonded stake is a scan of every account: 32 tallies in one block must not make it 32 scans
+    from ogpu_node.ledger.governance import rules
+    chain = GovChain()
+    chain.block(*(chain.tx(USER, Propose(CHANGE, DEPOSIT)) for _ in range(MAX_OPEN_PROPOSALS)))
+    end = chain.state.proposals[1].voting_end
+    chain.until(end - 1)
+    scans: list[int] = []
+
+    def counted(w: Working) -> int:
+        scans.append(1)
+        return bonded_stake(w)
+
+    monkeypatch.setattr(rules, "bonded_stake", counted)
+    state = chain.block()
+    assert all(state.proposals[i].status == ProposalStatus.NO_QUORUM
+               and state.proposals[i].bonded == ogpu(100)
+               for i in range(1, MAX_OPEN_PROPOSALS + 1))
+    assert len(scans) == 2  # once to build the block, once to apply it (32 each before)
+    assert conserved(state)
+
+
+class CountedVotes(dict[VoteKey, VoteOption]):
+    """The state's votes, counting the full scans of them."""
+
+    scans = 0
+
+    def __iter__(self) -> Iterator[VoteKey]:
+        CountedVotes.scans += 1
+        return super().__iter__()
+
+
+def test_a_block_tallying_many_proposals_scans_the_votes_once() -> None:
+    chain = GovChain()
+    chain.block(*(chain.tx(USER, Propose(CHANGE, DEPOSIT)) for _ in range(MAX_OPEN_PROPOSALS)))
+    numbers = range(1, MAX_OPEN_PROPOSALS + 1)
+    chain.block(*(chain.tx(key, Vote(n, YES)) for n in numbers for key in (BIG, MID)))
+    end = chain.state.proposals[1].voting_end
+    state = chain.until(end - 1)
+    counted = replace(state, votes=CountedVotes(state.votes))
+    CountedVotes.scans = 0
+    w = Working(counted, state.timestamp + 1_000)
+    process_governance(w)
+    assert CountedVotes.scans == 1
+    assert all(w.proposals[n].status == ProposalStatus.PASSED and w.proposals[n].yes == ogpu(80)
+               for n in numbers)

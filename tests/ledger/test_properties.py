@@ -33,7 +33,7 @@ from ogpu_node.ledger import (
 from ogpu_node.ledger.block import compute_tx_root
 from ogpu_node.ledger.emission import block_reward, scheduled_reward
 from ogpu_node.ledger.equivocation import ReportEquivocation
-from ogpu_node.ledger.errors import BadNonce, InsufficientFunds, InvalidTransaction
+from ogpu_node.ledger.errors import BadNonce, FeeTooLow, InsufficientFunds, InvalidTransaction
 from ogpu_node.ledger.governance.records import Propose, Vote, VoteOption
 from ogpu_node.ledger.params import BPS
 from ogpu_node.ledger.state import compute_records_hash, open_proposal_ids
@@ -165,9 +165,10 @@ TX_SPEC = st.tuples(
 def make_tx(state: State, nonces: dict[int, int], spec: tuple[int, str, str, int, int],
             applied: list[Transaction]) -> tuple[Transaction, str]:
     """A transaction from `spec` against `state`, and what should happen to it: "valid" (it
-    may still fail, e.g. an unstake without stake), "bad_nonce" (must fail with BadNonce), or
-    "maybe" (an overspend sized from the parent state, which funds received earlier in the same
-    block can cover; MAX_AMOUNT, which the account near the cap can afford)."""
+    may still fail, e.g. an unstake without stake), "bad_nonce" (must fail with BadNonce),
+    "refused" (must fail: a replay whose fee a vote has since put below min_fee), or "maybe"
+    (an overspend sized from the parent state, which funds received earlier in the same block
+    can cover; MAX_AMOUNT, which the account near the cap can afford)."""
     sender, kind, mode, share, to = spec
     key = KEYS[sender]
     acct = state.account(key.address)
@@ -175,7 +176,9 @@ def make_tx(state: State, nonces: dict[int, int], spec: tuple[int, str, str, int
     fee = max(state.params.min_fee, 1_000)
     if mode == "replay":
         if applied:
-            return applied[share % len(applied)], "bad_nonce"
+            replayed = applied[share % len(applied)]
+            # a vote may have raised min_fee since: the fee is checked before the nonce
+            return replayed, "bad_nonce" if replayed.fee >= state.params.min_fee else "refused"
         mode = "valid"
     if mode == "nonce_low" and nonce == 0:
         mode = "nonce_high"
@@ -260,7 +263,7 @@ def run_block(sc: Scenario, data: st.DataObject) -> None:
                              tx_root=compute_tx_root(txs))
                 check_rejected_block(state, bad, tx_index=len(accepted))
             continue
-        assert verdict != "bad_nonce", spec
+        assert verdict not in ("bad_nonce", "refused"), spec
         event(f"applied {spec[1]}")
         accepted.append(tx)
         nonces[spec[0]] = tx.nonce + 1
@@ -286,7 +289,9 @@ def run_block(sc: Scenario, data: st.DataObject) -> None:
     # (d) nothing already applied applies again, through apply_tx or inside a block.
     next_proposer = KEY_BY_ADDRESS[after.validators[0].address]
     for tx in sc.applied[-12:]:
-        check_rejected_tx(after, tx, next_proposer, BadNonce)
+        # refused for its nonce, or first for its fee if a vote has raised min_fee since
+        check_rejected_tx(after, tx, next_proposer,
+                          BadNonce if tx.fee >= after.params.min_fee else FeeTooLow)
     if sc.applied:
         replayed = [sc.applied[-1]]
         empty, _ = build_block(after, [], next_proposer, timestamp + 1)

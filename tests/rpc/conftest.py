@@ -70,12 +70,16 @@ async def serving(node: LocalNode, config: RpcConfig = TEST_CONFIG) -> AsyncIter
 
 
 @asynccontextmanager
-async def open_ws(address: RpcAddress) -> AsyncIterator[WebSocketConnection]:
+async def open_ws(address: RpcAddress, origin: str | None = None
+                  ) -> AsyncIterator[WebSocketConnection]:
     """A WebSocket to the server whose TCP stream we own: trio-websocket's own client does not
-    close its socket after a close started by the server (its reader stops at EOF)."""
+    close its socket after a close started by the server (its reader stops at EOF). `origin`:
+    the Origin header a browser page would send."""
     stream = await trio.open_tcp_stream(address.host, address.port)
+    headers = [] if origin is None else [(b"origin", origin.encode())]
     async with stream, trio.open_nursery() as nursery:
-        ws = await wrap_client_stream(nursery, stream, address.host, "/ws")
+        ws = await wrap_client_stream(nursery, stream, f"{address.host}:{address.port}", "/ws",
+                                      extra_headers=headers)
         try:
             yield ws
         finally:

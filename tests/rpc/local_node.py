@@ -9,7 +9,7 @@ through the node's own `TaskFeed` (signed, checked); blobs live in a real `BlobS
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -18,7 +18,7 @@ import trio
 
 from ogpu_node.blobs import BlobError, BlobStore, check_chunk
 from ogpu_node.chain import Chain
-from ogpu_node.earnings_index import Earning, read_earnings
+from ogpu_node.earnings_index import Earning, newest_earnings
 from ogpu_node.genesis import Genesis, build_genesis, dev_account_key, load_template
 from ogpu_node.keys import PrivateKey
 from ogpu_node.ledger import Block, InvalidTransaction, State, Transaction, apply_tx, build_block
@@ -117,8 +117,8 @@ class LocalNode:
     def agent_status(self) -> dict[str, Any]:
         return self.agents.report()
 
-    def earnings(self, address: bytes) -> list[Earning]:
-        return read_earnings(self.chain.store, address)
+    def earnings(self, address: bytes) -> Iterator[Earning]:
+        return newest_earnings(self.chain.store, address)
 
     def finalized_state(self) -> State:
         return self.chain.state

@@ -130,7 +130,8 @@ async def test_hundred_megabyte_body_is_refused_without_reading_it(rpc: Rpc) -> 
 async def test_chunked_body_is_cut_off_at_the_limit(node: LocalNode) -> None:
     config = RpcConfig(listen="127.0.0.1:0", max_body_bytes=1024 * 1024)
     async with serving(node, config) as rpc:
-        head = (b"POST / HTTP/1.1\r\nhost: localhost\r\ntransfer-encoding: chunked\r\n\r\n")
+        head = (b"POST / HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\n"
+                b"transfer-encoding: chunked\r\n\r\n")
         chunk = b" " * 256 * 1024
         framed = b"%x\r\n%s\r\n" % (len(chunk), chunk)
         response = await _raw_exchange(rpc, head, [framed] * 5)  # 1.25 MiB, no terminator

@@ -247,3 +247,18 @@ async def test_rate_limit_with_mock_clock(node: LocalNode,
 
 def _json(value: Any) -> bytes:
     return json.dumps(value).encode()
+
+
+@pytest.mark.parametrize("content_type", [None, "text/plain", "application/x-www-form-urlencoded",
+                                          "multipart/form-data; boundary=x"])
+async def test_a_post_that_a_page_of_any_site_could_send_is_refused(
+        rpc: Rpc, content_type: str | None) -> None:
+    # the content types a browser sends cross-site without a preflight: a call made that way
+    # (blob uploads, transactions) would come from a page the user merely visited
+    body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "chain_status"}).encode()
+    headers = {} if content_type is None else {"content-type": content_type}
+    response = await rpc.http.post(rpc.address.http_url, content=body, headers=headers)
+    assert response.status_code == 415
+    ok = await rpc.http.post(rpc.address.http_url, content=body,
+                             headers={"content-type": "application/json; charset=utf-8"})
+    assert ok.json()["result"]["height"] == 0

@@ -4,12 +4,15 @@ proposals and votes in real blocks."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from dataclasses import replace
 
 import pytest
 
 from ogpu_node.ledger import Stake
 from ogpu_node.ledger.governance.bounds import GOVERNABLE
 from ogpu_node.ledger.governance.records import Propose, Vote, VoteOption
+from ogpu_node.ledger.governance.rules import bonded_stake
+from ogpu_node.ledger.working import Working
 from ogpu_node.types import Amount, ogpu
 from tests.rpc.conftest import Rpc, serving
 from tests.rpc.local_node import VALIDATOR, LocalNode, make_genesis
@@ -128,3 +131,52 @@ async def test_gov_get_of_an_unknown_proposal(gov_rpc: Rpc) -> None:
     assert (error["code"], error["data"]) == (-32001, {"what": "proposal", "key": "9"})
     await assert_param_error(gov_rpc, "gov_get", ["x"], "proposalId")
     await assert_param_error(gov_rpc, "gov_get", [-1], "proposalId")
+
+
+async def test_a_running_tally_scans_the_accounts_once_per_block(
+        gov_rpc: Rpc, monkeypatch: pytest.MonkeyPatch) -> None:
+    # the governance page asks gov_get for every proposal at every block: each scan of all
+    # accounts (bonded stake) blocks the node's loop, so one block pays for one
+    from ogpu_node.rpc import gov_methods
+    market = await staked_market(gov_rpc)
+    for title in ("first", "second"):
+        await market.send(market.client, Propose(CHANGES, DEPOSIT, title), block=False)
+    gov_rpc.node.produce_block()
+    scans: list[int] = []
+
+    def counted(w: Working) -> int:
+        scans.append(1)
+        return bonded_stake(w)
+
+    monkeypatch.setattr(gov_methods, "bonded_stake", counted)
+    for _ in range(3):
+        for number in (1, 2):
+            tally = (await gov_rpc.result("gov_get", [number]))["tally"]
+            assert tally["bonded"] == str(ogpu(15_000))
+    assert len(scans) == 1
+    await market.send(market.other, Stake(Amount(ogpu(1_000))))
+    tally = (await gov_rpc.result("gov_get", [1]))["tally"]
+    assert (tally["bonded"], len(scans)) == (str(ogpu(16_000)), 2)
+
+
+def test_a_change_to_a_name_no_longer_governable_still_shows() -> None:
+    from ogpu_node.rpc.gov_methods import param_value
+    assert "verifier_fee_bps" not in GOVERNABLE
+    assert param_value("verifier_fee_bps", 300) == "300"
+    assert param_value("bid_window_ms", 4_000) == 4_000
+
+
+async def test_gov_params_still_answers_with_a_proposal_of_a_former_name(gov_rpc: Rpc) -> None:
+    # a proposal made when a parameter was governable outlives its removal from the table
+    market = await staked_market(gov_rpc)
+    await market.send(market.client, Propose(CHANGES, DEPOSIT, "before the upgrade"))
+    node = gov_rpc.node
+    proposal = node.state.proposals[1]
+    former = replace(proposal, changes=(("verifier_fee_bps", 300), *proposal.changes))
+    node.chain.state = replace(node.state, proposals={**node.state.proposals, 1: former})
+    view = await gov_rpc.result("gov_params")
+    assert entry(view, "min_fee")["proposed"] == [
+        {"proposalId": 1, "value": "2000", "votingEnd": proposal.voting_end}]
+    assert "verifier_fee_bps" not in [p["name"] for p in view["params"]]
+    changes = (await gov_rpc.result("gov_get", [1]))["changes"]
+    assert changes[0] == {"name": "verifier_fee_bps", "value": "300"}

@@ -5,11 +5,22 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from gpu.worker_usage import WorkerUsage
+from ogpu_node.ledger import State
 from ogpu_node.ledger.market.records import TaskStatus
-from ogpu_node.rpc.market_metrics import CLOSE_REASONS, TASK_PHASES, BlobUse, LocalSources
+from ogpu_node.rpc import market_metrics
+from ogpu_node.rpc.market_metrics import (
+    CLOSE_REASONS,
+    TASK_PHASES,
+    BlobUse,
+    LocalSources,
+    MarketCollector,
+    MarketCounts,
+    market_counts,
+)
 from ogpu_node.types import ogpu
 from tests.rpc.conftest import Rpc, serving
 from tests.rpc.local_node import LocalNode
@@ -90,3 +101,21 @@ async def test_metrics_show_the_market_blob_store_and_workers(tmp_path: Path) ->
     assert value(samples, "ogpu_worker_busy_seconds_total", agent="provider") == 7.5
     assert value(samples, "ogpu_worker_jobs_running", agent="provider") == 0
     assert value(samples, "ogpu_worker_memory_bytes", agent="provider") == 0
+
+
+def test_scrapes_count_the_market_once_per_block(monkeypatch: pytest.MonkeyPatch) -> None:
+    # market_counts walks every task the chain ever had: anyone who reaches the port may scrape
+    node = LocalNode()
+    counted: list[int] = []
+
+    def counting(state: State) -> MarketCounts:
+        counted.append(state.height)
+        return market_counts(state)
+
+    monkeypatch.setattr(market_metrics, "market_counts", counting)
+    collector = MarketCollector(LocalSources(state=lambda: node.state))
+    for _ in range(5):
+        list(collector.collect())
+    node.produce_block()
+    tasks = [m for m in collector.collect() if m.name == "ogpu_market_tasks"]
+    assert counted == [node.state.height - 1, node.state.height] and tasks

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 import trio
-from trio_websocket import ConnectionClosed, WebSocketConnection
+from trio_websocket import ConnectionClosed, ConnectionRejected, WebSocketConnection
 
 from ogpu_node.rpc.config import RpcConfig
 from ogpu_node.rpc.errors import ErrorCode
@@ -174,3 +174,16 @@ async def test_client_that_does_not_read_is_marked_too_slow(node: LocalNode) -> 
         assert json.loads(inbox.receive_nowait())["params"]["result"]["height"] == 1
         nursery.cancel_scope.cancel()
     outbox.close()
+
+
+async def test_a_page_of_another_site_cannot_open_the_websocket(rpc: Rpc) -> None:
+    # browsers let any page open a WebSocket to 127.0.0.1 and read it: only the node's own
+    # pages (the dashboards) and programs, which send no Origin, are let in
+    own = f"http://{rpc.address.host}:{rpc.address.port}"
+    async with open_ws(rpc.address, origin=own) as ws:
+        assert (await WsClient(ws).result("chain_status"))["height"] == 0
+    for other in ("http://evil.example", f"http://{rpc.address.host}:1", "null"):
+        with pytest.raises(BaseExceptionGroup) as refused:  # from open_ws's nursery
+            async with open_ws(rpc.address, origin=other):
+                pass
+        assert refused.group_contains(ConnectionRejected, match="403", depth=None)

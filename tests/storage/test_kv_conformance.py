@@ -54,6 +54,13 @@ def test_iterate_prefix_yields_exactly_matching_keys(kv: KVStore, prefix: bytes)
     assert list(kv.iterate(prefix)) == expected
 
 
+@pytest.mark.parametrize("prefix", [b"", b"a", b"a\xff", b"\xff", b"\xff\xff", b"c", b"ab\x00"])
+def test_iterate_in_reverse_yields_the_same_keys_descending(kv: KVStore, prefix: bytes) -> None:
+    kv.write_batch([(key, key) for key in KEYS])
+    expected = [(key, key) for key in sorted(KEYS, reverse=True) if key.startswith(prefix)]
+    assert list(kv.iterate(prefix, reverse=True)) == expected
+
+
 def test_iterate_reads_a_snapshot_taken_at_call(kv: KVStore) -> None:
     kv.write_batch([(b"a", b"1"), (b"b", b"2")])
     items = kv.iterate()

@@ -94,6 +94,8 @@ class KVAgreement(RuleBasedStateMachine):
     @rule(prefix=KEYS)
     def iterate_prefix(self, prefix: bytes) -> None:
         assert list(self.memory.iterate(prefix)) == list(self.leveldb.iterate(prefix))
+        assert (list(self.memory.iterate(prefix, reverse=True))
+                == list(self.leveldb.iterate(prefix, reverse=True)))
 
     @rule(prefix=KEYS, puts=PUTS)
     def iterate_across_a_write(self, prefix: bytes, puts: list[tuple[bytes, bytes]]) -> None:

@@ -13,6 +13,9 @@ export const TX_KIND = {
 };
 export const VOTE_OPTION = { yes: 1, no: 2, abstain: 3 }; // ledger/governance/records.py
 export const DEFAULT_FEE = 1000; // base units: the CLI's default --fee, 0.000001 OGPU
+// Governance may raise min_fee up to 1 OGPU (ledger/governance/bounds.py); the page pays what
+// the chain asks but never more than that, whatever a node says.
+export const MAX_FEE = 1_000_000_000;
 const PKCS8_ED25519_PREFIX = hexToBytes("302e020100300506032b657004220420");
 
 export class KeyFileError extends Error {}

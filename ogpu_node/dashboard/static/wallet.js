@@ -2,7 +2,7 @@
 // of its next transaction, and sending what it signs. Shared by the pages that send
 // transactions (customer, governance).
 
-import { DEFAULT_FEE, loadKeyFile, signTransaction } from "./tx.js";
+import { DEFAULT_FEE, MAX_FEE, loadKeyFile, signTransaction } from "./tx.js";
 
 export class Wallet {
   constructor(rpc) {
@@ -32,8 +32,9 @@ export class Wallet {
     if (this.chainId === null) this.chainId = (await this.rpc.call("chain_status")).chainId;
     const account = await this.rpc.call("account_get", { address: this.signer.address });
     const nonce = Math.max(account.nonce, this.nextNonce);
+    const fee = await this.fee();
     const tx = await signTransaction(this.signer,
-      { chainId: this.chainId, nonce, fee: DEFAULT_FEE, kind, payload });
+      { chainId: this.chainId, nonce, fee, kind, payload });
     try {
       const receipt = await this.rpc.call("tx_send", { tx: tx.hex });
       this.nextNonce = nonce + 1;
@@ -42,6 +43,17 @@ export class Wallet {
       this.nextNonce = 0; // start again from the chain's nonce
       throw error;
     }
+  }
+
+  /** The fee to pay: the chain's min_fee now (a vote may have raised it above the default). */
+  async fee() {
+    const { params } = await this.rpc.call("gov_params");
+    const minFee = params.find((p) => p.name === "min_fee");
+    const asked = minFee ? Number(minFee.value) : DEFAULT_FEE;
+    if (!Number.isSafeInteger(asked) || asked < 0 || asked > MAX_FEE) {
+      throw new Error(`the node asks a fee of ${minFee.value} base units: refused`);
+    }
+    return Math.max(DEFAULT_FEE, asked);
   }
 
   /** Send, then call `onFinal(receipt)` once the transaction is final or rejected. */

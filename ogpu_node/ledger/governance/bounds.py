@@ -9,6 +9,13 @@ outside `Params`; `epoch_length`, `slot_ms`, `min_validator_stake`, `unbonding_p
 `evidence_max_age`, `committee_delay_blocks`, block size limits) and the emission schedule
 (`initial_block_reward`, `halving_interval`: the supply cap is a promise). Changing those takes
 a new genesis or a software upgrade, not a vote.
+
+Also left out: what a task's settlement reads again from the parameters of the day rather than
+from the task (`verifier_fee_bps`, `committee_size`: each member's fee is
+`budget * verifier_fee_bps // BPS // committee_size`; `client_collateral_bps`: what a cancel
+after the award pays the provider). A vote raising them would pay committees money the open
+tasks never escrowed for it, taken from the clients' refunds or driving an escrow negative.
+They can be governable once a task keeps its own terms.
 """
 
 from __future__ import annotations
@@ -58,9 +65,7 @@ GOVERNABLE: Mapping[str, Bounds] = MappingProxyType({
     "model_registration_fee": Bounds(0, 10_000 * _OGPU, BASE_UNITS),
     # market stakes, collateral and deposits
     "provider_min_stake": Bounds(_OGPU, 1_000_000 * _OGPU, BASE_UNITS),
-    "client_collateral_bps": Bounds(0, 5_000, BASIS_POINTS),
     "provider_collateral_bps": Bounds(100, BPS, BASIS_POINTS),
-    "verifier_fee_bps": Bounds(0, 2_000, BASIS_POINTS),
     "bid_deposit_bps": Bounds(0, BPS, BASIS_POINTS),
     "bid_deposit_min": Bounds(1, 1_000 * _OGPU, BASE_UNITS),
     # slashing
@@ -79,7 +84,6 @@ GOVERNABLE: Mapping[str, Bounds] = MappingProxyType({
     "pool_dispute_window_ms": Bounds(1_000, _HOUR_MS, MILLISECONDS),
     "max_task_attempts": Bounds(1, 5, COUNT),
     "max_bids_per_task": Bounds(1, MAX_BIDS_PER_TASK, COUNT),
-    "committee_size": Bounds(1, 16, COUNT),
     "committee_min_size": Bounds(1, 16, COUNT),
     "max_check_rounds": Bounds(1, 5, COUNT),
     # governance itself (as in Cosmos SDK x/gov), bounded so that a vote cannot make the next

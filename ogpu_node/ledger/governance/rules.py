@@ -21,6 +21,7 @@ to run under them: no block runs under two sets.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
 
 from ogpu_node.ledger.errors import (
@@ -41,6 +42,7 @@ from ogpu_node.ledger.governance.records import (
     ProposalStatus,
     Propose,
     Vote,
+    VoteKey,
     VoteOption,
 )
 from ogpu_node.ledger.params import BPS, Params
@@ -111,11 +113,16 @@ def bonded_stake(w: Working) -> int:
 def process_governance(w: Working) -> None:
     """End of block: tally the proposals whose voting ends here, then make the changes that
     activate here (in order of activation height, then number)."""
-    for proposal_id in w.open_proposal_ids():
-        proposal = w.proposal(proposal_id)
-        if (proposal is not None and proposal.status == ProposalStatus.VOTING
-                and proposal.voting_end <= w.height):
-            tally(w, proposal_id, proposal)
+    ending = [(proposal_id, proposal) for proposal_id in w.open_proposal_ids()
+              if (proposal := w.proposal(proposal_id)) is not None
+              and proposal.status == ProposalStatus.VOTING and proposal.voting_end <= w.height]
+    if ending:
+        # one scan of the accounts and one of the votes for all of them: a tally moves
+        # balances only, never stake, and each tally drops only its own votes
+        bonded = bonded_stake(w)
+        votes = w.votes_on([proposal_id for proposal_id, _ in ending])
+        for proposal_id, proposal in ending:
+            tally(w, proposal_id, proposal, bonded, votes[proposal_id])
     due = []
     for proposal_id in w.open_proposal_ids():
         proposal = w.proposal(proposal_id)
@@ -135,14 +142,15 @@ def outcome(params: Params, yes: int, no: int, abstain: int, bonded: int) -> Pro
     return ProposalStatus.REJECTED
 
 
-def tally(w: Working, proposal_id: int, proposal: Proposal) -> None:
-    """Count the votes by the voters' stake now, settle the deposit and drop the votes."""
+def tally(w: Working, proposal_id: int, proposal: Proposal, bonded: int,
+          votes: Sequence[tuple[VoteKey, VoteOption]]) -> None:
+    """Count `votes` (all the proposal's, `Working.votes_on`) by the voters' stake now against
+    `bonded` (`bonded_stake(w)`), settle the deposit and drop the votes."""
     totals = dict.fromkeys(VoteOption, 0)
-    for key, option in w.votes_on(proposal_id):
+    for key, option in votes:
         totals[option] += vote_weight(w, key[1])
         w.set_vote(key, None)
     yes, no, abstain = totals[VoteOption.YES], totals[VoteOption.NO], totals[VoteOption.ABSTAIN]
-    bonded = bonded_stake(w)
     status = outcome(w.params, yes, no, abstain, bonded)
     if status == ProposalStatus.NO_QUORUM:
         w.burned += proposal.deposit
