@@ -166,7 +166,7 @@ def gov_get(rpc: str, proposal_id: int, as_json: bool) -> None:
 @click.pass_obj
 @handle_errors
 def gov_propose(rpc: str, changes: tuple[str, ...], deposit: str | None, title: str,
-                key_path: Path | None, dev_account: int | None, fee: str, timeout: float,
+                key_path: Path | None, dev_account: int | None, fee: str | None, timeout: float,
                 as_json: bool) -> None:
     """Propose parameter changes; print the proposal's number once final.
 
@@ -226,7 +226,7 @@ def _schedule(rpc: str, number: int) -> dict[str, Any]:
 @click.pass_obj
 @handle_errors
 def gov_vote(rpc: str, proposal_id: int, option: str, key_path: Path | None,
-             dev_account: int | None, fee: str, timeout: float, as_json: bool) -> None:
+             dev_account: int | None, fee: str | None, timeout: float, as_json: bool) -> None:
     """Vote on a proposal with your bonded stake (a later vote replaces this one)."""
     key = signer(key_path, dev_account)
     receipt = send(rpc, key, Vote(proposal_id, VoteOption[option.upper()]), fee, True, timeout)

@@ -491,7 +491,7 @@ def _check_task_id(task_id: str) -> str:
 @click.pass_obj
 @handle_errors
 def task_submit(rpc: str, /, task_file: Path | None, net_file: Path | None,
-                key_path: Path | None, dev_account: int | None, fee: str, timeout: float,
+                key_path: Path | None, dev_account: int | None, fee: str | None, timeout: float,
                 watch: bool, as_json: bool, **flags: Any) -> None:
     """Submit a task (escrows its budget) and print its id; the exit status is 0 once final.
 
@@ -655,7 +655,7 @@ def task_result(rpc: str, task_id: str, output: Path | None, onnx_path: Path | N
 @click.pass_obj
 @handle_errors
 def task_cancel(rpc: str, task_id: str, key_path: Path | None, dev_account: int | None,
-                fee: str, timeout: float, as_json: bool) -> None:
+                fee: str | None, timeout: float, as_json: bool) -> None:
     """Cancel TASK_ID (free before its award; after it, the client's collateral goes to the
     provider)."""
     payload = CancelTask(Hash32(bytes.fromhex(_check_task_id(task_id))))
@@ -745,14 +745,15 @@ def parse_device(text: str) -> Device:
 @click.pass_obj
 @handle_errors
 def provider_register(rpc: str, devices: tuple[str, ...], benchmark: int, floor: str,
-                      stake: str, key_path: Path | None, dev_account: int | None, fee: str,
+                      stake: str, key_path: Path | None, dev_account: int | None, fee: str | None,
                       timeout: float, as_json: bool) -> None:
     """Register (or update) a provider that is not run by a node's agent: declare devices,
     benchmark and price floor, and bond stake."""
     if len(devices) > MAX_DEVICES:
         raise click.UsageError(f"at most {MAX_DEVICES} devices")
     declared = [parse_device(d) for d in devices]
-    price_floor, bond, fee_units = parse_price(floor, "floor"), parse_ogpu(stake), parse_ogpu(fee)
+    price_floor, bond = parse_price(floor, "floor"), parse_ogpu(stake)
+    fee_units = None if fee is None else parse_ogpu(fee)
     with SyncClient(rpc) as client:
         receipt = client.register_provider(signer(key_path, dev_account), declared, benchmark,
                                            price_floor=price_floor, stake=bond, fee=fee_units,

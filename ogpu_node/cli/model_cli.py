@@ -85,7 +85,7 @@ def inspected(data: bytes) -> ModelInfo:
 @handle_errors
 def model_register(rpc: str, file: Path | None, name: str, task_id: str | None,
                    output: Path | None, key_path: Path | None, dev_account: int | None,
-                   fee: str, timeout: float, as_json: bool) -> None:
+                   fee: str | None, timeout: float, as_json: bool) -> None:
     """Register an ONNX model (FILE, or --from-task TASK_ID) and print its id once final.
 
     \b

@@ -103,7 +103,7 @@ def _finalized(receipt: TxReceipt, as_json: bool) -> bool:
 @handle_errors
 def pool_open(rpc: str, model_ref: str, max_batch: int, price: str, budget: str, racers: int,
               sample_bps: int, min_stake: str, request_s: int, ttl_s: int,
-              key_path: Path | None, dev_account: int | None, fee: str, timeout: float,
+              key_path: Path | None, dev_account: int | None, fee: str | None, timeout: float,
               as_json: bool) -> None:
     """Open a pool (escrows its budget) and print its id once final.
 
@@ -141,7 +141,7 @@ def pool_open(rpc: str, model_ref: str, max_batch: int, price: str, budget: str,
 @click.pass_obj
 @handle_errors
 def pool_request(rpc: str, pool_id: str, inputs: Path | None, batch: int | None, seed: int,
-                 key_path: Path | None, dev_account: int | None, fee: str, timeout: float,
+                 key_path: Path | None, dev_account: int | None, fee: str | None, timeout: float,
                  as_json: bool) -> None:
     """Send one request to POOL_ID (you must own it) and print the request id once final.
 
@@ -248,7 +248,7 @@ def pool_get(rpc: str, pool_id: str, as_json: bool) -> None:
 @click.pass_obj
 @handle_errors
 def pool_close(rpc: str, pool_id: str, key_path: Path | None, dev_account: int | None,
-               fee: str, timeout: float, as_json: bool) -> None:
+               fee: str | None, timeout: float, as_json: bool) -> None:
     """Close POOL_ID (you must own it): open requests expire, the rest is refunded."""
     payload = ClosePool(parse_id(pool_id, "pool"))
     report(send(rpc, signer(key_path, dev_account), payload, fee, True, timeout), as_json)
@@ -265,7 +265,7 @@ def pool_close(rpc: str, pool_id: str, key_path: Path | None, dev_account: int |
 @click.pass_obj
 @handle_errors
 def pool_top_up(rpc: str, pool_id: str, amount: str, key_path: Path | None,
-                dev_account: int | None, fee: str, timeout: float, as_json: bool) -> None:
+                dev_account: int | None, fee: str | None, timeout: float, as_json: bool) -> None:
     """Add --amount OGPU to POOL_ID's escrow (you must own it, and it must be open)."""
     payload = TopUpPool(parse_id(pool_id, "pool"), _positive_ogpu(amount, "--amount"))
     report(send(rpc, signer(key_path, dev_account), payload, fee, True, timeout), as_json)

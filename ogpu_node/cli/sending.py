@@ -21,7 +21,8 @@ KEY_OPTION = click.option("--key", "key_path", type=click.Path(path_type=Path), 
                           help="Key file of the sender.")
 DEV_OPTION = click.option("--dev-account", type=click.IntRange(0, 999), default=None,
                           help="Sign with devnet account N instead (well-known keys).")
-FEE_OPTION = click.option("--fee", default="0.000001", show_default=True, help="Fee in OGPU.")
+FEE_OPTION = click.option("--fee", default=None,
+                          help="Fee in OGPU (default: the chain's least fee now, its min_fee).")
 TIMEOUT_OPTION = click.option("--timeout", type=click.FloatRange(1, 120), default=30,
                               show_default=True, help="Seconds to wait for finality.")
 
@@ -45,10 +46,12 @@ def signer(key_path: Path | None, dev_account: int | None) -> PrivateKey:
     return read_key_file(key_path)
 
 
-def send(rpc: str, key: PrivateKey, payload: Payload, fee: str, wait: bool,
+def send(rpc: str, key: PrivateKey, payload: Payload, fee: str | None, wait: bool,
          timeout: float) -> TxReceipt:
-    """Sign `payload` with the sender's next nonce and send it; wait for finality if `wait`."""
-    fee_units = parse_ogpu(fee)  # a bad fee fails before anything is asked of the node
+    """Sign `payload` with the sender's next nonce and send it; wait for finality if `wait`.
+    With no `fee`, the chain's least fee now."""
+    # a bad fee fails before anything is asked of the node
+    fee_units = None if fee is None else parse_ogpu(fee)
     return send_transaction(rpc, key, payload, fee=fee_units, wait=wait, timeout=timeout)
 
 

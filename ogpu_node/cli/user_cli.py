@@ -83,7 +83,8 @@ def account_show(path: Path, as_json: bool) -> None:
 @click.option("--key", "key_path", type=click.Path(path_type=Path), required=True)
 @click.option("--chain-id", required=True)
 @click.option("--nonce", type=click.IntRange(0), required=True)
-@click.option("--fee", default="0.000001", show_default=True, help="Fee in OGPU.")
+@click.option("--fee", default="0.000001", show_default=True,
+              help="Fee in OGPU (offline: at least the chain's min_fee, see `ogpu status`).")
 @click.option("--to", default=None, help="Recipient address (transfer).")
 @click.option("--amount", required=True, help="Amount in OGPU, e.g. 1.5.")
 @JSON_OPTION
@@ -140,7 +141,7 @@ def balance(rpc: str, address: str, as_json: bool) -> None:
 @JSON_OPTION
 @click.pass_obj
 @handle_errors
-def transfer(rpc: str, to: str, amount: str, fee: str, key_path: Path | None,
+def transfer(rpc: str, to: str, amount: str, fee: str | None, key_path: Path | None,
              dev_account: int | None, no_wait: bool, timeout: float, as_json: bool) -> None:
     """Send OGPU and wait until the transfer is final (unless --no-wait)."""
     payload = Transfer(address_from_text(to), parse_ogpu(amount))
@@ -216,7 +217,7 @@ def staking_terms(rpc: str, result: Mapping[str, object], unstake: bool) -> dict
     return out
 
 
-def _stake_command(unstake: bool, rpc: str, amount: str, fee: str, key_path: Path | None,
+def _stake_command(unstake: bool, rpc: str, amount: str, fee: str | None, key_path: Path | None,
                    dev_account: int | None, no_wait: bool, timeout: float, as_json: bool
                    ) -> None:
     key = signer(key_path, dev_account)
@@ -257,7 +258,7 @@ def _stake_options(command: Callable[..., None]) -> Callable[..., None]:
 @_stake_options
 @click.pass_obj
 @handle_errors
-def stake(rpc: str, amount: str, fee: str, key_path: Path | None, dev_account: int | None,
+def stake(rpc: str, amount: str, fee: str | None, key_path: Path | None, dev_account: int | None,
           no_wait: bool, timeout: float, as_json: bool) -> None:
     """Bond AMOUNT OGPU of the sender's balance as validator stake. It counts for the validator
     set from the next epoch boundary, once the account's stake reaches the minimum."""
@@ -268,7 +269,7 @@ def stake(rpc: str, amount: str, fee: str, key_path: Path | None, dev_account: i
 @_stake_options
 @click.pass_obj
 @handle_errors
-def unstake(rpc: str, amount: str, fee: str, key_path: Path | None, dev_account: int | None,
+def unstake(rpc: str, amount: str, fee: str | None, key_path: Path | None, dev_account: int | None,
             no_wait: bool, timeout: float, as_json: bool) -> None:
     """Start unbonding AMOUNT OGPU of stake: it leaves the validator set's weight at the next
     epoch boundary and returns to the balance after the unbonding period."""

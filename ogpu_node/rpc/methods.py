@@ -61,7 +61,8 @@ class Method:
 
 
 async def chain_status(ctx: CallContext, _: dict[str, Any]) -> Json:
-    return views.status_view(ctx.api.status())
+    min_fee = ctx.api.finalized_state().params.min_fee  # governance may move it
+    return {**views.status_view(ctx.api.status()), **views.amount_fields("minFee", min_fee)}
 
 
 def _find_block(api: NodeApi, ref: int | str | bytes) -> Block:

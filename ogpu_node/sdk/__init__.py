@@ -24,18 +24,19 @@ from ogpu_node.sdk.answers import (
     Validators,
 )
 from ogpu_node.sdk.client import Client, Subscription
-from ogpu_node.sdk.errors import RpcCallError, RpcTimeout
+from ogpu_node.sdk.errors import FeeRefused, RpcCallError, RpcTimeout
 from ogpu_node.sdk.protocol import DEFAULT_RPC
 from ogpu_node.sdk.sync_client import SyncClient, SyncSubscription
-from ogpu_node.sdk.tasks import DEFAULT_FEE, TaskOutput, TaskTerms
+from ogpu_node.sdk.tasks import MAX_AUTO_FEE, TaskOutput, TaskTerms
 
 WEBSOCKET_ONLY = {"sub_subscribe": "subscribe", "sub_unsubscribe": "subscribe"}
 """RPC methods with no method of their own: a subscription is opened by `subscribe` (and its
 `subscribe_*` forms) and ended by leaving its `with` block."""
 
 __all__ = [
-    "DEFAULT_FEE", "DEFAULT_RPC", "WEBSOCKET_ONLY", "Account", "Block", "ChainStatus", "Client",
-    "ErrorCode", "Health", "Model", "Peer", "Pool", "Provider", "RpcCallError", "RpcTimeout",
+    "DEFAULT_RPC", "MAX_AUTO_FEE", "WEBSOCKET_ONLY", "Account", "Block", "ChainStatus", "Client",
+    "ErrorCode", "FeeRefused", "Health", "Model", "Peer", "Pool", "Provider", "RpcCallError",
+    "RpcTimeout",
     "Subscription", "SyncClient", "SyncSubscription", "Task", "TaskOutput", "TaskTerms",
     "TxReceipt", "TxWithReceipt", "Validators",
 ]

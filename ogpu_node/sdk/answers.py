@@ -22,6 +22,9 @@ class ChainStatus(TypedDict):
     peers: int
     validator: bool
     mempoolSize: int
+    minFee: str
+    """The least fee a transaction pays now (base units; governance may change it)."""
+    minFeeOgpu: str
 
 
 class HealthReason(TypedDict):

@@ -28,6 +28,10 @@ class RpcTimeout(RpcCallError):
     `ErrorCode.TIMEOUT` and `data` has the hash and the receipt)."""
 
 
+class FeeRefused(RpcCallError):
+    """The node asked for a fee above what the SDK pays without being told (`MAX_AUTO_FEE`)."""
+
+
 def error_from_answer(method: str, error: dict[str, Any]) -> RpcCallError:
     """The typed error for the `error` member of a JSON-RPC answer to `method`."""
     data = error.get("data")

@@ -43,13 +43,13 @@ from ogpu_node.sdk.answers import (
 from ogpu_node.sdk.errors import RpcCallError, RpcTimeout
 from ogpu_node.sdk.protocol import DEFAULT_RPC, DEFAULT_TIMEOUT_S, TRANSFER_TIMEOUT_S
 from ogpu_node.sdk.tasks import (
-    DEFAULT_FEE,
     DEFAULT_SEND_TIMEOUT_S,
     TaskOutput,
     TaskTerms,
     address_text,
     b64,
     check_file,
+    chosen_fee,
     chunks_of,
     hex_id,
     manifest_chunks,
@@ -324,19 +324,20 @@ class SyncClient:
     # --- helpers ----------------------------------------------------------------------------
 
     def send_transaction(self, key: PrivateKey, payload: Payload, *,
-                         fee: int = DEFAULT_FEE, wait: bool = True,
+                         fee: int | None = None, wait: bool = True,
                          wait_s: float = DEFAULT_SEND_TIMEOUT_S) -> TxReceipt:
         """Sign `payload` with `key` at the account's next nonce and send it; if `wait`, wait
-        until it is final (or rejected). The node's receipt."""
-        chain_id = (self.chain_status())["chainId"]
+        until it is final (or rejected). The node's receipt. With no `fee`, the chain's least
+        fee now (`chosen_fee`)."""
+        status = self.chain_status()
         nonce = (self.account_get(key.address))["nonce"]
-        tx = sign(key, chain_id, nonce, fee, payload)
+        tx = sign(key, status["chainId"], nonce, chosen_fee(fee, status), payload)
         if not wait:
             return self.tx_send(tx)
         return self.tx_send_and_wait(tx, wait_s=wait_s)
 
     def submit_task(self, key: PrivateKey, spec: WorkloadSpec, terms: TaskTerms, *,
-                    inputs: bytes | None = None, fee: int = DEFAULT_FEE,
+                    inputs: bytes | None = None, fee: int | None = None,
                     wait_s: float = DEFAULT_SEND_TIMEOUT_S) -> str:
         """Upload `inputs` (if given; the spec then names them), submit the task and wait for
         the submission to be final; the task id (hex). `RpcCallError` if it was rejected."""
@@ -379,7 +380,7 @@ class SyncClient:
 
     def register_provider(self, key: PrivateKey, devices: Sequence[Device],
                           benchmark: int, *, price_floor: int = 0, stake: int = 0,
-                          fee: int = DEFAULT_FEE,
+                          fee: int | None = None,
                           wait_s: float = DEFAULT_SEND_TIMEOUT_S) -> TxReceipt:
         """Register (or update) the provider of `key`: its devices, benchmark, price floor
         per work unit, and `stake` added to its bond. The receipt."""
@@ -497,7 +498,7 @@ def rpc_call(url: str, method: str, params: dict[str, Any] | None = None,
         return client.call(method, params)
 
 
-def send_transaction(url: str, key: PrivateKey, payload: Payload, *, fee: int = DEFAULT_FEE,
+def send_transaction(url: str, key: PrivateKey, payload: Payload, *, fee: int | None = None,
                      wait: bool = True, timeout: float = DEFAULT_SEND_TIMEOUT_S) -> TxReceipt:
     """`SyncClient.send_transaction` through the node at `url`."""
     with SyncClient(url) as client:

@@ -17,15 +17,28 @@ from ogpu_node.ledger import Transaction, sign_transaction
 from ogpu_node.ledger.market.payloads import SubmitTask
 from ogpu_node.ledger.tx import Payload
 from ogpu_node.result_crypto import ResultKeyError, open_output
-from ogpu_node.sdk.answers import Task, TxReceipt
-from ogpu_node.sdk.errors import RpcCallError
+from ogpu_node.sdk.answers import ChainStatus, Task, TxReceipt
+from ogpu_node.sdk.errors import FeeRefused, RpcCallError
 from ogpu_node.types import Amount, Hash32, parse_amount
 from ogpu_node.workloads.kinds import WorkloadSpec
 
-DEFAULT_FEE = parse_amount("0.000001")
-"""The fee the helpers pay per transaction unless told otherwise (0.000001 OGPU)."""
+MAX_AUTO_FEE = parse_amount("1")
+"""The most the helpers pay when they take the fee from the node (the chain's `min_fee` in
+`chain_status`, which governance may move): a node asking more is refused, not paid."""
 DEFAULT_SEND_TIMEOUT_S = 30.0
 """Seconds the helpers wait for a transaction to be final."""
+
+
+def chosen_fee(fee: int | None, status: ChainStatus) -> int:
+    """`fee`, or when None the chain's least fee now (`status["minFee"]`), refused (`FeeRefused`)
+    above `MAX_AUTO_FEE`."""
+    if fee is not None:
+        return fee
+    least = int(status["minFee"])
+    if least > MAX_AUTO_FEE:
+        raise FeeRefused(f"the node says the least fee is {least} base units, over the "
+                         f"{MAX_AUTO_FEE} the SDK pays unasked: pass fee= to pay it")
+    return least
 
 
 @dataclass(frozen=True)

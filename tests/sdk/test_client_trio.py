@@ -16,11 +16,13 @@ from ogpu_node.ledger.market.payloads import OpenPool
 from ogpu_node.result_crypto import ResultKeyError
 from ogpu_node.rpc.methods import METHODS
 from ogpu_node.sdk import (
+    MAX_AUTO_FEE,
     Account,
     Block,
     ChainStatus,
     Client,
     ErrorCode,
+    FeeRefused,
     Health,
     Model,
     Pool,
@@ -35,12 +37,32 @@ from ogpu_node.sdk import (
 )
 from ogpu_node.types import Amount, Hash32, ogpu
 from tests.rpc.conftest import Rpc, serving, transfer
-from tests.rpc.local_node import LocalNode
+from tests.rpc.local_node import LocalNode, make_genesis
 from tests.rpc.market import GPU, MATMUL, OUTPUT, Market
 from tests.rpc.test_models import register_mlp
 from tests.sdk.conftest import assert_shape, producing
 
 MISSING = "ab" * 32
+
+
+@pytest.mark.parametrize("min_fee", [7_000, MAX_AUTO_FEE + 1])
+async def test_with_no_fee_the_helpers_pay_the_chains_least_fee(tmp_path: Any,
+                                                               min_fee: int) -> None:
+    # a vote may raise min_fee: a fixed default would make every send fail after it
+    node = LocalNode(tmp_path / "blobs", genesis=make_genesis(min_fee=min_fee))
+    alice, bob = node.users()[:2]
+    async with serving(node) as rpc, Client(rpc.address.http_url) as client:
+        assert int((await client.chain_status())["minFee"]) == min_fee
+        before = int((await client.account_get(alice.address))["balance"])
+        if min_fee > MAX_AUTO_FEE:  # a node asking more than the SDK pays unasked
+            with pytest.raises(FeeRefused, match="pass fee="):
+                await client.send_transaction(alice, Transfer(bob.address, Amount(1)))
+            assert node.mempool == []
+            return
+        async with producing(node):
+            receipt = await client.send_transaction(alice, Transfer(bob.address, Amount(1)))
+        assert receipt["state"] == "finalized"
+        assert int((await client.account_get(alice.address))["balance"]) == before - 1 - min_fee
 
 
 async def test_chain_accounts_and_a_transfer(rpc: Rpc) -> None:
