@@ -5,7 +5,8 @@
 import { Rpc } from "./rpc.js";
 import { KeyFileError, TX_KIND, VOTE_OPTION, votePayload } from "./tx.js";
 import {
-  byId, connectionBadge, el, ogpu, replaceRows, setText, shortAddress, showError, showInfo,
+  byId, connectionBadge, el, ogpu, oneAtATime, replaceRows, setText, shortAddress, showError,
+  showInfo,
 } from "./ui.js";
 import { Wallet } from "./wallet.js";
 
@@ -38,22 +39,15 @@ async function loadKey(file) {
   await refresh();
 }
 
-let refreshing = false;
-async function refresh() {
-  if (refreshing) return; // a block arriving during a refresh is covered by the next one
-  refreshing = true;
-  try {
-    const [params, list] = await Promise.all([rpc.call("gov_params"),
-      rpc.call("gov_list", { limit: MAX_PROPOSALS })]);
-    const proposals = await Promise.all(list.proposals.map((s) =>
-      rpc.call("gov_get", { proposalId: s.id })));
-    drawParams(params);
-    drawProposals(list, proposals);
-    drawDetail(proposals.find((v) => v.id === selected) ?? null);
-  } finally {
-    refreshing = false;
-  }
-}
+const refresh = oneAtATime(async () => {
+  const [params, list] = await Promise.all([rpc.call("gov_params"),
+    rpc.call("gov_list", { limit: MAX_PROPOSALS })]);
+  const proposals = await Promise.all(list.proposals.map((s) =>
+    rpc.call("gov_get", { proposalId: s.id })));
+  drawParams(params);
+  drawProposals(list, proposals);
+  drawDetail(proposals.find((v) => v.id === selected) ?? null);
+});
 
 /** A parameter's value in its unit: amounts in OGPU, basis points as a percentage. */
 function formatValue(value, unit) {

@@ -5,7 +5,8 @@
 import { formatMs, LatencyHistogram } from "./latency.js";
 import { Rpc } from "./rpc.js";
 import {
-  byId, connectionBadge, el, ogpu, replaceRows, setText, short, shortAddress, showError, when,
+  byId, connectionBadge, el, ogpu, oneAtATime, replaceRows, setText, short, shortAddress,
+  showError, when,
 } from "./ui.js";
 
 const RECENT_BLOCKS = 12;
@@ -51,10 +52,7 @@ async function onBlock(block) {
   await refresh();
 }
 
-let refreshing = false;
-async function refresh() {
-  if (refreshing) return; // a block arriving during a refresh is covered by the next one
-  refreshing = true;
+const refresh = oneAtATime(async () => {
   try {
     const [validators, tasks, pools, health] = await Promise.all([
       rpc.call("validators_list"),
@@ -68,10 +66,8 @@ async function refresh() {
     drawPools(pools);
   } catch (error) {
     showError(error);
-  } finally {
-    refreshing = false;
   }
-}
+});
 
 function drawBlocks() {
   replaceRows(byId("blocks"), recent.map((b) => el("tr", { "data-height": b.height },

@@ -7,7 +7,8 @@
 import { bucketLabel, netBars } from "./earnings_bars.js";
 import { Rpc } from "./rpc.js";
 import {
-  byId, connectionBadge, el, ogpu, replaceRows, setText, short, showError, svg, when,
+  byId, connectionBadge, el, ogpu, oneAtATime, replaceRows, setText, short, showError, svg,
+  when,
 } from "./ui.js";
 
 const MAX_WON = 50;
@@ -45,16 +46,7 @@ async function show(addr) {
   await refresh();
 }
 
-let refreshing = false;
-async function refresh() {
-  if (refreshing) return; // a block arriving during a refresh is covered by the next one
-  refreshing = true;
-  try {
-    await refreshNow();
-  } finally {
-    refreshing = false;
-  }
-}
+const refresh = oneAtATime(refreshNow);
 
 async function refreshNow() {
   let view;

@@ -80,3 +80,20 @@ export function showInfo(text) {
   line.textContent = text;
   line.className = "message info";
 }
+
+/**
+ * `fn` (async) made to run one call at a time: a call while one runs is dropped, because what
+ * asked for it (a block arriving during a refresh) is covered by the next one.
+ */
+export function oneAtATime(fn) {
+  let running = false;
+  return async (...args) => {
+    if (running) return undefined;
+    running = true;
+    try {
+      return await fn(...args);
+    } finally {
+      running = false;
+    }
+  };
+}
