@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from ogpu_node import keys
 from ogpu_node.address import address_to_text
 from ogpu_node.errors import KeyFileError, SignatureError
 from ogpu_node.keys import PrivateKey, address_of, read_key_file, verify, write_key_file
@@ -213,3 +214,41 @@ def test_mismatched_key_files_are_refused(tmp_path: Path, changes: dict[str, str
     path = _write(tmp_path / "k.json", json.dumps({**_doc(), **changes}))
     with pytest.raises(KeyFileError, match="does not match"):
         read_key_file(path)
+
+
+def test_a_signature_verified_once_is_not_verified_again_but_changed_bytes_are(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    key = PrivateKey.from_seed(b"\x09" * 32)
+    payload = b"a transaction body"
+    signature = key.sign("chain", "tx", payload)
+    checked: list[bytes] = []
+    load = keys._load_public
+
+    def counting(public_key: bytes) -> object:
+        checked.append(public_key)
+        return load(public_key)
+
+    monkeypatch.setattr(keys, "_load_public", counting)
+    keys.verified_signatures.clear()
+    verify(key.public_key.raw, "chain", "tx", payload, signature)
+    verify(key.public_key.raw, "chain", "tx", payload, signature)  # admission, then the block
+    assert len(checked) == 1
+    other = PrivateKey.from_seed(b"\x0a" * 32)
+    for args in [(key.public_key.raw, "chain", "tx", payload + b"!", signature),  # body
+                 (key.public_key.raw, "other", "tx", payload, signature),  # chain
+                 (key.public_key.raw, "chain", "block", payload, signature),  # kind
+                 (other.public_key.raw, "chain", "tx", payload, signature),  # key
+                 (key.public_key.raw, "chain", "tx", payload, bytes(64))]:  # signature
+        for _ in range(2):  # a failure is never remembered
+            with pytest.raises(SignatureError):
+                verify(*args)
+    assert len(checked) == 11
+
+
+def test_the_memory_of_valid_signatures_is_bounded_oldest_first() -> None:
+    seen = keys.VerifiedSignatures(3)
+    for i in range(4):
+        seen.add(bytes([i]) * 32)
+    assert [bytes([i]) * 32 in seen for i in range(4)] == [False, True, True, True]
+    seen.clear()
+    assert bytes([3]) * 32 not in seen
