@@ -20,14 +20,11 @@ import click
 
 from ogpu_node.cli.common import emit, handle_errors
 from ogpu_node.cli.sending import (
-    DEV_OPTION,
-    FEE_OPTION,
     JSON_OPTION,
-    KEY_OPTION,
-    TIMEOUT_OPTION,
     parse_ogpu,
     report,
     send,
+    send_options,
     signer,
 )
 from ogpu_node.ledger.governance.bounds import BASE_UNITS, GOVERNABLE, MAX_CHANGES, Change
@@ -158,11 +155,7 @@ def gov_get(rpc: str, proposal_id: int, as_json: bool) -> None:
               help="Deposit in OGPU (default: the chain's minimum, gov_min_deposit). Refunded "
                    "when the vote reaches quorum, burned when it does not.")
 @click.option("--title", default="", help=f"A short title (at most {MAX_TITLE_LEN} characters).")
-@KEY_OPTION
-@DEV_OPTION
-@FEE_OPTION
-@TIMEOUT_OPTION
-@JSON_OPTION
+@send_options
 @click.pass_obj
 @handle_errors
 def gov_propose(rpc: str, changes: tuple[str, ...], deposit: str | None, title: str,
@@ -218,11 +211,7 @@ def _schedule(rpc: str, number: int) -> dict[str, Any]:
 @gov.command("vote")
 @click.argument("proposal_id", type=click.IntRange(1))
 @click.argument("option", type=click.Choice([o.name.lower() for o in VoteOption]))
-@KEY_OPTION
-@DEV_OPTION
-@FEE_OPTION
-@TIMEOUT_OPTION
-@JSON_OPTION
+@send_options
 @click.pass_obj
 @handle_errors
 def gov_vote(rpc: str, proposal_id: int, option: str, key_path: Path | None,

@@ -51,6 +51,7 @@ from ogpu_node.cli.sending import (
     parse_ogpu,
     report,
     send,
+    send_options,
     signer,
 )
 from ogpu_node.encoding import encode
@@ -647,11 +648,7 @@ def task_result(rpc: str, task_id: str, output: Path | None, onnx_path: Path | N
 
 @task.command("cancel")
 @click.argument("task_id")
-@KEY_OPTION
-@DEV_OPTION
-@FEE_OPTION
-@TIMEOUT_OPTION
-@JSON_OPTION
+@send_options
 @click.pass_obj
 @handle_errors
 def task_cancel(rpc: str, task_id: str, key_path: Path | None, dev_account: int | None,
@@ -737,11 +734,7 @@ def parse_device(text: str) -> Device:
 @click.option("--stake", default="0", show_default=True,
               help="OGPU to add to the provider bond (the first registration needs the "
                    "minimum).")
-@KEY_OPTION
-@DEV_OPTION
-@FEE_OPTION
-@TIMEOUT_OPTION
-@JSON_OPTION
+@send_options
 @click.pass_obj
 @handle_errors
 def provider_register(rpc: str, devices: tuple[str, ...], benchmark: int, floor: str,

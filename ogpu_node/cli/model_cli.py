@@ -20,13 +20,10 @@ from ogpu_node.cli.array_files import parse_model_id, tensors_text, write_file
 from ogpu_node.cli.common import emit, handle_errors, require_onnx
 from ogpu_node.cli.market_cli import opened_result, trained_net
 from ogpu_node.cli.sending import (
-    DEV_OPTION,
-    FEE_OPTION,
     JSON_OPTION,
-    KEY_OPTION,
-    TIMEOUT_OPTION,
     report,
     send,
+    send_options,
     signer,
 )
 from ogpu_node.ledger.market.payloads import RegisterModel
@@ -76,11 +73,7 @@ def inspected(data: bytes) -> ModelInfo:
                    "client) instead of FILE.")
 @click.option("-o", "--output", type=click.Path(path_type=Path, dir_okay=False), default=None,
               help="--from-task: also write the exported ONNX file here.")
-@KEY_OPTION
-@DEV_OPTION
-@FEE_OPTION
-@TIMEOUT_OPTION
-@JSON_OPTION
+@send_options
 @click.pass_obj
 @handle_errors
 def model_register(rpc: str, file: Path | None, name: str, task_id: str | None,

@@ -25,13 +25,12 @@ from ogpu_node.cli.array_files import (
 from ogpu_node.cli.common import emit, handle_errors, parse_id
 from ogpu_node.cli.sending import (
     DEV_OPTION,
-    FEE_OPTION,
     JSON_OPTION,
     KEY_OPTION,
-    TIMEOUT_OPTION,
     parse_ogpu,
     report,
     send,
+    send_options,
     signer,
 )
 from ogpu_node.keys import PrivateKey
@@ -94,11 +93,7 @@ def _finalized(receipt: TxReceipt, as_json: bool) -> bool:
               help="Seconds a request may wait for its answer.")
 @click.option("--ttl-s", type=click.IntRange(1), default=86_400, show_default=True,
               help="Seconds the pool stays open.")
-@KEY_OPTION
-@DEV_OPTION
-@FEE_OPTION
-@TIMEOUT_OPTION
-@JSON_OPTION
+@send_options
 @click.pass_obj
 @handle_errors
 def pool_open(rpc: str, model_ref: str, max_batch: int, price: str, budget: str, racers: int,
@@ -133,11 +128,7 @@ def pool_open(rpc: str, model_ref: str, max_batch: int, price: str, budget: str,
               help="Rows (a built-in model's pool; with --inputs it only checks them).")
 @click.option("--seed", type=click.IntRange(0), default=0, show_default=True,
               help="A built-in model's pool: the seed its inputs are generated from.")
-@KEY_OPTION
-@DEV_OPTION
-@FEE_OPTION
-@TIMEOUT_OPTION
-@JSON_OPTION
+@send_options
 @click.pass_obj
 @handle_errors
 def pool_request(rpc: str, pool_id: str, inputs: Path | None, batch: int | None, seed: int,
@@ -240,11 +231,7 @@ def pool_get(rpc: str, pool_id: str, as_json: bool) -> None:
 
 @pool.command("close")
 @click.argument("pool_id")
-@KEY_OPTION
-@DEV_OPTION
-@FEE_OPTION
-@TIMEOUT_OPTION
-@JSON_OPTION
+@send_options
 @click.pass_obj
 @handle_errors
 def pool_close(rpc: str, pool_id: str, key_path: Path | None, dev_account: int | None,
@@ -257,11 +244,7 @@ def pool_close(rpc: str, pool_id: str, key_path: Path | None, dev_account: int |
 @pool.command("top-up")
 @click.argument("pool_id")
 @click.option("--amount", required=True, help="OGPU to add to the pool's escrow.")
-@KEY_OPTION
-@DEV_OPTION
-@FEE_OPTION
-@TIMEOUT_OPTION
-@JSON_OPTION
+@send_options
 @click.pass_obj
 @handle_errors
 def pool_top_up(rpc: str, pool_id: str, amount: str, key_path: Path | None,

@@ -3,7 +3,7 @@ through the node and reporting the outcome."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,14 @@ FEE_OPTION = click.option("--fee", default=None,
                           help="Fee in OGPU (default: the chain's least fee now, its min_fee).")
 TIMEOUT_OPTION = click.option("--timeout", type=click.FloatRange(1, 120), default=30,
                               show_default=True, help="Seconds to wait for finality.")
+
+
+def send_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """The options of every command that signs and sends a transaction: --key, --dev-account,
+    --fee, --timeout and --json (in that order in its help)."""
+    for option in reversed((KEY_OPTION, DEV_OPTION, FEE_OPTION, TIMEOUT_OPTION, JSON_OPTION)):
+        command = option(command)
+    return command
 
 
 def parse_ogpu(text: str) -> Amount:
